@@ -1,0 +1,10 @@
+"""Every message that crosses a process or network boundary, defined once.
+
+Import a protocol module (``kv``, ``raft``, ``internal``, ``errors``, ``envelope``) for its
+classes; ``codec.encode``/``codec.decode`` turn them into bytes and back.
+"""
+
+from proto_schemas import envelope, errors, internal, kv, raft  # noqa: F401  (registers types)
+from proto_schemas.codec import DecodeError, decode, encode
+
+__all__ = ["DecodeError", "decode", "encode", "envelope", "errors", "internal", "kv", "raft"]

@@ -1,0 +1,254 @@
+"""One codec for every message that crosses a process or network boundary.
+
+Rules:
+- A message is a frozen, slotted, keyword-only dataclass registered with ``@message(type_id)``.
+  The id is part of the wire format: never reuse or renumber one.
+- On the wire a message is the CBOR tag ``MESSAGE_TAG`` around ``[type_id, field1, field2, ...]``
+  in declaration order. Nested messages are tagged the same way, so a field typed as a union of
+  messages (etcd's ``RequestOp``) needs no separate discriminator.
+- Decoding checks every field against its annotation. Anything else -- bytes that are not CBOR,
+  an unknown type id, a wrong arity, a wrong type, absurd nesting -- raises ``DecodeError``
+  (a definite error: the request never happened). Nothing is ever unpickled or eval'd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, Union
+
+import cbor2
+
+MESSAGE_TAG = 27001  # private-use CBOR tag for "etcdz message"
+MAX_DEPTH = 64  # nested txns and lists; deeper input is rejected, never recursed into blindly
+
+_T = TypeVar("_T")
+Checker = Callable[[Any, int], Any]
+
+
+class DecodeError(ValueError):
+    """Input that is not a well-formed etcdz message (the sender broke the protocol)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Spec:
+    cls: type
+    type_id: int
+    names: tuple[str, ...]
+    checkers: tuple[Checker, ...]
+    required: int  # fields without defaults
+
+
+_BY_ID: dict[int, _Spec] = {}
+_BY_CLS: dict[type, _Spec] = {}
+_PENDING: list[type] = []
+
+
+def message(type_id: int) -> Callable[[type[_T]], type[_T]]:
+    """Register a dataclass as a wire message with a permanent ``type_id``."""
+
+    def register(cls: type[_T]) -> type[_T]:
+        if type_id in _BY_ID or any(getattr(c, "_type_id", None) == type_id for c in _PENDING):
+            raise RuntimeError(f"message type id {type_id} registered twice")
+        cls._type_id = type_id  # type: ignore[attr-defined]
+        _PENDING.append(cls)
+        return cls
+
+    return register
+
+
+def _resolve() -> None:
+    """Build field checkers lazily: annotations may name classes defined later."""
+    while _PENDING:
+        cls = _PENDING.pop()
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        names = tuple(f.name for f in fields)
+        checkers = tuple(_checker_for(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields)
+        required = sum(
+            1
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        spec = _Spec(cls, cls._type_id, names, checkers, required)  # type: ignore[attr-defined]
+        _BY_ID[spec.type_id] = spec
+        _BY_CLS[cls] = spec
+
+
+def _checker_for(tp: Any, where: str) -> Checker:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return lambda v, d: v
+    if origin in (Union, types.UnionType):
+        options = [_checker_for(a, where) for a in typing.get_args(tp)]
+
+        def check_union(v: Any, d: int) -> Any:
+            for opt in options:
+                try:
+                    return opt(v, d)
+                except DecodeError:
+                    continue
+            raise DecodeError(f"{where}: value of type {type(v).__name__} not allowed")
+
+        return check_union
+    if tp is type(None):
+
+        def check_none(v: Any, d: int) -> Any:
+            if v is not None:
+                raise DecodeError(f"{where}: expected null")
+            return v
+
+        return check_none
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        item = _checker_for(item_tp, where)
+
+        def check_list(v: Any, d: int) -> Any:
+            if not isinstance(v, list | tuple):  # cbor2 decodes arrays inside tags as tuples
+                raise DecodeError(f"{where}: expected a list, got {type(v).__name__}")
+            return [item(x, d + 1) for x in v]
+
+        return check_list
+    if origin is tuple:
+        args = typing.get_args(tp)
+        parts = [_checker_for(a, where) for a in args]
+
+        def check_tuple(v: Any, d: int) -> Any:
+            if not isinstance(v, list | tuple) or len(v) != len(parts):
+                raise DecodeError(f"{where}: expected a {len(parts)}-tuple")
+            return tuple(p(x, d + 1) for p, x in zip(parts, v, strict=True))
+
+        return check_tuple
+    if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+
+        def check_enum(v: Any, d: int) -> Any:
+            if type(v) is not int:
+                raise DecodeError(f"{where}: expected an integer enum value")
+            try:
+                return tp(v)
+            except ValueError:
+                raise DecodeError(f"{where}: {v} is not a valid {tp.__name__}") from None
+
+        return check_enum
+    if tp is bool:
+
+        def check_bool(v: Any, d: int) -> Any:
+            if type(v) is not bool:
+                raise DecodeError(f"{where}: expected a bool, got {type(v).__name__}")
+            return v
+
+        return check_bool
+    if tp is int:
+
+        def check_int(v: Any, d: int) -> Any:
+            if type(v) is not int:
+                raise DecodeError(f"{where}: expected an int, got {type(v).__name__}")
+            if not -(2**63) <= v < 2**64:
+                raise DecodeError(f"{where}: integer out of 64-bit range")
+            return v
+
+        return check_int
+    if tp in (bytes, str, float):
+
+        def check_scalar(v: Any, d: int) -> Any:
+            if type(v) is not tp:
+                raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__}")
+            return v
+
+        return check_scalar
+    if dataclasses.is_dataclass(tp):
+
+        def check_message(v: Any, d: int) -> Any:
+            if type(v) is not tp:
+                raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__}")
+            return v
+
+        return check_message
+    raise TypeError(f"{where}: unsupported field type {tp!r}")
+
+
+def _default(encoder: cbor2.CBOREncoder, value: Any) -> None:
+    spec = _BY_CLS.get(type(value))
+    if spec is None:
+        _resolve()
+        spec = _BY_CLS.get(type(value))
+        if spec is None:
+            raise TypeError(f"{type(value).__name__} is not a registered message")
+    payload = [spec.type_id]
+    payload.extend(getattr(value, n) for n in spec.names)
+    encoder.encode(cbor2.CBORTag(MESSAGE_TAG, payload))
+
+
+def encode(msg: Any) -> bytes:
+    """Encode a registered message (or a plain CBOR value holding messages) to bytes."""
+    return cbor2.dumps(msg, default=_default)
+
+
+class _Decoder:
+    """Tag hook that rebuilds messages bottom-up, checking each against its schema."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> Any:
+        # cbor2 5 calls hook(decoder, tag); cbor2 6 calls hook(tag, immutable).
+        tag = next((a for a in args if isinstance(a, cbor2.CBORTag)), None)
+        if tag is None or tag.tag != MESSAGE_TAG:
+            raise DecodeError(f"unknown CBOR tag {tag.tag}")
+        body = tag.value
+        if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
+            raise DecodeError("malformed message: expected [type_id, fields...]")
+        spec = _BY_ID.get(body[0])
+        if spec is None:
+            raise DecodeError(f"unknown message type {body[0]}")
+        values = body[1:]
+        if not spec.required <= len(values) <= len(spec.names):
+            raise DecodeError(
+                f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}"
+            )
+        kwargs = {
+            name: check(v, 0)
+            for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
+        }
+        try:
+            return spec.cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+
+
+_HOOK = _Decoder()
+
+
+def decode(data: bytes, expect: type[_T] | tuple[type, ...] | None = None) -> _T:
+    """Decode bytes to a message; ``expect`` narrows which top-level types are acceptable."""
+    if not _BY_ID or _PENDING:
+        _resolve()
+    try:
+        value = cbor2.loads(
+            data, tag_hook=_HOOK, max_depth=MAX_DEPTH, strict_hashable_types=True
+        )
+    except DecodeError:
+        raise
+    except RecursionError:
+        raise DecodeError("message nested too deeply") from None
+    except Exception as exc:  # cbor2 raises several types for malformed input
+        cause = exc.__cause__
+        if isinstance(cause, DecodeError):
+            raise cause from None
+        raise DecodeError(f"malformed CBOR: {exc}") from None
+    if expect is not None and not isinstance(value, expect):
+        raise DecodeError(f"unexpected message type {type(value).__name__}")
+    return value  # type: ignore[no-any-return]
+
+
+def registered() -> dict[int, type]:
+    """Every registered message by type id (for the CDDL rendering and tests)."""
+    _resolve()
+    return {tid: spec.cls for tid, spec in sorted(_BY_ID.items())}
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    _resolve()
+    return _BY_CLS[cls].names

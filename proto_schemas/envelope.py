@@ -1,0 +1,40 @@
+"""The frame layout every etcdz socket uses, built and parsed only here.
+
+A message travels as ``[*routing_ids, header, body]``: ``header`` is a small CBOR
+``Header`` (protocol version, msg_id, in_reply_to), ``body`` an encoded message. Keeping the
+body in its own frame lets a hop that only forwards (the gateway relaying a backend's response)
+pass the bytes on without decoding and re-encoding them. Type id 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from proto_schemas.codec import DecodeError, decode, encode, message
+
+PROTOCOL_VERSION = 1
+
+
+@message(1)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    version: int = PROTOCOL_VERSION
+    msg_id: int = 0
+    in_reply_to: int = 0
+
+
+def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0) -> list[bytes]:
+    """Frames for one message; ``body`` may be a message or its already-encoded bytes."""
+    raw = body if isinstance(body, bytes) else encode(body)
+    return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to)), raw]
+
+
+def unpack_header(frames: list[bytes]) -> tuple[Header, bytes]:
+    """Split ``[header, body]`` (routing ids already removed) and check the header."""
+    if len(frames) != 2:
+        raise DecodeError(f"expected 2 frames (header, body), got {len(frames)}")
+    header = decode(frames[0], Header)
+    if header.version != PROTOCOL_VERSION:
+        raise DecodeError(f"unsupported protocol version {header.version}")
+    return header, frames[1]

@@ -1,0 +1,84 @@
+"""Error codes, etcd's texts, and whether each is definite.
+
+A *definite* error means the request did not happen and may be retried freely. An *indefinite*
+one (a timeout, a lost leader after proposing) means it may have happened: clients and the
+linearizability checker must treat the outcome as unknown. Type id 90.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from proto_schemas.codec import message
+
+
+class ErrorCode(enum.IntEnum):
+    # etcd's gRPC codes are kept as the number's meaning so SDK exceptions can mirror them.
+    BAD_REQUEST = 1
+    UNKNOWN_OP = 2
+    REQUEST_TOO_LARGE = 3
+    TOO_MANY_REQUESTS = 4
+    TIMEOUT = 5
+    COMPACTED = 6
+    FUTURE_REV = 7
+    TOO_MANY_OPS = 8
+    DUPLICATE_KEY = 9
+    EMPTY_KEY = 10
+    NO_LEADER = 11
+    LEADER_CHANGED = 12
+    STOPPING = 13
+    NO_SPACE = 14
+    LEASE_NOT_FOUND = 15
+    INTERNAL = 16
+    UNAVAILABLE = 17
+
+
+TEXTS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "etcdserver: bad request",
+    ErrorCode.UNKNOWN_OP: "etcdserver: unknown request type",
+    ErrorCode.REQUEST_TOO_LARGE: "etcdserver: request is too large",
+    ErrorCode.TOO_MANY_REQUESTS: "etcdserver: too many requests",
+    ErrorCode.TIMEOUT: "etcdserver: request timed out",
+    ErrorCode.COMPACTED: "etcdserver: mvcc: required revision has been compacted",
+    ErrorCode.FUTURE_REV: "etcdserver: mvcc: required revision is a future revision",
+    ErrorCode.TOO_MANY_OPS: "etcdserver: too many operations in txn request",
+    ErrorCode.DUPLICATE_KEY: "etcdserver: duplicate key given in txn request",
+    ErrorCode.EMPTY_KEY: "etcdserver: key is not provided",
+    ErrorCode.NO_LEADER: "etcdserver: no leader",
+    ErrorCode.LEADER_CHANGED: "etcdserver: leader changed",
+    ErrorCode.STOPPING: "etcdserver: server stopped",
+    ErrorCode.NO_SPACE: "etcdserver: mvcc: database space exceeded",
+    ErrorCode.LEASE_NOT_FOUND: "etcdserver: requested lease not found",
+    ErrorCode.INTERNAL: "etcdserver: internal error",
+    ErrorCode.UNAVAILABLE: "etcdserver: unavailable",
+}
+
+INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})
+
+
+@message(90)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorResponse:
+    code: ErrorCode
+    message: str
+    definite: bool = True
+
+
+class EtcdzError(Exception):
+    """A request failed with one of etcd's errors; raised inside cores, turned into replies."""
+
+    def __init__(self, code: ErrorCode, detail: str = "") -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(TEXTS[code] + (f" ({detail})" if detail else ""))
+
+    def to_response(self) -> ErrorResponse:
+        return error_response(self.code, self.detail)
+
+
+def error_response(code: ErrorCode, detail: str = "") -> ErrorResponse:
+    text = TEXTS[code]
+    if detail and code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.INTERNAL):
+        text = f"{text}: {detail}"
+    return ErrorResponse(code=code, message=text, definite=code not in INDEFINITE)

@@ -1,0 +1,170 @@
+"""Messages between the actors of one node (never seen by clients). Type ids 300-399.
+
+The pipeline of a write: gateway ``Propose`` -> raft core ``Persist`` -> WAL writer
+``Persisted`` -> raft core ``Apply`` -> apply worker ``ApplyBatch`` -> MVCC backend
+``ApplyDone`` -> apply worker ``Results`` -> gateway. Entry payloads are ``InternalRequest``
+bytes, encoded once by the gateway and decoded once by the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto_schemas.codec import message
+from proto_schemas.errors import ErrorCode
+from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
+from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
+
+_msg = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@message(300)
+@_msg
+class InternalRequest:
+    """The payload of a normal raft entry: a client write and the id its result is routed by."""
+
+    request_id: int
+    request: PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest
+
+
+@message(301)
+@_msg
+class Propose:
+    data: list[bytes]
+
+
+@message(302)
+@_msg
+class ProposeFailed:
+    request_ids: list[int]
+    code: ErrorCode
+
+
+@message(303)
+@_msg
+class ReadIndexRequest:
+    read_id: int
+
+
+@message(304)
+@_msg
+class ReadIndexResponse:
+    read_id: int
+    index: int = 0
+    code: ErrorCode | None = None
+
+
+@message(305)
+@_msg
+class RaftStatus:
+    member_id: int
+    cluster_id: int
+    term: int
+    leader: int
+    commit: int
+    applied: int
+
+
+@message(306)
+@_msg
+class Persist:
+    """Entries and hard state to make durable, and messages to release once they are."""
+
+    entries: list[Entry] = field(default_factory=list)
+    hard_state: HardState | None = None
+    messages: list[RaftMessage] = field(default_factory=list)
+
+
+@message(307)
+@_msg
+class Persisted:
+    last_index: int
+    last_term: int
+    messages: list[RaftMessage] = field(default_factory=list)
+
+
+@message(308)
+@_msg
+class WalLoad:
+    pass
+
+
+@message(309)
+@_msg
+class WalState:
+    member_id: int
+    cluster_id: int
+    hard_state: HardState
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+
+
+@message(310)
+@_msg
+class Apply:
+    entries: list[Entry]
+
+
+@message(311)
+@_msg
+class ApplyBatch:
+    entries: list[Entry]
+
+
+@message(312)
+@_msg
+class ApplyResult:
+    request_id: int
+    body: bytes
+
+
+@message(313)
+@_msg
+class ApplyDone:
+    applied_index: int
+    revision: int
+    results: list[ApplyResult] = field(default_factory=list)
+
+
+@message(314)
+@_msg
+class Results:
+    applied_index: int
+    results: list[ApplyResult] = field(default_factory=list)
+
+
+@message(315)
+@_msg
+class Applied:
+    index: int
+
+
+@message(316)
+@_msg
+class ReadRequest:
+    read_id: int
+    body: bytes
+    raft_term: int = 0
+
+
+@message(317)
+@_msg
+class ReadResult:
+    read_id: int
+    body: bytes
+
+
+@message(318)
+@_msg
+class BackendStateRequest:
+    pass
+
+
+@message(319)
+@_msg
+class BackendState:
+    consistent_index: int
+    revision: int
+    compact_revision: int
+    db_size: int
+    db_size_in_use: int
