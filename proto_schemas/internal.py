@@ -30,7 +30,11 @@ class InternalRequest:
 @message(301)
 @_msg
 class Propose:
+    """Client writes for the raft core; ``request_ids[i]`` is the id inside ``data[i]``, kept
+    beside the opaque payload so a failed proposal can be answered without decoding it."""
+
     data: list[bytes]
+    request_ids: list[int]
 
 
 @message(302)
@@ -157,12 +161,16 @@ class ReadResult:
 @message(318)
 @_msg
 class BackendStateRequest:
-    pass
+    """Asked by the apply worker at start (``reply_to="apply"``) and by the gateway for status."""
+
+    read_id: int = 0
+    reply_to: str = "gateway"
 
 
 @message(319)
 @_msg
 class BackendState:
+    read_id: int
     consistent_index: int
     revision: int
     compact_revision: int

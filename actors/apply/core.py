@@ -1,0 +1,68 @@
+"""Committed entries in, ordered apply batches out, results back to the proposers.
+
+Rules:
+- Entries are applied strictly in log order, each exactly once: an entry at or below the
+  backend's consistent index (learned from the backend before the first batch) is skipped,
+  so a replay after a crash applies nothing twice.
+- One batch is in flight at a time; whatever commits meanwhile forms the next batch (up to
+  ``max_batch`` entries), so under load one LevelDB write batch carries many requests.
+- Results go to the gateway (which drops ids it did not mint) together with the applied index;
+  the raft core hears the applied index too (for the committed - applied gap and snapshots).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from proto_schemas.internal import Applied, ApplyBatch, ApplyDone, BackendState, Results
+from proto_schemas.raft import Entry
+
+
+@dataclass(slots=True)
+class ApplyOutbox:
+    to_mvcc: list[Any] = field(default_factory=list)
+    to_gateway: list[Any] = field(default_factory=list)
+    to_raft: list[Any] = field(default_factory=list)
+
+
+class ApplyCore:
+    def __init__(self, max_batch: int = 1024) -> None:
+        self.max_batch = max_batch
+        self.applied: int | None = None  # unknown until the backend reports it
+        self._queue: deque[Entry] = deque()
+        self._last_queued = 0
+        self._in_flight = False
+
+    def on_backend_state(self, state: BackendState) -> None:
+        if self.applied is None:
+            self.applied = state.consistent_index
+            self._last_queued = max(self._last_queued, state.consistent_index)
+            while self._queue and self._queue[0].index <= self.applied:
+                self._queue.popleft()
+
+    def on_committed(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.index <= self._last_queued:
+                continue  # replayed by a restarted raft core, or already applied
+            if entry.index != self._last_queued + 1 and self._last_queued:
+                raise RuntimeError(
+                    f"committed entries out of order: {entry.index} after {self._last_queued}"
+                )
+            self._queue.append(entry)
+            self._last_queued = entry.index
+
+    def on_apply_done(self, done: ApplyDone, out: ApplyOutbox) -> None:
+        self._in_flight = False
+        self.applied = max(self.applied or 0, done.applied_index)
+        out.to_gateway.append(Results(applied_index=done.applied_index, results=done.results))
+        out.to_raft.append(Applied(index=done.applied_index))
+
+    def next_batch(self, out: ApplyOutbox) -> None:
+        if self._in_flight or self.applied is None or not self._queue:
+            return
+        n = min(self.max_batch, len(self._queue))
+        batch = [self._queue.popleft() for _ in range(n)]
+        out.to_mvcc.append(ApplyBatch(entries=batch))
+        self._in_flight = True

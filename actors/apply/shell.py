@@ -1,0 +1,48 @@
+"""The apply worker's shell: one inbox (raft core's ``Apply``, backend's ``ApplyDone`` and
+``BackendState``), outboxes to the backend, the gateway and the raft core."""
+
+from __future__ import annotations
+
+import structlog
+
+from actors.apply.core import ApplyCore, ApplyOutbox
+from actors.runtime.config import NodeConfig
+from actors.runtime.loop import Loop, send
+from proto_schemas.internal import Apply, ApplyDone, BackendState, BackendStateRequest
+
+
+def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
+    loop = Loop(log)
+    core = ApplyCore()
+    inbox = loop.inbox(config.inbox("apply"))
+    to_mvcc = loop.outbox(config.inbox("mvcc"))
+    to_gateway = loop.outbox(config.inbox("gateway"))
+    to_raft = loop.outbox(config.inbox("raft"))
+    out = ApplyOutbox()
+    send(to_mvcc, BackendStateRequest(reply_to="apply"))
+
+    def handle(msgs: list[object]) -> None:
+        for msg in msgs:
+            if isinstance(msg, Apply):
+                core.on_committed(msg.entries)
+            elif isinstance(msg, ApplyDone):
+                core.on_apply_done(msg, out)
+            elif isinstance(msg, BackendState):
+                core.on_backend_state(msg)
+                log.info("backend state", consistent_index=msg.consistent_index, revision=msg.revision)
+
+    def flush() -> None:
+        core.next_batch(out)
+        for msg in out.to_mvcc:
+            send(to_mvcc, msg)
+        for msg in out.to_gateway:
+            send(to_gateway, msg)
+        for msg in out.to_raft:
+            send(to_raft, msg)
+        out.to_mvcc.clear()
+        out.to_gateway.clear()
+        out.to_raft.clear()
+
+    loop.on_messages(inbox, handle)
+    loop.after_batch(flush)
+    return loop

@@ -1,0 +1,1 @@
+"""The gateway actor: the node's client endpoint."""

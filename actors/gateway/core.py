@@ -1,0 +1,325 @@
+"""The gateway's logic, without sockets or a clock: decode, preflight, route, answer.
+
+Rules (etcd's v3 server, preflight order as etcd's):
+- A body larger than ``max_request_bytes`` is refused before it is decoded
+  (``etcdserver: request is too large``). Anything that does not decode to a known request
+  gets a typed, definite error; the gateway never raises on client input.
+- Writes (Put, DeleteRange, Txn with writes, Compaction) are refused with
+  ``etcdserver: too many requests`` when committed - applied exceeds the gap limit; otherwise
+  wrapped once in an ``InternalRequest`` and proposed. The raft core and WAL never look inside.
+- While no leader is known, writes and linearizable reads wait (up to the request timeout, then
+  ``etcdserver: no leader``): a node that just started answers after its first election
+  instead of failing the first requests.
+- Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
+  ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
+  backend. Serializable reads go straight to the backend.
+- Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
+  with no answer after ``request_timeout_s`` gets ``etcdserver: request timed out``
+  (indefinite for writes: it may yet be applied).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.mvcc.txn import validate_txn
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.envelope import Header, unpack_header
+from proto_schemas.errors import ErrorCode, EtcdzError, error_response
+from proto_schemas.internal import (
+    BackendState,
+    BackendStateRequest,
+    InternalRequest,
+    ProposeFailed,
+    Propose,
+    RaftStatus,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    ReadRequest,
+    ReadResult,
+    Results,
+)
+from proto_schemas.kv import (
+    CompactionRequest,
+    DeleteRangeRequest,
+    HashKVRequest,
+    PutRequest,
+    RangeRequest,
+    RangeStreamRequest,
+    ResponseHeader,
+    StatusRequest,
+    StatusResponse,
+    TxnRequest,
+)
+
+VERSION = "3.5.0"  # the etcd API version etcdz speaks
+CLIENT_REQUESTS = (
+    RangeRequest,
+    PutRequest,
+    DeleteRangeRequest,
+    TxnRequest,
+    CompactionRequest,
+    RangeStreamRequest,
+    StatusRequest,
+    HashKVRequest,
+)
+
+
+@dataclass(slots=True)
+class _Pending:
+    route: bytes
+    msg_id: int
+    deadline: float
+    write: bool
+    body: bytes = b""  # the client's encoded request (reads: forwarded to the backend as is)
+    request: Any = None
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What one batch produced; the shell sends each list once."""
+
+    to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, reply-to, body
+    to_raft: list[Any] = field(default_factory=list)
+    to_mvcc: list[Any] = field(default_factory=list)
+
+
+class GatewayCore:
+    def __init__(
+        self,
+        *,
+        member_id: int,
+        cluster_id: int,
+        max_request_bytes: int,
+        max_txn_ops: int,
+        request_timeout_s: float,
+        max_gap: int,
+        boot_nonce: int,
+    ) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.max_request_bytes = max_request_bytes
+        self.max_txn_ops = max_txn_ops
+        self.request_timeout_s = request_timeout_s
+        self.max_gap = max_gap
+        # Request ids must not collide with ids minted before a restart (old entries replay
+        # through apply and their results reach the new gateway) nor by other members.
+        self._ids = itertools.count(((boot_nonce & 0xFFFFFFFF) << 32) + 1)
+        self.raft: RaftStatus | None = None
+        self.applied = 0
+        self._pending: dict[int, _Pending] = {}
+        self._held: list[int] = []  # writes / linearizable reads waiting for a leader
+        self._need_index: list[int] = []  # linearizable reads waiting for a ReadIndex round
+        self._index_rounds: dict[int, list[int]] = {}
+        self._wait_applied: list[tuple[int, int]] = []  # heap of (read index, request id)
+        self._deadlines: list[tuple[float, int]] = []
+        self._status_waiters: dict[int, int] = {}
+        self.out = Outbox()
+        self._propose_data: list[bytes] = []
+        self._propose_ids: list[int] = []
+
+    # -- client side ---------------------------------------------------------------------
+    def client_message(self, route: bytes, frames: list[bytes], now: float) -> None:
+        try:
+            header, body = unpack_header(frames)
+        except DecodeError as exc:
+            self._reply_error(route, 0, ErrorCode.BAD_REQUEST, str(exc))
+            return
+        if len(body) > self.max_request_bytes:
+            self._reply_error(route, header.msg_id, ErrorCode.REQUEST_TOO_LARGE)
+            return
+        try:
+            request = decode(body)
+        except DecodeError as exc:
+            self._reply_error(route, header.msg_id, ErrorCode.BAD_REQUEST, str(exc))
+            return
+        if not isinstance(request, CLIENT_REQUESTS):
+            self._reply_error(
+                route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__
+            )
+            return
+        try:
+            self._dispatch(route, header, body, request, now)
+        except EtcdzError as exc:
+            self._reply(route, header.msg_id, exc.to_response())
+
+    def _dispatch(self, route: bytes, header: Header, body: bytes, request: Any, now: float) -> None:
+        _validate(request, self.max_txn_ops)
+        rid = next(self._ids)
+        write = _is_write(request)
+        pending = _Pending(route, header.msg_id, now + self.request_timeout_s, write, body, request)
+        if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
+            raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
+        self._pending[rid] = pending
+        heapq.heappush(self._deadlines, (pending.deadline, rid))
+        if isinstance(request, StatusRequest):
+            self._status_waiters[rid] = rid
+            self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
+        elif write or _is_linearizable(request):
+            if self.raft is None or self.raft.leader == 0:
+                self._held.append(rid)
+            else:
+                self._route(rid)
+        else:
+            self._read(rid)
+
+    def _route(self, rid: int) -> None:
+        pending = self._pending[rid]
+        if pending.write:
+            self._propose_data.append(encode(InternalRequest(request_id=rid, request=pending.request)))
+            self._propose_ids.append(rid)
+        else:
+            self._need_index.append(rid)
+
+    def _read(self, rid: int) -> None:
+        pending = self._pending[rid]
+        term = self.raft.term if self.raft else 0
+        self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
+
+    # -- node side -----------------------------------------------------------------------
+    def internal(self, msg: Any, now: float) -> None:
+        if isinstance(msg, Results):
+            self.applied = max(self.applied, msg.applied_index)
+            for result in msg.results:
+                self._answer(result.request_id, result.body)
+            self._release_reads()
+        elif isinstance(msg, ReadResult):
+            self._answer(msg.read_id, msg.body)
+        elif isinstance(msg, ReadIndexResponse):
+            rids = self._index_rounds.pop(msg.read_id, [])
+            if msg.code is not None:
+                for rid in rids:
+                    self._fail(rid, msg.code)
+                return
+            for rid in rids:
+                heapq.heappush(self._wait_applied, (msg.index, rid))
+            self._release_reads()
+        elif isinstance(msg, RaftStatus):
+            self.raft = msg
+            self.applied = max(self.applied, msg.applied)
+            if msg.leader and self._held:
+                held, self._held = self._held, []
+                for rid in held:
+                    if rid in self._pending:
+                        self._route(rid)
+            self._release_reads()
+        elif isinstance(msg, ProposeFailed):
+            for rid in msg.request_ids:
+                self._fail(rid, msg.code)
+        elif isinstance(msg, BackendState):
+            self._answer_status(msg)
+
+    def _release_reads(self) -> None:
+        while self._wait_applied and self._wait_applied[0][0] <= self.applied:
+            _, rid = heapq.heappop(self._wait_applied)
+            if rid in self._pending:
+                self._read(rid)
+
+    def _answer_status(self, state: BackendState) -> None:
+        pending = self._pending.pop(state.read_id, None)
+        self._status_waiters.pop(state.read_id, None)
+        if pending is None:
+            return
+        raft = self.raft
+        self._reply(
+            pending.route,
+            pending.msg_id,
+            StatusResponse(
+                header=self.header(state.revision),
+                version=VERSION,
+                db_size=state.db_size,
+                leader=raft.leader if raft else 0,
+                raft_index=raft.commit if raft else 0,
+                raft_term=raft.term if raft else 0,
+                raft_applied_index=max(self.applied, state.consistent_index),
+                db_size_in_use=state.db_size_in_use,
+            ),
+        )
+
+    def header(self, revision: int) -> ResponseHeader:
+        return ResponseHeader(
+            cluster_id=self.cluster_id,
+            member_id=self.member_id,
+            revision=revision,
+            raft_term=self.raft.term if self.raft else 0,
+        )
+
+    # -- time ----------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, rid = heapq.heappop(self._deadlines)
+            pending = self._pending.get(rid)
+            if pending is None:
+                continue
+            leaderless = self.raft is None or self.raft.leader == 0
+            held = rid in self._held
+            self._fail(rid, ErrorCode.NO_LEADER if held and leaderless else ErrorCode.TIMEOUT)
+        if self._held:
+            self._held = [rid for rid in self._held if rid in self._pending]
+
+    def take_outbox(self) -> Outbox:
+        if self._propose_data:
+            self.out.to_raft.append(Propose(data=self._propose_data, request_ids=self._propose_ids))
+            self._propose_data, self._propose_ids = [], []
+        if self._need_index:
+            round_id = next(self._ids)
+            self._index_rounds[round_id] = self._need_index
+            self._need_index = []
+            self.out.to_raft.append(ReadIndexRequest(read_id=round_id))
+        out, self.out = self.out, Outbox()
+        return out
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- replies -------------------------------------------------------------------------
+    def _answer(self, rid: int, body: bytes) -> None:
+        pending = self._pending.pop(rid, None)
+        if pending is not None:
+            self.out.to_client.append((pending.route, pending.msg_id, body))
+
+    def _fail(self, rid: int, code: ErrorCode) -> None:
+        pending = self._pending.pop(rid, None)
+        if pending is None:
+            return
+        response = error_response(code)
+        if not pending.write:  # a read that timed out changed nothing
+            response = dataclasses.replace(response, definite=True)
+        self.out.to_client.append((pending.route, pending.msg_id, response))
+
+    def _reply(self, route: bytes, msg_id: int, body: Any) -> None:
+        self.out.to_client.append((route, msg_id, body))
+
+    def _reply_error(self, route: bytes, msg_id: int, code: ErrorCode, detail: str = "") -> None:
+        self._reply(route, msg_id, error_response(code, detail))
+
+
+def _is_write(request: Any) -> bool:
+    # Every txn goes through raft, read-only ones included: one ordered path keeps a txn's
+    # compares and reads atomic with respect to every write, at the cost of a log entry.
+    return isinstance(request, PutRequest | DeleteRangeRequest | CompactionRequest | TxnRequest)
+
+
+def _is_linearizable(request: Any) -> bool:
+    if isinstance(request, RangeRequest):
+        return not request.serializable
+    if isinstance(request, RangeStreamRequest):
+        return not request.range.serializable
+    return False
+
+
+def _validate(request: Any, max_txn_ops: int) -> None:
+    if isinstance(request, RangeRequest | PutRequest | DeleteRangeRequest) and not request.key:
+        raise EtcdzError(ErrorCode.EMPTY_KEY)
+    if isinstance(request, RangeStreamRequest):
+        if not request.range.key:
+            raise EtcdzError(ErrorCode.EMPTY_KEY)
+        if request.chunk_bytes <= 0:
+            raise EtcdzError(ErrorCode.BAD_REQUEST, "chunk_bytes must be positive")
+    if isinstance(request, TxnRequest):
+        validate_txn(request, max_txn_ops)

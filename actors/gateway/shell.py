@@ -1,0 +1,76 @@
+"""The gateway's ZeroMQ shell: a ROUTER for clients, an inbox for node replies.
+
+The client ROUTER is bound on every ``--listen-client-urls`` address. ``ROUTER_MANDATORY`` makes
+a reply to a vanished client an error we can drop, not a silent block; ``MAXMSGSIZE`` makes
+ZeroMQ itself refuse frames far beyond the request limit, so a hostile client cannot make the
+gateway buffer gigabytes (below that guard, an oversize request gets etcd's typed error).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import structlog
+import zmq
+
+from actors.gateway.core import GatewayCore
+from actors.runtime.config import NodeConfig
+from actors.runtime.loop import Loop, send
+from proto_schemas.envelope import pack
+
+CLIENT_HWM = 10_000
+
+
+def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
+    loop = Loop(log)
+    core = GatewayCore(
+        member_id=config.member_id,
+        cluster_id=config.cluster_id,
+        max_request_bytes=config.max_request_bytes,
+        max_txn_ops=config.max_txn_ops,
+        request_timeout_s=config.request_timeout_ms / 1000,
+        max_gap=config.max_gap_committed_applied,
+        boot_nonce=int.from_bytes(os.urandom(4), "big"),
+    )
+    clients = loop.ctx.socket(zmq.ROUTER)
+    clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    clients.setsockopt(zmq.SNDHWM, CLIENT_HWM)
+    clients.setsockopt(zmq.RCVHWM, CLIENT_HWM)
+    clients.setsockopt(zmq.MAXMSGSIZE, 4 * config.max_request_bytes + 65536)
+    clients.setsockopt(zmq.LINGER, 0)
+    for url in config.listen_client_urls:
+        clients.bind(url)
+    inbox = loop.inbox(config.inbox("gateway"))
+    to_raft = loop.outbox(config.inbox("raft"))
+    to_mvcc = loop.outbox(config.inbox("mvcc"))
+
+    def from_clients(batch: list[list[bytes]]) -> None:
+        now = time.monotonic()
+        for frames in batch:
+            if len(frames) < 2:
+                continue  # no routing id: cannot even answer
+            core.client_message(frames[0], frames[1:], now)
+
+    def from_node(msgs: list[object]) -> None:
+        now = time.monotonic()
+        for msg in msgs:
+            core.internal(msg, now)
+
+    def flush() -> None:
+        out = core.take_outbox()
+        for msg in out.to_raft:
+            send(to_raft, msg)
+        for msg in out.to_mvcc:
+            send(to_mvcc, msg)
+        for route, reply_to, body in out.to_client:
+            try:
+                clients.send_multipart([route, *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
+                log.debug("reply dropped", error=str(exc))
+
+    loop.on_frames(clients, from_clients)
+    loop.on_messages(inbox, from_node)
+    loop.every(0.05, lambda: core.tick(time.monotonic()))
+    loop.after_batch(flush)
+    return loop

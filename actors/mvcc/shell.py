@@ -1,0 +1,124 @@
+"""The MVCC backend's shell: the sole owner of the LevelDB database.
+
+One inbox carries apply batches (from the apply worker) and reads (from the gateway); they are
+handled in arrival order, which is what makes a linearizable read correct: the gateway sends a
+read only after it saw the apply result that covers its read index, so the batch is already
+in the database when the read arrives.
+"""
+
+from __future__ import annotations
+
+import os
+
+import plyvel
+import structlog
+
+from actors.mvcc.store import MvccStore
+from actors.runtime.config import NodeConfig
+from actors.runtime.loop import Loop, send
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.errors import ErrorCode, EtcdzError, error_response
+from proto_schemas.internal import (
+    ApplyBatch,
+    ApplyDone,
+    BackendState,
+    BackendStateRequest,
+    InternalRequest,
+    ReadRequest,
+    ReadResult,
+)
+from proto_schemas.kv import HashKVRequest, HashKVResponse, RangeRequest, RangeStreamRequest
+from proto_schemas.raft import EntryType
+
+DB_SIZE_REFRESH_S = 1.0
+
+
+def db_size(path: str) -> int:
+    total = 0
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_file():
+                total += entry.stat().st_size
+    return total
+
+
+def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
+    loop = Loop(log)
+    os.makedirs(config.db_dir, mode=0o700, exist_ok=True)
+    db = plyvel.DB(config.db_dir, create_if_missing=True)
+    store = MvccStore(db, cluster_id=config.cluster_id, member_id=config.member_id)
+    log.info(
+        "backend opened",
+        consistent_index=store.consistent_index,
+        revision=store.current_revision,
+        compact_revision=store.compact_revision,
+    )
+    inbox = loop.inbox(config.inbox("mvcc"))
+    outs = {
+        "apply": loop.outbox(config.inbox("apply")),
+        "gateway": loop.outbox(config.inbox("gateway")),
+    }
+    size = [db_size(config.db_dir)]
+
+    def refresh_size() -> None:
+        size[0] = db_size(config.db_dir)
+
+    def apply(batch: ApplyBatch) -> None:
+        requests: list[tuple[int, int, InternalRequest]] = []
+        for entry in batch.entries:
+            if entry.type != EntryType.NORMAL or not entry.data:
+                continue
+            try:
+                requests.append((entry.index, entry.term, decode(entry.data, InternalRequest)))
+            except DecodeError as exc:  # the gateway validated it; a bad entry is a bug
+                log.error("undecodable entry skipped", index=entry.index, error=str(exc))
+        last = batch.entries[-1].index
+        results = store.apply(requests, last_index=last)
+        send(
+            outs["apply"],
+            ApplyDone(
+                applied_index=store.consistent_index,
+                revision=store.current_revision,
+                results=[r for r in results],
+            ),
+        )
+
+    def read(req: ReadRequest) -> None:
+        try:
+            request = decode(req.body)
+            if isinstance(request, RangeRequest):
+                response = store.range(request, req.raft_term)
+            elif isinstance(request, RangeStreamRequest):
+                response = store.range_stream(request, req.raft_term)
+            elif isinstance(request, HashKVRequest):
+                response = store.hash_kv_response(request, req.raft_term)
+            else:
+                raise EtcdzError(ErrorCode.UNKNOWN_OP, type(request).__name__)
+            body = encode(response)
+        except EtcdzError as exc:
+            body = encode(exc.to_response())
+        except DecodeError as exc:
+            body = encode(error_response(ErrorCode.BAD_REQUEST, str(exc)))
+        send(outs["gateway"], ReadResult(read_id=req.read_id, body=body))
+
+    def state(req: BackendStateRequest) -> None:
+        target = outs.get(req.reply_to)
+        if target is None:
+            log.error("state request from unknown actor", reply_to=req.reply_to)
+            return
+        send(target, store.state(read_id=req.read_id, db_size=size[0]))
+
+    def handle(msgs: list[object]) -> None:
+        for msg in msgs:
+            if isinstance(msg, ApplyBatch):
+                apply(msg)
+            elif isinstance(msg, ReadRequest):
+                read(msg)
+            elif isinstance(msg, BackendStateRequest):
+                state(msg)
+
+    loop.on_messages(inbox, handle)
+    loop.every(DB_SIZE_REFRESH_S, refresh_size)
+    loop.after_batch(lambda: None)
+    _ = (HashKVResponse, BackendState)
+    return loop

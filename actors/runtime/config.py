@@ -1,0 +1,101 @@
+"""The configuration of one node, as the supervisor resolved it from flags and environment.
+
+The supervisor writes it once per start as JSON into the node's run directory; every actor reads
+the same file, so all actors of a node agree on identities, limits and socket addresses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+ACTORS = ("wal", "raft", "mvcc", "apply", "gateway")
+IPC_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux; keep a margin
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    name: str
+    data_dir: str
+    member_id: int
+    cluster_id: int
+    listen_client_urls: list[str]
+    advertise_client_urls: list[str]
+    listen_peer_urls: list[str] = field(default_factory=list)
+    initial_advertise_peer_urls: list[str] = field(default_factory=list)
+    initial_cluster: dict[str, list[str]] = field(default_factory=dict)  # name -> peer urls
+    peers: dict[int, str] = field(default_factory=dict)  # member id -> name
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    quota_backend_bytes: int = 2 * 1024**3
+    max_request_bytes: int = 1536 * 1024
+    max_txn_ops: int = 128
+    snapshot_count: int = 100_000
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    request_timeout_ms: int = 7000
+    max_gap_committed_applied: int = 5000
+    wal_segment_bytes: int = 64 * 1024**2
+    log_format: str = "json"
+    log_level: str = "info"
+    socket_dir: str = ""
+
+    @property
+    def wal_dir(self) -> str:
+        return os.path.join(self.data_dir, "member", "wal")
+
+    @property
+    def db_dir(self) -> str:
+        return os.path.join(self.data_dir, "member", "db")
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.data_dir, "run")
+
+    @property
+    def election_tick(self) -> int:
+        return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)
+
+    def inbox(self, actor: str) -> str:
+        """The ipc:// address an actor's inbox binds and the others connect to."""
+        return f"ipc://{os.path.join(self.socket_dir, actor)}.sock"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeConfig:
+        raw = json.loads(text)
+        raw["peers"] = {int(k): v for k, v in raw.get("peers", {}).items()}
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: str) -> NodeConfig:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
+
+
+def socket_dir_for(data_dir: str) -> str:
+    """A private directory for the node's ipc sockets: inside the data dir when the path fits
+    in a unix socket address, else a per-data-dir directory under the system temp dir."""
+    inside = os.path.join(os.path.abspath(data_dir), "run", "sock")
+    if len(inside) + len("/gateway.sock") <= IPC_PATH_LIMIT:
+        return inside
+    digest = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"etcdz-{digest}")
+
+
+def member_id_for(name: str, peer_urls: list[str], token: str) -> int:
+    """A member id derived as etcd does: from its peer URLs and the cluster token (not random,
+    so every member computes the same ids for the initial cluster)."""
+    h = hashlib.sha1(("".join(sorted(peer_urls)) + token).encode()).digest()
+    return int.from_bytes(h[:8], "big") or 1
+
+
+def cluster_id_for(member_ids: list[int]) -> int:
+    h = hashlib.sha1(b"".join(m.to_bytes(8, "big") for m in sorted(member_ids))).digest()
+    return int.from_bytes(h[:8], "big") or 1

@@ -1,0 +1,158 @@
+"""The one shell loop every actor runs: poll, drain, handle as a batch, fire timers, flush.
+
+Why this shape (DESIGN.md, "batch at every hop"): an actor never handles one message and goes
+back to sleep. It drains everything already waiting on a socket (up to ``DRAIN_CAP``), hands the
+whole batch to its core, and sends what the core produced once per iteration in ``flush``.
+Under load batches grow by themselves; idle, the loop sleeps in ``poll`` until the next timer.
+
+Internal sockets are PULL inboxes (bound, one per actor) and PUSH outboxes (connected): every
+hop inside a node is a one-way pipeline and replies travel to the asker's inbox. A send that
+cannot complete within ``SEND_TIMEOUT_MS`` means the receiving actor is gone; the sender
+raises, exits, and the supervisor restarts the node from disk (crash-only).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import zmq
+
+from proto_schemas.codec import DecodeError, decode
+from proto_schemas.envelope import pack, unpack_header
+
+DRAIN_CAP = 4096
+SEND_TIMEOUT_MS = 10_000
+INTERNAL_HWM = 200_000
+LINGER_MS = 200
+
+
+class Loop:
+    """A poller with batch handlers and monotonic timers; stops cleanly on SIGTERM/SIGINT."""
+
+    def __init__(self, log: structlog.BoundLogger) -> None:
+        self.log = log
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self._handlers: dict[zmq.Socket[bytes], Callable[[list[list[bytes]]], None]] = {}
+        self._timers: list[tuple[float, int, float, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._flushers: list[Callable[[], None]] = []
+        self.stopping = False
+
+    # -- sockets -------------------------------------------------------------------------
+    def inbox(self, address: str) -> zmq.Socket[bytes]:
+        sock = self.ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, INTERNAL_HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(address)
+        return sock
+
+    def outbox(self, address: str) -> zmq.Socket[bytes]:
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, INTERNAL_HWM)
+        sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        sock.setsockopt(zmq.IMMEDIATE, 0)
+        sock.connect(address)
+        return sock
+
+    def on_frames(self, sock: zmq.Socket[bytes], handler: Callable[[list[list[bytes]]], None]) -> None:
+        """Call ``handler`` with every multipart message drained from ``sock``."""
+        self._handlers[sock] = handler
+        self.poller.register(sock, zmq.POLLIN)
+
+    def on_messages(self, sock: zmq.Socket[bytes], handler: Callable[[list[Any]], None]) -> None:
+        """Like ``on_frames`` for internal inboxes: bodies decoded; a malformed one is logged
+        and dropped (it came from a peer actor, so it is a bug, not client input)."""
+
+        def decode_all(batch: list[list[bytes]]) -> None:
+            msgs = []
+            for frames in batch:
+                try:
+                    _, body = unpack_header(frames)
+                    msgs.append(decode(body))
+                except DecodeError as exc:
+                    self.log.error("dropped malformed internal message", error=str(exc))
+            if msgs:
+                handler(msgs)
+
+        self.on_frames(sock, decode_all)
+
+    def after_batch(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after every iteration (the place to take ``ready()`` and send once)."""
+        self._flushers.append(fn)
+
+    # -- timers --------------------------------------------------------------------------
+    def every(self, interval_s: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + interval_s, next(self._seq), interval_s, fn))
+
+    # -- running -------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        try:
+            while not self.stopping:
+                self.run_once()
+        finally:
+            self.ctx.destroy(linger=LINGER_MS)
+
+    def run_once(self) -> None:
+        timeout_ms = 100.0
+        if self._timers:
+            timeout_ms = max(0.0, min(timeout_ms, (self._timers[0][0] - time.monotonic()) * 1000))
+        try:
+            ready = dict(self.poller.poll(timeout_ms))
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EINTR:  # a signal arrived
+                return
+            raise
+        for sock in ready:
+            batch: list[list[bytes]] = []
+            while len(batch) < DRAIN_CAP:
+                try:
+                    batch.append(sock.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+            if batch:
+                self._handlers[sock](batch)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            due, _, interval, fn = heapq.heappop(self._timers)
+            # Skip missed periods rather than firing a burst after a stall.
+            next_due = due + interval if due + interval > now else now + interval
+            heapq.heappush(self._timers, (next_due, next(self._seq), interval, fn))
+            fn()
+        for fn in self._flushers:
+            fn()
+
+
+def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0) -> None:
+    """Send one message (a registered message or its encoded bytes) on an internal socket."""
+    sock.send_multipart(pack(body, msg_id=msg_id, in_reply_to=in_reply_to))
+
+
+def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) -> None:
+    """Entry point shared by every ``python -m actors.<name> --config PATH``."""
+    import argparse
+
+    from actors.runtime.config import NodeConfig
+    from actors.runtime.logs import configure
+
+    parser = argparse.ArgumentParser(prog=f"etcdz-{actor}")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    config = NodeConfig.load(args.config)
+    log = configure(config.name, actor, config.log_format, config.log_level)
+    loop = build(config, log)
+    log.info("actor started")
+    loop.run()
+    log.info("actor stopped")

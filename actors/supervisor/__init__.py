@@ -1,0 +1,1 @@
+"""The node supervisor: the ``etcdz`` command."""

@@ -1,0 +1,27 @@
+"""``etcdz``: run one member. ``etcdz --help`` lists etcd's flags."""
+
+from __future__ import annotations
+
+import sys
+
+from actors.runtime.logs import configure
+from actors.supervisor.flags import resolve
+from actors.supervisor.node import DataDirLocked, NodeSupervisor
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = resolve(argv)
+    except ValueError as exc:
+        sys.stderr.write(f"etcdz: {exc}\n")
+        return 2
+    log = configure(config.name, "supervisor", config.log_format, config.log_level)
+    try:
+        return NodeSupervisor(config, log).run()
+    except DataDirLocked as exc:
+        log.error("cannot start", error=str(exc))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""etcd's command-line flags, resolved into a NodeConfig.
+
+Every flag can also come from the environment as ``ETCDZ_`` + the flag name in upper snake case
+(``--initial-cluster`` -> ``ETCDZ_INITIAL_CLUSTER``), as etcd reads ``ETCD_*``; a flag on the
+command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+
+from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
+
+# flag -> (type, default, help). Defaults are etcd's.
+FLAGS: dict[str, tuple[type, object, str]] = {
+    "name": (str, "default", "human-readable name for this member"),
+    "data-dir": (str, "", "path to the data directory (default: ${name}.etcdz)"),
+    "listen-client-urls": (str, "tcp://127.0.0.1:2379", "URLs to listen on for client traffic"),
+    "advertise-client-urls": (str, "", "client URLs advertised to the cluster"),
+    "listen-peer-urls": (str, "tcp://127.0.0.1:2380", "URLs to listen on for peer traffic"),
+    "initial-advertise-peer-urls": (str, "", "peer URLs advertised to the cluster"),
+    "initial-cluster": (str, "", "initial cluster configuration: name=url,name=url"),
+    "initial-cluster-state": (str, "new", "new or existing"),
+    "initial-cluster-token": (str, "etcd-cluster", "initial cluster token"),
+    "quota-backend-bytes": (int, 2 * 1024**3, "raise an alarm when the backend exceeds this size"),
+    "max-request-bytes": (int, 1536 * 1024, "maximum client request size in bytes"),
+    "snapshot-count": (int, 100_000, "committed transactions that trigger a snapshot"),
+    "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
+    "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
+    "log-format": (str, "json", "json or console"),
+    "log-level": (str, "info", "debug, info, warn, error"),
+}
+
+
+def env_name(flag: str) -> str:
+    return "ETCDZ_" + flag.upper().replace("-", "_")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="etcdz", description="Run one etcdz member (its actors as separate processes)."
+    )
+    for flag, (_, default, help_text) in FLAGS.items():
+        p.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r}; env {env_name(flag)})")
+    return p
+
+
+def _urls(value: str) -> list[str]:
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("tcp://", "ipc://")):
+            raise ValueError(f"URL must be tcp://host:port, got {url!r}")
+    return urls
+
+
+def parse_initial_cluster(value: str) -> dict[str, list[str]]:
+    cluster: dict[str, list[str]] = {}
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, url = part.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--initial-cluster entry must be name=url, got {part!r}")
+        cluster.setdefault(name, []).extend(_urls(url))
+    return cluster
+
+
+def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Flags + environment -> the node's config (raises ValueError with a clear message)."""
+    environ = os.environ if environ is None else environ
+    args = vars(parser().parse_args(argv))
+    values: dict[str, object] = {}
+    for flag, (kind, default, _) in FLAGS.items():
+        raw = args[flag.replace("-", "_")]
+        if raw is None:
+            raw = environ.get(env_name(flag))
+        if raw is None:
+            values[flag] = default
+        else:
+            try:
+                values[flag] = kind(raw)
+            except ValueError:
+                raise ValueError(f"--{flag}: expected {kind.__name__}, got {raw!r}") from None
+    name = str(values["name"])
+    data_dir = str(values["data-dir"]) or f"{name}.etcdz"
+    listen_client = _urls(str(values["listen-client-urls"]))
+    advertise_client = _urls(str(values["advertise-client-urls"])) or listen_client
+    listen_peer = _urls(str(values["listen-peer-urls"]))
+    advertise_peer = _urls(str(values["initial-advertise-peer-urls"])) or listen_peer
+    token = str(values["initial-cluster-token"])
+    cluster = parse_initial_cluster(str(values["initial-cluster"])) or {name: advertise_peer}
+    if name not in cluster:
+        raise ValueError(f"--initial-cluster has no entry for this member's --name {name!r}")
+    if sorted(cluster[name]) != sorted(advertise_peer):
+        raise ValueError(
+            f"--initial-cluster URLs for {name!r} ({','.join(cluster[name])}) do not match "
+            f"--initial-advertise-peer-urls ({','.join(advertise_peer)})"
+        )
+    peers = {member_id_for(n, urls, token): n for n, urls in cluster.items()}
+    state = str(values["initial-cluster-state"])
+    if state not in ("new", "existing"):
+        raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
+    heartbeat = int(values["heartbeat-interval"])  # type: ignore[call-overload]
+    election = int(values["election-timeout"])  # type: ignore[call-overload]
+    if heartbeat <= 0 or election < 5 * heartbeat:
+        raise ValueError("--election-timeout must be at least 5 times --heartbeat-interval")
+    return NodeConfig(
+        name=name,
+        data_dir=os.path.abspath(data_dir),
+        member_id=member_id_for(name, advertise_peer, token),
+        cluster_id=cluster_id_for(list(peers)),
+        listen_client_urls=listen_client,
+        advertise_client_urls=advertise_client,
+        listen_peer_urls=listen_peer,
+        initial_advertise_peer_urls=advertise_peer,
+        initial_cluster=cluster,
+        peers=peers,
+        initial_cluster_state=state,
+        initial_cluster_token=token,
+        quota_backend_bytes=int(values["quota-backend-bytes"]),  # type: ignore[call-overload]
+        max_request_bytes=int(values["max-request-bytes"]),  # type: ignore[call-overload]
+        snapshot_count=int(values["snapshot-count"]),  # type: ignore[call-overload]
+        heartbeat_interval_ms=heartbeat,
+        election_timeout_ms=election,
+        log_format=str(values["log-format"]),
+        log_level=str(values["log-level"]),
+        socket_dir=socket_dir_for(data_dir),
+    )

@@ -1,0 +1,130 @@
+"""Starts the actors of one node as OS processes and keeps them running.
+
+Crash-only: when any actor dies, every actor of the node is stopped (SIGTERM, then SIGKILL after
+a grace period) and all are started again from disk. A partial restart would need each actor to
+resynchronise with its neighbours' in-memory state; a whole-node restart only needs the WAL and
+the backend, which are exactly what recovery is built and tested on. Restarts that keep failing
+back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that did not last
+``STABLE_AFTER_S``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import structlog
+
+from actors.runtime.config import ACTORS, NodeConfig
+
+STOP_GRACE_S = 3.0
+STABLE_AFTER_S = 10.0
+MAX_QUICK_FAILURES = 8
+WATCHED_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+class DataDirLocked(RuntimeError):
+    pass
+
+
+class NodeSupervisor:
+    def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
+        self.config = config
+        self.log = log
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.config_path = os.path.join(config.run_dir, "config.json")
+        self._lock_fd = -1
+
+    def prepare(self) -> None:
+        for path in (self.config.data_dir, os.path.dirname(self.config.wal_dir), self.config.run_dir,
+                     self.config.socket_dir):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.config.data_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataDirLocked(f"data dir {self.config.data_dir} is in use by another etcdz") from None
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.config.to_json())
+        os.replace(tmp, self.config_path)
+
+    def start_actors(self) -> None:
+        for actor in ACTORS:
+            self.procs[actor] = subprocess.Popen(
+                [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path],
+                stdin=subprocess.DEVNULL,
+            )
+        self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
+
+    def stop_actors(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for actor, proc in self.procs.items():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log.warning("actor did not stop, killing", actor=actor, pid=proc.pid)
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def dead_actor(self) -> tuple[str, int] | None:
+        for actor, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                return actor, code
+        return None
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED_SIGNALS)
+        self.prepare()
+        self.log.info(
+            "starting member",
+            member_id=f"{self.config.member_id:x}",
+            cluster_id=f"{self.config.cluster_id:x}",
+            client_urls=self.config.advertise_client_urls,
+            data_dir=self.config.data_dir,
+        )
+        quick_failures = 0
+        try:
+            while True:
+                started = time.monotonic()
+                self.start_actors()
+                stop = self._wait_for_event()
+                if stop:
+                    self.log.info("stopping member")
+                    return 0
+                actor, code = self.dead_actor() or ("?", -1)
+                lived = time.monotonic() - started
+                quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0
+                self.log.warning("actor died, restarting node from disk", actor=actor, exit_code=code,
+                                 lived_s=round(lived, 2), quick_failures=quick_failures)
+                self.stop_actors()
+                if quick_failures >= MAX_QUICK_FAILURES:
+                    self.log.error("actors keep failing at start, giving up", actor=actor)
+                    return 1
+                if quick_failures > 1:
+                    self._sleep_or_stop(min(5.0, 0.2 * 2 ** (quick_failures - 2)))
+        finally:
+            self.stop_actors()
+
+    def _wait_for_event(self) -> bool:
+        """Block until an actor dies (False) or we are asked to stop (True)."""
+        while True:
+            if self.dead_actor() is not None:
+                return False
+            info = signal.sigtimedwait(WATCHED_SIGNALS, 1.0)
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                return True
+
+    def _sleep_or_stop(self, seconds: float) -> None:
+        info = signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, seconds)
+        if info is not None:
+            raise SystemExit(0)

@@ -1,0 +1,68 @@
+"""The WAL writer's shell: replay on start, then group commit.
+
+Every ``Persist`` drained in one loop iteration is appended and made durable by a single
+fsync; what arrives while that fsync runs waits in the socket and forms the next batch. Only
+then is ``Persisted`` sent, carrying the raft messages that had to wait for durability
+(a follower's append response, a vote) — so nothing is acknowledged before it is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from actors.runtime.config import NodeConfig
+from actors.runtime.loop import Loop, send
+from actors.wal.core import WalWriterCore
+from actors.wal.files import Wal
+from proto_schemas.internal import Persist, WalLoad, WalState
+
+
+def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
+    loop = Loop(log)
+    started = time.monotonic()
+    wal, contents = Wal.open(
+        config.wal_dir,
+        member_id=config.member_id,
+        cluster_id=config.cluster_id,
+        segment_bytes=config.wal_segment_bytes,
+        logger=log,
+    )
+    log.info(
+        "wal replayed",
+        entries=len(contents.entries),
+        hard_state=str(contents.hard_state),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    core = WalWriterCore()
+    inbox = loop.inbox(config.inbox("wal"))
+    to_raft = loop.outbox(config.inbox("raft"))
+
+    def handle(msgs: list[object]) -> None:
+        for msg in msgs:
+            if isinstance(msg, Persist):
+                core.add(msg)
+            elif isinstance(msg, WalLoad):
+                send(
+                    to_raft,
+                    WalState(
+                        member_id=contents.member_id,
+                        cluster_id=contents.cluster_id,
+                        hard_state=contents.hard_state,
+                        entries=contents.entries,
+                        snapshot=None,
+                    ),
+                )
+
+    def flush() -> None:
+        batch = core.take_batch()
+        if batch is None:
+            return
+        wal.append(batch.entries, batch.hard_state)
+        wal.sync()
+        send(to_raft, core.persisted(batch))
+
+    loop.on_messages(inbox, handle)
+    loop.after_batch(flush)
+    return loop

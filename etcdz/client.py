@@ -1,0 +1,229 @@
+"""The etcdz client: one DEALER socket to one member at a time, failover across endpoints.
+
+Each call sends ``[header, body]`` with a fresh ``msg_id`` and waits for the reply whose
+``in_reply_to`` matches (late replies to abandoned calls are discarded). Failover rules:
+- a *definite* failure that another member may not have (no leader, unavailable, stopping) or
+  no reply at all, for a read: try the next endpoint, within the call's deadline;
+- no reply to a *write*: raise ``RequestTimedOut(definite=False)`` — it may have been applied,
+  so the SDK never retries it behind the caller's back.
+A client is safe to share between threads (calls are serialised by a lock).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+from etcdz import ops
+from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.kv import (
+    CompactionRequest,
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    HashKVRequest,
+    HashKVResponse,
+    KeyValue,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    RangeStreamRequest,
+    RangeStreamResponse,
+    StatusRequest,
+    StatusResponse,
+    TxnRequest,
+    TxnResponse,
+)
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
+RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
+WRITES = (PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest)
+
+
+class Client:
+    """A connection to an etcdz cluster.
+
+    >>> with Client(["tcp://127.0.0.1:2379"]) as c:
+    ...     c.put("greeting", "hello")
+    ...     c.get("greeting").kvs[0].value
+    """
+
+    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, timeout: float = 7.0) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.timeout = timeout
+        self._ctx = zmq.Context()
+        self._sock: zmq.Socket[bytes] | None = None
+        self._current = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._current]
+
+    def _socket(self) -> zmq.Socket[bytes]:
+        if self._sock is None:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            sock.connect(self.endpoint)
+            self._sock = sock
+        return self._sock
+
+    def _next_endpoint(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        self._current = (self._current + 1) % len(self.endpoints)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(linger=0)
+                self._sock = None
+            self._ctx.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the one call path -----------------------------------------------------------------
+    def call(self, request: Any, timeout: float | None = None) -> Any:
+        """Send any etcdz request message and return its response message (or raise)."""
+        body = encode(request)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        write = isinstance(request, WRITES)
+        with self._lock:
+            tried = 0
+            while True:
+                tried += 1
+                response = self._exchange(body, deadline)
+                if response is None:  # nothing came back from this endpoint
+                    self._next_endpoint()
+                    if write:
+                        raise RequestTimedOut(definite=False)
+                    if tried >= len(self.endpoints) or time.monotonic() >= deadline:
+                        raise Unavailable(f"no reply from {', '.join(self.endpoints)}") if tried > 1 else RequestTimedOut()
+                    continue
+                if isinstance(response, ErrorResponse):
+                    if response.code in RETRY_ELSEWHERE and tried < len(self.endpoints) and time.monotonic() < deadline:
+                        self._next_endpoint()
+                        continue
+                    raise from_response(response)
+                return response
+
+    def _exchange(self, body: bytes, deadline: float) -> Any | None:
+        sock = self._socket()
+        msg_id = next(self._ids)
+        sock.send_multipart(pack(body, msg_id=msg_id))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(remaining * 1000):
+                return None
+            frames = sock.recv_multipart()
+            try:
+                header, reply = unpack_header(frames)
+                if header.in_reply_to != msg_id:
+                    continue  # a late reply to an abandoned call
+                return decode(reply)
+            except DecodeError as exc:
+                raise EtcdzError(f"malformed reply from {self.endpoint}: {exc}") from None
+
+    # -- KV ----------------------------------------------------------------------------------
+    def get(self, key: ops.Bytes, **options: Any) -> RangeResponse:
+        """Range over ``key`` (``prefix=``, ``from_key=``, ``range_end=``, ``limit=``,
+        ``revision=``, ``sort_order=``, ``sort_target=``, ``serializable=``, ``keys_only=``,
+        ``count_only=``, min/max mod/create revision): etcd's Range."""
+        return self.call(ops.get(key, **options))  # type: ignore[no-any-return]
+
+    def put(self, key: ops.Bytes, value: ops.Bytes, **options: Any) -> PutResponse:
+        """etcd's Put (``lease=``, ``prev_kv=``, ``ignore_value=``, ``ignore_lease=``)."""
+        return self.call(ops.put(key, value, **options))  # type: ignore[no-any-return]
+
+    def delete(self, key: ops.Bytes, **options: Any) -> DeleteRangeResponse:
+        """etcd's DeleteRange (``prefix=``, ``from_key=``, ``range_end=``, ``prev_kv=``)."""
+        return self.call(ops.delete(key, **options))  # type: ignore[no-any-return]
+
+    def txn(self, compare: list[Any] | None = None, success: list[Any] | None = None,
+            failure: list[Any] | None = None) -> TxnResponse:
+        """etcd's Txn; see also ``transaction()`` for the fluent builder."""
+        return self.call(ops.txn(compare, success, failure))  # type: ignore[no-any-return]
+
+    def transaction(self) -> Txn:
+        """``client.transaction().when(Value("k") == "v").then(ops.put("k", "w")).commit()``."""
+        return Txn(self)
+
+    def compact(self, revision: int, physical: bool = False) -> CompactionResponse:
+        return self.call(CompactionRequest(revision=revision, physical=physical))  # type: ignore[no-any-return]
+
+    def status(self) -> StatusResponse:
+        return self.call(StatusRequest())  # type: ignore[no-any-return]
+
+    def hash_kv(self, revision: int = 0) -> HashKVResponse:
+        return self.call(HashKVRequest(revision=revision))  # type: ignore[no-any-return]
+
+    def get_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[KeyValue]:
+        """Every kv of a range, fetched in chunks of about ``chunk_bytes`` at one revision, so
+        neither side ever builds the whole range as one message."""
+        for chunk in self.range_stream(key, chunk_bytes=chunk_bytes, **options):
+            yield from chunk.kvs
+
+    def range_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[RangeStreamResponse]:
+        request = ops.get(key, **options)
+        resume = b""
+        while True:
+            chunk: RangeStreamResponse = self.call(
+                RangeStreamRequest(range=request, chunk_bytes=chunk_bytes, resume_key=resume)
+            )
+            yield chunk
+            if not chunk.resume_key:
+                return
+            resume = chunk.resume_key
+            if request.revision == 0:  # pin every later chunk to the first chunk's revision
+                request = _with_revision(request, chunk.header.revision)
+
+
+def _with_revision(request: RangeRequest, revision: int) -> RangeRequest:
+    import dataclasses
+
+    return dataclasses.replace(request, revision=revision)
+
+
+class Txn:
+    """Fluent builder: ``when(*compares).then(*ops).otherwise(*ops).commit()``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._compare: list[Any] = []
+        self._success: list[Any] = []
+        self._failure: list[Any] = []
+
+    def when(self, *compares: Any) -> Txn:
+        self._compare.extend(compares)
+        return self
+
+    def then(self, *requests: Any) -> Txn:
+        self._success.extend(requests)
+        return self
+
+    def otherwise(self, *requests: Any) -> Txn:
+        self._failure.extend(requests)
+        return self
+
+    def commit(self) -> TxnResponse:
+        return self._client.txn(self._compare, self._success, self._failure)

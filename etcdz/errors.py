@@ -1,0 +1,97 @@
+"""Exceptions raised by the SDK, one per etcd error, named after it.
+
+``EtcdzError.definite`` tells whether the request certainly did not happen (retry freely) or
+may have happened (a write that timed out: read before you retry).
+"""
+
+from __future__ import annotations
+
+from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse
+
+
+class EtcdzError(Exception):
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str = "", *, definite: bool = True) -> None:
+        self.message = message or TEXTS[self.code]
+        self.definite = definite
+        super().__init__(self.message)
+
+
+class BadRequest(EtcdzError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class UnknownOperation(EtcdzError):
+    code = ErrorCode.UNKNOWN_OP
+
+
+class RequestTooLarge(EtcdzError):
+    code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class TooManyRequests(EtcdzError):
+    code = ErrorCode.TOO_MANY_REQUESTS
+
+
+class RequestTimedOut(EtcdzError):
+    code = ErrorCode.TIMEOUT
+
+
+class Compacted(EtcdzError):
+    code = ErrorCode.COMPACTED
+
+
+class FutureRevision(EtcdzError):
+    code = ErrorCode.FUTURE_REV
+
+
+class TooManyOperations(EtcdzError):
+    code = ErrorCode.TOO_MANY_OPS
+
+
+class DuplicateKey(EtcdzError):
+    code = ErrorCode.DUPLICATE_KEY
+
+
+class EmptyKey(EtcdzError):
+    code = ErrorCode.EMPTY_KEY
+
+
+class NoLeader(EtcdzError):
+    code = ErrorCode.NO_LEADER
+
+
+class LeaderChanged(EtcdzError):
+    code = ErrorCode.LEADER_CHANGED
+
+
+class Stopping(EtcdzError):
+    code = ErrorCode.STOPPING
+
+
+class NoSpace(EtcdzError):
+    code = ErrorCode.NO_SPACE
+
+
+class LeaseNotFound(EtcdzError):
+    code = ErrorCode.LEASE_NOT_FOUND
+
+
+class InternalError(EtcdzError):
+    code = ErrorCode.INTERNAL
+
+
+class Unavailable(EtcdzError):
+    """No endpoint answered (all down, or unreachable)."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+BY_CODE: dict[ErrorCode, type[EtcdzError]] = {
+    cls.code: cls for cls in EtcdzError.__subclasses__()  # type: ignore[misc]
+}
+
+
+def from_response(response: ErrorResponse) -> EtcdzError:
+    return BY_CODE.get(response.code, InternalError)(response.message, definite=response.definite)

@@ -1,0 +1,33 @@
+"""Shared fixtures: real etcdz members on 127.0.0.1 with free ports, stopped by pid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tools.cluster import LocalCluster
+
+
+@pytest.fixture
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One fresh single-member node for a test."""
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("node")), 1)
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=30)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One node shared by the tests of a module that only read and write their own keys."""
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("shared")), 1)
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=30)
+        yield cluster
+    finally:
+        cluster.stop()

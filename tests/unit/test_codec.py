@@ -1,0 +1,113 @@
+"""The codec: round trips, and every kind of bad input becomes a DecodeError."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proto_schemas import codec, envelope
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.kv import (
+    Compare,
+    CompareTarget,
+    KeyValue,
+    PutRequest,
+    RangeRequest,
+    RangeResponse,
+    ResponseHeader,
+    SortOrder,
+    TxnRequest,
+)
+
+
+def test_round_trip_nested_txn() -> None:
+    txn = TxnRequest(
+        compare=[Compare(key=b"a", target=CompareTarget.VERSION, version=3)],
+        success=[PutRequest(key=b"a", value=b"1"), TxnRequest(success=[RangeRequest(key=b"b")])],
+        failure=[RangeRequest(key=b"a", sort_order=SortOrder.DESCEND)],
+    )
+    back = decode(encode(txn))
+    assert back == txn
+    assert isinstance(back.success[1].success[0], RangeRequest)
+    assert back.failure[0].sort_order is SortOrder.DESCEND
+
+
+def test_defaults_may_be_omitted_on_the_wire() -> None:
+    raw = cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k"]))
+    assert decode(raw) == PutRequest(key=b"k")
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (b"\xff\x00", "malformed CBOR"),
+        (b"", "malformed CBOR"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [99999, b"k"])), "unknown message type"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, "k"])), "expected bytes"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104])), "expected 6 fields"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"v", 1, 1])), "expected a bool"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [102, b"k", b"", 0, 0, 9])), "not a valid"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"", 2**70])), "out of 64-bit"),
+        (cbor2.dumps(cbor2.CBORTag(123, [1])), "unknown CBOR tag"),
+        (b"\x81" * 5000 + b"\x00", "nesting depth"),
+    ],
+)
+def test_bad_input_is_a_decode_error(raw: bytes, fragment: str) -> None:
+    with pytest.raises(DecodeError, match=fragment):
+        decode(raw)
+
+
+def test_expect_narrows_the_type() -> None:
+    with pytest.raises(DecodeError, match="unexpected message type"):
+        decode(encode(PutRequest(key=b"k")), RangeRequest)
+
+
+def test_envelope_frames() -> None:
+    frames = envelope.pack(PutRequest(key=b"k"), msg_id=7, in_reply_to=3)
+    header, body = envelope.unpack_header(frames)
+    assert (header.msg_id, header.in_reply_to) == (7, 3)
+    assert decode(body) == PutRequest(key=b"k")
+    with pytest.raises(DecodeError):
+        envelope.unpack_header(frames[:1])
+    with pytest.raises(DecodeError, match="protocol version"):
+        envelope.unpack_header([encode(envelope.Header(version=99)), body])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_escape_as_other_exceptions(raw: bytes) -> None:
+    try:
+        decode(raw)
+    except DecodeError:
+        pass
+
+
+cbor_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.binary(max_size=8) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.builds(lambda tid, rest: cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *rest]),
+                st.sampled_from(sorted(codec.registered())), st.lists(children, max_size=6)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cbor_values)
+def test_valid_cbor_of_wrong_shapes_is_rejected_or_well_typed(value: object) -> None:
+    try:
+        msg = decode(cbor2.dumps(value))
+    except DecodeError:
+        return
+    # Whatever decoded is either plain data or a message whose fields re-encode identically.
+    assert decode(encode(msg)) == msg
+
+
+def test_response_with_many_kvs_round_trips() -> None:
+    resp = RangeResponse(
+        header=ResponseHeader(revision=9),
+        kvs=[KeyValue(key=b"k%d" % i, value=b"v" * 10, mod_revision=i) for i in range(50)],
+        count=50,
+    )
+    assert decode(encode(resp)) == resp

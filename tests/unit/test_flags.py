@@ -1,0 +1,53 @@
+"""The etcdz command's flags: etcd's names, env fallbacks, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.supervisor.flags import FLAGS, env_name, resolve
+
+
+def test_defaults_are_etcds() -> None:
+    cfg = resolve([], environ={})
+    assert cfg.name == "default"
+    assert cfg.listen_client_urls == ["tcp://127.0.0.1:2379"]
+    assert cfg.quota_backend_bytes == 2 * 1024**3
+    assert cfg.max_request_bytes == 1536 * 1024
+    assert (cfg.heartbeat_interval_ms, cfg.election_timeout_ms) == (100, 1000)
+    assert cfg.election_tick == 10
+    assert cfg.peers == {cfg.member_id: "default"}
+
+
+def test_environment_is_read_and_flags_win() -> None:
+    env = {"ETCDZ_NAME": "envname", "ETCDZ_INITIAL_CLUSTER": "a=tcp://127.0.0.1:1,envname=tcp://127.0.0.1:2",
+           "ETCDZ_LISTEN_PEER_URLS": "tcp://127.0.0.1:2", "ETCDZ_SNAPSHOT_COUNT": "77"}
+    cfg = resolve([], environ=env)
+    assert cfg.name == "envname" and cfg.snapshot_count == 77 and len(cfg.peers) == 2
+    assert resolve(["--snapshot-count", "5"], environ=env).snapshot_count == 5
+
+
+def test_every_member_computes_the_same_ids() -> None:
+    cluster = "a=tcp://127.0.0.1:1,b=tcp://127.0.0.1:2"
+    a = resolve(["--name", "a", "--listen-peer-urls", "tcp://127.0.0.1:1", "--initial-cluster", cluster], environ={})
+    b = resolve(["--name", "b", "--listen-peer-urls", "tcp://127.0.0.1:2", "--initial-cluster", cluster], environ={})
+    assert a.cluster_id == b.cluster_id and a.peers == b.peers and a.member_id != b.member_id
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--initial-cluster", "other=tcp://127.0.0.1:9"], "no entry for this member"),
+        (["--listen-client-urls", "http://127.0.0.1:1"], "tcp://host:port"),
+        (["--snapshot-count", "many"], "expected int"),
+        (["--election-timeout", "200"], "at least 5 times"),
+        (["--initial-cluster-state", "maybe"], "new' or 'existing"),
+    ],
+)
+def test_bad_flags_say_what_is_wrong(argv: list[str], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        resolve(argv, environ={})
+
+
+def test_env_names() -> None:
+    assert env_name("initial-cluster") == "ETCDZ_INITIAL_CLUSTER"
+    assert all(env_name(f).startswith("ETCDZ_") for f in FLAGS)

@@ -1,0 +1,209 @@
+"""The gateway core driven without sockets: preflight, routing, ReadIndex, timeouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actors.gateway.core import GatewayCore
+from proto_schemas.codec import decode, encode
+from proto_schemas.envelope import Header, pack
+from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.internal import (
+    ApplyResult,
+    BackendState,
+    BackendStateRequest,
+    InternalRequest,
+    Propose,
+    ProposeFailed,
+    RaftStatus,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    ReadRequest,
+    ReadResult,
+    Results,
+)
+from proto_schemas.kv import (
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    ResponseHeader,
+    StatusRequest,
+    StatusResponse,
+    TxnRequest,
+)
+
+LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
+
+
+def make(**overrides: Any) -> GatewayCore:
+    options = dict(member_id=1, cluster_id=2, max_request_bytes=1024, max_txn_ops=4,
+                   request_timeout_s=7.0, max_gap=5000, boot_nonce=5)
+    options.update(overrides)
+    return GatewayCore(**options)  # type: ignore[arg-type]
+
+
+def ask(core: GatewayCore, request: Any, msg_id: int = 1, now: float = 0.0, route: bytes = b"c") -> None:
+    core.client_message(route, pack(request, msg_id=msg_id), now)
+
+
+def replies(core: GatewayCore) -> list[tuple[bytes, int, Any]]:
+    out = core.take_outbox()
+    return [(r, m, decode(b) if isinstance(b, bytes) else b) for r, m, b in out.to_client]
+
+
+def error_code(reply: tuple[bytes, int, Any]) -> ErrorCode:
+    assert isinstance(reply[2], ErrorResponse), reply
+    return reply[2].code
+
+
+def test_a_write_is_proposed_once_and_answered_with_the_backend_bytes() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, PutRequest(key=b"k", value=b"v"), msg_id=7)
+    ask(core, PutRequest(key=b"k2", value=b"v"), msg_id=8)
+    out = core.take_outbox()
+    (propose,) = out.to_raft  # both writes of the batch in one Propose
+    assert isinstance(propose, Propose) and len(propose.data) == 2
+    first = decode(propose.data[0], InternalRequest)
+    assert first.request == PutRequest(key=b"k", value=b"v")
+    assert first.request_id == propose.request_ids[0]
+    body = encode(PutResponse(header=ResponseHeader(revision=2)))
+    core.internal(Results(applied_index=11, results=[ApplyResult(request_id=first.request_id, body=body)]), 1)
+    out = core.take_outbox()
+    assert out.to_client == [(b"c", 7, body)]  # forwarded as is, not re-encoded
+
+
+def test_writes_wait_for_a_leader_then_fail_with_no_leader() -> None:
+    core = make(request_timeout_s=2.0)
+    ask(core, PutRequest(key=b"k"), now=0.0)
+    assert core.take_outbox().to_raft == []
+    core.tick(2.5)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.NO_LEADER
+
+
+def test_held_writes_are_proposed_when_a_leader_appears() -> None:
+    core = make()
+    ask(core, PutRequest(key=b"k"))
+    core.take_outbox()
+    core.internal(LEADER, 0.5)
+    (propose,) = core.take_outbox().to_raft
+    assert isinstance(propose, Propose)
+
+
+def test_linearizable_reads_share_one_read_index_round_and_wait_for_apply() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, RangeRequest(key=b"a"), msg_id=1)
+    ask(core, RangeRequest(key=b"b"), msg_id=2)
+    out = core.take_outbox()
+    (round_,) = out.to_raft
+    assert isinstance(round_, ReadIndexRequest)
+    assert out.to_mvcc == []
+    core.internal(ReadIndexResponse(read_id=round_.read_id, index=12), 0)
+    assert core.take_outbox().to_mvcc == []  # applied is 10 < 12
+    core.internal(Results(applied_index=12), 0)
+    reads = core.take_outbox().to_mvcc
+    assert [decode(r.body) for r in reads] == [RangeRequest(key=b"a"), RangeRequest(key=b"b")]
+    body = encode(RangeResponse(header=ResponseHeader(revision=4)))
+    core.internal(ReadResult(read_id=reads[1].read_id, body=body), 0)
+    assert core.take_outbox().to_client == [(b"c", 2, body)]
+
+
+def test_serializable_reads_skip_read_index() -> None:
+    core = make()
+    ask(core, RangeRequest(key=b"a", serializable=True))
+    out = core.take_outbox()
+    assert out.to_raft == [] and isinstance(out.to_mvcc[0], ReadRequest)
+
+
+def test_read_index_failure_fails_the_reads() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, RangeRequest(key=b"a"))
+    (round_,) = core.take_outbox().to_raft
+    core.internal(ReadIndexResponse(read_id=round_.read_id, code=ErrorCode.NO_LEADER), 0)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.NO_LEADER
+
+
+@pytest.mark.parametrize(
+    "frames, code",
+    [
+        ([b"not cbor", b"x"], ErrorCode.BAD_REQUEST),
+        ([encode(Header(msg_id=1)), b"\xff"], ErrorCode.BAD_REQUEST),
+        ([encode(Header(msg_id=1))], ErrorCode.BAD_REQUEST),
+        ([encode(Header(msg_id=1)), encode(Header())], ErrorCode.UNKNOWN_OP),
+        ([encode(Header(msg_id=1)), encode(PutRequest(key=b""))], ErrorCode.EMPTY_KEY),
+        ([encode(Header(msg_id=1)), encode(PutRequest(key=b"k", value=b"x" * 2000))], ErrorCode.REQUEST_TOO_LARGE),
+        ([encode(Header(msg_id=1)), encode(TxnRequest(success=[PutRequest(key=b"k%d" % i) for i in range(5)]))],
+         ErrorCode.TOO_MANY_OPS),
+        ([encode(Header(msg_id=1)), encode(TxnRequest(success=[PutRequest(key=b"k"), PutRequest(key=b"k")]))],
+         ErrorCode.DUPLICATE_KEY),
+    ],
+)
+def test_bad_requests_get_typed_definite_errors(frames: list[bytes], code: ErrorCode) -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    core.client_message(b"c", frames, 0)
+    (reply,) = replies(core)
+    assert error_code(reply) == code and reply[2].definite
+    assert core.pending_count == 0
+
+
+def test_too_many_requests_when_apply_lags() -> None:
+    core = make(max_gap=100)
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=500, applied=10), 0)
+    ask(core, PutRequest(key=b"k"))
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.TOO_MANY_REQUESTS
+
+
+def test_timeouts_are_indefinite_for_writes_and_definite_for_reads() -> None:
+    core = make(request_timeout_s=1.0)
+    core.internal(LEADER, 0)
+    ask(core, PutRequest(key=b"k"), msg_id=1)
+    ask(core, RangeRequest(key=b"k"), msg_id=2)
+    core.take_outbox()
+    core.tick(1.5)
+    by_id = {m: r for _, m, r in replies(core)}
+    assert by_id[1].code == ErrorCode.TIMEOUT and not by_id[1].definite
+    assert by_id[2].code == ErrorCode.TIMEOUT and by_id[2].definite
+    core.internal(Results(applied_index=11, results=[ApplyResult(request_id=1, body=b"late")]), 2)
+    assert replies(core) == []  # an answer after the timeout goes nowhere
+
+
+def test_propose_failed_answers_each_request() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, PutRequest(key=b"k"))
+    (propose,) = core.take_outbox().to_raft
+    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 0)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.NO_LEADER
+
+
+def test_status_combines_raft_and_backend() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, StatusRequest(), msg_id=4)
+    (question,) = core.take_outbox().to_mvcc
+    assert isinstance(question, BackendStateRequest)
+    core.internal(BackendState(read_id=question.read_id, consistent_index=10, revision=6,
+                               compact_revision=0, db_size=4096, db_size_in_use=2048), 0)
+    ((_, msg_id, status),) = replies(core)
+    assert msg_id == 4 and isinstance(status, StatusResponse)
+    assert (status.leader, status.raft_term, status.db_size, status.header.revision) == (1, 3, 4096, 6)
+    assert status.header.member_id == 1 and status.header.cluster_id == 2
+
+
+def test_request_ids_differ_across_boots() -> None:
+    a, b = make(boot_nonce=1), make(boot_nonce=2)
+    for core in (a, b):
+        core.internal(LEADER, 0)
+        ask(core, PutRequest(key=b"k"))
+    (pa,), (pb,) = a.take_outbox().to_raft, b.take_outbox().to_raft
+    assert pa.request_ids != pb.request_ids

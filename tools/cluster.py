@@ -1,0 +1,196 @@
+"""Start and stop local etcdz members on loopback: ``python -m tools.cluster up --members 3``.
+
+Used by ``make run`` and by the process tests, so what a developer runs by hand is what the tests
+run. Members get consecutive ports (client ``base + 10*i``, peer ``base + 10*i + 1``) or, in
+tests, free ports picked by the OS; they are stopped by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from etcdz import Client
+from etcdz.errors import EtcdzError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Member:
+    name: str
+    data_dir: str
+    client_url: str
+    peer_url: str
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+    def args(self, initial_cluster: str, state: str = "new") -> list[str]:
+        return [
+            "--name", self.name,
+            "--data-dir", self.data_dir,
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", initial_cluster,
+            "--initial-cluster-state", state,
+            *self.extra_args,
+        ]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def actor_pids(self) -> dict[str, int]:
+        """The member's actor processes by actor name (read from /proc, Linux only)."""
+        pids: dict[str, int] = {}
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children", encoding="ascii") as f:
+                children = [int(p) for p in f.read().split()]
+        except OSError:
+            return pids
+        for child in children:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            for i, arg in enumerate(argv):
+                if arg == b"-m" and i + 1 < len(argv) and argv[i + 1].startswith(b"actors."):
+                    pids[argv[i + 1].decode()[len("actors."):]] = child
+        return pids
+
+
+class LocalCluster:
+    def __init__(self, root: str, members: int = 1, *, base_port: int | None = None,
+                 extra_args: list[str] | None = None, log_format: str = "json") -> None:
+        self.root = root
+        self.members: list[Member] = []
+        for i in range(members):
+            client = base_port + 10 * i if base_port else free_port()
+            peer = base_port + 10 * i + 1 if base_port else free_port()
+            self.members.append(Member(
+                name=f"m{i + 1}",
+                data_dir=os.path.join(root, f"m{i + 1}"),
+                client_url=f"tcp://127.0.0.1:{client}",
+                peer_url=f"tcp://127.0.0.1:{peer}",
+                extra_args=["--log-format", log_format, *(extra_args or [])],
+            ))
+
+    @property
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.client_url for m in self.members]
+
+    def start(self, member: Member | None = None, *, logs_to_files: bool = True) -> None:
+        for m in [member] if member else self.members:
+            os.makedirs(self.root, exist_ok=True)
+            stderr = None
+            if logs_to_files:
+                m.log_path = os.path.join(self.root, f"{m.name}.log")
+                stderr = open(m.log_path, "ab")  # noqa: SIM115 (owned by the child)
+            m.proc = subprocess.Popen(
+                [sys.executable, "-m", "actors.supervisor", *m.args(self.initial_cluster)],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+            )
+            if stderr is not None:
+                stderr.close()
+
+    def wait_ready(self, timeout: float = 20.0, member: Member | None = None) -> None:
+        """Until every (or the given) member reports a leader and answers a read."""
+        deadline = time.monotonic() + timeout
+        for m in [member] if member else self.members:
+            with Client([m.client_url], timeout=1.0) as c:
+                while True:
+                    try:
+                        if c.status().leader:
+                            c.get("health")
+                            break
+                    except EtcdzError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{m.name} not ready after {timeout}s; log: {m.log_path}")
+                    if m.proc is not None and m.proc.poll() is not None:
+                        raise RuntimeError(f"{m.name} exited with {m.proc.returncode}; log: {m.log_path}")
+                    time.sleep(0.1)
+
+    def stop(self, member: Member | None = None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        for m in [member] if member else self.members:
+            if m.proc is None or m.proc.poll() is not None:
+                continue
+            actors = m.actor_pids()
+            m.proc.send_signal(sig)
+            try:
+                m.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                m.proc.kill()
+                m.proc.wait()
+            for pid in actors.values():  # after SIGKILL of the supervisor its actors remain
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def kill(self, member: Member) -> None:
+        """kill -9 of the supervisor and every actor of the member: a whole-node crash."""
+        actors = member.actor_pids()
+        os.kill(member.pid, signal.SIGKILL)
+        for pid in actors.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert member.proc is not None
+        member.proc.wait()
+
+    def client(self, timeout: float = 7.0) -> Client:
+        return Client(self.endpoints, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.cluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a local cluster and wait for Ctrl-C")
+    up.add_argument("--members", type=int, default=1)
+    up.add_argument("--base-port", type=int, default=2379)
+    up.add_argument("--data-dir", default="data")
+    up.add_argument("--log-format", default="console")
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(os.path.abspath(args.data_dir), args.members, base_port=args.base_port,
+                           log_format=args.log_format)
+    cluster.start(logs_to_files=True)
+    try:
+        cluster.wait_ready(timeout=30)
+        sys.stdout.write(
+            f"etcdz: {args.members} member(s) ready; logs in {cluster.root}/<name>.log\n"
+            f"endpoints: {','.join(cluster.endpoints)}\n"
+            f"try: .venv/bin/etcdzctl --endpoints {cluster.endpoints[0]} put greeting hello\n"
+        )
+        sys.stdout.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
