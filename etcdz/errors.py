@@ -78,6 +78,10 @@ class LeaseNotFound(EtcdzError):
     code = ErrorCode.LEASE_NOT_FOUND
 
 
+class KeyNotFound(EtcdzError):
+    code = ErrorCode.KEY_NOT_FOUND
+
+
 class InternalError(EtcdzError):
     code = ErrorCode.INTERNAL
 

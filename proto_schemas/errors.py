@@ -32,6 +32,7 @@ class ErrorCode(enum.IntEnum):
     LEASE_NOT_FOUND = 15
     INTERNAL = 16
     UNAVAILABLE = 17
+    KEY_NOT_FOUND = 18
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -52,6 +53,7 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.LEASE_NOT_FOUND: "etcdserver: requested lease not found",
     ErrorCode.INTERNAL: "etcdserver: internal error",
     ErrorCode.UNAVAILABLE: "etcdserver: unavailable",
+    ErrorCode.KEY_NOT_FOUND: "etcdserver: key not found",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})

@@ -21,13 +21,12 @@ from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
     ApplyBatch,
     ApplyDone,
-    BackendState,
     BackendStateRequest,
     InternalRequest,
     ReadRequest,
     ReadResult,
 )
-from proto_schemas.kv import HashKVRequest, HashKVResponse, RangeRequest, RangeStreamRequest
+from proto_schemas.kv import HashKVRequest, RangeRequest, RangeStreamRequest
 from proto_schemas.raft import EntryType
 
 DB_SIZE_REFRESH_S = 1.0
@@ -79,7 +78,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             ApplyDone(
                 applied_index=store.consistent_index,
                 revision=store.current_revision,
-                results=[r for r in results],
+                results=results,
             ),
         )
 
@@ -119,6 +118,4 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     loop.on_messages(inbox, handle)
     loop.every(DB_SIZE_REFRESH_S, refresh_size)
-    loop.after_batch(lambda: None)
-    _ = (HashKVResponse, BackendState)
     return loop

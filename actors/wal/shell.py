@@ -35,7 +35,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         hard_state=str(contents.hard_state),
         seconds=round(time.monotonic() - started, 3),
     )
-    core = WalWriterCore()
+    core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term)
     inbox = loop.inbox(config.inbox("wal"))
     to_raft = loop.outbox(config.inbox("raft"))
 

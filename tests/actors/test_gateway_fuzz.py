@@ -49,12 +49,14 @@ def test_gateway_answers_garbage_with_typed_errors_and_keeps_serving(shared_node
         while sock.poll(1500):
             header, body = unpack_header(sock.recv_multipart())
             reply = decode(body)
-            assert isinstance(reply, ErrorResponse) and reply.definite
-            assert reply.message.startswith("etcdserver: ")
+            if isinstance(reply, ErrorResponse):
+                assert reply.definite and reply.message.startswith("etcdserver: ")
+            else:  # random fields can make a valid request (say, HashKV with defaults)
+                assert type(reply).__name__.endswith("Response")
             errors += 1
     finally:
         ctx.destroy(linger=0)
-    assert errors >= 250  # frames too short to carry a header cannot be matched to a reply
+    assert errors == 300  # every message got exactly one answer
     with Client(shared_node.endpoints) as c:
         c.put("/after-fuzz", "ok")
         assert c.get("/after-fuzz").kvs[0].value == b"ok"

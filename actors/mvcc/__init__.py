@@ -1,0 +1,1 @@
+"""The MVCC backend actor: revisions and history on LevelDB."""

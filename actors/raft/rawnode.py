@@ -1,0 +1,204 @@
+"""The raft core's public face (etcd-raft's ``RawNode`` with asynchronous storage writes).
+
+The shell loop: ``step`` every peer message, ``tick`` when due, then while ``has_ready()``:
+take ``ready()``, hand its parts out, ``advance(ready)``; call ``on_persisted(index, term)``
+when the WAL reports durability.
+
+Rules of a Ready (why each part may leave when it may):
+- ``entries``, ``hard_state`` and ``snapshot`` go to the WAL, in Ready order; an entry at an
+  index at or below the last written one replaces that suffix.
+- ``messages`` may be sent at once (appends and heartbeats: a leader replicates in parallel
+  with its own fsync, thesis §10.2.1).
+- ``messages_after_persist`` leave only once this Ready's entries and hard state (and every
+  earlier Ready's) are durable: append/vote responses and our own vote requests promise
+  durable state (thesis §3.8).
+- ``committed_entries`` are committed *and* locally durable; apply them in order.
+- ``read_states``: a linearizable read may be served once applied >= ``index`` (§6.4).
+- Between ``ready()`` and ``advance()`` the caller must not ``step``/``tick`` the node: the
+  Ready describes the node at one instant (the shell is single-threaded, so it does not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.raft.raft import (
+    LOCAL_MESSAGES,
+    Config,
+    ProposalDropped,
+    Raft,
+    Role,
+    SoftState,
+)
+from actors.raft.storage import Storage
+from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage, ReadState, Snapshot
+
+__all__ = [
+    "Config",
+    "ProposalDropped",
+    "RawNode",
+    "Ready",
+    "Role",
+    "SoftState",
+    "Status",
+]
+
+
+@dataclass(frozen=True)
+class Ready:
+    soft_state: SoftState | None
+    hard_state: HardState | None
+    entries: list[Entry]
+    snapshot: Snapshot | None
+    committed_entries: list[Entry]
+    messages: list[RaftMessage]
+    messages_after_persist: list[RaftMessage]
+    read_states: list[ReadState]
+
+    def contains_updates(self) -> bool:
+        return bool(
+            self.soft_state is not None
+            or self.hard_state is not None
+            or self.entries
+            or self.snapshot is not None
+            or self.committed_entries
+            or self.messages
+            or self.messages_after_persist
+            or self.read_states
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    id: int
+    term: int
+    vote: int
+    leader: int
+    role: Role
+    commit: int
+    applied: int
+    last_index: int
+    persisted: int
+
+
+class RawNode:
+    def __init__(self, config: Config, storage: Storage) -> None:
+        self.raft = Raft(config, storage)
+        self._prev_soft = self.raft.soft_state()
+        self._prev_hard = self.raft.hard_state()
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.raft.tick()
+
+    def step(self, msg: RaftMessage) -> None:
+        """A message from a peer. Local-only types, and responses from unknown peers, are
+        ignored; a forwarded proposal the leader cannot take is dropped (the follower's client
+        times out, as with etcd)."""
+        if msg.type in LOCAL_MESSAGES:
+            return
+        if msg.from_ not in self.raft.prs and msg.type in _RESPONSES:
+            return
+        try:
+            self.raft.step(msg)
+        except ProposalDropped:
+            pass
+
+    def propose(self, data: bytes) -> None:
+        """Append ``data`` to the log (or forward it to the leader). Raises ProposalDropped
+        when there is no leader or leadership is being transferred."""
+        self.raft.propose(data)
+
+    def read_index(self, ctx: bytes) -> None:
+        """Ask for a linearizable read point; answered by a ReadState carrying ``ctx``.
+        Dropped silently without a leader (check ``status.leader`` first)."""
+        self.raft.step(RaftMessage(type=MessageType.READ_INDEX, from_=self.raft.id, context=ctx))
+
+    def campaign(self) -> None:
+        """Start an election now (with pre-vote when configured)."""
+        self.raft.step(RaftMessage(type=MessageType.HUP, from_=self.raft.id))
+
+    def transfer_leader(self, to: int) -> None:
+        """Ask the leader to hand leadership to ``to`` (raises ProposalDropped if no leader)."""
+        self.raft.step(RaftMessage(type=MessageType.TRANSFER_LEADER, from_=to))
+
+    def on_persisted(self, index: int, term: int) -> None:
+        self.raft.on_persisted(index, term)
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        r = self.raft
+        log = r.log
+        return bool(
+            r.soft_state() != self._prev_soft
+            or r.hard_state() != self._prev_hard
+            or log.unstable.next_entries()
+            or log.unstable.next_snapshot() is not None
+            or log.has_next_committed_entries()
+            or r.msgs
+            or r.msgs_after_append
+            or r.read_states
+            or (r.role is Role.LEADER and r.read_only.has_unsent())
+        )
+
+    def ready(self) -> Ready:
+        r = self.raft
+        r.flush_read_round()  # one heartbeat round for every read since the last Ready
+        soft = r.soft_state()
+        hard = r.hard_state()
+        return Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=list(r.log.unstable.next_entries()),
+            snapshot=r.log.unstable.next_snapshot(),
+            committed_entries=r.log.next_committed_entries(),
+            messages=list(r.msgs),
+            messages_after_persist=list(r.msgs_after_append),
+            read_states=list(r.read_states),
+        )
+
+    def advance(self, rd: Ready) -> None:
+        r = self.raft
+        if rd.soft_state is not None:
+            self._prev_soft = rd.soft_state
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        last = rd.entries[-1].index if rd.entries else 0
+        r.log.unstable.accept_in_progress(last, rd.snapshot is not None)
+        if rd.snapshot is not None:
+            r.log.applied_to(rd.snapshot.metadata.index)
+        if rd.committed_entries:
+            r.log.applied_to(rd.committed_entries[-1].index)
+        del r.msgs[: len(rd.messages)]
+        del r.msgs_after_append[: len(rd.messages_after_persist)]
+        del r.read_states[: len(rd.read_states)]
+
+    # -- views ----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        r = self.raft
+        return Status(
+            id=r.id,
+            term=r.term,
+            vote=r.vote,
+            leader=r.lead,
+            role=r.role,
+            commit=r.log.committed,
+            applied=r.log.applied,
+            last_index=r.log.last_index(),
+            persisted=r.log.persisted,
+        )
+
+
+_RESPONSES = frozenset(
+    {
+        MessageType.APP_RESP,
+        MessageType.HEARTBEAT_RESP,
+        MessageType.VOTE_RESP,
+        MessageType.PRE_VOTE_RESP,
+        MessageType.READ_INDEX_RESP,
+    }
+)

@@ -1,0 +1,95 @@
+"""The WAL writer's logic without I/O: group commit and acknowledgements.
+
+Rules:
+- Every ``Persist`` that arrives is added to the open batch; ``take_batch`` closes it and opens
+  the next. The shell writes and fsyncs one batch at a time, so whatever arrived while the
+  previous fsync ran is committed by the next one (group commit, as etcd's raft node does with
+  the entries of several ``Ready``s).
+- Within a batch a later ``Persist`` whose entries start at or before the batch's last index
+  overwrites that suffix (raft replaced a conflicting suffix), so it is never written at all;
+  the hard state of the latest ``Persist`` wins.
+- The raft messages of a batch (a follower's append response, a vote) are released only in the
+  ``Persisted`` built after that batch is durable: nothing is acknowledged before it is on disk
+  (Raft thesis 3.8: persist before responding).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from proto_schemas.internal import Persist, Persisted
+from proto_schemas.raft import Entry, HardState, RaftMessage
+
+__all__ = ["Batch", "WalWriterCore"]
+
+
+class Batch(NamedTuple):
+    entries: list[Entry]
+    hard_state: HardState | None
+    messages: list[RaftMessage]
+
+
+class WalWriterCore:
+    """Accumulates ``Persist`` messages into batches and builds the ``Persisted`` acks.
+
+    ``last_index``/``last_term`` are the end of the durable log when the writer starts (from the
+    WAL's replay); the core moves them along with every batch it hands out.
+    """
+
+    def __init__(self, last_index: int = 0, last_term: int = 0) -> None:
+        self._entries: list[Entry] = []
+        self._hard_state: HardState | None = None
+        self._messages: list[RaftMessage] = []
+        self._open = False  # something was added since the last take_batch
+        self._in_flight: Batch | None = None
+        self.last_index = last_index  # the log's end once the taken batches are durable
+        self.last_term = last_term
+
+    def add(self, msg: Persist) -> None:
+        """Add one ``Persist`` to the open batch."""
+        entries = msg.entries
+        if entries:
+            mine = self._entries
+            if mine and entries[0].index <= mine[-1].index:
+                del mine[max(entries[0].index - mine[0].index, 0) :]
+            mine.extend(entries)
+        if msg.hard_state is not None:
+            self._hard_state = msg.hard_state
+        self._messages.extend(msg.messages)
+        self._open = True
+
+    step = add  # the name every core's entry point has
+
+    def take_batch(self) -> Batch | None:
+        """Everything added since the last batch, or ``None`` if nothing was."""
+        if not self._open:
+            return None
+        batch = Batch(self._entries, self._hard_state, self._messages)
+        self._entries, self._hard_state, self._messages = [], None, []
+        self._open = False
+        if batch.entries:
+            self.last_index, self.last_term = batch.entries[-1].index, batch.entries[-1].term
+        self._in_flight = batch
+        return batch
+
+    def persisted(
+        self, batch: Batch | int | None = None, last_term: int | None = None
+    ) -> Persisted:
+        """The ack for the batch just made durable, releasing its messages.
+
+        Called as ``persisted(batch)`` the durable end is the one the core tracks; called as
+        ``persisted(last_index, last_term)`` (what the WAL reports) those values are used, with
+        the messages of the last batch taken.
+        """
+        if isinstance(batch, int):
+            if last_term is None:
+                raise TypeError("persisted(last_index, last_term) needs both")
+            self.last_index, self.last_term = batch, last_term
+            batch = None
+        done = batch if batch is not None else self._in_flight
+        self._in_flight = None
+        return Persisted(
+            last_index=self.last_index,
+            last_term=self.last_term,
+            messages=list(done.messages) if done is not None else [],
+        )

@@ -1,0 +1,509 @@
+"""The WAL on disk: segment files, replay, append, group-commit sync, segment release.
+
+Layout, as etcd's WAL (``wal/wal.go``):
+
+- A directory of segments named ``%016x-%016x.wal`` (sequence, first index): the sequence counts
+  from 0 without gaps; the first index is the index the segment's first entry was expected to
+  have when it was cut (``last_index + 1``; 0 for the very first segment).
+- Every segment opens with a CRC record (the rolling crc the previous segment ended with), then
+  METADATA (member_id, cluster_id), then -- if any -- the latest SNAPSHOT marker and HARD_STATE,
+  so a segment never depends on the ones before it for anything but entries, and old segments
+  can be deleted (``release_to``). Then entries and hard states, in the order appended.
+- A segment is pre-allocated to ``segment_bytes`` (zero-filled, ``posix_fallocate``) so that an
+  fsync of appended data need not update the file size. When a record would not fit, the writer
+  cuts: the current segment is fsynced, and the next one is written to ``<name>.tmp``,
+  pre-allocated, fsynced, renamed into place and the directory fsynced. A segment therefore
+  appears complete or not at all, and a segment that is not the last one is always fully synced:
+  only the last segment may have a torn tail. A record larger than a whole segment is written
+  anyway; that segment grows past ``segment_bytes``.
+
+Writes are group commits: ``append`` only encodes records into a memory buffer; ``sync`` writes
+the buffer with one ``pwrite`` per segment it touches and one ``fdatasync``. The caller appends
+everything that arrived while the previous sync ran, then syncs once.
+
+Replay (``Wal.open`` on an existing directory) reads every segment in order (see
+``records.decode_segment`` for how a torn tail is told from corruption). A torn tail in the last
+segment is cut off and the space re-zeroed, with a warning; anything else that is damaged raises
+``WalCorruptError``: the member must not start on a WAL that lost durable data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from actors.wal.records import (
+    CrcRecord,
+    DecodedSegment,
+    Metadata,
+    RecordEncoder,
+    SnapshotMarker,
+    WalCorruptError,
+    decode_segment,
+)
+from proto_schemas.raft import Entry, HardState
+
+__all__ = ["Wal", "WalContents", "WalCorruptError", "WalMismatchError", "segment_name"]
+
+_SEGMENT_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
+_ENTRY_OVERHEAD = 5 + 4 + 17  # frame header + crc + term/index/type
+_HARD_STATE_BYTES = 5 + 4 + 24
+_SNAPSHOT_BYTES = 5 + 4 + 16
+
+
+class WalMismatchError(Exception):
+    """The WAL belongs to another member or cluster than the one starting on it."""
+
+
+def segment_name(seq: int, first_index: int) -> str:
+    return f"{seq:016x}-{first_index:016x}.wal"
+
+
+@dataclass(frozen=True, slots=True)
+class WalContents:
+    """What replay found: everything the raft core needs to restart."""
+
+    member_id: int
+    cluster_id: int
+    hard_state: HardState = field(default_factory=HardState)  # HardState() if none was saved
+    entries: list[Entry] = field(default_factory=list)  # contiguous, after ``snapshot``
+    snapshot: SnapshotMarker | None = None  # the last snapshot marker
+    torn_tail: bool = False  # a torn tail was cut off the last segment
+    torn_bytes: int = 0  # how many non-zero bytes it held
+
+
+@dataclass(slots=True)
+class _Segment:
+    seq: int
+    first_index: int
+    path: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Encoded bytes waiting for ``sync``: for the current file (``seq`` None) or a new one."""
+
+    data: bytearray
+    seq: int | None = None
+    first_index: int = 0
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` zero-filled bytes (never shrinks the file)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except (AttributeError, OSError):  # no posix_fallocate (macOS) or unsupported file system
+        pass
+    if os.fstat(fd).st_size < size:
+        os.ftruncate(fd, size)
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Wal:
+    """An open WAL: append, sync, snapshot markers, release of old segments. Single writer."""
+
+    def __init__(
+        self,
+        dirpath: str,
+        metadata: Metadata,
+        segment_bytes: int,
+        logger: Any,
+    ) -> None:
+        # Use Wal.open(); this only sets fields.
+        self._dir = dirpath
+        self._metadata = metadata
+        self._segment_bytes = segment_bytes
+        self._log = logger
+        self._segments: list[_Segment] = []
+        self._fd = -1
+        self._offset = 0  # next write position in the current file
+        self._pending: list[_Pending] = [_Pending(bytearray())]
+        self._seg_used = 0  # bytes of the last (possibly pending) segment, written or not
+        self._seg_header = 0  # of which the opening records
+        self._enc = RecordEncoder(0)
+        self._hard_state: HardState | None = None
+        self._snapshot: SnapshotMarker | None = None
+        self._last_index = 0
+        self._last_term = 0
+        self._synced_index = 0
+        self._dirty = False  # something appended since the last sync
+        self._failed: BaseException | None = None  # the write error that made this Wal unusable
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        dirpath: str,
+        *,
+        member_id: int,
+        cluster_id: int,
+        segment_bytes: int = 64 * 2**20,
+        logger: Any = None,
+    ) -> tuple[Wal, WalContents]:
+        """Create a WAL in ``dirpath``, or replay the one there and open it for appending.
+
+        Raises ``WalCorruptError`` if durable records are damaged and ``WalMismatchError`` if
+        the WAL was written by another member or cluster.
+        """
+        log = logger if logger is not None else structlog.get_logger("wal")
+        wal = cls(dirpath, Metadata(member_id, cluster_id), segment_bytes, log)
+        names = wal._list_segments()
+        if not names:
+            wal._create_new()
+            return wal, WalContents(member_id=member_id, cluster_id=cluster_id)
+        contents = wal._replay(names)
+        return wal, contents
+
+    def _list_segments(self) -> list[str]:
+        if not os.path.isdir(self._dir):
+            return []
+        names = []
+        for name in os.listdir(self._dir):
+            if name.endswith(".wal.tmp"):  # a cut that crashed before its rename: never synced
+                os.remove(os.path.join(self._dir, name))
+            elif _SEGMENT_RE.match(name):
+                names.append(name)
+        return sorted(names)
+
+    def _create_new(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self._dir))
+        os.makedirs(self._dir, exist_ok=True)
+        _fsync_dir(parent)
+        head = self._segment_head()
+        self._create_segment(0, 0, head)
+        self._seg_used = self._seg_header = len(head)
+
+    def _segment_head(self) -> bytearray:
+        """The records that open a segment (encoded now, continuing the chain)."""
+        out = bytearray()
+        self._enc.crc_record(out)
+        self._enc.metadata(out, self._metadata)
+        if self._snapshot is not None:
+            self._enc.snapshot(out, self._snapshot)
+        if self._hard_state is not None:
+            self._enc.hard_state(out, self._hard_state)
+        return out
+
+    def _create_segment(self, seq: int, first_index: int, data: bytes | bytearray) -> None:
+        """Write a whole new segment atomically and make it the current one."""
+        name = segment_name(seq, first_index)
+        path = os.path.join(self._dir, name)
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _preallocate(fd, max(self._segment_bytes, len(data)))
+            self._pwrite(fd, data, 0)
+            os.fsync(fd)
+            os.rename(tmp, path)
+            _fsync_dir(self._dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._offset = len(data)
+        self._segments.append(_Segment(seq, first_index, path))
+
+    def _replay(self, names: list[str]) -> WalContents:
+        entries: list[Entry] = []
+        hard_state: HardState | None = None
+        snapshot: SnapshotMarker | None = None
+        prev_crc: int | None = None
+        torn_bytes = 0
+        decoded: DecodedSegment | None = None
+        for i, name in enumerate(names):
+            m = _SEGMENT_RE.match(name)
+            assert m is not None
+            seq, first_index = int(m.group(1), 16), int(m.group(2), 16)
+            if self._segments and seq != self._segments[-1].seq + 1:
+                raise WalCorruptError(
+                    f"wal segment sequence has a gap before {name}: a segment is missing",
+                    segment=name,
+                    offset=0,
+                )
+            path = os.path.join(self._dir, name)
+            self._segments.append(_Segment(seq, first_index, path))
+            with open(path, "rb") as f:
+                buf = f.read()
+            decoded = decode_segment(buf, name)
+            last = i == len(names) - 1
+            if decoded.first_crc is None:
+                raise WalCorruptError(
+                    "wal segment does not open with a valid CRC record", segment=name, offset=0
+                )
+            if prev_crc is not None and decoded.first_crc != prev_crc:
+                raise WalCorruptError(
+                    "wal crc chain broken: segment does not continue the previous one",
+                    segment=name,
+                    offset=0,
+                )
+            if decoded.torn and not last:
+                raise WalCorruptError(
+                    "wal segment that is not the last one ends in damaged records",
+                    segment=name,
+                    offset=decoded.good_end,
+                )
+            prev_crc = decoded.crc
+            records = decoded.records
+            md = records[1] if len(records) > 1 else None
+            if not isinstance(md, Metadata):
+                raise WalCorruptError(
+                    "wal segment has no metadata record after its CRC record",
+                    segment=name,
+                    offset=0,
+                )
+            if md != self._metadata:
+                raise WalMismatchError(
+                    f"wal in {self._dir} belongs to member {md.member_id:x} of cluster "
+                    f"{md.cluster_id:x}, not member {self._metadata.member_id:x} of cluster "
+                    f"{self._metadata.cluster_id:x}"
+                )
+            for rec in records:
+                if type(rec) is Entry:
+                    if entries:
+                        prev = entries[-1].index
+                        if rec.index <= prev:
+                            # Raft overwrote a conflicting suffix: the newer entry wins.
+                            del entries[max(rec.index - entries[0].index, 0) :]
+                        elif rec.index != prev + 1:
+                            if snapshot is None or rec.index != snapshot.index + 1:
+                                raise WalCorruptError(
+                                    f"wal entries skip from index {prev} to {rec.index}",
+                                    segment=name,
+                                    offset=-1,
+                                )
+                            entries.clear()  # the log restarts after a snapshot
+                    entries.append(rec)
+                elif type(rec) is HardState:
+                    hard_state = rec
+                elif type(rec) is SnapshotMarker:
+                    snapshot = rec
+                elif type(rec) is Metadata and rec != self._metadata:
+                    raise WalCorruptError("wal metadata changes inside a segment", segment=name)
+                else:
+                    assert type(rec) in (Metadata, CrcRecord)
+            if last and decoded.torn:
+                torn_bytes = decoded.torn
+        assert decoded is not None
+
+        # Open the last segment for appending, cutting off a torn tail first.
+        current = self._segments[-1]
+        name = os.path.basename(current.path)
+        self._fd = os.open(current.path, os.O_RDWR)
+        if torn_bytes:
+            os.ftruncate(self._fd, decoded.good_end)  # the re-allocation below re-zeroes
+            self._log.warning(
+                "wal torn tail truncated",
+                segment=name,
+                offset=decoded.good_end,
+                bytes=torn_bytes,
+            )
+        _preallocate(self._fd, self._segment_bytes)
+        if torn_bytes:
+            os.fsync(self._fd)
+        self._offset = self._seg_used = decoded.good_end
+        self._seg_header = 0  # unknown and irrelevant: the segment may be cut at any time
+        self._enc = RecordEncoder(decoded.crc)
+        self._hard_state = hard_state
+        self._snapshot = snapshot
+
+        if snapshot is not None and entries and entries[0].index <= snapshot.index:
+            del entries[: snapshot.index - entries[0].index + 1]
+        if entries:
+            self._last_index, self._last_term = entries[-1].index, entries[-1].term
+        else:
+            self._last_index = max(self._segments[0].first_index - 1, 0)
+            if snapshot is not None and snapshot.index >= self._last_index:
+                self._last_index, self._last_term = snapshot.index, snapshot.term
+        self._synced_index = self._last_index
+        return WalContents(
+            member_id=self._metadata.member_id,
+            cluster_id=self._metadata.cluster_id,
+            hard_state=hard_state if hard_state is not None else HardState(),
+            entries=entries,
+            snapshot=snapshot,
+            torn_tail=bool(torn_bytes),
+            torn_bytes=torn_bytes,
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _room(self, size: int) -> bytearray:
+        """The buffer the next ``size`` bytes of records go to, cutting a segment if needed."""
+        if self._seg_used + size > self._segment_bytes and self._seg_used > self._seg_header:
+            newest = self._pending[-1]
+            if newest.seq is None:  # no cut pending: the newest segment is the current file
+                newest = _Pending(
+                    newest.data, self._segments[-1].seq, self._segments[-1].first_index
+                )
+            assert newest.seq is not None
+            seq = newest.seq + 1
+            first = max(self._last_index + 1, newest.first_index)  # names never go backwards
+            head = self._segment_head()
+            self._pending.append(_Pending(head, seq, first))
+            self._seg_used = self._seg_header = len(head)
+        self._seg_used += size
+        return self._pending[-1].data
+
+    def append(self, entries: list[Entry], hard_state: HardState | None = None) -> None:
+        """Buffer ``entries`` then ``hard_state`` (nothing is written until ``sync``).
+
+        An entry whose index is not past ``last_index`` overwrites the log from there on, as
+        raft does with a conflicting suffix; replay applies the same rule. Entries must be
+        consecutive and may not leave a gap after ``last_index`` (unless they start right after
+        the last snapshot marker): such a log could not be replayed, so ``ValueError`` is raised
+        and nothing is buffered.
+        """
+        if entries:
+            first = entries[0].index
+            if entries[-1].index - first != len(entries) - 1:
+                raise ValueError(
+                    f"wal append: entries {first}..{entries[-1].index} not consecutive"
+                )
+            if (
+                self._last_index
+                and first > self._last_index + 1
+                and not (self._snapshot is not None and first == self._snapshot.index + 1)
+            ):
+                raise ValueError(
+                    f"wal append: entry {first} leaves a gap after last index {self._last_index}"
+                )
+            total = sum(len(e.data) for e in entries) + _ENTRY_OVERHEAD * len(entries)
+            if self._seg_used + total <= self._segment_bytes:
+                self._enc.entries(self._room(total), entries)  # the usual case: no cut
+            else:
+                for e in entries:
+                    self._enc.entry(self._room(_ENTRY_OVERHEAD + len(e.data)), e)
+                    self._last_index = e.index
+            self._last_index, self._last_term = entries[-1].index, entries[-1].term
+            self._dirty = True
+        if hard_state is not None:
+            self._enc.hard_state(self._room(_HARD_STATE_BYTES), hard_state)
+            self._hard_state = hard_state
+            self._dirty = True
+
+    def save_snapshot(self, index: int, term: int) -> None:
+        """Record that a snapshot at (index, term) exists, and sync (as etcd's SaveSnapshot)."""
+        snap = SnapshotMarker(index, term)
+        self._enc.snapshot(self._room(_SNAPSHOT_BYTES), snap)
+        self._snapshot = snap
+        if index > self._last_index:
+            self._last_index, self._last_term = index, term
+        self._dirty = True
+        self.sync()
+
+    def sync(self) -> None:
+        """Write everything appended since the last sync and make it durable.
+
+        An I/O error here is fatal, as in etcd (which panics): what is on disk is unknown, so
+        this Wal refuses further use and the member must restart and replay.
+        """
+        if self._failed is not None:
+            raise RuntimeError(
+                "wal failed on an earlier write; restart and replay"
+            ) from self._failed
+        if not self._dirty:
+            return
+        try:
+            self._write_out()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    def _write_out(self) -> None:
+        pending, self._pending = self._pending, [_Pending(bytearray())]
+        head = pending[0].data
+        unsynced = bool(head)
+        if head:
+            self._pwrite(self._fd, head, self._offset)
+            self._offset += len(head)
+        for cut in pending[1:]:
+            if unsynced:  # the old segment is complete on disk before the next one exists
+                _datasync(self._fd)
+            assert cut.seq is not None
+            self._create_segment(cut.seq, cut.first_index, cut.data)  # fsyncs it
+            unsynced = False
+            self._log.info("wal segment cut", segment=os.path.basename(self._segments[-1].path))
+        if unsynced:
+            _datasync(self._fd)
+        self._dirty = False
+        self._synced_index = self._last_index
+
+    def _pwrite(self, fd: int, data: bytes | bytearray, offset: int) -> None:
+        """All writes go through here (tests replace it to crash mid-write)."""
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def release_to(self, index: int) -> int:
+        """Delete the oldest segments whose entries are all <= ``index`` (never the current
+        one); returns how many. The caller guarantees everything up to ``index`` is applied and
+        synced elsewhere (DESIGN.md principle 4)."""
+        count = 0
+        while len(self._segments) > 1 and self._segments[1].first_index - 1 <= index:
+            os.remove(self._segments.pop(0).path)
+            count += 1
+        if count:
+            _fsync_dir(self._dir)
+        return count
+
+    def close(self) -> None:
+        """Sync what is buffered and close the current segment."""
+        if self._fd >= 0:
+            try:
+                if self._failed is None:
+                    self.sync()
+            finally:
+                self._close_fds()
+
+    def _close_fds(self) -> None:
+        """Close without syncing (what a crash does; tests use it after an injected crash)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last entry appended (buffered or not)."""
+        return self._last_index
+
+    @property
+    def last_term(self) -> int:
+        return self._last_term
+
+    @property
+    def synced_index(self) -> int:
+        """Index of the last entry known durable (``last_index`` as of the last ``sync``)."""
+        return self._synced_index
+
+    @property
+    def segments(self) -> list[str]:
+        """Names of the segment files on disk, oldest first."""
+        return [os.path.basename(s.path) for s in self._segments]
+
+    def __enter__(self) -> Wal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,88 @@
+"""The WAL writer core: group commit batches and the acks that release raft messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actors.wal.core import Batch, WalWriterCore
+from proto_schemas.internal import Persist, Persisted
+from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage
+
+
+def ents(first: int, last: int, term: int = 1) -> list[Entry]:
+    return [Entry(term=term, index=i, data=b"%d" % i) for i in range(first, last + 1)]
+
+
+def resp(to: int, index: int) -> RaftMessage:
+    return RaftMessage(type=MessageType.APP_RESP, to=to, from_=1, term=1, index=index)
+
+
+def test_nothing_added_means_no_batch() -> None:
+    core = WalWriterCore()
+    assert core.take_batch() is None
+
+
+def test_everything_since_the_last_batch_is_one_batch() -> None:
+    core = WalWriterCore()
+    core.add(
+        Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)])
+    )
+    core.add(Persist(entries=ents(3, 3), hard_state=HardState(term=1, vote=1, commit=2)))
+    core.add(Persist(messages=[resp(3, 3)]))
+    batch = core.take_batch()
+    assert batch == Batch(ents(1, 3), HardState(term=1, vote=1, commit=2), [resp(2, 2), resp(3, 3)])
+    entries, hard_state, messages = batch  # also a plain tuple
+    assert core.take_batch() is None
+    # What arrives while that batch is being synced goes into the next one.
+    core.add(Persist(entries=ents(4, 4), messages=[resp(2, 4)]))
+    ack = core.persisted(batch)
+    assert ack == Persisted(last_index=3, last_term=1, messages=[resp(2, 2), resp(3, 3)])
+    nxt = core.take_batch()
+    assert nxt is not None and nxt.entries == ents(4, 4) and nxt.hard_state is None
+    assert core.persisted(nxt) == Persisted(last_index=4, last_term=1, messages=[resp(2, 4)])
+
+
+def test_conflicting_suffix_within_a_batch_is_never_written() -> None:
+    core = WalWriterCore()
+    core.add(Persist(entries=ents(1, 5)))
+    core.add(Persist(entries=ents(3, 4, term=2)))
+    batch = core.take_batch()
+    assert batch is not None
+    assert batch.entries == ents(1, 2) + ents(3, 4, term=2)
+
+
+def test_hard_state_only_batch_keeps_the_log_end() -> None:
+    core = WalWriterCore(last_index=10, last_term=3)
+    core.add(Persist(hard_state=HardState(term=4, vote=2)))
+    batch = core.take_batch()
+    assert batch is not None and batch.entries == []
+    assert core.persisted(batch) == Persisted(last_index=10, last_term=3)
+
+
+def test_persisted_with_explicit_index_releases_the_last_batch() -> None:
+    core = WalWriterCore()
+    core.add(Persist(entries=ents(1, 1), messages=[resp(2, 1)]))
+    core.take_batch()
+    assert core.persisted(1, 1) == Persisted(last_index=1, last_term=1, messages=[resp(2, 1)])
+    assert core.persisted(1, 1).messages == []  # released once only
+
+
+def test_core_drives_a_real_wal_as_the_shell_does(tmp_path: Path) -> None:
+    from actors.wal.files import Wal
+
+    wal, contents = Wal.open(str(tmp_path), member_id=1, cluster_id=2)
+    core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term)
+    core.add(
+        Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)])
+    )
+    core.add(Persist(entries=ents(2, 3, term=2), hard_state=HardState(term=2, vote=1)))
+    batch = core.take_batch()
+    assert batch is not None
+    wal.append(batch.entries, batch.hard_state)
+    wal.sync()
+    ack = core.persisted(batch)
+    assert (ack.last_index, ack.last_term) == (wal.synced_index, wal.last_term) == (3, 2)
+    wal.close()
+    _, contents = Wal.open(str(tmp_path), member_id=1, cluster_id=2)
+    assert contents.entries == ents(1, 1) + ents(2, 3, term=2)
+    assert contents.hard_state == HardState(term=2, vote=1)
