@@ -118,10 +118,18 @@ class Client:
                     if write:
                         raise RequestTimedOut(definite=False)
                     if tried >= len(self.endpoints) or time.monotonic() >= deadline:
-                        raise Unavailable(f"no reply from {', '.join(self.endpoints)}") if tried > 1 else RequestTimedOut()
+                        raise (
+                            Unavailable(f"no reply from {', '.join(self.endpoints)}")
+                            if tried > 1
+                            else RequestTimedOut()
+                        )
                     continue
                 if isinstance(response, ErrorResponse):
-                    if response.code in RETRY_ELSEWHERE and tried < len(self.endpoints) and time.monotonic() < deadline:
+                    if (
+                        response.code in RETRY_ELSEWHERE
+                        and tried < len(self.endpoints)
+                        and time.monotonic() < deadline
+                    ):
                         self._next_endpoint()
                         continue
                     raise from_response(response)
@@ -159,8 +167,12 @@ class Client:
         """etcd's DeleteRange (``prefix=``, ``from_key=``, ``range_end=``, ``prev_kv=``)."""
         return self.call(ops.delete(key, **options))  # type: ignore[no-any-return]
 
-    def txn(self, compare: list[Any] | None = None, success: list[Any] | None = None,
-            failure: list[Any] | None = None) -> TxnResponse:
+    def txn(
+        self,
+        compare: list[Any] | None = None,
+        success: list[Any] | None = None,
+        failure: list[Any] | None = None,
+    ) -> TxnResponse:
         """etcd's Txn; see also ``transaction()`` for the fluent builder."""
         return self.call(ops.txn(compare, success, failure))  # type: ignore[no-any-return]
 
@@ -183,7 +195,9 @@ class Client:
         for chunk in self.range_stream(key, chunk_bytes=chunk_bytes, **options):
             yield from chunk.kvs
 
-    def range_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[RangeStreamResponse]:
+    def range_stream(
+        self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any
+    ) -> Iterator[RangeStreamResponse]:
         request = ops.get(key, **options)
         resume = b""
         while True:

@@ -93,7 +93,8 @@ class Unavailable(EtcdzError):
 
 
 BY_CODE: dict[ErrorCode, type[EtcdzError]] = {
-    cls.code: cls for cls in EtcdzError.__subclasses__()  # type: ignore[misc]
+    cls.code: cls
+    for cls in EtcdzError.__subclasses__()  # type: ignore[misc]
 }
 
 

@@ -111,9 +111,7 @@ def delete(
     k = to_bytes(key)
     if (prefix or from_key) and not k:
         k = b"\0"
-    return DeleteRangeRequest(
-        key=k, range_end=range_end_for(k, range_end, prefix, from_key), prev_kv=prev_kv
-    )
+    return DeleteRangeRequest(key=k, range_end=range_end_for(k, range_end, prefix, from_key), prev_kv=prev_kv)
 
 
 class _Target:

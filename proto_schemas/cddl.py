@@ -56,8 +56,12 @@ def render() -> str:
         lines.append(f"{_name(cls)} = #6.{MESSAGE_TAG}([{body}])")
     lines.append("")
     for name, tp in sorted(enums.items()):
-        lines.append(f"{name} = " + " / ".join(f"{m.value}" for m in tp) + "  ; " +
-                     ", ".join(f"{m.name}={m.value}" for m in tp))
+        lines.append(
+            f"{name} = "
+            + " / ".join(f"{m.value}" for m in tp)
+            + "  ; "
+            + ", ".join(f"{m.name}={m.value}" for m in tp)
+        )
     return "\n".join(lines) + "\n"
 
 

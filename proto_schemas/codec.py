@@ -69,9 +69,7 @@ def _resolve() -> None:
         names = tuple(f.name for f in fields)
         checkers = tuple(_checker_for(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields)
         required = sum(
-            1
-            for f in fields
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
         spec = _Spec(cls, cls._type_id, names, checkers, required)  # type: ignore[attr-defined]
         _BY_ID[spec.type_id] = spec
@@ -205,12 +203,9 @@ class _Decoder:
             raise DecodeError(f"unknown message type {body[0]}")
         values = body[1:]
         if not spec.required <= len(values) <= len(spec.names):
-            raise DecodeError(
-                f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}"
-            )
+            raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
         kwargs = {
-            name: check(v, 0)
-            for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
+            name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
         }
         try:
             return spec.cls(**kwargs)
@@ -226,9 +221,7 @@ def decode(data: bytes, expect: type[_T] | tuple[type, ...] | None = None) -> _T
     if not _BY_ID or _PENDING:
         _resolve()
     try:
-        value = cbor2.loads(
-            data, tag_hook=_HOOK, max_depth=MAX_DEPTH, strict_hashable_types=True
-        )
+        value = cbor2.loads(data, tag_hook=_HOOK, max_depth=MAX_DEPTH, strict_hashable_types=True)
     except DecodeError:
         raise
     except RecursionError:

@@ -149,12 +149,8 @@ class Compare:
 @_msg
 class TxnRequest:
     compare: list[Compare] = field(default_factory=list)
-    success: list[RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest] = field(
-        default_factory=list
-    )
-    failure: list[RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest] = field(
-        default_factory=list
-    )
+    success: list[RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest] = field(default_factory=list)
+    failure: list[RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest] = field(default_factory=list)
 
 
 @message(110)

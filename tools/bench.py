@@ -30,8 +30,13 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def run_load(endpoints: list[str], clients: int, seconds: float, total: int,
-             make_op: Callable[[Client, random.Random, int], Callable[[], object]]) -> tuple[Result, float]:
+def run_load(
+    endpoints: list[str],
+    clients: int,
+    seconds: float,
+    total: int,
+    make_op: Callable[[Client, random.Random, int], Callable[[], object]],
+) -> tuple[Result, float]:
     results = [Result() for _ in range(clients)]
     remaining = [total]
     lock = threading.Lock()
@@ -101,8 +106,13 @@ def print_summary(s: dict[str, object]) -> None:
     if not s["requests"]:
         out(f"  no successful requests; errors: {s['errors']}\n")
         return
-    for label, key in (("Total", "total_s"), ("Slowest", "slowest_s"), ("Fastest", "fastest_s"),
-                       ("Average", "average_s"), ("Stddev", "stddev_s")):
+    for label, key in (
+        ("Total", "total_s"),
+        ("Slowest", "slowest_s"),
+        ("Fastest", "fastest_s"),
+        ("Average", "average_s"),
+        ("Stddev", "stddev_s"),
+    ):
         out(f"  {label}:\t{s[key]:.4f} secs.\n")
     out(f"  Requests/sec:\t{s['requests_per_s']:.4f}\n\nLatency distribution:\n")
     for name, value in s["percentiles_s"].items():  # type: ignore[attr-defined]
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return b"%0*d" % (args.key_size, n % args.key_space_size)
 
     if args.command == "put":
+
         def make_op(c: Client, rng: random.Random, i: int) -> Callable[[], object]:
             counter = iter(range(i, 1 << 62, args.clients))
             if args.sequential_keys:
@@ -151,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
 
     result, elapsed = run_load(endpoints, args.clients, args.seconds, args.total, make_op)
     s = summary(result, elapsed)
-    s.update(command=args.command, clients=args.clients, val_size=args.val_size,
-             consistency=args.consistency if args.command == "range" else None)
+    s.update(
+        command=args.command,
+        clients=args.clients,
+        val_size=args.val_size,
+        consistency=args.consistency if args.command == "range" else None,
+    )
     if args.output == "json":
         sys.stdout.write(json.dumps(s, indent=1) + "\n")
     else:

@@ -38,14 +38,22 @@ class Member:
 
     def args(self, initial_cluster: str, state: str = "new") -> list[str]:
         return [
-            "--name", self.name,
-            "--data-dir", self.data_dir,
-            "--listen-client-urls", self.client_url,
-            "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", self.peer_url,
-            "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", initial_cluster,
-            "--initial-cluster-state", state,
+            "--name",
+            self.name,
+            "--data-dir",
+            self.data_dir,
+            "--listen-client-urls",
+            self.client_url,
+            "--advertise-client-urls",
+            self.client_url,
+            "--listen-peer-urls",
+            self.peer_url,
+            "--initial-advertise-peer-urls",
+            self.peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-state",
+            state,
             *self.extra_args,
         ]
 
@@ -70,25 +78,34 @@ class Member:
                 continue
             for i, arg in enumerate(argv):
                 if arg == b"-m" and i + 1 < len(argv) and argv[i + 1].startswith(b"actors."):
-                    pids[argv[i + 1].decode()[len("actors."):]] = child
+                    pids[argv[i + 1].decode()[len("actors.") :]] = child
         return pids
 
 
 class LocalCluster:
-    def __init__(self, root: str, members: int = 1, *, base_port: int | None = None,
-                 extra_args: list[str] | None = None, log_format: str = "json") -> None:
+    def __init__(
+        self,
+        root: str,
+        members: int = 1,
+        *,
+        base_port: int | None = None,
+        extra_args: list[str] | None = None,
+        log_format: str = "json",
+    ) -> None:
         self.root = root
         self.members: list[Member] = []
         for i in range(members):
             client = base_port + 10 * i if base_port else free_port()
             peer = base_port + 10 * i + 1 if base_port else free_port()
-            self.members.append(Member(
-                name=f"m{i + 1}",
-                data_dir=os.path.join(root, f"m{i + 1}"),
-                client_url=f"tcp://127.0.0.1:{client}",
-                peer_url=f"tcp://127.0.0.1:{peer}",
-                extra_args=["--log-format", log_format, *(extra_args or [])],
-            ))
+            self.members.append(
+                Member(
+                    name=f"m{i + 1}",
+                    data_dir=os.path.join(root, f"m{i + 1}"),
+                    client_url=f"tcp://127.0.0.1:{client}",
+                    peer_url=f"tcp://127.0.0.1:{peer}",
+                    extra_args=["--log-format", log_format, *(extra_args or [])],
+                )
+            )
 
     @property
     def initial_cluster(self) -> str:
@@ -107,7 +124,9 @@ class LocalCluster:
                 stderr = open(m.log_path, "ab")  # noqa: SIM115 (owned by the child)
             m.proc = subprocess.Popen(
                 [sys.executable, "-m", "actors.supervisor", *m.args(self.initial_cluster)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
             )
             if stderr is not None:
                 stderr.close()
@@ -172,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", default="data")
     up.add_argument("--log-format", default="console")
     args = parser.parse_args(argv)
-    cluster = LocalCluster(os.path.abspath(args.data_dir), args.members, base_port=args.base_port,
-                           log_format=args.log_format)
+    cluster = LocalCluster(
+        os.path.abspath(args.data_dir), args.members, base_port=args.base_port, log_format=args.log_format
+    )
     cluster.start(logs_to_files=True)
     try:
         cluster.wait_ready(timeout=30)

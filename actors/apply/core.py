@@ -47,9 +47,7 @@ class ApplyCore:
             if entry.index <= self._last_queued:
                 continue  # replayed by a restarted raft core, or already applied
             if entry.index != self._last_queued + 1 and self._last_queued:
-                raise RuntimeError(
-                    f"committed entries out of order: {entry.index} after {self._last_queued}"
-                )
+                raise RuntimeError(f"committed entries out of order: {entry.index} after {self._last_queued}")
             self._queue.append(entry)
             self._last_queued = entry.index
 

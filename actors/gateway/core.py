@@ -34,8 +34,8 @@ from proto_schemas.internal import (
     BackendState,
     BackendStateRequest,
     InternalRequest,
-    ProposeFailed,
     Propose,
+    ProposeFailed,
     RaftStatus,
     ReadIndexRequest,
     ReadIndexResponse,
@@ -138,9 +138,7 @@ class GatewayCore:
             self._reply_error(route, header.msg_id, ErrorCode.BAD_REQUEST, str(exc))
             return
         if not isinstance(request, CLIENT_REQUESTS):
-            self._reply_error(
-                route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__
-            )
+            self._reply_error(route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__)
             return
         try:
             self._dispatch(route, header, body, request, now)

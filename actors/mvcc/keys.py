@@ -69,7 +69,7 @@ def pack_record(create: int, version: int, lease: int, value: bytes, tombstone: 
 def unpack_record(raw: bytes) -> tuple[int, int, int, bool, bytes]:
     """-> (create_revision, version, lease, tombstone, value)"""
     create, version, lease, flags = _RECORD.unpack_from(raw)
-    return create, version, lease, bool(flags & TOMBSTONE), raw[_RECORD.size:]
+    return create, version, lease, bool(flags & TOMBSTONE), raw[_RECORD.size :]
 
 
 def int_bytes(n: int) -> bytes:

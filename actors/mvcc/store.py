@@ -71,7 +71,9 @@ class MvccStore:
         self._term = 0
 
     # -- apply (the only writer) ---------------------------------------------------------------
-    def apply(self, requests: list[tuple[int, int, InternalRequest]], last_index: int = 0) -> list[ApplyResult]:
+    def apply(
+        self, requests: list[tuple[int, int, InternalRequest]], last_index: int = 0
+    ) -> list[ApplyResult]:
         """Apply committed requests in log order; ``last_index`` advances the consistent index
         past entries that carried no request (a new leader's empty entry)."""
         results: list[ApplyResult] = []
@@ -136,7 +138,8 @@ class MvccStore:
             branch = request.success if ok else request.failure
             self._precheck(branch, rev)
             return TxnResponse(
-                header=ResponseHeader(), succeeded=ok,
+                header=ResponseHeader(),
+                succeeded=ok,
                 responses=[self._execute(op, w) for op in branch],
             )
         raise EtcdzError(ErrorCode.UNKNOWN_OP, type(request).__name__)
@@ -239,8 +242,9 @@ class MvccStore:
 
     def _range(self, req: RangeRequest, current: int) -> RangeResponse:
         rev = current if req.revision <= 0 else self._check_revision(req.revision)
-        filtered = bool(req.min_mod_revision or req.max_mod_revision or req.min_create_revision
-                        or req.max_create_revision)
+        filtered = bool(
+            req.min_mod_revision or req.max_mod_revision or req.min_create_revision or req.max_create_revision
+        )
         sorting = req.sort_order != SortOrder.NONE or req.sort_target != SortTarget.KEY
         count = 0
         kvs: list[KeyValue] = []
@@ -259,11 +263,19 @@ class MvccStore:
         if req.limit:
             kvs = kvs[: req.limit]
         if req.keys_only:
-            kvs = [KeyValue(key=kv.key, create_revision=kv.create_revision,
-                            mod_revision=kv.mod_revision, version=kv.version, lease=kv.lease)
-                   for kv in kvs]
-        return RangeResponse(header=ResponseHeader(), kvs=[] if req.count_only else kvs,
-                             more=more, count=count)
+            kvs = [
+                KeyValue(
+                    key=kv.key,
+                    create_revision=kv.create_revision,
+                    mod_revision=kv.mod_revision,
+                    version=kv.version,
+                    lease=kv.lease,
+                )
+                for kv in kvs
+            ]
+        return RangeResponse(
+            header=ResponseHeader(), kvs=[] if req.count_only else kvs, more=more, count=count
+        )
 
     def range_stream(self, req: RangeStreamRequest, raft_term: int) -> RangeStreamResponse:
         r = req.range
@@ -277,12 +289,16 @@ class MvccStore:
                 resume = kv.key
                 break
             if r.keys_only:
-                kv = KeyValue(key=kv.key, create_revision=kv.create_revision,
-                              mod_revision=kv.mod_revision, version=kv.version, lease=kv.lease)
+                kv = KeyValue(
+                    key=kv.key,
+                    create_revision=kv.create_revision,
+                    mod_revision=kv.mod_revision,
+                    version=kv.version,
+                    lease=kv.lease,
+                )
             kvs.append(kv)
             size += len(kv.key) + len(kv.value)
-        return RangeStreamResponse(header=self.header(raft_term), kvs=kvs, resume_key=resume,
-                                   count=len(kvs))
+        return RangeStreamResponse(header=self.header(raft_term), kvs=kvs, resume_key=resume, count=len(kvs))
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """crc32 over every stored version up to ``revision`` (0: current), in key order:
@@ -300,8 +316,11 @@ class MvccStore:
         return HashKVResponse(header=header, hash=h, compact_revision=compact)
 
     def state(self, read_id: int = 0, db_size: int = 0) -> BackendState:
-        in_use = sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s"))) if hasattr(
-            self.db, "approximate_sizes") else 0
+        in_use = (
+            sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s")))
+            if hasattr(self.db, "approximate_sizes")
+            else 0
+        )
         return BackendState(
             read_id=read_id,
             consistent_index=self.consistent_index,
@@ -343,7 +362,7 @@ class MvccStore:
             if not _in_range(k, key, range_end):
                 break  # overlay keys are sorted and start at ``key``: past the range
             best = None
-            for main, sub, record in self._overlay[k]:
+            for main, _sub, record in self._overlay[k]:
                 if main <= rev:
                     best = (main, record)
             if best is not None:
@@ -353,8 +372,9 @@ class MvccStore:
     def _iter_db(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
         if not range_end:
             prefix = K.INDEX + K.enc(key)
-            for ikey, raw in self.db.iterator(start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0),
-                                              reverse=True):
+            for ikey, raw in self.db.iterator(
+                start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True
+            ):
                 kv = _to_kv(key, K.split_index_key(ikey)[1], raw)
                 if kv is not None:
                     yield kv
@@ -398,8 +418,9 @@ def _to_kv(key: bytes, main: int, raw: bytes) -> KeyValue | None:
     create, version, lease, tombstone, value = K.unpack_record(raw)
     if tombstone:
         return None
-    return KeyValue(key=key, create_revision=create, mod_revision=main, version=version,
-                    value=value, lease=lease)
+    return KeyValue(
+        key=key, create_revision=create, mod_revision=main, version=version, value=value, lease=lease
+    )
 
 
 def _in_range(key: bytes, start: bytes, end: bytes) -> bool:

@@ -179,9 +179,7 @@ class RaftLog:
         if not entries:
             return self.last_index()
         if entries[0].index - 1 < self.committed:
-            raise AssertionError(
-                f"append at {entries[0].index} would overwrite committed {self.committed}"
-            )
+            raise AssertionError(f"append at {entries[0].index} would overwrite committed {self.committed}")
         self.unstable.truncate_and_append(entries)
         return self.last_index()
 
@@ -210,9 +208,7 @@ class RaftLog:
             index -= 1
         return 0, 0
 
-    def maybe_append(
-        self, index: int, log_term: int, committed: int, entries: list[Entry]
-    ) -> int | None:
+    def maybe_append(self, index: int, log_term: int, committed: int, entries: list[Entry]) -> int | None:
         """The AppendEntries consistency check and append (thesis Figure 3.1). Returns the
         index of the last new entry, or None when (index, log_term) does not match."""
         if not self.match_term(index, log_term):

@@ -263,9 +263,7 @@ class Raft:
         self.lead = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
-        self.randomized_election_timeout = self.election_timeout + self.rng.randrange(
-            self.election_timeout
-        )
+        self.randomized_election_timeout = self.election_timeout + self.rng.randrange(self.election_timeout)
         self.lead_transferee = 0
         self.votes = {}
         last = self.log.last_index()
@@ -428,9 +426,7 @@ class Raft:
             if m.type in (MT.VOTE, MT.PRE_VOTE):
                 force = m.context == CAMPAIGN_TRANSFER
                 in_lease = (
-                    self.check_quorum
-                    and self.lead != 0
-                    and self.election_elapsed < self.election_timeout
+                    self.check_quorum and self.lead != 0 and self.election_elapsed < self.election_timeout
                 )
                 if not force and in_lease:
                     return  # leader lease: we heard from a leader recently (§6.2)
@@ -477,8 +473,7 @@ class Raft:
     def _append_entry(self, entries: list[Entry]) -> None:
         li = self.log.last_index()
         stamped = [
-            Entry(term=self.term, index=li + 1 + i, type=e.type, data=e.data)
-            for i, e in enumerate(entries)
+            Entry(term=self.term, index=li + 1 + i, type=e.type, data=e.data) for i, e in enumerate(entries)
         ]
         self.log.append(stamped)
         # Our own acknowledgement arrives through on_persisted, once the WAL has it.
@@ -657,9 +652,7 @@ class Raft:
             if self.lead == 0:
                 raise ProposalDropped("no leader to transfer leadership")
             # from_ names the transferee, as in etcd (the leader reads it so).
-            self._send(
-                RaftMessage(type=MT.TRANSFER_LEADER, to=self.lead, from_=m.from_, term=self.term)
-            )
+            self._send(RaftMessage(type=MT.TRANSFER_LEADER, to=self.lead, from_=m.from_, term=self.term))
         elif t is MT.TIMEOUT_NOW:
             self._hup(transfer=True)
         elif t is MT.READ_INDEX:

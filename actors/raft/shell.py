@@ -85,7 +85,9 @@ class RaftShell:
             node = self.node
             if node is None:
                 if isinstance(msg, Propose):
-                    send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
+                    send(
+                        self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER)
+                    )
                 elif isinstance(msg, ReadIndexRequest):
                     send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
                 continue

@@ -141,9 +141,7 @@ class MemoryStorage:
         self._snapshot = snapshot
         self._ents = [Entry(term=snapshot.metadata.term, index=snapshot.metadata.index)]
 
-    def create_snapshot(
-        self, index: int, conf_state: ConfState | None = None, data: bytes = b""
-    ) -> Snapshot:
+    def create_snapshot(self, index: int, conf_state: ConfState | None = None, data: bytes = b"") -> Snapshot:
         """Record a snapshot of the applied state at ``index`` (compaction hook, §5.1)."""
         if index <= self._snapshot.metadata.index:
             return self._snapshot

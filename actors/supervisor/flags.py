@@ -43,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
         prog="etcdz", description="Run one etcdz member (its actors as separate processes)."
     )
     for flag, (_, default, help_text) in FLAGS.items():
-        p.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r}; env {env_name(flag)})")
+        p.add_argument(
+            f"--{flag}", default=None, help=f"{help_text} (default: {default!r}; env {env_name(flag)})"
+        )
     return p
 
 

@@ -40,8 +40,12 @@ class NodeSupervisor:
         self._lock_fd = -1
 
     def prepare(self) -> None:
-        for path in (self.config.data_dir, os.path.dirname(self.config.wal_dir), self.config.run_dir,
-                     self.config.socket_dir):
+        for path in (
+            self.config.data_dir,
+            os.path.dirname(self.config.wal_dir),
+            self.config.run_dir,
+            self.config.socket_dir,
+        ):
             os.makedirs(path, mode=0o700, exist_ok=True)
         self._lock_fd = os.open(os.path.join(self.config.data_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
@@ -104,8 +108,13 @@ class NodeSupervisor:
                 actor, code = self.dead_actor() or ("?", -1)
                 lived = time.monotonic() - started
                 quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0
-                self.log.warning("actor died, restarting node from disk", actor=actor, exit_code=code,
-                                 lived_s=round(lived, 2), quick_failures=quick_failures)
+                self.log.warning(
+                    "actor died, restarting node from disk",
+                    actor=actor,
+                    exit_code=code,
+                    lived_s=round(lived, 2),
+                    quick_failures=quick_failures,
+                )
                 self.stop_actors()
                 if quick_failures >= MAX_QUICK_FAILURES:
                     self.log.error("actors keep failing at start, giving up", actor=actor)

@@ -72,9 +72,7 @@ class WalWriterCore:
         self._in_flight = batch
         return batch
 
-    def persisted(
-        self, batch: Batch | int | None = None, last_term: int | None = None
-    ) -> Persisted:
+    def persisted(self, batch: Batch | int | None = None, last_term: int | None = None) -> Persisted:
         """The ack for the batch just made durable, releasing its messages.
 
         Called as ``persisted(batch)`` the durable end is the one the core tracks; called as

@@ -350,9 +350,7 @@ class Wal:
         if self._seg_used + size > self._segment_bytes and self._seg_used > self._seg_header:
             newest = self._pending[-1]
             if newest.seq is None:  # no cut pending: the newest segment is the current file
-                newest = _Pending(
-                    newest.data, self._segments[-1].seq, self._segments[-1].first_index
-                )
+                newest = _Pending(newest.data, self._segments[-1].seq, self._segments[-1].first_index)
             assert newest.seq is not None
             seq = newest.seq + 1
             first = max(self._last_index + 1, newest.first_index)  # names never go backwards
@@ -374,9 +372,7 @@ class Wal:
         if entries:
             first = entries[0].index
             if entries[-1].index - first != len(entries) - 1:
-                raise ValueError(
-                    f"wal append: entries {first}..{entries[-1].index} not consecutive"
-                )
+                raise ValueError(f"wal append: entries {first}..{entries[-1].index} not consecutive")
             if (
                 self._last_index
                 and first > self._last_index + 1
@@ -416,9 +412,7 @@ class Wal:
         this Wal refuses further use and the member must restart and replay.
         """
         if self._failed is not None:
-            raise RuntimeError(
-                "wal failed on an earlier write; restart and replay"
-            ) from self._failed
+            raise RuntimeError("wal failed on an earlier write; restart and replay") from self._failed
         if not self._dirty:
             return
         try:

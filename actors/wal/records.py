@@ -137,9 +137,7 @@ class RecordEncoder:
 
     def entry(self, out: bytearray, e: Entry) -> None:
         data = e.data
-        head = _ENTRY_HEAD.pack(
-            _ENTRY_FIXED.size + len(data), RecordType.ENTRY, e.term, e.index, e.type
-        )
+        head = _ENTRY_HEAD.pack(_ENTRY_FIXED.size + len(data), RecordType.ENTRY, e.term, e.index, e.type)
         crc = zlib.crc32(data, zlib.crc32(head, self.crc))
         out += head
         out += data
@@ -307,9 +305,7 @@ def decode_segment(buf: bytes, name: str = "") -> DecodedSegment:
             kind = entry_types.get(etype)
             if kind is None:
                 break
-            append(
-                Entry(term=term, index=index, type=kind, data=buf[body_start + fixed : body_end])
-            )
+            append(Entry(term=term, index=index, type=kind, data=buf[body_start + fixed : body_end]))
         elif rtype == crc_t and first_crc is None:
             if length != _CRC.size:
                 break
@@ -338,8 +334,7 @@ def decode_segment(buf: bytes, name: str = "") -> DecodedSegment:
         if tail_end > pos:
             if _find_valid_after(buf, pos, tail_end) >= 0:
                 raise WalCorruptError(
-                    "wal record is corrupt and valid records follow it: refusing to drop "
-                    "durable data",
+                    "wal record is corrupt and valid records follow it: refusing to drop durable data",
                     segment=name,
                     offset=pos,
                 )

@@ -67,13 +67,21 @@ def test_ranges_prefix_limit_sort_and_counts(c: Client) -> None:
 
 def test_txn_compare_and_swap(c: Client) -> None:
     c.put("/txn/k", "v1")
-    ok = c.transaction().when(Value("/txn/k") == "v1").then(
-        ops.put("/txn/k", "v2"), ops.get("/txn/k")
-    ).otherwise(ops.get("/txn/k")).commit()
+    ok = (
+        c.transaction()
+        .when(Value("/txn/k") == "v1")
+        .then(ops.put("/txn/k", "v2"), ops.get("/txn/k"))
+        .otherwise(ops.get("/txn/k"))
+        .commit()
+    )
     assert ok.succeeded and ok.responses[1].kvs[0].value == b"v2"
-    lost = c.transaction().when(Value("/txn/k") == "v1").then(ops.put("/txn/k", "v3")).otherwise(
-        ops.get("/txn/k")
-    ).commit()
+    lost = (
+        c.transaction()
+        .when(Value("/txn/k") == "v1")
+        .then(ops.put("/txn/k", "v3"))
+        .otherwise(ops.get("/txn/k"))
+        .commit()
+    )
     assert not lost.succeeded and lost.responses[0].kvs[0].value == b"v2"
     rev = c.get("/txn/k").kvs[0].mod_revision
     assert c.txn([ModRevision("/txn/k") == rev, Version("/txn/k") > 1], [ops.delete("/txn/k")]).succeeded

@@ -395,9 +395,7 @@ class Cluster:
                 assert t == e.term
                 known = self.committed.get(idx)
                 if known is not None and known != (e.term, e.data):
-                    raise InvariantViolation(
-                        f"node {i} committed {e} at {idx}, but {known} was committed"
-                    )
+                    raise InvariantViolation(f"node {i} committed {e} at {idx}, but {known} was committed")
                 if known is None:
                     self.committed[idx] = (e.term, e.data)
                 if idx not in self.commit_term:

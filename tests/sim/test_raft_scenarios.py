@@ -157,9 +157,7 @@ def test_conflicting_follower_log_is_found_fast() -> None:
     seed_log(c, 2, [1, 1, 1, 4, 4, 4, 4], term=4)
     seed_log(c, 3, [1, 1, 1] + [2] * 30 + [3] * 30, term=4)
     rejections: list[RaftMessage] = []
-    c.msg_filter = lambda m: (
-        (rejections.append(m) if m.type is MT.APP_RESP and m.reject else None) or True
-    )
+    c.msg_filter = lambda m: (rejections.append(m) if m.type is MT.APP_RESP and m.reject else None) or True
     elect(c, 1)
     assert [e.term for e in c.entries(3)] == [1, 1, 1, 4, 4, 4, 4, 5]
     # One rejection skips the whole term-3 run, a second the term-2 run (not 60 round trips).

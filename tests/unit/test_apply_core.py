@@ -14,8 +14,9 @@ def entries(lo: int, hi: int) -> list[Entry]:
 
 
 def state(ci: int) -> BackendState:
-    return BackendState(read_id=0, consistent_index=ci, revision=1, compact_revision=0,
-                        db_size=0, db_size_in_use=0)
+    return BackendState(
+        read_id=0, consistent_index=ci, revision=1, compact_revision=0, db_size=0, db_size_in_use=0
+    )
 
 
 def test_nothing_is_sent_before_the_backend_reports_its_index() -> None:
@@ -42,7 +43,9 @@ def test_one_batch_in_flight_and_the_rest_batched_behind_it() -> None:
     core.on_committed(entries(3, 6))
     core.next_batch(out)
     assert len(out.to_mvcc) == 1  # still waiting for the first
-    core.on_apply_done(ApplyDone(applied_index=2, revision=3, results=[ApplyResult(request_id=9, body=b"r")]), out)
+    core.on_apply_done(
+        ApplyDone(applied_index=2, revision=3, results=[ApplyResult(request_id=9, body=b"r")]), out
+    )
     core.next_batch(out)
     assert isinstance(out.to_mvcc[1], ApplyBatch)
     assert [e.index for e in out.to_mvcc[1].entries] == [3, 4, 5, 6]

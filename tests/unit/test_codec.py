@@ -86,9 +86,14 @@ def test_random_bytes_never_escape_as_other_exceptions(raw: bytes) -> None:
 
 cbor_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.binary(max_size=8) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.builds(lambda tid, rest: cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *rest]),
-                st.sampled_from(sorted(codec.registered())), st.lists(children, max_size=6)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.builds(
+            lambda tid, rest: cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *rest]),
+            st.sampled_from(sorted(codec.registered())),
+            st.lists(children, max_size=6),
+        )
+    ),
     max_leaves=20,
 )
 

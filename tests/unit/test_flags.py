@@ -19,8 +19,12 @@ def test_defaults_are_etcds() -> None:
 
 
 def test_environment_is_read_and_flags_win() -> None:
-    env = {"ETCDZ_NAME": "envname", "ETCDZ_INITIAL_CLUSTER": "a=tcp://127.0.0.1:1,envname=tcp://127.0.0.1:2",
-           "ETCDZ_LISTEN_PEER_URLS": "tcp://127.0.0.1:2", "ETCDZ_SNAPSHOT_COUNT": "77"}
+    env = {
+        "ETCDZ_NAME": "envname",
+        "ETCDZ_INITIAL_CLUSTER": "a=tcp://127.0.0.1:1,envname=tcp://127.0.0.1:2",
+        "ETCDZ_LISTEN_PEER_URLS": "tcp://127.0.0.1:2",
+        "ETCDZ_SNAPSHOT_COUNT": "77",
+    }
     cfg = resolve([], environ=env)
     assert cfg.name == "envname" and cfg.snapshot_count == 77 and len(cfg.peers) == 2
     assert resolve(["--snapshot-count", "5"], environ=env).snapshot_count == 5
@@ -28,8 +32,12 @@ def test_environment_is_read_and_flags_win() -> None:
 
 def test_every_member_computes_the_same_ids() -> None:
     cluster = "a=tcp://127.0.0.1:1,b=tcp://127.0.0.1:2"
-    a = resolve(["--name", "a", "--listen-peer-urls", "tcp://127.0.0.1:1", "--initial-cluster", cluster], environ={})
-    b = resolve(["--name", "b", "--listen-peer-urls", "tcp://127.0.0.1:2", "--initial-cluster", cluster], environ={})
+    a = resolve(
+        ["--name", "a", "--listen-peer-urls", "tcp://127.0.0.1:1", "--initial-cluster", cluster], environ={}
+    )
+    b = resolve(
+        ["--name", "b", "--listen-peer-urls", "tcp://127.0.0.1:2", "--initial-cluster", cluster], environ={}
+    )
     assert a.cluster_id == b.cluster_id and a.peers == b.peers and a.member_id != b.member_id
 
 

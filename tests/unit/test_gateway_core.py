@@ -39,8 +39,15 @@ LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, appl
 
 
 def make(**overrides: Any) -> GatewayCore:
-    options = dict(member_id=1, cluster_id=2, max_request_bytes=1024, max_txn_ops=4,
-                   request_timeout_s=7.0, max_gap=5000, boot_nonce=5)
+    options = dict(
+        member_id=1,
+        cluster_id=2,
+        max_request_bytes=1024,
+        max_txn_ops=4,
+        request_timeout_s=7.0,
+        max_gap=5000,
+        boot_nonce=5,
+    )
     options.update(overrides)
     return GatewayCore(**options)  # type: ignore[arg-type]
 
@@ -138,11 +145,24 @@ def test_read_index_failure_fails_the_reads() -> None:
         ([encode(Header(msg_id=1))], ErrorCode.BAD_REQUEST),
         ([encode(Header(msg_id=1)), encode(Header())], ErrorCode.UNKNOWN_OP),
         ([encode(Header(msg_id=1)), encode(PutRequest(key=b""))], ErrorCode.EMPTY_KEY),
-        ([encode(Header(msg_id=1)), encode(PutRequest(key=b"k", value=b"x" * 2000))], ErrorCode.REQUEST_TOO_LARGE),
-        ([encode(Header(msg_id=1)), encode(TxnRequest(success=[PutRequest(key=b"k%d" % i) for i in range(5)]))],
-         ErrorCode.TOO_MANY_OPS),
-        ([encode(Header(msg_id=1)), encode(TxnRequest(success=[PutRequest(key=b"k"), PutRequest(key=b"k")]))],
-         ErrorCode.DUPLICATE_KEY),
+        (
+            [encode(Header(msg_id=1)), encode(PutRequest(key=b"k", value=b"x" * 2000))],
+            ErrorCode.REQUEST_TOO_LARGE,
+        ),
+        (
+            [
+                encode(Header(msg_id=1)),
+                encode(TxnRequest(success=[PutRequest(key=b"k%d" % i) for i in range(5)])),
+            ],
+            ErrorCode.TOO_MANY_OPS,
+        ),
+        (
+            [
+                encode(Header(msg_id=1)),
+                encode(TxnRequest(success=[PutRequest(key=b"k"), PutRequest(key=b"k")])),
+            ],
+            ErrorCode.DUPLICATE_KEY,
+        ),
     ],
 )
 def test_bad_requests_get_typed_definite_errors(frames: list[bytes], code: ErrorCode) -> None:
@@ -192,8 +212,17 @@ def test_status_combines_raft_and_backend() -> None:
     ask(core, StatusRequest(), msg_id=4)
     (question,) = core.take_outbox().to_mvcc
     assert isinstance(question, BackendStateRequest)
-    core.internal(BackendState(read_id=question.read_id, consistent_index=10, revision=6,
-                               compact_revision=0, db_size=4096, db_size_in_use=2048), 0)
+    core.internal(
+        BackendState(
+            read_id=question.read_id,
+            consistent_index=10,
+            revision=6,
+            compact_revision=0,
+            db_size=4096,
+            db_size_in_use=2048,
+        ),
+        0,
+    )
     ((_, msg_id, status),) = replies(core)
     assert msg_id == 4 and isinstance(status, StatusResponse)
     assert (status.leader, status.raft_term, status.db_size, status.header.revision) == (1, 3, 4096, 6)

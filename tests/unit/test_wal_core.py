@@ -24,9 +24,7 @@ def test_nothing_added_means_no_batch() -> None:
 
 def test_everything_since_the_last_batch_is_one_batch() -> None:
     core = WalWriterCore()
-    core.add(
-        Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)])
-    )
+    core.add(Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)]))
     core.add(Persist(entries=ents(3, 3), hard_state=HardState(term=1, vote=1, commit=2)))
     core.add(Persist(messages=[resp(3, 3)]))
     batch = core.take_batch()
@@ -72,9 +70,7 @@ def test_core_drives_a_real_wal_as_the_shell_does(tmp_path: Path) -> None:
 
     wal, contents = Wal.open(str(tmp_path), member_id=1, cluster_id=2)
     core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term)
-    core.add(
-        Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)])
-    )
+    core.add(Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)]))
     core.add(Persist(entries=ents(2, 3, term=2), hard_state=HardState(term=2, vote=1)))
     batch = core.take_batch()
     assert batch is not None

@@ -16,9 +16,7 @@ MEMBER, CLUSTER = 0x8E9E05C52164694D, 0xCDF818194E3A8C32
 
 
 def ents(first: int, last: int, term: int = 1, size: int = 50) -> list[Entry]:
-    return [
-        Entry(term=term, index=i, data=b"%d:" % i + b"v" * size) for i in range(first, last + 1)
-    ]
+    return [Entry(term=term, index=i, data=b"%d:" % i + b"v" * size) for i in range(first, last + 1)]
 
 
 def open_wal(path: Path, segment_bytes: int = 64 * 1024) -> tuple[Wal, WalContents]:
@@ -99,9 +97,7 @@ def test_segments_cut_and_replay_across_them(tmp_path: Path) -> None:
         assert f.stat().st_size == seg or f.stat().st_size > 5000  # pre-allocated (or big)
 
     wal, contents = open_wal(tmp_path, seg)
-    assert contents.entries == ents(1, 200) + [Entry(term=1, index=201, data=b"B" * 5000)] + ents(
-        202, 205
-    )
+    assert contents.entries == ents(1, 200) + [Entry(term=1, index=201, data=b"B" * 5000)] + ents(202, 205)
     assert contents.hard_state == HardState(term=1, vote=1, commit=191)
     # Each segment's name is its first entry's index.
     for f, first in zip(files[1:], firsts[1:], strict=True):
@@ -111,16 +107,12 @@ def test_segments_cut_and_replay_across_them(tmp_path: Path) -> None:
     wal.close()
 
 
-def test_one_write_and_one_sync_per_group_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_write_and_one_sync_per_group_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal, _ = open_wal(tmp_path, 1 << 20)
     writes: list[int] = []
     syncs: list[int] = []
     real_pwrite, real_sync = Wal._pwrite, os.fdatasync
-    monkeypatch.setattr(
-        Wal, "_pwrite", lambda s, fd, d, o: (writes.append(len(d)), real_pwrite(s, fd, d, o))
-    )
+    monkeypatch.setattr(Wal, "_pwrite", lambda s, fd, d, o: (writes.append(len(d)), real_pwrite(s, fd, d, o)))
     monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
     import actors.wal.files as files_mod
 

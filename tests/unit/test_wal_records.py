@@ -181,9 +181,7 @@ record_strategy = st.one_of(
     cut=st.integers(0, 10_000),
     pad=st.integers(0, 64),
 )
-def test_any_prefix_decodes_to_a_record_prefix(
-    seed: int, records: list, cut: int, pad: int
-) -> None:
+def test_any_prefix_decodes_to_a_record_prefix(seed: int, records: list, cut: int, pad: int) -> None:
     records = [CrcRecord(seed), HEAD[1], *records]
     buf, crc = encode_records(records, seed)
     whole = decode_segment(buf)

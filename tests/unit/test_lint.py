@@ -1,0 +1,33 @@
+"""The project's rules that a linter can keep: pure cores import no clock, OS, sockets or threads
+(ruff's banned-api, re-allowed only in shells, the supervisor and tools), and the code is clean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ruff_is_clean_including_the_pure_core_import_ban() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    result = subprocess.run(
+        [ruff, "check", "actors", "proto_schemas", "etcdz", "tools", "tests"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_print_in_the_server() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "actors").rglob("*.py")
+        if any(line.lstrip().startswith("print(") for line in p.read_text().splitlines())
+    ]
+    assert offenders == []
