@@ -117,7 +117,6 @@ class GatewayCore:
         self._index_rounds: dict[int, list[int]] = {}
         self._wait_applied: list[tuple[int, int]] = []  # heap of (read index, request id)
         self._deadlines: list[tuple[float, int]] = []
-        self._status_waiters: dict[int, int] = {}
         self.out = Outbox()
         self._propose_data: list[bytes] = []
         self._propose_ids: list[int] = []
@@ -155,7 +154,6 @@ class GatewayCore:
         self._pending[rid] = pending
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
-            self._status_waiters[rid] = rid
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
         elif write or _is_linearizable(request):
             if self.raft is None or self.raft.leader == 0:
@@ -219,7 +217,6 @@ class GatewayCore:
 
     def _answer_status(self, state: BackendState) -> None:
         pending = self._pending.pop(state.read_id, None)
-        self._status_waiters.pop(state.read_id, None)
         if pending is None:
             return
         raft = self.raft
