@@ -60,7 +60,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         if batch is None:
             return
         wal.append(batch.entries, batch.hard_state)
+        started = time.perf_counter()
         wal.sync()
+        log.debug("wal synced", entries=len(batch.entries), fsync_ms=round((time.perf_counter() - started) * 1000, 3))
         send(to_raft, core.persisted(batch))
 
     loop.on_messages(inbox, handle)
