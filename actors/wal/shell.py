@@ -62,7 +62,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         wal.append(batch.entries, batch.hard_state)
         started = time.perf_counter()
         wal.sync()
-        log.debug("wal synced", entries=len(batch.entries), fsync_ms=round((time.perf_counter() - started) * 1000, 3))
+        log.debug(
+            "wal synced",
+            entries=len(batch.entries),
+            fsync_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
         send(to_raft, core.persisted(batch))
 
     loop.on_messages(inbox, handle)
