@@ -11,6 +11,7 @@ A client is safe to share between threads (calls are serialised by a lock).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -213,8 +214,6 @@ class Client:
 
 
 def _with_revision(request: RangeRequest, revision: int) -> RangeRequest:
-    import dataclasses
-
     return dataclasses.replace(request, revision=revision)
 
 

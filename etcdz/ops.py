@@ -43,6 +43,13 @@ def range_end_for(key: bytes, range_end: Bytes | None, prefix: bool, from_key: b
     return to_bytes(range_end) if range_end is not None else b""
 
 
+def _key_and_end(key: Bytes, range_end: Bytes | None, prefix: bool, from_key: bool) -> tuple[bytes, bytes]:
+    k = to_bytes(key)
+    if (prefix or from_key) and not k:
+        return b"\0", b"\0"  # etcdctl: an empty key with --prefix/--from-key means every key
+    return k, range_end_for(k, range_end, prefix, from_key)
+
+
 def get(
     key: Bytes,
     *,
@@ -61,12 +68,10 @@ def get(
     min_create_revision: int = 0,
     max_create_revision: int = 0,
 ) -> RangeRequest:
-    k = to_bytes(key)
-    if (prefix or from_key) and not k:
-        k = b"\0"  # etcdctl: an empty key with --prefix/--from-key means every key
+    k, end = _key_and_end(key, range_end, prefix, from_key)
     return RangeRequest(
         key=k,
-        range_end=range_end_for(k, range_end, prefix, from_key),
+        range_end=end,
         limit=limit,
         revision=revision,
         sort_order=sort_order,
@@ -108,10 +113,8 @@ def delete(
     from_key: bool = False,
     prev_kv: bool = False,
 ) -> DeleteRangeRequest:
-    k = to_bytes(key)
-    if (prefix or from_key) and not k:
-        k = b"\0"
-    return DeleteRangeRequest(key=k, range_end=range_end_for(k, range_end, prefix, from_key), prev_kv=prev_kv)
+    k, end = _key_and_end(key, range_end, prefix, from_key)
+    return DeleteRangeRequest(key=k, range_end=end, prev_kv=prev_kv)
 
 
 class _Target:

@@ -17,6 +17,7 @@ Rules (etcd's mvcc package):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -123,6 +124,8 @@ class MvccStore:
         response = self._execute(request, writes)
         if writes.sub:
             self.current_revision += 1
+        if isinstance(response, TxnResponse):
+            response = _stamp_responses(response, self.current_revision)
         return _with_header(response, self.header())
 
     def _execute(self, request: Any, w: _Writes) -> Any:
@@ -444,7 +447,12 @@ def _passes(req: RangeRequest, kv: KeyValue) -> bool:
     )
 
 
-def _with_header(response: Any, header: ResponseHeader) -> Any:
-    import dataclasses
+def _stamp_responses(txn: TxnResponse, revision: int) -> TxnResponse:
+    """Sub-responses of a txn carry the txn's revision in their header, as etcd's do."""
+    stamped = [_stamp_responses(r, revision) if isinstance(r, TxnResponse) else r for r in txn.responses]
+    header = ResponseHeader(revision=revision)
+    return dataclasses.replace(txn, responses=[dataclasses.replace(r, header=header) for r in stamped])
 
+
+def _with_header(response: Any, header: ResponseHeader) -> Any:
     return dataclasses.replace(response, header=header)

@@ -19,7 +19,10 @@ def test_ruff_is_clean_including_the_pure_core_import_ban() -> None:
         pytest.skip("ruff is not installed")
     result = subprocess.run(
         [ruff, "check", "actors", "proto_schemas", "etcdz", "tools", "tests"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

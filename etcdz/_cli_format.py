@@ -1,0 +1,206 @@
+"""etcdctl's output formats as pure functions: response -> text.
+
+``simple`` prints raw keys and values (bytes, unquoted), ``json`` mirrors etcdctl's protobuf
+JSON (base64 bytes, snake_case fields, zero values omitted), ``table`` exists only for the
+commands where etcdctl has one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from proto_schemas.kv import (
+    DeleteRangeResponse,
+    KeyValue,
+    PutResponse,
+    RangeResponse,
+    ResponseHeader,
+    StatusResponse,
+    TxnResponse,
+)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def header_json(h: ResponseHeader) -> dict[str, int]:
+    return {
+        k: v
+        for k, v in (
+            ("cluster_id", h.cluster_id),
+            ("member_id", h.member_id),
+            ("revision", h.revision),
+            ("raft_term", h.raft_term),
+        )
+        if v
+    }
+
+
+def kv_json(kv: KeyValue) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": _b64(kv.key)}
+    for name in ("create_revision", "mod_revision", "version"):
+        if getattr(kv, name):
+            out[name] = getattr(kv, name)
+    if kv.value:
+        out["value"] = _b64(kv.value)
+    if kv.lease:
+        out["lease"] = kv.lease
+    return out
+
+
+def response_json(resp: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": header_json(resp.header)}
+    if isinstance(resp, RangeResponse):
+        if resp.kvs:
+            out["kvs"] = [kv_json(kv) for kv in resp.kvs]
+        if resp.more:
+            out["more"] = True
+        if resp.count:
+            out["count"] = resp.count
+    elif isinstance(resp, PutResponse):
+        if resp.prev_kv is not None:
+            out["prev_kv"] = kv_json(resp.prev_kv)
+    elif isinstance(resp, DeleteRangeResponse):
+        if resp.deleted:
+            out["deleted"] = resp.deleted
+        if resp.prev_kvs:
+            out["prev_kvs"] = [kv_json(kv) for kv in resp.prev_kvs]
+    elif isinstance(resp, TxnResponse):
+        if resp.succeeded:
+            out["succeeded"] = True
+        if resp.responses:
+            out["responses"] = [{"Response": {_TXN_NAMES[type(r)]: response_json(r)}} for r in resp.responses]
+    return out
+
+
+_TXN_NAMES: dict[type, str] = {
+    RangeResponse: "ResponseRange",
+    PutResponse: "ResponsePut",
+    DeleteRangeResponse: "ResponseDeleteRange",
+    TxnResponse: "ResponseTxn",
+}
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def kv_lines(kv: KeyValue, value_only: bool = False) -> list[bytes]:
+    return [kv.value] if value_only else [kv.key, kv.value]
+
+
+def simple(resp: Any, value_only: bool = False) -> list[bytes]:
+    """The lines etcdctl's simple printer writes for a KV response."""
+    if isinstance(resp, RangeResponse):
+        return [line for kv in resp.kvs for line in kv_lines(kv, value_only)]
+    if isinstance(resp, PutResponse):
+        lines = [b"OK"]
+        if resp.prev_kv is not None:
+            lines += kv_lines(resp.prev_kv)
+        return lines
+    if isinstance(resp, DeleteRangeResponse):
+        return [str(resp.deleted).encode()] + [line for kv in resp.prev_kvs for line in kv_lines(kv)]
+    if isinstance(resp, TxnResponse):
+        lines = [b"SUCCESS" if resp.succeeded else b"FAILURE"]
+        for r in resp.responses:
+            lines.append(b"")
+            lines += simple(r)
+        return lines
+    raise TypeError(type(resp).__name__)
+
+
+def human_bytes(n: int) -> str:
+    """go-humanize's Bytes (SI units), as etcdctl prints DB SIZE."""
+    if n < 10:
+        return f"{n} B"
+    sizes = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+    e = int(math.floor(math.log(n, 1000)))
+    val = math.floor(n / 1000**e * 10 + 0.5) / 10
+    return f"{val:.0f} {sizes[e]}" if val >= 10 else f"{val:.1f} {sizes[e]}"
+
+
+STATUS_COLUMNS = [
+    "ENDPOINT",
+    "ID",
+    "VERSION",
+    "DB SIZE",
+    "IS LEADER",
+    "IS LEARNER",
+    "RAFT TERM",
+    "RAFT INDEX",
+    "RAFT APPLIED INDEX",
+    "ERRORS",
+]
+
+
+def status_row(endpoint: str, st: StatusResponse) -> list[str]:
+    return [
+        endpoint,
+        f"{st.header.member_id:x}",
+        st.version,
+        human_bytes(st.db_size),
+        str(st.leader == st.header.member_id).lower(),
+        str(st.is_learner).lower(),
+        str(st.raft_term),
+        str(st.raft_index),
+        str(st.raft_applied_index),
+        ", ".join(st.errors),
+    ]
+
+
+def status_json(endpoint: str, st: StatusResponse) -> dict[str, Any]:
+    status: dict[str, Any] = {"header": header_json(st.header), "version": st.version}
+    for key, value in (
+        ("dbSize", st.db_size),
+        ("leader", st.leader),
+        ("raftIndex", st.raft_index),
+        ("raftTerm", st.raft_term),
+        ("raftAppliedIndex", st.raft_applied_index),
+        ("errors", st.errors),
+        ("dbSizeInUse", st.db_size_in_use),
+        ("isLearner", st.is_learner),
+    ):
+        if value:
+            status[key] = value
+    return {"Endpoint": endpoint, "Status": status}
+
+
+def table(columns: list[str], rows: list[list[str]]) -> str:
+    """etcdctl's (tablewriter's) table: centred headers, right-aligned cells."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    head = "|" + "|".join(f" {_centre(c, w)} " for c, w in zip(columns, widths, strict=True)) + "|"
+    body = ["|" + "|".join(f" {v.rjust(w)} " for v, w in zip(r, widths, strict=True)) + "|" for r in rows]
+    return "\n".join([rule, head, rule, *body, rule])
+
+
+def _centre(text: str, width: int) -> str:
+    gap = width - len(text)
+    left = (gap + 1) // 2  # tablewriter puts the odd space on the left
+    return " " * left + text + " " * (gap - left)
+
+
+def duration(seconds: float) -> str:
+    """Go's time.Duration String() for the short durations etcdctl reports."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3f}".rstrip("0").rstrip(".") + "µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.6f}".rstrip("0").rstrip(".") + "ms"
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def parse_duration(text: str) -> float:
+    """``5s``, ``500ms``, ``2m``, ``1.5s`` -> seconds (etcdctl's --command-timeout)."""
+    units = (("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            try:
+                return float(number) * scale
+            except ValueError:
+                break
+    raise ValueError(f"invalid duration {text!r} (use e.g. 5s, 500ms, 2m)")

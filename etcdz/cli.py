@@ -1,0 +1,289 @@
+"""``etcdzctl``: etcdctl's commands, flags and output, against etcdz.
+
+    etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
+        put|get|del|txn|compaction|endpoint status|endpoint health ...
+
+Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from etcdz import _cli_format as fmt
+from etcdz import _cli_txn as txnfmt
+from etcdz import ops
+from etcdz.client import Client
+from etcdz.errors import EtcdzError
+from proto_schemas.kv import SortOrder, SortTarget
+
+SORT_TARGETS = {
+    "CREATE": SortTarget.CREATE,
+    "KEY": SortTarget.KEY,
+    "MODIFY": SortTarget.MOD,
+    "VALUE": SortTarget.VALUE,
+    "VERSION": SortTarget.VERSION,
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits; a txn line must raise instead
+        raise UsageError(message)
+
+
+def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """etcdctl's global flags; also accepted after the command (as cobra does), where their
+    defaults are suppressed so they do not overwrite values given before it."""
+
+    def default(value: str) -> str:
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument(
+        "--endpoints", default=default(os.environ.get("ETCDZCTL_ENDPOINTS", "tcp://127.0.0.1:2379"))
+    )
+    p.add_argument("-w", "--write-out", choices=["simple", "json", "table"], default=default("simple"))
+    p.add_argument("--command-timeout", default=default("5s"))
+    p.add_argument("--dial-timeout", default=default("2s"))
+
+
+_GLOBALS = _Parser(add_help=False)
+_global_flags(_GLOBALS, suppress=True)
+
+
+def _kv_parsers(sub: Any) -> None:
+    put = sub.add_parser("put", help="Puts the given key into the store", parents=[_GLOBALS])
+    put.add_argument("key")
+    put.add_argument("value", nargs="?")
+    put.add_argument("--prev-kv", action="store_true")
+    put.add_argument("--ignore-value", action="store_true")
+    put.add_argument("--ignore-lease", action="store_true")
+    put.add_argument("--lease", default="0", help="lease ID (in hexadecimal) to attach to the key")
+
+    get = sub.add_parser("get", help="Gets the key or a range of keys", parents=[_GLOBALS])
+    get.add_argument("key")
+    get.add_argument("range_end", nargs="?")
+    get.add_argument("--prefix", action="store_true")
+    get.add_argument("--from-key", action="store_true")
+    get.add_argument("--limit", type=int, default=0)
+    get.add_argument("--rev", type=int, default=0)
+    get.add_argument("--sort-by", choices=sorted(SORT_TARGETS), default="")
+    get.add_argument("--order", choices=["ASCEND", "DESCEND"], default="")
+    get.add_argument("--keys-only", action="store_true")
+    get.add_argument("--count-only", action="store_true")
+    get.add_argument("--print-value-only", action="store_true")
+    get.add_argument("--consistency", choices=["l", "s"], default="l")
+
+    delete = sub.add_parser(
+        "del", help="Removes the specified key or range of keys [key, range_end)", parents=[_GLOBALS]
+    )
+    delete.add_argument("key")
+    delete.add_argument("range_end", nargs="?")
+    delete.add_argument("--prefix", action="store_true")
+    delete.add_argument("--from-key", action="store_true")
+    delete.add_argument("--prev-kv", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="etcdzctl", description="A command line client for etcdz, mirroring etcdctl.")
+    _global_flags(p, suppress=False)
+    sub = p.add_subparsers(dest="command", required=True)
+    _kv_parsers(sub)
+    txn = sub.add_parser("txn", help="Txn processes all the requests in one transaction", parents=[_GLOBALS])
+    txn.add_argument("-i", "--interactive", action="store_true")
+    compaction = sub.add_parser("compaction", help="Compacts the event history in etcdz", parents=[_GLOBALS])
+    compaction.add_argument("revision", type=int)
+    compaction.add_argument("--physical", action="store_true")
+    endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=[_GLOBALS])
+    endpoint.add_argument("action", choices=["status", "health"])
+    endpoint.add_argument("--cluster", action="store_true")
+    return p
+
+
+def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
+    """The request a put/get/del command line stands for (shared by txn's op lines)."""
+    if args.command == "put":
+        value = args.value
+        if value is None:
+            if args.ignore_value:
+                value = ""
+            elif stdin is None:
+                raise UsageError("put command needs 1 argument and input from stdin or 2 arguments")
+            else:
+                value = stdin.read()
+        try:
+            lease = int(args.lease, 16)
+        except ValueError:
+            raise UsageError(f"bad lease ID ({args.lease!r}), expecting ID in Hex") from None
+        return ops.put(
+            args.key,
+            value,
+            lease=lease,
+            prev_kv=args.prev_kv,
+            ignore_value=args.ignore_value,
+            ignore_lease=args.ignore_lease,
+        )
+    if args.command == "get":
+        if args.prefix and args.from_key:
+            raise UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+        order = {"": SortOrder.NONE, "ASCEND": SortOrder.ASCEND, "DESCEND": SortOrder.DESCEND}[args.order]
+        target = SORT_TARGETS.get(args.sort_by, SortTarget.KEY)
+        if args.sort_by and order == SortOrder.NONE:
+            order = SortOrder.ASCEND  # etcdctl: a sort target alone sorts ascending
+        return ops.get(
+            args.key,
+            range_end=args.range_end,
+            prefix=args.prefix,
+            from_key=args.from_key,
+            limit=args.limit,
+            revision=args.rev,
+            sort_order=order,
+            sort_target=target,
+            serializable=args.consistency == "s",
+            keys_only=args.keys_only,
+            count_only=args.count_only,
+        )
+    if args.command == "del":
+        if args.prefix and args.from_key:
+            raise UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+        return ops.delete(
+            args.key,
+            range_end=args.range_end,
+            prefix=args.prefix,
+            from_key=args.from_key,
+            prev_kv=args.prev_kv,
+        )
+    raise UsageError(f"unknown command {args.command!r}")
+
+
+def _txn_op(argv: list[str]) -> Any:
+    sub = _Parser(prog="txn").add_subparsers(dest="command", required=True)
+    _kv_parsers(sub)
+    return request_for(
+        sub._name_parser_map[argv[0]].parse_args(argv[1:], argparse.Namespace(command=argv[0]))
+    )
+
+
+class Output:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.out = sys.stdout.buffer
+
+    def lines(self, lines: Sequence[bytes]) -> None:
+        for line in lines:
+            self.out.write(line + b"\n")
+        self.out.flush()
+
+    def text(self, text: str) -> None:
+        self.lines([text.encode()])
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    timeout = fmt.parse_duration(args.command_timeout)
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if args.command == "endpoint":
+        return _endpoint(args, endpoints, timeout, out)
+    if out.mode == "table":
+        raise UsageError("table not supported as output format")
+    with Client(endpoints, timeout=timeout) as client:
+        if args.command == "compaction":
+            resp = client.compact(args.revision, physical=args.physical)
+            out.text(
+                fmt.to_json(fmt.response_json(resp))
+                if out.mode == "json"
+                else f"compacted revision {args.revision}"
+            )
+            return 0
+        if args.command == "txn":
+            prompt = out.text if args.interactive else None
+            request = txnfmt.build(txnfmt.read_sections(iter(sys.stdin), prompt), _txn_op)
+        else:
+            request = request_for(args, sys.stdin)
+        resp = client.call(request)
+    if out.mode == "json":
+        out.text(fmt.to_json(fmt.response_json(resp)))
+    elif args.command == "get" and args.count_only:
+        out.text(str(resp.count))
+    else:
+        out.lines(fmt.simple(resp, value_only=getattr(args, "print_value_only", False)))
+    return 0
+
+
+def _endpoint(args: argparse.Namespace, endpoints: list[str], timeout: float, out: Output) -> int:
+    code = 0
+    rows: list[Any] = []
+    for endpoint in endpoints:
+        with Client([endpoint], timeout=timeout) as client:
+            started = time.perf_counter()
+            try:
+                if args.action == "health":
+                    client.get("health")
+                    rows.append((endpoint, True, fmt.duration(time.perf_counter() - started), ""))
+                else:
+                    rows.append((endpoint, client.status()))
+            except EtcdzError as exc:
+                code = 1
+                if args.action == "health":
+                    rows.append((endpoint, False, fmt.duration(time.perf_counter() - started), exc.message))
+                else:
+                    sys.stderr.write(f"Failed to get the status of endpoint {endpoint} ({exc.message})\n")
+    if args.action == "health":
+        if out.mode == "json":
+            out.text(
+                fmt.to_json(
+                    [
+                        {"endpoint": e, "health": h, "took": t, **({"error": err} if err else {})}
+                        for e, h, t, err in rows
+                    ]
+                )
+            )
+        else:
+            for e, healthy, took, err in rows:
+                line = (
+                    f"{e} is healthy: successfully committed proposal: took = {took}"
+                    if healthy
+                    else f"{e} is unhealthy: failed to commit proposal: {err}"
+                )
+                (out.text if healthy else _stderr)(line)
+        if code:
+            _stderr("Error: unhealthy cluster")
+        return code
+    if out.mode == "json":
+        out.text(fmt.to_json([fmt.status_json(e, st) for e, st in rows]))
+    elif out.mode == "table":
+        out.text(fmt.table(fmt.STATUS_COLUMNS, [fmt.status_row(e, st) for e, st in rows]))
+    else:
+        for e, st in rows:
+            out.text(", ".join(fmt.status_row(e, st)))
+    return code
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        return run(args, Output(args.write_out))
+    except UsageError as exc:
+        _stderr(f"Error: {exc}")
+        return 1
+    except EtcdzError as exc:
+        _stderr(f"Error: {exc.message}")
+        return 1
+    except ValueError as exc:
+        _stderr(f"Error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

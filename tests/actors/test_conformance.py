@@ -1,0 +1,112 @@
+"""The same etcdctl steps against real etcd and etcdzctl steps against etcdz: same output.
+
+Skipped where Debian's etcd-server/etcd-client are not installed (.ci/run installs them).
+Revisions are equal on both sides because both stores start empty and take the same writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tools.cluster import LocalCluster, free_port
+
+ETCD, ETCDCTL = shutil.which("etcd"), shutil.which("etcdctl")
+
+STEPS: list[tuple[list[str], bytes]] = [
+    (["put", "a", "1"], b""),
+    (["put", "--prev-kv", "a", "2"], b""),
+    (["put", "b", "x"], b""),
+    (["put", "c/1", "y"], b""),
+    (["get", "a"], b""),
+    (["get", "", "--prefix"], b""),
+    (["get", "b", "--from-key", "--keys-only"], b""),
+    (["get", "a", "--rev", "2"], b""),
+    (["get", "", "--prefix", "--sort-by", "VALUE", "--order", "DESCEND"], b""),
+    (["get", "", "--prefix", "--limit", "1", "--print-value-only"], b""),
+    (["get", "a", "c"], b""),
+    (["txn"], b'mod("a") > "0"\n\nput a 3\nget a\ndel nothing\n\nget b\n\n'),
+    (["txn"], b'val("a") = "nope"\n\nput a 4\n\nget a\n\n'),
+    (["del", "c", "--prefix", "--prev-kv"], b""),
+    (["del", "zz"], b""),
+    (["compaction", "3"], b""),
+    (["get", "a", "--rev", "2"], b""),
+    (["get", "a", "--rev", "99"], b""),
+    (["get", "a", "-w", "json"], b""),
+    (["del", "a", "-w", "json"], b""),
+]
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not (ETCD and ETCDCTL):
+        pytest.skip("etcd/etcdctl not installed")
+    client, peer = free_port(), free_port()
+    url = f"http://127.0.0.1:{client}"
+    proc = subprocess.Popen(
+        [
+            ETCD,
+            "--data-dir",
+            str(tmp_path_factory.mktemp("etcd")),
+            "--listen-client-urls",
+            url,
+            "--advertise-client-urls",
+            url,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"default=http://127.0.0.1:{peer}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            subprocess.run(
+                [ETCDCTL, "--endpoints", url, "endpoint", "health"],
+                capture_output=True,
+                env={**os.environ, "ETCDCTL_API": "3"},
+            ).returncode
+            != 0
+        ):
+            assert time.monotonic() < deadline, "etcd did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run(argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    result = subprocess.run(
+        argv, input=stdin, capture_output=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"}
+    )
+    # etcdctl logs client retries as JSON lines on stderr before its "Error:" line
+    err = b"\n".join(line for line in result.stderr.splitlines() if line.startswith(b"Error:"))
+    return result.returncode, result.stdout, err
+
+
+def mask(out: bytes) -> bytes:
+    import re
+
+    return re.sub(
+        rb'"(cluster_id|member_id)":\d+', rb'"\1":0', re.sub(rb'"raft_term":\d+', b'"raft_term":0', out)
+    )
+
+
+def test_etcdzctl_matches_etcdctl(etcd: str, node: LocalCluster) -> None:
+    for args, stdin in STEPS:
+        want = run([ETCDCTL, "--endpoints", etcd, *args], stdin)  # type: ignore[list-item]
+        got = run([sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], *args], stdin)
+        assert (got[0], mask(got[1]), got[2]) == (want[0], mask(want[1]), want[2]), (
+            f"etcdctl {' '.join(args)}"
+        )
