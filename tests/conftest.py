@@ -9,25 +9,23 @@ import pytest
 from tools.cluster import LocalCluster
 
 
-@pytest.fixture
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One fresh single-member node for a test."""
-    cluster = LocalCluster(str(tmp_path_factory.mktemp("node")), 1)
+def _running(root: str, members: int = 1) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(root, members)
     cluster.start()
     try:
         cluster.wait_ready(timeout=30)
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One fresh single-member node for a test."""
+    yield from _running(str(tmp_path_factory.mktemp("node")))
 
 
 @pytest.fixture(scope="module")
 def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One node shared by the tests of a module that only read and write their own keys."""
-    cluster = LocalCluster(str(tmp_path_factory.mktemp("shared")), 1)
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=30)
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running(str(tmp_path_factory.mktemp("shared")))
