@@ -152,7 +152,11 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
     args = parser.parse_args()
     config = NodeConfig.load(args.config)
     log = configure(config.name, actor, config.log_format, config.log_level)
-    loop = build(config, log)
-    log.info("actor started")
-    loop.run()
+    try:
+        loop = build(config, log)
+        log.info("actor started")
+        loop.run()
+    except Exception as exc:  # crash-only: say why in one structured line, then exit
+        log.error("actor failed", error=str(exc), error_type=type(exc).__name__, exc_info=True)
+        raise SystemExit(2) from None
     log.info("actor stopped")
