@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from actors.mvcc import keys as K
-from actors.mvcc.txn import compare_holds
+from actors.mvcc.txn import compare_holds, in_range
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.internal import ApplyResult, BackendState, InternalRequest
@@ -319,11 +319,7 @@ class MvccStore:
         return HashKVResponse(header=header, hash=h, compact_revision=compact)
 
     def state(self, read_id: int = 0, db_size: int = 0) -> BackendState:
-        in_use = (
-            sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s")))
-            if hasattr(self.db, "approximate_sizes")
-            else 0
-        )
+        in_use = sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s")))
         return BackendState(
             read_id=read_id,
             consistent_index=self.consistent_index,
@@ -362,7 +358,7 @@ class MvccStore:
         out: dict[bytes, KeyValue | None] = {}
         lo = bisect.bisect_left(self._overlay_keys, key)
         for k in self._overlay_keys[lo:]:
-            if not _in_range(k, key, range_end):
+            if not in_range(k, key, range_end):
                 break  # overlay keys are sorted and start at ``key``: past the range
             best = None
             for main, _sub, record in self._overlay[k]:
@@ -424,14 +420,6 @@ def _to_kv(key: bytes, main: int, raw: bytes) -> KeyValue | None:
     return KeyValue(
         key=key, create_revision=create, mod_revision=main, version=version, value=value, lease=lease
     )
-
-
-def _in_range(key: bytes, start: bytes, end: bytes) -> bool:
-    if not end:
-        return key == start
-    if end == b"\0":
-        return key >= start
-    return start <= key < end
 
 
 def _single_end(key: bytes) -> bytes:

@@ -44,7 +44,8 @@ def _check_budget(req: TxnRequest, budget: int) -> None:
             raise EtcdzError(ErrorCode.EMPTY_KEY)
 
 
-def _in_range(key: bytes, start: bytes, end: bytes) -> bool:
+def in_range(key: bytes, start: bytes, end: bytes) -> bool:
+    """etcd's range rule: empty end is one key, ``\\0`` is every key from ``start`` on."""
     if not end:
         return key == start
     if end == b"\0":
@@ -69,7 +70,7 @@ def _check_intervals(ops: list[Op]) -> tuple[list[tuple[bytes, bytes]], set[byte
             puts |= nested
             dels.extend(then_dels + else_dels)
     for key in puts:
-        if any(_in_range(key, start, end) for start, end in dels):
+        if any(in_range(key, start, end) for start, end in dels):
             raise EtcdzError(ErrorCode.DUPLICATE_KEY)
     return dels, puts
 
