@@ -26,10 +26,16 @@ import zmq
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
 
+EXIT_FATAL = 3  # exit code of an actor whose durable state is unusable: do not restart it
 DRAIN_CAP = 4096
 SEND_TIMEOUT_MS = 10_000
 INTERNAL_HWM = 200_000
 LINGER_MS = 200
+
+
+class FatalError(Exception):
+    """The node's durable state cannot be used (a corrupt WAL, another member's data dir):
+    restarting cannot help, an operator must act."""
 
 
 class Loop:
@@ -156,6 +162,10 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
         loop = build(config, log)
         log.info("actor started")
         loop.run()
+    except FatalError as exc:
+        cause = exc.__cause__ or exc
+        log.error("actor failed", error=str(exc), error_type=type(cause).__name__, fatal=True)
+        raise SystemExit(EXIT_FATAL) from None
     except Exception as exc:  # crash-only: say why in one structured line, then exit
         log.error("actor failed", error=str(exc), error_type=type(exc).__name__, exc_info=True)
         raise SystemExit(2) from None

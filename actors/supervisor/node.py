@@ -20,6 +20,7 @@ import time
 import structlog
 
 from actors.runtime.config import ACTORS, NodeConfig
+from actors.runtime.loop import EXIT_FATAL
 
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
@@ -106,6 +107,9 @@ class NodeSupervisor:
                     self.log.info("stopping member")
                     return 0
                 actor, code = self.dead_actor() or ("?", -1)
+                if code == EXIT_FATAL:
+                    self.log.error("member cannot start: its data needs an operator", actor=actor)
+                    return 1
                 lived = time.monotonic() - started
                 quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0
                 self.log.warning(

@@ -13,22 +13,26 @@ import time
 import structlog
 
 from actors.runtime.config import NodeConfig
-from actors.runtime.loop import Loop, send
+from actors.runtime.loop import FatalError, Loop, send
 from actors.wal.core import WalWriterCore
-from actors.wal.files import Wal
+from actors.wal.files import Wal, WalMismatchError
+from actors.wal.records import WalCorruptError
 from proto_schemas.internal import Persist, WalLoad, WalState
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     loop = Loop(log)
     started = time.monotonic()
-    wal, contents = Wal.open(
-        config.wal_dir,
-        member_id=config.member_id,
-        cluster_id=config.cluster_id,
-        segment_bytes=config.wal_segment_bytes,
-        logger=log,
-    )
+    try:
+        wal, contents = Wal.open(
+            config.wal_dir,
+            member_id=config.member_id,
+            cluster_id=config.cluster_id,
+            segment_bytes=config.wal_segment_bytes,
+            logger=log,
+        )
+    except (WalCorruptError, WalMismatchError) as exc:
+        raise FatalError(str(exc)) from exc
     log.info(
         "wal replayed",
         entries=len(contents.entries),
