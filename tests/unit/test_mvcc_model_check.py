@@ -15,6 +15,8 @@ from typing import Any
 
 import plyvel
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.mvcc.store import MvccStore
 from etcdz import ops
@@ -150,5 +152,61 @@ def test_store_agrees_with_model(tmp_path: Path, seed: int) -> None:
                 except EtcdzError as exc:
                     got = exc.code
                 assert got == expected, f"seed {seed}: range {start!r}..{end!r} at {rev}"
+    finally:
+        db.close()
+
+
+keys = st.sampled_from(KEYS)
+values = st.sampled_from([b"x", b"y", b"z"])
+requests = st.one_of(
+    st.builds(lambda k, v: ops.put(k, v), keys, values),
+    st.builds(lambda k: ops.delete(k), keys),
+    st.builds(lambda k: ops.delete(k, prefix=True), keys),
+    st.builds(
+        lambda k, other, v: ops.txn(
+            [Value(k) == v], [ops.put(k, b"t"), ops.put(other, b"u")], [ops.delete(other)]
+        ),
+        keys,
+        keys,
+        values,
+    ).filter(lambda t: t.success[0].key != t.success[1].key),
+    st.builds(lambda r: CompactionRequest(revision=r), st.integers(1, 40)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.lists(requests, min_size=1, max_size=4), max_size=12),
+    probes=st.lists(
+        st.tuples(keys, st.sampled_from([b"", b"\0", b"b", b"d"]), st.integers(0, 40)), max_size=6
+    ),
+)
+def test_store_agrees_with_model_hypothesis(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[Any]], probes: list[Any]
+) -> None:
+    db = plyvel.DB(str(tmp_path_factory.mktemp("db")), create_if_missing=True)
+    store = MvccStore(db, cluster_id=1, member_id=1)
+    model = Model()
+    index = 0
+    try:
+        for batch in batches:
+            entries = []
+            for request in batch:
+                index += 1
+                entries.append((index, 1, InternalRequest(request_id=index, request=request)))
+                model.apply(request)
+            store.apply(entries)
+            assert store.current_revision == model.revision
+        for start, end, rev in probes:
+            if end and end != b"\0" and end <= start:
+                end = b""
+            try:
+                resp = store.range(ops.get(start, range_end=end or None, revision=rev), 1)
+                got: Any = [
+                    (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version) for kv in resp.kvs
+                ]
+            except EtcdzError as exc:
+                got = exc.code
+            assert got == model.range(start, end, rev)
     finally:
         db.close()
