@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MEMBERS ?= 1
+MEMBERS ?= 3
 
 .PHONY: install run test lint clean
 

@@ -1,7 +1,7 @@
 """``etcdzctl``: etcdctl's commands, flags and output, against etcdz.
 
     etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
-        put|get|del|txn|compaction|endpoint status|endpoint health ...
+        put|get|del|txn|compaction|endpoint status|endpoint health|member ...|move-leader ...
 
 Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
 """
@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
 from etcdz import _cli_txn as txnfmt
 from etcdz import ops
@@ -105,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=[_GLOBALS])
     endpoint.add_argument("action", choices=["status", "health"])
     endpoint.add_argument("--cluster", action="store_true")
+    clusterfmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -190,7 +192,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
     timeout = fmt.parse_duration(args.command_timeout)
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     if args.command == "endpoint":
+        if args.cluster:
+            with Client(endpoints, timeout=timeout) as client:
+                endpoints = clusterfmt.cluster_endpoints(client)
         return _endpoint(args, endpoints, timeout, out)
+    if args.command == "move-leader":
+        return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
+    if args.command == "member":
+        with Client(endpoints, timeout=timeout) as client:
+            return clusterfmt.run_member(args, client, out.text, out.mode)
     if out.mode == "table":
         raise UsageError("table not supported as output format")
     with Client(endpoints, timeout=timeout) as client:

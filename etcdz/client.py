@@ -22,6 +22,20 @@ import zmq
 
 from etcdz import ops
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
+from proto_schemas.cluster import (
+    MemberAddRequest,
+    MemberAddResponse,
+    MemberListRequest,
+    MemberListResponse,
+    MemberPromoteRequest,
+    MemberPromoteResponse,
+    MemberRemoveRequest,
+    MemberRemoveResponse,
+    MemberUpdateRequest,
+    MemberUpdateResponse,
+    MoveLeaderRequest,
+    MoveLeaderResponse,
+)
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse
@@ -47,7 +61,17 @@ from proto_schemas.kv import (
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
 RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
-WRITES = (PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest)
+WRITES = (
+    PutRequest,
+    DeleteRangeRequest,
+    TxnRequest,
+    CompactionRequest,
+    MemberAddRequest,
+    MemberRemoveRequest,
+    MemberUpdateRequest,
+    MemberPromoteRequest,
+    MoveLeaderRequest,
+)
 
 
 class Client:
@@ -189,6 +213,29 @@ class Client:
 
     def hash_kv(self, revision: int = 0) -> HashKVResponse:
         return self.call(HashKVRequest(revision=revision))  # type: ignore[no-any-return]
+
+    # -- cluster -------------------------------------------------------------------------------
+    def member_list(self) -> MemberListResponse:
+        return self.call(MemberListRequest())  # type: ignore[no-any-return]
+
+    def member_add(self, peer_urls: list[str], is_learner: bool = False) -> MemberAddResponse:
+        """Add a member (a voter, or a learner that replicates but does not vote until
+        promoted); start it afterwards with ``--initial-cluster-state existing``."""
+        return self.call(MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))  # type: ignore[no-any-return]
+
+    def member_remove(self, member_id: int) -> MemberRemoveResponse:
+        return self.call(MemberRemoveRequest(id=member_id))  # type: ignore[no-any-return]
+
+    def member_update(self, member_id: int, peer_urls: list[str]) -> MemberUpdateResponse:
+        return self.call(MemberUpdateRequest(id=member_id, peer_urls=list(peer_urls)))  # type: ignore[no-any-return]
+
+    def member_promote(self, member_id: int) -> MemberPromoteResponse:
+        return self.call(MemberPromoteRequest(id=member_id))  # type: ignore[no-any-return]
+
+    def move_leader(self, target_id: int) -> MoveLeaderResponse:
+        """Hand leadership to ``target_id``; must be sent to the current leader's endpoint
+        (``etcdserver: not leader`` otherwise), as etcd's MoveLeader."""
+        return self.call(MoveLeaderRequest(target_id=target_id))  # type: ignore[no-any-return]
 
     def get_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[KeyValue]:
         """Every kv of a range, fetched in chunks of about ``chunk_bytes`` at one revision, so

@@ -86,6 +86,58 @@ class InternalError(EtcdzError):
     code = ErrorCode.INTERNAL
 
 
+class MemberExists(EtcdzError):
+    code = ErrorCode.MEMBER_EXIST
+
+
+class PeerURLExists(EtcdzError):
+    code = ErrorCode.PEER_URL_EXIST
+
+
+class NotEnoughStartedMembers(EtcdzError):
+    code = ErrorCode.MEMBER_NOT_ENOUGH_STARTED
+
+
+class MemberBadURLs(EtcdzError):
+    code = ErrorCode.MEMBER_BAD_URLS
+
+
+class MemberNotFound(EtcdzError):
+    code = ErrorCode.MEMBER_NOT_FOUND
+
+
+class MemberNotLearner(EtcdzError):
+    code = ErrorCode.MEMBER_NOT_LEARNER
+
+
+class LearnerNotReady(EtcdzError):
+    code = ErrorCode.LEARNER_NOT_READY
+
+
+class TooManyLearners(EtcdzError):
+    code = ErrorCode.TOO_MANY_LEARNERS
+
+
+class NotLeader(EtcdzError):
+    code = ErrorCode.NOT_LEADER
+
+
+class BadLeaderTransferee(EtcdzError):
+    code = ErrorCode.BAD_LEADER_TRANSFEREE
+
+
+class Unhealthy(EtcdzError):
+    code = ErrorCode.UNHEALTHY
+
+
+class MemberRemoved(EtcdzError):
+    code = ErrorCode.ID_REMOVED
+
+
+class ClusterIdMismatch(EtcdzError):
+    code = ErrorCode.CLUSTER_ID_MISMATCH
+
+
 class Unavailable(EtcdzError):
     """No endpoint answered (all down, or unreachable)."""
 

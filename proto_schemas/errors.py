@@ -33,6 +33,19 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 16
     UNAVAILABLE = 17
     KEY_NOT_FOUND = 18
+    MEMBER_EXIST = 19
+    PEER_URL_EXIST = 20
+    MEMBER_NOT_ENOUGH_STARTED = 21
+    MEMBER_BAD_URLS = 22
+    MEMBER_NOT_FOUND = 23
+    MEMBER_NOT_LEARNER = 24
+    LEARNER_NOT_READY = 25
+    TOO_MANY_LEARNERS = 26
+    NOT_LEADER = 27
+    BAD_LEADER_TRANSFEREE = 28
+    UNHEALTHY = 29
+    ID_REMOVED = 30
+    CLUSTER_ID_MISMATCH = 31
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -54,9 +67,28 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.INTERNAL: "etcdserver: internal error",
     ErrorCode.UNAVAILABLE: "etcdserver: unavailable",
     ErrorCode.KEY_NOT_FOUND: "etcdserver: key not found",
+    ErrorCode.MEMBER_EXIST: "etcdserver: member ID already exist",
+    ErrorCode.PEER_URL_EXIST: "etcdserver: Peer URLs already exists",
+    ErrorCode.MEMBER_NOT_ENOUGH_STARTED: (
+        "etcdserver: re-configuration failed due to not enough started members"
+    ),
+    ErrorCode.MEMBER_BAD_URLS: "etcdserver: given member URLs are invalid",
+    ErrorCode.MEMBER_NOT_FOUND: "etcdserver: member not found",
+    ErrorCode.MEMBER_NOT_LEARNER: "etcdserver: can only promote a learner member",
+    ErrorCode.LEARNER_NOT_READY: "etcdserver: can only promote a learner member which is in sync with leader",
+    ErrorCode.TOO_MANY_LEARNERS: "etcdserver: too many learner members in cluster",
+    ErrorCode.NOT_LEADER: "etcdserver: not leader",
+    ErrorCode.BAD_LEADER_TRANSFEREE: "etcdserver: bad leader transferee",
+    ErrorCode.UNHEALTHY: "etcdserver: unhealthy cluster",
+    ErrorCode.ID_REMOVED: "etcdserver: the member has been permanently removed from the cluster",
+    ErrorCode.CLUSTER_ID_MISMATCH: "etcdserver: cluster ID mismatch",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})
+# errors whose detail (what exactly was wrong) is worth showing after etcd's text
+_DETAILED = frozenset(
+    {ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.INTERNAL, ErrorCode.MEMBER_BAD_URLS}
+)
 
 
 @message(90)
@@ -81,6 +113,6 @@ class EtcdzError(Exception):
 
 def error_response(code: ErrorCode, detail: str = "") -> ErrorResponse:
     text = TEXTS[code]
-    if detail and code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.INTERNAL):
+    if detail and code in _DETAILED:
         text = f"{text}: {detail}"
     return ErrorResponse(code=code, message=text, definite=code not in INDEFINITE)

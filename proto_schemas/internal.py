@@ -67,6 +67,7 @@ class RaftStatus:
     leader: int
     commit: int
     applied: int
+    is_learner: bool = False
 
 
 @message(306)
@@ -77,6 +78,7 @@ class Persist:
     entries: list[Entry] = field(default_factory=list)
     hard_state: HardState | None = None
     messages: list[RaftMessage] = field(default_factory=list)
+    snapshot: Snapshot | None = None  # installed from the leader: saved before the entries
 
 
 @message(307)
@@ -107,6 +109,7 @@ class WalState:
 @_msg
 class Apply:
     entries: list[Entry]
+    restored: int = 0  # a snapshot brought the backend to this index: skip what it covers
 
 
 @message(311)
@@ -165,6 +168,7 @@ class BackendStateRequest:
 
     read_id: int = 0
     reply_to: str = "gateway"
+    sync: bool = False  # make everything applied durable first (before a snapshot)
 
 
 @message(319)

@@ -16,8 +16,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import zmq
+
+from actors.runtime.config import member_id_for, socket_dir_for
+from actors.runtime.loop import send
 from etcdz import Client
 from etcdz.errors import EtcdzError
+from proto_schemas.cluster import PeerFaults
+
+TOKEN = "etcd-cluster"
 
 
 def free_port() -> int:
@@ -56,6 +63,23 @@ class Member:
             state,
             *self.extra_args,
         ]
+
+    @property
+    def member_id(self) -> int:
+        """The id a member of the initial cluster gets (etcd's rule: peer URLs and token)."""
+        return member_id_for(self.name, [self.peer_url], TOKEN)
+
+    def inject(self, faults: PeerFaults) -> None:
+        """Hand the member's raft core a fault-injection message (through its own inbox)."""
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.setsockopt(zmq.SNDTIMEO, 2000)
+        try:
+            sock.connect(f"ipc://{os.path.join(socket_dir_for(self.data_dir), 'raft')}.sock")
+            send(sock, faults)
+        finally:
+            sock.close()
 
     @property
     def pid(self) -> int:
@@ -178,6 +202,40 @@ class LocalCluster:
         assert member.proc is not None
         member.proc.wait()
 
+    def partition(self, *groups: list[Member]) -> None:
+        """Cut the network between the groups (a member in no group keeps all its links)."""
+        for group in groups:
+            others = [m.member_id for g in groups if g is not group for m in g]
+            for m in group:
+                m.inject(PeerFaults(blocked=others))
+
+    def heal(self) -> None:
+        for m in self.members:
+            if m.proc is not None and m.proc.poll() is None:
+                m.inject(PeerFaults(blocked=[]))
+
+    def leader(self, timeout: float = 10.0) -> Member:
+        """The member that reports itself leader (all running members agreeing on it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = set()
+            for m in self.members:
+                if m.proc is None or m.proc.poll() is not None:
+                    continue
+                try:
+                    with Client([m.client_url], timeout=1.0) as c:
+                        seen.add(c.status().leader)
+                except EtcdzError:
+                    seen.add(0)
+            if len(seen) == 1 and 0 not in seen:
+                (lead,) = seen
+                for m in self.members:
+                    if m.member_id == lead:
+                        return m
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no agreed leader after {timeout}s (saw {seen})")
+            time.sleep(0.1)
+
     def client(self, timeout: float = 7.0) -> Client:
         return Client(self.endpoints, timeout=timeout)
 
@@ -186,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.cluster")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a local cluster and wait for Ctrl-C")
-    up.add_argument("--members", type=int, default=1)
+    up.add_argument("--members", type=int, default=3)
     up.add_argument("--base-port", type=int, default=2379)
     up.add_argument("--data-dir", default="data")
     up.add_argument("--log-format", default="console")

@@ -6,6 +6,8 @@ Rules:
   so a replay after a crash applies nothing twice.
 - One batch is in flight at a time; whatever commits meanwhile forms the next batch (up to
   ``max_batch`` entries), so under load one LevelDB write batch carries many requests.
+- A snapshot installed from the leader moves the applied index forward at once (the backend
+  already holds everything up to it).
 - Results go to the gateway (which drops ids it did not mint) together with the applied index;
   the raft core hears the applied index too (for the committed - applied gap and snapshots).
 """
@@ -50,6 +52,16 @@ class ApplyCore:
                 raise RuntimeError(f"committed entries out of order: {entry.index} after {self._last_queued}")
             self._queue.append(entry)
             self._last_queued = entry.index
+
+    def on_restored(self, index: int, out: ApplyOutbox) -> None:
+        """A snapshot from the leader replaced the backend up to ``index``: what is queued at
+        or below it is covered, and the next committed entry is ``index + 1``."""
+        while self._queue and self._queue[0].index <= index:
+            self._queue.popleft()
+        self._last_queued = max(self._last_queued, index)
+        self.applied = max(self.applied or 0, index)
+        out.to_gateway.append(Results(applied_index=index))
+        out.to_raft.append(Applied(index=index))
 
     def on_apply_done(self, done: ApplyDone, out: ApplyOutbox) -> None:
         self._in_flight = False

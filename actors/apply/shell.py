@@ -24,6 +24,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def handle(msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, Apply):
+                if msg.restored:
+                    core.on_restored(msg.restored, out)
                 core.on_committed(msg.entries)
             elif isinstance(msg, ApplyDone):
                 core.on_apply_done(msg, out)

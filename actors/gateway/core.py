@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.mvcc.txn import validate_txn
+from proto_schemas.cluster import CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import Header, unpack_header
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
@@ -66,6 +67,7 @@ CLIENT_REQUESTS = (
     RangeStreamRequest,
     StatusRequest,
     HashKVRequest,
+    *CLUSTER_REQUESTS,
 )
 
 
@@ -155,6 +157,8 @@ class GatewayCore:
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
+        elif isinstance(request, CLUSTER_REQUESTS):
+            self.out.to_raft.append(ClusterCall(read_id=rid, request=request))
         elif write or _is_linearizable(request):
             if self.raft is None or self.raft.leader == 0:
                 self._held.append(rid)
@@ -195,6 +199,8 @@ class GatewayCore:
                 heapq.heappush(self._wait_applied, (msg.index, rid))
             self._release_reads()
         elif isinstance(msg, RaftStatus):
+            if self.raft is not None and (msg.leader, msg.term) != (self.raft.leader, self.raft.term):
+                self._leader_changed()
             self.raft = msg
             self.applied = max(self.applied, msg.applied)
             if msg.leader and self._held:
@@ -208,6 +214,14 @@ class GatewayCore:
                 self._fail(rid, msg.code)
         elif isinstance(msg, BackendState):
             self._answer_status(msg)
+
+    def _leader_changed(self) -> None:
+        """A ReadIndex asked of the old leader may never be answered: fail those reads at once
+        with etcd's ``leader changed`` (a read changed nothing, so the client may retry)."""
+        rounds, self._index_rounds = self._index_rounds, {}
+        for rids in rounds.values():
+            for rid in rids:
+                self._fail(rid, ErrorCode.LEADER_CHANGED)
 
     def _release_reads(self) -> None:
         while self._wait_applied and self._wait_applied[0][0] <= self.applied:
@@ -232,6 +246,7 @@ class GatewayCore:
                 raft_term=raft.term if raft else 0,
                 raft_applied_index=max(self.applied, state.consistent_index),
                 db_size_in_use=state.db_size_in_use,
+                is_learner=raft.is_learner if raft else False,
             ),
         )
 

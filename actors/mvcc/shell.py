@@ -13,9 +13,12 @@ import os
 import plyvel
 import structlog
 
+from actors.mvcc import keys as K
+from actors.mvcc import snapshots
 from actors.mvcc.store import MvccStore
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
+from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
@@ -43,9 +46,16 @@ def db_size(path: str) -> int:
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     loop = Loop(log)
+    recovered = snapshots.recover(config.db_dir)
+    if recovered:
+        log.warning(recovered)
     os.makedirs(config.db_dir, mode=0o700, exist_ok=True)
-    db = plyvel.DB(config.db_dir, create_if_missing=True)
-    store = MvccStore(db, cluster_id=config.cluster_id, member_id=config.member_id)
+
+    def open_store() -> MvccStore:
+        db = plyvel.DB(config.db_dir, create_if_missing=True)
+        return MvccStore(db, cluster_id=config.cluster_id, member_id=config.member_id)
+
+    store = open_store()
     log.info(
         "backend opened",
         consistent_index=store.consistent_index,
@@ -56,11 +66,61 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     outs = {
         "apply": loop.outbox(config.inbox("apply")),
         "gateway": loop.outbox(config.inbox("gateway")),
+        "raft": loop.outbox(config.inbox("raft")),
     }
+    outgoing: dict[int, snapshots.Outgoing] = {}
+    incoming: list[snapshots.Incoming] = []  # at most one install at a time
     size = [db_size(config.db_dir)]
 
     def refresh_size() -> None:
         size[0] = db_size(config.db_dir)
+
+    def pull(req: SnapshotPull) -> None:
+        """A piece of a snapshot for a follower (the first pull opens the snapshot)."""
+        snap = outgoing.get(req.snap_id)
+        if req.close:
+            if snap is not None:
+                outgoing.pop(req.snap_id).close()
+            return
+        if snap is None:
+            snap = outgoing[req.snap_id] = snapshots.Outgoing(store.db, store.consistent_index)
+            log.info("snapshot send started", snap_id=req.snap_id, index=snap.index)
+        seq, pairs, last = snap.next_piece()
+        if last:
+            del outgoing[req.snap_id]
+        send(
+            outs["raft"],
+            SnapshotPiece(snap_id=req.snap_id, seq=seq, index=snap.index, pairs=pairs, last=last),
+        )
+
+    def install(chunk: SnapshotChunk) -> None:
+        nonlocal store
+        if chunk.seq == 0:
+            for old in incoming:
+                old.abandon()
+            incoming[:] = [snapshots.Incoming(config.db_dir, chunk.snap_id)]
+        current = incoming[0] if incoming and incoming[0].snap_id == chunk.snap_id else None
+        if current is None:
+            return  # the rest of an abandoned snapshot
+        if not current.add(chunk.seq, list(chunk.pairs)):
+            current.abandon()
+            incoming.clear()
+            log.warning("snapshot install abandoned", snap_id=chunk.snap_id, reason="piece out of order")
+            send(outs["raft"], SnapshotInstalled(snap_id=chunk.snap_id, error="piece out of order"))
+            return
+        if chunk.done is None:
+            return
+        incoming.clear()
+        ready = current.finish()
+        for snap in outgoing.values():
+            snap.close()
+        outgoing.clear()
+        store.db.close()
+        snapshots.swap_in(config.db_dir, ready)
+        store = open_store()
+        refresh_size()
+        log.info("snapshot installed", index=store.consistent_index, revision=store.current_revision)
+        send(outs["raft"], SnapshotInstalled(snap_id=chunk.snap_id, index=store.consistent_index))
 
     def apply(batch: ApplyBatch) -> None:
         requests: list[tuple[int, int, InternalRequest]] = []
@@ -105,6 +165,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         if target is None:
             log.error("state request from unknown actor", reply_to=req.reply_to)
             return
+        if req.sync:
+            store.db.put(K.META_CONSISTENT_INDEX, K.int_bytes(store.consistent_index), sync=True)
         send(target, store.state(read_id=req.read_id, db_size=size[0]))
 
     def handle(msgs: list[object]) -> None:
@@ -115,6 +177,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 read(msg)
             elif isinstance(msg, BackendStateRequest):
                 state(msg)
+            elif isinstance(msg, SnapshotPull):
+                pull(msg)
+            elif isinstance(msg, SnapshotChunk):
+                install(msg)
 
     loop.on_messages(inbox, handle)
     loop.every(DB_SIZE_REFRESH_S, refresh_size)

@@ -46,6 +46,9 @@ from actors.raft.progress import Progress, ProgressState
 from actors.raft.readonly import ReadOnly, ReadRequest
 from actors.raft.storage import Storage, StorageError, entry_size
 from proto_schemas.raft import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -120,10 +123,10 @@ class Raft:
         self.rng = config.rng
         self.log = RaftLog(storage, config.max_committed_size_per_ready)
         hard_state, conf_state = storage.initial_state()
+        # No voters at all (config nor storage): a member that joins an existing cluster and
+        # learns the configuration from the leader's log or snapshot.
         voters = list(config.voters) or list(conf_state.voters)
         learners = list(config.learners) or list(conf_state.learners)
-        if not voters:
-            voters = [self.id]
         self.voters: frozenset[int] = frozenset(voters)
         self.learners: frozenset[int] = frozenset(learners)
         self.election_timeout = config.election_tick
@@ -145,6 +148,7 @@ class Raft:
         self.read_only = ReadOnly()
         self.pending_read_index: list[RaftMessage] = []
         self.lead_transferee = 0
+        self.pending_conf_index = 0  # a conf change at or below this index may be unapplied
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.election_timeout
@@ -314,6 +318,8 @@ class Raft:
         me = self.prs[self.id]
         me.become_replicate()
         me.recent_active = True
+        # Our log may hold a conf change not yet applied: refuse new ones until it is (etcd).
+        self.pending_conf_index = self.log.last_index()
         # An empty entry of our own term lets us commit what predecessors left (§6.4).
         self._append_entry([Entry(term=0, index=0)])
 
@@ -510,6 +516,13 @@ class Raft:
                 raise ValueError("raft: proposal without entries")
             if self.lead_transferee:
                 raise ProposalDropped("leadership transfer in progress")
+            if not self.promotable:
+                raise ProposalDropped("this member is no longer a voter")
+            for i, entry in enumerate(m.entries):
+                if entry.type == EntryType.CONF_CHANGE:
+                    if self.pending_conf_index > self.log.applied:
+                        raise ProposalDropped("a membership change is still being applied")
+                    self.pending_conf_index = self.log.last_index() + i + 1
             self._append_entry(m.entries)
             self.bcast_append()
             return
@@ -707,7 +720,60 @@ class Raft:
             self.log.commit_to(meta.index)
             return False
         self.log.restore(snap)
+        cs = meta.conf_state
+        if cs.voters or cs.learners:
+            self._switch_config(set(cs.voters), set(cs.learners))
         return True
+
+    # -- membership -------------------------------------------------------------------------------
+
+    def conf_state(self) -> ConfState:
+        return ConfState(voters=sorted(self.voters), learners=sorted(self.learners))
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """Apply a committed single-step change (idempotent: replays re-apply it)."""
+        voters, learners = set(self.voters), set(self.learners)
+        nid = cc.node_id
+        if cc.type is ConfChangeType.ADD_NODE:
+            learners.discard(nid)
+            voters.add(nid)
+        elif cc.type is ConfChangeType.ADD_LEARNER_NODE:
+            if nid not in voters:  # demoting a voter is refused, as etcd does
+                learners.add(nid)
+        elif cc.type is ConfChangeType.REMOVE_NODE:
+            voters.discard(nid)
+            learners.discard(nid)
+        self._switch_config(voters, learners)
+        return self.conf_state()
+
+    def _switch_config(self, voters: set[int], learners: set[int]) -> None:
+        self.voters, self.learners = frozenset(voters), frozenset(learners)
+        members = voters | learners
+        for peer in [p for p in self.prs if p not in members]:
+            del self.prs[peer]
+        for peer in members:
+            pr = self.prs.get(peer)
+            if pr is None:
+                pr = self.prs[peer] = Progress(self.log.last_index() + 1, self.max_inflight)
+                pr.recent_active = True  # a new peer gets an election timeout to answer
+                if peer == self.id:
+                    pr.match = self.log.persisted
+            pr.is_learner = peer in learners
+        if self.role is not Role.LEADER:
+            return
+        if self.id not in voters:
+            self.become_follower(self.term, 0)  # a leader removed (or demoted) steps down
+            return
+        if self.lead_transferee and self.lead_transferee not in voters:
+            self.lead_transferee = 0
+        self._maybe_commit()  # fewer voters may already make a quorum of what they hold
+        self.bcast_append()  # new peers start probing at once
+
+    def report_snapshot(self, to: int, ok: bool) -> None:
+        self._step(RaftMessage(type=MT.SNAP_STATUS, from_=to, reject=not ok))
+
+    def report_unreachable(self, to: int) -> None:
+        self._step(RaftMessage(type=MT.UNREACHABLE, from_=to))
 
     # -- local requests (RawNode) ---------------------------------------------------------------
 

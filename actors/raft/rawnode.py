@@ -31,7 +31,18 @@ from actors.raft.raft import (
     SoftState,
 )
 from actors.raft.storage import Storage
-from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage, ReadState, Snapshot
+from proto_schemas.codec import encode
+from proto_schemas.raft import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    MessageType,
+    RaftMessage,
+    ReadState,
+    Snapshot,
+)
 
 __all__ = [
     "Config",
@@ -79,6 +90,8 @@ class Status:
     applied: int
     last_index: int
     persisted: int
+    voters: list[int]
+    learners: list[int]
 
 
 class RawNode:
@@ -125,6 +138,47 @@ class RawNode:
 
     def on_persisted(self, index: int, term: int) -> None:
         self.raft.on_persisted(index, term)
+
+    # -- membership -----------------------------------------------------------------------------
+
+    def bootstrap(self, changes: list[ConfChange]) -> None:
+        """Start a new cluster: entries 1..n are the initial members' conf changes at term 1,
+        committed and applied to the configuration at once (etcd's ``Bootstrap``). The first
+        Ready carries them and the hard state (term 1, commit n) to persist; they come back as
+        committed entries, and applying them again changes nothing."""
+        r = self.raft
+        if r.log.last_index() != 0:
+            raise ValueError("raft: bootstrap needs an empty log")
+        entries = [
+            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=encode(cc))
+            for i, cc in enumerate(changes)
+        ]
+        r.become_follower(1, 0)
+        r.log.append(entries)
+        r.log.commit_to(len(entries))
+        for cc in changes:
+            r.apply_conf_change(cc)
+
+    def propose_conf_change(self, change: ConfChange) -> None:
+        """Propose a single-step membership change. Raises ProposalDropped without a leader,
+        during a leader transfer, or while an earlier change is not applied yet."""
+        self.raft.propose(encode(change), EntryType.CONF_CHANGE)
+
+    def apply_conf_change(self, change: ConfChange) -> ConfState:
+        """Apply a committed conf change to the configuration (call it in log order)."""
+        return self.raft.apply_conf_change(change)
+
+    @property
+    def conf_state(self) -> ConfState:
+        return self.raft.conf_state()
+
+    def report_snapshot(self, to: int, ok: bool) -> None:
+        """The snapshot sent to ``to`` was delivered (or failed): the leader resumes probing."""
+        self.raft.report_snapshot(to, ok)
+
+    def report_unreachable(self, to: int) -> None:
+        """A message to ``to`` could not be sent: stop pipelining to it, probe instead."""
+        self.raft.report_unreachable(to)
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -190,6 +244,8 @@ class RawNode:
             applied=r.log.applied,
             last_index=r.log.last_index(),
             persisted=r.log.persisted,
+            voters=sorted(r.voters),
+            learners=sorted(r.learners),
         )
 
 

@@ -1,26 +1,52 @@
 """The raft core's shell: feeds the pure RawNode and carries out its Ready.
 
 Start-up: ask the WAL writer for what it replayed (``WalLoad`` -> ``WalState``), fill the
-storage with it, then start ticking. Each loop iteration: step every drained message, tick when
-due, then for each Ready: entries + hard state to the WAL writer (with the messages that must
-wait for durability), other messages to peers right away (a leader replicates in parallel with
-its own fsync), committed entries to the apply worker, read states to the gateway; advance.
+storage with it (snapshot, then entries, then hard state), rebuild the member table from the
+snapshot, then start ticking. A member of a new cluster with an empty WAL bootstraps its log
+with one conf change per initial member (the same entries on every member). A member started
+with ``--initial-cluster-state existing`` starts empty and learns everything from the leader.
+
+Each loop iteration: step every drained message, tick when due, then for each Ready: entries +
+hard state to the WAL writer (with the messages that must wait for durability), other messages
+to peers at once (a leader replicates in parallel with its own fsync), committed entries to the
+apply worker (conf changes are applied here first: the member table belongs to the raft core),
+read states to the gateway; advance.
 """
 
 from __future__ import annotations
 
 import random
+import time
 
 import structlog
+import zmq
 
+from actors.raft.cluster_calls import ClusterCalls
+from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
 from actors.raft.rawnode import Config, ProposalDropped, RawNode
+from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
+from actors.raft.transport import PeerTransport
 from actors.runtime.config import NodeConfig
-from actors.runtime.loop import Loop, send
+from actors.runtime.loop import FatalError, Loop, send
+from proto_schemas.cluster import (
+    ClusterCall,
+    MemberChange,
+    PeerBatch,
+    PeerFaults,
+    SaveSnapshot,
+    SnapshotChunk,
+    SnapshotInstalled,
+    SnapshotPiece,
+    SnapshotSaved,
+)
+from proto_schemas.codec import DecodeError, decode
 from proto_schemas.errors import ErrorCode
 from proto_schemas.internal import (
     Applied,
     Apply,
+    BackendState,
+    BackendStateRequest,
     Persist,
     Persisted,
     Propose,
@@ -31,6 +57,7 @@ from proto_schemas.internal import (
     WalLoad,
     WalState,
 )
+from proto_schemas.raft import ConfChange, ConfChangeType, Entry, EntryType, RaftMessage, Snapshot
 
 
 class RaftShell:
@@ -41,65 +68,100 @@ class RaftShell:
         self.node: RawNode | None = None
         self.applied = 0
         self.last_status: RaftStatus | None = None
+        self.table = MemberTable()
+        self.history = MembershipLog(0, self.table.snapshot())
+        self.fresh_nonce = 0  # set when this start bootstrapped an empty log (see _check_identity)
         self.inbox = self.loop.inbox(config.inbox("raft"))
         self.to_wal = self.loop.outbox(config.inbox("wal"))
         self.to_apply = self.loop.outbox(config.inbox("apply"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
+        self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
+        self.storage = MemoryStorage()
+        self.peers = PeerTransport(
+            self.loop.ctx,
+            member_id=config.member_id,
+            cluster_id=config.cluster_id,
+            listen_urls=config.listen_peer_urls,
+            advertise_urls=config.initial_advertise_peer_urls,
+            log=log,
+        )
+        self.calls = ClusterCalls(config, log)
+        self.snapshots = Snapshots(
+            cluster_id=config.cluster_id,
+            member_id=config.member_id,
+            snapshot_count=config.snapshot_count,
+            catch_up_entries=config.snapshot_catchup_entries,
+            peers=self.peers,
+            to_backend=lambda msg: send(self.to_mvcc, msg),
+        )
         self.loop.on_messages(self.inbox, self.handle)
+        self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
         self.loop.after_batch(self.flush)
         send(self.to_wal, WalLoad())
 
+    # -- start ---------------------------------------------------------------------------------
     def start(self, state: WalState) -> None:
-        storage = MemoryStorage()
-        storage.set_hard_state(state.hard_state)
+        storage = self.storage
+        snap_index = 0
+        if state.snapshot is not None:
+            storage.apply_snapshot(state.snapshot)
+            snap_index = state.snapshot.metadata.index
+            self.table = MemberTable.restore(state.snapshot.data)
+            self.history = MembershipLog(snap_index, self.table.snapshot())
+            self.snapshots.snap_index = snap_index
         storage.append(state.entries)
-        voters = sorted(self.config.peers) or [self.config.member_id]
+        storage.set_hard_state(state.hard_state)
         self.node = RawNode(
             Config(
                 id=self.config.member_id,
-                voters=voters,
+                voters=[],
                 election_tick=self.config.election_tick,
                 heartbeat_tick=1,
-                applied=0,
+                applied=snap_index,
                 rng=random.Random(),
             ),
             storage,
         )
+        empty = not state.entries and state.snapshot is None and state.hard_state.term == 0
+        if empty and self.config.initial_cluster_state == "new":
+            initial = {
+                pid: (name, self.config.initial_cluster[name]) for pid, name in self.config.peers.items()
+            }
+            changes = bootstrap_changes(initial)
+            self.node.bootstrap(changes)
+            for cc in changes:
+                self.table.apply(cc)
+            self.fresh_nonce = random.getrandbits(62) | 1
+        self.peers.set_peers(self.table.peer_urls())
         self.log.info(
             "raft started",
             term=state.hard_state.term,
             commit=state.hard_state.commit,
-            last_index=state.entries[-1].index if state.entries else 0,
-            voters=len(voters),
+            last_index=state.entries[-1].index if state.entries else snap_index,
+            snapshot_index=snap_index,
+            members=len(self.table.members),
+            bootstrapped=bool(self.fresh_nonce),
         )
-        if len(voters) == 1:
+        if self.table.voters() == [self.config.member_id]:
             self.node.campaign()  # a one-member cluster needs no election timeout
 
+    # -- input ---------------------------------------------------------------------------------
     def handle(self, msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, WalState):
                 if self.node is None:
                     self.start(msg)
                 continue
+            if isinstance(msg, PeerFaults):
+                self.peers.blocked = frozenset(msg.blocked)
+                self.log.warning("peer faults injected", blocked=[f"{b:x}" for b in msg.blocked])
+                continue
             node = self.node
             if node is None:
-                if isinstance(msg, Propose):
-                    send(
-                        self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER)
-                    )
-                elif isinstance(msg, ReadIndexRequest):
-                    send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
-                continue
-            if isinstance(msg, Propose):
-                dropped = []
-                for data, rid in zip(msg.data, msg.request_ids, strict=True):
-                    try:
-                        node.propose(data)
-                    except ProposalDropped:
-                        dropped.append(rid)
-                if dropped:
-                    send(self.to_gateway, ProposeFailed(request_ids=dropped, code=ErrorCode.NO_LEADER))
+                self._refuse(msg)
+            elif isinstance(msg, Propose):
+                self._propose(node, msg)
             elif isinstance(msg, ReadIndexRequest):
                 if node.status.leader == 0:
                     send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
@@ -107,13 +169,90 @@ class RaftShell:
                     node.read_index(msg.read_id.to_bytes(8, "big"))
             elif isinstance(msg, Persisted):
                 node.on_persisted(msg.last_index, msg.last_term)
-                # messages released by durability go to peers (replication issue)
+                self._send_peers(msg.messages)
             elif isinstance(msg, Applied):
                 self.applied = max(self.applied, msg.index)
+                self.snapshots.maybe_take(
+                    self.applied, lambda: send(self.to_mvcc, BackendStateRequest(reply_to="raft", sync=True))
+                )
+            elif isinstance(msg, BackendState):
+                snap = self.snapshots.take(msg.consistent_index, self.storage, self.history)
+                if snap is not None:
+                    send(self.to_wal, SaveSnapshot(snapshot=snap))
+            elif isinstance(msg, SnapshotSaved):
+                self.log.info("snapshot taken", index=msg.index)
+            elif isinstance(msg, SnapshotPiece):
+                self.snapshots.piece(msg, node, self.storage, self.history, time.monotonic())
+            elif isinstance(msg, SnapshotInstalled):
+                done = self.snapshots.installed(msg)
+                if done is not None:
+                    node.step(done)
+            elif isinstance(msg, ClusterCall):
+                for reply in self.calls.call(msg, node, self.table, self.peers.started(), time.monotonic()):
+                    send(self.to_gateway, reply)
+
+    def _refuse(self, msg: object) -> None:
+        if isinstance(msg, Propose):
+            send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
+        elif isinstance(msg, ReadIndexRequest):
+            send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
+
+    def _propose(self, node: RawNode, msg: Propose) -> None:
+        dropped = []
+        for data, rid in zip(msg.data, msg.request_ids, strict=True):
+            try:
+                node.propose(data)
+            except ProposalDropped:
+                dropped.append(rid)
+        if dropped:
+            send(self.to_gateway, ProposeFailed(request_ids=dropped, code=ErrorCode.NO_LEADER))
+
+    def from_peers(self, frames: list[list[bytes]]) -> None:
+        self.peers.receive(frames, self._from_peer)
+
+    def _from_peer(self, msg: PeerBatch | SnapshotChunk) -> None:
+        node = self.node
+        if node is None:
+            return  # not started yet: raft retransmits
+        if isinstance(msg, PeerBatch):
+            for m in msg.messages:
+                if m.to == self.config.member_id:
+                    node.step(m)
+        else:
+            self.snapshots.chunk(msg)
 
     def tick(self) -> None:
-        if self.node is not None:
-            self.node.tick()
+        node = self.node
+        if node is None:
+            return
+        node.tick()
+        self.snapshots.tick(node, time.monotonic())
+        self._publish(node)
+        self.calls.expire(time.monotonic())
+
+    def _publish(self, node: RawNode) -> None:
+        """Record our name and client URLs in the member table (etcd's publish), once there is
+        a leader to take the proposal; retried every tick until the table shows them."""
+        if node.status.leader == 0 or self.config.member_id not in self.table.members:
+            return
+        nonce = self.fresh_nonce or 1
+        cc = self.table.plan_publish(
+            self.config.member_id, self.config.name, self.config.advertise_client_urls, nonce
+        )
+        if cc is None or not self.calls.may_publish(time.monotonic()):
+            return
+        try:
+            node.propose_conf_change(cc)
+        except ProposalDropped:
+            return
+
+    # -- output --------------------------------------------------------------------------------
+    def _send_peers(self, messages: list[RaftMessage]) -> None:
+        rest = self.snapshots.outgoing(messages, time.monotonic()) if messages else []
+        node = self.node
+        for peer in self.peers.send(rest) if rest else []:
+            if node is not None:
+                node.report_unreachable(peer)
 
     def flush(self) -> None:
         node = self.node
@@ -122,17 +261,29 @@ class RaftShell:
         while node.has_ready():
             rd = node.ready()
             if rd.soft_state is not None:
-                self.log.info("raft role", leader=f"{rd.soft_state.leader:x}", role=rd.soft_state.role.name)
-            if rd.entries or rd.hard_state is not None or rd.messages_after_persist:
+                self.log.info(
+                    "raft role",
+                    leader=f"{rd.soft_state.leader:x}",
+                    role=rd.soft_state.role.name,
+                    term=node.status.term,
+                )
+                for reply in self.calls.leader_changed(rd.soft_state.leader):
+                    send(self.to_gateway, reply)
+            if rd.snapshot is not None:
+                self._restored(rd.snapshot)
+            if rd.entries or rd.hard_state is not None or rd.messages_after_persist or rd.snapshot:
                 send(
                     self.to_wal,
                     Persist(
                         entries=list(rd.entries),
                         hard_state=rd.hard_state,
                         messages=list(rd.messages_after_persist),
+                        snapshot=rd.snapshot,
                     ),
                 )
+            self._send_peers(rd.messages)
             if rd.committed_entries:
+                self._apply_conf_changes(node, rd.committed_entries)
                 send(self.to_apply, Apply(entries=list(rd.committed_entries)))
             for rs in rd.read_states:
                 send(
@@ -140,6 +291,70 @@ class RaftShell:
                     ReadIndexResponse(read_id=int.from_bytes(rs.request_ctx, "big"), index=rs.index),
                 )
             node.advance(rd)
+        self._report_status(node)
+
+    def _restored(self, snap: Snapshot) -> None:
+        """The core adopted a snapshot from the leader (the backend already holds it)."""
+        index = snap.metadata.index
+        self.table = MemberTable.restore(snap.data)
+        self.history = MembershipLog(index, self.table.snapshot())
+        self.snapshots.snap_index = index
+        self.peers.set_peers(self.table.peer_urls())
+        self.peers.removed = frozenset(self.table.removed)
+        send(self.to_apply, Apply(entries=[], restored=index))
+        self.log.info(
+            "snapshot restored", index=index, term=snap.metadata.term, members=len(self.table.members)
+        )
+
+    def _apply_conf_changes(self, node: RawNode, entries: list[Entry]) -> None:
+        changed = False
+        for entry in entries:
+            if entry.type != EntryType.CONF_CHANGE:
+                continue
+            try:
+                cc = decode(entry.data, expect=ConfChange)
+            except DecodeError as exc:
+                self.log.error("undecodable conf change skipped", index=entry.index, error=str(exc))
+                continue
+            node.apply_conf_change(cc)
+            change = self.table.apply(cc)
+            self.history.record(entry.index, self.table.snapshot())
+            changed = True
+            self.log.info(
+                "membership changed",
+                change=cc.type.name,
+                member=f"{cc.node_id:x}",
+                index=entry.index,
+                voters=len(self.table.voters()),
+                members=len(self.table.members),
+            )
+            self._check_identity(cc, change)
+            if change is not None:
+                for reply in self.calls.applied(change.request_id, cc, self.table, node):
+                    send(self.to_gateway, reply)
+        if changed:
+            self.peers.set_peers(self.table.peer_urls())
+            self.peers.removed = frozenset(self.table.removed)
+
+    def _check_identity(self, cc: ConfChange, change: MemberChange | None) -> None:
+        me = self.config.member_id
+        if cc.node_id != me:
+            return
+        if cc.type is ConfChangeType.REMOVE_NODE:
+            raise FatalError(f"member {me:x} has been permanently removed from the cluster")
+        if not self.fresh_nonce or cc.type is not ConfChangeType.UPDATE_NODE or change is None:
+            return
+        if change.request_id == self.fresh_nonce:
+            self.fresh_nonce = 0  # our own publish: from here on the log is ours
+        elif change.member.client_urls:
+            # We bootstrapped an empty log in this start, yet the log holds a publish of us we
+            # did not make: this member existed before and its data dir was lost.
+            raise FatalError(
+                f"member {me:x} has already been bootstrapped and its data dir was lost; remove it "
+                "(etcdzctl member remove) and add it again (member add) with an empty data dir"
+            )
+
+    def _report_status(self, node: RawNode) -> None:
         st = node.status
         status = RaftStatus(
             member_id=self.config.member_id,
@@ -148,6 +363,7 @@ class RaftShell:
             leader=st.leader,
             commit=st.commit,
             applied=self.applied,
+            is_learner=self.config.member_id in st.learners,
         )
         if status != self.last_status:
             self.last_status = status
@@ -155,4 +371,7 @@ class RaftShell:
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
-    return RaftShell(config, log).loop
+    try:
+        return RaftShell(config, log).loop
+    except zmq.ZMQError as exc:
+        raise FatalError(f"cannot listen on peer URLs {config.listen_peer_urls}: {exc}") from exc

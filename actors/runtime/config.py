@@ -35,6 +35,7 @@ class NodeConfig:
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128
     snapshot_count: int = 100_000
+    snapshot_catchup_entries: int = 5000
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
     request_timeout_ms: int = 7000
@@ -47,6 +48,10 @@ class NodeConfig:
     @property
     def wal_dir(self) -> str:
         return os.path.join(self.data_dir, "member", "wal")
+
+    @property
+    def snap_dir(self) -> str:
+        return os.path.join(self.data_dir, "member", "snap")
 
     @property
     def db_dir(self) -> str:

@@ -105,6 +105,8 @@ class Loop:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        # The supervisor blocks these to wait for them; a child inherits that mask.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             while not self.stopping:
                 self.run_once()

@@ -27,6 +27,11 @@ FLAGS: dict[str, tuple[type, object, str]] = {
     "quota-backend-bytes": (int, 2 * 1024**3, "raise an alarm when the backend exceeds this size"),
     "max-request-bytes": (int, 1536 * 1024, "maximum client request size in bytes"),
     "snapshot-count": (int, 100_000, "committed transactions that trigger a snapshot"),
+    "experimental-snapshot-catchup-entries": (
+        int,
+        5000,
+        "entries kept after a snapshot for slow followers to catch up from",
+    ),
     "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
     "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
     "log-format": (str, "json", "json or console"),
@@ -125,6 +130,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         quota_backend_bytes=int(values["quota-backend-bytes"]),  # type: ignore[call-overload]
         max_request_bytes=int(values["max-request-bytes"]),  # type: ignore[call-overload]
         snapshot_count=int(values["snapshot-count"]),  # type: ignore[call-overload]
+        snapshot_catchup_entries=int(values["experimental-snapshot-catchup-entries"]),  # type: ignore[call-overload]
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
         log_format=str(values["log-format"]),

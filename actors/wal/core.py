@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from proto_schemas.internal import Persist, Persisted
-from proto_schemas.raft import Entry, HardState, RaftMessage
+from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
 __all__ = ["Batch", "WalWriterCore"]
 
@@ -27,6 +27,7 @@ class Batch(NamedTuple):
     entries: list[Entry]
     hard_state: HardState | None
     messages: list[RaftMessage]
+    snapshot: Snapshot | None = None
 
 
 class WalWriterCore:
@@ -40,6 +41,7 @@ class WalWriterCore:
         self._entries: list[Entry] = []
         self._hard_state: HardState | None = None
         self._messages: list[RaftMessage] = []
+        self._snapshot: Snapshot | None = None
         self._open = False  # something was added since the last take_batch
         self._in_flight: Batch | None = None
         self.last_index = last_index  # the log's end once the taken batches are durable
@@ -47,6 +49,10 @@ class WalWriterCore:
 
     def add(self, msg: Persist) -> None:
         """Add one ``Persist`` to the open batch."""
+        if msg.snapshot is not None:
+            # A snapshot replaces the whole log before it: what the batch held is superseded.
+            self._snapshot = msg.snapshot
+            self._entries = [e for e in self._entries if e.index > msg.snapshot.metadata.index]
         entries = msg.entries
         if entries:
             mine = self._entries
@@ -64,9 +70,12 @@ class WalWriterCore:
         """Everything added since the last batch, or ``None`` if nothing was."""
         if not self._open:
             return None
-        batch = Batch(self._entries, self._hard_state, self._messages)
-        self._entries, self._hard_state, self._messages = [], None, []
+        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot)
+        self._entries, self._hard_state, self._messages, self._snapshot = [], None, [], None
         self._open = False
+        if batch.snapshot is not None:
+            meta = batch.snapshot.metadata
+            self.last_index, self.last_term = meta.index, meta.term
         if batch.entries:
             self.last_index, self.last_term = batch.entries[-1].index, batch.entries[-1].term
         self._in_flight = batch

@@ -4,6 +4,10 @@ Every ``Persist`` drained in one loop iteration is appended and made durable by 
 fsync; what arrives while that fsync runs waits in the socket and forms the next batch. Only
 then is ``Persisted`` sent, carrying the raft messages that had to wait for durability
 (a follower's append response, a vote) — so nothing is acknowledged before it is on disk.
+
+Snapshots: a snapshot file is written before its WAL marker (a marker never names a missing
+file), and segments are released only up to the snapshot's index — the raft core asks for a
+snapshot only at an index the backend has synced (DESIGN.md principle 4).
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import structlog
 
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
+from actors.wal import snapfiles
 from actors.wal.core import WalWriterCore
 from actors.wal.files import Wal, WalMismatchError
 from actors.wal.records import WalCorruptError
+from proto_schemas.cluster import SaveSnapshot, SnapshotSaved
 from proto_schemas.internal import Persist, WalLoad, WalState
+from proto_schemas.raft import Snapshot
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
@@ -31,22 +38,37 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             segment_bytes=config.wal_segment_bytes,
             logger=log,
         )
-    except (WalCorruptError, WalMismatchError) as exc:
+        snapshot = None
+        if contents.snapshot is not None:
+            snapshot = snapfiles.load(config.snap_dir, contents.snapshot.term, contents.snapshot.index)
+    except (WalCorruptError, WalMismatchError, snapfiles.SnapshotFileError) as exc:
         raise FatalError(str(exc)) from exc
     log.info(
         "wal replayed",
         entries=len(contents.entries),
         hard_state=str(contents.hard_state),
+        snapshot_index=snapshot.metadata.index if snapshot is not None else 0,
         seconds=round(time.monotonic() - started, 3),
     )
     core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term)
     inbox = loop.inbox(config.inbox("wal"))
     to_raft = loop.outbox(config.inbox("raft"))
 
+    def save_snapshot(snap: Snapshot) -> None:
+        snapfiles.save(config.snap_dir, snap)
+        wal.save_snapshot(snap.metadata.index, snap.metadata.term)
+
     def handle(msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, Persist):
                 core.add(msg)
+            elif isinstance(msg, SaveSnapshot):
+                # Entries up to the snapshot are durable already (it is taken at an applied
+                # index), so the marker may precede whatever the open batch still holds.
+                save_snapshot(msg.snapshot)
+                released = wal.release_to(msg.snapshot.metadata.index)
+                log.info("snapshot saved", index=msg.snapshot.metadata.index, segments_released=released)
+                send(to_raft, SnapshotSaved(index=msg.snapshot.metadata.index))
             elif isinstance(msg, WalLoad):
                 send(
                     to_raft,
@@ -55,7 +77,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                         cluster_id=contents.cluster_id,
                         hard_state=contents.hard_state,
                         entries=contents.entries,
-                        snapshot=None,
+                        snapshot=snapshot,
                     ),
                 )
 
@@ -63,6 +85,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         batch = core.take_batch()
         if batch is None:
             return
+        if batch.snapshot is not None:
+            save_snapshot(batch.snapshot)
+            log.info("snapshot installed", index=batch.snapshot.metadata.index)
         wal.append(batch.entries, batch.hard_state)
         started = time.perf_counter()
         wal.sync()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
@@ -13,35 +12,9 @@ import pytest
 from etcdz import Client
 from etcdz.errors import EtcdzError
 from tools.cluster import LocalCluster
+from tools.workload import Writer, check_writes
 
 RECOVERY_LIMIT_S = 5.0
-
-
-class Writer(threading.Thread):
-    """Puts unique keys in a loop; remembers which were acknowledged and which are unknown."""
-
-    def __init__(self, endpoints: list[str], prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.client = Client(endpoints, timeout=2.0)
-        self.prefix = prefix
-        self.acked: list[str] = []
-        self.unknown: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        i = 0
-        deadline = time.monotonic() + 60
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            key = f"{self.prefix}/{i:06d}"
-            i += 1
-            try:
-                self.client.put(key, key)
-                self.acked.append(key)
-            except EtcdzError as exc:
-                if not exc.definite:
-                    self.unknown.append(key)
-                time.sleep(0.02)
-        self.client.close()
 
 
 def wait_serving(endpoints: list[str], since: float) -> float:
@@ -53,16 +26,6 @@ def wait_serving(endpoints: list[str], since: float) -> float:
             except EtcdzError:
                 time.sleep(0.05)
     raise AssertionError("node did not serve again within 30 s")
-
-
-def check_writes(c: Client, writer: Writer) -> None:
-    found = {kv.key.decode(): kv for kv in c.get(writer.prefix + "/", prefix=True).kvs}
-    missing = [k for k in writer.acked if k not in found]
-    assert not missing, f"acknowledged writes lost: {missing[:5]}"
-    assert set(found) <= set(writer.acked) | set(writer.unknown)
-    assert all(kv.version == 1 for kv in found.values()), "a put was applied twice"
-    revisions = sorted(kv.mod_revision for kv in found.values())
-    assert len(set(revisions)) == len(revisions)
 
 
 @pytest.mark.parametrize("actor", ["wal", "raft", "mvcc", "apply", "gateway"])

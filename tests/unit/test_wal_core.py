@@ -6,7 +6,7 @@ from pathlib import Path
 
 from actors.wal.core import Batch, WalWriterCore
 from proto_schemas.internal import Persist, Persisted
-from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage
+from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage, Snapshot, SnapshotMetadata
 
 
 def ents(first: int, last: int, term: int = 1) -> list[Entry]:
@@ -29,7 +29,8 @@ def test_everything_since_the_last_batch_is_one_batch() -> None:
     core.add(Persist(messages=[resp(3, 3)]))
     batch = core.take_batch()
     assert batch == Batch(ents(1, 3), HardState(term=1, vote=1, commit=2), [resp(2, 2), resp(3, 3)])
-    entries, hard_state, messages = batch  # also a plain tuple
+    entries, hard_state, messages, snapshot = batch  # also a plain tuple
+    assert snapshot is None
     assert core.take_batch() is None
     # What arrives while that batch is being synced goes into the next one.
     core.add(Persist(entries=ents(4, 4), messages=[resp(2, 4)]))
@@ -82,3 +83,19 @@ def test_core_drives_a_real_wal_as_the_shell_does(tmp_path: Path) -> None:
     _, contents = Wal.open(str(tmp_path), member_id=1, cluster_id=2)
     assert contents.entries == ents(1, 1) + ents(2, 3, term=2)
     assert contents.hard_state == HardState(term=2, vote=1)
+
+
+def test_an_installed_snapshot_supersedes_the_entries_it_covers() -> None:
+    core = WalWriterCore(last_index=3, last_term=1)
+    core.add(Persist(entries=ents(4, 6)))
+    snap = Snapshot(metadata=SnapshotMetadata(index=10, term=2))
+    core.add(Persist(snapshot=snap, hard_state=HardState(term=2, commit=10)))
+    core.add(Persist(entries=[Entry(term=2, index=11)]))
+    batch = core.take_batch()
+    assert batch is not None and batch.snapshot == snap
+    assert [e.index for e in batch.entries] == [11]  # 4..6 are covered by the snapshot
+    assert core.persisted(batch) == Persisted(last_index=11, last_term=2, messages=[])
+    core.add(Persist(snapshot=Snapshot(metadata=SnapshotMetadata(index=20, term=3))))
+    batch = core.take_batch()
+    assert batch is not None and not batch.entries
+    assert core.persisted(batch).last_index == 20

@@ -1,0 +1,172 @@
+"""The peer mesh between raft cores: one ROUTER bound on the member's peer URLs, and per peer
+two DEALER sockets connected to that peer's URLs.
+
+Why this shape:
+- DEALER -> ROUTER for the whole mesh: raft messages are one-way (every answer is itself a
+  message), ZeroMQ reconnects by itself after a peer restarts, and the receiving ROUTER
+  fair-queues between its connections. (The ROUTER could also answer a dialler that is not a
+  member yet; raft itself never needs that.)
+- Two lanes per peer: raft messages on one, snapshot chunks on the other. The receiving PULL
+  reads both connections in turn, so a heartbeat never waits behind megabytes of snapshot
+  (no head-of-line blocking); the snapshot lane's queue is short so a big snapshot cannot
+  fill memory.
+- ``IMMEDIATE`` and non-blocking sends: nothing queues for a peer that is not connected and a
+  full queue drops instead of blocking the raft loop. Raft retransmits what is lost; the caller
+  learns about drops (``unreachable``) and lets the leader fall back to probing that peer.
+- Frames are plain CBOR (no envelope); a frame that does not decode to a peer message, comes
+  from another cluster, or from a removed member is dropped with a log line, never a crash.
+- A sender we have no address for (a leader talking to a member that is joining and knows
+  nobody yet) is reached at the URLs its batches advertise until the member table names it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import zmq
+
+from proto_schemas.cluster import PeerBatch, SnapshotChunk
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.raft import RaftMessage
+
+MSG_HWM = 10_000
+SNAP_HWM = 8
+MAX_PEER_FRAME = 64 * 1024 * 1024
+
+
+class _Peer:
+    def __init__(self, ctx: zmq.Context[Any], urls: list[str]) -> None:
+        self.urls = list(urls)
+        self.msgs = _dealer(ctx, urls, MSG_HWM)
+        self.snaps = _dealer(ctx, urls, SNAP_HWM)
+
+    def close(self) -> None:
+        self.msgs.close(linger=0)
+        self.snaps.close(linger=0)
+
+
+def _dealer(ctx: zmq.Context[Any], urls: list[str], hwm: int) -> zmq.Socket[bytes]:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    for url in urls:
+        sock.connect(url)
+    return sock
+
+
+class PeerTransport:
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        *,
+        member_id: int,
+        cluster_id: int,
+        listen_urls: list[str],
+        advertise_urls: list[str],
+        log: structlog.BoundLogger,
+        alive_s: float = 1.0,
+    ) -> None:
+        self.ctx = ctx
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.advertise_urls = list(advertise_urls)
+        self.log = log
+        self.alive_s = alive_s
+        self.inbox = ctx.socket(zmq.ROUTER)
+        self.inbox.setsockopt(zmq.RCVHWM, MSG_HWM)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        for url in listen_urls:
+            self.inbox.bind(url)
+        self.peers: dict[int, _Peer] = {}
+        self.known: dict[int, list[str]] = {}  # the member table's addresses
+        self.heard: dict[int, float] = {}  # peer -> when we last received from it
+        self.blocked: frozenset[int] = frozenset()  # fault injection: a partition
+        self.removed: frozenset[int] = frozenset()
+        self.dropped = 0
+
+    def set_peers(self, peers: dict[int, list[str]]) -> None:
+        """Connect to the members of the current member table (not ourselves)."""
+        self.known = {pid: urls for pid, urls in peers.items() if pid != self.member_id and urls}
+        for pid in list(self.peers):
+            if pid not in self.known or self.peers[pid].urls != self.known[pid]:
+                self.peers.pop(pid).close()
+        for pid, urls in self.known.items():
+            self._connect(pid, urls)
+
+    def _connect(self, pid: int, urls: list[str]) -> None:
+        if pid not in self.peers:
+            self.peers[pid] = _Peer(self.ctx, urls)
+            self.log.info("peer connected", peer=f"{pid:x}", urls=urls)
+
+    def started(self) -> set[int]:
+        """Peers we heard from within ``alive_s`` (etcd's "started members" for reconfig checks)."""
+        now = time.monotonic()
+        return {pid for pid, t in self.heard.items() if now - t <= self.alive_s}
+
+    def send(self, messages: list[RaftMessage]) -> list[int]:
+        """Send messages grouped per peer, one frame per peer; returns the peers whose frame
+        could not be queued (unknown, not connected, or queue full)."""
+        by_peer: dict[int, list[RaftMessage]] = {}
+        for m in messages:
+            by_peer.setdefault(m.to, []).append(m)
+        failed = []
+        for pid, msgs in by_peer.items():
+            batch = PeerBatch(
+                cluster_id=self.cluster_id, from_=self.member_id, from_urls=self.advertise_urls, messages=msgs
+            )
+            frame = encode(batch)
+            if not self._send(pid, frame, snapshot_lane=False):
+                failed.append(pid)
+        return failed
+
+    def send_chunk(self, to: int, chunk: SnapshotChunk) -> bool:
+        return self._send(to, encode(chunk), snapshot_lane=True)
+
+    def _send(self, pid: int, frame: bytes, *, snapshot_lane: bool) -> bool:
+        peer = self.peers.get(pid)
+        if peer is None or pid in self.blocked:
+            self.dropped += 1
+            return False
+        try:
+            (peer.snaps if snapshot_lane else peer.msgs).send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        return True
+
+    def receive(
+        self, frames: list[list[bytes]], on_batch: Callable[[PeerBatch | SnapshotChunk], None]
+    ) -> None:
+        for parts in frames:
+            if len(parts) != 2:  # ROUTER: [sender identity, frame]
+                self.log.warning("peer frame dropped", reason="unexpected frame count")
+                continue
+            try:
+                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk))
+            except DecodeError as exc:
+                self.log.warning("peer frame dropped", reason=str(exc))
+                continue
+            if msg.cluster_id != self.cluster_id:
+                self.log.warning("peer frame dropped", reason="cluster ID mismatch", sender=f"{msg.from_:x}")
+                continue
+            if msg.from_ in self.blocked:
+                continue
+            if msg.from_ in self.removed:
+                continue
+            self.heard[msg.from_] = time.monotonic()
+            if isinstance(msg, PeerBatch) and msg.from_ not in self.known and msg.from_urls:
+                self._connect(msg.from_, list(msg.from_urls))
+            on_batch(msg)
+
+    def close(self) -> None:
+        for peer in self.peers.values():
+            peer.close()
+        self.peers.clear()
+        self.inbox.close(linger=0)

@@ -1,0 +1,166 @@
+"""``etcdzctl member ...`` and ``move-leader``: etcdctl's cluster commands and their output."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from etcdz import _cli_format as fmt
+from etcdz.client import Client
+from etcdz.errors import EtcdzError
+from proto_schemas.cluster import Member, MemberListResponse
+
+MEMBER_COLUMNS = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
+
+
+def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    member = sub.add_parser("member", help="Membership related commands", parents=parents)
+    actions = member.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="Lists all members in the cluster", parents=parents)
+    add = actions.add_parser("add", help="Adds a member into the cluster", parents=parents)
+    add.add_argument("name")
+    add.add_argument("--peer-urls", required=True, help="comma separated peer URLs for the new member")
+    add.add_argument("--learner", action="store_true", help="indicates if the new member is raft learner")
+    remove = actions.add_parser("remove", help="Removes a member from the cluster", parents=parents)
+    remove.add_argument("member_id")
+    update = actions.add_parser("update", help="Updates a member in the cluster", parents=parents)
+    update.add_argument("member_id")
+    update.add_argument("--peer-urls", required=True)
+    promote = actions.add_parser(
+        "promote", help="Promotes a non-voting member in the cluster", parents=parents
+    )
+    promote.add_argument("member_id")
+    move = sub.add_parser(
+        "move-leader", help="Transfers leadership to another etcdz cluster member.", parents=parents
+    )
+    move.add_argument("transferee_id")
+
+
+def _hex_id(text: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise ValueError(f"bad member ID arg ({text!r}), expecting ID in Hex") from None
+
+
+def _urls(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+def member_row(m: Member) -> list[str]:
+    return [
+        f"{m.id:x}",
+        "started" if m.name else "unstarted",
+        m.name,
+        ",".join(m.peer_urls),
+        ",".join(m.client_urls),
+        str(m.is_learner).lower(),
+    ]
+
+
+def member_json(m: Member) -> dict[str, Any]:
+    out: dict[str, Any] = {"ID": m.id}
+    if m.name:
+        out["name"] = m.name
+    if m.peer_urls:
+        out["peerURLs"] = m.peer_urls
+    if m.client_urls:
+        out["clientURLs"] = m.client_urls
+    if m.is_learner:
+        out["isLearner"] = True
+    return out
+
+
+def _members_json(resp: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": fmt.header_json(resp.header)}
+    if getattr(resp, "member", None) is not None:
+        out["member"] = member_json(resp.member)
+    out["members"] = [member_json(m) for m in resp.members]
+    return out
+
+
+def run_member(args: argparse.Namespace, client: Client, out: Callable[[str], None], mode: str) -> int:
+    if args.action == "list":
+        resp: Any = client.member_list()
+        if mode == "json":
+            out(fmt.to_json(_members_json(resp)))
+        elif mode == "table":
+            out(fmt.table(MEMBER_COLUMNS, [member_row(m) for m in resp.members]))
+        else:
+            for m in resp.members:
+                out(", ".join(member_row(m)))
+        return 0
+    cluster = 0
+    if args.action == "add":
+        resp = client.member_add(_urls(args.peer_urls), is_learner=args.learner)
+        cluster = resp.header.cluster_id
+        if mode == "json":
+            out(fmt.to_json(_members_json(resp)))
+            return 0
+        kind = "learner" if args.learner else "Member"
+        out(f"{kind} {resp.member.id:x} added to cluster {cluster:x}\n")
+        out(_join_env(args.name, resp.member, resp.members))
+        return 0
+    member_id = _hex_id(args.member_id)
+    if args.action == "remove":
+        resp = client.member_remove(member_id)
+        verb = "removed from"
+    elif args.action == "update":
+        resp = client.member_update(member_id, _urls(args.peer_urls))
+        verb = "updated in"
+    else:
+        resp = client.member_promote(member_id)
+        verb = "promoted in"
+    if mode == "json":
+        out(fmt.to_json(_members_json(resp)))
+    else:
+        out(f"Member {member_id:x} {verb} cluster {resp.header.cluster_id:x}")
+    return 0
+
+
+def _join_env(name: str, new: Member, members: list[Member]) -> str:
+    """The environment a new member starts with (etcdctl prints ETCD_*; ours are ETCDZ_*)."""
+    parts = []
+    for m in members:
+        member_name = name if m.id == new.id else m.name
+        if not member_name:
+            continue
+        parts += [f"{member_name}={url}" for url in m.peer_urls]
+    return "\n".join(
+        [
+            f'ETCDZ_NAME="{name}"',
+            f'ETCDZ_INITIAL_CLUSTER="{",".join(parts)}"',
+            f'ETCDZ_INITIAL_ADVERTISE_PEER_URLS="{",".join(new.peer_urls)}"',
+            'ETCDZ_INITIAL_CLUSTER_STATE="existing"',
+        ]
+    )
+
+
+def run_move_leader(
+    args: argparse.Namespace, endpoints: list[str], timeout: float, out: Callable[[str], None]
+) -> int:
+    """As etcdctl: find the leader among the endpoints, ask it to hand over."""
+    target = _hex_id(args.transferee_id)
+    leader_endpoint, leader_id = "", 0
+    for endpoint in endpoints:
+        with Client([endpoint], timeout=timeout) as c:
+            try:
+                st = c.status()
+            except EtcdzError:
+                continue
+            if st.leader == st.header.member_id:
+                leader_endpoint, leader_id = endpoint, st.leader
+                break
+    if not leader_endpoint:
+        raise ValueError("no leader endpoint given at " + ",".join(endpoints))
+    with Client([leader_endpoint], timeout=timeout) as c:
+        c.move_leader(target)
+    out(f"Leadership transferred from {leader_id:x} to {target:x}")
+    return 0
+
+
+def cluster_endpoints(client: Client) -> list[str]:
+    """Every member's client URLs (``--cluster``), as the member list advertises them."""
+    resp: MemberListResponse = client.member_list()
+    return [url for m in resp.members for url in m.client_urls]

@@ -1,0 +1,239 @@
+"""etcd's Cluster and Maintenance membership messages (client-facing, type ids 120-139) and
+the messages of the peer mesh and of membership inside a node (type ids 330-349).
+
+A member is what ``etcdctl member list`` shows: id, name, peer and client URLs, learner flag.
+The raft core owns the member table; it changes only by committed conf-change entries, whose
+``context`` is an encoded ``MemberChange`` (who asked, and the member's new attributes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto_schemas.codec import message
+from proto_schemas.kv import ResponseHeader
+from proto_schemas.raft import RaftMessage, Snapshot
+
+_msg = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@message(120)
+@_msg
+class Member:
+    id: int
+    name: str = ""  # empty until the member has started and published itself
+    peer_urls: list[str] = field(default_factory=list)
+    client_urls: list[str] = field(default_factory=list)
+    is_learner: bool = False
+
+
+@message(121)
+@_msg
+class MemberListRequest:
+    linearizable: bool = False
+
+
+@message(122)
+@_msg
+class MemberListResponse:
+    header: ResponseHeader
+    members: list[Member] = field(default_factory=list)
+
+
+@message(123)
+@_msg
+class MemberAddRequest:
+    peer_urls: list[str]
+    is_learner: bool = False
+
+
+@message(124)
+@_msg
+class MemberAddResponse:
+    header: ResponseHeader
+    member: Member
+    members: list[Member] = field(default_factory=list)
+
+
+@message(125)
+@_msg
+class MemberRemoveRequest:
+    id: int
+
+
+@message(126)
+@_msg
+class MemberRemoveResponse:
+    header: ResponseHeader
+    members: list[Member] = field(default_factory=list)
+
+
+@message(127)
+@_msg
+class MemberUpdateRequest:
+    id: int
+    peer_urls: list[str]
+
+
+@message(128)
+@_msg
+class MemberUpdateResponse:
+    header: ResponseHeader
+    members: list[Member] = field(default_factory=list)
+
+
+@message(129)
+@_msg
+class MemberPromoteRequest:
+    id: int
+
+
+@message(130)
+@_msg
+class MemberPromoteResponse:
+    header: ResponseHeader
+    members: list[Member] = field(default_factory=list)
+
+
+@message(131)
+@_msg
+class MoveLeaderRequest:
+    target_id: int
+
+
+@message(132)
+@_msg
+class MoveLeaderResponse:
+    header: ResponseHeader
+
+
+CLUSTER_REQUESTS = (
+    MemberListRequest,
+    MemberAddRequest,
+    MemberRemoveRequest,
+    MemberUpdateRequest,
+    MemberPromoteRequest,
+    MoveLeaderRequest,
+)
+
+# -- inside a node and between raft cores -----------------------------------------------------
+
+
+@message(330)
+@_msg
+class MemberChange:
+    """The context of a conf-change entry: the member's attributes after the change, and the
+    id of the request that proposed it (0 when a member publishes itself), so that the member
+    whose gateway holds that request answers it once the change is applied."""
+
+    request_id: int
+    member: Member
+
+
+@message(331)
+@_msg
+class Membership:
+    """The member table as of a log index: carried in the data of raft snapshots (on disk and
+    sent to followers), so a member restarted or installed from a snapshot knows its peers."""
+
+    members: list[Member] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+
+@message(332)
+@_msg
+class ClusterCall:
+    """A client's Cluster request, forwarded by the gateway to the raft core (which owns the
+    member table); answered by a ``ReadResult`` with the same ``read_id``."""
+
+    read_id: int
+    request: (
+        MemberListRequest
+        | MemberAddRequest
+        | MemberRemoveRequest
+        | MemberUpdateRequest
+        | MemberPromoteRequest
+        | MoveLeaderRequest
+    )
+
+
+@message(333)
+@_msg
+class PeerBatch:
+    """Raft messages from one member to another, sent together. ``cluster_id`` guards against a
+    member of another cluster dialling the wrong port (etcd checks X-Etcd-Cluster-ID)."""
+
+    cluster_id: int
+    from_: int
+    from_urls: list[str] = field(default_factory=list)
+    messages: list[RaftMessage] = field(default_factory=list)
+
+
+@message(334)
+@_msg
+class SnapshotChunk:
+    """One piece of a snapshot on its way to a follower. The raft message (with the snapshot's
+    metadata and the member table) travels in the last chunk, after all of the backend's data,
+    so the follower steps it only once the backend holds the whole snapshot."""
+
+    cluster_id: int
+    from_: int
+    snap_id: int
+    seq: int
+    pairs: list[bytes] = field(default_factory=list)  # backend keys and values, alternating
+    done: RaftMessage | None = None
+
+
+@message(335)
+@_msg
+class PeerFaults:
+    """Fault injection (tests and the nemesis): drop every raft message to or from these
+    members, as a network partition would."""
+
+    blocked: list[int] = field(default_factory=list)
+
+
+@message(336)
+@_msg
+class SaveSnapshot:
+    """Raft core -> WAL writer: keep this snapshot (metadata + member table) and mark it in the
+    WAL, then release the segments it covers."""
+
+    snapshot: Snapshot
+
+
+@message(337)
+@_msg
+class SnapshotSaved:
+    index: int
+
+
+@message(338)
+@_msg
+class SnapshotPull:
+    """Raft core -> backend: the next piece of snapshot ``snap_id`` (the first pull opens a
+    point-in-time view of the backend); ``close`` abandons it. Pull-driven, so a large
+    backend never sits in a queue as a whole."""
+
+    snap_id: int
+    close: bool = False
+
+
+@message(339)
+@_msg
+class SnapshotPiece:
+    snap_id: int
+    seq: int
+    index: int  # the backend's consistent index in this snapshot
+    pairs: list[bytes] = field(default_factory=list)
+    last: bool = False
+
+
+@message(340)
+@_msg
+class SnapshotInstalled:
+    """Backend -> raft core: the snapshot's data replaced the backend atomically (or not)."""
+
+    snap_id: int
+    index: int = 0
+    error: str = ""
