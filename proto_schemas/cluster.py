@@ -237,3 +237,20 @@ class SnapshotInstalled:
     snap_id: int
     index: int = 0
     error: str = ""
+
+
+@message(341)
+@_msg
+class JoinQuery:
+    """A member started with ``--initial-cluster-state existing`` and an empty data dir asks a
+    peer which member it is (``member add`` chose the id) and which cluster it joins."""
+
+    peer_urls: list[str]
+
+
+@message(342)
+@_msg
+class JoinInfo:
+    cluster_id: int = 0
+    member_id: int = 0
+    error: str = ""

@@ -20,6 +20,7 @@ import zmq
 
 from actors.runtime.config import member_id_for, socket_dir_for
 from actors.runtime.loop import send
+from actors.wal.files import read_identity
 from etcdz import Client
 from etcdz.errors import EtcdzError
 from proto_schemas.cluster import PeerFaults
@@ -40,10 +41,11 @@ class Member:
     client_url: str
     peer_url: str
     extra_args: list[str] = field(default_factory=list)
+    state: str = "new"  # --initial-cluster-state: "existing" for a member added later
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
 
-    def args(self, initial_cluster: str, state: str = "new") -> list[str]:
+    def args(self, initial_cluster: str) -> list[str]:
         return [
             "--name",
             self.name,
@@ -60,13 +62,17 @@ class Member:
             "--initial-cluster",
             initial_cluster,
             "--initial-cluster-state",
-            state,
+            self.state,
             *self.extra_args,
         ]
 
     @property
     def member_id(self) -> int:
-        """The id a member of the initial cluster gets (etcd's rule: peer URLs and token)."""
+        """The id the member runs with (as its WAL records it; ``member add`` chose it for a
+        member that joined later)."""
+        recorded = read_identity(os.path.join(self.data_dir, "member", "wal"))
+        if recorded is not None:
+            return recorded[0]
         return member_id_for(self.name, [self.peer_url], TOKEN)
 
     def inject(self, faults: PeerFaults) -> None:
@@ -117,23 +123,47 @@ class LocalCluster:
         log_format: str = "json",
     ) -> None:
         self.root = root
+        self.base_port = base_port
+        self.extra_args = ["--log-format", log_format, *(extra_args or [])]
         self.members: list[Member] = []
-        for i in range(members):
-            client = base_port + 10 * i if base_port else free_port()
-            peer = base_port + 10 * i + 1 if base_port else free_port()
-            self.members.append(
-                Member(
-                    name=f"m{i + 1}",
-                    data_dir=os.path.join(root, f"m{i + 1}"),
-                    client_url=f"tcp://127.0.0.1:{client}",
-                    peer_url=f"tcp://127.0.0.1:{peer}",
-                    extra_args=["--log-format", log_format, *(extra_args or [])],
-                )
-            )
+        for _ in range(members):
+            self.members.append(self._new_member())
+
+    def _new_member(self, state: str = "new") -> Member:
+        i = len(self.members)
+        client = self.base_port + 10 * i if self.base_port else free_port()
+        peer = self.base_port + 10 * i + 1 if self.base_port else free_port()
+        return Member(
+            name=f"m{i + 1}",
+            data_dir=os.path.join(self.root, f"m{i + 1}"),
+            client_url=f"tcp://127.0.0.1:{client}",
+            peer_url=f"tcp://127.0.0.1:{peer}",
+            extra_args=list(self.extra_args),
+            state=state,
+        )
+
+    def add_member(self, learner: bool = False) -> Member:
+        """``member add`` a new member, then start it to join (``--initial-cluster-state
+        existing``); returns it once it runs (it may still be catching up)."""
+        member = self._new_member(state="existing")
+        with self.client() as c:
+            c.member_add([member.peer_url], is_learner=learner)
+        self.members.append(member)
+        self.start(member)
+        return member
+
+    def find(self, member_id: int) -> Member:
+        for m in self.members:
+            if m.member_id == member_id:
+                return m
+        raise KeyError(f"{member_id:x}")
 
     @property
     def initial_cluster(self) -> str:
         return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def running(self) -> list[Member]:
+        return [m for m in self.members if m.proc is not None and m.proc.poll() is None]
 
     @property
     def endpoints(self) -> list[str]:

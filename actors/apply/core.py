@@ -37,12 +37,16 @@ class ApplyCore:
         self._last_queued = 0
         self._in_flight = False
 
-    def on_backend_state(self, state: BackendState) -> None:
+    def on_backend_state(self, state: BackendState, out: ApplyOutbox) -> None:
         if self.applied is None:
             self.applied = state.consistent_index
             self._last_queued = max(self._last_queued, state.consistent_index)
             while self._queue and self._queue[0].index <= self.applied:
                 self._queue.popleft()
+            # The gateway serves linearizable reads once applied >= read index: tell it how
+            # far the backend already is, or a restarted member waits for the next write.
+            out.to_gateway.append(Results(applied_index=self.applied))
+            out.to_raft.append(Applied(index=self.applied))
 
     def on_committed(self, entries: list[Entry]) -> None:
         for entry in entries:

@@ -30,7 +30,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             elif isinstance(msg, ApplyDone):
                 core.on_apply_done(msg, out)
             elif isinstance(msg, BackendState):
-                core.on_backend_state(msg)
+                core.on_backend_state(msg, out)
                 log.info("backend state", consistent_index=msg.consistent_index, revision=msg.revision)
 
     def flush() -> None:

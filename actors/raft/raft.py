@@ -31,6 +31,10 @@ Rules and why:
 - Leader transfer (§3.10): the leader brings the target up to date, then sends TIMEOUT_NOW;
   the target campaigns at once, skipping pre-vote and lease checks. Proposals are refused
   meanwhile; the transfer aborts after an election timeout.
+- Membership (single-step changes and learners, thesis §4; the rules are in ``confchange``):
+  the configuration changes when the shell applies a committed conf change. Only voters vote,
+  count in quorums and campaign; learners and members not yet (or no longer) in the
+  configuration still accept appends, heartbeats and snapshots. A removed leader steps down.
 """
 
 from __future__ import annotations
@@ -40,14 +44,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.raft import quorum
+from actors.raft import confchange, quorum
 from actors.raft.log import RaftLog
 from actors.raft.progress import Progress, ProgressState
 from actors.raft.readonly import ReadOnly, ReadRequest
 from actors.raft.storage import Storage, StorageError, entry_size
+from proto_schemas.codec import DecodeError, decode
 from proto_schemas.raft import (
     ConfChange,
-    ConfChangeType,
     ConfState,
     Entry,
     EntryType,
@@ -77,8 +81,9 @@ class Role(enum.Enum):
 
 
 class ProposalDropped(Exception):
-    """A proposal (or leader transfer) could not be accepted: no leader, or the leader is
-    transferring leadership. Definite: the entry was not appended anywhere."""
+    """A proposal (or leader transfer) could not be accepted: no leader, the leader is
+    transferring leadership, or a membership change is not allowed now (see ``confchange``).
+    Definite: the entry was not appended anywhere."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +128,14 @@ class Raft:
         self.rng = config.rng
         self.log = RaftLog(storage, config.max_committed_size_per_ready)
         hard_state, conf_state = storage.initial_state()
-        # No voters at all (config nor storage): a member that joins an existing cluster and
-        # learns the configuration from the leader's log or snapshot.
-        voters = list(config.voters) or list(conf_state.voters)
-        learners = list(config.learners) or list(conf_state.learners)
-        self.voters: frozenset[int] = frozenset(voters)
-        self.learners: frozenset[int] = frozenset(learners)
+        # The configuration comes from the Config (a fixed cluster, tests) or else from the
+        # storage's snapshot; committed conf changes after it are re-applied as the shell
+        # replays them. Neither: a member joining an existing cluster, which learns the
+        # configuration from the leader's log or snapshot and never campaigns until then.
+        if config.voters or config.learners:
+            conf_state = ConfState(voters=list(config.voters), learners=list(config.learners))
+        self.voters: frozenset[int] = frozenset(conf_state.voters)
+        self.learners: frozenset[int] = frozenset(conf_state.learners)
         self.election_timeout = config.election_tick
         self.heartbeat_timeout = config.heartbeat_tick
         self.pre_vote = config.pre_vote
@@ -330,6 +337,8 @@ class Raft:
             return
         if not self.promotable:
             return
+        if self._has_unapplied_conf_changes():
+            return  # as etcd: our configuration may be about to change (e.g. a restart replay)
         if self.pre_vote and not transfer:
             self._campaign(pre=True, transfer=False)
         else:
@@ -366,6 +375,15 @@ class Raft:
                     context=ctx,
                 )
             )
+
+    def _has_unapplied_conf_changes(self) -> bool:
+        if self.log.applied >= self.log.committed:
+            return False
+        try:
+            pending = self.log.slice(self.log.applied + 1, self.log.committed + 1)
+        except StorageError:
+            return False  # below a snapshot the shell has yet to apply: no entries to look at
+        return any(e.type == EntryType.CONF_CHANGE for e in pending)
 
     def _poll(self, voter: int, granted: bool) -> quorum.VoteResult:
         self.votes.setdefault(voter, granted)
@@ -516,13 +534,10 @@ class Raft:
                 raise ValueError("raft: proposal without entries")
             if self.lead_transferee:
                 raise ProposalDropped("leadership transfer in progress")
-            if not self.promotable:
-                raise ProposalDropped("this member is no longer a voter")
-            for i, entry in enumerate(m.entries):
-                if entry.type == EntryType.CONF_CHANGE:
-                    if self.pending_conf_index > self.log.applied:
-                        raise ProposalDropped("a membership change is still being applied")
-                    self.pending_conf_index = self.log.last_index() + i + 1
+            conf_at = [i for i, e in enumerate(m.entries) if e.type == EntryType.CONF_CHANGE]
+            if conf_at:
+                self._check_conf_change(m.entries, conf_at)
+                self.pending_conf_index = self.log.last_index() + conf_at[-1] + 1
             self._append_entry(m.entries)
             self.bcast_append()
             return
@@ -720,9 +735,12 @@ class Raft:
             self.log.commit_to(meta.index)
             return False
         self.log.restore(snap)
+        # The snapshot's configuration is the one as of its index (etcd restores it too). A
+        # snapshot without one (older tests and tools) leaves ours. We accept a snapshot that
+        # does not name us: a joining member is added by a later entry of the same log.
         cs = meta.conf_state
         if cs.voters or cs.learners:
-            self._switch_config(set(cs.voters), set(cs.learners))
+            self._switch_config(frozenset(cs.voters), frozenset(cs.learners))
         return True
 
     # -- membership -------------------------------------------------------------------------------
@@ -730,44 +748,54 @@ class Raft:
     def conf_state(self) -> ConfState:
         return ConfState(voters=sorted(self.voters), learners=sorted(self.learners))
 
+    def _check_conf_change(self, entries: list[Entry], conf_at: list[int]) -> None:
+        """Refuse a conf change the leader must not append (see ``confchange``): the
+        configuration it would apply to must be the latest one, hence one change at a time."""
+        if len(conf_at) > 1:
+            raise ProposalDropped("one membership change at a time")
+        if self.pending_conf_index > self.log.applied:
+            raise ProposalDropped("an earlier membership change is not applied yet; retry later")
+        try:
+            cc = decode(entries[conf_at[0]].data, expect=ConfChange)
+        except DecodeError as exc:
+            raise ProposalDropped(f"malformed membership change: {exc}") from None
+        reason = confchange.refusal(self.voters, self.learners, cc)
+        if reason is not None:
+            raise ProposalDropped(reason)
+
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
-        """Apply a committed single-step change (idempotent: replays re-apply it)."""
-        voters, learners = set(self.voters), set(self.learners)
-        nid = cc.node_id
-        if cc.type is ConfChangeType.ADD_NODE:
-            learners.discard(nid)
-            voters.add(nid)
-        elif cc.type is ConfChangeType.ADD_LEARNER_NODE:
-            if nid not in voters:  # demoting a voter is refused, as etcd does
-                learners.add(nid)
-        elif cc.type is ConfChangeType.REMOVE_NODE:
-            voters.discard(nid)
-            learners.discard(nid)
-        self._switch_config(voters, learners)
+        """Apply a committed change; replays (a restart, the bootstrap entries) change nothing."""
+        self._switch_config(*confchange.apply_change(self.voters, self.learners, cc))
         return self.conf_state()
 
-    def _switch_config(self, voters: set[int], learners: set[int]) -> None:
-        self.voters, self.learners = frozenset(voters), frozenset(learners)
+    def _switch_config(self, voters: frozenset[int], learners: frozenset[int]) -> None:
         members = voters | learners
-        for peer in [p for p in self.prs if p not in members]:
+        added = members - self.prs.keys()
+        self.voters, self.learners = voters, learners
+        for peer in self.prs.keys() - members:
             del self.prs[peer]
-        for peer in members:
-            pr = self.prs.get(peer)
-            if pr is None:
-                pr = self.prs[peer] = Progress(self.log.last_index() + 1, self.max_inflight)
-                pr.recent_active = True  # a new peer gets an election timeout to answer
-                if peer == self.id:
-                    pr.match = self.log.persisted
+        for peer in added:
+            pr = self.prs[peer] = Progress(self.log.last_index() + 1, self.max_inflight)
+            pr.recent_active = True  # as etcd: a new peer gets an election timeout to answer
+            if peer == self.id:
+                pr.match = self.log.persisted
+        for peer, pr in self.prs.items():
             pr.is_learner = peer in learners
+        if self.role is Role.LEADER and not self.promotable:
+            self.become_follower(self.term, 0)  # removed: step down (etcd's stepDownOnRemoval)
+            return
+        if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and not self.promotable:
+            self.become_follower(self.term, 0)  # removed: votes still in flight must not elect us
+            return
         if self.role is not Role.LEADER:
             return
-        if self.id not in voters:
-            self.become_follower(self.term, 0)  # a leader removed (or demoted) steps down
-            return
         if self.lead_transferee and self.lead_transferee not in voters:
-            self.lead_transferee = 0
-        self._maybe_commit()  # fewer voters may already make a quorum of what they hold
-        self.bcast_append()  # new peers start probing at once
+            self.lead_transferee = 0  # the transferee was removed: abort the transfer
+        if self._maybe_commit():  # fewer voters may already hold a quorum of more entries
+            self.bcast_append()
+            return
+        for peer in sorted(members - {self.id}):
+            self._send_append(peer, send_if_empty=peer in added)  # new peers start probing now
 
     def report_snapshot(self, to: int, ok: bool) -> None:
         self._step(RaftMessage(type=MT.SNAP_STATUS, from_=to, reject=not ok))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.raft import confchange
 from actors.raft.raft import (
     LOCAL_MESSAGES,
     Config,
@@ -142,13 +143,17 @@ class RawNode:
     # -- membership -----------------------------------------------------------------------------
 
     def bootstrap(self, changes: list[ConfChange]) -> None:
-        """Start a new cluster: entries 1..n are the initial members' conf changes at term 1,
-        committed and applied to the configuration at once (etcd's ``Bootstrap``). The first
-        Ready carries them and the hard state (term 1, commit n) to persist; they come back as
-        committed entries, and applying them again changes nothing."""
+        """Start a new cluster (etcd's ``RawNode.Bootstrap``): entries 1..n carry the initial
+        members' changes at term 1, committed at once and applied to the configuration at once,
+        so that the node knows its voters before anything is durable. The next Ready carries
+        them and the hard state (term 1, commit n) to persist; they come back as committed
+        entries, and applying them again changes nothing. Every initial member bootstraps the
+        same changes in the same order, so their logs agree."""
         r = self.raft
+        if not changes:
+            raise ValueError("raft: bootstrap needs at least one member")
         if r.log.last_index() != 0:
-            raise ValueError("raft: bootstrap needs an empty log")
+            raise ValueError("raft: bootstrap needs an empty log (this node already has one)")
         entries = [
             Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=encode(cc))
             for i, cc in enumerate(changes)
@@ -160,16 +165,24 @@ class RawNode:
             r.apply_conf_change(cc)
 
     def propose_conf_change(self, change: ConfChange) -> None:
-        """Propose a single-step membership change. Raises ProposalDropped without a leader,
-        during a leader transfer, or while an earlier change is not applied yet."""
-        self.raft.propose(encode(change), EntryType.CONF_CHANGE)
+        """Propose a single-step membership change (see ``confchange``). Raises
+        ProposalDropped without a leader, during a leader transfer, while an earlier change is
+        not applied yet, or for a change that would remove or demote the last voter. A
+        follower forwards it; a leader that refuses it then drops it (the caller times out)."""
+        r = self.raft
+        reason = confchange.refusal(r.voters, r.learners, change)
+        if reason is not None:
+            raise ProposalDropped(reason)
+        r.propose(encode(change), EntryType.CONF_CHANGE)
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
-        """Apply a committed conf change to the configuration (call it in log order)."""
+        """Apply a committed conf change to the configuration: call it for every committed
+        CONF_CHANGE entry, in log order, while handling the Ready that carries it."""
         return self.raft.apply_conf_change(change)
 
     @property
     def conf_state(self) -> ConfState:
+        """The configuration as of the last applied conf change (or snapshot)."""
         return self.raft.conf_state()
 
     def report_snapshot(self, to: int, ok: bool) -> None:

@@ -31,6 +31,8 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import (
     ClusterCall,
+    JoinInfo,
+    JoinQuery,
     MemberChange,
     PeerBatch,
     PeerFaults,
@@ -47,6 +49,7 @@ from proto_schemas.internal import (
     Apply,
     BackendState,
     BackendStateRequest,
+    InternalRequest,
     Persist,
     Persisted,
     Propose,
@@ -57,7 +60,15 @@ from proto_schemas.internal import (
     WalLoad,
     WalState,
 )
-from proto_schemas.raft import ConfChange, ConfChangeType, Entry, EntryType, RaftMessage, Snapshot
+from proto_schemas.raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    MessageType,
+    RaftMessage,
+    Snapshot,
+)
 
 
 class RaftShell:
@@ -208,7 +219,18 @@ class RaftShell:
             send(self.to_gateway, ProposeFailed(request_ids=dropped, code=ErrorCode.NO_LEADER))
 
     def from_peers(self, frames: list[list[bytes]]) -> None:
-        self.peers.receive(frames, self._from_peer)
+        self.peers.receive(frames, self._from_peer, self._join_info)
+
+    def _join_info(self, query: JoinQuery) -> JoinInfo:
+        """Tell a member that is joining which id ``member add`` gave it."""
+        urls = sorted(query.peer_urls)
+        for member in self.table.members.values():
+            if sorted(member.peer_urls) == urls:
+                return JoinInfo(cluster_id=self.config.cluster_id, member_id=member.id)
+        return JoinInfo(
+            cluster_id=self.config.cluster_id,
+            error=f"no member with peer URLs {','.join(urls)}: add it first (etcdzctl member add)",
+        )
 
     def _from_peer(self, msg: PeerBatch | SnapshotChunk) -> None:
         node = self.node
@@ -249,10 +271,27 @@ class RaftShell:
     # -- output --------------------------------------------------------------------------------
     def _send_peers(self, messages: list[RaftMessage]) -> None:
         rest = self.snapshots.outgoing(messages, time.monotonic()) if messages else []
+        failed = self.peers.send(rest) if rest else []
         node = self.node
-        for peer in self.peers.send(rest) if rest else []:
+        for peer in failed:
             if node is not None:
                 node.report_unreachable(peer)
+        if failed:
+            self._fail_forwarded([m for m in rest if m.to in failed and m.type is MessageType.PROP])
+
+    def _fail_forwarded(self, props: list[RaftMessage]) -> None:
+        """Proposals forwarded to a leader we cannot reach never left this member: say so at
+        once (a definite error the client may retry) instead of letting them time out."""
+        rids = []
+        for m in props:
+            for entry in m.entries:
+                if entry.type == EntryType.NORMAL and entry.data:
+                    try:
+                        rids.append(decode(entry.data, expect=InternalRequest).request_id)
+                    except DecodeError:
+                        continue
+        if rids:
+            send(self.to_gateway, ProposeFailed(request_ids=rids, code=ErrorCode.NO_LEADER))
 
     def flush(self) -> None:
         node = self.node

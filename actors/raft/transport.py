@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 import zmq
 
-from proto_schemas.cluster import PeerBatch, SnapshotChunk
+from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.raft import RaftMessage
 
@@ -142,28 +142,38 @@ class PeerTransport:
         return True
 
     def receive(
-        self, frames: list[list[bytes]], on_batch: Callable[[PeerBatch | SnapshotChunk], None]
+        self,
+        frames: list[list[bytes]],
+        on_batch: Callable[[PeerBatch | SnapshotChunk], None],
+        on_join: Callable[[JoinQuery], JoinInfo],
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
                 self.log.warning("peer frame dropped", reason="unexpected frame count")
                 continue
             try:
-                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk))
+                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery))
             except DecodeError as exc:
                 self.log.warning("peer frame dropped", reason=str(exc))
+                continue
+            if isinstance(msg, JoinQuery):
+                self._answer(parts[0], on_join(msg))
                 continue
             if msg.cluster_id != self.cluster_id:
                 self.log.warning("peer frame dropped", reason="cluster ID mismatch", sender=f"{msg.from_:x}")
                 continue
-            if msg.from_ in self.blocked:
-                continue
-            if msg.from_ in self.removed:
+            if msg.from_ in self.blocked or msg.from_ in self.removed:
                 continue
             self.heard[msg.from_] = time.monotonic()
             if isinstance(msg, PeerBatch) and msg.from_ not in self.known and msg.from_urls:
                 self._connect(msg.from_, list(msg.from_urls))
             on_batch(msg)
+
+    def _answer(self, identity: bytes, info: JoinInfo) -> None:
+        try:
+            self.inbox.send_multipart([identity, encode(info)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the asker is gone
+            self.log.debug("join answer dropped", error=str(exc))
 
     def close(self) -> None:
         for peer in self.peers.values():

@@ -6,7 +6,9 @@ import sys
 
 from actors.runtime.logs import configure
 from actors.supervisor.flags import resolve
+from actors.supervisor.identity import JoinError, resolve_identity
 from actors.supervisor.node import DataDirLocked, NodeSupervisor
+from actors.wal.records import WalCorruptError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = configure(config.name, "supervisor", config.log_format, config.log_level)
     try:
+        config = resolve_identity(config)
         return NodeSupervisor(config, log).run()
-    except DataDirLocked as exc:
+    except (DataDirLocked, JoinError, WalCorruptError) as exc:
         log.error("cannot start", error=str(exc))
         return 1
 

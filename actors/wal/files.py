@@ -47,7 +47,7 @@ from actors.wal.records import (
 )
 from proto_schemas.raft import Entry, HardState
 
-__all__ = ["Wal", "WalContents", "WalCorruptError", "WalMismatchError", "segment_name"]
+__all__ = ["Wal", "WalContents", "WalCorruptError", "WalMismatchError", "read_identity", "segment_name"]
 
 _SEGMENT_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _ENTRY_OVERHEAD = 5 + 4 + 17  # frame header + crc + term/index/type
@@ -112,6 +112,22 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_identity(dirpath: str) -> tuple[int, int] | None:
+    """(member id, cluster id) recorded by the WAL in ``dirpath``, or None if it has none yet.
+    A restarted member takes its identity from here, as etcd does, not from its flags."""
+    if not os.path.isdir(dirpath):
+        return None
+    names = sorted(n for n in os.listdir(dirpath) if _SEGMENT_RE.match(n))
+    if not names:
+        return None
+    with open(os.path.join(dirpath, names[0]), "rb") as f:
+        head = f.read(4096)
+    for rec in decode_segment(head, names[0]).records[:3]:
+        if isinstance(rec, Metadata):
+            return rec.member_id, rec.cluster_id
+    raise WalCorruptError("wal segment has no metadata record", segment=names[0], offset=0)
 
 
 class Wal:

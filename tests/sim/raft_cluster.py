@@ -8,10 +8,18 @@ cluster completes that write; only then are they on the node's disk, are its
 ``messages_after_persist`` released and is ``on_persisted`` called. A crash loses the pending
 writes and the volatile state; a restart builds a fresh RawNode from the disk alone.
 
+Membership: a node applying a committed CONF_CHANGE entry calls ``apply_conf_change``, as the
+shell does. ``Cluster(n, bootstrap=True)`` starts every member with ``Config.voters == []`` and
+bootstraps its empty log with one ADD_NODE per member, so that a restarted node rebuilds its
+configuration from its disk alone (snapshot, then replayed entries); without it every node is
+configured with the fixed voters 1..n. ``add_node`` starts a member that joins with an empty
+disk and no configuration.
+
 Invariants (``check``), after every event:
-- election safety: at most one leader per term;
+- election safety: at most one leader per term, and a leader is a voter of its configuration;
 - log matching: an (index, term) pair names one entry, with one predecessor term;
-- state-machine safety: every node applies the same entry at the same index, contiguously;
+- state-machine safety: every node applies the same entry at the same index, contiguously,
+  and has the same configuration after applying the same conf change;
 - leader completeness: a leader of term T holds every entry committed in a term < T
   (commit terms are recorded as an upper bound: the observer's term when first seen);
 - read safety: a ReadState's index covers every commit seen before the read was asked.
@@ -26,7 +34,18 @@ from dataclasses import dataclass, field
 
 from actors.raft.rawnode import Config, ProposalDropped, RawNode, Ready, Role
 from actors.raft.storage import MemoryStorage
-from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage, Snapshot
+from proto_schemas.codec import decode
+from proto_schemas.raft import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    MessageType,
+    RaftMessage,
+    Snapshot,
+)
 
 
 class InvariantViolation(AssertionError):
@@ -45,6 +64,8 @@ class Write:
 @dataclass
 class SimNode:
     id: int
+    voters: list[int] = field(default_factory=list)  # Config.voters at every start
+    bootstrap: list[ConfChange] = field(default_factory=list)  # for an empty disk
     disk: MemoryStorage = field(default_factory=MemoryStorage)
     node: RawNode | None = None
     pending: deque[Write] = field(default_factory=deque)
@@ -87,6 +108,7 @@ class Cluster:
         election_tick: int = 10,
         max_inflight_msgs: int = 256,
         max_size_per_msg: int = 1 << 20,
+        bootstrap: bool = False,
         trace: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
@@ -99,7 +121,11 @@ class Cluster:
         self.trace = trace
         self.now = 0
         self._seq = 0
-        self.nodes: dict[int, SimNode] = {i: SimNode(i) for i in self.ids}
+        if bootstrap:
+            changes = [ConfChange(type=ConfChangeType.ADD_NODE, node_id=i) for i in self.ids]
+            self.nodes = {i: SimNode(i, bootstrap=changes) for i in self.ids}
+        else:
+            self.nodes = {i: SimNode(i, voters=list(self.ids)) for i in self.ids}
         self.net: list[InFlight] = []
         # network faults
         self.cut: set[tuple[int, int]] = set()  # directed links that drop everything
@@ -115,8 +141,13 @@ class Cluster:
         self.commit_term: dict[int, int] = {}  # index -> upper bound of the committing term
         self.max_commit = 0
         self.read_asked: dict[bytes, int] = {}  # ctx -> max_commit when asked
+        self.conf_at: dict[int, ConfState] = {}  # index of a conf change -> config after it
+        # Bootstrap applies entries 1..n at once, before they are applied one by one.
+        self.bootstrap_index = n if bootstrap else 0
         for i in self.ids:
             self.start(i)
+        for i in self.ids:
+            self.process(i)  # hands out the bootstrap Ready, if any
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -127,7 +158,7 @@ class Cluster:
     def config(self, i: int) -> Config:
         return Config(
             id=i,
-            voters=list(self.ids),
+            voters=list(self.nodes[i].voters),
             election_tick=self.election_tick,
             heartbeat_tick=1,
             pre_vote=self.pre_vote,
@@ -140,7 +171,9 @@ class Cluster:
     def start(self, i: int) -> None:
         sn = self.nodes[i]
         sn.node = RawNode(self.config(i), fresh_storage(sn.disk))
-        sn.applied = []
+        if sn.bootstrap and sn.disk.last_index() == 0:
+            sn.node.bootstrap(sn.bootstrap)  # as the shell does when it finds no WAL
+        sn.applied = self.snapshot_state(sn.disk.snapshot().metadata.index)
         sn.checked_commit = 0
         sn.pending.clear()
         self.log(f"start {i} hs={sn.disk.hard_state} last={sn.disk.last_index()}")
@@ -154,6 +187,15 @@ class Cluster:
     def restart(self, i: int) -> None:
         self.start(i)
         self.process(i)
+
+    def add_node(self, i: int) -> None:
+        """Start a new member with an empty disk and no configuration: it waits, never
+        campaigning, until a leader that has applied its ADD_NODE (or ADD_LEARNER_NODE)
+        brings it up to date by log or snapshot."""
+        assert i not in self.nodes, f"node {i} exists already"
+        self.ids.append(i)
+        self.nodes[i] = SimNode(i)
+        self.restart(i)
 
     def node(self, i: int) -> RawNode:
         n = self.nodes[i].node
@@ -182,26 +224,46 @@ class Cluster:
 
     def send(self, m: RaftMessage) -> None:
         if (m.from_, m.to) in self.cut or m.to not in self.nodes:
+            self.report_snapshot(m, ok=False)
             return
         if self.msg_filter is not None and not self.msg_filter(m):
+            self.report_snapshot(m, ok=False)
             return
         if self.drop_rate and self.rng.random() < self.drop_rate:
+            self.report_snapshot(m, ok=False)
             return
         copies = 2 if self.dup_rate and self.rng.random() < self.dup_rate else 1
         for _ in range(copies):
             self._seq += 1
             self.net.append(InFlight(self.now + self.delay(), self._seq, m))
 
+    def report_snapshot(self, m: RaftMessage, ok: bool) -> None:
+        """The transport tells the sender how a snapshot went (etcd's ``ReportSnapshot``):
+        without it the leader would wait for that follower in SNAPSHOT state forever. It comes
+        back as a local SNAP_STATUS, since a node must not be stepped inside its Ready."""
+        if m.type is MessageType.SNAP:
+            self._seq += 1
+            report = RaftMessage(type=MessageType.SNAP_STATUS, to=m.from_, from_=m.to, reject=not ok)
+            self.net.append(InFlight(self.now + self.delay(), self._seq, report))
+
     def deliver(self, f: InFlight) -> None:
         m = f.msg
         sn = self.nodes[m.to]
+        if m.type is MessageType.SNAP_STATUS:
+            if sn.node is not None:
+                self.log(f"snapshot to {m.from_} {'failed' if m.reject else 'delivered'}, tell {m.to}")
+                sn.node.report_snapshot(m.from_, ok=not m.reject)
+                self.process(m.to)
+            return
         if sn.node is None or (m.from_, m.to) in self.cut:
+            self.report_snapshot(m, ok=False)
             return
         self.log(
             f"deliver {m.type.name} {m.from_}->{m.to} t{m.term} i{m.index} "
             f"lt{m.log_term} n{len(m.entries)} c{m.commit} rej={m.reject}"
         )
         sn.node.step(m)
+        self.report_snapshot(m, ok=True)
         self.process(m.to)
 
     def deliver_due(self) -> int:
@@ -273,12 +335,7 @@ class Cluster:
         for m in rd.messages:
             self.send(m)
         if rd.snapshot is not None:
-            # The snapshot *is* the state machine up to its index: take the committed prefix.
-            upto = rd.snapshot.metadata.index
-            sn.applied = [
-                Entry(term=self.committed[k][0], index=k, data=self.committed[k][1])
-                for k in range(1, upto + 1)
-            ]
+            sn.applied = self.snapshot_state(rd.snapshot.metadata.index)
         for e in rd.committed_entries:
             self.apply(sn, e)
         for rs in rd.read_states:
@@ -290,6 +347,18 @@ class Cluster:
                     f"< commit {asked} known when asked"
                 )
 
+    def snapshot_state(self, upto: int) -> list[Entry]:
+        """A snapshot *is* the state machine up to its index: the committed prefix."""
+        return [
+            Entry(
+                term=self.committed[k][0],
+                index=k,
+                type=EntryType.CONF_CHANGE if k in self.conf_at else EntryType.NORMAL,
+                data=self.committed[k][1],
+            )
+            for k in range(1, upto + 1)
+        ]
+
     def apply(self, sn: SimNode, e: Entry) -> None:
         if e.index != len(sn.applied) + 1:
             raise InvariantViolation(f"node {sn.id} applied {e.index} after {len(sn.applied)}")
@@ -300,6 +369,16 @@ class Cluster:
             )
         self.committed.setdefault(e.index, (e.term, e.data))
         sn.applied.append(e)
+        if e.type == EntryType.CONF_CHANGE:
+            cc = decode(e.data, expect=ConfChange)
+            cs = self.node(sn.id).apply_conf_change(cc)
+            self.log(f"{sn.id} applied {cc.type.name} {cc.node_id} at {e.index}: {cs}")
+            seen = self.conf_at.setdefault(e.index, cs)
+            if seen != cs and e.index > self.bootstrap_index:
+                raise InvariantViolation(
+                    f"node {sn.id} has configuration {cs} after the change at {e.index}, "
+                    f"another node has {seen}"
+                )
 
     def stabilize(self, max_rounds: int = 1000) -> None:
         """Scripted mode: persist and deliver until nothing moves (no time passes)."""
@@ -331,6 +410,27 @@ class Cluster:
             self.process(i)
         return True
 
+    def propose_conf_change(self, i: int, type_: ConfChangeType, node_id: int) -> bool:
+        try:
+            self.node(i).propose_conf_change(ConfChange(type=type_, node_id=node_id))
+        except ProposalDropped:
+            return False
+        finally:
+            self.process(i)
+        return True
+
+    def compact(self, i: int) -> int:
+        """Snapshot node ``i``'s applied state, with its configuration, into its raft storage
+        and compact the log there; returns the snapshot index. (The disk keeps the whole log:
+        a restart forgets the compaction, which is harmless.)"""
+        node = self.node(i)
+        storage = node.raft.log.storage
+        assert isinstance(storage, MemoryStorage)
+        index = node.status.applied
+        storage.create_snapshot(index, conf_state=node.conf_state, data=b"state at %d" % index)
+        storage.compact(index)
+        return index
+
     def read_index(self, i: int, ctx: bytes) -> None:
         self.read_asked[ctx] = self.max_commit
         self.node(i).read_index(ctx)
@@ -357,7 +457,8 @@ class Cluster:
         return self.node(i).raft.log.all_entries()
 
     def applied_data(self, i: int) -> list[bytes]:
-        return [e.data for e in self.nodes[i].applied if e.data]
+        """The client data node ``i`` applied (conf changes and empty entries left out)."""
+        return [e.data for e in self.nodes[i].applied if e.data and e.type == EntryType.NORMAL]
 
     # -- invariants -----------------------------------------------------------------------------
 
@@ -373,6 +474,8 @@ class Cluster:
             holder = self.leaders.setdefault(st.term, i)
             if holder != i:
                 raise InvariantViolation(f"two leaders in term {st.term}: {holder} and {i}")
+            if i not in st.voters:
+                raise InvariantViolation(f"leader {i} is not a voter of its configuration {st.voters}")
         entries = log.all_entries()
         prev_term = log.term(log.first_index() - 1) or 0
         emap = self.entry_map

@@ -29,15 +29,18 @@ def test_nothing_is_sent_before_the_backend_reports_its_index() -> None:
 def test_entries_at_or_below_the_consistent_index_are_skipped() -> None:
     core, out = ApplyCore(), ApplyOutbox()
     core.on_committed(entries(1, 5))
-    core.on_backend_state(state(3))
+    core.on_backend_state(state(3), out)
     core.next_batch(out)
     (batch,) = out.to_mvcc
     assert [e.index for e in batch.entries] == [4, 5]
+    # Gateway and raft core learn at once how far the backend is (reads wait on it).
+    assert out.to_gateway == [Results(applied_index=3)]
+    assert out.to_raft == [Applied(index=3)]
 
 
 def test_one_batch_in_flight_and_the_rest_batched_behind_it() -> None:
     core, out = ApplyCore(max_batch=100), ApplyOutbox()
-    core.on_backend_state(state(0))
+    core.on_backend_state(state(0), ApplyOutbox())
     core.on_committed(entries(1, 2))
     core.next_batch(out)
     core.on_committed(entries(3, 6))
@@ -55,7 +58,7 @@ def test_one_batch_in_flight_and_the_rest_batched_behind_it() -> None:
 
 def test_replayed_entries_are_ignored() -> None:
     core, out = ApplyCore(), ApplyOutbox()
-    core.on_backend_state(state(0))
+    core.on_backend_state(state(0), ApplyOutbox())
     core.on_committed(entries(1, 3))
     core.on_committed(entries(1, 4))
     core.next_batch(out)
@@ -64,7 +67,19 @@ def test_replayed_entries_are_ignored() -> None:
 
 def test_a_gap_in_committed_entries_is_a_bug_not_silence() -> None:
     core = ApplyCore()
-    core.on_backend_state(state(0))
+    core.on_backend_state(state(0), ApplyOutbox())
     core.on_committed(entries(1, 2))
     with pytest.raises(RuntimeError, match="out of order"):
         core.on_committed(entries(4, 4))
+
+
+def test_a_restored_snapshot_moves_applied_forward_and_skips_what_it_covers() -> None:
+    core, out = ApplyCore(), ApplyOutbox()
+    core.on_backend_state(state(0), ApplyOutbox())
+    core.on_committed(entries(1, 2))
+    core.on_restored(10, out)
+    core.on_committed(entries(11, 12))
+    core.next_batch(out)
+    assert [e.index for e in out.to_mvcc[0].entries] == [11, 12]
+    assert out.to_gateway == [Results(applied_index=10)]
+    assert out.to_raft == [Applied(index=10)]
