@@ -87,6 +87,10 @@ class Member:
         finally:
             sock.close()
 
+    def client(self, timeout: float = 2.0) -> Client:
+        """A client of this member alone."""
+        return Client([self.client_url], timeout=timeout)
+
     @property
     def pid(self) -> int:
         assert self.proc is not None
@@ -268,6 +272,18 @@ class LocalCluster:
 
     def client(self, timeout: float = 7.0) -> Client:
         return Client(self.endpoints, timeout=timeout)
+
+    @staticmethod
+    def hashes_agree(members: list[Member]) -> bool:
+        """HashKV at one revision is equal on every given member (same applied history)."""
+        with members[0].client() as c:
+            rev = c.get("/none").header.revision
+        seen = set()
+        for m in members:
+            with m.client() as c:
+                c.get("/none")  # linearizable: this member has applied what the leader committed
+                seen.add(c.hash_kv(rev).hash)
+        return len(seen) == 1
 
 
 def main(argv: list[str] | None = None) -> int:

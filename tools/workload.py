@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from etcdz import Client
 from etcdz.errors import EtcdzError
+
+T = TypeVar("T")
 
 
 class Writer(threading.Thread):
@@ -56,3 +60,18 @@ def check_writes(c: Client, writer: Writer, serializable: bool = False) -> None:
     assert all(kv.version == 1 for kv in found.values()), "a put was applied twice"
     revisions = sorted(kv.mod_revision for kv in found.values())
     assert len(set(revisions)) == len(revisions)
+
+
+def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll ``check`` (etcdz errors count as "not yet") until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except EtcdzError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(0.05)

@@ -76,7 +76,7 @@ class ClusterCalls:
         return ReadResult(read_id=read_id, body=encode(body))
 
     def call(
-        self, msg: ClusterCall, node: RawNode, table: MemberTable, started: set[int], now: float
+        self, msg: ClusterCall, node: RawNode, table: MemberTable, started: set[int] | None, now: float
     ) -> list[ReadResult]:
         try:
             return self._call(msg, node, table, started, now)
@@ -84,7 +84,7 @@ class ClusterCalls:
             return [self._reply(msg.read_id, exc.to_response())]
 
     def _call(
-        self, msg: ClusterCall, node: RawNode, table: MemberTable, started: set[int], now: float
+        self, msg: ClusterCall, node: RawNode, table: MemberTable, started: set[int] | None, now: float
     ) -> list[ReadResult]:
         req = msg.request
         rid = msg.read_id
@@ -92,7 +92,8 @@ class ClusterCalls:
             return [self._reply(rid, MemberListResponse(header=self.header(node), members=table.sorted()))]
         if isinstance(req, MoveLeaderRequest):
             return self._move_leader(rid, req, node, table, now)
-        started = started | {self.config.member_id}
+        if started is not None:
+            started = started | {self.config.member_id}
         if isinstance(req, MemberAddRequest):
             new_id = self._rng.getrandbits(64) or 1
             cc = table.plan_add(req, new_id, started, rid)
@@ -102,6 +103,9 @@ class ClusterCalls:
             cc = table.plan_update(req, rid)
         else:
             cc = table.plan_promote(req, rid)
+            match = node.match_of(req.id)
+            if match is not None and match < node.status.commit * 0.9:
+                raise EtcdzError(ErrorCode.LEARNER_NOT_READY)
         self._propose(node, cc)
         self._waiting[rid] = _Waiting(now + self.timeout_s, req)
         return []

@@ -4,7 +4,8 @@ The table changes only by applying committed conf-change entries (every member a
 ones in the same order, so every member has the same table at the same index). Requests are
 checked here before anything is proposed, with etcd's errors: a peer URL used twice, an unknown
 member, promoting a voter, and etcd's strict reconfiguration check (a change may not leave the
-cluster without a quorum of started members).
+cluster without a quorum of started members; ``started`` is None where it cannot be known:
+only the leader hears from every member).
 
 ``MembershipLog`` keeps the table as of each conf change since the last snapshot: a snapshot
 sent to a follower is taken at the backend's applied index, which may be behind the raft core,
@@ -108,7 +109,9 @@ class MemberTable:
         taken = {u for i, m in self.members.items() if i != exclude for u in m.peer_urls}
         return any(u in taken for u in urls)
 
-    def plan_add(self, req: MemberAddRequest, new_id: int, started: set[int], request_id: int) -> ConfChange:
+    def plan_add(
+        self, req: MemberAddRequest, new_id: int, started: set[int] | None, request_id: int
+    ) -> ConfChange:
         check_urls(req.peer_urls)
         if self._urls_taken(req.peer_urls):
             raise EtcdzError(ErrorCode.PEER_URL_EXIST)
@@ -121,13 +124,13 @@ class MemberTable:
         else:
             # The new voter is not started yet: the others must still make a quorum.
             voters = self.voters()
-            if len(started & set(voters)) < quorum(len(voters) + 1):
+            if started is not None and len(started & set(voters)) < quorum(len(voters) + 1):
                 raise EtcdzError(ErrorCode.MEMBER_NOT_ENOUGH_STARTED)
             kind = ConfChangeType.ADD_NODE
         member = Member(id=new_id, peer_urls=list(req.peer_urls), is_learner=req.is_learner)
         return self._change(kind, member, request_id)
 
-    def plan_remove(self, req: MemberRemoveRequest, started: set[int], request_id: int) -> ConfChange:
+    def plan_remove(self, req: MemberRemoveRequest, started: set[int] | None, request_id: int) -> ConfChange:
         if req.id in self.removed:
             raise EtcdzError(ErrorCode.ID_REMOVED)
         member = self._get(req.id)
@@ -135,7 +138,7 @@ class MemberTable:
             voters = [v for v in self.voters() if v != req.id]
             if not voters:
                 raise EtcdzError(ErrorCode.MEMBER_NOT_ENOUGH_STARTED, "cannot remove the last voter")
-            if len(started & set(voters)) < quorum(len(voters)):
+            if started is not None and len(started & set(voters)) < quorum(len(voters)):
                 raise EtcdzError(ErrorCode.MEMBER_NOT_ENOUGH_STARTED)
         return self._change(ConfChangeType.REMOVE_NODE, member, request_id)
 

@@ -80,6 +80,11 @@ class Role(enum.Enum):
     LEADER = "leader"
 
 
+class LogLost(Exception):
+    """The leader knows we acknowledged entries we no longer have: our durable log was lost
+    or truncated behind raft's back (etcd panics here). Only an operator can repair it."""
+
+
 class ProposalDropped(Exception):
     """A proposal (or leader transfer) could not be accepted: no leader, the leader is
     transferring leadership, or a membership change is not allowed now (see ``confchange``).
@@ -377,12 +382,9 @@ class Raft:
             )
 
     def _has_unapplied_conf_changes(self) -> bool:
-        if self.log.applied >= self.log.committed:
-            return False
-        try:
-            pending = self.log.slice(self.log.applied + 1, self.log.committed + 1)
-        except StorageError:
-            return False  # below a snapshot the shell has yet to apply: no entries to look at
+        # A snapshot not applied yet already holds its configuration: look only after it.
+        lo = max(self.log.applied, self.log.first_index() - 1) + 1
+        pending = self.log.slice(lo, self.log.committed + 1)
         return any(e.type == EntryType.CONF_CHANGE for e in pending)
 
     def _poll(self, voter: int, granted: bool) -> quorum.VoteResult:
@@ -714,7 +716,13 @@ class Raft:
         )
 
     def _handle_heartbeat(self, m: RaftMessage) -> None:
-        self.log.commit_to(min(m.commit, self.log.last_index()))
+        # The leader never sends a commit beyond what we acknowledged as durable.
+        if m.commit > self.log.last_index():
+            raise LogLost(
+                f"leader {m.from_:x} says entries up to {m.commit} are on this member, whose log "
+                f"ends at {self.log.last_index()}: its data dir was lost or truncated"
+            )
+        self.log.commit_to(m.commit)
         self._send(self._msg(MT.HEARTBEAT_RESP, m.from_, context=m.context))
 
     def _handle_snapshot(self, m: RaftMessage) -> None:

@@ -26,6 +26,7 @@ from actors.raft import confchange
 from actors.raft.raft import (
     LOCAL_MESSAGES,
     Config,
+    LogLost,
     ProposalDropped,
     Raft,
     Role,
@@ -47,6 +48,7 @@ from proto_schemas.raft import (
 
 __all__ = [
     "Config",
+    "LogLost",
     "ProposalDropped",
     "RawNode",
     "Ready",
@@ -188,6 +190,12 @@ class RawNode:
     def report_snapshot(self, to: int, ok: bool) -> None:
         """The snapshot sent to ``to`` was delivered (or failed): the leader resumes probing."""
         self.raft.report_snapshot(to, ok)
+
+    def match_of(self, peer: int) -> int | None:
+        """How far the leader knows ``peer``'s log matches its own (None if not leader)."""
+        if self.raft.role is not Role.LEADER or peer not in self.raft.prs:
+            return None
+        return self.raft.prs[peer].match
 
     def report_unreachable(self, to: int) -> None:
         """A message to ``to`` could not be sent: stop pipelining to it, probe instead."""

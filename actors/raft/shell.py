@@ -23,7 +23,7 @@ import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
-from actors.raft.rawnode import Config, ProposalDropped, RawNode
+from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Role
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
 from actors.raft.transport import PeerTransport
@@ -199,7 +199,9 @@ class RaftShell:
                 if done is not None:
                     node.step(done)
             elif isinstance(msg, ClusterCall):
-                for reply in self.calls.call(msg, node, self.table, self.peers.started(), time.monotonic()):
+                # Only the leader hears from every member: elsewhere the started check is skipped.
+                started = self.peers.started() if node.status.role is Role.LEADER else None
+                for reply in self.calls.call(msg, node, self.table, started, time.monotonic()):
                     send(self.to_gateway, reply)
 
     def _refuse(self, msg: object) -> None:
@@ -239,7 +241,13 @@ class RaftShell:
         if isinstance(msg, PeerBatch):
             for m in msg.messages:
                 if m.to == self.config.member_id:
-                    node.step(m)
+                    try:
+                        node.step(m)
+                    except LogLost as exc:
+                        raise FatalError(
+                            f"{exc}; remove this member (etcdzctl member remove) and add it again "
+                            "with an empty data dir"
+                        ) from exc
         else:
             self.snapshots.chunk(msg)
 

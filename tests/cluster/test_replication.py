@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from etcdz import Client
 from etcdz.errors import EtcdzError
 from tools.cluster import LocalCluster, Member
-from tools.workload import Writer, check_writes
+from tools.workload import Writer, check_writes, wait_until
 
 ELECTION_LIMIT_S = 3.0  # a new leader within 3 s with etcd's default timeouts
 
@@ -35,47 +34,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield from _cluster(str(tmp_path_factory.mktemp("c3")))
 
 
-def member_client(m: Member, timeout: float = 2.0) -> Client:
-    return Client([m.client_url], timeout=timeout)
-
-
-def wait_until(check, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except EtcdzError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
-
-
-def hashes_agree(members: list[Member]) -> bool:
-    """HashKV at one revision is equal on every member (they applied the same history)."""
-    with member_client(members[0]) as c:
-        rev = c.get("/none").header.revision
-    seen = set()
-    for m in members:
-        with member_client(m) as c:
-            c.get("/none")  # linearizable: this member has applied up to the leader's commit
-            seen.add(c.hash_kv(rev).hash)
-    return len(seen) == 1
-
-
 def test_writes_through_any_member_are_read_on_every_member(cluster: LocalCluster) -> None:
     for i, m in enumerate(cluster.members):
-        with member_client(m) as c:
+        with m.client() as c:
             c.put(f"/rep/{i}", m.name)
     for m in cluster.members:
-        with member_client(m) as c:
+        with m.client() as c:
             resp = c.get("/rep/", prefix=True)
             assert [kv.value for kv in resp.kvs] == [b"m1", b"m2", b"m3"]
     leaders = set()
     for m in cluster.members:
-        with member_client(m) as c:
+        with m.client() as c:
             st = c.status()
             leaders.add(st.leader)
             assert st.raft_term >= 2 and not st.is_learner
@@ -88,7 +57,7 @@ def test_writes_through_any_member_are_read_on_every_member(cluster: LocalCluste
         )
     assert sorted(m.name for m in members) == ["m1", "m2", "m3"]
     assert {u for m in members for u in m.client_urls} == set(cluster.endpoints)
-    assert hashes_agree(cluster.members)
+    assert LocalCluster.hashes_agree(cluster.members)
 
 
 def test_killed_leader_is_replaced_quickly_and_loses_no_acknowledged_write(cluster: LocalCluster) -> None:
@@ -103,7 +72,7 @@ def test_killed_leader_is_replaced_quickly_and_loses_no_acknowledged_write(clust
     def new_leader() -> int:
         ids = set()
         for m in survivors:
-            with member_client(m, timeout=0.3) as c:
+            with m.client(timeout=0.3) as c:
                 ids.add(c.status().leader)
         return ids.pop() if len(ids) == 1 and 0 not in ids and old.member_id not in ids else 0
 
@@ -114,14 +83,14 @@ def test_killed_leader_is_replaced_quickly_and_loses_no_acknowledged_write(clust
     writer.finish()
     assert elected_after < ELECTION_LIMIT_S, f"new leader only after {elected_after:.1f}s"
     for m in survivors:
-        with member_client(m) as c:
+        with m.client() as c:
             check_writes(c, writer)
     # The old leader comes back with its data dir and catches up.
     cluster.start(old)
     cluster.wait_ready(member=old)
-    with member_client(old) as c:
+    with old.client() as c:
         check_writes(c, writer)
-    assert hashes_agree(cluster.members)
+    assert LocalCluster.hashes_agree(cluster.members)
 
 
 def test_partitioned_leader_serves_nothing_stale_and_the_cluster_converges(cluster: LocalCluster) -> None:
@@ -134,25 +103,25 @@ def test_partitioned_leader_serves_nothing_stale_and_the_cluster_converges(clust
     wait_until(
         lambda: cluster_leader_among(majority) not in (0, old.member_id), timeout=10, what="majority leader"
     )
-    with member_client(majority[0], timeout=3.0) as c:
+    with majority[0].client(timeout=3.0) as c:
         wait_until(lambda: c.put("/part/k", "after"), timeout=10, what="majority write")
     # The isolated old leader refuses linearizable reads and writes (no stale "before").
-    with member_client(old, timeout=2.0) as c:
+    with old.client(timeout=2.0) as c:
         with pytest.raises(EtcdzError):
             c.get("/part/k")
         with pytest.raises(EtcdzError):
             c.put("/part/other", "x")
         assert c.get("/part/k", serializable=True).kvs[0].value == b"before"  # local, may be stale
     cluster.heal()
-    with member_client(old, timeout=3.0) as c:
+    with old.client(timeout=3.0) as c:
         assert wait_until(lambda: c.get("/part/k").kvs[0].value == b"after", what="healed read")
-    wait_until(lambda: hashes_agree(cluster.members), what="equal hashes")
+    wait_until(lambda: LocalCluster.hashes_agree(cluster.members), what="equal hashes")
 
 
 def cluster_leader_among(members: list[Member]) -> int:
     ids = set()
     for m in members:
-        with member_client(m, timeout=0.5) as c:
+        with m.client(timeout=0.5) as c:
             ids.add(c.status().leader)
     return ids.pop() if len(ids) == 1 else 0
 
@@ -169,14 +138,14 @@ def test_a_member_far_behind_catches_up_by_snapshot(tmp_path_factory: pytest.Tem
         assert glob.glob(os.path.join(leader.data_dir, "member", "snap", "*.snap")), "no snapshot taken"
         cluster.start(lagging)
         cluster.wait_ready(member=lagging)
-        with member_client(lagging) as c:
+        with lagging.client() as c:
             assert c.get("/snap/", prefix=True, count_only=True).count == 300
         with open(lagging.log_path, encoding="utf-8") as f:
             assert "snapshot installed" in f.read()
-        assert hashes_agree(cluster.members)
+        assert LocalCluster.hashes_agree(cluster.members)
         # It restarts from its own snapshot and WAL.
         cluster.stop(lagging)
         cluster.start(lagging)
         cluster.wait_ready(member=lagging)
-        with member_client(lagging) as c:
+        with lagging.client() as c:
             assert c.get("/snap/", prefix=True, count_only=True).count == 300

@@ -6,6 +6,7 @@ configuration after the same conf change, and a leader is always a voter)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from raft_cluster import Cluster
@@ -17,6 +18,7 @@ from proto_schemas.raft import (
     ConfChange,
     ConfChangeType,
     ConfState,
+    Entry,
     EntryType,
     HardState,
     MessageType,
@@ -50,7 +52,7 @@ def conf(c: Cluster, i: int) -> ConfState:
     return c.node(i).conf_state
 
 
-def appends_to(i: int) -> object:
+def no_appends_to(i: int) -> Callable[[RaftMessage], bool]:
     return lambda m: not (m.type is MT.APP and m.to == i)
 
 
@@ -107,6 +109,34 @@ def test_a_bootstrapped_cluster_elects_and_commits() -> None:
     c.crash(2)
     c.restart(2)
     assert conf(c, 2) == ConfState(voters=[1, 2, 3])
+
+
+def test_a_restarted_node_does_not_campaign_before_replaying_its_changes() -> None:
+    # Node 1 of a bootstrapped {1, 2, 3} restarts; its configuration comes back one applied
+    # entry at a time. Having applied only "add 1", it must not elect itself alone (etcd).
+    disk = MemoryStorage()
+    disk.append(
+        [
+            Entry(term=1, index=i, type=EntryType.CONF_CHANGE, data=encode(ConfChange(type=ADD, node_id=i)))
+            for i in (1, 2, 3)
+        ]
+    )
+    disk.set_hard_state(HardState(term=1, commit=3))
+    node = RawNode(Config(id=1, voters=[], max_committed_size_per_ready=1), disk)
+    rd = node.ready()
+    [entry] = rd.committed_entries
+    assert node.apply_conf_change(decode(entry.data, expect=ConfChange)) == ConfState(voters=[1])
+    node.advance(rd)
+    node.campaign()
+    assert node.status.role is Role.FOLLOWER and node.status.term == 1
+    while node.has_ready():
+        rd = node.ready()
+        for e in rd.committed_entries:
+            node.apply_conf_change(decode(e.data, expect=ConfChange))
+        node.advance(rd)
+    assert node.conf_state == ConfState(voters=[1, 2, 3])
+    node.campaign()
+    assert node.status.role is Role.PRE_CANDIDATE
 
 
 def test_a_node_waiting_to_join_never_campaigns() -> None:
@@ -189,7 +219,13 @@ def test_a_learner_never_campaigns_and_is_never_asked_to_vote() -> None:
     change(c, 1, ADD_LEARNER, 3)
     term = c.node(3).status.term
     asked: list[RaftMessage] = []
-    c.msg_filter = lambda m: not (m.to == 3 and m.type in (MT.VOTE, MT.PRE_VOTE) and asked.append(m))
+
+    def record_vote_requests_to_3(m: RaftMessage) -> bool:
+        if m.to == 3 and m.type in (MT.VOTE, MT.PRE_VOTE):
+            asked.append(m)
+        return True
+
+    c.msg_filter = record_vote_requests_to_3
     c.crash(1)
     for _ in range(60):
         c.tick()
@@ -268,17 +304,36 @@ def test_a_removed_leader_steps_down_and_never_campaigns() -> None:
     c.stabilize()
     st = c.node(1).status
     assert st.role is Role.FOLLOWER and st.leader == 0 and st.voters == [2, 3]
+    campaigns_by_1: list[RaftMessage] = []
+
+    def record_campaigns_by_1(m: RaftMessage) -> bool:
+        if m.from_ == 1 and m.type in (MT.VOTE, MT.PRE_VOTE):
+            campaigns_by_1.append(m)
+        return True
+
+    c.msg_filter = record_campaigns_by_1
     for _ in range(60):
         c.tick()
         c.stabilize()
     lead = c.leader()
     assert lead in (2, 3) and c.node(lead).status.term > term
-    assert all(holder != 1 for t, holder in c.leaders.items() if t > term)
-    assert c.node(1).status.role is Role.FOLLOWER
+    assert campaigns_by_1 == [] and c.node(1).status.role is Role.FOLLOWER
     c.isolate(1)
     assert c.propose(lead, b"without 1")
     c.stabilize()
     assert c.applied_data(2)[-1] == c.applied_data(3)[-1] == b"without 1"
+
+
+def test_a_campaigning_node_that_is_removed_gives_up() -> None:
+    node = RawNode(Config(id=1, voters=[1, 2, 3], rng=random.Random(0)), MemoryStorage())
+    node.campaign()
+    assert node.status.role is Role.PRE_CANDIDATE
+    node.apply_conf_change(ConfChange(type=REMOVE, node_id=1))
+    assert node.status.role is Role.FOLLOWER
+    # Votes still in flight elect nobody.
+    for voter in (2, 3):
+        node.step(RaftMessage(type=MT.PRE_VOTE_RESP, to=1, from_=voter, term=1))
+    assert node.status.role is Role.FOLLOWER
 
 
 def test_removing_the_lead_transferee_aborts_the_transfer() -> None:
@@ -289,7 +344,7 @@ def test_removing_the_lead_transferee_aborts_the_transfer() -> None:
     c.node(1).transfer_leader(3)
     c.process(1)
     assert not c.propose(1, b"during transfer")
-    c.msg_filter = appends_to(3)  # type: ignore[assignment]
+    c.msg_filter = no_appends_to(3)
     c.tick(1)  # the heartbeat round brings 2 the removal, which commits and applies
     c.stabilize()
     assert conf(c, 1) == ConfState(voters=[1, 2])
@@ -427,7 +482,7 @@ def test_a_snapshot_that_predates_the_joiner_is_followed_by_its_addition() -> No
     assert node4.conf_state == ConfState(voters=[1, 2, 3], learners=[4])
 
 
-def test_a_stray_snapshot_message_with_a_configuration_replaces_ours() -> None:
+def test_a_waiting_node_accepts_a_snapshot_and_adopts_its_configuration() -> None:
     node = RawNode(Config(id=4, voters=[], rng=random.Random(0)), MemoryStorage())
     snap = Snapshot(metadata=SnapshotMetadata(index=7, term=2, conf_state=ConfState(voters=[1, 4])))
     node.step(RaftMessage(type=MT.SNAP, to=4, from_=1, term=2, snapshot=snap))
