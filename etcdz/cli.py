@@ -190,20 +190,21 @@ class Output:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     timeout = fmt.parse_duration(args.command_timeout)
+    dial = fmt.parse_duration(args.dial_timeout)
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     if args.command == "endpoint":
         if args.cluster:
-            with Client(endpoints, timeout=timeout) as client:
+            with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
                 endpoints = clusterfmt.cluster_endpoints(client)
         return _endpoint(args, endpoints, timeout, out)
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
     if args.command == "member":
-        with Client(endpoints, timeout=timeout) as client:
+        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
             return clusterfmt.run_member(args, client, out.text, out.mode)
     if out.mode == "table":
         raise UsageError("table not supported as output format")
-    with Client(endpoints, timeout=timeout) as client:
+    with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
         if args.command == "compaction":
             resp = client.compact(args.revision, physical=args.physical)
             out.text(

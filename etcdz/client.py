@@ -60,6 +60,7 @@ from proto_schemas.kv import (
 )
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
+_NOT_SENT = object()  # the request never left: no connection to the endpoint
 RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
 WRITES = (
     PutRequest,
@@ -82,11 +83,14 @@ class Client:
     ...     c.get("greeting").kvs[0].value
     """
 
-    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, timeout: float = 7.0) -> None:
+    def __init__(
+        self, endpoints: str | list[str] = DEFAULT_ENDPOINT, timeout: float = 7.0, dial_timeout: float = 2.0
+    ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is required")
         self.timeout = timeout
+        self.dial_timeout = dial_timeout
         self._ctx = zmq.Context()
         self._sock: zmq.Socket[bytes] | None = None
         self._current = 0
@@ -102,6 +106,9 @@ class Client:
         if self._sock is None:
             sock = self._ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            # Queue nothing for an endpoint we are not connected to: a request either reaches
+            # a live connection or is known not to have been sent (and may go elsewhere).
+            sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             sock.connect(self.endpoint)
@@ -138,7 +145,12 @@ class Client:
             while True:
                 tried += 1
                 response = self._exchange(body, deadline)
-                if response is None:  # nothing came back from this endpoint
+                if response is _NOT_SENT:  # unreachable: safe to try elsewhere, writes too
+                    self._next_endpoint()
+                    if tried >= len(self.endpoints) or time.monotonic() >= deadline:
+                        raise Unavailable(f"no endpoint reachable: {', '.join(self.endpoints)}")
+                    continue
+                if response is None:  # sent, but nothing came back from this endpoint
                     self._next_endpoint()
                     if write:
                         raise RequestTimedOut(definite=False)
@@ -163,7 +175,13 @@ class Client:
     def _exchange(self, body: bytes, deadline: float) -> Any | None:
         sock = self._socket()
         msg_id = next(self._ids)
-        sock.send_multipart(pack(body, msg_id=msg_id))
+        dial = min(self.dial_timeout, max(0.0, deadline - time.monotonic()))
+        if not sock.poll(dial * 1000, zmq.POLLOUT):
+            return _NOT_SENT
+        try:
+            sock.send_multipart(pack(body, msg_id=msg_id), zmq.NOBLOCK)
+        except zmq.Again:
+            return _NOT_SENT
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not sock.poll(remaining * 1000):

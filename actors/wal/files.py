@@ -53,6 +53,7 @@ _SEGMENT_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _ENTRY_OVERHEAD = 5 + 4 + 17  # frame header + crc + term/index/type
 _HARD_STATE_BYTES = 5 + 4 + 24
 _SNAPSHOT_BYTES = 5 + 4 + 16
+_HEAD_BYTES = (5 + 4 + 4) + (5 + 4 + 16)  # a segment's CRC record and metadata record
 
 
 class WalMismatchError(Exception):
@@ -123,8 +124,8 @@ def read_identity(dirpath: str) -> tuple[int, int] | None:
     if not names:
         return None
     with open(os.path.join(dirpath, names[0]), "rb") as f:
-        head = f.read(4096)
-    for rec in decode_segment(head, names[0]).records[:3]:
+        head = f.read(_HEAD_BYTES)  # the CRC and metadata records only: replay checks the rest
+    for rec in decode_segment(head, names[0]).records[:2]:
         if isinstance(rec, Metadata):
             return rec.member_id, rec.cluster_id
     raise WalCorruptError("wal segment has no metadata record", segment=names[0], offset=0)

@@ -103,6 +103,8 @@ def test_move_leader_and_member_commands_as_etcdctl(cluster: LocalCluster) -> No
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"Leadership transferred from {leader.member_id:x} to {target.member_id:x}"
     assert cluster.leader() is target
+    with cluster.client() as c:
+        wait_until(lambda: all(m.client_urls for m in c.member_list().members), what="all published")
     listed = ctl(cluster, "member", "list")
     assert listed.returncode == 0, listed.stderr
     lines = sorted(listed.stdout.strip().splitlines())
