@@ -8,6 +8,10 @@ Rules:
 - Within a batch a later ``Persist`` whose entries start at or before the batch's last index
   overwrites that suffix (raft replaced a conflicting suffix), so it is never written at all;
   the hard state of the latest ``Persist`` wins.
+- A batch is fsynced only if it holds entries, a snapshot, or a new term or vote (etcd's
+  ``MustSync``). A batch that only moves the commit index is written without an fsync: commit is
+  knowledge that can be learned again from the leader, never a promise, and the next fsync
+  makes it durable anyway. Without this every write cost each member a second fsync.
 - The raft messages of a batch (a follower's append response, a vote) are released only in the
   ``Persisted`` built after that batch is durable: nothing is acknowledged before it is on disk
   (Raft thesis 3.8: persist before responding).
@@ -28,6 +32,7 @@ class Batch(NamedTuple):
     hard_state: HardState | None
     messages: list[RaftMessage]
     snapshot: Snapshot | None = None
+    must_sync: bool = True
 
 
 class WalWriterCore:
@@ -37,12 +42,13 @@ class WalWriterCore:
     WAL's replay); the core moves them along with every batch it hands out.
     """
 
-    def __init__(self, last_index: int = 0, last_term: int = 0) -> None:
+    def __init__(self, last_index: int = 0, last_term: int = 0, hard_state: HardState | None = None) -> None:
         self._entries: list[Entry] = []
         self._hard_state: HardState | None = None
         self._messages: list[RaftMessage] = []
         self._snapshot: Snapshot | None = None
         self._open = False  # something was added since the last take_batch
+        self._term_vote = (hard_state.term, hard_state.vote) if hard_state else (0, 0)  # last handed out
         self._in_flight: Batch | None = None
         self.last_index = last_index  # the log's end once the taken batches are durable
         self.last_term = last_term
@@ -70,7 +76,11 @@ class WalWriterCore:
         """Everything added since the last batch, or ``None`` if nothing was."""
         if not self._open:
             return None
-        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot)
+        hs = self._hard_state
+        term_vote = (hs.term, hs.vote) if hs is not None else self._term_vote
+        must_sync = bool(self._entries) or self._snapshot is not None or term_vote != self._term_vote
+        self._term_vote = term_vote
+        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot, must_sync)
         self._entries, self._hard_state, self._messages, self._snapshot = [], None, [], None
         self._open = False
         if batch.snapshot is not None:

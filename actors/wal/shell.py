@@ -50,7 +50,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         snapshot_index=snapshot.metadata.index if snapshot is not None else 0,
         seconds=round(time.monotonic() - started, 3),
     )
-    core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term)
+    core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term, hard_state=contents.hard_state)
     inbox = loop.inbox(config.inbox("wal"))
     to_raft = loop.outbox(config.inbox("raft"))
 
@@ -89,6 +89,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             save_snapshot(batch.snapshot)
             log.info("snapshot installed", index=batch.snapshot.metadata.index)
         wal.append(batch.entries, batch.hard_state)
+        if not batch.must_sync:  # only the commit index moved: the next fsync carries it
+            send(to_raft, core.persisted(batch))
+            return
         started = time.perf_counter()
         wal.sync()
         log.debug(

@@ -29,8 +29,8 @@ def test_everything_since_the_last_batch_is_one_batch() -> None:
     core.add(Persist(messages=[resp(3, 3)]))
     batch = core.take_batch()
     assert batch == Batch(ents(1, 3), HardState(term=1, vote=1, commit=2), [resp(2, 2), resp(3, 3)])
-    entries, hard_state, messages, snapshot = batch  # also a plain tuple
-    assert snapshot is None
+    entries, hard_state, messages, snapshot, must_sync = batch  # also a plain tuple
+    assert snapshot is None and must_sync
     assert core.take_batch() is None
     # What arrives while that batch is being synced goes into the next one.
     core.add(Persist(entries=ents(4, 4), messages=[resp(2, 4)]))
@@ -99,3 +99,18 @@ def test_an_installed_snapshot_supersedes_the_entries_it_covers() -> None:
     batch = core.take_batch()
     assert batch is not None and not batch.entries
     assert core.persisted(batch).last_index == 20
+
+
+def test_only_entries_snapshots_and_term_or_vote_changes_need_an_fsync() -> None:
+    core = WalWriterCore(hard_state=HardState(term=2, vote=1, commit=5))
+    core.add(Persist(hard_state=HardState(term=2, vote=1, commit=6)))
+    batch = core.take_batch()
+    assert batch is not None and not batch.must_sync  # commit only: learned again if lost
+    core.add(Persist(entries=ents(7, 7)))
+    assert core.take_batch().must_sync  # type: ignore[union-attr]
+    core.add(Persist(hard_state=HardState(term=3, vote=0, commit=6)))
+    assert core.take_batch().must_sync  # type: ignore[union-attr]  # a new term is a promise
+    core.add(Persist(hard_state=HardState(term=3, vote=2, commit=6)))
+    assert core.take_batch().must_sync  # type: ignore[union-attr]  # so is a vote
+    core.add(Persist(messages=[resp(2, 7)]))
+    assert not core.take_batch().must_sync  # type: ignore[union-attr]
