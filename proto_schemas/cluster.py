@@ -107,14 +107,14 @@ class MoveLeaderResponse:
     header: ResponseHeader
 
 
-CLUSTER_REQUESTS = (
-    MemberListRequest,
+CLUSTER_CHANGES = (
     MemberAddRequest,
     MemberRemoveRequest,
     MemberUpdateRequest,
     MemberPromoteRequest,
     MoveLeaderRequest,
 )
+CLUSTER_REQUESTS = (MemberListRequest, *CLUSTER_CHANGES)
 
 # -- inside a node and between raft cores -----------------------------------------------------
 

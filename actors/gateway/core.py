@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.mvcc.txn import validate_txn
-from proto_schemas.cluster import CLUSTER_REQUESTS, ClusterCall
+from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import Header, unpack_header
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
@@ -309,10 +309,14 @@ class GatewayCore:
         self._reply(route, msg_id, error_response(code, detail))
 
 
+_WRITES = (PutRequest, DeleteRangeRequest, CompactionRequest, TxnRequest, *CLUSTER_CHANGES)
+
+
 def _is_write(request: Any) -> bool:
+    """A request that changes state (so a timeout leaves its outcome unknown)."""
     # Every txn goes through raft, read-only ones included: one ordered path keeps a txn's
     # compares and reads atomic with respect to every write, at the cost of a log entry.
-    return isinstance(request, PutRequest | DeleteRangeRequest | CompactionRequest | TxnRequest)
+    return isinstance(request, _WRITES)
 
 
 def _is_linearizable(request: Any) -> bool:

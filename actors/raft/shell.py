@@ -144,7 +144,7 @@ class RaftShell:
             for cc in changes:
                 self.table.apply(cc)
             self.fresh_nonce = random.getrandbits(62) | 1
-        self.peers.set_peers(self.table.peer_urls())
+        self._table_changed()
         self.log.info(
             "raft started",
             term=state.hard_state.term,
@@ -346,12 +346,16 @@ class RaftShell:
         self.table = MemberTable.restore(snap.data)
         self.history = MembershipLog(index, self.table.snapshot())
         self.snapshots.snap_index = index
-        self.peers.set_peers(self.table.peer_urls())
-        self.peers.removed = frozenset(self.table.removed)
+        self._table_changed()
         send(self.to_apply, Apply(entries=[], restored=index))
         self.log.info(
             "snapshot restored", index=index, term=snap.metadata.term, members=len(self.table.members)
         )
+
+    def _table_changed(self) -> None:
+        """The mesh follows the member table: connect to members, refuse removed ones."""
+        self.peers.set_peers(self.table.peer_urls())
+        self.peers.removed = frozenset(self.table.removed)
 
     def _apply_conf_changes(self, node: RawNode, entries: list[Entry]) -> None:
         changed = False
@@ -380,8 +384,7 @@ class RaftShell:
                 for reply in self.calls.applied(change.request_id, cc, self.table, node):
                     send(self.to_gateway, reply)
         if changed:
-            self.peers.set_peers(self.table.peer_urls())
-            self.peers.removed = frozenset(self.table.removed)
+            self._table_changed()
 
     def _check_identity(self, cc: ConfChange, change: MemberChange | None) -> None:
         me = self.config.member_id

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from actors.gateway.core import GatewayCore
+from proto_schemas.cluster import ClusterCall, MemberAddRequest, MemberListRequest, MemberListResponse
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
 from proto_schemas.errors import ErrorCode, ErrorResponse
@@ -236,3 +237,30 @@ def test_request_ids_differ_across_boots() -> None:
         ask(core, PutRequest(key=b"k"))
     (pa,), (pb,) = a.take_outbox().to_raft, b.take_outbox().to_raft
     assert pa.request_ids != pb.request_ids
+
+
+def test_cluster_requests_go_to_the_raft_core_and_changes_time_out_as_unknown() -> None:
+    core = make()
+    core.internal(LEADER, 0.0)
+    ask(core, MemberListRequest(), msg_id=1)
+    ask(core, MemberAddRequest(peer_urls=["tcp://127.0.0.1:1"]), msg_id=2)
+    out = core.take_outbox()
+    calls = [m for m in out.to_raft if isinstance(m, ClusterCall)]
+    assert [type(c.request) for c in calls] == [MemberListRequest, MemberAddRequest]
+    body = encode(MemberListResponse(header=ResponseHeader(cluster_id=2, member_id=1)))
+    core.internal(ReadResult(read_id=calls[0].read_id, body=body), 0.1)
+    ((_, msg_id, answer),) = core.take_outbox().to_client
+    assert msg_id == 1 and answer == body
+    core.tick(100.0)  # the member add never got an answer
+    ((_, msg_id, failure),) = core.take_outbox().to_client
+    assert msg_id == 2 and failure.code == ErrorCode.TIMEOUT and not failure.definite
+
+
+def test_a_leader_change_fails_pending_read_index_rounds_at_once() -> None:
+    core = make()
+    core.internal(LEADER, 0.0)
+    ask(core, RangeRequest(key=b"k"), msg_id=7)
+    assert any(isinstance(m, ReadIndexRequest) for m in core.take_outbox().to_raft)
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=2, commit=10, applied=10), 0.1)
+    ((_, msg_id, failure),) = core.take_outbox().to_client
+    assert msg_id == 7 and failure.code == ErrorCode.LEADER_CHANGED and failure.definite
