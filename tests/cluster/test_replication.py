@@ -149,3 +149,11 @@ def test_a_member_far_behind_catches_up_by_snapshot(tmp_path_factory: pytest.Tem
         cluster.wait_ready(member=lagging)
         with lagging.client() as c:
             assert c.get("/snap/", prefix=True, count_only=True).count == 300
+        # A new member joins after the log was compacted: by snapshot too.
+        joiner = cluster.add_member()
+        cluster.wait_ready(member=joiner, timeout=30)
+        with joiner.client() as c:
+            assert c.get("/snap/", prefix=True, count_only=True).count == 300
+            assert len(c.member_list().members) == 4
+        with open(joiner.log_path, encoding="utf-8") as f:
+            assert "snapshot installed" in f.read()
