@@ -17,6 +17,7 @@ from typing import Any
 
 from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
+from etcdz import _cli_lease as leasefmt
 from etcdz import _cli_txn as txnfmt
 from etcdz import ops
 from etcdz.client import Client
@@ -107,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     endpoint.add_argument("action", choices=["status", "health"])
     endpoint.add_argument("--cluster", action="store_true")
     clusterfmt.add_parsers(sub, [_GLOBALS])
+    leasefmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -199,9 +201,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _endpoint(args, endpoints, timeout, out)
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
-    if args.command == "member":
+    if args.command in ("member", "lease"):
+        run_group = clusterfmt.run_member if args.command == "member" else leasefmt.run
         with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
-            return clusterfmt.run_member(args, client, out.text, out.mode)
+            return run_group(args, client, out.text, out.mode)
     if out.mode == "table":
         raise UsageError("table not supported as output format")
     with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:

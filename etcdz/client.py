@@ -58,6 +58,18 @@ from proto_schemas.kv import (
     TxnRequest,
     TxnResponse,
 )
+from proto_schemas.lease import (
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseLeasesRequest,
+    LeaseLeasesResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
 _NOT_SENT = object()  # the request never left: no connection to the endpoint
@@ -67,6 +79,8 @@ WRITES = (
     DeleteRangeRequest,
     TxnRequest,
     CompactionRequest,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
     MemberAddRequest,
     MemberRemoveRequest,
     MemberUpdateRequest,
@@ -231,6 +245,28 @@ class Client:
 
     def hash_kv(self, revision: int = 0) -> HashKVResponse:
         return self.call(HashKVRequest(revision=revision))  # type: ignore[no-any-return]
+
+    # -- leases --------------------------------------------------------------------------------
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (raised to the cluster's minimum, 1.5 election
+        timeouts); ``lease_id`` 0 lets the cluster choose. Attach keys with ``put(..., lease=)``."""
+        return self.call(LeaseGrantRequest(ttl=ttl, id=lease_id))  # type: ignore[no-any-return]
+
+    def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
+        """End the lease now: its keys are deleted in one revision."""
+        return self.call(LeaseRevokeRequest(id=lease_id))  # type: ignore[no-any-return]
+
+    def lease_keep_alive_once(self, lease_id: int) -> LeaseKeepAliveResponse:
+        """Renew the lease for its full TTL (answered by the leader's lease expirer)."""
+        return self.call(LeaseKeepAliveRequest(id=lease_id))  # type: ignore[no-any-return]
+
+    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> LeaseTimeToLiveResponse:
+        """Remaining and granted TTL (``ttl == -1``: the lease no longer exists), and with
+        ``keys=True`` the keys attached to it."""
+        return self.call(LeaseTimeToLiveRequest(id=lease_id, keys=keys))  # type: ignore[no-any-return]
+
+    def leases(self) -> LeaseLeasesResponse:
+        return self.call(LeaseLeasesRequest())  # type: ignore[no-any-return]
 
     # -- cluster -------------------------------------------------------------------------------
     def member_list(self) -> MemberListResponse:

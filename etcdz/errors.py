@@ -138,6 +138,14 @@ class ClusterIdMismatch(EtcdzError):
     code = ErrorCode.CLUSTER_ID_MISMATCH
 
 
+class LeaseExists(EtcdzError):
+    code = ErrorCode.LEASE_EXIST
+
+
+class LeaseTTLTooLarge(EtcdzError):
+    code = ErrorCode.LEASE_TTL_TOO_LARGE
+
+
 class Unavailable(EtcdzError):
     """No endpoint answered (all down, or unreachable)."""
 

@@ -4,7 +4,18 @@ Import a protocol module (``kv``, ``raft``, ``internal``, ``errors``, ``envelope
 classes; ``codec.encode``/``codec.decode`` turn them into bytes and back.
 """
 
-from proto_schemas import cluster, envelope, errors, internal, kv, raft  # noqa: F401  (registers types)
+from proto_schemas import cluster, envelope, errors, internal, kv, lease, raft  # noqa: F401  (registers types)
 from proto_schemas.codec import DecodeError, decode, encode
 
-__all__ = ["cluster", "DecodeError", "decode", "encode", "envelope", "errors", "internal", "kv", "raft"]
+__all__ = [
+    "cluster",
+    "DecodeError",
+    "decode",
+    "encode",
+    "envelope",
+    "errors",
+    "internal",
+    "kv",
+    "lease",
+    "raft",
+]

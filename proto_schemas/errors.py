@@ -46,6 +46,8 @@ class ErrorCode(enum.IntEnum):
     UNHEALTHY = 29
     ID_REMOVED = 30
     CLUSTER_ID_MISMATCH = 31
+    LEASE_EXIST = 32
+    LEASE_TTL_TOO_LARGE = 33
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -82,6 +84,8 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.UNHEALTHY: "etcdserver: unhealthy cluster",
     ErrorCode.ID_REMOVED: "etcdserver: the member has been permanently removed from the cluster",
     ErrorCode.CLUSTER_ID_MISMATCH: "etcdserver: cluster ID mismatch",
+    ErrorCode.LEASE_EXIST: "etcdserver: lease already exists",
+    ErrorCode.LEASE_TTL_TOO_LARGE: "etcdserver: too large lease TTL",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})

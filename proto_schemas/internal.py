@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from proto_schemas.codec import message
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
+from proto_schemas.lease import LeaseCheckpointRequest, LeaseEvent, LeaseGrantRequest, LeaseRevokeRequest
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
 _msg = dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,7 +25,15 @@ class InternalRequest:
     """The payload of a normal raft entry: a client write and the id its result is routed by."""
 
     request_id: int
-    request: PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest
+    request: (
+        PutRequest
+        | DeleteRangeRequest
+        | TxnRequest
+        | CompactionRequest
+        | LeaseGrantRequest
+        | LeaseRevokeRequest
+        | LeaseCheckpointRequest
+    )
 
 
 @message(301)
@@ -131,6 +140,7 @@ class ApplyDone:
     applied_index: int
     revision: int
     results: list[ApplyResult] = field(default_factory=list)
+    lease_events: list[LeaseEvent] = field(default_factory=list)
 
 
 @message(314)

@@ -56,6 +56,12 @@ from proto_schemas.kv import (
     StatusResponse,
     TxnRequest,
 )
+from proto_schemas.lease import (
+    LeaseGrantRequest,
+    LeaseLeasesRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+)
 
 VERSION = "3.5.0"  # the etcd API version etcdz speaks
 CLIENT_REQUESTS = (
@@ -67,6 +73,10 @@ CLIENT_REQUESTS = (
     RangeStreamRequest,
     StatusRequest,
     HashKVRequest,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    LeaseLeasesRequest,
     *CLUSTER_REQUESTS,
 )
 
@@ -101,6 +111,7 @@ class GatewayCore:
         request_timeout_s: float,
         max_gap: int,
         boot_nonce: int,
+        min_lease_ttl: int = 2,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -108,6 +119,7 @@ class GatewayCore:
         self.max_txn_ops = max_txn_ops
         self.request_timeout_s = request_timeout_s
         self.max_gap = max_gap
+        self.min_lease_ttl = min_lease_ttl
         # Request ids must not collide with ids minted before a restart (old entries replay
         # through apply and their results reach the new gateway) nor by other members.
         self._ids = itertools.count(((boot_nonce & 0xFFFFFFFF) << 32) + 1)
@@ -149,6 +161,11 @@ class GatewayCore:
     def _dispatch(self, route: bytes, header: Header, body: bytes, request: Any, now: float) -> None:
         _validate(request, self.max_txn_ops)
         rid = next(self._ids)
+        if isinstance(request, LeaseGrantRequest):
+            # Decided here, once, so every member applies the same grant (as etcd's server).
+            request = LeaseGrantRequest(
+                ttl=max(request.ttl, self.min_lease_ttl), id=request.id or (rid & 0x7FFF_FFFF_FFFF_FFFF)
+            )
         write = _is_write(request)
         pending = _Pending(route, header.msg_id, now + self.request_timeout_s, write, body, request)
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
@@ -309,7 +326,15 @@ class GatewayCore:
         self._reply(route, msg_id, error_response(code, detail))
 
 
-_WRITES = (PutRequest, DeleteRangeRequest, CompactionRequest, TxnRequest, *CLUSTER_CHANGES)
+_WRITES = (
+    PutRequest,
+    DeleteRangeRequest,
+    CompactionRequest,
+    TxnRequest,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    *CLUSTER_CHANGES,
+)
 
 
 def _is_write(request: Any) -> bool:
@@ -320,6 +345,8 @@ def _is_write(request: Any) -> bool:
 
 
 def _is_linearizable(request: Any) -> bool:
+    if isinstance(request, LeaseTimeToLiveRequest | LeaseLeasesRequest):
+        return True
     if isinstance(request, RangeRequest):
         return not request.serializable
     if isinstance(request, RangeStreamRequest):

@@ -32,6 +32,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         request_timeout_s=config.request_timeout_ms / 1000,
         max_gap=config.max_gap_committed_applied,
         boot_nonce=int.from_bytes(os.urandom(4), "big"),
+        min_lease_ttl=config.min_lease_ttl,
     )
     clients = loop.ctx.socket(zmq.ROUTER)
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)

@@ -78,3 +78,31 @@ def int_bytes(n: int) -> bytes:
 
 def bytes_int(raw: bytes | None) -> int:
     return int.from_bytes(raw, "big") if raw else 0
+
+
+# -- leases: ``L`` + id -> (ttl, remaining ttl); ``A`` + id + key -> b"" for each attached key --
+LEASE = b"L"
+LEASE_END = b"M"
+ATTACH = b"A"
+ATTACH_END = b"B"
+_LEASE = struct.Struct(">QQ")
+
+
+def lease_key(lease_id: int) -> bytes:
+    return LEASE + int_bytes(lease_id)
+
+
+def pack_lease(ttl: int, remaining: int) -> bytes:
+    return _LEASE.pack(ttl, remaining)
+
+
+def unpack_lease(raw: bytes) -> tuple[int, int]:
+    return _LEASE.unpack(raw)  # type: ignore[return-value]
+
+
+def attach_key(lease_id: int, key: bytes) -> bytes:
+    return ATTACH + int_bytes(lease_id) + key
+
+
+def split_attach_key(akey: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(akey[1:9], "big"), akey[9:]

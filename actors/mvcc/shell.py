@@ -30,6 +30,7 @@ from proto_schemas.internal import (
     ReadResult,
 )
 from proto_schemas.kv import HashKVRequest, RangeRequest, RangeStreamRequest
+from proto_schemas.lease import LeaseLeasesRequest, LeaseTimeToLiveRequest
 from proto_schemas.raft import EntryType
 
 DB_SIZE_REFRESH_S = 1.0
@@ -139,6 +140,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 applied_index=store.consistent_index,
                 revision=store.current_revision,
                 results=results,
+                lease_events=store.leases.take_events(),
             ),
         )
 
@@ -151,6 +153,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 response = store.range_stream(request, req.raft_term)
             elif isinstance(request, HashKVRequest):
                 response = store.hash_kv_response(request, req.raft_term)
+            elif isinstance(request, LeaseTimeToLiveRequest):
+                response = store.lease_time_to_live(request, None)
+            elif isinstance(request, LeaseLeasesRequest):
+                response = store.lease_leases()
             else:
                 raise EtcdzError(ErrorCode.UNKNOWN_OP, type(request).__name__)
             body = encode(response)

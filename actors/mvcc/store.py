@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from actors.mvcc import keys as K
+from actors.mvcc.leases import LeaseTable
 from actors.mvcc.txn import compare_holds, in_range
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, EtcdzError
@@ -47,6 +48,19 @@ from proto_schemas.kv import (
     TxnRequest,
     TxnResponse,
 )
+from proto_schemas.lease import (
+    MAX_LEASE_TTL,
+    LeaseCheckpointRequest,
+    LeaseCheckpointResponse,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseLeasesResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
+    LeaseStatus,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+)
 
 _SORT_KEYS = {
     SortTarget.KEY: lambda kv: kv.key,
@@ -65,6 +79,7 @@ class MvccStore:
         self.consistent_index = K.bytes_int(db.get(K.META_CONSISTENT_INDEX))
         self.current_revision = K.bytes_int(db.get(K.META_REVISION)) or 1
         self.compact_revision = K.bytes_int(db.get(K.META_COMPACT))
+        self.leases = LeaseTable(db)
         # pending versions of the batch being applied: key -> [(main, sub, record)]
         self._overlay: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self._overlay_keys: list[bytes] = []
@@ -129,6 +144,8 @@ class MvccStore:
         return _with_header(response, self.header())
 
     def _execute(self, request: Any, w: _Writes) -> Any:
+        if isinstance(request, LeaseGrantRequest | LeaseRevokeRequest | LeaseCheckpointRequest):
+            return self._lease_op(request, w)
         if isinstance(request, PutRequest):
             return self._put(request, w)
         if isinstance(request, DeleteRangeRequest):
@@ -154,7 +171,7 @@ class MvccStore:
         """A txn fails as a whole before it writes anything (etcd's checkRequests)."""
         for op in ops:
             if isinstance(op, PutRequest):
-                if op.lease:
+                if op.lease and op.lease not in self.leases:
                     raise EtcdzError(ErrorCode.LEASE_NOT_FOUND)
                 if (op.ignore_value or op.ignore_lease) and not self._kvs(op.key, b"", rev):
                     raise EtcdzError(ErrorCode.KEY_NOT_FOUND)
@@ -170,6 +187,7 @@ class MvccStore:
         create = prev.create_revision if prev else main
         version = prev.version + 1 if prev else 1
         self._stage(req.key, main, sub, K.pack_record(create, version, lease, value))
+        self.leases.move(self._wb, req.key, prev.lease if prev else 0, lease)
         return PutResponse(header=ResponseHeader(), prev_kv=prev if req.prev_kv else None)
 
     def _delete(self, req: DeleteRangeRequest, w: _Writes) -> DeleteRangeResponse:
@@ -177,8 +195,50 @@ class MvccStore:
         for kv in found:
             main, sub = w.next()
             self._stage(kv.key, main, sub, K.pack_record(0, 0, 0, b"", tombstone=True))
+            self.leases.move(self._wb, kv.key, kv.lease, 0)
         return DeleteRangeResponse(
             header=ResponseHeader(), deleted=len(found), prev_kvs=found if req.prev_kv else []
+        )
+
+    def _lease_op(self, request: Any, w: _Writes) -> Any:
+        if isinstance(request, LeaseGrantRequest):
+            if request.ttl > MAX_LEASE_TTL:
+                raise EtcdzError(ErrorCode.LEASE_TTL_TOO_LARGE)
+            if request.id <= 0 or request.id in self.leases:
+                raise EtcdzError(ErrorCode.LEASE_EXIST)
+            self.leases.grant(self._wb, request.id, request.ttl)
+            return LeaseGrantResponse(header=ResponseHeader(), id=request.id, ttl=request.ttl)
+        if isinstance(request, LeaseCheckpointRequest):
+            for cp in request.checkpoints:
+                self.leases.checkpoint(self._wb, cp.id, cp.remaining_ttl)
+            return LeaseCheckpointResponse(header=ResponseHeader())
+        if request.id not in self.leases:
+            raise EtcdzError(ErrorCode.LEASE_NOT_FOUND)
+        rev = self._rev_after(w)
+        for key in self.leases.revoke(self._wb, request.id):  # one revision for all its keys
+            latest = self._latest(key, rev)
+            if latest is not None:
+                main, sub = w.next()
+                self._stage(key, main, sub, K.pack_record(0, 0, 0, b"", tombstone=True))
+        return LeaseRevokeResponse(header=ResponseHeader())
+
+    def lease_time_to_live(
+        self, request: LeaseTimeToLiveRequest, remaining: int | None
+    ) -> LeaseTimeToLiveResponse:
+        """``remaining`` comes from the leader's expirer (None: ask the table's checkpoint)."""
+        found = self.leases.leases.get(request.id)
+        if found is None:
+            return LeaseTimeToLiveResponse(header=self.header(), id=request.id, ttl=-1)
+        ttl, checkpointed = found
+        keys = sorted(self.leases.keys.get(request.id, set())) if request.keys else []
+        left = remaining if remaining is not None else (checkpointed or ttl)
+        return LeaseTimeToLiveResponse(
+            header=self.header(), id=request.id, ttl=left, granted_ttl=ttl, keys=keys
+        )
+
+    def lease_leases(self) -> LeaseLeasesResponse:
+        return LeaseLeasesResponse(
+            header=self.header(), leases=[LeaseStatus(id=i) for i in sorted(self.leases.leases)]
         )
 
     def _stage(self, key: bytes, main: int, sub: int, record: bytes) -> None:

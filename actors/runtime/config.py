@@ -65,6 +65,12 @@ class NodeConfig:
     def election_tick(self) -> int:
         return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)
 
+    @property
+    def min_lease_ttl(self) -> int:
+        """etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up), so a
+        lease can outlive a leader election."""
+        return max(1, -(-3 * self.election_timeout_ms // 2000))
+
     def inbox(self, actor: str) -> str:
         """The ipc:// address an actor's inbox binds and the others connect to."""
         return f"ipc://{os.path.join(self.socket_dir, actor)}.sock"

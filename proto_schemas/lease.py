@@ -1,0 +1,129 @@
+"""etcd's Lease API (rpc.proto) as etcdz messages (type ids 140-159), and the lease messages
+inside a node (type ids 350-369).
+
+Grants, revokes and checkpoints are raft entries (applied by every member); keep-alives and
+time-to-live questions go to the leader's lease expirer, which alone keeps deadlines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto_schemas.codec import message
+from proto_schemas.kv import ResponseHeader
+
+_msg = dataclass(frozen=True, slots=True, kw_only=True)
+
+MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
+
+
+@message(140)
+@_msg
+class LeaseGrantRequest:
+    ttl: int
+    id: int = 0  # 0: the server chooses
+
+
+@message(141)
+@_msg
+class LeaseGrantResponse:
+    header: ResponseHeader
+    id: int = 0
+    ttl: int = 0
+    error: str = ""
+
+
+@message(142)
+@_msg
+class LeaseRevokeRequest:
+    id: int
+
+
+@message(143)
+@_msg
+class LeaseRevokeResponse:
+    header: ResponseHeader
+
+
+@message(144)
+@_msg
+class LeaseCheckpoint:
+    id: int
+    remaining_ttl: int
+
+
+@message(145)
+@_msg
+class LeaseCheckpointRequest:
+    checkpoints: list[LeaseCheckpoint] = field(default_factory=list)
+
+
+@message(146)
+@_msg
+class LeaseCheckpointResponse:
+    header: ResponseHeader
+
+
+@message(147)
+@_msg
+class LeaseKeepAliveRequest:
+    id: int
+
+
+@message(148)
+@_msg
+class LeaseKeepAliveResponse:
+    header: ResponseHeader
+    id: int = 0
+    ttl: int = 0
+
+
+@message(149)
+@_msg
+class LeaseTimeToLiveRequest:
+    id: int
+    keys: bool = False
+
+
+@message(150)
+@_msg
+class LeaseTimeToLiveResponse:
+    header: ResponseHeader
+    id: int = 0
+    ttl: int = -1  # -1: the lease does not exist (expired or revoked)
+    granted_ttl: int = 0
+    keys: list[bytes] = field(default_factory=list)
+
+
+@message(151)
+@_msg
+class LeaseLeasesRequest:
+    pass
+
+
+@message(152)
+@_msg
+class LeaseStatus:
+    id: int
+
+
+@message(153)
+@_msg
+class LeaseLeasesResponse:
+    header: ResponseHeader
+    leases: list[LeaseStatus] = field(default_factory=list)
+
+
+# -- inside a node -----------------------------------------------------------------------------
+
+
+@message(350)
+@_msg
+class LeaseEvent:
+    """A lease change the backend applied, for the lease expirer: granted (ttl > 0), revoked,
+    or checkpointed (remaining > 0)."""
+
+    id: int
+    ttl: int = 0
+    remaining: int = 0
+    revoked: bool = False
