@@ -77,6 +77,7 @@ class RaftStatus:
     commit: int
     applied: int
     is_learner: bool = False
+    leader_client_urls: list[str] = field(default_factory=list)  # where lease calls are forwarded
 
 
 @message(306)

@@ -127,3 +127,40 @@ class LeaseEvent:
     ttl: int = 0
     remaining: int = 0
     revoked: bool = False
+
+
+@message(351)
+@_msg
+class LeaseEvents:
+    """Lease changes applied up to ``index``: from the apply worker after each batch, or the
+    whole table from the backend when the lease expirer starts (``initial``)."""
+
+    index: int
+    events: list[LeaseEvent] = field(default_factory=list)
+    initial: bool = False
+
+
+@message(352)
+@_msg
+class LeaseTableRequest:
+    """Lease expirer -> backend at start: every lease, with the consistent index."""
+
+
+@message(353)
+@_msg
+class LeaseCall:
+    """Gateway -> lease expirer: a keep-alive or time-to-live question (leader only)."""
+
+    read_id: int
+    request: LeaseKeepAliveRequest | LeaseTimeToLiveRequest
+
+
+@message(354)
+@_msg
+class LeaseRead:
+    """Lease expirer -> backend: answer a time-to-live with the expirer's remaining TTL
+    (the backend knows the granted TTL and the keys)."""
+
+    read_id: int
+    request: LeaseTimeToLiveRequest
+    remaining: int  # -1: the expirer does not know the lease

@@ -9,7 +9,8 @@ Rules:
 - A snapshot installed from the leader moves the applied index forward at once (the backend
   already holds everything up to it).
 - Results go to the gateway (which drops ids it did not mint) together with the applied index;
-  the raft core hears the applied index too (for the committed - applied gap and snapshots).
+  the raft core hears the applied index too (for the committed - applied gap and snapshots),
+  and the lease expirer hears of every lease granted, revoked or checkpointed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proto_schemas.internal import Applied, ApplyBatch, ApplyDone, BackendState, Results
+from proto_schemas.lease import LeaseEvents
 from proto_schemas.raft import Entry
 
 
@@ -27,6 +29,7 @@ class ApplyOutbox:
     to_mvcc: list[Any] = field(default_factory=list)
     to_gateway: list[Any] = field(default_factory=list)
     to_raft: list[Any] = field(default_factory=list)
+    to_lease: list[Any] = field(default_factory=list)
 
 
 class ApplyCore:
@@ -72,6 +75,8 @@ class ApplyCore:
         self.applied = max(self.applied or 0, done.applied_index)
         out.to_gateway.append(Results(applied_index=done.applied_index, results=done.results))
         out.to_raft.append(Applied(index=done.applied_index))
+        if done.lease_events:
+            out.to_lease.append(LeaseEvents(index=done.applied_index, events=done.lease_events))
 
     def next_batch(self, out: ApplyOutbox) -> None:
         if self._in_flight or self.applied is None or not self._queue:

@@ -18,6 +18,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     to_mvcc = loop.outbox(config.inbox("mvcc"))
     to_gateway = loop.outbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
+    to_lease = loop.outbox(config.inbox("lease"))
     out = ApplyOutbox()
     send(to_mvcc, BackendStateRequest(reply_to="apply"))
 
@@ -41,9 +42,12 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_gateway, msg)
         for msg in out.to_raft:
             send(to_raft, msg)
+        for msg in out.to_lease:
+            send(to_lease, msg)
         out.to_mvcc.clear()
         out.to_gateway.clear()
         out.to_raft.clear()
+        out.to_lease.clear()
 
     loop.on_messages(inbox, handle)
     loop.after_batch(flush)

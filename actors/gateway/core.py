@@ -57,7 +57,9 @@ from proto_schemas.kv import (
     TxnRequest,
 )
 from proto_schemas.lease import (
+    LeaseCall,
     LeaseGrantRequest,
+    LeaseKeepAliveRequest,
     LeaseLeasesRequest,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
@@ -77,8 +79,11 @@ CLIENT_REQUESTS = (
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
     LeaseLeasesRequest,
+    LeaseKeepAliveRequest,
     *CLUSTER_REQUESTS,
 )
+# Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
+LEASE_CALLS = (LeaseKeepAliveRequest, LeaseTimeToLiveRequest)
 
 
 @dataclass(slots=True)
@@ -98,6 +103,8 @@ class Outbox:
     to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, reply-to, body
     to_raft: list[Any] = field(default_factory=list)
     to_mvcc: list[Any] = field(default_factory=list)
+    to_lease: list[Any] = field(default_factory=list)
+    to_leader: list[tuple[int, bytes]] = field(default_factory=list)  # (request id, client's body)
 
 
 class GatewayCore:
@@ -176,7 +183,7 @@ class GatewayCore:
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
         elif isinstance(request, CLUSTER_REQUESTS):
             self.out.to_raft.append(ClusterCall(read_id=rid, request=request))
-        elif write or _is_linearizable(request):
+        elif write or _is_linearizable(request) or isinstance(request, LEASE_CALLS):
             if self.raft is None or self.raft.leader == 0:
                 self._held.append(rid)
             else:
@@ -186,7 +193,12 @@ class GatewayCore:
 
     def _route(self, rid: int) -> None:
         pending = self._pending[rid]
-        if pending.write:
+        if isinstance(pending.request, LEASE_CALLS):
+            if self.raft is not None and self.raft.leader == self.member_id:
+                self.out.to_lease.append(LeaseCall(read_id=rid, request=pending.request))
+            else:
+                self.out.to_leader.append((rid, pending.body))
+        elif pending.write:
             self._propose_data.append(encode(InternalRequest(request_id=rid, request=pending.request)))
             self._propose_ids.append(rid)
         else:
@@ -196,6 +208,10 @@ class GatewayCore:
         pending = self._pending[rid]
         term = self.raft.term if self.raft else 0
         self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
+
+    def forwarded_reply(self, rid: int, body: bytes) -> None:
+        """The leader's gateway answered a lease call we forwarded (its body, unchanged)."""
+        self._answer(rid, body)
 
     # -- node side -----------------------------------------------------------------------
     def internal(self, msg: Any, now: float) -> None:
@@ -345,7 +361,7 @@ def _is_write(request: Any) -> bool:
 
 
 def _is_linearizable(request: Any) -> bool:
-    if isinstance(request, LeaseTimeToLiveRequest | LeaseLeasesRequest):
+    if isinstance(request, LeaseLeasesRequest):
         return True
     if isinstance(request, RangeRequest):
         return not request.serializable

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import structlog
 import zmq
@@ -17,7 +18,8 @@ import zmq
 from actors.gateway.core import GatewayCore
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
-from proto_schemas.envelope import pack
+from proto_schemas.codec import DecodeError
+from proto_schemas.envelope import pack, unpack_header
 
 CLIENT_HWM = 10_000
 
@@ -45,6 +47,35 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     inbox = loop.inbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
     to_mvcc = loop.outbox(config.inbox("mvcc"))
+    to_lease = loop.outbox(config.inbox("lease"))
+    leader: dict[str, Any] = {"urls": [], "sock": None}  # a client connection to the leader's gateway
+
+    def leader_socket() -> zmq.Socket[bytes] | None:
+        """Lease calls on a follower go to the leader's gateway (keep-alives are not
+        replicated); reconnect whenever the leader changes."""
+        urls = core.raft.leader_client_urls if core.raft is not None else []
+        if urls != leader["urls"]:
+            if leader["sock"] is not None:
+                loop.forget(leader["sock"])
+                leader["sock"].close(linger=0)
+                leader["sock"] = None
+            leader["urls"] = urls
+            if urls:
+                sock = loop.ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.SNDHWM, CLIENT_HWM)
+                sock.connect(urls[0])
+                loop.on_frames(sock, from_leader)
+                leader["sock"] = sock
+        return leader["sock"]
+
+    def from_leader(batch: list[list[bytes]]) -> None:
+        for frames in batch:
+            try:
+                header, body = unpack_header(frames)
+            except DecodeError:
+                continue
+            core.forwarded_reply(header.in_reply_to, bytes(body))
 
     def from_clients(batch: list[list[bytes]]) -> None:
         now = time.monotonic()
@@ -64,6 +95,17 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_raft, msg)
         for msg in out.to_mvcc:
             send(to_mvcc, msg)
+        for msg in out.to_lease:
+            send(to_lease, msg)
+        if out.to_leader:
+            sock = leader_socket()
+            for rid, body in out.to_leader:
+                try:
+                    if sock is None:
+                        raise zmq.Again()
+                    sock.send_multipart(pack(body, msg_id=rid), zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    log.debug("lease call not forwarded", request_id=rid)  # it times out
         for route, reply_to, body in out.to_client:
             try:
                 clients.send_multipart([route, *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)

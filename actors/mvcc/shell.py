@@ -30,7 +30,14 @@ from proto_schemas.internal import (
     ReadResult,
 )
 from proto_schemas.kv import HashKVRequest, RangeRequest, RangeStreamRequest
-from proto_schemas.lease import LeaseLeasesRequest, LeaseTimeToLiveRequest
+from proto_schemas.lease import (
+    LeaseEvent,
+    LeaseEvents,
+    LeaseLeasesRequest,
+    LeaseRead,
+    LeaseTableRequest,
+    LeaseTimeToLiveRequest,
+)
 from proto_schemas.raft import EntryType
 
 DB_SIZE_REFRESH_S = 1.0
@@ -68,6 +75,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         "apply": loop.outbox(config.inbox("apply")),
         "gateway": loop.outbox(config.inbox("gateway")),
         "raft": loop.outbox(config.inbox("raft")),
+        "lease": loop.outbox(config.inbox("lease")),
     }
     outgoing: dict[int, snapshots.Outgoing] = {}
     incoming: list[snapshots.Incoming] = []  # at most one install at a time
@@ -93,6 +101,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             outs["raft"],
             SnapshotPiece(snap_id=req.snap_id, seq=seq, index=snap.index, pairs=pairs, last=last),
         )
+
+    def send_lease_table() -> None:
+        """The whole lease table, for the lease expirer (at its start, after a snapshot)."""
+        table = [LeaseEvent(id=i, ttl=ttl, remaining=rem) for i, (ttl, rem) in store.leases.leases.items()]
+        send(outs["lease"], LeaseEvents(index=store.consistent_index, events=table, initial=True))
 
     def install(chunk: SnapshotChunk) -> None:
         nonlocal store
@@ -121,6 +134,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         store = open_store()
         refresh_size()
         log.info("snapshot installed", index=store.consistent_index, revision=store.current_revision)
+        send_lease_table()
         send(outs["raft"], SnapshotInstalled(snap_id=chunk.snap_id, index=store.consistent_index))
 
     def apply(batch: ApplyBatch) -> None:
@@ -185,6 +199,14 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 state(msg)
             elif isinstance(msg, SnapshotPull):
                 pull(msg)
+            elif isinstance(msg, LeaseTableRequest):
+                table = [
+                    LeaseEvent(id=i, ttl=ttl, remaining=rem) for i, (ttl, rem) in store.leases.leases.items()
+                ]
+                send(outs["lease"], LeaseEvents(index=store.consistent_index, events=table, initial=True))
+            elif isinstance(msg, LeaseRead):
+                response = store.lease_time_to_live(msg.request, msg.remaining)
+                send(outs["gateway"], ReadResult(read_id=msg.read_id, body=encode(response)))
             elif isinstance(msg, SnapshotChunk):
                 install(msg)
 

@@ -225,13 +225,14 @@ class MvccStore:
     def lease_time_to_live(
         self, request: LeaseTimeToLiveRequest, remaining: int | None
     ) -> LeaseTimeToLiveResponse:
-        """``remaining`` comes from the leader's expirer (None: ask the table's checkpoint)."""
+        """``remaining`` comes from the leader's expirer (None or -1: unknown there, so the
+        checkpointed or granted TTL)."""
         found = self.leases.leases.get(request.id)
         if found is None:
             return LeaseTimeToLiveResponse(header=self.header(), id=request.id, ttl=-1)
         ttl, checkpointed = found
         keys = sorted(self.leases.keys.get(request.id, set())) if request.keys else []
-        left = remaining if remaining is not None else (checkpointed or ttl)
+        left = remaining if remaining is not None and remaining >= 0 else (checkpointed or ttl)
         return LeaseTimeToLiveResponse(
             header=self.header(), id=request.id, ttl=left, granted_ttl=ttl, keys=keys
         )

@@ -87,6 +87,7 @@ class RaftShell:
         self.to_apply = self.loop.outbox(config.inbox("apply"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
+        self.to_lease = self.loop.outbox(config.inbox("lease"))
         self.storage = MemoryStorage()
         self.peers = PeerTransport(
             self.loop.ctx,
@@ -406,6 +407,7 @@ class RaftShell:
 
     def _report_status(self, node: RawNode) -> None:
         st = node.status
+        leader = self.table.members.get(st.leader)
         status = RaftStatus(
             member_id=self.config.member_id,
             cluster_id=self.config.cluster_id,
@@ -414,10 +416,12 @@ class RaftShell:
             commit=st.commit,
             applied=self.applied,
             is_learner=self.config.member_id in st.learners,
+            leader_client_urls=list(leader.client_urls) if leader is not None else [],
         )
         if status != self.last_status:
             self.last_status = status
             send(self.to_gateway, status)
+            send(self.to_lease, status)
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:

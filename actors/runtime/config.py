@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-ACTORS = ("wal", "raft", "mvcc", "apply", "gateway")
+ACTORS = ("wal", "raft", "mvcc", "apply", "lease", "gateway")
 IPC_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux; keep a margin
 
 

@@ -73,6 +73,11 @@ class Loop:
         self._handlers[sock] = handler
         self.poller.register(sock, zmq.POLLIN)
 
+    def forget(self, sock: zmq.Socket[bytes]) -> None:
+        """Stop polling ``sock`` (the caller closes it)."""
+        self._handlers.pop(sock, None)
+        self.poller.unregister(sock)
+
     def on_messages(self, sock: zmq.Socket[bytes], handler: Callable[[list[Any]], None]) -> None:
         """Like ``on_frames`` for internal inboxes: bodies decoded; a malformed one is logged
         and dropped (it came from a peer actor, so it is a bug, not client input)."""

@@ -1,0 +1,174 @@
+"""The lease expirer's logic (etcd's lessor, the deadline half), without a clock or sockets.
+
+Rules:
+- Every member knows every lease (granted TTL, checkpointed remaining TTL) from applied raft
+  entries; only the primary (the leader's expirer) keeps deadlines, answers keep-alives and
+  hands out expired leases to be revoked through raft.
+- A granted TTL below ``min_ttl`` (1.5 election timeouts) is raised to it, so a lease can outlive
+  an election.
+- On promotion every lease gets its full remaining time (checkpointed remaining, else its TTL)
+  plus ``extend_s`` (an election timeout): a leader change never expires a lease early.
+- A keep-alive renews to a full TTL and forgets the checkpoint; a lease past its deadline is
+  still renewable until its revoke is applied (as etcd).
+- ``expired`` hands out leases earliest deadline first, at most ``budget`` per call (a token
+  bucket of ``max_revokes_per_s``), so a mass expiry is revoked in batches that leave room for
+  clients; a lease handed out but not revoked after ``retry_revoke_after_s`` is handed out again
+  (its revoke may have been lost with a leader change).
+- Long leases (TTL above ``checkpoint_interval_s``) are checkpointed every interval: their
+  remaining TTL goes through raft, so a new leader does not restart them at full TTL.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class LeaseInfo:
+    id: int
+    ttl: int
+    remaining: int = 0  # last checkpointed remaining TTL (0: none)
+    deadline: float = math.inf  # primary only
+    handed_out: float = -math.inf  # when expired() last returned it
+    checkpointed_at: float = -math.inf
+
+
+class Lessor:
+    def __init__(
+        self,
+        *,
+        min_ttl: int,
+        checkpoint_interval_s: float = 300.0,
+        max_revokes_per_s: int = 1000,
+        retry_revoke_after_s: float = 3.0,
+    ) -> None:
+        self.min_ttl = min_ttl
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.max_revokes_per_s = max_revokes_per_s
+        self.retry_revoke_after_s = retry_revoke_after_s
+        self._leases: dict[int, LeaseInfo] = {}
+        self._heap: list[tuple[float, int]] = []  # (deadline, id); stale entries skipped lazily
+        self._long: set[int] = set()  # leases long enough to be checkpointed
+        self._primary = False
+        self._tokens = float(max_revokes_per_s)
+
+    @property
+    def is_primary(self) -> bool:
+        return self._primary
+
+    def effective_ttl(self, ttl: int) -> int:
+        return max(ttl, self.min_ttl)
+
+    def get(self, lease_id: int) -> LeaseInfo | None:
+        return self._leases.get(lease_id)
+
+    def ids(self) -> list[int]:
+        return sorted(self._leases)
+
+    # -- applied state --------------------------------------------------------------------------
+    def load(self, leases: list[tuple[int, int, int]], now: float) -> None:
+        self._leases, self._heap, self._long = {}, [], set()
+        for lease_id, ttl, remaining in leases:
+            self._add(LeaseInfo(lease_id, self.effective_ttl(ttl), remaining))
+        if self._primary:
+            self.promote(now, 0.0)
+
+    def granted(self, lease_id: int, ttl: int, now: float) -> None:
+        info = self._add(LeaseInfo(lease_id, self.effective_ttl(ttl)))
+        if self._primary:
+            self._set_deadline(info, now + info.ttl)
+
+    def _add(self, info: LeaseInfo) -> LeaseInfo:
+        self._leases[info.id] = info
+        if info.ttl > self.checkpoint_interval_s:
+            self._long.add(info.id)
+        return info
+
+    def revoked(self, lease_id: int) -> None:
+        self._leases.pop(lease_id, None)
+        self._long.discard(lease_id)
+
+    def checkpointed(self, lease_id: int, remaining: int, now: float) -> None:
+        info = self._leases.get(lease_id)
+        if info is not None:
+            info.remaining = remaining
+            info.checkpointed_at = now
+
+    # -- leadership -----------------------------------------------------------------------------
+    def promote(self, now: float, extend_s: float) -> None:
+        self._primary = True
+        self._heap = []
+        for info in self._leases.values():
+            info.handed_out = -math.inf
+            info.checkpointed_at = now
+            self._set_deadline(info, now + (info.remaining or info.ttl) + extend_s)
+
+    def demote(self) -> None:
+        self._primary = False
+        self._heap = []
+        for info in self._leases.values():
+            info.deadline = math.inf
+
+    def _set_deadline(self, info: LeaseInfo, deadline: float) -> None:
+        info.deadline = deadline
+        heapq.heappush(self._heap, (deadline, info.id))
+
+    # -- client operations (primary) ------------------------------------------------------------
+    def keep_alive(self, lease_id: int, now: float) -> int | None:
+        info = self._leases.get(lease_id)
+        if info is None or not self._primary:
+            return None
+        info.remaining = 0
+        info.handed_out = -math.inf
+        self._set_deadline(info, now + info.ttl)
+        return info.ttl
+
+    def remaining(self, lease_id: int, now: float) -> int | None:
+        info = self._leases.get(lease_id)
+        if info is None:
+            return None
+        if not self._primary:
+            return info.remaining or info.ttl
+        return max(0, math.ceil(info.deadline - now))
+
+    # -- what to propose (primary) --------------------------------------------------------------
+    def revoke_budget(self, elapsed_s: float) -> int:
+        """Tokens for this tick: ``max_revokes_per_s`` refilled over time, at most one second's."""
+        self._tokens = min(float(self.max_revokes_per_s), self._tokens + elapsed_s * self.max_revokes_per_s)
+        return int(self._tokens)
+
+    def expired(self, now: float, budget: int) -> list[int]:
+        if not self._primary:
+            return []
+        out: list[int] = []
+        retry: list[tuple[float, int]] = []
+        while self._heap and len(out) < budget and self._heap[0][0] <= now:
+            deadline, lease_id = heapq.heappop(self._heap)
+            info = self._leases.get(lease_id)
+            if info is None or info.deadline != deadline:
+                continue  # revoked, renewed or re-promoted since: a stale entry
+            if now - info.handed_out < self.retry_revoke_after_s:
+                retry.append((deadline, lease_id))
+                continue
+            info.handed_out = now
+            out.append(lease_id)
+            retry.append((deadline, lease_id))  # stays due until the revoke is applied
+        for item in retry:
+            heapq.heappush(self._heap, item)
+        self._tokens -= len(out)
+        return out
+
+    def checkpoints(self, now: float) -> list[tuple[int, int]]:
+        if not self._primary:
+            return []
+        out = []
+        for info in self._leases.values():
+            if (
+                info.ttl > self.checkpoint_interval_s
+                and now - info.checkpointed_at >= self.checkpoint_interval_s
+            ):
+                info.checkpointed_at = now
+                out.append((info.id, max(0, math.ceil(info.deadline - now))))
+        return out

@@ -1,0 +1,161 @@
+"""The lease expirer's shell: the lease table from the backend, deadlines on the leader.
+
+Start: ask the backend for every lease (``LeaseTableRequest``); lease changes the apply worker
+reports are applied on top, those the table already covers (index at or below it) skipped.
+The raft core's status says whether this member leads: on becoming leader every deadline is
+extended by an election timeout (``Lessor.promote``), on losing it the expirer goes quiet.
+
+Every tick, on the leader only: propose a ``LeaseRevoke`` for each expired lease (rate-limited,
+earliest first; a revoke that gets lost is proposed again) and the remaining TTLs of long
+leases (``LeaseCheckpoint``), both through raft like any write (request id 0: nobody waits).
+Keep-alives and time-to-live questions come from the gateway; a follower's gateway forwards
+them to the leader's, so they are answered here only when this member leads.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from actors.lease.core import Lessor
+from actors.runtime.config import NodeConfig
+from actors.runtime.loop import Loop, send
+from proto_schemas.codec import encode
+from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.internal import InternalRequest, Propose, RaftStatus, ReadResult
+from proto_schemas.kv import ResponseHeader
+from proto_schemas.lease import (
+    LeaseCall,
+    LeaseCheckpoint,
+    LeaseCheckpointRequest,
+    LeaseEvent,
+    LeaseEvents,
+    LeaseKeepAliveResponse,
+    LeaseRead,
+    LeaseRevokeRequest,
+    LeaseTableRequest,
+    LeaseTimeToLiveRequest,
+)
+
+TICK_S = 0.1
+CHECKPOINT_INTERVAL_S = 300.0  # etcd's default lease checkpoint interval
+MAX_REVOKES_PER_S = 1000
+
+
+class LeaseShell:
+    def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
+        self.config = config
+        self.log = log
+        self.loop = Loop(log)
+        self.core = Lessor(
+            min_ttl=config.min_lease_ttl,
+            checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+            max_revokes_per_s=MAX_REVOKES_PER_S,
+        )
+        self.table_index: int | None = None  # None until the backend sent the table
+        self.early: list[LeaseEvents] = []
+        self.status: RaftStatus | None = None
+        self.leading = False
+        self.last_tick = time.monotonic()
+        inbox = self.loop.inbox(config.inbox("lease"))
+        self.to_raft = self.loop.outbox(config.inbox("raft"))
+        self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
+        self.to_gateway = self.loop.outbox(config.inbox("gateway"))
+        self.loop.on_messages(inbox, self.handle)
+        self.loop.every(TICK_S, self.tick)
+        send(self.to_mvcc, LeaseTableRequest())
+
+    # -- input ---------------------------------------------------------------------------------
+    def handle(self, msgs: list[object]) -> None:
+        now = time.monotonic()
+        for msg in msgs:
+            if isinstance(msg, LeaseEvents):
+                self._events(msg, now)
+            elif isinstance(msg, RaftStatus):
+                self._status(msg, now)
+            elif isinstance(msg, LeaseCall):
+                self._call(msg, now)
+
+    def _events(self, msg: LeaseEvents, now: float) -> None:
+        if msg.initial:
+            self.core.load([(e.id, e.ttl, e.remaining) for e in msg.events], now)
+            self.table_index = msg.index
+            if self.leading:
+                self.core.promote(now, self.config.election_timeout_ms / 1000)
+            early, self.early = self.early, []
+            for later in early:
+                self._events(later, now)
+            self.log.info("lease table loaded", leases=len(msg.events), index=msg.index)
+        elif self.table_index is None:
+            self.early.append(msg)
+        elif msg.index > self.table_index:
+            for event in msg.events:
+                self._apply(event, now)
+
+    def _apply(self, event: LeaseEvent, now: float) -> None:
+        if event.revoked:
+            self.core.revoked(event.id)
+        elif event.remaining:
+            self.core.checkpointed(event.id, event.remaining, now)
+        else:
+            self.core.granted(event.id, event.ttl, now)
+
+    def _status(self, status: RaftStatus, now: float) -> None:
+        self.status = status
+        leading = status.leader == self.config.member_id
+        if leading and not self.leading:
+            # A leader change never expires a lease early: everyone gets an extra election timeout.
+            self.core.promote(now, self.config.election_timeout_ms / 1000)
+            self.log.info("lease expirer active", leases=len(self.core.ids()), term=status.term)
+        elif not leading and self.leading:
+            self.core.demote()
+        self.leading = leading
+
+    def _call(self, msg: LeaseCall, now: float) -> None:
+        if not self.leading:
+            self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
+            return
+        request = msg.request
+        if isinstance(request, LeaseTimeToLiveRequest):
+            # The backend knows the granted TTL and the keys; only we know the time left.
+            remaining = self.core.remaining(request.id, now)
+            left = -1 if remaining is None else remaining
+            send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
+            return
+        ttl = self.core.keep_alive(request.id, now)
+        if ttl is None:
+            self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
+            return
+        header = ResponseHeader(
+            cluster_id=self.config.cluster_id,
+            member_id=self.config.member_id,
+            raft_term=self.status.term if self.status else 0,
+        )
+        self._reply(msg.read_id, LeaseKeepAliveResponse(header=header, id=request.id, ttl=ttl))
+
+    def _reply(self, read_id: int, body: object) -> None:
+        send(self.to_gateway, ReadResult(read_id=read_id, body=encode(body)))
+
+    # -- expiry --------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.monotonic()
+        elapsed, self.last_tick = now - self.last_tick, now
+        if not self.leading or self.table_index is None:
+            return
+        expired = self.core.expired(now, self.core.revoke_budget(elapsed))
+        requests: list[object] = [LeaseRevokeRequest(id=lease_id) for lease_id in expired]
+        checkpoints = self.core.checkpoints(now)
+        if checkpoints:
+            cps = [LeaseCheckpoint(id=i, remaining_ttl=r) for i, r in checkpoints]
+            requests.append(LeaseCheckpointRequest(checkpoints=cps))
+        if not requests:
+            return
+        data = [encode(InternalRequest(request_id=0, request=r)) for r in requests]  # type: ignore[arg-type]
+        send(self.to_raft, Propose(data=data, request_ids=[0] * len(data)))
+        if expired:
+            self.log.info("leases expired, revoking", count=len(expired))
+
+
+def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
+    return LeaseShell(config, log).loop
