@@ -9,14 +9,17 @@ with Client(["tcp://127.0.0.1:2379"]) as client:
 from etcdz import errors, ops
 from etcdz.client import Client, Txn
 from etcdz.errors import EtcdzError
+from etcdz.lease import KeptLease, Session
 from etcdz.ops import CreateRevision, LeaseId, ModRevision, Value, Version
 
 __all__ = [
     "Client",
     "CreateRevision",
     "EtcdzError",
+    "KeptLease",
     "LeaseId",
     "ModRevision",
+    "Session",
     "Txn",
     "Value",
     "Version",

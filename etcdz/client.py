@@ -16,9 +16,12 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
+
+if TYPE_CHECKING:
+    from etcdz.lease import KeptLease
 
 from etcdz import ops
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
@@ -251,6 +254,12 @@ class Client:
         """Grant a lease of ``ttl`` seconds (raised to the cluster's minimum, 1.5 election
         timeouts); ``lease_id`` 0 lets the cluster choose. Attach keys with ``put(..., lease=)``."""
         return self.call(LeaseGrantRequest(ttl=ttl, id=lease_id))  # type: ignore[no-any-return]
+
+    def lease(self, ttl: int, lease_id: int = 0) -> KeptLease:
+        """A lease kept alive in the background until the ``with`` block ends (then revoked)."""
+        from etcdz.lease import KeptLease
+
+        return KeptLease(self.endpoints, ttl, self.timeout, lease_id)
 
     def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
         """End the lease now: its keys are deleted in one revision."""

@@ -28,7 +28,7 @@ def wait_serving(endpoints: list[str], since: float) -> float:
     raise AssertionError("node did not serve again within 30 s")
 
 
-@pytest.mark.parametrize("actor", ["wal", "raft", "mvcc", "apply", "gateway"])
+@pytest.mark.parametrize("actor", ["wal", "raft", "mvcc", "apply", "lease", "gateway"])
 def test_kill_9_of_one_actor_under_load(node: LocalCluster, actor: str) -> None:
     member = node.members[0]
     writer = Writer(node.endpoints, f"/crash/{actor}")
