@@ -37,11 +37,8 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     move.add_argument("transferee_id")
 
 
-def _hex_id(text: str) -> int:
-    try:
-        return int(text, 16)
-    except ValueError:
-        raise ValueError(f"bad member ID arg ({text!r}), expecting ID in Hex") from None
+def _hex_id(text: str, what: str = "bad member ID arg ({}), expecting ID in Hex") -> int:
+    return fmt.parse_int(text, 16, what, unsigned=True)
 
 
 def _urls(text: str) -> list[str]:
@@ -141,7 +138,7 @@ def run_move_leader(
     args: argparse.Namespace, endpoints: list[str], timeout: float, out: Callable[[str], None]
 ) -> int:
     """As etcdctl: find the leader among the endpoints, ask it to hand over."""
-    target = _hex_id(args.transferee_id)
+    target = _hex_id(args.transferee_id, "{}")
     leader_endpoint, leader_id = "", 0
     for endpoint in endpoints:
         with Client([endpoint], timeout=timeout) as c:

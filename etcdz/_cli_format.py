@@ -27,6 +27,32 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+EXIT_BAD_CONNECTION, EXIT_BAD_ARGS = 2, 128  # etcdctl's exit codes besides 1
+
+
+class ExitError(Exception):
+    """A command's failure as etcdctl reports it: ``Error: <message>`` and its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def parse_int(text: str, base: int, what: str, *, unsigned: bool = False) -> int:
+    """``int(text, base)``, or etcdctl's bad-argument error in Go's own words: ``what`` may hold
+    ``{}`` where the parse error goes (``"bad TTL ({})"``)."""
+    try:
+        value = int(text, base)
+        if unsigned and value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        func = "ParseUint" if unsigned else "ParseInt"
+        error = f"strconv.{func}: parsing {json.dumps(text)}: invalid syntax"
+        raise ExitError(what.format(error), EXIT_BAD_ARGS) from None
+
+
 def header_json(h: ResponseHeader) -> dict[str, int]:
     return {
         k: v

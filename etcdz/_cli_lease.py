@@ -9,78 +9,116 @@ from typing import Any
 
 from etcdz import _cli_format as fmt
 from etcdz.client import Client
+from etcdz.errors import EtcdzError, LeaseNotFound
 
 
 def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     lease = sub.add_parser("lease", help="Lease related commands", parents=parents)
     actions = lease.add_subparsers(dest="action", required=True)
     grant = actions.add_parser("grant", help="Creates leases", parents=parents)
-    grant.add_argument("ttl", type=int)
+    grant.add_argument("args", nargs="*")
     revoke = actions.add_parser("revoke", help="Revokes leases", parents=parents)
-    revoke.add_argument("lease_id")
+    revoke.add_argument("args", nargs="*")
     ttl = actions.add_parser("timetolive", help="Get lease information", parents=parents)
-    ttl.add_argument("lease_id")
+    ttl.add_argument("args", nargs="*")
     ttl.add_argument("--keys", action="store_true", help="Get keys attached to this lease")
     actions.add_parser("list", help="List all active leases", parents=parents)
     keep = actions.add_parser("keep-alive", help="Keeps leases alive (renew)", parents=parents)
-    keep.add_argument("lease_id")
+    keep.add_argument("args", nargs="*")
     keep.add_argument(
         "--once", action="store_true", help="Resets the keep-alive time to its original value once"
     )
 
 
-def _lease_id(text: str) -> int:
-    try:
-        return int(text, 16)
-    except ValueError:
-        raise ValueError(f"bad lease ID arg ({text!r}), expecting ID in Hex") from None
+# etcdctl's words when the argument count is wrong
+NEEDS = {
+    "grant": "lease grant command needs TTL argument",
+    "revoke": "lease revoke command needs 1 argument",
+    "timetolive": "lease timetolive command needs lease ID as argument",
+    "keep-alive": "lease keep-alive command needs lease ID as argument",
+}
 
 
-def _json(resp: Any) -> str:
-    out: dict[str, Any] = {"cluster_id": resp.header.cluster_id, "member_id": resp.header.member_id}
-    out["revision"] = resp.header.revision
-    out["raft_term"] = resp.header.raft_term
-    for name, key in (("id", "id"), ("ttl", "ttl"), ("granted_ttl", "granted-ttl")):
-        if hasattr(resp, name):
-            out[key] = getattr(resp, name)
-    if getattr(resp, "keys", None):
-        out["keys"] = [fmt._b64(k) for k in resp.keys]
-    return fmt.to_json(out)
+def _argument(args: argparse.Namespace) -> int:
+    if len(args.args) != 1:
+        raise fmt.ExitError(NEEDS[args.action], fmt.EXIT_BAD_ARGS)
+    if args.action == "grant":
+        return fmt.parse_int(args.args[0], 10, "bad TTL ({})")
+    return fmt.parse_int(args.args[0], 16, "bad lease ID arg ({}), expecting ID in Hex")
+
+
+def _flat(resp: Any, **fields: Any) -> str:
+    """etcdctl prints lease responses with the header's fields inlined (Go's embedded struct)."""
+    h = resp.header
+    head = {"cluster_id": h.cluster_id, "member_id": h.member_id, "revision": h.revision}
+    return fmt.to_json({**head, "raft_term": h.raft_term, **fields})
 
 
 def run(args: argparse.Namespace, client: Client, out: Callable[[str], None], mode: str) -> int:
-    if args.action == "grant":
-        resp: Any = client.lease_grant(args.ttl)
-        out(_json(resp) if mode == "json" else f"lease {resp.id:x} granted with TTL({resp.ttl}s)")
-    elif args.action == "revoke":
-        lease_id = _lease_id(args.lease_id)
-        resp = client.lease_revoke(lease_id)
-        out(_json(resp) if mode == "json" else f"lease {lease_id:x} revoked")
-    elif args.action == "timetolive":
-        resp = client.lease_time_to_live(_lease_id(args.lease_id), keys=args.keys)
-        if mode == "json":
-            out(_json(resp))
-        elif resp.ttl == -1:
-            out(f"lease {resp.id:x} already expired")
+    json_out = mode == "json"
+    if args.action == "list":
+        listed = client.leases()
+        if json_out:
+            out(_flat(listed, leases=[{"id": le.id} for le in listed.leases]))
         else:
-            line = f"lease {resp.id:x} granted with TTL({resp.granted_ttl}s), remaining({resp.ttl}s)"
+            out(f"found {len(listed.leases)} leases")
+            for le in listed.leases:
+                out(f"{le.id:016x}")
+        return 0
+    value = _argument(args)
+    if args.action == "grant":
+        try:
+            resp: Any = client.lease_grant(value)
+        except EtcdzError as exc:
+            raise fmt.ExitError(f"failed to grant lease ({exc.message})") from None
+        out(
+            _flat(resp, ID=resp.id, TTL=resp.ttl, Error="")
+            if json_out
+            else f"lease {resp.id:016x} granted with TTL({resp.ttl}s)"
+        )
+    elif args.action == "revoke":
+        try:
+            resp = client.lease_revoke(value)
+        except EtcdzError as exc:
+            raise fmt.ExitError(f"failed to revoke lease ({exc.message})") from None
+        out(
+            fmt.to_json({"header": fmt.header_json(resp.header)})
+            if json_out
+            else f"lease {value:016x} revoked"
+        )
+    elif args.action == "timetolive":
+        resp = client.lease_time_to_live(value, keys=args.keys)
+        if json_out:
+            keys = [fmt._b64(k) for k in resp.keys] or None
+            out(_flat(resp, id=resp.id, ttl=resp.ttl, **{"granted-ttl": resp.granted_ttl}, keys=keys))
+        elif resp.ttl == -1:
+            out(f"lease {resp.id:016x} already expired")
+        else:
+            line = f"lease {resp.id:016x} granted with TTL({resp.granted_ttl}s), remaining({resp.ttl}s)"
             if args.keys:
                 line += ", attached keys([" + " ".join(k.decode(errors="replace") for k in resp.keys) + "])"
             out(line)
-    elif args.action == "list":
-        resp = client.leases()
-        if mode == "json":
-            out(fmt.to_json({"leases": [{"ID": le.id} for le in resp.leases]}))
-        else:
-            out(f"found {len(resp.leases)} leases")
-            for le in resp.leases:
-                out(f"{le.id:x}")
     else:
-        lease_id = _lease_id(args.lease_id)
-        while True:
-            resp = client.lease_keep_alive_once(lease_id)
-            out(_json(resp) if mode == "json" else f"lease {lease_id:x} keepalived with TTL({resp.ttl})")
-            if args.once:
-                break
-            time.sleep(max(resp.ttl / 3, 0.5))
+        _keep_alive(client, value, args.once, out, json_out)
     return 0
+
+
+def _keep_alive(
+    client: Client, lease_id: int, once: bool, out: Callable[[str], None], json_out: bool
+) -> None:
+    while True:
+        try:
+            resp = client.lease_keep_alive_once(lease_id)
+        except LeaseNotFound as exc:
+            if once:
+                raise fmt.ExitError(exc.message, fmt.EXIT_BAD_CONNECTION) from None
+            out(f"lease {lease_id:016x} expired or revoked.")
+            return
+        out(
+            _flat(resp, ID=resp.id, TTL=resp.ttl)
+            if json_out
+            else f"lease {lease_id:016x} keepalived with TTL({resp.ttl})"
+        )
+        if once:
+            return
+        time.sleep(max(resp.ttl / 3, 0.5))

@@ -123,10 +123,7 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
                 raise UsageError("put command needs 1 argument and input from stdin or 2 arguments")
             else:
                 value = stdin.read()
-        try:
-            lease = int(args.lease, 16)
-        except ValueError:
-            raise UsageError(f"bad lease ID ({args.lease!r}), expecting ID in Hex") from None
+        lease = fmt.parse_int(args.lease, 16, "bad lease ID ({}), expecting ID in Hex")
         return ops.put(
             args.key,
             value,
@@ -291,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _stderr(f"Error: {exc}")
         return 1
+    except fmt.ExitError as exc:
+        _stderr(f"Error: {exc.message}")
+        return exc.code
     except EtcdzError as exc:
         _stderr(f"Error: {exc.message}")
         return 1

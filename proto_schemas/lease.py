@@ -120,13 +120,14 @@ class LeaseLeasesResponse:
 @message(350)
 @_msg
 class LeaseEvent:
-    """A lease change the backend applied, for the lease expirer: granted (ttl > 0), revoked,
-    or checkpointed (remaining > 0)."""
+    """A lease change the backend applied, for the lease expirer: granted, revoked, or
+    checkpointed (``remaining`` 0 then clears an earlier checkpoint)."""
 
     id: int
     ttl: int = 0
     remaining: int = 0
     revoked: bool = False
+    checkpointed: bool = False
 
 
 @message(351)

@@ -8,8 +8,9 @@ Rules:
   an election.
 - On promotion every lease gets its full remaining time (checkpointed remaining, else its TTL)
   plus ``extend_s`` (an election timeout): a leader change never expires a lease early.
-- A keep-alive renews to a full TTL and forgets the checkpoint; a lease past its deadline is
-  still renewable until its revoke is applied (as etcd).
+- A keep-alive renews to a full TTL; a checkpoint it makes stale is cleared through raft (a
+  checkpoint of 0) so that a new leader does not cut the renewed lease short. A lease past its
+  deadline is still renewable until its revoke is applied (as etcd).
 - ``expired`` hands out leases earliest deadline first, at most ``budget`` per call (a token
   bucket of ``max_revokes_per_s``), so a mass expiry is revoked in batches that leave room for
   clients; a lease handed out but not revoked after ``retry_revoke_after_s`` is handed out again
@@ -32,7 +33,8 @@ class LeaseInfo:
     remaining: int = 0  # last checkpointed remaining TTL (0: none)
     deadline: float = math.inf  # primary only
     handed_out: float = -math.inf  # when expired() last returned it
-    checkpointed_at: float = -math.inf
+    checkpointed_at: float = -math.inf  # when the primary last proposed its checkpoint
+    renewed_at: float = -math.inf
 
 
 class Lessor:
@@ -51,6 +53,7 @@ class Lessor:
         self._leases: dict[int, LeaseInfo] = {}
         self._heap: list[tuple[float, int]] = []  # (deadline, id); stale entries skipped lazily
         self._long: set[int] = set()  # leases long enough to be checkpointed
+        self._clear: set[int] = set()  # renewed since their last checkpoint
         self._primary = False
         self._tokens = float(max_revokes_per_s)
 
@@ -69,14 +72,14 @@ class Lessor:
 
     # -- applied state --------------------------------------------------------------------------
     def load(self, leases: list[tuple[int, int, int]], now: float) -> None:
-        self._leases, self._heap, self._long = {}, [], set()
+        self._leases, self._heap, self._long, self._clear = {}, [], set(), set()
         for lease_id, ttl, remaining in leases:
             self._add(LeaseInfo(lease_id, self.effective_ttl(ttl), remaining))
         if self._primary:
             self.promote(now, 0.0)
 
     def granted(self, lease_id: int, ttl: int, now: float) -> None:
-        info = self._add(LeaseInfo(lease_id, self.effective_ttl(ttl)))
+        info = self._add(LeaseInfo(lease_id, self.effective_ttl(ttl), checkpointed_at=now))
         if self._primary:
             self._set_deadline(info, now + info.ttl)
 
@@ -89,12 +92,15 @@ class Lessor:
     def revoked(self, lease_id: int) -> None:
         self._leases.pop(lease_id, None)
         self._long.discard(lease_id)
+        self._clear.discard(lease_id)
 
-    def checkpointed(self, lease_id: int, remaining: int, now: float) -> None:
+    def checkpointed(self, lease_id: int, remaining: int) -> None:
         info = self._leases.get(lease_id)
-        if info is not None:
-            info.remaining = remaining
-            info.checkpointed_at = now
+        if info is None:
+            return
+        info.remaining = remaining
+        if self._primary and remaining and info.renewed_at > info.checkpointed_at:
+            self._clear.add(lease_id)  # renewed while the checkpoint was in flight: stale already
 
     # -- leadership -----------------------------------------------------------------------------
     def promote(self, now: float, extend_s: float) -> None:
@@ -120,7 +126,9 @@ class Lessor:
         info = self._leases.get(lease_id)
         if info is None or not self._primary:
             return None
-        info.remaining = 0
+        if info.remaining:
+            self._clear.add(lease_id)
+        info.renewed_at = now
         info.handed_out = -math.inf
         self._set_deadline(info, now + info.ttl)
         return info.ttl
@@ -161,14 +169,15 @@ class Lessor:
         return out
 
     def checkpoints(self, now: float) -> list[tuple[int, int]]:
+        """``(id, remaining)`` to propose: long leases due for a checkpoint, and renewed leases
+        whose checkpoint is stale (remaining 0: forget it)."""
         if not self._primary:
             return []
-        out = []
-        for info in self._leases.values():
-            if (
-                info.ttl > self.checkpoint_interval_s
-                and now - info.checkpointed_at >= self.checkpoint_interval_s
-            ):
+        out = [(lease_id, 0) for lease_id in sorted(self._clear)]
+        self._clear.clear()
+        for lease_id in sorted(self._long):
+            info = self._leases[lease_id]
+            if now - info.checkpointed_at >= self.checkpoint_interval_s:
                 info.checkpointed_at = now
-                out.append((info.id, max(0, math.ceil(info.deadline - now))))
+                out.append((lease_id, max(0, math.ceil(info.deadline - now))))
         return out

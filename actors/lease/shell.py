@@ -96,8 +96,8 @@ class LeaseShell:
     def _apply(self, event: LeaseEvent, now: float) -> None:
         if event.revoked:
             self.core.revoked(event.id)
-        elif event.remaining:
-            self.core.checkpointed(event.id, event.remaining, now)
+        elif event.checkpointed:
+            self.core.checkpointed(event.id, event.remaining)
         else:
             self.core.granted(event.id, event.ttl, now)
 

@@ -44,7 +44,7 @@ class LeaseTable:
         ttl = self.leases[lease_id][0]
         self.leases[lease_id] = (ttl, remaining)
         wb.put(K.lease_key(lease_id), K.pack_lease(ttl, remaining))
-        self.events.append(LeaseEvent(id=lease_id, remaining=remaining))
+        self.events.append(LeaseEvent(id=lease_id, ttl=ttl, remaining=remaining, checkpointed=True))
 
     def revoke(self, wb: Any, lease_id: int) -> list[bytes]:
         """Forget the lease; returns its keys, sorted (the caller deletes them)."""

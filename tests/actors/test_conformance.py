@@ -40,6 +40,19 @@ STEPS: list[tuple[list[str], bytes]] = [
     (["get", "a", "--rev", "99"], b""),
     (["get", "a", "-w", "json"], b""),
     (["del", "a", "-w", "json"], b""),
+    (["lease", "list"], b""),
+    (["lease", "list", "-w", "json"], b""),
+    (["lease", "timetolive", "4d2", "--keys"], b""),
+    (["lease", "timetolive", "4d2", "-w", "json"], b""),
+    (["lease", "revoke", "4d2"], b""),
+    (["lease", "keep-alive", "--once", "4d2"], b""),
+    (["put", "--lease=4d2", "k", "v"], b""),
+    (["put", "--lease=zz", "k", "v"], b""),
+    (["lease", "revoke", "zz"], b""),
+    (["lease", "grant", "abc"], b""),
+    (["lease", "grant"], b""),
+    (["lease", "grant", "9999999999999"], b""),
+    (["member", "remove", "zz"], b""),
 ]
 
 

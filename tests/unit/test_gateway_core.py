@@ -35,6 +35,13 @@ from proto_schemas.kv import (
     StatusResponse,
     TxnRequest,
 )
+from proto_schemas.lease import (
+    LeaseCall,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest,
+)
 
 LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
 
@@ -264,3 +271,45 @@ def test_a_leader_change_fails_pending_read_index_rounds_at_once() -> None:
     core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=2, commit=10, applied=10), 0.1)
     ((_, msg_id, failure),) = core.take_outbox().to_client
     assert msg_id == 7 and failure.code == ErrorCode.LEADER_CHANGED and failure.definite
+
+
+def test_a_lease_grant_gets_an_id_and_at_least_the_minimum_ttl_before_raft() -> None:
+    core = make(min_lease_ttl=3)
+    core.internal(LEADER, 0)
+    ask(core, LeaseGrantRequest(ttl=1), msg_id=1)
+    ask(core, LeaseGrantRequest(ttl=60, id=42), msg_id=2)
+    (propose,) = core.take_outbox().to_raft
+    chosen, given = (decode(d, InternalRequest).request for d in propose.data)
+    assert chosen.ttl == 3 and 0 < chosen.id < 2**63  # decided once, so every member agrees
+    assert given == LeaseGrantRequest(ttl=60, id=42)
+
+
+def test_keep_alives_go_to_the_local_expirer_on_the_leader_and_are_forwarded_elsewhere() -> None:
+    leader = make()
+    leader.internal(LEADER, 0)
+    ask(leader, LeaseKeepAliveRequest(id=9), msg_id=1)
+    out = leader.take_outbox()
+    (call,) = out.to_lease
+    assert isinstance(call, LeaseCall) and call.request == LeaseKeepAliveRequest(id=9)
+    assert out.to_leader == [] and out.to_raft == []
+
+    follower = make(member_id=4)
+    follower.internal(LEADER, 0)  # member 1 leads
+    ask(follower, LeaseTimeToLiveRequest(id=9, keys=True), msg_id=5)
+    out = follower.take_outbox()
+    assert out.to_lease == []
+    ((rid, body),) = out.to_leader
+    assert decode(body) == LeaseTimeToLiveRequest(id=9, keys=True)  # the client's bytes as they came
+    answer = encode(LeaseKeepAliveResponse(header=ResponseHeader(), id=9, ttl=5))
+    follower.forwarded_reply(rid, answer)
+    assert follower.take_outbox().to_client == [(b"c", 5, answer)]
+
+
+def test_keep_alives_wait_for_a_leader_and_time_out_as_definite() -> None:
+    core = make(request_timeout_s=1.0)
+    ask(core, LeaseKeepAliveRequest(id=9), msg_id=1)
+    out = core.take_outbox()
+    assert out.to_lease == [] and out.to_leader == []
+    core.tick(1.5)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite

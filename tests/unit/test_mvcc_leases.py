@@ -71,7 +71,10 @@ def test_leases_and_attachments_survive_a_reopen_and_report_events(h: Harness) -
     h.one(LeaseGrantRequest(id=9, ttl=600))
     h.one(ops.put("k", "v", lease=9))
     h.one(LeaseCheckpointRequest(checkpoints=[LeaseCheckpoint(id=9, remaining_ttl=300)]))
-    assert h.store.leases.take_events() == [LeaseEvent(id=9, ttl=600), LeaseEvent(id=9, remaining=300)]
+    assert h.store.leases.take_events() == [
+        LeaseEvent(id=9, ttl=600),
+        LeaseEvent(id=9, ttl=600, remaining=300, checkpointed=True),
+    ]
     h.reopen()
     assert h.store.leases.leases == {9: (600, 300)}
     resp = h.store.lease_time_to_live(LeaseTimeToLiveRequest(id=9, keys=True), None)
