@@ -4,7 +4,7 @@ Import a protocol module (``kv``, ``raft``, ``internal``, ``errors``, ``envelope
 classes; ``codec.encode``/``codec.decode`` turn them into bytes and back.
 """
 
-from proto_schemas import cluster, envelope, errors, internal, kv, lease, raft  # noqa: F401  (registers types)
+from proto_schemas import cluster, envelope, errors, internal, kv, lease, raft, watch  # noqa: F401  (registers types)
 from proto_schemas.codec import DecodeError, decode, encode
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "kv",
     "lease",
     "raft",
+    "watch",
 ]

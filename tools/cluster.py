@@ -29,9 +29,19 @@ TOKEN = "etcd-cluster"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free right now (held open together so none is drawn twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -40,6 +50,8 @@ class Member:
     data_dir: str
     client_url: str
     peer_url: str
+    watch_url: str = ""
+    events_url: str = ""
     extra_args: list[str] = field(default_factory=list)
     state: str = "new"  # --initial-cluster-state: "existing" for a member added later
     proc: subprocess.Popen[bytes] | None = None
@@ -63,6 +75,8 @@ class Member:
             initial_cluster,
             "--initial-cluster-state",
             self.state,
+            *(["--listen-watch-urls", self.watch_url] if self.watch_url else []),
+            *(["--listen-events-urls", self.events_url] if self.events_url else []),
             *self.extra_args,
         ]
 
@@ -112,7 +126,10 @@ class Member:
                 continue
             for i, arg in enumerate(argv):
                 if arg == b"-m" and i + 1 < len(argv) and argv[i + 1].startswith(b"actors."):
-                    pids[argv[i + 1].decode()[len("actors.") :]] = child
+                    name = argv[i + 1].decode()[len("actors.") :]
+                    if b"--index" in argv:  # a watch hub: watch0, watch1, ...
+                        name += argv[argv.index(b"--index") + 1].decode()
+                    pids[name] = child
         return pids
 
 
@@ -135,13 +152,17 @@ class LocalCluster:
 
     def _new_member(self, state: str = "new") -> Member:
         i = len(self.members)
-        client = self.base_port + 10 * i if self.base_port else free_port()
-        peer = self.base_port + 10 * i + 1 if self.base_port else free_port()
+        # client, peer, watch hub, event stream: base+10i .. base+10i+3 (or free ports)
+        client, peer, watch, events = (
+            [self.base_port + 10 * i + k for k in range(4)] if self.base_port else free_ports(4)
+        )
         return Member(
             name=f"m{i + 1}",
             data_dir=os.path.join(self.root, f"m{i + 1}"),
             client_url=f"tcp://127.0.0.1:{client}",
             peer_url=f"tcp://127.0.0.1:{peer}",
+            watch_url=f"tcp://127.0.0.1:{watch}",
+            events_url=f"tcp://127.0.0.1:{events}",
             extra_args=list(self.extra_args),
             state=state,
         )
@@ -172,6 +193,10 @@ class LocalCluster:
     @property
     def endpoints(self) -> list[str]:
         return [m.client_url for m in self.members]
+
+    @property
+    def watch_urls(self) -> list[str]:
+        return [m.watch_url for m in self.members]
 
     def start(self, member: Member | None = None, *, logs_to_files: bool = True) -> None:
         for m in [member] if member else self.members:

@@ -13,6 +13,9 @@ Rules (etcd's v3 server, preflight order as etcd's):
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend.
+- Watch hubs announce themselves (``HubAnnounce``) every second; ``WatchHubsRequest`` lists
+  those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
+  serializable reads.
 - Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
   with no answer after ``request_timeout_s`` gets ``etcdserver: request timed out``
   (indefinite for writes: it may yet be applied).
@@ -64,7 +67,9 @@ from proto_schemas.lease import (
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
 )
+from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest, WatchHubsResponse
 
+HUB_TTL_S = 3.0  # a hub silent for longer is not advertised
 VERSION = "3.5.0"  # the etcd API version etcdz speaks
 CLIENT_REQUESTS = (
     RangeRequest,
@@ -80,6 +85,9 @@ CLIENT_REQUESTS = (
     LeaseTimeToLiveRequest,
     LeaseLeasesRequest,
     LeaseKeepAliveRequest,
+    WatchHistoryRequest,
+    WatchHubsRequest,
+    HubAnnounce,
     *CLUSTER_REQUESTS,
 )
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
@@ -119,6 +127,7 @@ class GatewayCore:
         max_gap: int,
         boot_nonce: int,
         min_lease_ttl: int = 2,
+        events_urls: list[str] | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -127,6 +136,8 @@ class GatewayCore:
         self.request_timeout_s = request_timeout_s
         self.max_gap = max_gap
         self.min_lease_ttl = min_lease_ttl
+        self.events_urls = list(events_urls or [])
+        self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
         # through apply and their results reach the new gateway) nor by other members.
         self._ids = itertools.count(((boot_nonce & 0xFFFFFFFF) << 32) + 1)
@@ -167,6 +178,11 @@ class GatewayCore:
 
     def _dispatch(self, route: bytes, header: Header, body: bytes, request: Any, now: float) -> None:
         _validate(request, self.max_txn_ops)
+        if isinstance(request, HubAnnounce | WatchHubsRequest):
+            if isinstance(request, HubAnnounce):
+                self._hubs[request.hub_id] = (now, list(request.urls))
+            self._reply(route, header.msg_id, self._watch_hubs(now))
+            return
         rid = next(self._ids)
         if isinstance(request, LeaseGrantRequest):
             # Decided here, once, so every member applies the same grant (as etcd's server).
@@ -190,6 +206,11 @@ class GatewayCore:
                 self._route(rid)
         else:
             self._read(rid)
+
+    def _watch_hubs(self, now: float) -> WatchHubsResponse:
+        self._hubs = {h: seen for h, seen in self._hubs.items() if now - seen[0] <= HUB_TTL_S}
+        urls = sorted(u for _, hub_urls in self._hubs.values() for u in hub_urls)
+        return WatchHubsResponse(header=self.header(0), urls=urls, events_urls=self.events_urls)
 
     def _route(self, rid: int) -> None:
         pending = self._pending[rid]

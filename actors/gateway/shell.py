@@ -35,6 +35,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         max_gap=config.max_gap_committed_applied,
         boot_nonce=int.from_bytes(os.urandom(4), "big"),
         min_lease_ttl=config.min_lease_ttl,
+        events_urls=config.advertise_events_urls,
     )
     clients = loop.ctx.socket(zmq.ROUTER)
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)

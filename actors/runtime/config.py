@@ -41,6 +41,12 @@ class NodeConfig:
     request_timeout_ms: int = 7000
     max_gap_committed_applied: int = 5000
     wal_segment_bytes: int = 64 * 1024**2
+    listen_watch_urls: list[str] = field(default_factory=list)
+    advertise_watch_urls: list[str] = field(default_factory=list)
+    listen_events_urls: list[str] = field(default_factory=list)  # tcp, for hubs on other hosts
+    advertise_events_urls: list[str] = field(default_factory=list)
+    watch_hubs: int = 1
+    watch_progress_notify_ms: int = 600_000
     log_format: str = "json"
     log_level: str = "info"
     socket_dir: str = ""
@@ -74,6 +80,11 @@ class NodeConfig:
     def inbox(self, actor: str) -> str:
         """The ipc:// address an actor's inbox binds and the others connect to."""
         return f"ipc://{os.path.join(self.socket_dir, actor)}.sock"
+
+    @property
+    def events_url(self) -> str:
+        """The backend's event stream inside the node (hubs of this node subscribe here)."""
+        return f"ipc://{os.path.join(self.socket_dir, 'events')}.sock"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)

@@ -165,15 +165,22 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
     args = parser.parse_args()
     config = NodeConfig.load(args.config)
     log = configure(config.name, actor, config.log_format, config.log_level)
+    raise SystemExit(run_actor(log, lambda: build(config, log)))
+
+
+def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop]) -> int:
+    """Build and run an actor's loop; the exit code says how it ended (crash-only: a failure
+    is one structured log line and an exit, and the supervisor decides what follows)."""
     try:
-        loop = build(config, log)
+        loop = build()
         log.info("actor started")
         loop.run()
     except FatalError as exc:
         cause = exc.__cause__ or exc
         log.error("actor failed", error=str(exc), error_type=type(cause).__name__, fatal=True)
-        raise SystemExit(EXIT_FATAL) from None
-    except Exception as exc:  # crash-only: say why in one structured line, then exit
+        return EXIT_FATAL
+    except Exception as exc:
         log.error("actor failed", error=str(exc), error_type=type(exc).__name__, exc_info=True)
-        raise SystemExit(2) from None
+        return 2
     log.info("actor stopped")
+    return 0

@@ -1,4 +1,5 @@
-"""``etcdz``: run one member. ``etcdz --help`` lists etcd's flags."""
+"""``etcdz``: run one member (``etcdz --help`` lists etcd's flags), or ``etcdz watch-hub ...``:
+one more watch hub for a cluster, on any host."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from actors.wal.records import WalCorruptError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch-hub"]:
+        from actors.watch.__main__ import main as watch_hub
+
+        return watch_hub(argv[1:])
     try:
         config = resolve(argv)
     except ValueError as exc:

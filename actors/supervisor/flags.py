@@ -24,6 +24,16 @@ FLAGS: dict[str, tuple[type, object, str]] = {
     "initial-cluster": (str, "", "initial cluster configuration: name=url,name=url"),
     "initial-cluster-state": (str, "new", "new or existing"),
     "initial-cluster-token": (str, "etcd-cluster", "initial cluster token"),
+    "listen-watch-urls": (str, "tcp://127.0.0.1:2381", "URLs the watch hubs of this member listen on"),
+    "advertise-watch-urls": (str, "", "watch hub URLs advertised to clients (default: the listen URLs)"),
+    "listen-events-urls": (str, "", "URLs to publish committed events on, for watch hubs on other hosts"),
+    "advertise-events-urls": (str, "", "event stream URLs advertised to watch hubs"),
+    "watch-hubs": (int, 1, "watch hubs to start with this member (0: none); ports count up"),
+    "experimental-watch-progress-notify-interval": (
+        str,
+        "10m",
+        "duration of periodic watch progress notifications",
+    ),
     "quota-backend-bytes": (int, 2 * 1024**3, "raise an alarm when the backend exceeds this size"),
     "max-request-bytes": (int, 1536 * 1024, "maximum client request size in bytes"),
     "snapshot-count": (int, 100_000, "committed transactions that trigger a snapshot"),
@@ -60,6 +70,16 @@ def _urls(value: str) -> list[str]:
         if not url.startswith(("tcp://", "ipc://")):
             raise ValueError(f"URL must be tcp://host:port, got {url!r}")
     return urls
+
+
+def parse_duration_ms(value: str) -> int:
+    """Go's duration syntax for one unit (``10m``, ``5s``, ``250ms``, ``1h``) -> milliseconds."""
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+    for unit in ("ms", "s", "m", "h"):
+        number = value[: -len(unit)]
+        if value.endswith(unit) and number.replace(".", "", 1).isdigit():
+            return int(float(number) * units[unit])
+    raise ValueError(f"expected a duration like 10m, 5s or 250ms, got {value!r}")
 
 
 def parse_initial_cluster(value: str) -> dict[str, list[str]]:
@@ -110,6 +130,11 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     state = str(values["initial-cluster-state"])
     if state not in ("new", "existing"):
         raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
+    listen_watch = _urls(str(values["listen-watch-urls"]))
+    hubs = int(values["watch-hubs"])  # type: ignore[call-overload]
+    if hubs < 0 or (hubs and not listen_watch):
+        raise ValueError("--watch-hubs must be 0, or hubs need --listen-watch-urls")
+    listen_events = _urls(str(values["listen-events-urls"]))
     heartbeat = int(values["heartbeat-interval"])  # type: ignore[call-overload]
     election = int(values["election-timeout"])  # type: ignore[call-overload]
     if heartbeat <= 0 or election < 5 * heartbeat:
@@ -133,6 +158,14 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         snapshot_catchup_entries=int(values["experimental-snapshot-catchup-entries"]),  # type: ignore[call-overload]
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
+        listen_watch_urls=listen_watch,
+        advertise_watch_urls=_urls(str(values["advertise-watch-urls"])) or listen_watch,
+        listen_events_urls=listen_events,
+        advertise_events_urls=_urls(str(values["advertise-events-urls"])) or listen_events,
+        watch_hubs=hubs,
+        watch_progress_notify_ms=parse_duration_ms(
+            str(values["experimental-watch-progress-notify-interval"])
+        ),
         log_format=str(values["log-format"]),
         log_level=str(values["log-level"]),
         socket_dir=socket_dir_for(data_dir),

@@ -1,11 +1,15 @@
 """Starts the actors of one node as OS processes and keeps them running.
 
-Crash-only: when any actor dies, every actor of the node is stopped (SIGTERM, then SIGKILL after
+Crash-only: when any actor of the member dies, every actor of the node is stopped (SIGTERM, then SIGKILL after
 a grace period) and all are started again from disk. A partial restart would need each actor to
 resynchronise with its neighbours' in-memory state; a whole-node restart only needs the WAL and
 the backend, which are exactly what recovery is built and tested on. Restarts that keep failing
 back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that did not last
 ``STABLE_AFTER_S``.
+
+Watch hubs are outside that rule: they hold no state a restart could lose (their clients
+re-create watches from the last revision they saw), so a dead hub is restarted alone and a
+member restart leaves the hubs running (they resync from history).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class NodeSupervisor:
         self.config = config
         self.log = log
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.hubs: dict[int, subprocess.Popen[bytes]] = {}
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
 
@@ -66,19 +71,25 @@ class NodeSupervisor:
             )
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
+    def start_hubs(self) -> None:
+        """Start the member's watch hubs that are not running (all at first, a dead one later)."""
+        for index in range(self.config.watch_hubs):
+            proc = self.hubs.get(index)
+            if proc is not None and proc.poll() is None:
+                continue
+            if proc is not None:
+                self.log.warning("watch hub died, restarting it", hub=index, exit_code=proc.returncode)
+            self.hubs[index] = subprocess.Popen(
+                [sys.executable, "-m", "actors.watch", "--config", self.config_path, "--index", str(index)],
+                stdin=subprocess.DEVNULL,
+            )
+
     def stop_actors(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for actor, proc in self.procs.items():
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.log.warning("actor did not stop, killing", actor=actor, pid=proc.pid)
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        _stop_all(self.procs, self.log)
+
+    def stop_hubs(self) -> None:
+        _stop_all({f"watch{i}": p for i, p in self.hubs.items()}, self.log)
+        self.hubs.clear()
 
     def dead_actor(self) -> tuple[str, int] | None:
         for actor, proc in self.procs.items():
@@ -102,6 +113,7 @@ class NodeSupervisor:
             while True:
                 started = time.monotonic()
                 self.start_actors()
+                self.start_hubs()
                 stop = self._wait_for_event()
                 if stop:
                     self.log.info("stopping member")
@@ -127,12 +139,14 @@ class NodeSupervisor:
                     self._sleep_or_stop(min(5.0, 0.2 * 2 ** (quick_failures - 2)))
         finally:
             self.stop_actors()
+            self.stop_hubs()
 
     def _wait_for_event(self) -> bool:
         """Block until an actor dies (False) or we are asked to stop (True)."""
         while True:
             if self.dead_actor() is not None:
                 return False
+            self.start_hubs()
             info = signal.sigtimedwait(WATCHED_SIGNALS, 1.0)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 return True
@@ -141,3 +155,19 @@ class NodeSupervisor:
         info = signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, seconds)
         if info is not None:
             raise SystemExit(0)
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], log: structlog.BoundLogger) -> None:
+    """SIGTERM to each, then SIGKILL to whoever is still there after the grace period."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for actor, proc in procs.items():
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("actor did not stop, killing", actor=actor, pid=proc.pid)
+            proc.kill()
+            proc.wait()
+    procs.clear()

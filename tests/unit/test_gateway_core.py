@@ -42,6 +42,7 @@ from proto_schemas.lease import (
     LeaseKeepAliveResponse,
     LeaseTimeToLiveRequest,
 )
+from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest
 
 LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
 
@@ -313,3 +314,26 @@ def test_keep_alives_wait_for_a_leader_and_time_out_as_definite() -> None:
     core.tick(1.5)
     (reply,) = replies(core)
     assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
+
+
+def test_watch_hubs_are_listed_while_they_keep_announcing() -> None:
+    core = make(events_urls=["tcp://10.0.0.1:2382"])
+    ask(core, HubAnnounce(hub_id="h1", urls=["tcp://10.0.0.1:2381"]), msg_id=1, now=0.0)
+    ask(core, HubAnnounce(hub_id="h2", urls=["tcp://10.0.0.2:2381"]), msg_id=2, now=2.0)
+    ask(core, WatchHubsRequest(), msg_id=3, now=2.5)
+    *_, (_, msg_id, listed) = replies(core)
+    assert msg_id == 3 and listed.urls == ["tcp://10.0.0.1:2381", "tcp://10.0.0.2:2381"]
+    assert listed.events_urls == ["tcp://10.0.0.1:2382"]
+    ask(core, WatchHubsRequest(), msg_id=4, now=4.0)  # h1 silent for 4 s
+    ((_, _, later),) = replies(core)
+    assert later.urls == ["tcp://10.0.0.2:2381"]
+
+
+def test_history_reads_for_hubs_go_straight_to_the_backend() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, WatchHistoryRequest(start_revision=5), msg_id=1)
+    out = core.take_outbox()
+    (read,) = out.to_mvcc
+    assert isinstance(read, ReadRequest) and decode(read.body) == WatchHistoryRequest(start_revision=5)
+    assert out.to_raft == []

@@ -1,0 +1,391 @@
+"""The watch hub's logic, without sockets or a clock: watchers, the live window, catch-up.
+
+Rules (etcd's watch guarantees):
+- Every watcher has a cursor: the next revision it needs. Revisions are contiguous (every
+  revision carries at least one event), so a watcher's stream is ordered, unique and gap-free
+  as long as the cursor only ever moves to just past what was handed to it.
+- The hub keeps a *window* of recent revisions, contiguous from ``window_start`` to
+  ``revision``, filled from the backend's live stream. A live batch that does not continue the
+  window (a PUB/SUB drop, a backend restart, a snapshot install) restarts the window at the
+  batch; a heartbeat past ``revision`` empties it. Watchers whose cursor is below the window
+  catch up from history (``WatchHistoryRequest``, one in flight, from the lowest cursor) before
+  anything newer is sent to them: the gap is resynced, never skipped.
+- All events of one revision go in one response, unless the watcher asked for fragments and
+  the revision is larger than ``max_response_bytes``. A response's header revision is the
+  revision the watcher is complete up to, so a progress notification never runs ahead.
+- A slow client: when its connection's queue is full the shell hands back what it could not
+  send (``stalled``); the watchers' cursors go back to the first undelivered revision and the
+  stream rests for ``stall_retry_s``. Nothing is buffered per watcher beyond that queue; a
+  watcher that fell behind the window reads history like a late starter.
+- A watcher whose cursor is below the compacted revision is cancelled with
+  ``compact_revision`` and etcd's reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.kv import EventType, ResponseHeader
+from proto_schemas.watch import (
+    AUTO_WATCH_ID,
+    CANCELED_COMPACTED,
+    DUPLICATE_WATCH_ID,
+    Event,
+    EventBatch,
+    FilterType,
+    WatchCancelRequest,
+    WatchCreateRequest,
+    WatchHistoryRequest,
+    WatchHistoryResponse,
+    WatchPing,
+    WatchPong,
+    WatchProgressRequest,
+    WatchRequest,
+    WatchResponse,
+)
+
+PROGRESS_ALL = -1  # etcd's watch id for a progress answer covering the whole stream
+
+
+@dataclass
+class Watcher:
+    id: int
+    key: bytes
+    range_end: bytes
+    cursor: int  # next revision this watcher needs
+    prev_kv: bool = False
+    no_put: bool = False
+    no_delete: bool = False
+    progress_notify: bool = False
+    fragment: bool = False
+    sent_since_progress: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if (self.no_put and event.type == EventType.PUT) or (
+            self.no_delete and event.type == EventType.DELETE
+        ):
+            return False
+        key = event.kv.key
+        if not self.range_end:
+            return key == self.key
+        if self.range_end == b"\0":
+            return key >= self.key
+        return self.key <= key < self.range_end
+
+
+@dataclass
+class Stream:
+    route: bytes
+    last_heard: float
+    watchers: dict[int, Watcher] = field(default_factory=dict)
+    control: list[tuple[int, Any]] = field(default_factory=list)  # replies to resend first
+    resting_until: float = 0.0
+    next_id: int = 1
+
+
+@dataclass
+class Outbox:
+    to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, in_reply_to, body
+    to_backend: list[WatchHistoryRequest] = field(default_factory=list)
+
+
+class HubCore:
+    def __init__(
+        self,
+        *,
+        max_response_bytes: int = 1 << 20,
+        window_revisions: int = 20_000,
+        progress_interval_s: float = 600.0,
+        stream_idle_s: float = 10.0,
+        stall_retry_s: float = 0.05,
+        history_timeout_s: float = 5.0,
+        cluster_id: int = 0,
+        member_id: int = 0,
+    ) -> None:
+        self.max_response_bytes = max_response_bytes
+        self.window_revisions = window_revisions
+        self.progress_interval_s = progress_interval_s
+        self.stream_idle_s = stream_idle_s
+        self.stall_retry_s = stall_retry_s
+        self.history_timeout_s = history_timeout_s
+        self.cluster_id = cluster_id
+        self.member_id = member_id
+        self.revision: int | None = None  # every revision <= this one has been seen
+        self.compact_revision = 0
+        self.window: dict[int, list[Event]] = {}  # revision -> its events
+        self.window_start = 1
+        self.streams: dict[bytes, Stream] = {}
+        self._early: list[tuple[bytes, int, WatchCreateRequest]] = []  # before the revision is known
+        self._history_asked_at: float | None = None
+        self._history_not_before = 0.0
+        self._stripped: dict[int, Event] = {}  # id(event) -> the event without prev_kv
+        self._next_progress: float | None = None
+        self.out = Outbox()
+
+    # -- the backend's live stream ------------------------------------------------------------
+    def live(self, batch: EventBatch, now: float) -> None:
+        self.compact_revision = max(self.compact_revision, batch.compact_revision)
+        if self.revision is None:
+            self.revision = batch.first_revision - 1
+            self.window_start = batch.first_revision
+            self._create_early(now)
+        if batch.revision <= self.revision:
+            return  # seen already (a replayed or duplicated batch)
+        if batch.first_revision > self.revision + 1:
+            # A gap (or a heartbeat past what we have): what came in between is read from
+            # history by whoever needs it.
+            self.window.clear()
+            self.window_start = batch.first_revision
+            self.revision = batch.first_revision - 1
+        by_revision: dict[int, list[Event]] = {}
+        for event in batch.events:
+            if event.kv.mod_revision > self.revision:
+                by_revision.setdefault(event.kv.mod_revision, []).append(event)
+        self.window.update(by_revision)
+        self.revision = batch.revision
+        while len(self.window) > self.window_revisions:
+            self.window.pop(self.window_start, None)
+            self.window_start += 1
+        self.deliver(now)
+
+    def history(self, resp: WatchHistoryResponse, now: float) -> None:
+        """Events ``resp.start_revision..resp.revision`` for the watchers catching up."""
+        self._history_asked_at = None
+        if resp.revision < resp.start_revision:  # the backend has nothing newer yet
+            self._history_not_before = now + self.stall_retry_s
+        self.compact_revision = max(self.compact_revision, resp.compact_revision)
+        by_revision: dict[int, list[Event]] = {}
+        for event in resp.events:
+            by_revision.setdefault(event.kv.mod_revision, []).append(event)
+        for stream in self.streams.values():
+            if stream.resting_until > now:
+                continue
+            for w in list(stream.watchers.values()):
+                if w.cursor < self.compact_revision:
+                    self._cancel_compacted(stream, w)
+                elif resp.start_revision <= w.cursor <= resp.revision and w.cursor < self.window_start:
+                    revs = range(w.cursor, resp.revision + 1)
+                    self._send_events(stream, w, [(r, by_revision.get(r, [])) for r in revs], resp.revision)
+        self.deliver(now)
+
+    # -- clients ------------------------------------------------------------------------------
+    def client(self, route: bytes, msg_id: int, request: Any, now: float) -> None:
+        stream = self.streams.get(route)
+        if stream is None:
+            stream = self.streams[route] = Stream(route, now)
+        stream.last_heard = now
+        if isinstance(request, WatchPing):
+            self._reply(stream, msg_id, WatchPong(revision=self.revision or 0))
+            return
+        if not isinstance(request, WatchRequest):
+            self._reply(stream, msg_id, error_response(ErrorCode.UNKNOWN_OP, type(request).__name__))
+            return
+        inner = request.request
+        if isinstance(inner, WatchCreateRequest):
+            if self.revision is None:
+                self._early.append((route, msg_id, inner))
+            else:
+                self._create(stream, inner, now)
+        elif isinstance(inner, WatchCancelRequest):
+            stream.watchers.pop(inner.watch_id, None)
+            self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
+        elif isinstance(inner, WatchProgressRequest):
+            done = [w.cursor - 1 for w in stream.watchers.values()]
+            at = min([*done, self.revision or 0])
+            self._reply(stream, 0, self._response(PROGRESS_ALL, at))
+        self.deliver(now)
+
+    def _create(self, stream: Stream, req: WatchCreateRequest, now: float) -> None:
+        assert self.revision is not None
+        watch_id = req.watch_id
+        if watch_id == AUTO_WATCH_ID:
+            while stream.next_id in stream.watchers:
+                stream.next_id += 1
+            watch_id = stream.next_id
+            stream.next_id += 1
+        elif watch_id in stream.watchers:
+            dup = self._response(watch_id, self.revision, created=True, canceled=True)
+            self._reply(stream, 0, _replace(dup, cancel_reason=DUPLICATE_WATCH_ID))
+            return
+        filters = set(req.filters)
+        w = Watcher(
+            id=watch_id,
+            key=req.key,
+            range_end=req.range_end,
+            cursor=req.start_revision if req.start_revision > 0 else self.revision + 1,
+            prev_kv=req.prev_kv,
+            no_put=FilterType.NOPUT in filters,
+            no_delete=FilterType.NODELETE in filters,
+            progress_notify=req.progress_notify,
+            fragment=req.fragment,
+        )
+        self._reply(stream, 0, self._response(watch_id, self.revision, created=True))
+        if w.cursor < self.compact_revision:
+            self._cancel_compacted(stream, w)
+            return
+        stream.watchers[watch_id] = w
+
+    def _create_early(self, now: float) -> None:
+        early, self._early = self._early, []
+        for route, _, req in early:
+            stream = self.streams.get(route)
+            if stream is not None:
+                self._create(stream, req, now)
+
+    def stalled(self, route: bytes, unsent: list[tuple[int, Any]], now: float) -> None:
+        """The shell could not send these (the client's queue is full): rewind and rest."""
+        stream = self.streams.get(route)
+        if stream is None:
+            return
+        stream.resting_until = now + self.stall_retry_s
+        control: list[tuple[int, Any]] = []
+        for reply_to, body in unsent:
+            if isinstance(body, WatchResponse) and body.events:
+                w = stream.watchers.get(body.watch_id)
+                if w is not None:
+                    w.cursor = min(w.cursor, body.events[0].kv.mod_revision)
+            elif isinstance(body, WatchResponse) and not body.created and not body.canceled:
+                continue  # a progress notification: a later one will say as much
+            else:
+                control.append((reply_to, body))
+        stream.control = control + stream.control
+
+    def gone(self, route: bytes) -> None:
+        self.streams.pop(route, None)
+
+    # -- time ---------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for route in [r for r, s in self.streams.items() if now - s.last_heard > self.stream_idle_s]:
+            del self.streams[route]
+        if self._history_asked_at is not None and now - self._history_asked_at > self.history_timeout_s:
+            self._history_asked_at = None  # lost: ask again
+        if self._next_progress is None:
+            self._next_progress = now + self.progress_interval_s
+        elif now >= self._next_progress and self.revision is not None:
+            self._next_progress = now + self.progress_interval_s
+            for stream in self.streams.values():
+                for w in stream.watchers.values():
+                    if w.progress_notify and w.cursor == self.revision + 1 and not w.sent_since_progress:
+                        self._reply(stream, 0, self._response(w.id, self.revision))
+                    w.sent_since_progress = False
+        self.deliver(now)
+
+    # -- delivery -----------------------------------------------------------------------------
+    def deliver(self, now: float) -> None:
+        """Send every watcher what the window has for it; ask history for those below it."""
+        if self.revision is None:
+            return
+        lowest: int | None = None
+        for stream in self.streams.values():
+            if stream.resting_until > now:
+                continue
+            if stream.control:
+                control, stream.control = stream.control, []
+                for reply_to, body in control:
+                    self.out.to_client.append((stream.route, reply_to, body))
+            for w in list(stream.watchers.values()):
+                if w.cursor > self.revision:
+                    continue
+                if w.cursor < self.compact_revision:
+                    self._cancel_compacted(stream, w)
+                elif w.cursor >= self.window_start:
+                    revs = range(w.cursor, self.revision + 1)
+                    self._send_events(stream, w, [(r, self.window.get(r, [])) for r in revs], self.revision)
+                else:
+                    lowest = w.cursor if lowest is None else min(lowest, w.cursor)
+        self._stripped.clear()
+        if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
+            self._history_asked_at = now
+            self.out.to_backend.append(WatchHistoryRequest(start_revision=lowest))
+
+    def _send_events(
+        self, stream: Stream, w: Watcher, revisions: list[tuple[int, list[Event]]], upto: int
+    ) -> None:
+        """Hand ``w`` its events of ``revisions`` (contiguous, from its cursor) and move the
+        cursor past ``upto``: whole revisions per response, fragments only when asked."""
+        pending: list[Event] = []
+        size = 0
+        for _, events in revisions:
+            mine = [self._without_prev(e) if not w.prev_kv else e for e in events if w.wants(e)]
+            if not mine:
+                continue
+            rev_size = sum(_size(e) for e in mine)
+            if pending and size + rev_size > self.max_response_bytes:
+                self._events_response(stream, w, pending, pending[-1].kv.mod_revision)
+                pending, size = [], 0
+            if w.fragment and rev_size > self.max_response_bytes:
+                self._fragments(stream, w, mine)
+                continue
+            pending.extend(mine)
+            size += rev_size
+        if pending:
+            self._events_response(stream, w, pending, upto)
+        w.cursor = upto + 1
+
+    def _without_prev(self, e: Event) -> Event:
+        if e.prev_kv is None:
+            return e
+        stripped = self._stripped.get(id(e))
+        if stripped is None:
+            stripped = self._stripped[id(e)] = _replace(e, prev_kv=None)
+        return stripped
+
+    def _events_response(self, stream: Stream, w: Watcher, events: list[Event], complete_to: int) -> None:
+        """``complete_to``: the header revision, up to which ``w`` has everything once this is read."""
+        w.sent_since_progress = True
+        self.out.to_client.append((stream.route, 0, self._response(w.id, complete_to, events=events)))
+
+    def _fragments(self, stream: Stream, w: Watcher, events: list[Event]) -> None:
+        chunk: list[Event] = []
+        size = 0
+        chunks: list[list[Event]] = []
+        for e in events:
+            if chunk and size + _size(e) > self.max_response_bytes:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(e)
+            size += _size(e)
+        chunks.append(chunk)
+        rev = events[-1].kv.mod_revision
+        for i, part in enumerate(chunks):
+            body = self._response(w.id, rev, events=part, fragment=i < len(chunks) - 1)
+            self.out.to_client.append((stream.route, 0, body))
+        w.sent_since_progress = True
+
+    def _cancel_compacted(self, stream: Stream, w: Watcher) -> None:
+        stream.watchers.pop(w.id, None)
+        body = self._response(w.id, self.revision or 0, canceled=True)
+        body = _replace(body, compact_revision=self.compact_revision, cancel_reason=CANCELED_COMPACTED)
+        self._reply(stream, 0, body)
+
+    def _response(self, watch_id: int, revision: int, **fields: Any) -> WatchResponse:
+        header = ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id, revision=revision)
+        return WatchResponse(header=header, watch_id=watch_id, **fields)
+
+    def _reply(self, stream: Stream, reply_to: int, body: Any) -> None:
+        if stream.control:
+            stream.control.append((reply_to, body))  # keep replies in order behind a stall
+        else:
+            self.out.to_client.append((stream.route, reply_to, body))
+
+    def take_outbox(self) -> Outbox:
+        out, self.out = self.out, Outbox()
+        return out
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(s.watchers) for s in self.streams.values())
+
+
+def _size(e: Event) -> int:
+    size = 32 + len(e.kv.key) + len(e.kv.value)
+    if e.prev_kv is not None:
+        size += len(e.prev_kv.key) + len(e.prev_kv.value)
+    return size
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    return dataclasses.replace(obj, **changes)

@@ -1,0 +1,186 @@
+"""The watch hub's ZeroMQ shell: clients on a ROUTER, the backend's events on a SUB, history
+reads and announcements through members' gateways.
+
+A hub holds nothing but its watchers, so it runs anywhere: started by the ``etcdz`` supervisor
+next to a member (events over ipc) or alone with ``etcdz watch-hub`` on another host (events
+over tcp, learned from a member's gateway unless ``--backend-events`` is given). Replies to a
+client that is not reading fail fast (``SNDHWM`` + ``NOBLOCK``) and go back to the core, which
+rewinds the watchers instead of buffering; a client that vanished (``EHOSTUNREACH`` with
+``ROUTER_MANDATORY``) loses its stream at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import zmq
+
+from actors.runtime.loop import Loop
+from actors.watch.core import HubCore
+from proto_schemas.codec import DecodeError, decode
+from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.watch import EventBatch, HubAnnounce, WatchHistoryResponse, WatchHubsResponse
+
+CLIENT_SNDHWM = 1000  # responses queued per client before it counts as slow
+CLIENT_RCVHWM = 10_000
+MAX_CLIENT_MSG = 4 << 20
+ANNOUNCE_S = 1.0
+TICK_S = 0.05
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    name: str
+    listen_urls: list[str]
+    advertise_urls: list[str]
+    endpoints: list[str]  # members' client URLs: history reads and announcements
+    events_urls: list[str] = field(default_factory=list)  # empty: ask the first endpoint
+    progress_interval_s: float = 600.0
+    max_response_bytes: int = 1536 * 1024
+    cluster_id: int = 0
+    member_id: int = 0
+
+
+def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
+    loop = Loop(log)
+    hub_id = os.urandom(8).hex()
+    core = HubCore(
+        max_response_bytes=config.max_response_bytes,
+        progress_interval_s=config.progress_interval_s,
+        cluster_id=config.cluster_id,
+        member_id=config.member_id,
+    )
+    clients = loop.ctx.socket(zmq.ROUTER)
+    clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    clients.setsockopt(zmq.SNDHWM, CLIENT_SNDHWM)
+    clients.setsockopt(zmq.RCVHWM, CLIENT_RCVHWM)
+    clients.setsockopt(zmq.MAXMSGSIZE, MAX_CLIENT_MSG)
+    clients.setsockopt(zmq.LINGER, 0)
+    for url in config.listen_urls:
+        clients.bind(url)
+    events = loop.ctx.socket(zmq.SUB)
+    events.setsockopt(zmq.RCVHWM, 100_000)
+    events.setsockopt(zmq.LINGER, 0)
+    events.setsockopt(zmq.SUBSCRIBE, b"")
+    subscribed: list[str] = []
+
+    def subscribe(urls: list[str]) -> None:
+        for url in urls:
+            events.connect(url)
+            subscribed.append(url)
+        log.info("subscribed to events", urls=urls)
+
+    if config.events_urls:
+        subscribe(config.events_urls)
+    members: list[zmq.Socket[bytes]] = []
+    for url in config.endpoints:
+        sock = loop.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.connect(url)
+        members.append(sock)
+    ids = itertools.count(1)
+    history_turn = itertools.count()
+
+    def from_clients(batch: list[list[bytes]]) -> None:
+        now = time.monotonic()
+        for frames in batch:
+            if len(frames) < 2:
+                continue
+            route = frames[0]
+            try:
+                header, body = unpack_header(frames[1:])
+            except DecodeError as exc:
+                reply(route, 0, error_response(ErrorCode.BAD_REQUEST, str(exc)))
+                continue
+            try:
+                request = decode(body)
+            except DecodeError as exc:
+                reply(route, header.msg_id, error_response(ErrorCode.BAD_REQUEST, str(exc)))
+                continue
+            core.client(route, header.msg_id, request, now)
+
+    def from_events(batch: list[list[bytes]]) -> None:
+        now = time.monotonic()
+        for frames in batch:
+            try:
+                _, body = unpack_header(frames)
+                msg = decode(body, EventBatch)
+            except DecodeError as exc:
+                log.error("dropped malformed event batch", error=str(exc))
+                continue
+            core.live(msg, now)
+
+    def from_member(batch: list[list[bytes]]) -> None:
+        now = time.monotonic()
+        for frames in batch:
+            try:
+                _, body = unpack_header(frames)
+                msg = decode(body)
+            except DecodeError as exc:
+                log.error("dropped malformed member reply", error=str(exc))
+                continue
+            if isinstance(msg, WatchHistoryResponse):
+                core.history(msg, now)
+            elif isinstance(msg, WatchHubsResponse):
+                if not subscribed and msg.events_urls:
+                    subscribe(msg.events_urls)
+            else:
+                log.warning("member refused a hub request", reply=type(msg).__name__)
+
+    def reply(route: bytes, reply_to: int, body: Any) -> bool:
+        try:
+            clients.send_multipart([route, *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+        except zmq.ZMQError:  # EHOSTUNREACH: the client is gone
+            core.gone(route)
+            return True
+
+    def flush() -> None:
+        now = time.monotonic()
+        out = core.take_outbox()
+        failed: dict[bytes, list[tuple[int, Any]]] = {}
+        for route, reply_to, body in out.to_client:
+            if route in failed or not reply(route, reply_to, body):
+                failed.setdefault(route, []).append((reply_to, body))
+        for route, unsent in failed.items():
+            core.stalled(route, unsent, now)
+        for request in out.to_backend:
+            first = next(history_turn)
+            for i in range(len(members)):  # the first member we are connected to
+                try:
+                    members[(first + i) % len(members)].send_multipart(
+                        pack(request, msg_id=next(ids)), zmq.NOBLOCK
+                    )
+                    break
+                except zmq.ZMQError:
+                    continue  # none connected: the core asks again after its timeout
+
+    def announce() -> None:
+        for sock in members:
+            try:
+                sock.send_multipart(
+                    pack(HubAnnounce(hub_id=hub_id, urls=config.advertise_urls), msg_id=next(ids)),
+                    zmq.NOBLOCK,
+                )
+            except zmq.ZMQError:
+                pass  # that member is down; the others still hear us
+
+    loop.on_frames(clients, from_clients)
+    loop.on_frames(events, from_events)
+    for sock in members:
+        loop.on_frames(sock, from_member)
+    loop.every(TICK_S, lambda: core.tick(time.monotonic()))
+    loop.every(ANNOUNCE_S, announce)
+    loop.after_batch(flush)
+    announce()
+    log.info("watch hub listening", urls=config.listen_urls, hub_id=hub_id)
+    return loop

@@ -1,0 +1,157 @@
+"""etcd's Watch API (rpc.proto) as etcdz messages (type ids 160-179), and the event stream that
+feeds the watch hubs (type ids 360-379).
+
+A client talks to a watch hub, not to the gateway: it sends ``WatchRequest`` messages on one
+connection (the stream) and receives ``WatchResponse`` messages whenever the hub has something
+for one of the stream's watchers (``in_reply_to`` 0), plus ``WatchPong`` to its pings.
+
+The MVCC backend publishes every committed revision in order as ``EventBatch`` on a PUB socket;
+a hub subscribes, and reads what it missed (a gap, a late start) as ``WatchHistoryRequest``
+through a member's gateway, like any serializable read.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from proto_schemas.codec import message
+from proto_schemas.kv import EventType, KeyValue, ResponseHeader
+
+_msg = dataclass(frozen=True, slots=True, kw_only=True)
+
+AUTO_WATCH_ID = 0  # a create request with watch_id 0 lets the hub choose one
+CANCELED_COMPACTED = "mvcc: required revision has been compacted"
+DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+
+class FilterType(enum.IntEnum):
+    NOPUT = 0
+    NODELETE = 1
+
+
+@message(160)
+@_msg
+class Event:
+    type: EventType
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
+
+
+@message(161)
+@_msg
+class WatchCreateRequest:
+    key: bytes
+    range_end: bytes = b""
+    start_revision: int = 0  # 0: from the hub's current revision + 1
+    progress_notify: bool = False
+    filters: list[FilterType] = field(default_factory=list)
+    prev_kv: bool = False
+    watch_id: int = AUTO_WATCH_ID
+    fragment: bool = False
+
+
+@message(162)
+@_msg
+class WatchCancelRequest:
+    watch_id: int
+
+
+@message(163)
+@_msg
+class WatchProgressRequest:
+    """Ask for a progress notification on every watcher of this stream."""
+
+
+@message(164)
+@_msg
+class WatchRequest:
+    request: WatchCreateRequest | WatchCancelRequest | WatchProgressRequest
+
+
+@message(165)
+@_msg
+class WatchResponse:
+    header: ResponseHeader
+    watch_id: int = 0
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+    fragment: bool = False  # more fragments of this revision follow
+    events: list[Event] = field(default_factory=list)
+
+
+@message(166)
+@_msg
+class WatchPing:
+    """Client -> hub when the stream is idle: keeps the stream and proves the hub alive."""
+
+
+@message(167)
+@_msg
+class WatchPong:
+    revision: int = 0
+
+
+@message(168)
+@_msg
+class WatchHubsRequest:
+    """Client -> gateway: which watch hubs serve this member's events?"""
+
+
+@message(169)
+@_msg
+class WatchHubsResponse:
+    """The hubs that announced themselves to this member lately, and where this member
+    publishes its events (for a hub on another host to subscribe)."""
+
+    header: ResponseHeader
+    urls: list[str] = field(default_factory=list)
+    events_urls: list[str] = field(default_factory=list)
+
+
+# -- feeding the hubs -------------------------------------------------------------------------
+@message(360)
+@_msg
+class EventBatch:
+    """Backend -> hubs (PUB): every event of revisions ``first_revision..revision``, in order.
+    With no events (``first_revision`` = ``revision`` + 1) it is a heartbeat saying which
+    revision is current, so that an idle hub still notices what it missed."""
+
+    first_revision: int
+    revision: int
+    compact_revision: int = 0
+    events: list[Event] = field(default_factory=list)
+
+
+@message(361)
+@_msg
+class WatchHistoryRequest:
+    """Hub -> gateway -> backend: committed events from ``start_revision`` on (whole revisions,
+    about ``max_bytes`` of them, at least one revision)."""
+
+    start_revision: int
+    max_bytes: int = 1 << 20
+
+
+@message(362)
+@_msg
+class WatchHistoryResponse:
+    """``events`` cover ``start_revision..revision`` completely (``revision`` < start: nothing
+    new). A start below ``compact_revision`` gets no events: those revisions are gone."""
+
+    header: ResponseHeader
+    start_revision: int = 0
+    revision: int = 0
+    compact_revision: int = 0
+    events: list[Event] = field(default_factory=list)
+
+
+@message(363)
+@_msg
+class HubAnnounce:
+    """Hub -> gateway, every second: this hub serves watches at ``urls``."""
+
+    hub_id: str
+    urls: list[str] = field(default_factory=list)

@@ -1,0 +1,310 @@
+"""The watch hub's core without sockets: live delivery, gaps resynced from history, compaction,
+fragments, slow clients, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.watch.core import PROGRESS_ALL, HubCore
+from proto_schemas.errors import ErrorResponse
+from proto_schemas.kv import EventType, KeyValue, ResponseHeader
+from proto_schemas.watch import (
+    CANCELED_COMPACTED,
+    Event,
+    EventBatch,
+    FilterType,
+    WatchCancelRequest,
+    WatchCreateRequest,
+    WatchHistoryRequest,
+    WatchHistoryResponse,
+    WatchPing,
+    WatchPong,
+    WatchProgressRequest,
+    WatchRequest,
+    WatchResponse,
+)
+
+C = b"client"
+
+
+def put(key: str, rev: int, value: str = "v", prev: str | None = None) -> Event:
+    kv = KeyValue(key=key.encode(), create_revision=rev, mod_revision=rev, version=1, value=value.encode())
+    prev_kv = None if prev is None else KeyValue(key=key.encode(), mod_revision=rev - 1, value=prev.encode())
+    return Event(type=EventType.PUT, kv=kv, prev_kv=prev_kv)
+
+
+def delete(key: str, rev: int) -> Event:
+    return Event(type=EventType.DELETE, kv=KeyValue(key=key.encode(), mod_revision=rev))
+
+
+def batch(*events: Event, compact: int = 0) -> EventBatch:
+    revs = [e.kv.mod_revision for e in events]
+    return EventBatch(
+        first_revision=min(revs), revision=max(revs), compact_revision=compact, events=list(events)
+    )
+
+
+def heartbeat(rev: int, compact: int = 0) -> EventBatch:
+    return EventBatch(first_revision=rev + 1, revision=rev, compact_revision=compact)
+
+
+def started(at: int = 10, **kw: Any) -> HubCore:
+    hub = HubCore(**kw)
+    hub.live(heartbeat(at), 0.0)
+    return hub
+
+
+def create(hub: HubCore, key: str = "a", now: float = 0.0, route: bytes = C, **kw: Any) -> None:
+    hub.client(route, 1, WatchRequest(request=WatchCreateRequest(key=key.encode(), **kw)), now)
+
+
+def responses(hub: HubCore) -> list[WatchResponse]:
+    return [body for _, _, body in hub.take_outbox().to_client if isinstance(body, WatchResponse)]
+
+
+def events_of(resps: list[WatchResponse]) -> list[tuple[int, bytes]]:
+    return [(e.kv.mod_revision, e.kv.key) for r in resps for e in r.events]
+
+
+def test_a_watch_from_now_gets_later_events_of_its_key_only() -> None:
+    hub = started(10)
+    create(hub, "a", watch_id=7)
+    (created,) = responses(hub)
+    assert created.created and created.watch_id == 7 and created.header.revision == 10
+    hub.live(batch(put("b", 11)), 0.1)
+    hub.live(batch(put("a", 12)), 0.2)
+    (got,) = responses(hub)
+    assert got.watch_id == 7 and events_of([got]) == [(12, b"a")] and got.header.revision == 12
+
+
+def test_ranges_prefixes_from_key_and_filters() -> None:
+    hub = started(0)
+    create(hub, "b", range_end=b"d", watch_id=1)
+    create(hub, "c", range_end=b"\0", watch_id=2)
+    create(hub, "", range_end=b"\0", watch_id=3, filters=[FilterType.NOPUT])
+    create(hub, "a", range_end=b"\0", watch_id=4, filters=[FilterType.NODELETE])
+    responses(hub)
+    hub.live(batch(put("a", 1), put("b", 2), put("c", 3), delete("d", 4), put("z", 5)), 0.1)
+    by_id: dict[int, list[tuple[int, bytes]]] = {}
+    for r in responses(hub):
+        by_id.setdefault(r.watch_id, []).extend(events_of([r]))
+    assert by_id[1] == [(2, b"b"), (3, b"c")]
+    assert by_id[2] == [(3, b"c"), (4, b"d"), (5, b"z")]
+    assert by_id[3] == [(4, b"d")]
+    assert by_id[4] == [(1, b"a"), (2, b"b"), (3, b"c"), (5, b"z")]
+
+
+def test_prev_kv_only_for_watchers_that_asked() -> None:
+    hub = started(0)
+    create(hub, "a", watch_id=1, prev_kv=True)
+    create(hub, "a", watch_id=2)
+    responses(hub)
+    hub.live(batch(put("a", 1, "new", prev="old")), 0.1)
+    got = {r.watch_id: r.events[0] for r in responses(hub)}
+    assert got[1].prev_kv is not None and got[1].prev_kv.value == b"old"
+    assert got[2].prev_kv is None and got[2].kv.value == b"new"
+
+
+def test_the_events_of_one_revision_arrive_in_one_response() -> None:
+    hub = started(0)
+    create(hub, "", range_end=b"\0")
+    responses(hub)
+    hub.live(batch(put("a", 1), put("b", 1), put("c", 1)), 0.1)
+    (got,) = responses(hub)
+    assert events_of([got]) == [(1, b"a"), (1, b"b"), (1, b"c")]
+
+
+def test_a_gap_in_the_live_stream_is_filled_from_history_before_anything_newer() -> None:
+    hub = started(0)
+    create(hub, "", range_end=b"\0")
+    responses(hub)
+    hub.live(batch(put("a", 1)), 0.1)
+    assert events_of(responses(hub)) == [(1, b"a")]
+    hub.live(batch(put("d", 4)), 0.2)  # 2 and 3 were dropped on the way
+    out = hub.take_outbox()
+    assert [b for _, _, b in out.to_client] == []  # nothing newer before the gap is filled
+    assert out.to_backend == [WatchHistoryRequest(start_revision=2)]
+    hub.history(
+        WatchHistoryResponse(
+            header=ResponseHeader(), start_revision=2, revision=3, events=[put("b", 2), put("c", 3)]
+        ),
+        0.3,
+    )
+    assert events_of(responses(hub)) == [(2, b"b"), (3, b"c"), (4, b"d")]
+
+
+def test_a_heartbeat_ahead_of_the_hub_is_a_gap_too() -> None:
+    hub = started(0)
+    create(hub, "a")
+    responses(hub)
+    hub.live(heartbeat(5), 0.1)
+    assert hub.take_outbox().to_backend == [WatchHistoryRequest(start_revision=1)]
+    hub.history(
+        WatchHistoryResponse(header=ResponseHeader(), start_revision=1, revision=5, events=[put("a", 3)]), 0.2
+    )
+    assert events_of(responses(hub)) == [(3, b"a")]
+    hub.live(batch(put("a", 6)), 0.3)  # continues the window the heartbeat restarted
+    assert events_of(responses(hub)) == [(6, b"a")]
+
+
+def test_duplicated_and_replayed_batches_are_ignored() -> None:
+    hub = started(0)
+    create(hub, "a")
+    responses(hub)
+    hub.live(batch(put("a", 1)), 0.1)
+    hub.live(batch(put("a", 1)), 0.2)
+    hub.live(batch(put("a", 1), put("a", 2)), 0.3)
+    assert events_of(responses(hub)) == [(1, b"a"), (2, b"a")]
+
+
+def test_a_watch_in_the_past_catches_up_from_history_then_goes_live() -> None:
+    hub = started(100)
+    create(hub, "a", start_revision=98)
+    out = hub.take_outbox()
+    assert out.to_backend == [WatchHistoryRequest(start_revision=98)]
+    hub.live(batch(put("a", 101)), 0.1)
+    assert events_of(responses(hub)) == []  # history first
+    hub.history(
+        WatchHistoryResponse(header=ResponseHeader(), start_revision=98, revision=100, events=[put("a", 99)]),
+        0.2,
+    )
+    got = responses(hub)
+    assert events_of(got) == [(99, b"a"), (101, b"a")]
+    assert got[0].header.revision == 100  # complete up to the history's end, not beyond
+
+
+def test_a_compacted_start_revision_is_cancelled_with_etcds_reason() -> None:
+    hub = HubCore()
+    hub.live(heartbeat(50, compact=40), 0.0)
+    create(hub, "a", start_revision=30, watch_id=3)
+    created, cancelled = responses(hub)
+    assert created.created
+    assert cancelled.canceled and cancelled.compact_revision == 40
+    assert cancelled.cancel_reason == CANCELED_COMPACTED
+    # compaction learned from history cancels a catching-up watcher too
+    create(hub, "a", start_revision=45, watch_id=4)
+    responses(hub)
+    hub.history(WatchHistoryResponse(header=ResponseHeader(), start_revision=45, compact_revision=48), 0.1)
+    (late,) = responses(hub)
+    assert late.watch_id == 4 and late.canceled and late.compact_revision == 48
+
+
+def test_large_revisions_are_fragmented_only_for_watchers_that_asked() -> None:
+    hub = started(0, max_response_bytes=1000)
+    create(hub, "", range_end=b"\0", watch_id=1, fragment=True)
+    create(hub, "", range_end=b"\0", watch_id=2)
+    responses(hub)
+    big = [put(f"k{i}", 1, "x" * 300) for i in range(10)]
+    hub.live(batch(*big), 0.1)
+    got = responses(hub)
+    frags = [r for r in got if r.watch_id == 1]
+    whole = [r for r in got if r.watch_id == 2]
+    assert len(frags) > 1 and all(r.fragment for r in frags[:-1]) and not frags[-1].fragment
+    assert events_of(frags) == events_of(whole) and len(whole) == 1
+
+
+def test_several_revisions_share_a_response_up_to_the_size_limit() -> None:
+    hub = started(0, max_response_bytes=1000)
+    create(hub, "", range_end=b"\0", start_revision=1)
+    responses(hub)
+    hub.live(batch(*[put(f"k{i}", i, "x" * 300) for i in range(1, 7)]), 0.1)
+    got = responses(hub)
+    assert len(got) == 3 and [len(r.events) for r in got] == [2, 2, 2]
+    assert events_of(got) == [(i, f"k{i}".encode()) for i in range(1, 7)]
+
+
+def test_a_slow_client_is_rewound_and_served_again_without_gap_or_duplicate() -> None:
+    hub = started(0, stall_retry_s=0.5)
+    create(hub, "a")
+    responses(hub)
+    hub.live(batch(put("a", 1)), 0.1)
+    first = hub.take_outbox().to_client
+    hub.live(batch(put("a", 2)), 0.2)
+    second = hub.take_outbox().to_client
+    hub.stalled(C, [(r, b) for _, r, b in second], 0.2)  # the first went, the second did not
+    hub.live(batch(put("a", 3)), 0.3)
+    assert hub.take_outbox().to_client == []  # resting
+    hub.tick(0.8)
+    got = [b for _, _, b in first] + responses(hub)
+    assert events_of(got) == [(1, b"a"), (2, b"a"), (3, b"a")]
+
+
+def test_a_watcher_that_fell_out_of_the_window_reads_history() -> None:
+    hub = started(0, window_revisions=3, stall_retry_s=0.5)
+    create(hub, "a", start_revision=1)
+    responses(hub)
+    hub.live(batch(put("a", 1)), 0.1)
+    hub.stalled(C, [(0, b) for _, _, b in hub.take_outbox().to_client], 0.1)  # not sent
+    for rev in range(2, 8):
+        hub.live(batch(put("a", rev)), 0.2)  # the window now holds 5..7 only
+    assert hub.take_outbox().to_client == []
+    hub.tick(0.7)
+    assert hub.take_outbox().to_backend == [WatchHistoryRequest(start_revision=1)]
+    history = [put("a", rev) for rev in range(1, 5)]
+    hub.history(
+        WatchHistoryResponse(header=ResponseHeader(), start_revision=1, revision=4, events=history), 0.8
+    )
+    assert events_of(responses(hub)) == [(rev, b"a") for rev in range(1, 8)]
+
+
+def test_progress_on_request_never_runs_ahead_of_any_watcher_on_the_stream() -> None:
+    hub = started(10)
+    create(hub, "a", watch_id=1)
+    create(hub, "b", watch_id=2, start_revision=5)  # catching up: complete only to 4
+    responses(hub)
+    hub.client(C, 2, WatchRequest(request=WatchProgressRequest()), 0.1)
+    (progress,) = [r for r in responses(hub) if r.watch_id == PROGRESS_ALL]
+    assert progress.header.revision == 4
+
+
+def test_periodic_progress_goes_to_idle_synced_watchers_that_asked() -> None:
+    hub = started(10, progress_interval_s=1.0)
+    create(hub, "a", watch_id=1, progress_notify=True)
+    create(hub, "b", watch_id=2, progress_notify=True)
+    create(hub, "c", watch_id=3)
+    responses(hub)
+    hub.tick(0.0)
+    hub.live(batch(put("b", 11)), 0.5)
+    responses(hub)
+    for now in (0.6, 1.0):  # a ping keeps the stream
+        hub.client(C, 9, WatchPing(), now)
+    hub.take_outbox()
+    hub.tick(1.1)
+    got = responses(hub)
+    assert [(r.watch_id, r.header.revision, r.events) for r in got] == [(1, 11, [])]
+
+
+def test_ping_cancel_idle_streams_and_bad_requests() -> None:
+    hub = started(10, stream_idle_s=5.0)
+    hub.client(C, 4, WatchPing(), 0.0)
+    ((_, reply_to, pong),) = hub.take_outbox().to_client
+    assert reply_to == 4 and pong == WatchPong(revision=10)
+    create(hub, "a", watch_id=1)
+    hub.client(C, 5, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.1)
+    assert [(r.watch_id, r.canceled) for r in responses(hub)] == [(1, False), (1, True)]
+    hub.client(C, 6, WatchCreateRequest(key=b"not wrapped"), 0.2)
+    ((_, _, err),) = hub.take_outbox().to_client
+    assert isinstance(err, ErrorResponse)
+    hub.tick(10.0)
+    assert hub.streams == {}
+
+
+def test_creates_before_the_first_revision_is_known_wait_for_it() -> None:
+    hub = HubCore()
+    create(hub, "a", watch_id=1)
+    assert responses(hub) == []
+    hub.live(heartbeat(20), 0.1)
+    (created,) = responses(hub)
+    assert created.created and created.header.revision == 20
+
+
+def test_a_duplicate_watch_id_is_refused_on_that_stream_only() -> None:
+    hub = started(10)
+    create(hub, "a", watch_id=1)
+    create(hub, "a", watch_id=1)
+    create(hub, "a", watch_id=1, route=b"other")
+    got = responses(hub)
+    assert [(r.created, r.canceled) for r in got] == [(True, False), (True, True), (True, False)]
+    create(hub, "a")  # a server-chosen id skips the taken one
+    (auto,) = responses(hub)
+    assert auto.watch_id == 2
