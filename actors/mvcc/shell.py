@@ -4,14 +4,21 @@ One inbox carries apply batches (from the apply worker) and reads (from the gate
 handled in arrival order, which is what makes a linearizable read correct: the gateway sends a
 read only after it saw the apply result that covers its read index, so the batch is already
 in the database when the read arrives.
+
+After each apply batch is committed, its events go out on a PUB socket for the watch hubs (one
+``EventBatch`` per batch, revisions contiguous), with a heartbeat of the current revision every
+``HEARTBEAT_S`` so that a hub that missed a batch notices. PUB never blocks the backend: under
+overload it drops, and the hubs read what they missed back from history.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import plyvel
 import structlog
+import zmq
 
 from actors.mvcc import keys as K
 from actors.mvcc import snapshots
@@ -20,6 +27,7 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.envelope import pack
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
     ApplyBatch,
@@ -39,8 +47,12 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
 )
 from proto_schemas.raft import EntryType
+from proto_schemas.watch import EventBatch, WatchHistoryRequest
 
 DB_SIZE_REFRESH_S = 1.0
+HEARTBEAT_S = 0.5
+EVENTS_HWM = 100_000
+HISTORY_BYTES = (1 << 10, 4 << 20)  # what a hub may ask for in one history read
 
 
 def db_size(path: str) -> int:
@@ -77,6 +89,27 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         "raft": loop.outbox(config.inbox("raft")),
         "lease": loop.outbox(config.inbox("lease")),
     }
+    events = loop.ctx.socket(zmq.PUB)
+    events.setsockopt(zmq.SNDHWM, EVENTS_HWM)
+    events.setsockopt(zmq.LINGER, 0)
+    for url in [config.events_url, *config.listen_events_urls]:
+        events.bind(url)
+
+    def publish(first_revision: int, batch_events: list[Any]) -> None:
+        batch = EventBatch(
+            first_revision=first_revision,
+            revision=store.current_revision,
+            compact_revision=store.compact_revision,
+            events=batch_events,
+        )
+        try:
+            events.send_multipart(pack(batch), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # a hub too slow to keep up reads the rest from history
+
+    def heartbeat() -> None:
+        publish(store.current_revision + 1, [])
+
     outgoing: dict[int, snapshots.Outgoing] = {}
     incoming: list[snapshots.Incoming] = []  # at most one install at a time
     size = [db_size(config.db_dir)]
@@ -135,6 +168,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         refresh_size()
         log.info("snapshot installed", index=store.consistent_index, revision=store.current_revision)
         send_lease_table()
+        heartbeat()
         send(outs["raft"], SnapshotInstalled(snap_id=chunk.snap_id, index=store.consistent_index))
 
     def apply(batch: ApplyBatch) -> None:
@@ -147,7 +181,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             except DecodeError as exc:  # the gateway validated it; a bad entry is a bug
                 log.error("undecodable entry skipped", index=entry.index, error=str(exc))
         last = batch.entries[-1].index
+        revision_before = store.current_revision
         results = store.apply(requests, last_index=last)
+        applied_events = store.take_events()
+        if applied_events:
+            publish(revision_before + 1, applied_events)
         send(
             outs["apply"],
             ApplyDone(
@@ -171,6 +209,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 response = store.lease_time_to_live(request, None)
             elif isinstance(request, LeaseLeasesRequest):
                 response = store.lease_leases()
+            elif isinstance(request, WatchHistoryRequest):
+                limit = min(max(request.max_bytes, HISTORY_BYTES[0]), HISTORY_BYTES[1])
+                response = store.history(request.start_revision, limit)
             else:
                 raise EtcdzError(ErrorCode.UNKNOWN_OP, type(request).__name__)
             body = encode(response)
@@ -212,4 +253,5 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     loop.on_messages(inbox, handle)
     loop.every(DB_SIZE_REFRESH_S, refresh_size)
+    loop.every(HEARTBEAT_S, heartbeat)
     return loop

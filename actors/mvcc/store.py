@@ -12,6 +12,8 @@ Rules (etcd's mvcc package):
   WAL replay re-applies exactly what is missing.
 - Reads inside a batch (txn compares, txn ranges, prev_kv) see the batch's earlier writes
   through an overlay of pending versions, merged over what LevelDB holds.
+- Every key change is also an ``Event`` (with the previous version), in revision order, for
+  the watch hubs; a request that fails leaves none.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from actors.mvcc import history
 from actors.mvcc import keys as K
 from actors.mvcc.leases import LeaseTable
 from actors.mvcc.txn import compare_holds, in_range
@@ -33,6 +36,7 @@ from proto_schemas.kv import (
     CompactionResponse,
     DeleteRangeRequest,
     DeleteRangeResponse,
+    EventType,
     HashKVRequest,
     HashKVResponse,
     KeyValue,
@@ -61,6 +65,7 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 )
+from proto_schemas.watch import Event, WatchHistoryResponse
 
 _SORT_KEYS = {
     SortTarget.KEY: lambda kv: kv.key,
@@ -85,6 +90,7 @@ class MvccStore:
         self._overlay_keys: list[bytes] = []
         self._wb: Any = None
         self._term = 0
+        self._events: list[Event] = []
 
     # -- apply (the only writer) ---------------------------------------------------------------
     def apply(
@@ -101,12 +107,15 @@ class MvccStore:
                 self._term = term
                 if isinstance(req.request, CompactionRequest):
                     self._commit()  # compaction must see every earlier write on disk
+                events_before = len(self._events)
                 try:
                     response: Any = self._apply_one(req.request)
                 except EtcdzError as exc:
                     response = exc.to_response()
+                    del self._events[events_before:]
                 except Exception as exc:  # a bug must not become a poison entry that loops
                     response = EtcdzError(ErrorCode.INTERNAL, repr(exc)).to_response()
+                    del self._events[events_before:]
                 results.append(ApplyResult(request_id=req.request_id, body=encode(response)))
                 self.consistent_index = index
             self.consistent_index = max(self.consistent_index, last_index)
@@ -116,6 +125,11 @@ class MvccStore:
             self._overlay.clear()
             self._overlay_keys.clear()
         return results
+
+    def take_events(self) -> list[Event]:
+        """The events of what was applied since the last call, in revision order."""
+        events, self._events = self._events, []
+        return events
 
     def _commit(self) -> None:
         """One atomic LevelDB write: the pending versions and the metadata describing them."""
@@ -187,14 +201,17 @@ class MvccStore:
         create = prev.create_revision if prev else main
         version = prev.version + 1 if prev else 1
         self._stage(req.key, main, sub, K.pack_record(create, version, lease, value))
+        kv = KeyValue(
+            key=req.key, create_revision=create, mod_revision=main, version=version, value=value, lease=lease
+        )
+        self._events.append(Event(type=EventType.PUT, kv=kv, prev_kv=prev))
         self.leases.move(self._wb, req.key, prev.lease if prev else 0, lease)
         return PutResponse(header=ResponseHeader(), prev_kv=prev if req.prev_kv else None)
 
     def _delete(self, req: DeleteRangeRequest, w: _Writes) -> DeleteRangeResponse:
         found = self._kvs(req.key, req.range_end, self._rev_after(w))
         for kv in found:
-            main, sub = w.next()
-            self._stage(kv.key, main, sub, K.pack_record(0, 0, 0, b"", tombstone=True))
+            self._delete_one(kv, w)
             self.leases.move(self._wb, kv.key, kv.lease, 0)
         return DeleteRangeResponse(
             header=ResponseHeader(), deleted=len(found), prev_kvs=found if req.prev_kv else []
@@ -218,9 +235,15 @@ class MvccStore:
         for key in self.leases.revoke(self._wb, request.id):  # one revision for all its keys
             latest = self._latest(key, rev)
             if latest is not None:
-                main, sub = w.next()
-                self._stage(key, main, sub, K.pack_record(0, 0, 0, b"", tombstone=True))
+                self._delete_one(latest, w)
         return LeaseRevokeResponse(header=ResponseHeader())
+
+    def _delete_one(self, kv: KeyValue, w: _Writes) -> None:
+        main, sub = w.next()
+        self._stage(kv.key, main, sub, K.pack_record(0, 0, 0, b"", tombstone=True))
+        self._events.append(
+            Event(type=EventType.DELETE, kv=KeyValue(key=kv.key, mod_revision=main), prev_kv=kv)
+        )
 
     def lease_time_to_live(
         self, request: LeaseTimeToLiveRequest, remaining: int | None
@@ -363,6 +386,26 @@ class MvccStore:
             kvs.append(kv)
             size += len(kv.key) + len(kv.value)
         return RangeStreamResponse(header=self.header(raft_term), kvs=kvs, resume_key=resume, count=len(kvs))
+
+    def history(self, start_revision: int, max_bytes: int) -> WatchHistoryResponse:
+        """Committed events from ``start_revision`` on, whole revisions (see WatchHistoryRequest)."""
+        start = start_revision if start_revision > 0 else self.current_revision + 1
+        header = self.header()
+        if start < self.compact_revision:
+            return WatchHistoryResponse(
+                header=header,
+                start_revision=start,
+                revision=start - 1,
+                compact_revision=self.compact_revision,
+            )
+        events, upto = history.read(self.db, start, self.current_revision, max_bytes)
+        return WatchHistoryResponse(
+            header=header,
+            start_revision=start,
+            revision=upto,
+            compact_revision=self.compact_revision,
+            events=events,
+        )
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """crc32 over every stored version up to ``revision`` (0: current), in key order:

@@ -71,3 +71,19 @@ def test_kill_9_of_the_whole_node_then_restart(node: LocalCluster) -> None:
     with node.client() as c:
         assert c.get("/none").header.revision == revision
         check_writes(c, writer)
+
+
+def test_a_killed_watch_hub_is_restarted_alone(node: LocalCluster) -> None:
+    member = node.members[0]
+    before = member.actor_pids()
+    os.kill(before["watch0"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while member.actor_pids().get("watch0") in (None, before["watch0"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = member.actor_pids()
+    assert after["watch0"] != before["watch0"]
+    assert {a: p for a, p in after.items() if a != "watch0"} == {
+        a: p for a, p in before.items() if a != "watch0"
+    }, "a hub's death must not restart the member"
+    with node.client() as c:
+        assert c.put("/after-hub", "x").header.revision > 1
