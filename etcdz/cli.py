@@ -19,6 +19,7 @@ from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
 from etcdz import _cli_lease as leasefmt
 from etcdz import _cli_txn as txnfmt
+from etcdz import _cli_watch as watchfmt
 from etcdz import ops
 from etcdz.client import Client
 from etcdz.errors import EtcdzError
@@ -109,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     endpoint.add_argument("--cluster", action="store_true")
     clusterfmt.add_parsers(sub, [_GLOBALS])
     leasefmt.add_parsers(sub, [_GLOBALS])
+    watchfmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -198,6 +200,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _endpoint(args, endpoints, timeout, out)
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
+    if args.command == "watch":
+        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+            return watchfmt.run(args, client, out.lines, out.mode)
     if args.command in ("member", "lease"):
         run_group = clusterfmt.run_member if args.command == "member" else leasefmt.run
         with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:

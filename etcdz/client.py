@@ -22,6 +22,7 @@ import zmq
 
 if TYPE_CHECKING:
     from etcdz.lease import KeptLease
+    from etcdz.watcher import Watch, WatchStream
 
 from etcdz import ops
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
@@ -73,6 +74,7 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 )
+from proto_schemas.watch import WatchHubsRequest
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
 _NOT_SENT = object()  # the request never left: no connection to the endpoint
@@ -113,6 +115,7 @@ class Client:
         self._current = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._watch_stream: WatchStream | None = None
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -139,6 +142,9 @@ class Client:
         self._current = (self._current + 1) % len(self.endpoints)
 
     def close(self) -> None:
+        if self._watch_stream is not None:
+            self._watch_stream.close()
+            self._watch_stream = None
         with self._lock:
             if self._sock is not None:
                 self._sock.close(linger=0)
@@ -248,6 +254,34 @@ class Client:
 
     def hash_kv(self, revision: int = 0) -> HashKVResponse:
         return self.call(HashKVRequest(revision=revision))  # type: ignore[no-any-return]
+
+    # -- watch ---------------------------------------------------------------------------------
+    def watch(self, key: ops.Bytes, range_end: ops.Bytes | None = None, **options: Any) -> Watch:
+        """etcd's Watch: an iterator of responses for ``key`` (``prefix=``, ``from_key=``,
+        ``range_end``, ``start_revision=``, ``prev_kv=``, ``filters=``, ``progress_notify=``,
+        ``fragment=``). Served by a watch hub; ``cancel()`` or a ``with`` block ends it."""
+        from etcdz.watcher import WatchStream, create_request
+
+        request = create_request(key, range_end, **options)
+        if self._watch_stream is None:
+            self._watch_stream = WatchStream(self)
+            self._watch_stream.start()
+        return self._watch_stream.watch(request)
+
+    def request_progress(self) -> None:
+        """Ask for a progress notification on every watch of this client."""
+        if self._watch_stream is not None:
+            self._watch_stream.request_progress()
+
+    def watch_hubs(self) -> list[str]:
+        """The watch hubs serving the cluster, as the members advertise them."""
+        for _ in self.endpoints:
+            urls = self.call(WatchHubsRequest()).urls
+            if urls:
+                return list(urls)
+            with self._lock:
+                self._next_endpoint()
+        return []
 
     # -- leases --------------------------------------------------------------------------------
     def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:

@@ -91,7 +91,10 @@ class WatchPing:
 @message(167)
 @_msg
 class WatchPong:
+    """``hub_id`` changes when the hub restarts (its watchers are gone then: create them again)."""
+
     revision: int = 0
+    hub_id: str = ""
 
 
 @message(168)

@@ -104,7 +104,9 @@ class HubCore:
         history_timeout_s: float = 5.0,
         cluster_id: int = 0,
         member_id: int = 0,
+        hub_id: str = "",
     ) -> None:
+        self.hub_id = hub_id
         self.max_response_bytes = max_response_bytes
         self.window_revisions = window_revisions
         self.progress_interval_s = progress_interval_s
@@ -178,7 +180,7 @@ class HubCore:
             stream = self.streams[route] = Stream(route, now)
         stream.last_heard = now
         if isinstance(request, WatchPing):
-            self._reply(stream, msg_id, WatchPong(revision=self.revision or 0))
+            self._reply(stream, msg_id, WatchPong(revision=self.revision or 0, hub_id=self.hub_id))
             return
         if not isinstance(request, WatchRequest):
             self._reply(stream, msg_id, error_response(ErrorCode.UNKNOWN_OP, type(request).__name__))

@@ -55,6 +55,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         progress_interval_s=config.progress_interval_s,
         cluster_id=config.cluster_id,
         member_id=config.member_id,
+        hub_id=hub_id,
     )
     clients = loop.ctx.socket(zmq.ROUTER)
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)

@@ -123,3 +123,53 @@ def test_etcdzctl_matches_etcdctl(etcd: str, node: LocalCluster) -> None:
         assert (got[0], mask(got[1]), got[2]) == (want[0], mask(want[1]), want[2]), (
             f"etcdctl {' '.join(args)}"
         )
+
+
+def _watch_output(
+    ctl: list[str], watch_args: list[str], steps: list[tuple[list[str], bytes]]
+) -> tuple[int, bytes, bytes]:
+    """Start ``watch`` with ``watch_args``, run ``steps`` beside it, then stop it: its output."""
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    watcher = subprocess.Popen(
+        [*ctl, "watch", *watch_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    time.sleep(1.5)  # the watch is established (the SDK and etcdctl both print nothing until events)
+    for args, stdin in steps:
+        run([*ctl, *args], stdin)
+    time.sleep(3.0)  # the last events reach the watcher
+    watcher.terminate()
+    out, err = watcher.communicate(timeout=10)
+    return watcher.returncode, out, err
+
+
+def test_etcdzctl_watch_prints_as_etcdctl(etcd: str, node: LocalCluster) -> None:
+    steps = [
+        (["put", "w/a", "1"], b""),
+        (["put", "w/a", "2"], b""),
+        (["put", "w/b", "3"], b""),
+        (["del", "w/a"], b""),
+        (["txn"], b"\nput w/x 1\nput w/y 2\n\n\n"),
+    ]
+    ctls = [
+        [ETCDCTL, "--endpoints", etcd],
+        [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0]],
+    ]
+    for args in (["--prefix", "w/"], ["--prev-kv", "w/a"]):
+        want, got = (_watch_output(ctl, args, steps)[1] for ctl in ctls)  # type: ignore[list-item]
+        assert got.decode() == want.decode(), f"watch {' '.join(args)}"
+        assert want.count(b"PUT") + want.count(b"DELETE") >= 3
+
+
+def test_etcdzctl_watch_of_a_compacted_revision_fails_as_etcdctl(etcd: str, node: LocalCluster) -> None:
+    outcomes = []
+    for ctl in (
+        [ETCDCTL, "--endpoints", etcd],
+        [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0]],
+    ):
+        for i in range(3):
+            run([*ctl, "put", "c/k", str(i)], b"")  # type: ignore[list-item]
+        rev = int(run([*ctl, "get", "c/k", "-w", "json"], b"")[1].split(b'"revision":')[1].split(b",")[0])  # type: ignore[list-item]
+        run([*ctl, "compaction", str(rev)], b"")  # type: ignore[list-item]
+        outcomes.append(run([*ctl, "watch", "c/k", "--rev", "1"], b""))  # type: ignore[list-item]
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[0][0] == 5 and outcomes[0][2] == b"Error: watch is canceled by the server"

@@ -1,0 +1,129 @@
+"""``etcdzctl watch``: etcdctl's watch command and its output.
+
+Simple output is etcdctl's: per event its type, then the previous key and value (with
+``--prev-kv``, when there was one), then the key and value, a line each. ``-i`` reads commands
+from stdin: ``watch [--prefix] [--rev N] [--prev-kv] key [range_end]`` and ``progress``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from etcdz import _cli_format as fmt
+from etcdz.client import Client
+from etcdz.errors import Compacted
+from proto_schemas.kv import EventType
+from proto_schemas.watch import WatchResponse
+
+EXIT_INTERRUPTED = 5  # etcdctl's code when the server cancels the watch
+
+
+def add_watch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", nargs="?", default="")
+    p.add_argument("range_end", nargs="?", default=None)
+    p.add_argument("--prefix", action="store_true", help="Watch on a prefix if prefix is set")
+    p.add_argument("--rev", type=int, default=0, help="Revision to start watching")
+    p.add_argument(
+        "--prev-kv", action="store_true", help="get the previous key-value pair before the event happens"
+    )
+
+
+def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("watch", help="Watches events stream on keys or prefixes", parents=parents)
+    add_watch_arguments(p)
+    p.add_argument("-i", "--interactive", action="store_true", help="Interactive mode")
+
+
+def simple_lines(resp: WatchResponse) -> list[bytes]:
+    lines: list[bytes] = []
+    for e in resp.events:
+        lines.append(b"PUT" if e.type == EventType.PUT else b"DELETE")
+        if e.prev_kv is not None:
+            lines += [e.prev_kv.key, e.prev_kv.value]
+        lines += [e.kv.key, e.kv.value]
+    return lines
+
+
+def json_line(resp: WatchResponse) -> str:
+    events = []
+    for e in resp.events:
+        one: dict[str, Any] = {}
+        if e.type == EventType.DELETE:
+            one["type"] = 1
+        one["kv"] = fmt.kv_json(e.kv)
+        if e.prev_kv is not None:
+            one["prev_kv"] = fmt.kv_json(e.prev_kv)
+        events.append(one)
+    h = resp.header
+    header = {
+        "cluster_id": h.cluster_id,
+        "member_id": h.member_id,
+        "revision": h.revision,
+        "raft_term": h.raft_term,
+    }
+    return fmt.to_json(
+        {
+            "Header": header,
+            "Events": events,
+            "CompactRevision": resp.compact_revision,
+            "Canceled": resp.canceled,
+            "Created": resp.created,
+        }
+    )
+
+
+def run(args: argparse.Namespace, client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
+    if args.interactive:
+        return _interactive(client, lines, mode)
+    return _follow(client, args, lines, mode)
+
+
+def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[bytes]], None], mode: str) -> int:
+    if not args.key and not args.prefix:
+        raise fmt.ExitError(
+            "watch in non-interactive mode requires an argument as key or prefix", fmt.EXIT_BAD_ARGS
+        )
+    watch = client.watch(
+        args.key, args.range_end, prefix=args.prefix, start_revision=args.rev, prev_kv=args.prev_kv
+    )
+    try:
+        for resp in watch:
+            lines([json_line(resp).encode()] if mode == "json" else simple_lines(resp))
+    except Compacted as exc:
+        sys.stderr.write(f"watch was canceled (etcdserver: {exc.message})\n")
+        raise fmt.ExitError("watch is canceled by the server", EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
+    parser = argparse.ArgumentParser(prog="watch", add_help=False, exit_on_error=False)
+    add_watch_arguments(parser)
+    threads: list[threading.Thread] = []
+    for line in sys.stdin:
+        words = shlex.split(line)
+        if not words:
+            continue
+        if words[0] == "progress":
+            client.request_progress()
+            continue
+        if words[0] != "watch":
+            sys.stderr.write(f"Invalid command {words[0]} (only support watch)\n")
+            continue
+        try:
+            args = parser.parse_args(words[1:])
+        except argparse.ArgumentError as exc:
+            sys.stderr.write(f"Invalid command: {exc}\n")
+            continue
+        t = threading.Thread(target=_follow, args=(client, args, lines, mode), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    return 0
