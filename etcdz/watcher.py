@@ -59,6 +59,7 @@ class Watch:
         self.request = request
         self.revision = request.start_revision - 1 if request.start_revision > 0 else 0
         self.created = threading.Event()
+        self.confirmed = False  # the current hub has created it (its progress answers count)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._fragments: list[Event] = []
         self._done = False
@@ -72,6 +73,7 @@ class Watch:
     def _feed(self, resp: WatchResponse) -> bool:
         """Take one response from the hub; False once the watch is over."""
         if resp.created and not resp.canceled:
+            self.confirmed = True
             if not self.revision:
                 self.revision = resp.header.revision
             self.created.set()
@@ -260,6 +262,7 @@ class WatchStream(threading.Thread):
 
     def _resume_all(self, sock: zmq.Socket[bytes]) -> None:
         for w in self._watches.values():  # created again where they left off
+            w.confirmed = False
             self._send(sock, WatchRequest(request=w._resume_request()))
 
     def _run_commands(self, sock: zmq.Socket[bytes], now: float) -> float | None:
@@ -293,8 +296,8 @@ class WatchStream(threading.Thread):
             return
         if not isinstance(msg, WatchResponse):
             return
-        if msg.watch_id == PROGRESS_ALL:
-            targets = list(self._watches.values())
+        if msg.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
+            targets = [w for w in self._watches.values() if w.confirmed]
         else:
             targets = [self._watches.get(msg.watch_id)]
         for w in targets:

