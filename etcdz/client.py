@@ -115,6 +115,7 @@ class Client:
         self._current = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._stream_lock = threading.Lock()
         self._watch_stream: WatchStream | None = None
 
     # -- connection ------------------------------------------------------------------------
@@ -260,13 +261,19 @@ class Client:
         """etcd's Watch: an iterator of responses for ``key`` (``prefix=``, ``from_key=``,
         ``range_end``, ``start_revision=``, ``prev_kv=``, ``filters=``, ``progress_notify=``,
         ``fragment=``). Served by a watch hub; ``cancel()`` or a ``with`` block ends it."""
-        from etcdz.watcher import WatchStream, create_request
+        from etcdz.watcher import create_request
 
-        request = create_request(key, range_end, **options)
-        if self._watch_stream is None:
-            self._watch_stream = WatchStream(self)
-            self._watch_stream.start()
-        return self._watch_stream.watch(request)
+        return self.watch_stream().watch(create_request(key, range_end, **options))
+
+    def watch_stream(self) -> WatchStream:
+        """This client's one watch stream (started on first use), shared by all its watches."""
+        from etcdz.watcher import WatchStream
+
+        with self._stream_lock:
+            if self._watch_stream is None:
+                self._watch_stream = WatchStream(self)
+                self._watch_stream.start()
+            return self._watch_stream
 
     def request_progress(self) -> None:
         """Ask for a progress notification on every watch of this client."""

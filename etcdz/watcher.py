@@ -53,7 +53,13 @@ class Watch:
     """One watch: iterate for responses (events of one revision always together); ``cancel()``
     ends the iteration. A start revision that was compacted raises ``Compacted``."""
 
-    def __init__(self, stream: WatchStream, watch_id: int, request: WatchCreateRequest) -> None:
+    def __init__(
+        self,
+        stream: WatchStream,
+        watch_id: int,
+        request: WatchCreateRequest,
+        sink: Callable[[Any], None] | None = None,
+    ) -> None:
         self._stream = stream
         self.id = watch_id
         self.request = request
@@ -63,7 +69,9 @@ class Watch:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._fragments: list[Event] = []
         self._done = False
-        self.sink: Callable[[Any], None] | None = None  # asyncio bridge: called instead of queueing
+        # Called on the stream thread instead of queueing (the asyncio bridge); given at
+        # creation, so that not even the first response can reach the queue instead.
+        self.sink = sink
 
     # -- fed by the stream thread ---------------------------------------------------------------
     def _resume_request(self) -> WatchCreateRequest:
@@ -114,6 +122,10 @@ class Watch:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        return self._take(item)
+
+    def _take(self, item: Any) -> WatchResponse | None:
+        """What the user sees of one queued item: a response, None at the end, or the error."""
         if isinstance(item, EtcdzError):
             self._done = True
             raise item
@@ -167,10 +179,10 @@ class WatchStream(threading.Thread):
         self.error: EtcdzError | None = None
 
     # -- user threads ----------------------------------------------------------------------------
-    def watch(self, request: WatchCreateRequest) -> Watch:
+    def watch(self, request: WatchCreateRequest, sink: Callable[[Any], None] | None = None) -> Watch:
         if self.error is not None:
             raise self.error
-        w = Watch(self, next(self._ids), request)
+        w = Watch(self, next(self._ids), request, sink)
         self._command("create", w)
         return w
 
@@ -186,6 +198,8 @@ class WatchStream(threading.Thread):
         self.join(5)
         with self._wake_lock:
             self._wake_out.close(linger=0)
+        if not self.is_alive():  # its sockets are closed: the context ends at once
+            self._ctx.term()
 
     def _command(self, op: str, arg: Any) -> None:
         self._commands.put((op, arg))
@@ -208,7 +222,6 @@ class WatchStream(threading.Thread):
             self._wake_in.close(linger=0)
             for w in self._watches.values():
                 w._put(self.error or _STOP)
-            self._ctx.term()
 
     def _connect(self, exclude: str) -> zmq.Socket[bytes]:
         deadline = time.monotonic() + self._client.timeout
@@ -291,7 +304,11 @@ class WatchStream(threading.Thread):
             return  # a request this SDK built was refused: a bug, nothing to hand to a watch
         if isinstance(msg, WatchPong):
             if self._hub_id and msg.hub_id != self._hub_id:
-                self._recreate = True  # the hub restarted at the same address: it forgot us
+                # The hub restarted at the same address and forgot us: nothing it says counts
+                # for a watch until it has created that watch again.
+                self._recreate = True
+                for w in self._watches.values():
+                    w.confirmed = False
             self._hub_id = msg.hub_id
             return
         if not isinstance(msg, WatchResponse):
