@@ -182,9 +182,12 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 log.error("undecodable entry skipped", index=entry.index, error=str(exc))
         last = batch.entries[-1].index
         revision_before = store.current_revision
+        compacted_before = store.compact_revision
         results = store.apply(requests, last_index=last)
         applied_events = store.take_events()
-        if applied_events:
+        if applied_events or store.compact_revision != compacted_before:
+            # A compaction makes no event, but hubs must hear of it before a client that saw
+            # it acknowledged creates a watch below it.
             publish(revision_before + 1, applied_events)
         send(
             outs["apply"],
