@@ -1,0 +1,193 @@
+"""etcd's Watch API through the SDK (blocking and asyncio) against one real node: backend,
+events stream, watch hub and client stream all real processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from etcdz import Client, ops
+from etcdz.aio import AsyncClient
+from etcdz.errors import Compacted
+from etcdz.watcher import Watch
+from proto_schemas.kv import EventType
+from proto_schemas.watch import FilterType, WatchResponse
+from tools.cluster import LocalCluster
+
+WAIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def c(shared_node: LocalCluster) -> Iterator[Client]:
+    client = shared_node.client()
+    yield client
+    client.close()
+
+
+def created(w: Watch) -> Watch:
+    assert w.created.wait(WAIT_S), "the hub never confirmed the watch"
+    return w
+
+
+def events_of(w: Watch, count: int) -> list[tuple[int, bytes, bytes, int]]:
+    """The next ``count`` events as (type, key, value, mod_revision)."""
+    got: list[tuple[int, bytes, bytes, int]] = []
+    while len(got) < count:
+        resp = w.get(timeout=WAIT_S)
+        assert resp is not None, f"only {got} arrived"
+        got += [(e.type, e.kv.key, e.kv.value, e.kv.mod_revision) for e in resp.events]
+    return got
+
+
+def test_a_key_watch_sees_puts_and_deletes_with_versions_and_previous_values(c: Client) -> None:
+    w = created(c.watch("/api/k", prev_kv=True))
+    first = c.put("/api/k", "1").header.revision
+    c.put("/api/other", "x")
+    c.put("/api/k", "2")
+    c.delete("/api/k")
+    resps = [w.get(timeout=WAIT_S) for _ in range(3)]
+    events = [e for r in resps if r is not None for e in r.events]
+    assert [(e.type, e.kv.value) for e in events] == [
+        (EventType.PUT, b"1"),
+        (EventType.PUT, b"2"),
+        (EventType.DELETE, b""),
+    ]
+    put1, put2, delete = events
+    assert (put1.kv.create_revision, put1.kv.mod_revision, put1.kv.version) == (first, first, 1)
+    assert (put2.kv.create_revision, put2.kv.mod_revision, put2.kv.version) == (first, first + 2, 2)
+    assert put1.prev_kv is None and put2.prev_kv is not None and put2.prev_kv.value == b"1"
+    assert delete.kv.mod_revision == first + 3 and delete.prev_kv is not None
+    assert delete.prev_kv.value == b"2"
+    w.cancel()
+
+
+def test_prefix_from_key_and_filters(c: Client) -> None:
+    prefix = created(c.watch("/api/p/", prefix=True))
+    from_key = created(c.watch("/api/p/m", from_key=True, filters=[FilterType.NOPUT]))
+    no_delete = created(c.watch("/api/p/", prefix=True, filters=[FilterType.NODELETE]))
+    c.put("/api/p/a", "1")
+    c.put("/api/p/z", "2")
+    c.delete("/api/p/", prefix=True)
+    assert [(t, k) for t, k, _, _ in events_of(prefix, 4)] == [
+        (EventType.PUT, b"/api/p/a"),
+        (EventType.PUT, b"/api/p/z"),
+        (EventType.DELETE, b"/api/p/a"),
+        (EventType.DELETE, b"/api/p/z"),
+    ]
+    assert [(t, k) for t, k, _, _ in events_of(from_key, 1)] == [(EventType.DELETE, b"/api/p/z")]
+    assert [(t, k) for t, k, _, _ in events_of(no_delete, 2)] == [
+        (EventType.PUT, b"/api/p/a"),
+        (EventType.PUT, b"/api/p/z"),
+    ]
+    for w in (prefix, from_key, no_delete):
+        w.cancel()
+
+
+def test_past_and_future_start_revisions(c: Client) -> None:
+    revs = [c.put("/api/s", str(i)).header.revision for i in range(3)]
+    past = c.watch("/api/s", start_revision=revs[1])
+    assert [v for _, _, v, _ in events_of(past, 2)] == [b"1", b"2"]
+    future = created(c.watch("/api/s", start_revision=revs[2] + 3))
+    c.put("/api/s", "3")
+    c.put("/api/s", "4")
+    # revs[2] + 1 and + 2 are before the start; only later ones arrive.
+    assert future.get(timeout=0.5) is None
+    c.put("/api/s", "5")
+    got = events_of(future, 1)
+    assert got[0][2] == b"5" and got[0][3] == revs[2] + 3
+    past.cancel()
+    future.cancel()
+
+
+def test_a_txn_arrives_as_one_response_at_one_revision(c: Client) -> None:
+    w = created(c.watch("/api/t/", prefix=True))
+    resp = c.txn([], [ops.put("/api/t/a", "1"), ops.put("/api/t/b", "2"), ops.put("/api/t/c", "3")])
+    got = w.get(timeout=WAIT_S)
+    assert got is not None
+    assert [e.kv.key for e in got.events] == [b"/api/t/a", b"/api/t/b", b"/api/t/c"]
+    assert {e.kv.mod_revision for e in got.events} == {resp.header.revision}
+    w.cancel()
+
+
+def test_cancel_ends_the_iteration(c: Client) -> None:
+    w = created(c.watch("/api/c"))
+    c.put("/api/c", "before")
+    w.cancel()
+    seen = list(w)  # ends once the hub confirms the cancel
+    assert [e.kv.value for r in seen for e in r.events] in ([b"before"], [])
+
+
+def test_a_compacted_start_revision_raises_with_the_compact_revision(c: Client) -> None:
+    old = c.put("/api/old", "1").header.revision
+    now = c.put("/api/old", "2").header.revision
+    c.compact(now)
+    w = c.watch("/api/old", start_revision=old)
+    with pytest.raises(Compacted) as err:
+        w.get(timeout=WAIT_S)
+    assert err.value.compact_revision == now  # type: ignore[attr-defined]
+    assert "required revision has been compacted" in str(err.value)
+
+
+def test_progress_on_request_says_how_far_a_quiet_watch_is_complete(c: Client) -> None:
+    with Client(c.endpoints) as own:  # progress answers cover a whole stream
+        w = created(own.watch("/api/quiet"))
+        rev = c.put("/api/noise", "x").header.revision
+        resp = None
+        for _ in range(20):  # the hub may not have seen ``rev`` at the first request
+            own.request_progress()
+            resp = w.get(timeout=1.0)
+            if resp is not None and resp.header.revision >= rev:
+                break
+        assert resp is not None and resp.events == [] and resp.header.revision >= rev
+        assert w.revision >= rev
+
+
+def test_a_revision_larger_than_a_response_arrives_in_fragments(c: Client) -> None:
+    big = "v" * (700 * 1024)
+    for i in range(4):
+        c.put(f"/api/f/{i}", big)
+    plain = created(c.watch("/api/f/", prefix=True, prev_kv=True))
+    fragmented = created(c.watch("/api/f/", prefix=True, prev_kv=True, fragment=True))
+    rev = c.delete("/api/f/", prefix=True).header.revision
+    for w in (plain, fragmented):  # the SDK joins fragments: one response either way
+        resp = w.get(timeout=WAIT_S)
+        assert resp is not None and not resp.fragment
+        assert len(resp.events) == 4 and {e.kv.mod_revision for e in resp.events} == {rev}
+        assert all(e.prev_kv is not None and len(e.prev_kv.value) == len(big) for e in resp.events)
+        w.cancel()
+
+
+def test_many_watches_share_one_stream_each_with_its_own_id(c: Client) -> None:
+    watches = [created(c.watch(f"/api/m/{i}")) for i in range(50)]
+    assert len({w.id for w in watches}) == 50
+    for i in range(0, 50, 7):
+        c.put(f"/api/m/{i}", str(i))
+    for i in range(0, 50, 7):
+        assert events_of(watches[i], 1)[0][1:3] == (f"/api/m/{i}".encode(), str(i).encode())
+    assert all(w.get(timeout=0) is None for i, w in enumerate(watches) if i % 7)
+    for w in watches:
+        w.cancel()
+
+
+def test_asyncio_watch(shared_node: LocalCluster) -> None:
+    async def scenario() -> list[WatchResponse]:
+        async with AsyncClient(shared_node.endpoints) as client:
+            start = (await client.put("/api/aio", "0")).header.revision
+            got: list[WatchResponse] = []
+            async with client.watch("/api/aio", start_revision=start) as w:
+                await client.put("/api/aio", "1")
+                async for resp in w:
+                    got.append(resp)
+                    if sum(len(r.events) for r in got) >= 2:
+                        break
+                assert await w.get(timeout=0.2) is None
+            await client.compact(start)
+            with pytest.raises(Compacted):
+                async for _ in client.watch("/api/aio", start_revision=1):
+                    pass
+            return got
+
+    got = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [e.kv.value for r in got for e in r.events] == [b"0", b"1"]
