@@ -38,6 +38,7 @@ from proto_schemas.watch import (
     WatchProgressRequest,
     WatchRequest,
     WatchResponse,
+    WatchResponses,
 )
 
 if TYPE_CHECKING:
@@ -311,14 +312,19 @@ class WatchStream(threading.Thread):
                     w.confirmed = False
             self._hub_id = msg.hub_id
             return
-        if not isinstance(msg, WatchResponse):
-            return
-        if msg.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
+        if isinstance(msg, WatchResponses):
+            for resp in msg.responses:
+                self._dispatch(resp)
+        elif isinstance(msg, WatchResponse):
+            self._dispatch(msg)
+
+    def _dispatch(self, resp: WatchResponse) -> None:
+        if resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
             targets = [w for w in self._watches.values() if w.confirmed]
         else:
-            targets = [self._watches.get(msg.watch_id)]
+            targets = [self._watches.get(resp.watch_id)]
         for w in targets:
-            if w is not None and not w._feed(msg):
+            if w is not None and not w._feed(resp):
                 self._watches.pop(w.id, None)
 
     def _send(self, sock: zmq.Socket[bytes], body: Any) -> None:

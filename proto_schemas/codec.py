@@ -168,7 +168,44 @@ def _checker_for(tp: Any, where: str) -> Checker:
     raise TypeError(f"{where}: unsupported field type {tp!r}")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message already encoded, written as is wherever it appears inside another (a batch
+    of responses encoded one by one)."""
+
+    raw: bytes
+
+
+_MARKER = 2**64 - 0x5EED  # a value no field of a template's message holds
+
+
+class Template:
+    """Encodings of one message that differ only in one integer field: the bytes around the
+    field are made once, so a thousand watchers' copies of one response cost a concatenation
+    each instead of a full encode."""
+
+    __slots__ = ("_prefix", "_suffix", "_msg", "_field")
+
+    def __init__(self, msg: Any, field: str) -> None:
+        self._msg, self._field = msg, field
+        raw = encode(dataclasses.replace(msg, **{field: _MARKER}))
+        mark = cbor2.dumps(_MARKER)
+        at = raw.find(mark)
+        if at < 0 or raw.find(mark, at + 1) >= 0:  # not found once: no shortcut
+            self._prefix = self._suffix = b""
+        else:
+            self._prefix, self._suffix = raw[:at], raw[at + len(mark) :]
+
+    def encode(self, value: int) -> bytes:
+        if not self._prefix:
+            return encode(dataclasses.replace(self._msg, **{self._field: value}))
+        return self._prefix + cbor2.dumps(value) + self._suffix
+
+
 def _default(encoder: cbor2.CBOREncoder, value: Any) -> None:
+    if type(value) is Encoded:
+        encoder.write(value.raw)
+        return
     spec = _BY_CLS.get(type(value))
     if spec is None:
         _resolve()

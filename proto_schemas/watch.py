@@ -3,7 +3,9 @@ feeds the watch hubs (type ids 360-379).
 
 A client talks to a watch hub, not to the gateway: it sends ``WatchRequest`` messages on one
 connection (the stream) and receives ``WatchResponse`` messages whenever the hub has something
-for one of the stream's watchers (``in_reply_to`` 0), plus ``WatchPong`` to its pings.
+for one of the stream's watchers (``in_reply_to`` 0), plus ``WatchPong`` to its pings. Responses
+that are ready together go out as one ``WatchResponses`` (a revision for 50 watchers of one
+stream is one frame, not 50).
 
 The MVCC backend publishes every committed revision in order as ``EventBatch`` on a PUB socket;
 a hub subscribes, and reads what it missed (a gap, a late start) as ``WatchHistoryRequest``
@@ -80,6 +82,14 @@ class WatchResponse:
     cancel_reason: str = ""
     fragment: bool = False  # more fragments of this revision follow
     events: list[Event] = field(default_factory=list)
+
+
+@message(170)
+@_msg
+class WatchResponses:
+    """Hub -> client: responses for the stream's watchers, in the order they were made."""
+
+    responses: list[WatchResponse] = field(default_factory=list)
 
 
 @message(166)

@@ -2,6 +2,7 @@
 
     python -m tools.bench put   --endpoints tcp://127.0.0.1:2379 --clients 16 --seconds 10
     python -m tools.bench range --clients 16 --seconds 10 [--consistency s]
+    python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
 
 Closed-loop clients (one SDK client and one thread each; ZeroMQ releases the GIL while a client
 waits) issue requests for a duration or a total; the summary is etcd's: total, slowest,
@@ -123,8 +124,13 @@ def print_summary(s: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        from tools import bench_watch
+
+        return bench_watch.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m tools.bench")
-    p.add_argument("command", choices=["put", "range"])
+    p.add_argument("command", choices=["put", "range", "watch"])
     p.add_argument("--endpoints", default="tcp://127.0.0.1:2379")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)

@@ -45,6 +45,7 @@ from proto_schemas.watch import (
     WatchProgressRequest,
     WatchRequest,
     WatchResponse,
+    WatchResponses,
 )
 
 PROGRESS_ALL = -1  # etcd's watch id for a progress answer covering the whole stream
@@ -125,6 +126,7 @@ class HubCore:
         self._history_not_before = 0.0
         self._stripped: dict[int, Event] = {}  # id(event) -> the event without prev_kv
         self._next_progress: float | None = None
+        self._headers: dict[int, ResponseHeader] = {}
         self.out = Outbox()
 
     # -- the backend's live stream ------------------------------------------------------------
@@ -314,7 +316,7 @@ class HubCore:
             mine = [self._without_prev(e) if not w.prev_kv else e for e in events if w.wants(e)]
             if not mine:
                 continue
-            rev_size = sum(_size(e) for e in mine)
+            rev_size = sum(event_size(e) for e in mine)
             if pending and size + rev_size > self.max_response_bytes:
                 self._events_response(stream, w, pending, pending[-1].kv.mod_revision)
                 pending, size = [], 0
@@ -345,11 +347,11 @@ class HubCore:
         size = 0
         chunks: list[list[Event]] = []
         for e in events:
-            if chunk and size + _size(e) > self.max_response_bytes:
+            if chunk and size + event_size(e) > self.max_response_bytes:
                 chunks.append(chunk)
                 chunk, size = [], 0
             chunk.append(e)
-            size += _size(e)
+            size += event_size(e)
         chunks.append(chunk)
         rev = events[-1].kv.mod_revision
         for i, part in enumerate(chunks):
@@ -364,7 +366,12 @@ class HubCore:
         self._reply(stream, 0, body)
 
     def _response(self, watch_id: int, revision: int, **fields: Any) -> WatchResponse:
-        header = ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id, revision=revision)
+        header = self._headers.get(revision)
+        if header is None:  # one header object per revision: the shell encodes it once
+            if len(self._headers) > 64:
+                self._headers.clear()
+            header = ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id, revision=revision)
+            self._headers[revision] = header
         return WatchResponse(header=header, watch_id=watch_id, **fields)
 
     def _reply(self, stream: Stream, reply_to: int, body: Any) -> None:
@@ -382,7 +389,59 @@ class HubCore:
         return sum(len(s.watchers) for s in self.streams.values())
 
 
-def _size(e: Event) -> int:
+def batched(to_client: list[tuple[bytes, int, Any]], max_bytes: int) -> list[Batch]:
+    """The outbox as sends: per route, consecutive responses (``in_reply_to`` 0) share one
+    ``WatchResponses`` of about ``max_bytes`` at most (a larger response goes alone); replies
+    to a request go alone. Order within a route is kept; routes are independent."""
+    by_route: dict[bytes, list[tuple[int, Any]]] = {}
+    for route, reply_to, body in to_client:
+        by_route.setdefault(route, []).append((reply_to, body))
+    sends: list[Batch] = []
+    for route, items in by_route.items():
+        run: list[tuple[int, Any]] = []
+        size = 0
+        for reply_to, body in items:
+            if reply_to or not isinstance(body, WatchResponse):
+                sends += _close(route, run)
+                sends.append(Batch(route, reply_to, body, [(reply_to, body)]))
+                size = 0
+                continue
+            n = RESPONSE_OVERHEAD + sum(event_size(e) for e in body.events)
+            if run and size + n > max_bytes:
+                sends += _close(route, run)
+                size = 0
+            run.append((reply_to, body))
+            size += n
+        sends += _close(route, run)
+    return sends
+
+
+def _close(route: bytes, run: list[tuple[int, Any]]) -> list[Batch]:
+    """The send for a run of responses (emptied): alone if it is one, else together."""
+    items = list(run)
+    run.clear()
+    if not items:
+        return []
+    if len(items) == 1:
+        return [Batch(route, items[0][0], items[0][1], items)]
+    return [Batch(route, 0, WatchResponses(responses=[b for _, b in items]), items)]
+
+
+@dataclass
+class Batch:
+    """One send to one client: ``body`` carries ``items`` (what goes back to ``stalled`` if the
+    send fails)."""
+
+    route: bytes
+    reply_to: int
+    body: Any
+    items: list[tuple[int, Any]]
+
+
+RESPONSE_OVERHEAD = 48
+
+
+def event_size(e: Event) -> int:
     size = 32 + len(e.kv.key) + len(e.kv.value)
     if e.prev_kv is not None:
         size += len(e.prev_kv.key) + len(e.prev_kv.value)

@@ -21,13 +21,21 @@ import structlog
 import zmq
 
 from actors.runtime.loop import Loop
-from actors.watch.core import HubCore
-from proto_schemas.codec import DecodeError, decode
+from actors.watch.core import HubCore, batched
+from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import ErrorCode, error_response
-from proto_schemas.watch import EventBatch, HubAnnounce, WatchHistoryResponse, WatchHubsResponse
+from proto_schemas.watch import (
+    EventBatch,
+    HubAnnounce,
+    WatchHistoryResponse,
+    WatchHubsResponse,
+    WatchResponse,
+    WatchResponses,
+)
 
-CLIENT_SNDHWM = 1000  # responses queued per client before it counts as slow
+CLIENT_SNDHWM = 256  # sends queued per client before it counts as slow
+BATCH_BYTES = 64 << 10  # responses sent together to one client, about this much at most
 CLIENT_RCVHWM = 10_000
 MAX_CLIENT_MSG = 4 << 20
 ANNOUNCE_S = 1.0
@@ -148,10 +156,13 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     def flush() -> None:
         now = time.monotonic()
         out = core.take_outbox()
+        shared: dict[tuple[Any, ...], Template] = {}
         failed: dict[bytes, list[tuple[int, Any]]] = {}
-        for route, reply_to, body in out.to_client:
-            if route in failed or not reply(route, reply_to, body):
-                failed.setdefault(route, []).append((reply_to, body))
+        for send in batched(out.to_client, BATCH_BYTES):
+            if send.route in failed or not reply(
+                send.route, send.reply_to, encode_sharing(send.body, shared)
+            ):
+                failed.setdefault(send.route, []).extend(send.items)
         for route, unsent in failed.items():
             core.stalled(route, unsent, now)
         for request in out.to_backend:
@@ -185,3 +196,31 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     announce()
     log.info("watch hub listening", urls=config.listen_urls, hub_id=hub_id)
     return loop
+
+
+def encode_sharing(body: Any, shared: dict[tuple[Any, ...], Template]) -> bytes:
+    """Encode a send; responses that differ only in their watch id (one revision for many
+    watchers) are encoded once, as a template, per flush (``shared`` is keyed by the ids of
+    the response's parts: the objects stay alive until the flush ends)."""
+    if isinstance(body, WatchResponses):
+        parts = [Encoded(_shared(r, shared)) for r in body.responses]
+        return encode(WatchResponses(responses=parts))  # type: ignore[arg-type]
+    if isinstance(body, WatchResponse):
+        return _shared(body, shared)
+    return encode(body)
+
+
+def _shared(resp: WatchResponse, shared: dict[tuple[Any, ...], Template]) -> bytes:
+    key = (
+        id(resp.header),
+        resp.created,
+        resp.canceled,
+        resp.compact_revision,
+        resp.cancel_reason,
+        resp.fragment,
+        *map(id, resp.events),
+    )
+    template = shared.get(key)
+    if template is None:
+        template = shared[key] = Template(resp, "watch_id")
+    return template.encode(resp.watch_id)

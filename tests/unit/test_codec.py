@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proto_schemas import codec, envelope
-from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.codec import DecodeError, Template, decode, encode
 from proto_schemas.kv import (
     Compare,
     CompareTarget,
+    EventType,
     KeyValue,
     PutRequest,
     RangeRequest,
@@ -20,6 +23,7 @@ from proto_schemas.kv import (
     SortOrder,
     TxnRequest,
 )
+from proto_schemas.watch import Event, WatchResponse
 
 
 def test_round_trip_nested_txn() -> None:
@@ -116,3 +120,12 @@ def test_response_with_many_kvs_round_trips() -> None:
         count=50,
     )
     assert decode(encode(resp)) == resp
+
+
+def test_a_template_encodes_as_the_message_would() -> None:
+    kv = KeyValue(key=b"k", value=b"v" * 300, mod_revision=7)
+    events = [Event(type=EventType.PUT, kv=kv)]
+    resp = WatchResponse(header=ResponseHeader(revision=7), watch_id=0, events=events)
+    template = Template(resp, "watch_id")
+    for watch_id in (0, 1, 23, 24, 255, 65_536, 2**40, -1, -(2**40)):
+        assert template.encode(watch_id) == codec.encode(dataclasses.replace(resp, watch_id=watch_id))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.watch.core import PROGRESS_ALL, HubCore
+from actors.watch.core import PROGRESS_ALL, HubCore, batched
+from actors.watch.shell import encode_sharing
+from proto_schemas.codec import decode
 from proto_schemas.errors import ErrorResponse
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 from proto_schemas.watch import (
@@ -22,6 +24,7 @@ from proto_schemas.watch import (
     WatchProgressRequest,
     WatchRequest,
     WatchResponse,
+    WatchResponses,
 )
 
 C = b"client"
@@ -308,3 +311,50 @@ def test_a_duplicate_watch_id_is_refused_on_that_stream_only() -> None:
     create(hub, "a")  # a server-chosen id skips the taken one
     (auto,) = responses(hub)
     assert auto.watch_id == 2
+
+
+def test_responses_for_one_client_go_out_together_in_order_replies_alone() -> None:
+    hub = started(0)
+    for _ in range(5):
+        create(hub, "a", route=C)
+    create(hub, "a", route=b"other")
+    hub.client(C, 7, WatchPing(), 0.0)
+    hub.take_outbox()
+    hub.live(batch(put("a", 1)), 0.1)
+    hub.client(C, 8, WatchPing(), 0.1)
+    hub.live(batch(put("a", 2)), 0.2)
+    sends = batched(hub.take_outbox().to_client, max_bytes=1 << 20)
+    mine = [s for s in sends if s.route == C]
+    assert [type(s.body).__name__ for s in mine] == ["WatchResponses", "WatchPong", "WatchResponses"]
+    assert [s.reply_to for s in mine] == [0, 8, 0]
+    first = mine[0].body.responses
+    assert [(r.watch_id, r.events[0].kv.mod_revision) for r in first] == [(n, 1) for n in range(1, 6)]
+    assert [b for _, b in mine[0].items] == first  # what goes back to ``stalled`` if unsent
+    other = [s for s in sends if s.route == b"other"]
+    assert [type(s.body).__name__ for s in other] == ["WatchResponses"]
+    assert [len(s.items) for s in other] == [2]
+
+
+def test_a_batch_stays_near_its_byte_limit() -> None:
+    hub = started(0)
+    for _ in range(10):
+        create(hub, "a")
+    hub.take_outbox()
+    hub.live(batch(put("a", 1, "x" * 1000)), 0.1)
+    sends = batched(hub.take_outbox().to_client, max_bytes=3000)
+    assert [len(s.items) for s in sends] == [2, 2, 2, 2, 2]
+
+
+def test_shared_encoding_is_the_plain_encoding() -> None:
+    hub = started(0)
+    for n in range(3):
+        create(hub, "a", prev_kv=n == 0)
+    hub.take_outbox()
+    hub.live(batch(put("a", 1, prev="old"), put("b", 1)), 0.1)
+    hub.client(C, 9, WatchRequest(request=WatchProgressRequest()), 0.1)
+    (send,) = batched(hub.take_outbox().to_client, max_bytes=1 << 20)
+    shared: dict[Any, Any] = {}
+    got = decode(encode_sharing(send.body, shared))
+    assert isinstance(got, WatchResponses) and got == send.body and len(got.responses) == 4
+    assert got.responses[-1].watch_id == PROGRESS_ALL
+    assert len(shared) == 3  # with and without prev_kv, and the progress: 3 encodings for 4
