@@ -99,6 +99,9 @@ class Watch:
         events = [e for e in resp.events if e.kv.mod_revision > self.revision]
         if resp.events and not events:
             return True  # already delivered before the stream moved
+        if self._fragments:  # a revision resent from its first fragment (a stall, a new hub)
+            have = {e.kv.key for e in self._fragments}
+            events = [e for e in events if e.kv.key not in have]
         if resp.fragment:
             self._fragments.extend(events)
             return True
