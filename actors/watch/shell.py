@@ -95,6 +95,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         sock.connect(url)
         members.append(sock)
     ids = itertools.count(1)
+    slow: set[bytes] = set()  # clients whose queue was full at the last try
     history_turn = itertools.count()
 
     def from_clients(batch: list[list[bytes]]) -> None:
@@ -158,13 +159,23 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         out = core.take_outbox()
         shared: dict[tuple[Any, ...], Template] = {}
         failed: dict[bytes, list[tuple[int, Any]]] = {}
+        sent: set[bytes] = set()
         for send in batched(out.to_client, BATCH_BYTES):
             if send.route in failed or not reply(
                 send.route, send.reply_to, encode_sharing(send.body, shared)
             ):
                 failed.setdefault(send.route, []).extend(send.items)
+            else:
+                sent.add(send.route)
         for route, unsent in failed.items():
             core.stalled(route, unsent, now)
+            if route not in slow:
+                slow.add(route)
+                log.info("client stream stalled", client=route.hex(), unsent=len(unsent))
+        for route in [r for r in slow if r in sent or r not in core.streams]:
+            slow.discard(route)
+            if route in sent:
+                log.info("client stream caught up", client=route.hex())
         for request in out.to_backend:
             first = next(history_turn)
             for i in range(len(members)):  # the first member we are connected to

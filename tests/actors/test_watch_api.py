@@ -4,16 +4,26 @@ events stream, watch hub and client stream all real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
+import zmq
 
 from etcdz import Client, ops
 from etcdz.aio import AsyncClient
 from etcdz.errors import Compacted
 from etcdz.watcher import Watch
+from proto_schemas.codec import decode
+from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.kv import EventType
-from proto_schemas.watch import FilterType, WatchResponse
+from proto_schemas.watch import (
+    FilterType,
+    WatchCreateRequest,
+    WatchRequest,
+    WatchResponse,
+    WatchResponses,
+)
 from tools.cluster import LocalCluster
 
 WAIT_S = 10.0
@@ -191,3 +201,49 @@ def test_asyncio_watch(shared_node: LocalCluster) -> None:
 
     got = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert [e.kv.value for r in got for e in r.events] == [b"0", b"1"]
+
+
+def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(
+    shared_node: LocalCluster, c: Client
+) -> None:
+    """A raw stream with 200 watchers stops reading while 300 revisions go by: the hub's queue
+    for it fills, the hub rewinds instead of buffering, an SDK watcher meanwhile gets every
+    event at once, and the stalled stream, read again, gets every revision once, in order."""
+    ctx = zmq.Context.instance()
+    slow = ctx.socket(zmq.DEALER)
+    slow.setsockopt(zmq.RCVHWM, 1)
+    slow.setsockopt(zmq.RCVBUF, 4096)
+    slow.setsockopt(zmq.LINGER, 0)
+    slow.connect(shared_node.watch_urls[0])
+    for watch_id in range(1, 201):
+        create = WatchCreateRequest(key=b"/slow/", range_end=b"/slow0", watch_id=watch_id)
+        slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
+    confirmed = 0
+    while confirmed < 200:
+        assert slow.poll(WAIT_S * 1000), f"only {confirmed} watchers created"
+        confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
+    fast = created(c.watch("/slow/", prefix=True))
+    value = "x" * 1024
+    revs = []
+    for i in range(300):
+        revs.append(c.put(f"/slow/{i % 10}", value).header.revision)
+    assert [e[3] for e in events_of(fast, 300)] == revs  # not held back by the stalled stream
+    with open(shared_node.members[0].log_path) as log:
+        assert "client stream stalled" in log.read()
+    seen: dict[int, list[int]] = {n: [] for n in range(1, 201)}
+    deadline = time.monotonic() + 60
+    while any(len(v) < 300 for v in seen.values()) and time.monotonic() < deadline:
+        if slow.poll(1000):
+            for r in _responses(slow.recv_multipart()):
+                seen[r.watch_id] += [e.kv.mod_revision for e in r.events]
+    assert all(v == revs for v in seen.values())
+    slow.close()
+    fast.cancel()
+
+
+def _responses(frames: list[bytes]) -> list[WatchResponse]:
+    _, body = unpack_header(frames)
+    msg = decode(body)
+    if isinstance(msg, WatchResponses):
+        return list(msg.responses)
+    return [msg] if isinstance(msg, WatchResponse) else []

@@ -1,0 +1,83 @@
+"""The SDK's side of a watch without sockets: what a stream of hub responses becomes for the
+user when streams move, hubs resend, and revisions come in fragments."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from etcdz.errors import Compacted
+from etcdz.watcher import Watch, WatchStream
+from proto_schemas.kv import EventType, KeyValue, ResponseHeader
+from proto_schemas.watch import (
+    CANCELED_COMPACTED,
+    DUPLICATE_WATCH_ID,
+    Event,
+    WatchCreateRequest,
+    WatchResponse,
+)
+
+
+def ev(key: str, rev: int) -> Event:
+    return Event(type=EventType.PUT, kv=KeyValue(key=key.encode(), mod_revision=rev, value=b"v"))
+
+
+def resp(rev: int, *events: Event, **kw: Any) -> WatchResponse:
+    return WatchResponse(header=ResponseHeader(revision=rev), watch_id=1, events=list(events), **kw)
+
+
+def watch(start: int = 0) -> tuple[Watch, list[Any]]:
+    got: list[Any] = []
+    w = Watch(cast(WatchStream, None), 1, WatchCreateRequest(key=b"k", start_revision=start), sink=got.append)
+    return w, got
+
+
+def keys(got: list[Any]) -> list[tuple[int, bytes]]:
+    return [(e.kv.mod_revision, e.kv.key) for r in got for e in r.events]
+
+
+def test_created_sets_the_revision_of_a_watch_from_now_only() -> None:
+    w, _ = watch()
+    w._feed(resp(9, created=True))
+    assert w.revision == 9 and w.confirmed and w._resume_request().start_revision == 10
+    past, _ = watch(start=3)
+    past._feed(resp(9, created=True))
+    assert past.revision == 2 and past._resume_request().start_revision == 3
+
+
+def test_events_already_delivered_before_a_move_are_dropped() -> None:
+    w, got = watch(start=1)
+    w._feed(resp(5, ev("a", 4), ev("a", 5)))
+    w._feed(resp(5, ev("a", 5)))  # the new hub resent what the old one had delivered
+    w._feed(resp(7, ev("a", 5), ev("a", 7)))
+    assert keys(got) == [(4, b"a"), (5, b"a"), (7, b"a")]
+    assert w.revision == 7
+
+
+def test_fragments_are_joined_and_a_resent_revision_is_not_doubled() -> None:
+    w, got = watch(start=1)
+    w._feed(resp(3, ev("a", 3), ev("b", 3), fragment=True))
+    w._feed(resp(3, ev("a", 3), ev("b", 3), fragment=True))  # resent from the first fragment
+    w._feed(resp(3, ev("c", 3), fragment=True))
+    w._feed(resp(3, ev("d", 3)))
+    assert len(got) == 1 and not got[0].fragment
+    assert keys(got) == [(3, b"a"), (3, b"b"), (3, b"c"), (3, b"d")]
+
+
+def test_progress_moves_the_revision_without_events() -> None:
+    w, got = watch(start=1)
+    w._feed(resp(12))
+    assert w.revision == 12 and got[0].events == []
+    w._feed(resp(11, ev("a", 11)))  # late: already covered
+    assert len(got) == 1
+
+
+def test_compaction_ends_the_watch_with_the_compact_revision_and_a_duplicate_id_does_not() -> None:
+    w, got = watch(start=1)
+    assert w._feed(resp(9, created=True, canceled=True, cancel_reason=DUPLICATE_WATCH_ID))
+    assert not w._feed(resp(9, canceled=True, compact_revision=6, cancel_reason=CANCELED_COMPACTED))
+    (error,) = got
+    assert isinstance(error, Compacted) and error.compact_revision == 6  # type: ignore[attr-defined]
+    with pytest.raises(Compacted):
+        w._take(error)
