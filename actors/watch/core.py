@@ -389,6 +389,20 @@ class HubCore:
         return sum(len(s.watchers) for s in self.streams.values())
 
 
+@dataclass
+class Batch:
+    """One send to one client: ``body`` carries ``items`` (what goes back to ``stalled`` if the
+    send fails)."""
+
+    route: bytes
+    reply_to: int
+    body: Any
+    items: list[tuple[int, Any]]
+
+
+RESPONSE_OVERHEAD = 48
+
+
 def batched(to_client: list[tuple[bytes, int, Any]], max_bytes: int) -> list[Batch]:
     """The outbox as sends: per route, consecutive responses (``in_reply_to`` 0) share one
     ``WatchResponses`` of about ``max_bytes`` at most (a larger response goes alone); replies
@@ -402,21 +416,21 @@ def batched(to_client: list[tuple[bytes, int, Any]], max_bytes: int) -> list[Bat
         size = 0
         for reply_to, body in items:
             if reply_to or not isinstance(body, WatchResponse):
-                sends += _close(route, run)
+                sends += _send_of(route, run)
                 sends.append(Batch(route, reply_to, body, [(reply_to, body)]))
                 size = 0
                 continue
             n = RESPONSE_OVERHEAD + sum(event_size(e) for e in body.events)
             if run and size + n > max_bytes:
-                sends += _close(route, run)
+                sends += _send_of(route, run)
                 size = 0
             run.append((reply_to, body))
             size += n
-        sends += _close(route, run)
+        sends += _send_of(route, run)
     return sends
 
 
-def _close(route: bytes, run: list[tuple[int, Any]]) -> list[Batch]:
+def _send_of(route: bytes, run: list[tuple[int, Any]]) -> list[Batch]:
     """The send for a run of responses (emptied): alone if it is one, else together."""
     items = list(run)
     run.clear()
@@ -425,20 +439,6 @@ def _close(route: bytes, run: list[tuple[int, Any]]) -> list[Batch]:
     if len(items) == 1:
         return [Batch(route, items[0][0], items[0][1], items)]
     return [Batch(route, 0, WatchResponses(responses=[b for _, b in items]), items)]
-
-
-@dataclass
-class Batch:
-    """One send to one client: ``body`` carries ``items`` (what goes back to ``stalled`` if the
-    send fails)."""
-
-    route: bytes
-    reply_to: int
-    body: Any
-    items: list[tuple[int, Any]]
-
-
-RESPONSE_OVERHEAD = 48
 
 
 def event_size(e: Event) -> int:
