@@ -1,7 +1,8 @@
 """``etcdzctl``: etcdctl's commands, flags and output, against etcdz.
 
     etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
-        put|get|del|txn|compaction|endpoint status|endpoint health|member ...|move-leader ...
+        put|get|del|txn|compaction|endpoint status|health|hashkv|member ...|move-leader ...|
+        lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status
 
 Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
 from etcdz import _cli_lease as leasefmt
+from etcdz import _cli_maintenance as maintfmt
 from etcdz import _cli_txn as txnfmt
 from etcdz import _cli_watch as watchfmt
 from etcdz import ops
@@ -106,11 +108,12 @@ def parser() -> argparse.ArgumentParser:
     compaction.add_argument("revision", type=int)
     compaction.add_argument("--physical", action="store_true")
     endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=[_GLOBALS])
-    endpoint.add_argument("action", choices=["status", "health"])
+    endpoint.add_argument("action", choices=["status", "health", "hashkv"])
     endpoint.add_argument("--cluster", action="store_true")
     clusterfmt.add_parsers(sub, [_GLOBALS])
     leasefmt.add_parsers(sub, [_GLOBALS])
     watchfmt.add_parsers(sub, [_GLOBALS])
+    maintfmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -193,11 +196,20 @@ def run(args: argparse.Namespace, out: Output) -> int:
     timeout = fmt.parse_duration(args.command_timeout)
     dial = fmt.parse_duration(args.dial_timeout)
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if getattr(args, "cluster", False):  # endpoint ..., defrag: every member's client URL
+        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+            endpoints = clusterfmt.cluster_endpoints(client)
     if args.command == "endpoint":
-        if args.cluster:
-            with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
-                endpoints = clusterfmt.cluster_endpoints(client)
+        if args.action == "hashkv":
+            return maintfmt.run_hashkv(endpoints, timeout, out.text, _stderr, out.mode)
         return _endpoint(args, endpoints, timeout, out)
+    if args.command == "defrag":
+        return maintfmt.run_defrag(endpoints, max(timeout, 60.0), out.text, _stderr)
+    if args.command == "snapshot":
+        return maintfmt.run_snapshot(args, endpoints, max(timeout, 60.0), out.text, out.mode)
+    if args.command == "alarm":
+        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+            return maintfmt.run_alarm(args, client, out.text, out.mode)
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
     if args.command == "watch":
@@ -299,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except EtcdzError as exc:
         _stderr(f"Error: {exc.message}")
         return 1
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _stderr(f"Error: {exc}")
         return 1
 

@@ -22,6 +22,7 @@ import zmq
 
 if TYPE_CHECKING:
     from etcdz.lease import KeptLease
+    from etcdz.snapshot import SnapshotStatus
     from etcdz.watcher import Watch, WatchStream
 
 from etcdz import ops
@@ -74,6 +75,15 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 )
+from proto_schemas.maintenance import (
+    AlarmAction,
+    AlarmMember,
+    AlarmRequest,
+    AlarmResponse,
+    AlarmType,
+    DefragmentRequest,
+    DefragmentResponse,
+)
 from proto_schemas.watch import WatchHubsRequest
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
@@ -91,6 +101,7 @@ WRITES = (
     MemberUpdateRequest,
     MemberPromoteRequest,
     MoveLeaderRequest,
+    AlarmRequest,
 )
 
 
@@ -289,6 +300,44 @@ class Client:
             with self._lock:
                 self._next_endpoint()
         return []
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def alarms(self) -> AlarmResponse:
+        """Every raised alarm (``etcdzctl alarm list``)."""
+        return self.call(AlarmRequest(action=AlarmAction.GET))  # type: ignore[no-any-return]
+
+    def alarm_raise(self, member_id: int, alarm: AlarmType) -> AlarmResponse:
+        return self.call(  # type: ignore[no-any-return]
+            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=member_id, alarm=alarm)
+        )
+
+    def alarm_disarm(self, member_id: int = 0, alarm: AlarmType = AlarmType.NONE) -> AlarmResponse:
+        """Clear an alarm; with no arguments every raised alarm, as clientv3's AlarmDisarm.
+        The response lists what was cleared."""
+        targets = [AlarmMember(member_id=member_id, alarm=alarm)]
+        if member_id == 0 and alarm == AlarmType.NONE:
+            targets = self.alarms().alarms
+        cleared: list[AlarmMember] = []
+        resp = None
+        for m in targets:
+            resp = self.call(
+                AlarmRequest(action=AlarmAction.DEACTIVATE, member_id=m.member_id, alarm=m.alarm)
+            )
+            cleared += resp.alarms
+        if resp is None:
+            return AlarmResponse(header=self.alarms().header)
+        return AlarmResponse(header=resp.header, alarms=cleared)
+
+    def defragment(self) -> DefragmentResponse:
+        """Reclaim the space compaction freed, on the member this client talks to (one member:
+        the others keep theirs until asked)."""
+        return self.call(DefragmentRequest(), timeout=max(self.timeout, 60.0))  # type: ignore[no-any-return]
+
+    def snapshot(self, path: str) -> SnapshotStatus:
+        """Save a point-in-time copy of the member's backend to ``path`` (see etcdz.snapshot)."""
+        from etcdz import snapshot
+
+        return snapshot.save(self, path)
 
     # -- leases --------------------------------------------------------------------------------
     def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:

@@ -146,6 +146,12 @@ class LeaseTTLTooLarge(EtcdzError):
     code = ErrorCode.LEASE_TTL_TOO_LARGE
 
 
+class Corrupt(EtcdzError):
+    """A CORRUPT alarm is raised: members' data disagree and writes are refused."""
+
+    code = ErrorCode.CORRUPT
+
+
 class Unavailable(EtcdzError):
     """No endpoint answered (all down, or unreachable)."""
 

@@ -4,7 +4,17 @@ Import a protocol module (``kv``, ``raft``, ``internal``, ``errors``, ``envelope
 classes; ``codec.encode``/``codec.decode`` turn them into bytes and back.
 """
 
-from proto_schemas import cluster, envelope, errors, internal, kv, lease, raft, watch  # noqa: F401  (registers types)
+from proto_schemas import (  # noqa: F401  (registers types)
+    cluster,
+    envelope,
+    errors,
+    internal,
+    kv,
+    lease,
+    maintenance,
+    raft,
+    watch,
+)
 from proto_schemas.codec import DecodeError, decode, encode
 
 __all__ = [
@@ -17,6 +27,7 @@ __all__ = [
     "internal",
     "kv",
     "lease",
+    "maintenance",
     "raft",
     "watch",
 ]

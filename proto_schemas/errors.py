@@ -48,6 +48,7 @@ class ErrorCode(enum.IntEnum):
     CLUSTER_ID_MISMATCH = 31
     LEASE_EXIST = 32
     LEASE_TTL_TOO_LARGE = 33
+    CORRUPT = 34
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -86,6 +87,7 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.CLUSTER_ID_MISMATCH: "etcdserver: cluster ID mismatch",
     ErrorCode.LEASE_EXIST: "etcdserver: lease already exists",
     ErrorCode.LEASE_TTL_TOO_LARGE: "etcdserver: too large lease TTL",
+    ErrorCode.CORRUPT: "etcdserver: corrupt cluster",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})

@@ -14,6 +14,7 @@ from proto_schemas.codec import message
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
 from proto_schemas.lease import LeaseCheckpointRequest, LeaseEvent, LeaseGrantRequest, LeaseRevokeRequest
+from proto_schemas.maintenance import AlarmRequest
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
 _msg = dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,7 @@ class InternalRequest:
         | LeaseGrantRequest
         | LeaseRevokeRequest
         | LeaseCheckpointRequest
+        | AlarmRequest
     )
 
 
@@ -142,6 +144,7 @@ class ApplyDone:
     revision: int
     results: list[ApplyResult] = field(default_factory=list)
     lease_events: list[LeaseEvent] = field(default_factory=list)
+    db_size: int = -1  # the backend's size on disk (-1: not measured), for the quota check
 
 
 @message(314)
@@ -149,6 +152,7 @@ class ApplyDone:
 class Results:
     applied_index: int
     results: list[ApplyResult] = field(default_factory=list)
+    db_size: int = -1
 
 
 @message(315)

@@ -73,7 +73,9 @@ class ApplyCore:
     def on_apply_done(self, done: ApplyDone, out: ApplyOutbox) -> None:
         self._in_flight = False
         self.applied = max(self.applied or 0, done.applied_index)
-        out.to_gateway.append(Results(applied_index=done.applied_index, results=done.results))
+        out.to_gateway.append(
+            Results(applied_index=done.applied_index, results=done.results, db_size=done.db_size)
+        )
         out.to_raft.append(Applied(index=done.applied_index))
         if done.lease_events:
             out.to_lease.append(LeaseEvents(index=done.applied_index, events=done.lease_events))

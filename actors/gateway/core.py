@@ -13,6 +13,10 @@ Rules (etcd's v3 server, preflight order as etcd's):
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend.
+- Quota (etcd's quotaKVServer): a put, a txn that puts or a lease grant that would take the
+  backend past ``quota_bytes`` (as last measured; < 0: no quota) is refused with ``etcdserver:
+  mvcc: database space exceeded`` and the NOSPACE alarm is proposed for this member (at most
+  once a second). Raised alarms are enforced where entries are applied, on every member.
 - Watch hubs announce themselves (``HubAnnounce``) every second; ``WatchHubsRequest`` lists
   those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
   serializable reads.
@@ -29,6 +33,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.mvcc.alarms import quota_cost
 from actors.mvcc.txn import validate_txn
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
@@ -67,8 +72,16 @@ from proto_schemas.lease import (
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
 )
+from proto_schemas.maintenance import (
+    AlarmAction,
+    AlarmRequest,
+    AlarmType,
+    DefragmentRequest,
+    SnapshotRequest,
+)
 from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest, WatchHubsResponse
 
+ALARM_RETRY_S = 1.0  # NOSPACE is proposed again at most this often while puts keep coming
 HUB_TTL_S = 3.0  # a hub silent for longer is not advertised
 VERSION = "3.5.0"  # the etcd API version etcdz speaks
 CLIENT_REQUESTS = (
@@ -88,6 +101,9 @@ CLIENT_REQUESTS = (
     WatchHistoryRequest,
     WatchHubsRequest,
     HubAnnounce,
+    AlarmRequest,
+    DefragmentRequest,
+    SnapshotRequest,
     *CLUSTER_REQUESTS,
 )
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
@@ -128,6 +144,7 @@ class GatewayCore:
         boot_nonce: int,
         min_lease_ttl: int = 2,
         events_urls: list[str] | None = None,
+        quota_bytes: int = 2 * 1024**3,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -137,6 +154,9 @@ class GatewayCore:
         self.max_gap = max_gap
         self.min_lease_ttl = min_lease_ttl
         self.events_urls = list(events_urls or [])
+        self.quota_bytes = quota_bytes if quota_bytes != 0 else 2 * 1024**3  # 0: etcd's default
+        self.db_size = 0  # the backend's size as last measured
+        self._nospace_proposed = -ALARM_RETRY_S
         self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
         # through apply and their results reach the new gateway) nor by other members.
@@ -190,6 +210,10 @@ class GatewayCore:
                 ttl=max(request.ttl, self.min_lease_ttl), id=request.id or (rid & 0x7FFF_FFFF_FFFF_FFFF)
             )
         write = _is_write(request)
+        cost = quota_cost(request)
+        if cost and self.quota_bytes > 0 and self.db_size + cost > self.quota_bytes:
+            self._raise_nospace(now)
+            raise EtcdzError(ErrorCode.NO_SPACE)
         pending = _Pending(route, header.msg_id, now + self.request_timeout_s, write, body, request)
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
@@ -206,6 +230,15 @@ class GatewayCore:
                 self._route(rid)
         else:
             self._read(rid)
+
+    def _raise_nospace(self, now: float) -> None:
+        if now - self._nospace_proposed < ALARM_RETRY_S:
+            return
+        self._nospace_proposed = now
+        alarm = AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE)
+        rid = next(self._ids)  # nobody waits for its result: it is dropped when it comes
+        self._propose_data.append(encode(InternalRequest(request_id=rid, request=alarm)))
+        self._propose_ids.append(rid)
 
     def _watch_hubs(self, now: float) -> WatchHubsResponse:
         self._hubs = {h: seen for h, seen in self._hubs.items() if now - seen[0] <= HUB_TTL_S}
@@ -238,6 +271,8 @@ class GatewayCore:
     def internal(self, msg: Any, now: float) -> None:
         if isinstance(msg, Results):
             self.applied = max(self.applied, msg.applied_index)
+            if msg.db_size >= 0:
+                self.db_size = msg.db_size
             for result in msg.results:
                 self._answer(result.request_id, result.body)
             self._release_reads()
@@ -370,6 +405,7 @@ _WRITES = (
     TxnRequest,
     LeaseGrantRequest,
     LeaseRevokeRequest,
+    AlarmRequest,
     *CLUSTER_CHANGES,
 )
 

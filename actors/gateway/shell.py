@@ -36,6 +36,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         boot_nonce=int.from_bytes(os.urandom(4), "big"),
         min_lease_ttl=config.min_lease_ttl,
         events_urls=config.advertise_events_urls,
+        quota_bytes=config.quota_backend_bytes,
     )
     clients = loop.ctx.socket(zmq.ROUTER)
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)

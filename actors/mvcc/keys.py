@@ -1,6 +1,6 @@
 """The on-disk layout of the MVCC backend in LevelDB.
 
-Three key spaces:
+Key spaces (leases and alarms at the end of this file):
 - ``k`` + enc(user key) + main(8 BE) + sub(8 BE) -> record: every version of every key, grouped
   by key and ordered by revision inside the group, so a range at any revision is one forward
   scan and a single-key read at revision R is one reverse seek.
@@ -106,3 +106,16 @@ def attach_key(lease_id: int, key: bytes) -> bytes:
 
 def split_attach_key(akey: bytes) -> tuple[int, bytes]:
     return int.from_bytes(akey[1:9], "big"), akey[9:]
+
+
+# -- alarms: ``a`` + member id + alarm type -> b"" for each raised alarm --
+ALARM = b"a"
+ALARM_END = b"b"
+
+
+def alarm_key(member_id: int, alarm: int) -> bytes:
+    return ALARM + int_bytes(member_id) + bytes([alarm])
+
+
+def split_alarm_key(akey: bytes) -> tuple[int, int]:
+    return int.from_bytes(akey[1:9], "big"), akey[9]

@@ -14,6 +14,7 @@ overload it drops, and the hubs read what they missed back from history.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import plyvel
@@ -46,6 +47,7 @@ from proto_schemas.lease import (
     LeaseTableRequest,
     LeaseTimeToLiveRequest,
 )
+from proto_schemas.maintenance import DefragmentRequest, DefragmentResponse, SnapshotRequest, SnapshotResponse
 from proto_schemas.raft import EntryType
 from proto_schemas.watch import EventBatch, WatchHistoryRequest
 
@@ -111,6 +113,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         publish(store.current_revision + 1, [])
 
     outgoing: dict[int, snapshots.Outgoing] = {}
+    for_clients = snapshots.ForClients()
     incoming: list[snapshots.Incoming] = []  # at most one install at a time
     size = [db_size(config.db_dir)]
 
@@ -140,8 +143,19 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         table = [LeaseEvent(id=i, ttl=ttl, remaining=rem) for i, (ttl, rem) in store.leases.leases.items()]
         send(outs["lease"], LeaseEvents(index=store.consistent_index, events=table, initial=True))
 
-    def install(chunk: SnapshotChunk) -> None:
+    def replace_backend(ready: str) -> None:
+        """Swap a complete copy in for the backend (copies being read from the old one end)."""
         nonlocal store
+        for snap in outgoing.values():
+            snap.close()
+        outgoing.clear()
+        for_clients.close()
+        store.db.close()
+        snapshots.swap_in(config.db_dir, ready)
+        store = open_store()
+        refresh_size()
+
+    def install(chunk: SnapshotChunk) -> None:
         if chunk.seq == 0:
             for old in incoming:
                 old.abandon()
@@ -158,14 +172,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         if chunk.done is None:
             return
         incoming.clear()
-        ready = current.finish()
-        for snap in outgoing.values():
-            snap.close()
-        outgoing.clear()
-        store.db.close()
-        snapshots.swap_in(config.db_dir, ready)
-        store = open_store()
-        refresh_size()
+        replace_backend(current.finish())
         log.info("snapshot installed", index=store.consistent_index, revision=store.current_revision)
         send_lease_table()
         heartbeat()
@@ -196,6 +203,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 revision=store.current_revision,
                 results=results,
                 lease_events=store.leases.take_events(),
+                db_size=size[0],
             ),
         )
 
@@ -212,6 +220,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 response = store.lease_time_to_live(request, None)
             elif isinstance(request, LeaseLeasesRequest):
                 response = store.lease_leases()
+            elif isinstance(request, DefragmentRequest):
+                response = defragment()
+            elif isinstance(request, SnapshotRequest):
+                response = snapshot_piece(request)
             elif isinstance(request, WatchHistoryRequest):
                 limit = min(max(request.max_bytes, HISTORY_BYTES[0]), HISTORY_BYTES[1])
                 response = store.history(request.start_revision, limit)
@@ -223,6 +235,52 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         except DecodeError as exc:
             body = encode(error_response(ErrorCode.BAD_REQUEST, str(exc)))
         send(outs["gateway"], ReadResult(read_id=req.read_id, body=body))
+
+    def defragment() -> DefragmentResponse:
+        """etcd's defrag: the live records are copied into a fresh LevelDB that replaces the
+        backend, so the space of compacted and deleted records is returned to the disk
+        (LevelDB's own compaction leaves its bottom level as it is). The copy goes through
+        the snapshot install's crash-safe swap."""
+        if incoming:
+            raise EtcdzError(ErrorCode.UNAVAILABLE, "a snapshot install is in progress")
+        before = db_size(config.db_dir)
+        started = time.monotonic()
+        copy = snapshots.Incoming(config.db_dir, snap_id=0)
+        source = snapshots.Outgoing(store.db, store.consistent_index)
+        done = False
+        while not done:
+            seq, pairs, done = source.next_piece()
+            copy.add(seq, pairs)
+        replace_backend(copy.finish())
+        took = round(time.monotonic() - started, 3)
+        log.info("defragmented", db_size_before=before, db_size_after=size[0], took_s=took)
+        return DefragmentResponse(header=store.header(), db_size_before=before, db_size_after=size[0])
+
+    def snapshot_piece(req: SnapshotRequest) -> SnapshotResponse:
+        def opener() -> snapshots.Outgoing:
+            log.info("snapshot for a client started", revision=store.current_revision)
+            return snapshots.Outgoing(
+                store.db, store.consistent_index, store.current_revision, store.compact_revision
+            )
+
+        try:
+            snap_id, copy, seq, pairs, done = for_clients.piece(
+                opener, req.snap_id, req.seq, time.monotonic()
+            )
+        except KeyError:
+            raise EtcdzError(
+                ErrorCode.BAD_REQUEST, "no such snapshot in progress (closed after 30 s idle)"
+            ) from None
+        return SnapshotResponse(
+            header=store.header(),
+            snap_id=snap_id,
+            seq=seq,
+            pairs=pairs,
+            done=done,
+            revision=copy.revision,
+            compact_revision=copy.compact_revision,
+            consistent_index=copy.index,
+        )
 
     def state(req: BackendStateRequest) -> None:
         target = outs.get(req.reply_to)
@@ -257,4 +315,5 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     loop.on_messages(inbox, handle)
     loop.every(DB_SIZE_REFRESH_S, refresh_size)
     loop.every(HEARTBEAT_S, heartbeat)
+    loop.every(5.0, lambda: for_clients.expire(time.monotonic()))
     return loop

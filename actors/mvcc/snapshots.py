@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import plyvel
@@ -48,8 +49,10 @@ def recover(db_dir: str) -> str | None:
 class Outgoing:
     """One snapshot being read for a follower."""
 
-    def __init__(self, db: Any, index: int) -> None:
+    def __init__(self, db: Any, index: int, revision: int = 0, compact_revision: int = 0) -> None:
         self.index = index
+        self.revision = revision
+        self.compact_revision = compact_revision
         self._snap = db.snapshot()
         self._it = self._snap.iterator()
         self.seq = 0
@@ -74,6 +77,45 @@ class Outgoing:
     def close(self) -> None:
         self._it.close()
         self._snap.close()
+
+
+class ForClients:
+    """Copies being read by clients (``snapshot save``), by id; one left unread for
+    ``idle_s`` is closed (its LevelDB snapshot pins old data)."""
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._open: dict[int, tuple[Outgoing, float]] = {}
+
+    def piece(
+        self, opener: Callable[[], Outgoing], snap_id: int, seq: int, now: float
+    ) -> tuple[int, Outgoing, int, list[bytes], bool]:
+        """-> (snap_id, the copy, seq, pairs, done); ``snap_id`` 0 opens a new copy with
+        ``opener``. Anything but the next piece of an open copy is refused (``KeyError``)."""
+        if snap_id == 0:
+            snap_id = int.from_bytes(os.urandom(7), "big") or 1
+            self._open[snap_id] = (opener(), now)
+        copy, _ = self._open[snap_id]
+        if seq != copy.seq:
+            raise KeyError(snap_id)
+        seq, pairs, done = copy.next_piece()
+        if done:
+            del self._open[snap_id]
+        else:
+            self._open[snap_id] = (copy, now)
+        return snap_id, copy, seq, pairs, done
+
+    def expire(self, now: float) -> None:
+        for snap_id, (copy, used) in list(self._open.items()):
+            if now - used > self.idle_s:
+                copy.close()
+                del self._open[snap_id]
+
+    def close(self) -> None:
+        """Before the backend is closed (a snapshot install replaces it)."""
+        for copy, _ in self._open.values():
+            copy.close()
+        self._open.clear()
 
 
 class Incoming:

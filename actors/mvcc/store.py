@@ -26,6 +26,7 @@ from typing import Any
 
 from actors.mvcc import history
 from actors.mvcc import keys as K
+from actors.mvcc.alarms import AlarmTable
 from actors.mvcc.leases import LeaseTable
 from actors.mvcc.txn import compare_holds, in_range
 from proto_schemas.codec import encode
@@ -65,6 +66,7 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 )
+from proto_schemas.maintenance import AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType
 from proto_schemas.watch import Event, WatchHistoryResponse
 
 _SORT_KEYS = {
@@ -85,6 +87,7 @@ class MvccStore:
         self.current_revision = K.bytes_int(db.get(K.META_REVISION)) or 1
         self.compact_revision = K.bytes_int(db.get(K.META_COMPACT))
         self.leases = LeaseTable(db)
+        self.alarms = AlarmTable(db)
         # pending versions of the batch being applied: key -> [(main, sub, record)]
         self._overlay: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self._overlay_keys: list[bytes] = []
@@ -146,6 +149,9 @@ class MvccStore:
         self._overlay_keys.clear()
 
     def _apply_one(self, request: Any) -> Any:
+        if isinstance(request, AlarmRequest):
+            return AlarmResponse(header=self.header(), alarms=self._alarm(request))
+        self.alarms.check(request)
         if isinstance(request, CompactionRequest):
             self._compact(request.revision)
             return CompactionResponse(header=self.header())
@@ -156,6 +162,16 @@ class MvccStore:
         if isinstance(response, TxnResponse):
             response = _stamp_responses(response, self.current_revision)
         return _with_header(response, self.header())
+
+    def _alarm(self, request: AlarmRequest) -> list[AlarmMember]:
+        if request.action == AlarmAction.GET:
+            return self.alarms.listed(request.alarm)
+        if request.alarm == AlarmType.NONE:
+            raise EtcdzError(ErrorCode.BAD_REQUEST, "an alarm type is required")
+        if request.action == AlarmAction.ACTIVATE:
+            return [self.alarms.activate(self._wb, request.member_id, request.alarm)]
+        cleared = self.alarms.deactivate(self._wb, request.member_id, request.alarm)
+        return [cleared] if cleared is not None else []
 
     def _execute(self, request: Any, w: _Writes) -> Any:
         if isinstance(request, LeaseGrantRequest | LeaseRevokeRequest | LeaseCheckpointRequest):

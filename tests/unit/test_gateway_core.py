@@ -26,6 +26,7 @@ from proto_schemas.internal import (
     Results,
 )
 from proto_schemas.kv import (
+    DeleteRangeRequest,
     PutRequest,
     PutResponse,
     RangeRequest,
@@ -42,6 +43,7 @@ from proto_schemas.lease import (
     LeaseKeepAliveResponse,
     LeaseTimeToLiveRequest,
 )
+from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
 from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest
 
 LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
@@ -337,3 +339,25 @@ def test_history_reads_for_hubs_go_straight_to_the_backend() -> None:
     (read,) = out.to_mvcc
     assert isinstance(read, ReadRequest) and decode(read.body) == WatchHistoryRequest(start_revision=5)
     assert out.to_raft == []
+
+
+def test_a_put_past_the_quota_is_refused_and_raises_nospace_once_a_second() -> None:
+    core = make(quota_bytes=10_000)
+    core.internal(LEADER, 0)
+    core.internal(Results(applied_index=10, db_size=9_900), 0)
+    ask(core, PutRequest(key=b"k", value=b"v" * 100), msg_id=1, now=1.0)
+    ask(core, PutRequest(key=b"k", value=b"v" * 100), msg_id=2, now=1.5)
+    ask(core, RangeRequest(key=b"k", serializable=True), msg_id=3, now=1.5)  # costs nothing
+    ask(core, DeleteRangeRequest(key=b"k"), msg_id=4, now=1.5)
+    out = core.take_outbox()
+    assert [m for _, m, b in out.to_client if b.code == ErrorCode.NO_SPACE] == [1, 2]
+    (propose,) = out.to_raft
+    proposed = [decode(d, InternalRequest).request for d in propose.data]
+    assert proposed[0] == AlarmRequest(action=AlarmAction.ACTIVATE, member_id=1, alarm=AlarmType.NOSPACE)
+    assert proposed[1:] == [DeleteRangeRequest(key=b"k")] and len(out.to_mvcc) == 1
+    ask(core, PutRequest(key=b"k", value=b"v" * 100), msg_id=5, now=2.6)
+    assert len(core.take_outbox().to_raft) == 1  # proposed again a second later
+    core.internal(Results(applied_index=11, db_size=100), 3.0)  # room again (after a defrag)
+    ask(core, PutRequest(key=b"k", value=b"v"), msg_id=6, now=3.0)
+    (propose,) = core.take_outbox().to_raft
+    assert decode(propose.data[0], InternalRequest).request == PutRequest(key=b"k", value=b"v")

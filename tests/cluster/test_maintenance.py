@@ -1,0 +1,135 @@
+"""Day-2 operations on a real 3-member cluster: quota and the NOSPACE alarm with its recovery
+(compact, defrag, disarm), hash checks, and snapshots saved under a write load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from etcdz import Client, ops, snapshot
+from etcdz.errors import NoSpace
+from proto_schemas.maintenance import AlarmMember, AlarmType
+from tools.cluster import LocalCluster
+
+QUOTA = 1 << 20
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(
+        str(tmp_path_factory.mktemp("quota")), 3, extra_args=["--quota-backend-bytes", str(QUOTA)]
+    )
+    c.start()
+    try:
+        c.wait_ready(timeout=30)
+        yield c
+    finally:
+        c.stop()
+
+
+def alarms_at(endpoint: str) -> list[AlarmMember]:
+    with Client([endpoint], timeout=5) as c:
+        return c.alarms().alarms
+
+
+def ctl(cluster: LocalCluster, *args: str, endpoint: int | None = None) -> subprocess.CompletedProcess[str]:
+    endpoints = cluster.endpoints if endpoint is None else [cluster.endpoints[endpoint]]
+    return subprocess.run(
+        [sys.executable, "-m", "etcdz.cli", "--endpoints", ",".join(endpoints), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_full_backend_raises_nospace_everywhere_and_compact_defrag_disarm_recover(
+    cluster: LocalCluster,
+) -> None:
+    with cluster.client() as c:
+        with pytest.raises(NoSpace):
+            for n in range(2000):  # 8 KiB values over 10 keys: the quota falls within ~150 puts
+                c.put(f"/full/{n % 10}", os.urandom(8192))
+        assert n < 1000
+        raised = c.alarms().alarms
+        assert [m.alarm for m in raised] == [AlarmType.NOSPACE]
+        for i in range(3):  # every member refuses what would grow the backend, and still serves
+            with Client([cluster.endpoints[i]], timeout=5) as member:
+                for grow in (
+                    lambda: member.put("/x", "y"),
+                    lambda: member.txn([], [ops.put("/x", "y")]),
+                    lambda: member.lease_grant(60),
+                ):
+                    with pytest.raises(NoSpace):
+                        grow()
+                assert member.get("/full/1").kvs
+        # A member refusing a put for lack of room raises NOSPACE for itself; every member
+        # holds the same list (the alarms are raft entries).
+        everywhere = [alarms_at(e) for e in cluster.endpoints]
+        assert everywhere[0] == everywhere[1] == everywhere[2]
+        assert raised[0] in everywhere[0] and {m.alarm for m in everywhere[0]} == {AlarmType.NOSPACE}
+        listed = ctl(cluster, "alarm", "list")
+        assert listed.stdout == "".join(f"memberID:{m.member_id} alarm:NOSPACE\n" for m in everywhere[0])
+        deleted = c.delete("/full/9")  # deletes and compaction go on
+        assert deleted.deleted == 1
+        c.compact(deleted.header.revision)
+    defrag = ctl(cluster, "defrag", "--cluster")
+    assert defrag.returncode == 0, defrag.stderr
+    assert defrag.stdout.count("Finished defragmenting etcd member[") == 3
+    with cluster.client() as c:
+        assert c.status().db_size < QUOTA // 2
+    disarm = ctl(cluster, "alarm", "disarm")
+    assert disarm.stdout == listed.stdout
+    with cluster.client() as c:
+        deadline_puts = 0
+        while True:  # the members re-measure their backends within a second
+            try:
+                c.put("/after", "room again")
+                break
+            except NoSpace:
+                deadline_puts += 1
+                assert deadline_puts < 30
+                threading.Event().wait(0.2)
+        assert c.alarms().alarms == []
+    hashes = ctl(cluster, "endpoint", "hashkv")
+    assert hashes.returncode == 0 and len(hashes.stdout.splitlines()) == 3
+
+
+def test_snapshot_saved_under_write_load_is_consistent_and_checked(
+    cluster: LocalCluster, tmp_path: os.PathLike[str]
+) -> None:
+    stop = threading.Event()
+
+    def writer() -> None:
+        with cluster.client() as c:
+            n = 0
+            while not stop.is_set():
+                c.put(f"/load/{n % 50}", str(n))
+                n += 1
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    path = os.path.join(str(tmp_path), "backup.db")
+    try:
+        saved = ctl(cluster, "snapshot", "save", path, endpoint=1)
+    finally:
+        stop.set()
+        t.join(10)
+    assert saved.returncode == 0 and saved.stdout == f"Snapshot saved at {path}\n", saved.stderr
+    st = snapshot.status(path)
+    assert st.revision > 1 and st.total_keys > 0 and st.total_size == os.path.getsize(path)
+    shown = ctl(cluster, "snapshot", "status", path)
+    assert shown.stdout.split(", ")[:3] == [f"{st.hash:x}", str(st.revision), str(st.total_keys)]
+    with open(path, "r+b") as f:  # one flipped byte in the middle
+        f.seek(st.total_size // 2)
+        byte = f.read(1)
+        f.seek(st.total_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    broken = ctl(cluster, "snapshot", "status", path)
+    assert broken.returncode != 0 and "integrity check failed" in broken.stderr
+    several = ctl(cluster, "snapshot", "save", path + "2")
+    assert several.returncode != 0 and "one selected node" in several.stderr
