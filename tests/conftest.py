@@ -6,17 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 
 
 def _running(root: str, members: int = 1) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root, members)
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=30)
+    with running(root, members) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

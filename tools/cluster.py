@@ -14,7 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import zmq
 
@@ -309,6 +312,18 @@ class LocalCluster:
                 c.get("/none")  # linearizable: this member has applied what the leader committed
                 seen.add(c.hash_kv(rev).hash)
         return len(seen) == 1
+
+
+@contextmanager
+def running(root: str, members: int = 1, **options: Any) -> Iterator[LocalCluster]:
+    """A started cluster that answers, stopped (by pid) when the block ends."""
+    cluster = LocalCluster(root, members, **options)
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=30)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

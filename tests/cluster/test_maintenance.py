@@ -14,22 +14,16 @@ import pytest
 from etcdz import Client, ops, snapshot
 from etcdz.errors import NoSpace
 from proto_schemas.maintenance import AlarmMember, AlarmType
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 
 QUOTA = 1 << 20
 
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(
-        str(tmp_path_factory.mktemp("quota")), 3, extra_args=["--quota-backend-bytes", str(QUOTA)]
-    )
-    c.start()
-    try:
-        c.wait_ready(timeout=30)
+    root = str(tmp_path_factory.mktemp("quota"))
+    with running(root, 3, extra_args=["--quota-backend-bytes", str(QUOTA)]) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def alarms_at(endpoint: str) -> list[AlarmMember]:

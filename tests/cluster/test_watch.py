@@ -17,7 +17,7 @@ import pytest
 from etcdz import Client
 from etcdz.watcher import Watch, create_request
 from proto_schemas.watch import Event, FilterType, WatchHistoryRequest, WatchResponse
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 from tools.watch_check import Spec, check
 from tools.workload import Writer
 
@@ -26,13 +26,8 @@ WATCHERS, STREAMS, KEYS = 1000, 20, 50
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(str(tmp_path_factory.mktemp("watch")), 3)
-    c.start()
-    try:
-        c.wait_ready(timeout=30)
+    with running(str(tmp_path_factory.mktemp("watch")), 3) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def history(c: Client) -> list[Event]:
