@@ -12,7 +12,7 @@ import pytest
 
 from etcdz import Client, Session
 from etcdz.errors import EtcdzError, LeaseNotFound
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 from tools.workload import wait_until
 
 
@@ -78,13 +78,8 @@ def test_etcdctl_lease_commands(node: LocalCluster) -> None:
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(str(tmp_path_factory.mktemp("leases")), 3)
-    c.start()
-    try:
-        c.wait_ready(timeout=30)
+    with running(str(tmp_path_factory.mktemp("leases")), 3) as c:
         yield c
-    finally:
-        c.stop()
 
 
 class KeepAlives(threading.Thread):

@@ -13,19 +13,14 @@ import pytest
 
 from etcdz import Client
 from etcdz.errors import BadLeaderTransferee, MemberNotFound, MemberNotLearner, NotLeader, PeerURLExists
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 from tools.workload import Writer, check_writes, wait_until
 
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(str(tmp_path_factory.mktemp("members")), 3)
-    c.start()
-    try:
-        c.wait_ready(timeout=30)
+    with running(str(tmp_path_factory.mktemp("members")), 3) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def ctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:

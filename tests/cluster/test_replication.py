@@ -13,20 +13,15 @@ from collections.abc import Iterator
 import pytest
 
 from etcdz.errors import EtcdzError
-from tools.cluster import LocalCluster, Member
+from tools.cluster import LocalCluster, Member, running
 from tools.workload import Writer, check_writes, wait_until
 
 ELECTION_LIMIT_S = 3.0  # a new leader within 3 s with etcd's default timeouts
 
 
 def _cluster(root: str, extra_args: list[str] | None = None) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root, 3, extra_args=extra_args)
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=30)
+    with running(root, 3, extra_args=extra_args) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
