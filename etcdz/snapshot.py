@@ -1,5 +1,5 @@
 """Snapshot files: a point-in-time copy of one member's backend, as ``snapshot save`` writes
-it and ``snapshot status`` / ``snapshot restore`` read it.
+it and ``snapshot status`` reads it.
 
 Layout: the line ``etcdz-snapshot 1``, then a CBOR sequence — a ``SnapshotFileHeader`` and
 one array of records (key, value, key, value, ...) per piece the member sent — and last the
@@ -78,12 +78,6 @@ def save(client: Client, path: str) -> SnapshotStatus:
     os.replace(part, path)
     _fsync_dir(path)
     return SnapshotStatus(crc, header.revision, keys, os.path.getsize(path), header)
-
-
-def records(path: str) -> Iterator[list[bytes]]:
-    """The file's pieces of records (key, value, ...), after checking its checksum."""
-    _header, pieces = _open(path)
-    return pieces
 
 
 def status(path: str) -> SnapshotStatus:

@@ -29,6 +29,7 @@ from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import ErrorResponse
 from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
+    PROGRESS_ALL,
     Event,
     FilterType,
     WatchCancelRequest,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
-PROGRESS_ALL = -1
 _STOP = object()
 
 

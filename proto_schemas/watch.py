@@ -23,6 +23,7 @@ from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 _msg = dataclass(frozen=True, slots=True, kw_only=True)
 
 AUTO_WATCH_ID = 0  # a create request with watch_id 0 lets the hub choose one
+PROGRESS_ALL = -1  # etcd's watch id for a progress answer covering the whole stream
 CANCELED_COMPACTED = "mvcc: required revision has been compacted"
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 

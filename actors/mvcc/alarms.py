@@ -17,18 +17,11 @@ from typing import Any
 
 from actors.mvcc import keys as K
 from proto_schemas.errors import ErrorCode, EtcdzError
-from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
+from proto_schemas.kv import WRITE_REQUESTS, PutRequest, TxnRequest
 from proto_schemas.lease import LeaseGrantRequest, LeaseRevokeRequest
 from proto_schemas.maintenance import AlarmMember, AlarmType
 
-_CORRUPT_STOPS = (
-    PutRequest,
-    DeleteRangeRequest,
-    TxnRequest,
-    CompactionRequest,
-    LeaseGrantRequest,
-    LeaseRevokeRequest,
-)
+_CORRUPT_STOPS = (*WRITE_REQUESTS, LeaseGrantRequest, LeaseRevokeRequest)
 
 
 class AlarmTable:

@@ -33,6 +33,7 @@ from proto_schemas.watch import (
     AUTO_WATCH_ID,
     CANCELED_COMPACTED,
     DUPLICATE_WATCH_ID,
+    PROGRESS_ALL,
     Event,
     EventBatch,
     FilterType,
@@ -47,8 +48,6 @@ from proto_schemas.watch import (
     WatchResponse,
     WatchResponses,
 )
-
-PROGRESS_ALL = -1  # etcd's watch id for a progress answer covering the whole stream
 
 
 @dataclass
