@@ -4,9 +4,12 @@ their output."""
 from __future__ import annotations
 
 import argparse
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
+from actors.supervisor import restore
 from etcdz import _cli_format as fmt
 from etcdz import snapshot
 from etcdz.client import Client
@@ -34,6 +37,25 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "status", help="Gets backend snapshot status of a given file", parents=parents
     )
     status.add_argument("args", nargs="*")
+    restore = actions.add_parser(
+        "restore", help="Restores an etcdz member snapshot to an etcdz directory", parents=parents
+    )
+    restore.add_argument("args", nargs="*")
+    restore.add_argument("--data-dir", default="", help="path to the data directory (default: NAME.etcdz)")
+    restore.add_argument("--name", default="default", help="human-readable name for this member")
+    restore.add_argument(
+        "--initial-cluster",
+        default="default=tcp://127.0.0.1:2380",
+        help="initial cluster configuration for restore bootstrap",
+    )
+    restore.add_argument(
+        "--initial-cluster-token", default="etcd-cluster", help="initial cluster token for the cluster"
+    )
+    restore.add_argument(
+        "--initial-advertise-peer-urls",
+        default="tcp://127.0.0.1:2380",
+        help="list of this member's peer URLs to advertise to the rest of the cluster",
+    )
 
 
 def run_alarm(args: argparse.Namespace, client: Client, out: Callable[[str], None], mode: str) -> int:
@@ -106,11 +128,19 @@ def run_hashkv(
 
 
 def run_snapshot(
-    args: argparse.Namespace, endpoints: list[str], timeout: float, out: Callable[[str], None], mode: str
+    args: argparse.Namespace,
+    endpoints: list[str],
+    timeout: float,
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    mode: str,
 ) -> int:
     if len(args.args) != 1:
         raise fmt.ExitError(f"snapshot {args.action} expects one argument", fmt.EXIT_BAD_ARGS)
     path = args.args[0]
+    if args.action == "restore":
+        run_restore(args, path, err)
+        return 0
     if args.action == "save":
         if len(endpoints) != 1:
             raise fmt.ExitError(
@@ -139,3 +169,29 @@ def run_snapshot(
     else:
         out(", ".join(row))
     return 0
+
+
+def run_restore(args: argparse.Namespace, path: str, err: Callable[[str], None]) -> None:
+    """etcdutl's restore: no output but its log lines (on stderr), the data dir made whole."""
+    data_dir = os.path.abspath(args.data_dir or f"{args.name}.etcdz")
+    peer_urls = [u.strip() for u in args.initial_advertise_peer_urls.split(",") if u.strip()]
+    try:
+        made = restore.plan(args.name, args.initial_cluster, args.initial_cluster_token, peer_urls)
+        header, pieces = snapshot.read(path)
+        err(_log_line("restoring snapshot", path=path, data_dir=data_dir, revision=header.revision))
+        restore.restore(data_dir, made, pieces)
+    except restore.RestoreError as exc:
+        raise fmt.ExitError(str(exc)) from None
+    err(
+        _log_line(
+            "restored snapshot",
+            path=path,
+            data_dir=data_dir,
+            member_id=f"{made.member_id:x}",
+            cluster_id=f"{made.cluster_id:x}",
+        )
+    )
+
+
+def _log_line(msg: str, **fields: Any) -> str:
+    return fmt.to_json({"level": "info", "ts": round(time.time(), 6), "msg": msg, **fields})

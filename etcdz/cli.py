@@ -2,7 +2,7 @@
 
     etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
         put|get|del|txn|compaction|endpoint status|health|hashkv|member ...|move-leader ...|
-        lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status
+        lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status|restore
 
 Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
 """
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.command == "defrag":
         return maintfmt.run_defrag(endpoints, max(timeout, 60.0), out.text, _stderr)
     if args.command == "snapshot":
-        return maintfmt.run_snapshot(args, endpoints, max(timeout, 60.0), out.text, out.mode)
+        return maintfmt.run_snapshot(args, endpoints, max(timeout, 60.0), out.text, _stderr, out.mode)
     if args.command == "alarm":
         with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
             return maintfmt.run_alarm(args, client, out.text, out.mode)

@@ -81,7 +81,7 @@ def save(client: Client, path: str) -> SnapshotStatus:
 
 
 def status(path: str) -> SnapshotStatus:
-    header, pieces = _open(path)
+    header, pieces = read(path)
     crc, keys = 0, 0
     for pairs in pieces:
         crc = _crc(crc, pairs)
@@ -89,7 +89,7 @@ def status(path: str) -> SnapshotStatus:
     return SnapshotStatus(crc, header.revision, keys, os.path.getsize(path), header)
 
 
-def _open(path: str) -> tuple[SnapshotFileHeader, Iterator[list[bytes]]]:
+def read(path: str) -> tuple[SnapshotFileHeader, Iterator[list[bytes]]]:
     size = os.path.getsize(path)
     if size < len(MAGIC) + DIGEST:
         raise SnapshotFileError(f"{path}: not an etcdz snapshot (too short)")

@@ -1,5 +1,6 @@
 """Day-2 operations on a real 3-member cluster: quota and the NOSPACE alarm with its recovery
-(compact, defrag, disarm), hash checks, and snapshots saved under a write load."""
+(compact, defrag, disarm), hash checks, and snapshots saved under a write load and restored
+into a new cluster."""
 
 from __future__ import annotations
 
@@ -100,9 +101,13 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
 
     def writer() -> None:
         with cluster.client() as c:
+            lease = c.lease_grant(600).id
             n = 0
             while not stop.is_set():
-                c.put(f"/load/{n % 50}", str(n))
+                if n % 7 == 3:
+                    c.delete(f"/load/{(n - 3) % 50}")
+                else:
+                    c.put(f"/load/{n % 50}", str(n), lease=lease if n % 5 == 0 else 0)
                 n += 1
 
     t = threading.Thread(target=writer, daemon=True)
@@ -118,6 +123,7 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
     assert st.revision > 1 and st.total_keys > 0 and st.total_size == os.path.getsize(path)
     shown = ctl(cluster, "snapshot", "status", path)
     assert shown.stdout.split(", ")[:3] == [f"{st.hash:x}", str(st.revision), str(st.total_keys)]
+    restored_the_same(cluster, path, st.revision, os.path.join(str(tmp_path), "restored"))
     with open(path, "r+b") as f:  # one flipped byte in the middle
         f.seek(st.total_size // 2)
         byte = f.read(1)
@@ -127,3 +133,50 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
     assert broken.returncode != 0 and "integrity check failed" in broken.stderr
     several = ctl(cluster, "snapshot", "save", path + "2")
     assert several.returncode != 0 and "one selected node" in several.stderr
+
+
+def every_key(client: Client, **options: object) -> tuple[int, list[tuple[object, ...]]]:
+    resp = client.get(b"\0", from_key=True, serializable=True, **options)
+    return resp.header.revision, [
+        (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in resp.kvs
+    ]
+
+
+def restored_the_same(old: LocalCluster, path: str, revision: int, root: str) -> None:
+    """Restore ``path`` into a new 3-member cluster: it starts at the snapshot's revision with
+    every key as the old cluster had it then, under a new cluster id, and takes writes."""
+    new = LocalCluster(root, 3)
+    for m in new.members:
+        made = ctl(
+            new,
+            "snapshot",
+            "restore",
+            path,
+            "--data-dir",
+            m.data_dir,
+            "--name",
+            m.name,
+            "--initial-cluster",
+            new.initial_cluster,
+            "--initial-advertise-peer-urls",
+            m.peer_url,
+        )
+        assert made.returncode == 0 and made.stdout == "" and "restored snapshot" in made.stderr, made.stderr
+    again = ctl(new, "snapshot", "restore", path, "--data-dir", new.members[0].data_dir)
+    assert again.returncode == 1 and "exists" in again.stderr
+    with old.client() as c:
+        _, expected = every_key(c, revision=revision)
+        old_cluster_id = c.status().header.cluster_id
+    new.start()
+    try:
+        new.wait_ready(timeout=30)
+        for m in new.members:
+            with m.client(timeout=5) as c:
+                assert every_key(c) == (revision, expected), m.name
+        with new.client() as c:
+            assert c.status().header.cluster_id != old_cluster_id
+            assert len(c.member_list().members) == 3
+            assert c.put("/after-restore", "x").header.revision == revision + 1
+            assert not c.alarms().alarms
+    finally:
+        new.stop()
