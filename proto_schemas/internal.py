@@ -153,6 +153,7 @@ class Results:
     applied_index: int
     results: list[ApplyResult] = field(default_factory=list)
     db_size: int = -1
+    revision: int = 0  # the backend's revision after these (0: not known)
 
 
 @message(315)

@@ -74,7 +74,12 @@ class ApplyCore:
         self._in_flight = False
         self.applied = max(self.applied or 0, done.applied_index)
         out.to_gateway.append(
-            Results(applied_index=done.applied_index, results=done.results, db_size=done.db_size)
+            Results(
+                applied_index=done.applied_index,
+                results=done.results,
+                db_size=done.db_size,
+                revision=done.revision,
+            )
         )
         out.to_raft.append(Applied(index=done.applied_index))
         if done.lease_events:

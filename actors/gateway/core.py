@@ -17,6 +17,8 @@ Rules (etcd's v3 server, preflight order as etcd's):
   backend past ``quota_bytes`` (as last measured; < 0: no quota) is refused with ``etcdserver:
   mvcc: database space exceeded`` and the NOSPACE alarm is proposed for this member (at most
   once a second). Raised alarms are enforced where entries are applied, on every member.
+- Auto-compaction (``compactor``, see compactor.py) proposes a compaction on the leader when
+  due; the gateway learns the backend's revision at start and from every apply result.
 - Watch hubs announce themselves (``HubAnnounce``) every second; ``WatchHubsRequest`` lists
   those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
   serializable reads.
@@ -33,12 +35,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.gateway.compactor import AutoCompactor
 from actors.mvcc.alarms import quota_cost
 from actors.mvcc.txn import validate_txn
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import Header, unpack_header
-from proto_schemas.errors import ErrorCode, EtcdzError, error_response
+from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
 from proto_schemas.internal import (
     BackendState,
     BackendStateRequest,
@@ -129,6 +132,7 @@ class Outbox:
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
     to_leader: list[tuple[int, bytes]] = field(default_factory=list)  # (request id, client's body)
+    logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 
 class GatewayCore:
@@ -145,6 +149,7 @@ class GatewayCore:
         min_lease_ttl: int = 2,
         events_urls: list[str] | None = None,
         quota_bytes: int = 2 * 1024**3,
+        compactor: AutoCompactor | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -156,6 +161,8 @@ class GatewayCore:
         self.events_urls = list(events_urls or [])
         self.quota_bytes = quota_bytes if quota_bytes != 0 else 2 * 1024**3  # 0: etcd's default
         self.db_size = 0  # the backend's size as last measured
+        self.revision = 0  # the backend's revision as last heard (asked for at start)
+        self.compactor = compactor
         self._nospace_proposed = -ALARM_RETRY_S
         self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
@@ -172,6 +179,9 @@ class GatewayCore:
         self.out = Outbox()
         self._propose_data: list[bytes] = []
         self._propose_ids: list[int] = []
+        self._own: dict[int, Any] = {}  # request id -> what the gateway itself proposed
+        self._state_probe = next(self._ids)
+        self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
     # -- client side ---------------------------------------------------------------------
     def client_message(self, route: bytes, frames: list[bytes], now: float) -> None:
@@ -235,10 +245,24 @@ class GatewayCore:
         if now - self._nospace_proposed < ALARM_RETRY_S:
             return
         self._nospace_proposed = now
-        alarm = AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE)
-        rid = next(self._ids)  # nobody waits for its result: it is dropped when it comes
-        self._propose_data.append(encode(InternalRequest(request_id=rid, request=alarm)))
+        self._propose_own(
+            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE)
+        )
+
+    def _propose_own(self, request: Any) -> None:
+        """Propose a request the gateway makes itself (no client waits for it)."""
+        rid = next(self._ids)
+        self._own[rid] = request
+        self._propose_data.append(encode(InternalRequest(request_id=rid, request=request)))
         self._propose_ids.append(rid)
+
+    def _own_done(self, rid: int, code: ErrorCode | None, now: float) -> None:
+        request = self._own.pop(rid)
+        if isinstance(request, CompactionRequest) and self.compactor is not None:
+            ok = code in (None, ErrorCode.COMPACTED)
+            self.compactor.result(now, ok)
+            event = "finished auto-compaction" if ok else "failed auto-compaction"
+            self.out.logs.append((event, {"revision": request.revision, "error": code.name if code else ""}))
 
     def _watch_hubs(self, now: float) -> WatchHubsResponse:
         self._hubs = {h: seen for h, seen in self._hubs.items() if now - seen[0] <= HUB_TTL_S}
@@ -273,8 +297,12 @@ class GatewayCore:
             self.applied = max(self.applied, msg.applied_index)
             if msg.db_size >= 0:
                 self.db_size = msg.db_size
+            self.revision = max(self.revision, msg.revision)
             for result in msg.results:
-                self._answer(result.request_id, result.body)
+                if result.request_id in self._own:
+                    self._own_done(result.request_id, _error_code(result.body), now)
+                else:
+                    self._answer(result.request_id, result.body)
             self._release_reads()
         elif isinstance(msg, ReadResult):
             self._answer(msg.read_id, msg.body)
@@ -300,7 +328,10 @@ class GatewayCore:
             self._release_reads()
         elif isinstance(msg, ProposeFailed):
             for rid in msg.request_ids:
-                self._fail(rid, msg.code)
+                if rid in self._own:
+                    self._own_done(rid, msg.code, now)
+                else:
+                    self._fail(rid, msg.code)
         elif isinstance(msg, BackendState):
             self._answer_status(msg)
 
@@ -319,6 +350,9 @@ class GatewayCore:
                 self._read(rid)
 
     def _answer_status(self, state: BackendState) -> None:
+        if state.read_id == self._state_probe:
+            self.revision = max(self.revision, state.revision)
+            return
         pending = self._pending.pop(state.read_id, None)
         if pending is None:
             return
@@ -359,6 +393,14 @@ class GatewayCore:
             self._fail(rid, ErrorCode.NO_LEADER if held and leaderless else ErrorCode.TIMEOUT)
         if self._held:
             self._held = [rid for rid in self._held if rid in self._pending]
+        if self.compactor is not None:
+            leader = self.raft is not None and self.raft.leader == self.member_id
+            target = self.compactor.due(now, self.revision, leader)
+            if target is not None:
+                self._propose_own(CompactionRequest(revision=target))
+                self.out.logs.append(
+                    ("starting auto-compaction", {"revision": target, "retention": self.compactor.describe()})
+                )
 
     def take_outbox(self) -> Outbox:
         if self._propose_data:
@@ -408,6 +450,15 @@ _WRITES = (
     AlarmRequest,
     *CLUSTER_CHANGES,
 )
+
+
+def _error_code(body: bytes) -> ErrorCode | None:
+    """The error code of an encoded answer, None if it is not an error."""
+    try:
+        answer = decode(body)
+    except DecodeError:
+        return ErrorCode.INTERNAL
+    return answer.code if isinstance(answer, ErrorResponse) else None
 
 
 def _is_write(request: Any) -> bool:

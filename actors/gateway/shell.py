@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
@@ -37,6 +38,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         min_lease_ttl=config.min_lease_ttl,
         events_urls=config.advertise_events_urls,
         quota_bytes=config.quota_backend_bytes,
+        compactor=compactor.build(
+            config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
+        ),
     )
     clients = loop.ctx.socket(zmq.ROUTER)
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -93,6 +97,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     def flush() -> None:
         out = core.take_outbox()
+        for event, fields in out.logs:
+            log.info(event, **fields)
         for msg in out.to_raft:
             send(to_raft, msg)
         for msg in out.to_mvcc:

@@ -31,6 +31,8 @@ class NodeConfig:
     peers: dict[int, str] = field(default_factory=dict)  # member id -> name
     initial_cluster_state: str = "new"
     initial_cluster_token: str = "etcd-cluster"
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: float = 0.0  # seconds (periodic) or revisions (revision); 0: off
     quota_backend_bytes: int = 2 * 1024**3
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128

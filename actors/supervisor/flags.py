@@ -34,6 +34,13 @@ FLAGS: dict[str, tuple[type, object, str]] = {
         "10m",
         "duration of periodic watch progress notifications",
     ),
+    "auto-compaction-mode": (str, "periodic", "'periodic' (retention: a duration) or 'revision' (a count)"),
+    "auto-compaction-retention": (
+        str,
+        "0",
+        "auto compaction retention: a duration (periodic; a bare number is hours) or a revision "
+        "count (revision); 0 disables auto compaction",
+    ),
     "quota-backend-bytes": (int, 2 * 1024**3, "raise an alarm when the backend exceeds this size"),
     "max-request-bytes": (int, 1536 * 1024, "maximum client request size in bytes"),
     "snapshot-count": (int, 100_000, "committed transactions that trigger a snapshot"),
@@ -80,6 +87,22 @@ def parse_duration_ms(value: str) -> int:
         if value.endswith(unit) and number.replace(".", "", 1).isdigit():
             return int(float(number) * units[unit])
     raise ValueError(f"expected a duration like 10m, 5s or 250ms, got {value!r}")
+
+
+def parse_retention(mode: str, value: str) -> float:
+    """``--auto-compaction-retention`` in seconds (periodic) or revisions (revision), as etcd
+    reads it: for periodic, a bare number counts hours."""
+    if mode not in ("periodic", "revision"):
+        raise ValueError(f"--auto-compaction-mode must be 'periodic' or 'revision', got {mode!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        if mode == "revision":
+            raise ValueError(f"--auto-compaction-retention: expected a count, got {value!r}") from None
+        return parse_duration_ms(value) / 1000
+    if number < 0 or (mode == "revision" and not number.is_integer()):
+        raise ValueError(f"--auto-compaction-retention: expected a non-negative count, got {value!r}")
+    return number * 3600 if mode == "periodic" else number
 
 
 def parse_initial_cluster(value: str) -> dict[str, list[str]]:
@@ -152,6 +175,10 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         peers=peers,
         initial_cluster_state=state,
         initial_cluster_token=token,
+        auto_compaction_mode=str(values["auto-compaction-mode"]),
+        auto_compaction_retention=parse_retention(
+            str(values["auto-compaction-mode"]), str(values["auto-compaction-retention"])
+        ),
         quota_backend_bytes=int(values["quota-backend-bytes"]),  # type: ignore[call-overload]
         max_request_bytes=int(values["max-request-bytes"]),  # type: ignore[call-overload]
         snapshot_count=int(values["snapshot-count"]),  # type: ignore[call-overload]

@@ -52,7 +52,9 @@ def test_one_batch_in_flight_and_the_rest_batched_behind_it() -> None:
     core.next_batch(out)
     assert isinstance(out.to_mvcc[1], ApplyBatch)
     assert [e.index for e in out.to_mvcc[1].entries] == [3, 4, 5, 6]
-    assert out.to_gateway == [Results(applied_index=2, results=[ApplyResult(request_id=9, body=b"r")])]
+    assert out.to_gateway == [
+        Results(applied_index=2, results=[ApplyResult(request_id=9, body=b"r")], revision=3)
+    ]
     assert out.to_raft == [Applied(index=2)]
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
 from proto_schemas.cluster import ClusterCall, MemberAddRequest, MemberListRequest, MemberListResponse
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
-from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.internal import (
     ApplyResult,
     BackendState,
@@ -26,6 +27,7 @@ from proto_schemas.internal import (
     Results,
 )
 from proto_schemas.kv import (
+    CompactionRequest,
     DeleteRangeRequest,
     PutRequest,
     PutResponse,
@@ -60,7 +62,12 @@ def make(**overrides: Any) -> GatewayCore:
         boot_nonce=5,
     )
     options.update(overrides)
-    return GatewayCore(**options)  # type: ignore[arg-type]
+    core = GatewayCore(**options)  # type: ignore[arg-type]
+    (probe,) = core.take_outbox().to_mvcc  # the backend's revision, asked once at start
+    assert isinstance(probe, BackendStateRequest)
+    state = dict(consistent_index=0, revision=1, compact_revision=0, db_size=0, db_size_in_use=0)
+    core.internal(BackendState(read_id=probe.read_id, **state), 0)
+    return core
 
 
 def ask(core: GatewayCore, request: Any, msg_id: int = 1, now: float = 0.0, route: bytes = b"c") -> None:
@@ -361,3 +368,34 @@ def test_a_put_past_the_quota_is_refused_and_raises_nospace_once_a_second() -> N
     ask(core, PutRequest(key=b"k", value=b"v"), msg_id=6, now=3.0)
     (propose,) = core.take_outbox().to_raft
     assert decode(propose.data[0], InternalRequest).request == PutRequest(key=b"k", value=b"v")
+
+
+def test_the_leaders_gateway_proposes_the_compaction_and_logs_its_outcome() -> None:
+    core = make(compactor=compactor.Periodic(10.0, 0.0))
+    follower = RaftStatus(member_id=1, cluster_id=2, term=3, leader=9, commit=10, applied=10)
+    core.internal(follower, 0)
+    for t in range(0, 12):
+        core.internal(Results(applied_index=10 + t, revision=100 + t), float(t))
+        core.tick(float(t))
+    assert core.take_outbox().to_raft == []  # a follower only samples
+    core.internal(LEADER, 12.0)
+    core.tick(12.0)
+    out = core.take_outbox()
+    (propose,) = out.to_raft
+    request = decode(propose.data[0], InternalRequest)
+    assert isinstance(request.request, CompactionRequest) and 101 <= request.request.revision <= 102
+    assert out.logs[0][0] == "starting auto-compaction"
+    body = encode(error_response(ErrorCode.COMPACTED))  # already compacted that far: done
+    core.internal(
+        Results(applied_index=30, results=[ApplyResult(request_id=request.request_id, body=body)]), 12.5
+    )
+    assert core.take_outbox().logs == [
+        ("finished auto-compaction", {"revision": request.request.revision, "error": "COMPACTED"})
+    ]
+    for t in (13.0, 22.0):  # the next one is due 10 s later; this one fails
+        core.tick(t)
+    (propose,) = core.take_outbox().to_raft
+    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 22.1)
+    assert core.take_outbox().logs[0][0] == "failed auto-compaction"
+    core.tick(23.5)
+    assert len(core.take_outbox().to_raft) == 1  # tried again at the next sample
