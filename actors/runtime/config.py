@@ -33,6 +33,8 @@ class NodeConfig:
     initial_cluster_token: str = "etcd-cluster"
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: float = 0.0  # seconds (periodic) or revisions (revision); 0: off
+    initial_corrupt_check: bool = False
+    corrupt_check_ms: int = 0  # the leader's periodic check (0: off)
     quota_backend_bytes: int = 2 * 1024**3
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
 
+
+def boolean(value: str) -> bool:
+    """Go's bool flag values (a bare ``--flag`` means true)."""
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise ValueError(value)
+
+
 # flag -> (type, default, help). Defaults are etcd's.
-FLAGS: dict[str, tuple[type, object, str]] = {
+FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "name": (str, "default", "human-readable name for this member"),
     "data-dir": (str, "", "path to the data directory (default: ${name}.etcdz)"),
     "listen-client-urls": (str, "tcp://127.0.0.1:2379", "URLs to listen on for client traffic"),
@@ -41,6 +52,16 @@ FLAGS: dict[str, tuple[type, object, str]] = {
         "auto compaction retention: a duration (periodic; a bare number is hours) or a revision "
         "count (revision); 0 disables auto compaction",
     ),
+    "experimental-initial-corrupt-check": (
+        boolean,
+        False,
+        "check the member's data against its peers' before serving (raises CORRUPT on a mismatch)",
+    ),
+    "experimental-corrupt-check-time": (
+        str,
+        "0s",
+        "duration between the leader's corruption checks of the cluster (0s: none)",
+    ),
     "quota-backend-bytes": (int, 2 * 1024**3, "raise an alarm when the backend exceeds this size"),
     "max-request-bytes": (int, 1536 * 1024, "maximum client request size in bytes"),
     "snapshot-count": (int, 100_000, "committed transactions that trigger a snapshot"),
@@ -64,9 +85,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="etcdz", description="Run one etcdz member (its actors as separate processes)."
     )
-    for flag, (_, default, help_text) in FLAGS.items():
+    for flag, (kind, default, help_text) in FLAGS.items():
+        bare = {"nargs": "?", "const": "true"} if kind is boolean else {}
         p.add_argument(
-            f"--{flag}", default=None, help=f"{help_text} (default: {default!r}; env {env_name(flag)})"
+            f"--{flag}",
+            default=None,
+            help=f"{help_text} (default: {default!r}; env {env_name(flag)})",
+            **bare,  # type: ignore[arg-type]
         )
     return p
 
@@ -179,6 +204,8 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         auto_compaction_retention=parse_retention(
             str(values["auto-compaction-mode"]), str(values["auto-compaction-retention"])
         ),
+        initial_corrupt_check=bool(values["experimental-initial-corrupt-check"]),
+        corrupt_check_ms=parse_duration_ms(str(values["experimental-corrupt-check-time"])),
         quota_backend_bytes=int(values["quota-backend-bytes"]),  # type: ignore[call-overload]
         max_request_bytes=int(values["max-request-bytes"]),  # type: ignore[call-overload]
         snapshot_count=int(values["snapshot-count"]),  # type: ignore[call-overload]

@@ -7,9 +7,10 @@ the backend, which are exactly what recovery is built and tested on. Restarts th
 back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that did not last
 ``STABLE_AFTER_S``.
 
-Watch hubs are outside that rule: they hold no state a restart could lose (their clients
-re-create watches from the last revision they saw), so a dead hub is restarted alone and a
-member restart leaves the hubs running (they resync from history).
+Side processes are outside that rule: watch hubs and the corruption checker hold no state a
+restart could lose (a hub's clients re-create watches from the last revision they saw; the
+checker just checks again), so a dead one is restarted alone and a member restart leaves them
+running (hubs resync from history).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class NodeSupervisor:
         self.config = config
         self.log = log
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.hubs: dict[int, subprocess.Popen[bytes]] = {}
+        self.sides: dict[str, subprocess.Popen[bytes]] = {}  # watch hubs and the corruption checker
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
 
@@ -71,25 +72,32 @@ class NodeSupervisor:
             )
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
-    def start_hubs(self) -> None:
-        """Start the member's watch hubs that are not running (all at first, a dead one later)."""
-        for index in range(self.config.watch_hubs):
-            proc = self.hubs.get(index)
+    def side_commands(self) -> dict[str, list[str]]:
+        """The side processes this member runs, by name, with their command lines."""
+        base = [sys.executable, "-m"]
+        sides = {
+            f"watch{i}": [*base, "actors.watch", "--config", self.config_path, "--index", str(i)]
+            for i in range(self.config.watch_hubs)
+        }
+        if self.config.initial_corrupt_check or self.config.corrupt_check_ms > 0:
+            sides["corruption"] = [*base, "actors.corruption", "--config", self.config_path]
+        return sides
+
+    def start_sides(self) -> None:
+        """Start the side processes that are not running (all at first, a dead one later)."""
+        for name, argv in self.side_commands().items():
+            proc = self.sides.get(name)
             if proc is not None and proc.poll() is None:
                 continue
             if proc is not None:
-                self.log.warning("watch hub died, restarting it", hub=index, exit_code=proc.returncode)
-            self.hubs[index] = subprocess.Popen(
-                [sys.executable, "-m", "actors.watch", "--config", self.config_path, "--index", str(index)],
-                stdin=subprocess.DEVNULL,
-            )
+                self.log.warning("side process died, restarting it", process=name, exit_code=proc.returncode)
+            self.sides[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 
     def stop_actors(self) -> None:
         _stop_all(self.procs, self.log)
 
-    def stop_hubs(self) -> None:
-        _stop_all({f"watch{i}": p for i, p in self.hubs.items()}, self.log)
-        self.hubs.clear()
+    def stop_sides(self) -> None:
+        _stop_all(self.sides, self.log)
 
     def dead_actor(self) -> tuple[str, int] | None:
         for actor, proc in self.procs.items():
@@ -113,7 +121,7 @@ class NodeSupervisor:
             while True:
                 started = time.monotonic()
                 self.start_actors()
-                self.start_hubs()
+                self.start_sides()
                 stop = self._wait_for_event()
                 if stop:
                     self.log.info("stopping member")
@@ -139,14 +147,14 @@ class NodeSupervisor:
                     self._sleep_or_stop(min(5.0, 0.2 * 2 ** (quick_failures - 2)))
         finally:
             self.stop_actors()
-            self.stop_hubs()
+            self.stop_sides()
 
     def _wait_for_event(self) -> bool:
         """Block until an actor dies (False) or we are asked to stop (True)."""
         while True:
             if self.dead_actor() is not None:
                 return False
-            self.start_hubs()
+            self.start_sides()
             info = signal.sigtimedwait(WATCHED_SIGNALS, 1.0)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 return True
