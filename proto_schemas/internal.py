@@ -196,3 +196,29 @@ class BackendState:
     compact_revision: int
     db_size: int
     db_size_in_use: int
+
+
+@message(370)
+@_msg
+class MetricSample:
+    name: str  # the family name, or with _bucket/_sum/_count for a histogram
+    labels: list[str] = field(default_factory=list)  # name, value, name, value, ...
+    value: float | int = 0
+
+
+@message(371)
+@_msg
+class MetricFamily:
+    name: str
+    kind: str  # counter, gauge, histogram
+    help: str = ""
+    samples: list[MetricSample] = field(default_factory=list)
+
+
+@message(372)
+@_msg
+class MetricsReport:
+    """An actor's metrics as they are now, sent to the node's metrics process every second."""
+
+    actor: str
+    families: list[MetricFamily] = field(default_factory=list)

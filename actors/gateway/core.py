@@ -32,12 +32,14 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.gateway.compactor import AutoCompactor
 from actors.mvcc.alarms import quota_cost
 from actors.mvcc.txn import validate_txn
+from actors.runtime.metrics import Registry
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import Header, unpack_header
@@ -121,6 +123,7 @@ class _Pending:
     write: bool
     body: bytes = b""  # the client's encoded request (reads: forwarded to the backend as is)
     request: Any = None
+    op: str = ""  # for the request metrics
 
 
 @dataclass(slots=True)
@@ -150,6 +153,7 @@ class GatewayCore:
         events_urls: list[str] | None = None,
         quota_bytes: int = 2 * 1024**3,
         compactor: AutoCompactor | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -163,6 +167,15 @@ class GatewayCore:
         self.db_size = 0  # the backend's size as last measured
         self.revision = 0  # the backend's revision as last heard (asked for at start)
         self.compactor = compactor
+        metrics = metrics if metrics is not None else Registry()
+        self.m_requests = metrics.counter(
+            "etcdz_server_requests_total",
+            "Client requests answered, by operation and outcome.",
+            ["op", "code"],
+        )
+        self.m_failed = metrics.counter(
+            "etcd_server_proposals_failed_total", "The total number of failed proposals seen."
+        )
         self._nospace_proposed = -ALARM_RETRY_S
         self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
@@ -205,6 +218,7 @@ class GatewayCore:
             self._dispatch(route, header, body, request, now)
         except EtcdzError as exc:
             self._reply(route, header.msg_id, exc.to_response())
+            self.m_requests.inc(op=_op(request), code=exc.code.name)
 
     def _dispatch(self, route: bytes, header: Header, body: bytes, request: Any, now: float) -> None:
         _validate(request, self.max_txn_ops)
@@ -224,7 +238,9 @@ class GatewayCore:
         if cost and self.quota_bytes > 0 and self.db_size + cost > self.quota_bytes:
             self._raise_nospace(now)
             raise EtcdzError(ErrorCode.NO_SPACE)
-        pending = _Pending(route, header.msg_id, now + self.request_timeout_s, write, body, request)
+        pending = _Pending(
+            route, header.msg_id, now + self.request_timeout_s, write, body, request, _op(request)
+        )
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
         self._pending[rid] = pending
@@ -356,6 +372,7 @@ class GatewayCore:
         pending = self._pending.pop(state.read_id, None)
         if pending is None:
             return
+        self.m_requests.inc(op=pending.op, code="OK")
         raft = self.raft
         self._reply(
             pending.route,
@@ -423,6 +440,8 @@ class GatewayCore:
         pending = self._pending.pop(rid, None)
         if pending is not None:
             self.out.to_client.append((pending.route, pending.msg_id, body))
+            code = _error_code(body)
+            self.m_requests.inc(op=pending.op, code=code.name if code is not None else "OK")
 
     def _fail(self, rid: int, code: ErrorCode) -> None:
         pending = self._pending.pop(rid, None)
@@ -431,13 +450,18 @@ class GatewayCore:
         response = error_response(code)
         if not pending.write:  # a read that timed out changed nothing
             response = dataclasses.replace(response, definite=True)
+        else:
+            self.m_failed.inc()
         self.out.to_client.append((pending.route, pending.msg_id, response))
+        self.m_requests.inc(op=pending.op, code=code.name)
 
     def _reply(self, route: bytes, msg_id: int, body: Any) -> None:
         self.out.to_client.append((route, msg_id, body))
 
     def _reply_error(self, route: bytes, msg_id: int, code: ErrorCode, detail: str = "") -> None:
+        """A request refused before it was understood."""
         self._reply(route, msg_id, error_response(code, detail))
+        self.m_requests.inc(op="Invalid", code=code.name)
 
 
 _WRITES = (
@@ -452,8 +476,24 @@ _WRITES = (
 )
 
 
+def _op(request: Any) -> str:
+    return type(request).__name__.removesuffix("Request")
+
+
+# Every encoded ErrorResponse starts with these bytes (the tag, the field count, the type id),
+# and no other message does: an answer is told apart without decoding it.
+_ERROR_HEAD = os.path.commonprefix(
+    [
+        encode(error_response(ErrorCode.BAD_REQUEST, "a")),
+        encode(dataclasses.replace(error_response(ErrorCode.TIMEOUT), definite=True)),
+    ]
+)
+
+
 def _error_code(body: bytes) -> ErrorCode | None:
     """The error code of an encoded answer, None if it is not an error."""
+    if not body.startswith(_ERROR_HEAD):
+        return None
     try:
         answer = decode(body)
     except DecodeError:

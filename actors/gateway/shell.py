@@ -38,6 +38,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         min_lease_ttl=config.min_lease_ttl,
         events_urls=config.advertise_events_urls,
         quota_bytes=config.quota_backend_bytes,
+        metrics=loop.metrics,
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),

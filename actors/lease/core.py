@@ -70,6 +70,9 @@ class Lessor:
     def ids(self) -> list[int]:
         return sorted(self._leases)
 
+    def __len__(self) -> int:
+        return len(self._leases)
+
     # -- applied state --------------------------------------------------------------------------
     def load(self, leases: list[tuple[int, int, int]], now: float) -> None:
         self._leases, self._heap, self._long, self._clear = {}, [], set(), set()

@@ -58,6 +58,17 @@ class LeaseShell:
         self.status: RaftStatus | None = None
         self.leading = False
         self.last_tick = time.monotonic()
+        metrics = self.loop.metrics
+        self.m_granted = metrics.counter(
+            "etcd_debugging_lease_granted_total", "The total number of granted leases."
+        )
+        self.m_revoked = metrics.counter(
+            "etcd_debugging_lease_revoked_total", "The total number of revoked leases."
+        )
+        self.m_renewed = metrics.counter(
+            "etcd_debugging_lease_renewed_total", "The number of renewed leases seen by the leader."
+        )
+        self.m_active = metrics.gauge("etcdz_leases_active", "The number of leases granted and not revoked.")
         inbox = self.loop.inbox(config.inbox("lease"))
         self.to_raft = self.loop.outbox(config.inbox("raft"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
@@ -81,6 +92,7 @@ class LeaseShell:
         if msg.initial:
             self.core.load([(e.id, e.ttl, e.remaining) for e in msg.events], now)
             self.table_index = msg.index
+            self.m_active.set(len(self.core))
             if self.leading:
                 self.core.promote(now, self.config.election_timeout_ms / 1000)
             early, self.early = self.early, []
@@ -96,10 +108,13 @@ class LeaseShell:
     def _apply(self, event: LeaseEvent, now: float) -> None:
         if event.revoked:
             self.core.revoked(event.id)
+            self.m_revoked.inc()
         elif event.checkpointed:
             self.core.checkpointed(event.id, event.remaining)
         else:
             self.core.granted(event.id, event.ttl, now)
+            self.m_granted.inc()
+        self.m_active.set(len(self.core))
 
     def _status(self, status: RaftStatus, now: float) -> None:
         self.status = status
@@ -124,6 +139,8 @@ class LeaseShell:
             send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
             return
         ttl = self.core.keep_alive(request.id, now)
+        if ttl is not None:
+            self.m_renewed.inc()
         if ttl is None:
             self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
             return

@@ -47,7 +47,13 @@ from proto_schemas.lease import (
     LeaseTableRequest,
     LeaseTimeToLiveRequest,
 )
-from proto_schemas.maintenance import DefragmentRequest, DefragmentResponse, SnapshotRequest, SnapshotResponse
+from proto_schemas.maintenance import (
+    AlarmType,
+    DefragmentRequest,
+    DefragmentResponse,
+    SnapshotRequest,
+    SnapshotResponse,
+)
 from proto_schemas.raft import EntryType
 from proto_schemas.watch import EventBatch, WatchHistoryRequest
 
@@ -116,9 +122,35 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     for_clients = snapshots.ForClients()
     incoming: list[snapshots.Incoming] = []  # at most one install at a time
     size = [db_size(config.db_dir)]
+    metrics = loop.metrics
+    m_commit = metrics.histogram(
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend (an apply batch, written in one "
+        "LevelDB write).",
+    )
+    m_size = metrics.gauge(
+        "etcd_mvcc_db_total_size_in_bytes",
+        "Total size of the underlying database physically allocated in bytes.",
+    )
+    m_in_use = metrics.gauge(
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "Total size of the underlying database logically in use in bytes.",
+    )
+    m_revision = metrics.gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.")
+    m_compacted = metrics.gauge(
+        "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store."
+    )
+    m_alarms = metrics.gauge("etcdz_alarms", "Alarms raised in the cluster, by type.", ["alarm"])
 
     def refresh_size() -> None:
         size[0] = db_size(config.db_dir)
+        m_size.set(size[0])
+        m_in_use.set(store.state(db_size=size[0]).db_size_in_use)
+        m_revision.set(store.current_revision)
+        m_compacted.set(store.compact_revision)
+        m_alarms.clear()
+        for alarm in (AlarmType.NOSPACE, AlarmType.CORRUPT):
+            m_alarms.set(sum(1 for _, a in store.alarms.raised if a == alarm), alarm=alarm.name)
 
     def pull(req: SnapshotPull) -> None:
         """A piece of a snapshot for a follower (the first pull opens the snapshot)."""
@@ -190,7 +222,15 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         last = batch.entries[-1].index
         revision_before = store.current_revision
         compacted_before = store.compact_revision
+        alarms_before = set(store.alarms.raised)
+        started = time.perf_counter()
         results = store.apply(requests, last_index=last)
+        m_commit.observe(time.perf_counter() - started)
+        if store.alarms.raised != alarms_before:
+            for member_id, alarm in sorted(store.alarms.raised - alarms_before):
+                log.warning("alarm raised", alarm=alarm.name, member=f"{member_id:x}")
+            for member_id, alarm in sorted(alarms_before - store.alarms.raised):
+                log.info("alarm cleared", alarm=alarm.name, member=f"{member_id:x}")
         applied_events = store.take_events()
         if applied_events or store.compact_revision != compacted_before:
             # A compaction makes no event, but hubs must hear of it before a client that saw
@@ -271,6 +311,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             raise EtcdzError(
                 ErrorCode.BAD_REQUEST, "no such snapshot in progress (closed after 30 s idle)"
             ) from None
+        if done:
+            log.info("snapshot for a client sent", revision=copy.revision, pieces=seq + 1)
         return SnapshotResponse(
             header=store.header(),
             snap_id=snap_id,

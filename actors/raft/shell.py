@@ -82,6 +82,7 @@ class RaftShell:
         self.table = MemberTable()
         self.history = MembershipLog(0, self.table.snapshot())
         self.fresh_nonce = 0  # set when this start bootstrapped an empty log (see _check_identity)
+        self.leader = 0
         self.inbox = self.loop.inbox(config.inbox("raft"))
         self.to_wal = self.loop.outbox(config.inbox("wal"))
         self.to_apply = self.loop.outbox(config.inbox("apply"))
@@ -106,6 +107,26 @@ class RaftShell:
             peers=self.peers,
             to_backend=lambda msg: send(self.to_mvcc, msg),
         )
+        metrics = self.loop.metrics
+        self.m_has_leader = metrics.gauge(
+            "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not."
+        )
+        self.m_is_leader = metrics.gauge(
+            "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise."
+        )
+        self.m_leader_changes = metrics.counter(
+            "etcd_server_leader_changes_seen_total", "The number of leader changes seen."
+        )
+        self.m_committed = metrics.gauge(
+            "etcd_server_proposals_committed_total", "The total number of consensus proposals committed."
+        )
+        self.m_applied = metrics.gauge(
+            "etcd_server_proposals_applied_total", "The total number of consensus proposals applied."
+        )
+        self.m_pending = metrics.gauge(
+            "etcd_server_proposals_pending", "The current number of pending proposals to commit."
+        )
+        self.m_term = metrics.gauge("etcd_server_term", "The raft term of this member.")
         self.loop.on_messages(self.inbox, self.handle)
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
@@ -315,6 +336,8 @@ class RaftShell:
                     role=rd.soft_state.role.name,
                     term=node.status.term,
                 )
+                if rd.soft_state.leader != self.leader:
+                    self._leader_changed(rd.soft_state.leader, node.status.term)
                 for reply in self.calls.leader_changed(rd.soft_state.leader):
                     send(self.to_gateway, reply)
             if rd.snapshot is not None:
@@ -405,8 +428,23 @@ class RaftShell:
                 "(etcdzctl member remove) and add it again (member add) with an empty data dir"
             )
 
+    def _leader_changed(self, leader: int, term: int) -> None:
+        if leader:
+            self.m_leader_changes.inc()
+            self.log.info("leader changed", previous=f"{self.leader:x}", leader=f"{leader:x}", term=term)
+        else:
+            self.log.warning("leader lost", previous=f"{self.leader:x}", term=term)
+        self.leader = leader
+
     def _report_status(self, node: RawNode) -> None:
         st = node.status
+        is_leader = st.leader == self.config.member_id
+        self.m_has_leader.set(1 if st.leader else 0)
+        self.m_is_leader.set(1 if is_leader else 0)
+        self.m_committed.set(st.commit)
+        self.m_applied.set(self.applied)
+        self.m_pending.set(max(0, self.storage.last_index() - st.commit) if is_leader else 0)
+        self.m_term.set(st.term)
         leader = self.table.members.get(st.leader)
         status = RaftStatus(
             member_id=self.config.member_id,

@@ -50,6 +50,7 @@ class NodeConfig:
     listen_events_urls: list[str] = field(default_factory=list)  # tcp, for hubs on other hosts
     advertise_events_urls: list[str] = field(default_factory=list)
     watch_hubs: int = 1
+    listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     log_format: str = "json"
     log_level: str = "info"

@@ -23,14 +23,17 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.runtime.metrics import Registry
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.internal import MetricsReport
 
 EXIT_FATAL = 3  # exit code of an actor whose durable state is unusable: do not restart it
 DRAIN_CAP = 4096
 SEND_TIMEOUT_MS = 10_000
 INTERNAL_HWM = 200_000
 LINGER_MS = 200
+METRICS_REPORT_S = 1.0
 
 
 class FatalError(Exception):
@@ -50,6 +53,7 @@ class Loop:
         self._seq = itertools.count()
         self._flushers: list[Callable[[], None]] = []
         self.stopping = False
+        self.metrics = Registry()
 
     # -- sockets -------------------------------------------------------------------------
     def inbox(self, address: str) -> zmq.Socket[bytes]:
@@ -98,6 +102,24 @@ class Loop:
     def after_batch(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after every iteration (the place to take ``ready()`` and send once)."""
         self._flushers.append(fn)
+
+    def report_metrics(self, address: str, actor: str) -> None:
+        """Send this actor's metrics to the node's metrics process every second. Best effort:
+        a report that cannot leave at once (no metrics process yet) is dropped, never waited for."""
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, 2)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+
+        def report() -> None:
+            try:
+                sock.send_multipart(
+                    pack(MetricsReport(actor=actor, families=self.metrics.families())), zmq.NOBLOCK
+                )
+            except zmq.Again:
+                pass
+
+        self.every(METRICS_REPORT_S, report)
 
     # -- timers --------------------------------------------------------------------------
     def every(self, interval_s: float, fn: Callable[[], None]) -> None:
@@ -165,7 +187,14 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
     args = parser.parse_args()
     config = NodeConfig.load(args.config)
     log = configure(config.name, actor, config.log_format, config.log_level)
-    raise SystemExit(run_actor(log, lambda: build(config, log)))
+    raise SystemExit(run_actor(log, lambda: with_metrics(build(config, log), config, actor)))
+
+
+def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
+    """Have the actor report its metrics when the node serves them."""
+    if config.listen_metrics_urls:
+        loop.report_metrics(config.inbox("metrics"), actor)
+    return loop
 
 
 def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop]) -> int:

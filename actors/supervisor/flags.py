@@ -39,6 +39,7 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "advertise-watch-urls": (str, "", "watch hub URLs advertised to clients (default: the listen URLs)"),
     "listen-events-urls": (str, "", "URLs to publish committed events on, for watch hubs on other hosts"),
     "advertise-events-urls": (str, "", "event stream URLs advertised to watch hubs"),
+    "listen-metrics-urls": (str, "", "http://host:port URLs to serve /metrics and /health on"),
     "watch-hubs": (int, 1, "watch hubs to start with this member (0: none); ports count up"),
     "experimental-watch-progress-notify-interval": (
         str,
@@ -101,6 +102,15 @@ def _urls(value: str) -> list[str]:
     for url in urls:
         if not url.startswith(("tcp://", "ipc://")):
             raise ValueError(f"URL must be tcp://host:port, got {url!r}")
+    return urls
+
+
+def _http_urls(value: str) -> list[str]:
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    for url in urls:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        if not url.startswith("http://") or not host or not port.isdigit():
+            raise ValueError(f"--listen-metrics-urls must be http://host:port, got {url!r}")
     return urls
 
 
@@ -217,6 +227,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         listen_events_urls=listen_events,
         advertise_events_urls=_urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
+        listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])
         ),

@@ -7,9 +7,10 @@ the backend, which are exactly what recovery is built and tested on. Restarts th
 back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that did not last
 ``STABLE_AFTER_S``.
 
-Side processes are outside that rule: watch hubs and the corruption checker hold no state a
-restart could lose (a hub's clients re-create watches from the last revision they saw; the
-checker just checks again), so a dead one is restarted alone and a member restart leaves them
+Side processes are outside that rule: watch hubs, the metrics server and the corruption
+checker hold no state a restart could lose (a hub's clients re-create watches from the last
+revision they saw; actors report their metrics again within a second; the checker just checks
+again), so a dead one is restarted alone and a member restart leaves them
 running (hubs resync from history).
 """
 
@@ -79,6 +80,8 @@ class NodeSupervisor:
             f"watch{i}": [*base, "actors.watch", "--config", self.config_path, "--index", str(i)]
             for i in range(self.config.watch_hubs)
         }
+        if self.config.listen_metrics_urls:
+            sides["metrics"] = [*base, "actors.metrics", "--config", self.config_path]
         if self.config.initial_corrupt_check or self.config.corrupt_check_ms > 0:
             sides["corruption"] = [*base, "actors.corruption", "--config", self.config_path]
         return sides

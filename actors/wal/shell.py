@@ -51,6 +51,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         seconds=round(time.monotonic() - started, 3),
     )
     core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term, hard_state=contents.hard_state)
+    fsync_seconds = loop.metrics.histogram(
+        "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL."
+    )
     inbox = loop.inbox(config.inbox("wal"))
     to_raft = loop.outbox(config.inbox("raft"))
 
@@ -94,11 +97,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             return
         started = time.perf_counter()
         wal.sync()
-        log.debug(
-            "wal synced",
-            entries=len(batch.entries),
-            fsync_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        took = time.perf_counter() - started
+        fsync_seconds.observe(took)
+        log.debug("wal synced", entries=len(batch.entries), fsync_ms=round(took * 1000, 3))
         send(to_raft, core.persisted(batch))
 
     loop.on_messages(inbox, handle)

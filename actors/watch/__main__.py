@@ -48,7 +48,7 @@ def standalone_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from actors.runtime.loop import run_actor
+    from actors.runtime.loop import run_actor, with_metrics
     from actors.supervisor.flags import parse_duration_ms
 
     argv = sys.argv[1:] if argv is None else argv
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         node = NodeConfig.load(args.config)
         hub = from_node(node, args.index)
         log = configure(node.name, f"watch{args.index}", node.log_format, node.log_level)
+        return run_actor(log, lambda: with_metrics(build(hub, log), node, f"watch{args.index}"))
     else:
         args = standalone_parser().parse_args(argv)
         split = lambda text: [u.strip() for u in text.split(",") if u.strip()]  # noqa: E731

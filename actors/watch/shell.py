@@ -187,7 +187,12 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 except zmq.ZMQError:
                     continue  # none connected: the core asks again after its timeout
 
+    m_watchers = loop.metrics.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.")
+    m_streams = loop.metrics.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")
+
     def announce() -> None:
+        m_watchers.set(core.watcher_count)
+        m_streams.set(len(core.streams))
         for sock in members:
             try:
                 sock.send_multipart(

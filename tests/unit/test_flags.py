@@ -59,3 +59,13 @@ def test_bad_flags_say_what_is_wrong(argv: list[str], fragment: str) -> None:
 def test_env_names() -> None:
     assert env_name("initial-cluster") == "ETCDZ_INITIAL_CLUSTER"
     assert all(env_name(f).startswith("ETCDZ_") for f in FLAGS)
+
+
+def test_metrics_urls_are_http_host_port() -> None:
+    assert resolve(["--listen-metrics-urls", "http://127.0.0.1:2382"], environ={}).listen_metrics_urls == [
+        "http://127.0.0.1:2382"
+    ]
+    assert resolve([], environ={}).listen_metrics_urls == []
+    for bad in ("tcp://127.0.0.1:2382", "http://127.0.0.1", "http://:80"):
+        with pytest.raises(ValueError, match="listen-metrics-urls"):
+            resolve(["--listen-metrics-urls", bad], environ={})

@@ -1,0 +1,112 @@
+"""The node's metrics process without sockets: the latest report of each actor, the Prometheus
+text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
+
+A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metrics``; without a
+fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
+alarm; ``{"health":"true"}`` with 200, else ``{"health":"false","reason":...}`` with 503.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from actors.runtime.metrics import render
+from proto_schemas.internal import MetricFamily, MetricsReport
+
+STALE_S = 5.0
+MAX_REQUEST_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+
+
+class BadHttp(Exception):
+    pass
+
+
+class MetricsBoard:
+    def __init__(self) -> None:
+        self._reports: dict[str, tuple[float, list[MetricFamily]]] = {}
+
+    def report(self, msg: MetricsReport, now: float) -> None:
+        self._reports[msg.actor] = (now, msg.families)
+
+    def _fresh(self, now: float) -> dict[str, list[MetricFamily]]:
+        return {a: fams for a, (at, fams) in self._reports.items() if now - at <= STALE_S}
+
+    def exposition(self, now: float) -> str:
+        return render(f for fams in self._fresh(now).values() for f in fams)
+
+    def value(self, now: float, actor: str, name: str) -> list[tuple[list[str], float]]:
+        """The samples of one family as an actor last reported them (empty if stale)."""
+        for family in self._fresh(now).get(actor, []):
+            if family.name == name:
+                return [(s.labels, float(s.value)) for s in family.samples]
+        return []
+
+    def health(self, now: float) -> tuple[bool, str]:
+        leader = self.value(now, "raft", "etcd_server_has_leader")
+        if not leader:
+            return False, "RAFT NOT RUNNING"
+        if leader[0][1] < 1:
+            return False, "RAFT NO LEADER"
+        raised = [labels[1] for labels, v in self.value(now, "mvcc", "etcdz_alarms") if v > 0]
+        if raised:
+            return False, "ALARM " + ",".join(sorted(raised))
+        return True, ""
+
+
+def health_body(ok: bool, reason: str) -> bytes:
+    doc = {"health": "true"} if ok else {"health": "false", "reason": reason}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def parse_request(data: bytes) -> HttpRequest | None:
+    """The request line of a complete request head (None: not complete yet)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_REQUEST_BYTES:
+            raise BadHttp("request head too large")
+        return None
+    line = data[: data.find(b"\r\n")].decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise BadHttp(f"bad request line {line!r}")
+    return HttpRequest(parts[0], parts[1].split("?", 1)[0])
+
+
+def response(status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+    reasons = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        503: "Service Unavailable",
+    }
+    head = (
+        f"HTTP/1.1 {status} {reasons[status]}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def answer(board: MetricsBoard, request: HttpRequest, now: float) -> bytes:
+    if request.method not in ("GET", "HEAD"):
+        return response(405, b"method not allowed\n")
+    if request.path == "/metrics":
+        body = board.exposition(now).encode()
+        out = response(200, body, "text/plain; version=0.0.4; charset=utf-8")
+    elif request.path == "/health":
+        ok, reason = board.health(now)
+        out = response(200 if ok else 503, health_body(ok, reason), "application/json")
+    else:
+        return response(404, b"404 page not found\n")
+    if request.method == "HEAD":
+        return out[: out.find(b"\r\n\r\n") + 4]
+    return out

@@ -1,0 +1,95 @@
+"""Metrics without sockets: the registry's families, Prometheus text (merged across processes),
+the board's health verdict and the bit of HTTP the metrics process parses."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.metrics.core import BadHttp, HttpRequest, MetricsBoard, answer, parse_request
+from actors.runtime.metrics import Registry, render
+from proto_schemas.codec import decode, encode
+from proto_schemas.internal import MetricsReport
+
+
+def report(actor: str, registry: Registry) -> MetricsReport:
+    return decode(encode(MetricsReport(actor=actor, families=registry.families())), MetricsReport)
+
+
+def test_counters_gauges_and_histograms_render_as_prometheus_text() -> None:
+    r = Registry()
+    r.counter("req_total", "Requests.", ["op", "code"]).inc(op="Put", code="OK")
+    r.gauge("g", 'A "gauge"\nwith two lines.').set(2.5)
+    h = r.histogram("lat_seconds", "Latency.", buckets=[0.1, 1.0])
+    for v in (0.05, 0.5, 5.0):
+        h.observe(v)
+    text = render(report("a", r).families)
+    assert text.splitlines() == [
+        '# HELP g A "gauge"\\nwith two lines.',
+        "# TYPE g gauge",
+        "g 2.5",
+        "# HELP lat_seconds Latency.",
+        "# TYPE lat_seconds histogram",
+        'lat_seconds_bucket{le="0.1"} 1',
+        'lat_seconds_bucket{le="1"} 2',
+        'lat_seconds_bucket{le="+Inf"} 3',
+        "lat_seconds_sum 5.55",
+        "lat_seconds_count 3",
+        "# HELP req_total Requests.",
+        "# TYPE req_total counter",
+        'req_total{op="Put",code="OK"} 1',
+    ]
+    with pytest.raises(ValueError):
+        r.counter("g", "twice")
+
+
+def test_the_same_family_from_several_processes_is_summed() -> None:
+    hubs = []
+    for n in (3, 4):
+        r = Registry()
+        r.gauge("watchers", "Watchers.").set(n)
+        hubs.append(report(f"watch{n}", r))
+    board = MetricsBoard()
+    for msg in hubs:
+        board.report(msg, now=0.0)
+    assert "watchers 7" in board.exposition(now=1.0).splitlines()
+    assert board.exposition(now=100.0) == "\n"  # stale reports are left out
+
+
+def board_with(has_leader: float, alarms: dict[str, float], now: float = 0.0) -> MetricsBoard:
+    raft, mvcc = Registry(), Registry()
+    raft.gauge("etcd_server_has_leader", "").set(has_leader)
+    g = mvcc.gauge("etcdz_alarms", "", ["alarm"])
+    for name, v in alarms.items():
+        g.set(v, alarm=name)
+    board = MetricsBoard()
+    board.report(report("raft", raft), now)
+    board.report(report("mvcc", mvcc), now)
+    return board
+
+
+def test_health_needs_a_leader_no_alarm_and_a_live_raft_core() -> None:
+    assert board_with(1, {"NOSPACE": 0}).health(1.0) == (True, "")
+    assert board_with(0, {}).health(1.0) == (False, "RAFT NO LEADER")
+    assert board_with(1, {"NOSPACE": 1, "CORRUPT": 0}).health(1.0) == (False, "ALARM NOSPACE")
+    assert board_with(1, {}).health(60.0) == (False, "RAFT NOT RUNNING")
+    assert MetricsBoard().health(0.0) == (False, "RAFT NOT RUNNING")
+
+
+def test_http_heads_are_parsed_once_complete_and_bounded() -> None:
+    assert parse_request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n") is None
+    assert parse_request(b"GET /health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n") == HttpRequest("GET", "/health")
+    for bad in (b"GET /\r\n\r\n", b"x" * 9000):
+        with pytest.raises(BadHttp):
+            parse_request(bad)
+
+
+def test_answers() -> None:
+    board = board_with(1, {})
+    ok = answer(board, HttpRequest("GET", "/health"), 0.0)
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n") and ok.endswith(b'\r\n\r\n{"health":"true"}')
+    head = answer(board, HttpRequest("HEAD", "/metrics"), 0.0)
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+    assert answer(board, HttpRequest("GET", "/x"), 0.0).startswith(b"HTTP/1.1 404")
+    assert answer(board, HttpRequest("DELETE", "/metrics"), 0.0).startswith(b"HTTP/1.1 405")
+    sick = answer(board_with(0, {}), HttpRequest("GET", "/health"), 0.0)
+    assert sick.startswith(b"HTTP/1.1 503") and sick.endswith(b'{"health":"false","reason":"RAFT NO LEADER"}')
