@@ -69,7 +69,8 @@ def run_alarm(args: argparse.Namespace, client: Client, out: Callable[[str], Non
 
 
 def alarm_json(resp: AlarmResponse) -> dict[str, Any]:
-    out: dict[str, Any] = {"header": fmt.header_json(resp.header)}
+    """As etcd 3.4 prints it: its Alarm answers carry no header."""
+    out: dict[str, Any] = {}
     if resp.alarms:
         out["alarms"] = [{"memberID": m.member_id, "alarm": int(m.alarm)} for m in resp.alarms]
     return out

@@ -90,7 +90,10 @@ def status(path: str) -> SnapshotStatus:
 
 
 def read(path: str) -> tuple[SnapshotFileHeader, Iterator[list[bytes]]]:
-    size = os.path.getsize(path)
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:  # worded as etcdctl words it
+        raise SnapshotFileError(f"stat {path}: {(exc.strerror or str(exc)).lower()}") from None
     if size < len(MAGIC) + DIGEST:
         raise SnapshotFileError(f"{path}: not an etcdz snapshot (too short)")
     digest = hashlib.sha256()

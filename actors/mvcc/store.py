@@ -436,7 +436,8 @@ class MvccStore:
     def hash_kv_response(self, req: HashKVRequest, raft_term: int) -> HashKVResponse:
         h, compact, rev = self.hash_kv(req.revision)
         header = self.header(raft_term)
-        return HashKVResponse(header=header, hash=h, compact_revision=compact)
+        # etcd reports -1 for a store never compacted
+        return HashKVResponse(header=header, hash=h, compact_revision=compact or -1)
 
     def state(self, read_id: int = 0, db_size: int = 0) -> BackendState:
         in_use = sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s")))
