@@ -55,6 +55,7 @@ class Member:
     peer_url: str
     watch_url: str = ""
     events_url: str = ""
+    metrics_url: str = ""  # http://, when the cluster serves metrics
     extra_args: list[str] = field(default_factory=list)
     state: str = "new"  # --initial-cluster-state: "existing" for a member added later
     proc: subprocess.Popen[bytes] | None = None
@@ -80,6 +81,7 @@ class Member:
             self.state,
             *(["--listen-watch-urls", self.watch_url] if self.watch_url else []),
             *(["--listen-events-urls", self.events_url] if self.events_url else []),
+            *(["--listen-metrics-urls", self.metrics_url] if self.metrics_url else []),
             *self.extra_args,
         ]
 
@@ -145,9 +147,11 @@ class LocalCluster:
         base_port: int | None = None,
         extra_args: list[str] | None = None,
         log_format: str = "json",
+        metrics: bool = False,
     ) -> None:
         self.root = root
         self.base_port = base_port
+        self.metrics = metrics
         self.extra_args = ["--log-format", log_format, *(extra_args or [])]
         self.members: list[Member] = []
         for _ in range(members):
@@ -155,9 +159,9 @@ class LocalCluster:
 
     def _new_member(self, state: str = "new") -> Member:
         i = len(self.members)
-        # client, peer, watch hub, event stream: base+10i .. base+10i+3 (or free ports)
-        client, peer, watch, events = (
-            [self.base_port + 10 * i + k for k in range(4)] if self.base_port else free_ports(4)
+        # client, peer, watch hub, event stream, metrics: base+10i .. base+10i+4 (or free ports)
+        client, peer, watch, events, metrics = (
+            [self.base_port + 10 * i + k for k in range(5)] if self.base_port else free_ports(5)
         )
         return Member(
             name=f"m{i + 1}",
@@ -166,6 +170,7 @@ class LocalCluster:
             peer_url=f"tcp://127.0.0.1:{peer}",
             watch_url=f"tcp://127.0.0.1:{watch}",
             events_url=f"tcp://127.0.0.1:{events}",
+            metrics_url=f"http://127.0.0.1:{metrics}" if self.metrics else "",
             extra_args=list(self.extra_args),
             state=state,
         )
@@ -336,7 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--log-format", default="console")
     args = parser.parse_args(argv)
     cluster = LocalCluster(
-        os.path.abspath(args.data_dir), args.members, base_port=args.base_port, log_format=args.log_format
+        os.path.abspath(args.data_dir),
+        args.members,
+        base_port=args.base_port,
+        log_format=args.log_format,
+        metrics=True,
     )
     cluster.start(logs_to_files=True)
     try:
@@ -344,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(
             f"etcdz: {args.members} member(s) ready; logs in {cluster.root}/<name>.log\n"
             f"endpoints: {','.join(cluster.endpoints)}\n"
+            f"metrics: {','.join(m.metrics_url + '/metrics' for m in cluster.members)}\n"
             f"try: .venv/bin/etcdzctl --endpoints {cluster.endpoints[0]} put greeting hello\n"
         )
         sys.stdout.flush()
