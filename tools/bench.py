@@ -3,6 +3,7 @@
     python -m tools.bench put   --endpoints tcp://127.0.0.1:2379 --clients 16 --seconds 10
     python -m tools.bench range --clients 16 --seconds 10 [--consistency s]
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
+    python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
 
 Closed-loop clients (one SDK client and one thread each; ZeroMQ releases the GIL while a client
 waits) issue requests for a duration or a total; the summary is etcd's: total, slowest,
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_watch
 
         return bench_watch.main(argv[1:])
+    if argv[:1] == ["recovery"]:
+        from tools import bench_recovery
+
+        return bench_recovery.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument("command", choices=["put", "range", "watch"])
     p.add_argument("--endpoints", default="tcp://127.0.0.1:2379")

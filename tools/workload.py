@@ -75,3 +75,15 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         time.sleep(0.05)
+
+
+def wait_serving(endpoints: list[str], since: float, limit_s: float = 30.0) -> float:
+    """Seconds from ``since`` until a put succeeds again (AssertionError after ``limit_s``)."""
+    with Client(endpoints, timeout=0.5) as c:
+        while time.monotonic() - since < limit_s:
+            try:
+                c.put("/probe", "x")
+                return time.monotonic() - since
+            except EtcdzError:
+                time.sleep(0.05)
+    raise AssertionError(f"not serving again within {limit_s:.0f} s")

@@ -192,7 +192,7 @@ class GatewayCore:
         self.out = Outbox()
         self._propose_data: list[bytes] = []
         self._propose_ids: list[int] = []
-        self._own: dict[int, Any] = {}  # request id -> what the gateway itself proposed
+        self._own: dict[int, tuple[Any, float]] = {}  # request id -> (own proposal, deadline)
         self._state_probe = next(self._ids)
         self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
@@ -262,18 +262,19 @@ class GatewayCore:
             return
         self._nospace_proposed = now
         self._propose_own(
-            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE)
+            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE), now
         )
 
-    def _propose_own(self, request: Any) -> None:
-        """Propose a request the gateway makes itself (no client waits for it)."""
+    def _propose_own(self, request: Any, now: float) -> None:
+        """Propose a request the gateway makes itself (no client waits for it; an outcome not
+        heard of within the request timeout counts as a timeout)."""
         rid = next(self._ids)
-        self._own[rid] = request
+        self._own[rid] = (request, now + self.request_timeout_s)
         self._propose_data.append(encode(InternalRequest(request_id=rid, request=request)))
         self._propose_ids.append(rid)
 
     def _own_done(self, rid: int, code: ErrorCode | None, now: float) -> None:
-        request = self._own.pop(rid)
+        request, _ = self._own.pop(rid)
         if isinstance(request, CompactionRequest) and self.compactor is not None:
             ok = code in (None, ErrorCode.COMPACTED)
             self.compactor.result(now, ok)
@@ -410,11 +411,13 @@ class GatewayCore:
             self._fail(rid, ErrorCode.NO_LEADER if held and leaderless else ErrorCode.TIMEOUT)
         if self._held:
             self._held = [rid for rid in self._held if rid in self._pending]
+        for rid in [rid for rid, (_, deadline) in self._own.items() if deadline <= now]:
+            self._own_done(rid, ErrorCode.TIMEOUT, now)
         if self.compactor is not None:
             leader = self.raft is not None and self.raft.leader == self.member_id
             target = self.compactor.due(now, self.revision, leader)
             if target is not None:
-                self._propose_own(CompactionRequest(revision=target))
+                self._propose_own(CompactionRequest(revision=target), now)
                 self.out.logs.append(
                     ("starting auto-compaction", {"revision": target, "retention": self.compactor.describe()})
                 )

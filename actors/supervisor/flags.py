@@ -153,6 +153,17 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return cluster
 
 
+def check_member(name: str, cluster: dict[str, list[str]], advertise_peer: list[str]) -> None:
+    """This member's entry in ``--initial-cluster`` names its peer URLs (etcd's checks)."""
+    if name not in cluster:
+        raise ValueError(f'couldn\'t find local name "{name}" in the initial cluster configuration')
+    if sorted(cluster[name]) != sorted(advertise_peer):
+        raise ValueError(
+            f"--initial-cluster has {','.join(cluster[name])} but missing from "
+            f"--initial-advertise-peer-urls={','.join(advertise_peer)}"
+        )
+
+
 def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Flags + environment -> the node's config (raises ValueError with a clear message)."""
     environ = os.environ if environ is None else environ
@@ -177,13 +188,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     advertise_peer = _urls(str(values["initial-advertise-peer-urls"])) or listen_peer
     token = str(values["initial-cluster-token"])
     cluster = parse_initial_cluster(str(values["initial-cluster"])) or {name: advertise_peer}
-    if name not in cluster:
-        raise ValueError(f"--initial-cluster has no entry for this member's --name {name!r}")
-    if sorted(cluster[name]) != sorted(advertise_peer):
-        raise ValueError(
-            f"--initial-cluster URLs for {name!r} ({','.join(cluster[name])}) do not match "
-            f"--initial-advertise-peer-urls ({','.join(advertise_peer)})"
-        )
+    check_member(name, cluster, advertise_peer)
     peers = {member_id_for(n, urls, token): n for n, urls in cluster.items()}
     state = str(values["initial-cluster-state"])
     if state not in ("new", "existing"):

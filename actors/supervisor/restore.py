@@ -24,7 +24,7 @@ import plyvel
 from actors.mvcc import keys as K
 from actors.raft.membership import MemberTable, bootstrap_changes
 from actors.runtime.config import cluster_id_for, member_id_for
-from actors.supervisor.flags import parse_initial_cluster
+from actors.supervisor.flags import check_member, parse_initial_cluster
 from actors.wal import snapfiles
 from actors.wal.files import Wal
 from proto_schemas.codec import encode
@@ -57,15 +57,9 @@ def plan(name: str, initial_cluster: str, token: str, advertise_peer_urls: list[
     """The ids and first raft snapshot of one member of the restored cluster."""
     try:
         cluster = parse_initial_cluster(initial_cluster)
+        check_member(name, cluster, advertise_peer_urls)
     except ValueError as exc:
         raise RestoreError(str(exc)) from None
-    if name not in cluster:
-        raise RestoreError(f'couldn\'t find local name "{name}" in the initial cluster configuration')
-    if sorted(cluster[name]) != sorted(advertise_peer_urls):
-        raise RestoreError(
-            f"--initial-cluster has {','.join(cluster[name])} but missing from "
-            f"--initial-advertise-peer-urls={','.join(advertise_peer_urls)}"
-        )
     ids = {member_id_for(n, urls, token): (n, urls) for n, urls in cluster.items()}
     table = MemberTable()
     for cc in bootstrap_changes(ids):

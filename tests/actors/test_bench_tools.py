@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tools import bench, bench_watch
+from tools import bench, bench_recovery, bench_watch
 from tools.cluster import LocalCluster
 
 
@@ -29,3 +29,8 @@ def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: Loca
     assert s["puts"] >= 10 and s["hubs"] == 1
     assert s["events_delivered"] == s["events_expected"] == s["puts"] * 40
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p99"] <= s["latency_ms"]["max"]
+
+
+def test_recovery_benchmark_measures_each_kill() -> None:
+    summary = bench_recovery.run(["gateway"], rounds=1)
+    assert 0 < summary["gateway"]["median_s"] <= summary["gateway"]["max_s"] < 60

@@ -44,7 +44,7 @@ def test_every_member_computes_the_same_ids() -> None:
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--initial-cluster", "other=tcp://127.0.0.1:9"], "no entry for this member"),
+        (["--initial-cluster", "other=tcp://127.0.0.1:9"], "couldn.t find local name"),
         (["--listen-client-urls", "http://127.0.0.1:1"], "tcp://host:port"),
         (["--snapshot-count", "many"], "expected int"),
         (["--election-timeout", "200"], "at least 5 times"),

@@ -399,3 +399,6 @@ def test_the_leaders_gateway_proposes_the_compaction_and_logs_its_outcome() -> N
     assert core.take_outbox().logs[0][0] == "failed auto-compaction"
     core.tick(23.5)
     assert len(core.take_outbox().to_raft) == 1  # tried again at the next sample
+    core.tick(31.0)  # that one is never heard of again (lost in a leader change): a timeout
+    failed = [f["error"] for e, f in core.take_outbox().logs if e == "failed auto-compaction"]
+    assert failed == ["TIMEOUT"]
