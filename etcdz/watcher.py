@@ -83,7 +83,7 @@ class Watch:
         """Take one response from the hub; False once the watch is over."""
         if resp.created and not resp.canceled:
             self.confirmed = True
-            if not self.revision:
+            if not self.revision and self.request.start_revision <= 0:  # a watch from now
                 self.revision = resp.header.revision
             self.created.set()
             return True
@@ -231,7 +231,7 @@ class WatchStream(threading.Thread):
         deadline = time.monotonic() + self._client.timeout
         while True:
             try:
-                urls = self._client.watch_hubs()
+                urls = self._client.watch_endpoints or self._client.watch_hubs()
             except EtcdzError as exc:
                 urls, last_error = [], exc
             else:

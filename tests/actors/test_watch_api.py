@@ -109,6 +109,9 @@ def test_past_and_future_start_revisions(c: Client) -> None:
     assert got[0][2] == b"5" and got[0][3] == revs[2] + 3
     past.cancel()
     future.cancel()
+    everything = c.watch("/api/s", start_revision=1)  # the first revision of a store, as etcdctl --rev 1
+    assert [v for _, _, v, _ in events_of(everything, 6)] == [b"0", b"1", b"2", b"3", b"4", b"5"]
+    everything.cancel()
 
 
 def test_a_txn_arrives_as_one_response_at_one_revision(c: Client) -> None:
