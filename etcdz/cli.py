@@ -55,6 +55,11 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument(
         "--endpoints", default=default(os.environ.get("ETCDZCTL_ENDPOINTS", "tcp://127.0.0.1:2379"))
     )
+    p.add_argument(
+        "--watch-endpoints",
+        default=default(os.environ.get("ETCDZCTL_WATCH_ENDPOINTS", "")),
+        help="watch hubs to use instead of those the members advertise",
+    )
     p.add_argument("-w", "--write-out", choices=["simple", "json", "table"], default=default("simple"))
     p.add_argument("--command-timeout", default=default("5s"))
     p.add_argument("--dial-timeout", default=default("2s"))
@@ -192,10 +197,14 @@ class Output:
         self.lines([text.encode()])
 
 
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     timeout = fmt.parse_duration(args.command_timeout)
     dial = fmt.parse_duration(args.dial_timeout)
-    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    endpoints = _comma_list(args.endpoints)
     if getattr(args, "cluster", False):  # endpoint ..., defrag: every member's client URL
         with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
             endpoints = clusterfmt.cluster_endpoints(client)
@@ -213,7 +222,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
     if args.command == "watch":
-        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+        hubs = _comma_list(args.watch_endpoints)
+        with Client(endpoints, timeout=timeout, dial_timeout=dial, watch_endpoints=hubs) as client:
             return watchfmt.run(args, client, out.lines, out.mode)
     if args.command in ("member", "lease"):
         run_group = clusterfmt.run_member if args.command == "member" else leasefmt.run

@@ -114,11 +114,19 @@ class Client:
     """
 
     def __init__(
-        self, endpoints: str | list[str] = DEFAULT_ENDPOINT, timeout: float = 7.0, dial_timeout: float = 2.0
+        self,
+        endpoints: str | list[str] = DEFAULT_ENDPOINT,
+        timeout: float = 7.0,
+        dial_timeout: float = 2.0,
+        watch_endpoints: str | list[str] | None = None,
     ) -> None:
+        """``watch_endpoints``: watch hubs to use instead of those the members advertise, for a
+        client that reaches the hubs at other addresses (published ports, a load balancer)."""
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is required")
+        hubs = watch_endpoints or []
+        self.watch_endpoints = [hubs] if isinstance(hubs, str) else list(hubs)
         self.timeout = timeout
         self.dial_timeout = dial_timeout
         self._ctx = zmq.Context()

@@ -82,11 +82,16 @@ def env_name(flag: str) -> str:
     return "ETCDZ_" + flag.upper().replace("-", "_")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="etcdz", description="Run one etcdz member (its actors as separate processes)."
-    )
-    for flag, (kind, default, help_text) in FLAGS.items():
+Table = Mapping[str, tuple[Callable[[str], object], object, str]]
+
+
+def parser(
+    table: Table = FLAGS,
+    prog: str = "etcdz",
+    description: str = "Run one etcdz member (its actors as separate processes).",
+) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    for flag, (kind, default, help_text) in table.items():
         bare = {"nargs": "?", "const": "true"} if kind is boolean else {}
         p.add_argument(
             f"--{flag}",
@@ -97,21 +102,46 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _urls(value: str) -> list[str]:
-    urls = [u.strip() for u in value.split(",") if u.strip()]
-    for url in urls:
+def read(
+    p: argparse.ArgumentParser, table: Table, argv: Sequence[str] | None, environ: Mapping[str, str]
+) -> dict[str, object]:
+    """Each flag's value: the command line's, else the environment's, else the default."""
+    args = vars(p.parse_args(argv))
+    values: dict[str, object] = {}
+    for flag, (kind, default, _) in table.items():
+        raw = args[flag.replace("-", "_")]
+        if raw is None:
+            raw = environ.get(env_name(flag))
+        if raw is None:
+            values[flag] = default
+        else:
+            try:
+                values[flag] = kind(raw)
+            except ValueError:
+                raise ValueError(f"--{flag}: expected {kind.__name__}, got {raw!r}") from None
+    return values
+
+
+def _comma_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def urls(value: str) -> list[str]:
+    """A comma-separated list of ZeroMQ URLs (tcp:// or ipc://)."""
+    found = _comma_list(value)
+    for url in found:
         if not url.startswith(("tcp://", "ipc://")):
             raise ValueError(f"URL must be tcp://host:port, got {url!r}")
-    return urls
+    return found
 
 
 def _http_urls(value: str) -> list[str]:
-    urls = [u.strip() for u in value.split(",") if u.strip()]
-    for url in urls:
+    found = _comma_list(value)
+    for url in found:
         host, _, port = url.removeprefix("http://").rpartition(":")
         if not url.startswith("http://") or not host or not port.isdigit():
             raise ValueError(f"--listen-metrics-urls must be http://host:port, got {url!r}")
-    return urls
+    return found
 
 
 def parse_duration_ms(value: str) -> int:
@@ -149,7 +179,7 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
         name, sep, url = part.partition("=")
         if not sep or not name:
             raise ValueError(f"--initial-cluster entry must be name=url, got {part!r}")
-        cluster.setdefault(name, []).extend(_urls(url))
+        cluster.setdefault(name, []).extend(urls(url))
     return cluster
 
 
@@ -166,38 +196,25 @@ def check_member(name: str, cluster: dict[str, list[str]], advertise_peer: list[
 
 def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Flags + environment -> the node's config (raises ValueError with a clear message)."""
-    environ = os.environ if environ is None else environ
-    args = vars(parser().parse_args(argv))
-    values: dict[str, object] = {}
-    for flag, (kind, default, _) in FLAGS.items():
-        raw = args[flag.replace("-", "_")]
-        if raw is None:
-            raw = environ.get(env_name(flag))
-        if raw is None:
-            values[flag] = default
-        else:
-            try:
-                values[flag] = kind(raw)
-            except ValueError:
-                raise ValueError(f"--{flag}: expected {kind.__name__}, got {raw!r}") from None
+    values = read(parser(), FLAGS, argv, os.environ if environ is None else environ)
     name = str(values["name"])
     data_dir = str(values["data-dir"]) or f"{name}.etcdz"
-    listen_client = _urls(str(values["listen-client-urls"]))
-    advertise_client = _urls(str(values["advertise-client-urls"])) or listen_client
-    listen_peer = _urls(str(values["listen-peer-urls"]))
-    advertise_peer = _urls(str(values["initial-advertise-peer-urls"])) or listen_peer
+    listen_client = urls(str(values["listen-client-urls"]))
+    advertise_client = urls(str(values["advertise-client-urls"])) or listen_client
+    listen_peer = urls(str(values["listen-peer-urls"]))
+    advertise_peer = urls(str(values["initial-advertise-peer-urls"])) or listen_peer
     token = str(values["initial-cluster-token"])
     cluster = parse_initial_cluster(str(values["initial-cluster"])) or {name: advertise_peer}
     check_member(name, cluster, advertise_peer)
-    peers = {member_id_for(n, urls, token): n for n, urls in cluster.items()}
+    peers = {member_id_for(n, peer_urls, token): n for n, peer_urls in cluster.items()}
     state = str(values["initial-cluster-state"])
     if state not in ("new", "existing"):
         raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
-    listen_watch = _urls(str(values["listen-watch-urls"]))
+    listen_watch = urls(str(values["listen-watch-urls"]))
     hubs = int(values["watch-hubs"])  # type: ignore[call-overload]
     if hubs < 0 or (hubs and not listen_watch):
         raise ValueError("--watch-hubs must be 0, or hubs need --listen-watch-urls")
-    listen_events = _urls(str(values["listen-events-urls"]))
+    listen_events = urls(str(values["listen-events-urls"]))
     heartbeat = int(values["heartbeat-interval"])  # type: ignore[call-overload]
     election = int(values["election-timeout"])  # type: ignore[call-overload]
     if heartbeat <= 0 or election < 5 * heartbeat:
@@ -228,9 +245,9 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
         listen_watch_urls=listen_watch,
-        advertise_watch_urls=_urls(str(values["advertise-watch-urls"])) or listen_watch,
+        advertise_watch_urls=urls(str(values["advertise-watch-urls"])) or listen_watch,
         listen_events_urls=listen_events,
-        advertise_events_urls=_urls(str(values["advertise-events-urls"])) or listen_events,
+        advertise_events_urls=urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(

@@ -5,10 +5,14 @@ supervisor starts it next to a member, or ``etcdz watch-hub --endpoints ... --li
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
+from collections.abc import Callable, Mapping
 
 from actors.runtime.config import NodeConfig
 from actors.runtime.logs import configure
+from actors.supervisor.flags import parse_duration_ms, parser, read, urls
 from actors.watch.shell import HubConfig, build
 
 
@@ -32,24 +36,58 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
     )
 
 
-def standalone_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etcdz watch-hub", description="Run a watch hub for an etcdz cluster.")
-    p.add_argument("--name", default="watch-hub")
-    p.add_argument("--endpoints", required=True, help="members' client URLs, comma-separated")
-    p.add_argument("--listen-watch-urls", required=True, help="URLs to serve watchers on")
-    p.add_argument("--advertise-watch-urls", default="", help="URLs clients reach this hub at")
-    p.add_argument(
-        "--backend-events", default="", help="a member's event stream URL (default: asked of the endpoints)"
+# The standalone hub's flags (env ETCDZ_* as the member's; the shared names mean the same).
+HUB_FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
+    "name": (str, "watch-hub", "name of this hub in logs"),
+    "endpoints": (str, "", "members' client URLs, comma-separated (required)"),
+    "listen-watch-urls": (str, "tcp://127.0.0.1:2381", "URLs to serve watchers on"),
+    "advertise-watch-urls": (
+        str,
+        "",
+        "URLs clients reach this hub at (default: the listen URLs, 0.0.0.0 as this host's address)",
+    ),
+    "backend-events": (str, "", "members' event stream URLs (default: asked of the endpoints)"),
+    "experimental-watch-progress-notify-interval": (str, "10m", "duration of progress notifications"),
+    "log-format": (str, "json", "json or console"),
+    "log-level": (str, "info", "debug, info, warn, error"),
+}
+
+
+def advertised(listen: list[str]) -> list[str]:
+    """A hub listening on every interface advertises this host's address: one service
+    definition then serves every replica of a scaled hub (each in its own container)."""
+    if not any("//0.0.0.0:" in url for url in listen):
+        return listen
+    try:
+        here = socket.gethostbyname(socket.gethostname())
+    except OSError as exc:
+        raise ValueError(f"cannot tell this host's address ({exc}): give --advertise-watch-urls") from None
+    return [url.replace("//0.0.0.0:", f"//{here}:", 1) for url in listen]
+
+
+def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
+    """``etcdz watch-hub`` flags and ``ETCDZ_*`` environment -> the hub's config."""
+    p = parser(HUB_FLAGS, "etcdz watch-hub", "Run a watch hub for an etcdz cluster.")
+    values = read(p, HUB_FLAGS, argv, environ)
+    endpoints = urls(str(values["endpoints"]))
+    if not endpoints:
+        raise ValueError("--endpoints: the members' client URLs are required")
+    listen = urls(str(values["listen-watch-urls"]))
+    return HubConfig(
+        name=str(values["name"]),
+        listen_urls=listen,
+        advertise_urls=urls(str(values["advertise-watch-urls"])) or advertised(listen),
+        endpoints=endpoints,
+        events_urls=urls(str(values["backend-events"])),
+        progress_interval_s=parse_duration_ms(str(values["experimental-watch-progress-notify-interval"]))
+        / 1000,
+        log_format=str(values["log-format"]),
+        log_level=str(values["log-level"]),
     )
-    p.add_argument("--experimental-watch-progress-notify-interval", default="10m")
-    p.add_argument("--log-format", default="json")
-    p.add_argument("--log-level", default="info")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from actors.runtime.loop import run_actor, with_metrics
-    from actors.supervisor.flags import parse_duration_ms
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--config"]:
@@ -61,24 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         hub = from_node(node, args.index)
         log = configure(node.name, f"watch{args.index}", node.log_format, node.log_level)
         return run_actor(log, lambda: with_metrics(build(hub, log), node, f"watch{args.index}"))
-    else:
-        args = standalone_parser().parse_args(argv)
-        split = lambda text: [u.strip() for u in text.split(",") if u.strip()]  # noqa: E731
-        listen = split(args.listen_watch_urls)
-        try:
-            interval_ms = parse_duration_ms(args.experimental_watch_progress_notify_interval)
-        except ValueError as exc:
-            sys.stderr.write(f"etcdz watch-hub: {exc}\n")
-            return 2
-        hub = HubConfig(
-            name=args.name,
-            listen_urls=listen,
-            advertise_urls=split(args.advertise_watch_urls) or listen,
-            endpoints=split(args.endpoints),
-            events_urls=split(args.backend_events),
-            progress_interval_s=interval_ms / 1000,
-        )
-        log = configure(args.name, "watch", args.log_format, args.log_level)
+    try:
+        hub = standalone(argv, os.environ)
+    except ValueError as exc:
+        sys.stderr.write(f"etcdz watch-hub: {exc}\n")
+        return 2
+    log = configure(hub.name, "watch", hub.log_format, hub.log_level)
     return run_actor(log, lambda: build(hub, log))
 
 

@@ -53,6 +53,8 @@ class HubConfig:
     max_response_bytes: int = 1536 * 1024
     cluster_id: int = 0
     member_id: int = 0
+    log_format: str = "json"
+    log_level: str = "info"
 
 
 def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:

@@ -1,10 +1,12 @@
-"""The etcdz command's flags: etcd's names, env fallbacks, clear errors."""
+"""The etcdz command's flags (and the standalone watch hub's): etcd's names, env fallbacks, clear
+errors."""
 
 from __future__ import annotations
 
 import pytest
 
 from actors.supervisor.flags import FLAGS, env_name, resolve
+from actors.watch.__main__ import standalone
 
 
 def test_defaults_are_etcds() -> None:
@@ -69,3 +71,18 @@ def test_metrics_urls_are_http_host_port() -> None:
     for bad in ("tcp://127.0.0.1:2382", "http://127.0.0.1", "http://:80"):
         with pytest.raises(ValueError, match="listen-metrics-urls"):
             resolve(["--listen-metrics-urls", bad], environ={})
+
+
+def test_the_standalone_hub_reads_flags_then_the_environment() -> None:
+    env = {"ETCDZ_ENDPOINTS": "tcp://a:2379,tcp://b:2379", "ETCDZ_LISTEN_WATCH_URLS": "tcp://127.0.0.1:9"}
+    hub = standalone([], env)
+    assert hub.endpoints == ["tcp://a:2379", "tcp://b:2379"] and hub.advertise_urls == ["tcp://127.0.0.1:9"]
+    hub = standalone(["--listen-watch-urls", "tcp://127.0.0.1:8", "--log-level", "debug"], env)
+    assert hub.listen_urls == ["tcp://127.0.0.1:8"] and hub.log_level == "debug"
+    with pytest.raises(ValueError, match="--endpoints"):
+        standalone([], {})
+    with pytest.raises(ValueError, match="tcp://host:port"):
+        standalone([], {**env, "ETCDZ_BACKEND_EVENTS": "http://x"})
+    anywhere = standalone(["--listen-watch-urls", "tcp://0.0.0.0:2381"], env)
+    assert anywhere.listen_urls == ["tcp://0.0.0.0:2381"]
+    assert "0.0.0.0" not in anywhere.advertise_urls[0]  # this host's address instead
