@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MEMBERS ?= 3
+WATCH_HUBS ?= 2
 
 .PHONY: install run test lint clean
 
@@ -15,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m tools.cluster up --members $(MEMBERS)
+	$(PY) -m tools.cluster up --members $(MEMBERS) --watch-hubs $(WATCH_HUBS)
 
 test: install
 	$(PY) -m pytest -n auto

@@ -1,8 +1,11 @@
-"""Start and stop local etcdz members on loopback: ``python -m tools.cluster up --members 3``.
+"""Start and stop a local etcdz deployment on loopback: ``python -m tools.cluster up --members 3
+--watch-hubs 2``; ``python -m tools.cluster compose`` prints the same deployment as the
+docker-compose file (deploy/docker-compose.yml).
 
 Used by ``make run`` and by the process tests, so what a developer runs by hand is what the tests
-run. Members get consecutive ports (client ``base + 10*i``, peer ``base + 10*i + 1``) or, in
-tests, free ports picked by the OS; they are stopped by pid.
+run and what the compose file declares. Services get counted ports (service i's client port at
+``base + 10*i``, its other ports next to it) or, in tests, free ports drawn from the OS; they are
+stopped by pid.
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from actors.wal.files import read_identity
 from etcdz import Client
 from etcdz.errors import EtcdzError
 from proto_schemas.cluster import PeerFaults
-
-TOKEN = "etcd-cluster"
+from tools import topology
 
 
 def free_port() -> int:
@@ -48,67 +50,16 @@ def free_ports(n: int) -> list[int]:
 
 
 @dataclass
-class Member:
+class Service:
+    """One process of the cluster on loopback, configured by its service's ``ETCDZ_*``
+    environment (see tools.topology); ``extra_args`` are flags a test adds, which win."""
+
     name: str
-    data_dir: str
-    client_url: str
-    peer_url: str
-    watch_url: str = ""
-    events_url: str = ""
-    metrics_url: str = ""  # http://, when the cluster serves metrics
+    env: dict[str, str]
+    command: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
-    state: str = "new"  # --initial-cluster-state: "existing" for a member added later
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
-
-    def args(self, initial_cluster: str) -> list[str]:
-        return [
-            "--name",
-            self.name,
-            "--data-dir",
-            self.data_dir,
-            "--listen-client-urls",
-            self.client_url,
-            "--advertise-client-urls",
-            self.client_url,
-            "--listen-peer-urls",
-            self.peer_url,
-            "--initial-advertise-peer-urls",
-            self.peer_url,
-            "--initial-cluster",
-            initial_cluster,
-            "--initial-cluster-state",
-            self.state,
-            *(["--listen-watch-urls", self.watch_url] if self.watch_url else []),
-            *(["--listen-events-urls", self.events_url] if self.events_url else []),
-            *(["--listen-metrics-urls", self.metrics_url] if self.metrics_url else []),
-            *self.extra_args,
-        ]
-
-    @property
-    def member_id(self) -> int:
-        """The id the member runs with (as its WAL records it; ``member add`` chose it for a
-        member that joined later)."""
-        recorded = read_identity(os.path.join(self.data_dir, "member", "wal"))
-        if recorded is not None:
-            return recorded[0]
-        return member_id_for(self.name, [self.peer_url], TOKEN)
-
-    def inject(self, faults: PeerFaults) -> None:
-        """Hand the member's raft core a fault-injection message (through its own inbox)."""
-        ctx = zmq.Context.instance()
-        sock = ctx.socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 2000)
-        sock.setsockopt(zmq.SNDTIMEO, 2000)
-        try:
-            sock.connect(f"ipc://{os.path.join(socket_dir_for(self.data_dir), 'raft')}.sock")
-            send(sock, faults)
-        finally:
-            sock.close()
-
-    def client(self, timeout: float = 2.0) -> Client:
-        """A client of this member alone."""
-        return Client([self.client_url], timeout=timeout)
 
     @property
     def pid(self) -> int:
@@ -137,48 +88,133 @@ class Member:
                     pids[name] = child
         return pids
 
+    def _first(self, variable: str) -> str:
+        return self.env.get(variable, "").split(",")[0]
+
+
+@dataclass
+class Member(Service):
+    @property
+    def data_dir(self) -> str:
+        return self.env["ETCDZ_DATA_DIR"]
+
+    @property
+    def client_url(self) -> str:
+        return self._first("ETCDZ_ADVERTISE_CLIENT_URLS")
+
+    @property
+    def peer_url(self) -> str:
+        return self._first("ETCDZ_INITIAL_ADVERTISE_PEER_URLS")
+
+    @property
+    def watch_url(self) -> str:
+        return self._first("ETCDZ_ADVERTISE_WATCH_URLS")
+
+    @property
+    def events_url(self) -> str:
+        return self._first("ETCDZ_ADVERTISE_EVENTS_URLS")
+
+    @property
+    def metrics_url(self) -> str:
+        return self._first("ETCDZ_LISTEN_METRICS_URLS")
+
+    @property
+    def member_id(self) -> int:
+        """The id the member runs with (as its WAL records it; ``member add`` chose it for a
+        member that joined later)."""
+        recorded = read_identity(os.path.join(self.data_dir, "member", "wal"))
+        if recorded is not None:
+            return recorded[0]
+        return member_id_for(self.name, [self.peer_url], self.env["ETCDZ_INITIAL_CLUSTER_TOKEN"])
+
+    def inject(self, faults: PeerFaults) -> None:
+        """Hand the member's raft core a fault-injection message (through its own inbox)."""
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.setsockopt(zmq.SNDTIMEO, 2000)
+        try:
+            sock.connect(f"ipc://{os.path.join(socket_dir_for(self.data_dir), 'raft')}.sock")
+            send(sock, faults)
+        finally:
+            sock.close()
+
+    def client(self, timeout: float = 2.0) -> Client:
+        """A client of this member alone."""
+        return Client([self.client_url], timeout=timeout)
+
+
+@dataclass
+class Hub(Service):
+    """A watch hub run as a service of its own (``etcdz watch-hub``)."""
+
+    @property
+    def watch_url(self) -> str:
+        return self._first("ETCDZ_LISTEN_WATCH_URLS")
+
 
 class LocalCluster:
+    """The services of a compose document (tools.topology) as processes on loopback: members
+    on fixed ports counted from ``base_port``, or on ports drawn from the OS."""
+
     def __init__(
         self,
         root: str,
         members: int = 1,
         *,
+        watch_hubs: int = 0,
+        member_hubs: int = 1,
+        metrics: bool = False,
+        doc: dict[str, Any] | None = None,
         base_port: int | None = None,
         extra_args: list[str] | None = None,
         log_format: str = "json",
-        metrics: bool = False,
     ) -> None:
+        """``doc`` (a compose document) or else the one rendered for ``members`` members
+        running ``member_hubs`` hubs each and a hub service of ``watch_hubs`` replicas."""
         self.root = root
         self.base_port = base_port
-        self.metrics = metrics
-        self.extra_args = ["--log-format", log_format, *(extra_args or [])]
+        logs = ["--log-format", log_format]
+        self.extra_args = [*logs, *(extra_args or [])]  # for members
+        self.doc = doc or topology.compose(members, watch_hubs, member_hubs=member_hubs, metrics=metrics)
+        self._ports: dict[tuple[str, int], int] = {}
+        self._order = [instance for instance, _ in topology.instances(self.doc)]
         self.members: list[Member] = []
-        for _ in range(members):
-            self.members.append(self._new_member())
+        self.hubs: list[Hub] = []
+        for run in topology.on_loopback(self.doc, root, self._port):
+            if run.command[:1] == ["watch-hub"]:
+                self.hubs.append(Hub(run.instance, run.env, run.command, logs))
+            else:
+                self.members.append(Member(run.instance, run.env, run.command, [*self.extra_args]))
 
-    def _new_member(self, state: str = "new") -> Member:
-        i = len(self.members)
-        # client, peer, watch hub, event stream, metrics: base+10i .. base+10i+4 (or free ports)
-        client, peer, watch, events, metrics = (
-            [self.base_port + 10 * i + k for k in range(5)] if self.base_port else free_ports(5)
-        )
-        return Member(
-            name=f"m{i + 1}",
-            data_dir=os.path.join(self.root, f"m{i + 1}"),
-            client_url=f"tcp://127.0.0.1:{client}",
-            peer_url=f"tcp://127.0.0.1:{peer}",
-            watch_url=f"tcp://127.0.0.1:{watch}",
-            events_url=f"tcp://127.0.0.1:{events}",
-            metrics_url=f"http://127.0.0.1:{metrics}" if self.metrics else "",
-            extra_args=list(self.extra_args),
-            state=state,
-        )
+    def _port(self, instance: str, container_port: int) -> int:
+        """The loopback port of ``instance``'s ``container_port``: counted (instance i at
+        ``base_port + 10*i``, the container port's offset from 2379 added) or drawn."""
+        if instance not in self._order:
+            self._order.append(instance)
+        key = (instance, container_port)
+        if key not in self._ports:
+            if self.base_port:
+                offset = container_port - topology.CLIENT
+                self._ports[key] = self.base_port + 10 * self._order.index(instance) + offset
+            else:
+                taken = set(self._ports.values())
+                self._ports[key] = next(p for p in iter(free_port, None) if p not in taken)
+        return self._ports[key]
 
     def add_member(self, learner: bool = False) -> Member:
         """``member add`` a new member, then start it to join (``--initial-cluster-state
         existing``); returns it once it runs (it may still be catching up)."""
-        member = self._new_member(state="existing")
+        name = topology.member_name(len(self.members))
+        spec = topology.member(
+            name,
+            topology.initial_cluster([*(m.name for m in self.members), name]),
+            hubs=int(self.members[0].env["ETCDZ_WATCH_HUBS"]),
+            metrics=bool(self.members[0].metrics_url),
+            state="existing",
+        )
+        (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
+        member = Member(run.instance, run.env, run.command, [*self.extra_args])
         with self.client() as c:
             c.member_add([member.peer_url], is_learner=learner)
         self.members.append(member)
@@ -204,17 +240,23 @@ class LocalCluster:
 
     @property
     def watch_urls(self) -> list[str]:
-        return [m.watch_url for m in self.members]
+        """Every watch hub: the members' own, then the hub services'."""
+        return [m.watch_url for m in self.members if m.watch_url] + [h.watch_url for h in self.hubs]
 
-    def start(self, member: Member | None = None, *, logs_to_files: bool = True) -> None:
-        for m in [member] if member else self.members:
-            os.makedirs(self.root, exist_ok=True)
+    def services(self, one: Service | None = None) -> list[Service]:
+        return [one] if one else [*self.members, *self.hubs]
+
+    def start(self, service: Service | None = None, *, logs_to_files: bool = True) -> None:
+        """Start the given service, or all of them (``etcdz`` with its environment)."""
+        os.makedirs(self.root, exist_ok=True)
+        for s in self.services(service):
             stderr = None
             if logs_to_files:
-                m.log_path = os.path.join(self.root, f"{m.name}.log")
-                stderr = open(m.log_path, "ab")  # noqa: SIM115 (owned by the child)
-            m.proc = subprocess.Popen(
-                [sys.executable, "-m", "actors.supervisor", *m.args(self.initial_cluster)],
+                s.log_path = os.path.join(self.root, f"{s.name}.log")
+                stderr = open(s.log_path, "ab")  # noqa: SIM115 (owned by the child)
+            s.proc = subprocess.Popen(
+                [sys.executable, "-m", "actors.supervisor", *s.command, *s.extra_args],
+                env={**os.environ, **s.env},
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
@@ -223,8 +265,17 @@ class LocalCluster:
                 stderr.close()
 
     def wait_ready(self, timeout: float = 20.0, member: Member | None = None) -> None:
-        """Until every (or the given) member reports a leader and answers a read."""
+        """Until every (or the given) member reports a leader and answers a read, and the
+        members know every hub service."""
         deadline = time.monotonic() + timeout
+
+        def waiting(s: Service, what: str) -> None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{s.name} not {what} after {timeout}s; log: {s.log_path}")
+            if s.proc is not None and s.proc.poll() is not None:
+                raise RuntimeError(f"{s.name} exited with {s.proc.returncode}; log: {s.log_path}")
+            time.sleep(0.1)
+
         for m in [member] if member else self.members:
             with Client([m.client_url], timeout=1.0) as c:
                 while True:
@@ -234,23 +285,28 @@ class LocalCluster:
                             break
                     except EtcdzError:
                         pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{m.name} not ready after {timeout}s; log: {m.log_path}")
-                    if m.proc is not None and m.proc.poll() is not None:
-                        raise RuntimeError(f"{m.name} exited with {m.proc.returncode}; log: {m.log_path}")
-                    time.sleep(0.1)
+                    waiting(m, "ready")
+        for h in [] if member else self.hubs:
+            with self.client(timeout=1.0) as c:
+                while True:
+                    try:
+                        if h.watch_url in c.watch_hubs():
+                            break
+                    except EtcdzError:
+                        pass
+                    waiting(h, "announced")
 
-    def stop(self, member: Member | None = None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        for m in [member] if member else self.members:
-            if m.proc is None or m.proc.poll() is not None:
+    def stop(self, service: Service | None = None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        for s in reversed(self.services(service)):
+            if s.proc is None or s.proc.poll() is not None:
                 continue
-            actors = m.actor_pids()
-            m.proc.send_signal(sig)
+            actors = s.actor_pids()
+            s.proc.send_signal(sig)
             try:
-                m.proc.wait(timeout)
+                s.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait()
+                s.proc.kill()
+                s.proc.wait()
             for pid in actors.values():  # after SIGKILL of the supervisor its actors remain
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -334,25 +390,35 @@ def running(root: str, members: int = 1, **options: Any) -> Iterator[LocalCluste
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.cluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a local cluster and wait for Ctrl-C")
-    up.add_argument("--members", type=int, default=3)
+    up = sub.add_parser("up", help="start the deployment's services on loopback and wait for Ctrl-C")
+    compose = sub.add_parser("compose", help="print the deployment as a docker-compose file")
+    for p in (up, compose):
+        p.add_argument("--members", type=int, default=3)
+        p.add_argument("--watch-hubs", type=int, default=2, help="replicas of the watch hub service")
     up.add_argument("--base-port", type=int, default=2379)
     up.add_argument("--data-dir", default="data")
     up.add_argument("--log-format", default="console")
     args = parser.parse_args(argv)
+    if args.command == "compose":
+        sys.stdout.write(topology.render(topology.compose(args.members, args.watch_hubs)))
+        return 0
     cluster = LocalCluster(
         os.path.abspath(args.data_dir),
         args.members,
+        watch_hubs=args.watch_hubs,
+        member_hubs=0 if args.watch_hubs else 1,
+        metrics=True,
         base_port=args.base_port,
         log_format=args.log_format,
-        metrics=True,
     )
     cluster.start(logs_to_files=True)
     try:
         cluster.wait_ready(timeout=30)
         sys.stdout.write(
-            f"etcdz: {args.members} member(s) ready; logs in {cluster.root}/<name>.log\n"
+            f"etcdz: {args.members} member(s) and {len(cluster.hubs)} watch hub(s) ready; "
+            f"logs in {cluster.root}/<name>.log\n"
             f"endpoints: {','.join(cluster.endpoints)}\n"
+            f"watch hubs: {','.join(cluster.watch_urls)}\n"
             f"metrics: {','.join(m.metrics_url + '/metrics' for m in cluster.members)}\n"
             f"try: .venv/bin/etcdzctl --endpoints {cluster.endpoints[0]} put greeting hello\n"
         )

@@ -205,6 +205,6 @@ def test_periodic_auto_compaction_compacts_every_member_to_a_retention_ago(
                     # a retention period is kept: what was just written is still readable there
                     assert c.get("k", revision=min(recent, c.get("k").header.revision), serializable=True).kvs
             time.sleep(0.2)
-        assert compacted == {"m1", "m2", "m3"}
+        assert compacted == {"etcdz-1", "etcdz-2", "etcdz-3"}
         logs = "".join(open(m.log_path, encoding="utf-8").read() for m in cluster.members)
         assert "finished auto-compaction" in logs

@@ -108,7 +108,7 @@ def test_move_leader_and_member_commands_as_etcdctl(cluster: LocalCluster) -> No
     )
     assert lines == expected
     as_json = json.loads(ctl(cluster, "member", "list", "-w", "json").stdout)
-    assert sorted(m["name"] for m in as_json["members"]) == ["m1", "m2", "m3"]
+    assert sorted(m["name"] for m in as_json["members"]) == ["etcdz-1", "etcdz-2", "etcdz-3"]
     table = ctl(cluster, "member", "list", "-w", "table").stdout
     assert "| IS LEARNER |" in table.replace("  ", " ") or "IS LEARNER" in table
     status = ctl(cluster, "endpoint", "status", "--cluster", "-w", "json")

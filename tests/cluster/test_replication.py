@@ -36,7 +36,7 @@ def test_writes_through_any_member_are_read_on_every_member(cluster: LocalCluste
     for m in cluster.members:
         with m.client() as c:
             resp = c.get("/rep/", prefix=True)
-            assert [kv.value for kv in resp.kvs] == [b"m1", b"m2", b"m3"]
+            assert [kv.value for kv in resp.kvs] == [b"etcdz-1", b"etcdz-2", b"etcdz-3"]
     leaders = set()
     for m in cluster.members:
         with m.client() as c:
@@ -50,7 +50,7 @@ def test_writes_through_any_member_are_read_on_every_member(cluster: LocalCluste
             lambda: (ms := c.member_list().members) and all(m.client_urls for m in ms) and ms,
             what="all members published",
         )
-    assert sorted(m.name for m in members) == ["m1", "m2", "m3"]
+    assert sorted(m.name for m in members) == ["etcdz-1", "etcdz-2", "etcdz-3"]
     assert {u for m in members for u in m.client_urls} == set(cluster.endpoints)
     assert LocalCluster.hashes_agree(cluster.members)
 

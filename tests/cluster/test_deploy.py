@@ -1,0 +1,123 @@
+"""deploy/docker-compose.yml: it is what tools/topology.py renders, it uses only flags etcdz
+accepts with ports and initial cluster that agree, and its services, booted on loopback by the
+launcher, serve: 3 members and 2 watch hubs, a watcher on each hub sees every put."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from actors.supervisor.flags import FLAGS, env_name, resolve
+from actors.watch.__main__ import HUB_FLAGS, standalone
+from etcdz import Client
+from tools import topology
+from tools.cluster import LocalCluster, running
+
+DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
+
+
+def compose_file() -> dict[str, Any]:
+    with open(os.path.join(DEPLOY, "docker-compose.yml"), encoding="utf-8") as f:
+        return yaml.safe_load(f)  # type: ignore[no-any-return]
+
+
+def members_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in doc["services"].items() if "command" not in s}
+
+
+def test_the_compose_file_is_the_rendered_topology() -> None:
+    rendered = topology.render(topology.compose(3, 2))
+    assert compose_file() == yaml.safe_load(rendered), (
+        "deploy/docker-compose.yml differs from tools/topology.py: "
+        "python -m tools.cluster compose > deploy/docker-compose.yml"
+    )
+
+
+def test_members_use_only_flags_etcdz_accepts_and_agree_with_each_other() -> None:
+    doc = compose_file()
+    members = members_of(doc)
+    assert len(members) == 3
+    configs = {}
+    for name, service in members.items():
+        env = service["environment"]
+        assert set(env) <= {env_name(f) for f in FLAGS}, set(env) - {env_name(f) for f in FLAGS}
+        config = resolve([], environ=env)  # what `etcdz` makes of it (raises if inconsistent)
+        assert config.name == name == service["hostname"]
+        configs[name] = config
+        listening = {int(u.rsplit(":", 1)[1]) for u in _listen_urls(env)}
+        for mapping in service.get("ports", []):
+            assert int(mapping.split(":")[-1]) in listening, mapping
+        volume, target = service["volumes"][0].split(":")
+        assert volume in doc["volumes"] and config.data_dir.startswith(target + "/")
+    for config in configs.values():
+        assert set(config.initial_cluster) == set(members)
+        for other, urls in config.initial_cluster.items():
+            assert urls == configs[other].initial_advertise_peer_urls
+        assert config.cluster_id == next(iter(configs.values())).cluster_id
+    published = [p.split(":")[0] for s in members.values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)) == 3
+
+
+def test_the_hub_service_uses_only_hub_flags_and_names_every_member() -> None:
+    doc = compose_file()
+    members = members_of(doc)
+    hub = doc["services"][topology.HUB]
+    env = hub["environment"]
+    assert hub["command"] == ["watch-hub"] and hub["deploy"]["replicas"] == 2
+    assert set(env) <= {env_name(f) for f in HUB_FLAGS}
+    config = standalone([], env)
+    assert config.endpoints == [m["environment"]["ETCDZ_ADVERTISE_CLIENT_URLS"] for m in members.values()]
+    assert config.events_urls == [m["environment"]["ETCDZ_ADVERTISE_EVENTS_URLS"] for m in members.values()]
+    assert set(hub["depends_on"]) == set(members)
+    (mapping,) = hub["ports"]
+    assert int(mapping.split(":")[-1]) == int(config.listen_urls[0].rsplit(":", 1)[1])
+    assert config.advertise_urls and "0.0.0.0" not in config.advertise_urls[0]  # this host's address
+
+
+def test_the_image_runs_as_a_user_with_a_volume_and_a_health_check() -> None:
+    with open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    assert re.search(r"^USER etcdz$", dockerfile, re.M)
+    assert re.search(rf"^VOLUME {topology.VOLUME}$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*etcdzctl.*endpoint.*health", dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["etcdz"\]$', dockerfile, re.M)
+    exposed = {int(p) for p in re.search(r"^EXPOSE (.*)$", dockerfile, re.M).group(1).split()}  # type: ignore[union-attr]
+    assert {topology.CLIENT, topology.PEER, topology.WATCH, topology.EVENTS, topology.METRICS} <= exposed
+
+
+def _listen_urls(env: dict[str, str]) -> list[str]:
+    return [u for k, v in env.items() if k.startswith("ETCDZ_LISTEN_") for u in v.split(",")]
+
+
+@pytest.fixture
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running(str(tmp_path_factory.mktemp("compose")), doc=compose_file()) as cluster:
+        yield cluster
+
+
+def test_the_compose_services_serve_on_loopback(deployed: LocalCluster) -> None:
+    assert len(deployed.members) == 3 and len(deployed.hubs) == 2
+    assert all(not m.watch_url for m in deployed.members)  # every watcher is on the hub service
+    with deployed.client() as c:
+        assert sorted(c.watch_hubs()) == sorted(h.watch_url for h in deployed.hubs)
+        start = c.put("/deploy/start", "0").header.revision + 1
+    for i in range(30):  # through every member in turn
+        with deployed.members[i % 3].client(timeout=5) as c:
+            c.put(f"/deploy/k{i:02}", str(i))
+    expected = [f"/deploy/k{i:02}".encode() for i in range(30)]
+    for hub in deployed.hubs:
+        with Client(deployed.endpoints, watch_endpoints=[hub.watch_url]) as c:
+            with c.watch("/deploy/k", prefix=True, start_revision=start) as w:
+                seen: list[bytes] = []
+                deadline = time.monotonic() + 20
+                while len(seen) < len(expected) and time.monotonic() < deadline:
+                    resp = w.get(timeout=1)
+                    seen += [e.kv.key for e in resp.events] if resp else []
+            assert c.watch_stream().hub == hub.watch_url
+        assert seen == expected, hub.name
