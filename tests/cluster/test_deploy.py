@@ -4,6 +4,7 @@ launcher, serve: 3 members and 2 watch hubs, a watcher on each hub sees every pu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -102,22 +103,31 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 def test_the_compose_services_serve_on_loopback(deployed: LocalCluster) -> None:
+    """Both hubs deliver every put, made through every member, and go on when a member stops
+    (each hub subscribes to every member's event stream)."""
     assert len(deployed.members) == 3 and len(deployed.hubs) == 2
     assert all(not m.watch_url for m in deployed.members)  # every watcher is on the hub service
     with deployed.client() as c:
         assert sorted(c.watch_hubs()) == sorted(h.watch_url for h in deployed.hubs)
         start = c.put("/deploy/start", "0").header.revision + 1
-    for i in range(30):  # through every member in turn
-        with deployed.members[i % 3].client(timeout=5) as c:
-            c.put(f"/deploy/k{i:02}", str(i))
-    expected = [f"/deploy/k{i:02}".encode() for i in range(30)]
-    for hub in deployed.hubs:
-        with Client(deployed.endpoints, watch_endpoints=[hub.watch_url]) as c:
-            with c.watch("/deploy/k", prefix=True, start_revision=start) as w:
-                seen: list[bytes] = []
-                deadline = time.monotonic() + 20
-                while len(seen) < len(expected) and time.monotonic() < deadline:
-                    resp = w.get(timeout=1)
-                    seen += [e.kv.key for e in resp.events] if resp else []
-            assert c.watch_stream().hub == hub.watch_url
-        assert seen == expected, hub.name
+    with contextlib.ExitStack() as stack:
+        watches = {}
+        for hub in deployed.hubs:
+            c = stack.enter_context(Client(deployed.endpoints, watch_endpoints=[hub.watch_url]))
+            watches[hub.name] = stack.enter_context(c.watch("/deploy/k", prefix=True, start_revision=start))
+            assert watches[hub.name].created.wait(10) and c.watch_stream().hub == hub.watch_url
+        puts = [f"/deploy/k{i:02}" for i in range(40)]
+        for i, key in enumerate(puts[:30]):  # through every member in turn
+            with deployed.members[i % 3].client(timeout=5) as c:
+                c.put(key, str(i))
+        deployed.stop(deployed.members[0])
+        for i, key in enumerate(puts[30:]):
+            with deployed.members[1 + i % 2].client(timeout=5) as c:
+                c.put(key, str(i))
+        for name, w in watches.items():
+            seen: list[str] = []
+            deadline = time.monotonic() + 20
+            while len(seen) < len(puts) and time.monotonic() < deadline:
+                resp = w.get(timeout=1)
+                seen += [e.kv.key.decode() for e in resp.events] if resp else []
+            assert seen == puts, name
