@@ -38,8 +38,10 @@ UNKNOWN = -1  # a revision written by an op whose outcome is unknown
 
 @dataclass(frozen=True)
 class Op:
-    """One call. Inputs: ``kind`` ("put", "get", "delete", "cas"), ``key``, ``value`` (put, and
-    the new value of cas), ``expect`` (cas: the value compared, None = the key is absent).
+    """One call. Inputs: ``kind`` ("put", "get", "delete", "cas", "revoke"), ``key``, ``value``
+    (put; the new value of cas; for revoke, the value put with the lease: values are unique, so
+    the key still holds it exactly when the lease is still attached), ``expect`` (cas: the
+    value compared, None = the key is absent).
     Outputs, for an op that returned: ``revision`` (the response header's), ``found`` and
     ``mod_revision`` (get), ``deleted`` (delete), ``succeeded`` (cas)."""
 
@@ -71,7 +73,11 @@ class Op:
 
     def __str__(self) -> str:
         end = f"{self.ret:.4f}" if self.ret is not None else "?"
-        args = {"put": f"{self.value!r}", "cas": f"{self.expect!r} -> {self.value!r}"}.get(self.kind, "")
+        args = {
+            "put": f"{self.value!r}",
+            "revoke": f"lease of {self.value!r}",
+            "cas": f"{self.expect!r} -> {self.value!r}",
+        }.get(self.kind, "")
         if not self.known:
             out = "unknown"
         elif self.kind == "get":
@@ -116,6 +122,11 @@ def step(state: State, op: Op) -> list[State]:
         if value is not ANY and (value == op.expect) != op.succeeded:
             return []
         return [(op.value, op.revision)] if op.succeeded else [state]
+    if op.kind == "revoke":  # deletes the key if it still holds the value put with the lease
+        gone = [(None, op.revision)] if rev == UNKNOWN or op.revision > rev else []
+        if value is ANY:
+            return [*gone, state]
+        return gone if value == op.value else [state]
     raise ValueError(f"unknown op kind {op.kind!r}")
 
 
@@ -132,6 +143,8 @@ def _effect(state: State, op: Op) -> list[State]:
         if value is ANY or value == op.expect:
             return [(op.value, UNKNOWN)]
         return []
+    if op.kind == "revoke":
+        return [(None, UNKNOWN)] if value is ANY or value == op.value else []
     raise ValueError(f"unknown op kind {op.kind!r}")
 
 
