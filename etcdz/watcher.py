@@ -209,7 +209,10 @@ class WatchStream(threading.Thread):
         self._commands.put((op, arg))
         with self._wake_lock:
             if not self._wake_out.closed:
-                self._wake_out.send(b"", zmq.NOBLOCK)
+                try:
+                    self._wake_out.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the stream thread has wakes queued already: it will see the command
 
     # -- the stream thread -----------------------------------------------------------------------
     def run(self) -> None:

@@ -187,10 +187,14 @@ class SnapshotChunk:
 @message(335)
 @_msg
 class PeerFaults:
-    """Fault injection (tests and the nemesis): drop every raft message to or from these
-    members, as a network partition would."""
+    """Fault injection (tests and the nemesis), replacing the faults in force: drop every raft
+    message to or from the ``blocked`` members, as a network partition would; drop
+    ``drop_percent`` of the frames received from the others and hold the rest ``delay_ms``
+    (a lossy, slow network)."""
 
     blocked: list[int] = field(default_factory=list)
+    drop_percent: int = 0
+    delay_ms: int = 0
 
 
 @message(336)

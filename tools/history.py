@@ -36,11 +36,15 @@ class Recorder:
         timeout: float = 2.0,
         prefix: str = "/lin/",
         leases: bool = True,
+        pinned: bool = False,
     ) -> None:
+        """``pinned``: each client talks to one endpoint only (client i to endpoint i mod n),
+        so that a member cut off from the others keeps its clients."""
         self.endpoints = endpoints
         self.keys = [f"{prefix}{k}" for k in range(keys)]
         self.timeout = timeout
         self.leases = leases
+        self.pinned = pinned
         self.ops: list[Op] = []
         self.errors: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -65,7 +69,9 @@ class Recorder:
 
     def _client(self, index: int, rng: random.Random) -> None:
         first = index % len(self.endpoints)
-        endpoints = self.endpoints[first:] + self.endpoints[:first]
+        endpoints = (
+            [self.endpoints[first]] if self.pinned else self.endpoints[first:] + self.endpoints[:first]
+        )
         leased: list[tuple[int, str, str]] = []  # (lease, key, value) granted by this client
         with Client(endpoints, timeout=self.timeout) as client:
             n = 0

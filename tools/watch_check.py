@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from etcdz import Client
+from etcdz.watcher import Watch, create_request
 from proto_schemas.kv import EventType
-from proto_schemas.watch import Event, FilterType, WatchResponse
+from proto_schemas.watch import Event, FilterType, WatchHistoryRequest, WatchResponse
 
 
 @dataclass
@@ -89,3 +92,28 @@ def check(spec: Spec, history: list[Event], received: list[WatchResponse]) -> li
     if gaps:
         problems.append(f"gap: revisions {gaps[:5]} missing")
     return problems
+
+
+def history(c: Client) -> list[Event]:
+    """Every event of the backend, in revision order (what ``check`` compares with)."""
+    events: list[Event] = []
+    start = 1
+    while True:
+        resp = c.call(WatchHistoryRequest(start_revision=start))
+        events += resp.events
+        if resp.revision >= resp.header.revision:
+            return events
+        start = resp.revision + 1
+
+
+class Collector:
+    """What one watch delivered, taken straight from the stream thread (no thread per watch).
+    The sink is given at creation: set afterwards, a quick first answer would miss it."""
+
+    def __init__(self, client: Client, key: str, **options: Any) -> None:
+        self.got: list[WatchResponse] = []
+        self.watch: Watch = client.watch_stream().watch(create_request(key, **options), sink=self.take)
+
+    def take(self, item: object) -> None:
+        if isinstance(item, WatchResponse):
+            self.got.append(item)

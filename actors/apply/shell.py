@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 
 from actors.apply.core import ApplyCore, ApplyOutbox
+from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.internal import Apply, ApplyDone, BackendState, BackendStateRequest
@@ -38,6 +39,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         core.next_batch(out)
         for msg in out.to_mvcc:
             send(to_mvcc, msg)
+        if out.to_mvcc:
+            failpoints.hit("apply-mid-batch")
         for msg in out.to_gateway:
             send(to_gateway, msg)
         for msg in out.to_raft:

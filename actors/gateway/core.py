@@ -154,9 +154,11 @@ class GatewayCore:
         quota_bytes: int = 2 * 1024**3,
         compactor: AutoCompactor | None = None,
         metrics: Registry | None = None,
+        unsafe_local_reads: bool = False,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
+        self.unsafe_local_reads = unsafe_local_reads  # a broken build for the checker's test
         self.max_request_bytes = max_request_bytes
         self.max_txn_ops = max_txn_ops
         self.request_timeout_s = request_timeout_s
@@ -249,13 +251,16 @@ class GatewayCore:
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
         elif isinstance(request, CLUSTER_REQUESTS):
             self.out.to_raft.append(ClusterCall(read_id=rid, request=request))
-        elif write or _is_linearizable(request) or isinstance(request, LEASE_CALLS):
+        elif write or self._needs_read_index(request) or isinstance(request, LEASE_CALLS):
             if self.raft is None or self.raft.leader == 0:
                 self._held.append(rid)
             else:
                 self._route(rid)
         else:
             self._read(rid)
+
+    def _needs_read_index(self, request: Any) -> bool:
+        return _is_linearizable(request) and not self.unsafe_local_reads
 
     def _raise_nospace(self, now: float) -> None:
         if now - self._nospace_proposed < ALARM_RETRY_S:

@@ -17,6 +17,7 @@ import zmq
 
 from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
+from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
@@ -39,6 +40,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         events_urls=config.advertise_events_urls,
         quota_bytes=config.quota_backend_bytes,
         metrics=loop.metrics,
+        unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),

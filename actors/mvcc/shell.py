@@ -24,6 +24,7 @@ import zmq
 from actors.mvcc import keys as K
 from actors.mvcc import snapshots
 from actors.mvcc.store import MvccStore
+from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
@@ -226,6 +227,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         started = time.perf_counter()
         results = store.apply(requests, last_index=last)
         m_commit.observe(time.perf_counter() - started)
+        failpoints.hit("mvcc-after-commit")
         if store.alarms.raised != alarms_before:
             for member_id, alarm in sorted(store.alarms.raised - alarms_before):
                 log.warning("alarm raised", alarm=alarm.name, member=f"{member_id:x}")

@@ -70,6 +70,8 @@ from proto_schemas.raft import (
     Snapshot,
 )
 
+HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at
+
 
 class RaftShell:
     def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
@@ -130,6 +132,7 @@ class RaftShell:
         self.loop.on_messages(self.inbox, self.handle)
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
+        self.loop.every(HELD_RELEASE_S, lambda: self.peers.release(self._from_peer))
         self.loop.after_batch(self.flush)
         send(self.to_wal, WalLoad())
 
@@ -187,8 +190,11 @@ class RaftShell:
                     self.start(msg)
                 continue
             if isinstance(msg, PeerFaults):
-                self.peers.blocked = frozenset(msg.blocked)
-                self.log.warning("peer faults injected", blocked=[f"{b:x}" for b in msg.blocked])
+                self.peers.inject(msg)
+                blocked = [f"{b:x}" for b in msg.blocked]
+                self.log.warning(
+                    "peer faults injected", blocked=blocked, drop=msg.drop_percent, delay_ms=msg.delay_ms
+                )
                 continue
             node = self.node
             if node is None:

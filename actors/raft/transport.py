@@ -21,14 +21,16 @@ Why this shape:
 
 from __future__ import annotations
 
+import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 import zmq
 
-from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
+from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, PeerFaults, SnapshotChunk
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.raft import RaftMessage
 
@@ -87,7 +89,10 @@ class PeerTransport:
         self.peers: dict[int, _Peer] = {}
         self.known: dict[int, list[str]] = {}  # the member table's addresses
         self.heard: dict[int, float] = {}  # peer -> when we last received from it
-        self.blocked: frozenset[int] = frozenset()  # fault injection: a partition
+        self.faults = PeerFaults()  # fault injection: partitions, loss, delay
+        self.blocked: frozenset[int] = frozenset()
+        self._held: deque[tuple[float, PeerBatch | SnapshotChunk]] = deque()  # delayed frames
+        self._luck = random.Random()
         self.removed: frozenset[int] = frozenset()
         self.dropped = 0
 
@@ -164,10 +169,33 @@ class PeerTransport:
                 continue
             if msg.from_ in self.blocked or msg.from_ in self.removed:
                 continue
-            self.heard[msg.from_] = time.monotonic()
-            if isinstance(msg, PeerBatch) and msg.from_ not in self.known and msg.from_urls:
-                self._connect(msg.from_, list(msg.from_urls))
-            on_batch(msg)
+            if self.faults.drop_percent and self._luck.randrange(100) < self.faults.drop_percent:
+                continue
+            if self.faults.delay_ms or self._held:  # held frames keep their order
+                self._held.append((time.monotonic() + self.faults.delay_ms / 1000, msg))
+                continue
+            self._deliver(msg, on_batch)
+        self.release(on_batch)
+
+    def inject(self, faults: PeerFaults) -> None:
+        self.faults = faults
+        self.blocked = frozenset(faults.blocked)
+
+    def release(self, on_batch: Callable[[PeerBatch | SnapshotChunk], None]) -> None:
+        """Deliver the delayed frames that are due (called from receive and a timer)."""
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            self._deliver(self._held.popleft()[1], on_batch)
+
+    def _deliver(
+        self, msg: PeerBatch | SnapshotChunk, on_batch: Callable[[PeerBatch | SnapshotChunk], None]
+    ) -> None:
+        if msg.from_ in self.blocked:
+            return
+        self.heard[msg.from_] = time.monotonic()
+        if isinstance(msg, PeerBatch) and msg.from_ not in self.known and msg.from_urls:
+            self._connect(msg.from_, list(msg.from_urls))
+        on_batch(msg)
 
     def _answer(self, identity: bytes, info: JoinInfo) -> None:
         try:

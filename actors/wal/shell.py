@@ -16,6 +16,7 @@ import time
 
 import structlog
 
+from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from actors.wal import snapfiles
@@ -95,9 +96,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         if not batch.must_sync:  # only the commit index moved: the next fsync carries it
             send(to_raft, core.persisted(batch))
             return
+        failpoints.hit("wal-before-fsync")
         started = time.perf_counter()
         wal.sync()
         took = time.perf_counter() - started
+        failpoints.hit("wal-after-fsync")
         fsync_seconds.observe(took)
         log.debug("wal synced", entries=len(batch.entries), fsync_ms=round(took * 1000, 3))
         send(to_raft, core.persisted(batch))

@@ -10,15 +10,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from etcdz import Client
-from etcdz.watcher import Watch, create_request
-from proto_schemas.watch import Event, FilterType, WatchHistoryRequest, WatchResponse
+from proto_schemas.watch import FilterType
 from tools.cluster import LocalCluster, running
-from tools.watch_check import Spec, check
+from tools.watch_check import Collector, Spec, check, history
 from tools.workload import Writer
 
 WATCHERS, STREAMS, KEYS = 1000, 20, 50
@@ -28,30 +26,6 @@ WATCHERS, STREAMS, KEYS = 1000, 20, 50
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running(str(tmp_path_factory.mktemp("watch")), 3) as c:
         yield c
-
-
-def history(c: Client) -> list[Event]:
-    events: list[Event] = []
-    start = 1
-    while True:
-        resp = c.call(WatchHistoryRequest(start_revision=start))
-        events += resp.events
-        if resp.revision >= resp.header.revision:
-            return events
-        start = resp.revision + 1
-
-
-class Collector:
-    """What one watch delivered, taken straight from the stream thread (no thread per watch).
-    The sink is given at creation: set afterwards, a quick first answer would miss it."""
-
-    def __init__(self, client: Client, key: str, **options: Any) -> None:
-        self.got: list[WatchResponse] = []
-        self.watch: Watch = client.watch_stream().watch(create_request(key, **options), sink=self.take)
-
-    def take(self, item: object) -> None:
-        if isinstance(item, WatchResponse):
-            self.got.append(item)
 
 
 def test_a_thousand_watchers_keep_every_guarantee_through_hub_and_backend_kills(

@@ -145,6 +145,14 @@ def test_serializable_reads_skip_read_index() -> None:
     assert out.to_raft == [] and isinstance(out.to_mvcc[0], ReadRequest)
 
 
+def test_the_broken_build_for_the_checker_serves_linearizable_reads_locally() -> None:
+    core = make(unsafe_local_reads=True)
+    core.internal(LEADER, 0)
+    ask(core, RangeRequest(key=b"a"))
+    out = core.take_outbox()
+    assert out.to_raft == [] and isinstance(out.to_mvcc[0], ReadRequest)
+
+
 def test_read_index_failure_fails_the_reads() -> None:
     core = make()
     core.internal(LEADER, 0)
