@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from actors.runtime import failpoints
 from etcdz import Client
 from etcdz.errors import EtcdzError
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, Member
 from tools.history import Recorder
 from tools.linearizability import Op, check
 from tools.nemesis import ACTORS, Nemesis
@@ -113,10 +114,10 @@ def run(
     cluster = LocalCluster(root, 3)
     if broken_reads:
         for m in cluster.members:
-            m.env["ETCDZ_FAILPOINTS"] = "gateway-skip-read-index"
+            _arm(m, "gateway-skip-read-index")
     if scenario.failpoints:
         point = rng.choice(CRASH_POINTS)
-        cluster.members[0].env["ETCDZ_FAILPOINTS"] = point
+        _arm(cluster.members[0], point)
         outcome.faults.append(f"{cluster.members[0].name}: {point}")
     cluster.start()
     try:
@@ -133,7 +134,7 @@ def _exercise(
     rng: random.Random,
     seconds: float,
     outcome: Outcome,
-    log: Callable[[str], None],
+    log: Log,
 ) -> list[str]:
     problems: list[str] = []
     recorder = Recorder(
@@ -208,13 +209,21 @@ def _hashes_agree(cluster: LocalCluster) -> bool:
         time.sleep(0.5)
 
 
+def _arm(member: Member, point: str) -> None:
+    armed = member.env.get(failpoints.VARIABLE, "")
+    member.env[failpoints.VARIABLE] = f"{armed},{point}" if armed else point
+
+
 def _disarm(cluster: LocalCluster) -> list[str]:
     """Restart the member with the crash point without it; report whether it ever fired."""
     member = cluster.members[0]
     cluster.stop(member)
     with open(member.log_path, encoding="utf-8") as f:
         fired = f.read().count('"failpoint fired"')
-    del member.env["ETCDZ_FAILPOINTS"]
+    armed = failpoints.parse(member.env.pop(failpoints.VARIABLE))
+    for point, count in armed.items():
+        if not count:  # behaviours stay
+            _arm(member, point)
     cluster.start(member)
     return [] if fired else [f"the crash point of {member.name} never fired"]
 

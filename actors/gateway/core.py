@@ -178,7 +178,7 @@ class GatewayCore:
         self.m_failed = metrics.counter(
             "etcd_server_proposals_failed_total", "The total number of failed proposals seen."
         )
-        self._nospace_proposed = -ALARM_RETRY_S
+        self._alarm_proposed: dict[AlarmType, float] = {}  # when we last proposed raising it
         self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
         # through apply and their results reach the new gateway) nor by other members.
@@ -238,7 +238,7 @@ class GatewayCore:
         write = _is_write(request)
         cost = quota_cost(request)
         if cost and self.quota_bytes > 0 and self.db_size + cost > self.quota_bytes:
-            self._raise_nospace(now)
+            self._raise_alarm(AlarmType.NOSPACE, now)
             raise EtcdzError(ErrorCode.NO_SPACE)
         pending = _Pending(
             route, header.msg_id, now + self.request_timeout_s, write, body, request, _op(request)
@@ -262,13 +262,13 @@ class GatewayCore:
     def _needs_read_index(self, request: Any) -> bool:
         return _is_linearizable(request) and not self.unsafe_local_reads
 
-    def _raise_nospace(self, now: float) -> None:
-        if now - self._nospace_proposed < ALARM_RETRY_S:
+    def _raise_alarm(self, alarm: AlarmType, now: float) -> None:
+        """Propose ``alarm`` for this member (again only after ALARM_RETRY_S)."""
+        if now - self._alarm_proposed.get(alarm, -ALARM_RETRY_S) < ALARM_RETRY_S:
             return
-        self._nospace_proposed = now
-        self._propose_own(
-            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=AlarmType.NOSPACE), now
-        )
+        self._alarm_proposed[alarm] = now
+        raised = AlarmRequest(action=AlarmAction.ACTIVATE, member_id=self.member_id, alarm=alarm)
+        self._propose_own(raised, now)
 
     def _propose_own(self, request: Any, now: float) -> None:
         """Propose a request the gateway makes itself (no client waits for it; an outcome not
@@ -327,6 +327,8 @@ class GatewayCore:
                     self._answer(result.request_id, result.body)
             self._release_reads()
         elif isinstance(msg, ReadResult):
+            if _error_code(msg.body) is ErrorCode.CORRUPT:  # the backend failed its checksums
+                self._raise_alarm(AlarmType.CORRUPT, now)
             self._answer(msg.read_id, msg.body)
         elif isinstance(msg, ReadIndexResponse):
             rids = self._index_rounds.pop(msg.read_id, [])

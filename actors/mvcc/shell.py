@@ -24,9 +24,10 @@ import zmq
 from actors.mvcc import keys as K
 from actors.mvcc import snapshots
 from actors.mvcc.store import MvccStore
+from actors.mvcc.verified import Verified
 from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
-from actors.runtime.loop import Loop, send
+from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack
@@ -82,7 +83,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     def open_store() -> MvccStore:
         db = plyvel.DB(config.db_dir, create_if_missing=True)
-        return MvccStore(db, cluster_id=config.cluster_id, member_id=config.member_id)
+        try:
+            return MvccStore(Verified(db), cluster_id=config.cluster_id, member_id=config.member_id)
+        except plyvel.CorruptionError as exc:
+            raise FatalError(f"backend corrupted: {exc}") from exc
 
     store = open_store()
     log.info(
@@ -276,6 +280,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             body = encode(exc.to_response())
         except DecodeError as exc:
             body = encode(error_response(ErrorCode.BAD_REQUEST, str(exc)))
+        except plyvel.CorruptionError as exc:  # refused, not served: the gateway raises CORRUPT
+            log.error("backend corruption detected", error=str(exc))
+            body = encode(error_response(ErrorCode.CORRUPT))
         send(outs["gateway"], ReadResult(read_id=req.read_id, body=body))
 
     def defragment() -> DefragmentResponse:
@@ -336,6 +343,12 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         send(target, store.state(read_id=req.read_id, db_size=size[0]))
 
     def handle(msgs: list[object]) -> None:
+        try:
+            dispatch(msgs)
+        except plyvel.CorruptionError as exc:  # applying on garbled data would spread it: stop
+            raise FatalError(f"backend corrupted: {exc}") from exc
+
+    def dispatch(msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, ApplyBatch):
                 apply(msg)

@@ -410,3 +410,16 @@ def test_the_leaders_gateway_proposes_the_compaction_and_logs_its_outcome() -> N
     core.tick(31.0)  # that one is never heard of again (lost in a leader change): a timeout
     failed = [f["error"] for e, f in core.take_outbox().logs if e == "failed auto-compaction"]
     assert failed == ["TIMEOUT"]
+
+
+def test_a_read_that_failed_its_checksums_raises_corrupt_for_this_member() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, RangeRequest(key=b"k", serializable=True), msg_id=1, now=1.0)
+    (read,) = core.take_outbox().to_mvcc
+    core.internal(ReadResult(read_id=read.read_id, body=encode(error_response(ErrorCode.CORRUPT))), 1.0)
+    out = core.take_outbox()
+    assert [decode(b).code for _, _, b in out.to_client] == [ErrorCode.CORRUPT]  # refused, not served
+    (propose,) = out.to_raft
+    raised = decode(propose.data[0], InternalRequest).request
+    assert raised == AlarmRequest(action=AlarmAction.ACTIVATE, member_id=1, alarm=AlarmType.CORRUPT)
