@@ -125,26 +125,3 @@ class Nemesis:
             self.cluster.start(member)
         self.down.clear()
         self.cluster.wait_ready(timeout=60)
-
-    def random_fault(self) -> str:
-        """One fault drawn at random (what the robustness runs inject between heals)."""
-        choice = self.rng.choice(
-            ["kill", "kill-leader", "actor", "pause", "partition", "partition-leader", "bridge", "lossy"]
-        )
-        if choice == "kill":
-            self.kill("any")
-        elif choice == "kill-leader":
-            self.kill("leader")
-        elif choice == "actor":
-            self.kill_actor(self.rng.choice(ACTORS))
-        elif choice == "pause":
-            self.pause("any")
-        elif choice == "partition":
-            self.partition("minority")
-        elif choice == "partition-leader":
-            self.partition("leader")
-        elif choice == "bridge":
-            self.partition("bridge")
-        else:
-            self.lossy(self.rng.choice([10, 30]), self.rng.choice([0, 20, 50]))
-        return choice
