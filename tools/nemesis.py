@@ -23,7 +23,7 @@ ACTORS = ("wal", "raft", "mvcc", "apply", "lease", "gateway")
 class Nemesis:
     def __init__(
         self, cluster: LocalCluster, rng: random.Random, log: Callable[[str], None] = lambda _: None
-    ):
+    ) -> None:
         self.cluster = cluster
         self.rng = rng
         self.log = log
