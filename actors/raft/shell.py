@@ -70,7 +70,8 @@ from proto_schemas.raft import (
     Snapshot,
 )
 
-HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at
+HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
+# once a delay was injected: a member never faulted keeps its idle loop quiet)
 
 
 class RaftShell:
@@ -132,7 +133,7 @@ class RaftShell:
         self.loop.on_messages(self.inbox, self.handle)
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
-        self.loop.every(HELD_RELEASE_S, lambda: self.peers.release(self._from_peer))
+        self._releasing = False  # the timer for delayed peer frames is running
         self.loop.after_batch(self.flush)
         send(self.to_wal, WalLoad())
 
@@ -191,6 +192,9 @@ class RaftShell:
                 continue
             if isinstance(msg, PeerFaults):
                 self.peers.inject(msg)
+                if msg.delay_ms and not self._releasing:
+                    self._releasing = True
+                    self.loop.every(HELD_RELEASE_S, lambda: self.peers.release(self._from_peer))
                 blocked = [f"{b:x}" for b in msg.blocked]
                 self.log.warning(
                     "peer faults injected", blocked=blocked, drop=msg.drop_percent, delay_ms=msg.delay_ms

@@ -8,11 +8,11 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from actors.runtime.config import NodeConfig
 from actors.runtime.logs import configure
-from actors.supervisor.flags import parse_duration_ms, parser, read, urls
+from actors.supervisor.flags import Table, parse_duration_ms, parser, read, urls
 from actors.watch.shell import HubConfig, build
 
 
@@ -37,7 +37,7 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
 
 
 # The standalone hub's flags (env ETCDZ_* as the member's; the shared names mean the same).
-HUB_FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
+HUB_FLAGS: Table = {
     "name": (str, "watch-hub", "name of this hub in logs"),
     "endpoints": (str, "", "members' client URLs, comma-separated (required)"),
     "listen-watch-urls": (str, "tcp://127.0.0.1:2381", "URLs to serve watchers on"),
