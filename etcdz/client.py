@@ -6,6 +6,9 @@ Each call sends ``[header, body]`` with a fresh ``msg_id`` and waits for the rep
   no reply at all, for a read: try the next endpoint, within the call's deadline;
 - no reply to a *write*: raise ``RequestTimedOut(definite=False)`` — it may have been applied,
   so the SDK never retries it behind the caller's back.
+With ``user`` and ``password`` the client logs in before its first call and again whenever a
+member answers ``invalid auth token`` (expired, or issued before that member restarted), then
+retries the call once: the refused call did not happen.
 A client is safe to share between threads (calls are serialised by a lock).
 """
 
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
     from etcdz.watcher import Watch, WatchStream
 
 from etcdz import ops
+from etcdz.auth import AuthApi
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
+from proto_schemas.auth import AUTH_REQUESTS, AuthenticateRequest, AuthenticateResponse
 from proto_schemas.cluster import (
     MemberAddRequest,
     MemberAddResponse,
@@ -102,10 +107,12 @@ WRITES = (
     MemberPromoteRequest,
     MoveLeaderRequest,
     AlarmRequest,
+    *(r for r in AUTH_REQUESTS if r is not AuthenticateRequest),
 )
+LOGIN_ATTEMPTS = 3  # a login checked against an auth store that changed meanwhile is retried
 
 
-class Client:
+class Client(AuthApi):
     """A connection to an etcdz cluster.
 
     >>> with Client(["tcp://127.0.0.1:2379"]) as c:
@@ -119,9 +126,23 @@ class Client:
         timeout: float = 7.0,
         dial_timeout: float = 2.0,
         watch_endpoints: str | list[str] | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         """``watch_endpoints``: watch hubs to use instead of those the members advertise, for a
-        client that reaches the hubs at other addresses (published ports, a load balancer)."""
+        client that reaches the hubs at other addresses (published ports, a load balancer).
+        ``user``/``password``: log in (needed once auth is enabled)."""
+        self._options: dict[str, Any] = {
+            "endpoints": endpoints,
+            "timeout": timeout,
+            "dial_timeout": dial_timeout,
+            "watch_endpoints": watch_endpoints,
+            "user": user,
+            "password": password,
+        }
+        self.user = user
+        self._password = password or ""
+        self._token = ""
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is required")
@@ -161,6 +182,10 @@ class Client:
             self._sock = None
         self._current = (self._current + 1) % len(self.endpoints)
 
+    def clone(self, **changes: Any) -> Client:
+        """A new client with this one's settings (its own connection), ``changes`` applied."""
+        return Client(**{**self._options, **changes})
+
     def close(self) -> None:
         if self._watch_stream is not None:
             self._watch_stream.close()
@@ -184,36 +209,75 @@ class Client:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         write = isinstance(request, WRITES)
         with self._lock:
-            tried = 0
-            while True:
-                tried += 1
-                response = self._exchange(body, deadline)
-                if response is _NOT_SENT:  # unreachable: safe to try elsewhere, writes too
+            if self.user is not None and not self._token:
+                self._login(deadline)
+            try:
+                return self._call(body, deadline, write)
+            except EtcdzError as exc:
+                if self.user is None or exc.code != ErrorCode.INVALID_AUTH_TOKEN:
+                    raise
+            self._login(deadline)  # the token expired or this member does not know it
+            return self._call(body, deadline, write)
+
+    def auth_token(self) -> str:
+        """This client's token ("" without a user), logging in first if need be (what a watch
+        stream sends to the hubs)."""
+        with self._lock:
+            if self.user is not None and not self._token:
+                self._login(time.monotonic() + self.timeout)
+            return self._token
+
+    def relogin(self) -> None:
+        """Forget the token (a hub refused it): the next call logs in again."""
+        with self._lock:
+            self._token = ""
+
+    def _login(self, deadline: float) -> None:
+        self._token = ""
+        body = encode(AuthenticateRequest(name=self.user or "", password=self._password))
+        for attempt in range(LOGIN_ATTEMPTS):
+            try:
+                response = self._call(body, deadline, write=False)
+            except EtcdzError as exc:
+                if exc.code != ErrorCode.AUTH_OLD_REVISION or attempt == LOGIN_ATTEMPTS - 1:
+                    raise
+                continue
+            if isinstance(response, AuthenticateResponse):
+                self._token = response.token
+            return
+
+    def _call(self, body: bytes, deadline: float, write: bool) -> Any:
+        """One request, with failover (the lock held)."""
+        tried = 0
+        while True:
+            tried += 1
+            response = self._exchange(body, deadline)
+            if response is _NOT_SENT:  # unreachable: safe to try elsewhere, writes too
+                self._next_endpoint()
+                if tried >= len(self.endpoints) or time.monotonic() >= deadline:
+                    raise Unavailable(f"no endpoint reachable: {', '.join(self.endpoints)}")
+                continue
+            if response is None:  # sent, but nothing came back from this endpoint
+                self._next_endpoint()
+                if write:
+                    raise RequestTimedOut(definite=False)
+                if tried >= len(self.endpoints) or time.monotonic() >= deadline:
+                    raise (
+                        Unavailable(f"no reply from {', '.join(self.endpoints)}")
+                        if tried > 1
+                        else RequestTimedOut()
+                    )
+                continue
+            if isinstance(response, ErrorResponse):
+                if (
+                    response.code in RETRY_ELSEWHERE
+                    and tried < len(self.endpoints)
+                    and time.monotonic() < deadline
+                ):
                     self._next_endpoint()
-                    if tried >= len(self.endpoints) or time.monotonic() >= deadline:
-                        raise Unavailable(f"no endpoint reachable: {', '.join(self.endpoints)}")
                     continue
-                if response is None:  # sent, but nothing came back from this endpoint
-                    self._next_endpoint()
-                    if write:
-                        raise RequestTimedOut(definite=False)
-                    if tried >= len(self.endpoints) or time.monotonic() >= deadline:
-                        raise (
-                            Unavailable(f"no reply from {', '.join(self.endpoints)}")
-                            if tried > 1
-                            else RequestTimedOut()
-                        )
-                    continue
-                if isinstance(response, ErrorResponse):
-                    if (
-                        response.code in RETRY_ELSEWHERE
-                        and tried < len(self.endpoints)
-                        and time.monotonic() < deadline
-                    ):
-                        self._next_endpoint()
-                        continue
-                    raise from_response(response)
-                return response
+                raise from_response(response)
+            return response
 
     def _exchange(self, body: bytes, deadline: float) -> Any | None:
         sock = self._socket()
@@ -222,7 +286,7 @@ class Client:
         if not sock.poll(dial * 1000, zmq.POLLOUT):
             return _NOT_SENT
         try:
-            sock.send_multipart(pack(body, msg_id=msg_id), zmq.NOBLOCK)
+            sock.send_multipart(pack(body, msg_id=msg_id, token=self._token), zmq.NOBLOCK)
         except zmq.Again:
             return _NOT_SENT
         while True:
@@ -357,7 +421,7 @@ class Client:
         """A lease kept alive in the background until the ``with`` block ends (then revoked)."""
         from etcdz.lease import KeptLease
 
-        return KeptLease(self.endpoints, ttl, self.timeout, lease_id)
+        return KeptLease(self.clone(), ttl, lease_id)
 
     def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
         """End the lease now: its keys are deleted in one revision."""

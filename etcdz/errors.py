@@ -152,6 +152,80 @@ class Corrupt(EtcdzError):
     code = ErrorCode.CORRUPT
 
 
+class AuthFailed(EtcdzError):
+    """A user name or password was wrong."""
+
+    code = ErrorCode.AUTH_FAILED
+
+
+class InvalidAuthToken(EtcdzError):
+    """The token expired or was never issued by this cluster (authenticate again)."""
+
+    code = ErrorCode.INVALID_AUTH_TOKEN
+
+
+class PermissionDenied(EtcdzError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class UserNotFound(EtcdzError):
+    code = ErrorCode.USER_NOT_FOUND
+
+
+class RoleNotFound(EtcdzError):
+    code = ErrorCode.ROLE_NOT_FOUND
+
+
+class AuthNotEnabled(EtcdzError):
+    code = ErrorCode.AUTH_NOT_ENABLED
+
+
+class UserEmpty(EtcdzError):
+    """Auth is enabled and the request carried no token."""
+
+    code = ErrorCode.USER_EMPTY
+
+
+class UserAlreadyExists(EtcdzError):
+    code = ErrorCode.USER_ALREADY_EXIST
+
+
+class RoleAlreadyExists(EtcdzError):
+    code = ErrorCode.ROLE_ALREADY_EXIST
+
+
+class RoleEmpty(EtcdzError):
+    code = ErrorCode.ROLE_EMPTY
+
+
+class RootUserNotExist(EtcdzError):
+    code = ErrorCode.ROOT_USER_NOT_EXIST
+
+
+class RootRoleNotExist(EtcdzError):
+    code = ErrorCode.ROOT_ROLE_NOT_EXIST
+
+
+class RoleNotGranted(EtcdzError):
+    code = ErrorCode.ROLE_NOT_GRANTED
+
+
+class PermissionNotGranted(EtcdzError):
+    code = ErrorCode.PERMISSION_NOT_GRANTED
+
+
+class InvalidAuthManagement(EtcdzError):
+    """A change that would lock everyone out (the root user's root role while auth is on)."""
+
+    code = ErrorCode.INVALID_AUTH_MGMT
+
+
+class AuthOldRevision(EtcdzError):
+    """The auth store changed while the request was in flight: retry it."""
+
+    code = ErrorCode.AUTH_OLD_REVISION
+
+
 class Unavailable(EtcdzError):
     """No endpoint answered (all down, or unreachable)."""
 
@@ -166,3 +240,11 @@ BY_CODE: dict[ErrorCode, type[EtcdzError]] = {
 
 def from_response(response: ErrorResponse) -> EtcdzError:
     return BY_CODE.get(response.code, InternalError)(response.message, definite=response.definite)
+
+
+def from_reason(reason: str) -> EtcdzError | None:
+    """The error a watch was cancelled with, from etcd's text in its cancel reason."""
+    for code, text in TEXTS.items():
+        if text == reason:
+            return BY_CODE.get(code, InternalError)(reason)
+    return None

@@ -17,8 +17,9 @@ from etcdz.errors import EtcdzError, LeaseNotFound
 
 
 class KeptLease:
-    def __init__(self, endpoints: list[str], ttl: int, timeout: float, lease_id: int = 0) -> None:
-        self._client = Client(endpoints, timeout=timeout)
+    def __init__(self, client: Client, ttl: int, lease_id: int = 0) -> None:
+        """``client``: a connection of its own, closed with the lease."""
+        self._client = client
         granted = self._client.lease_grant(ttl, lease_id)
         self.id: int = granted.id
         self.ttl: int = granted.ttl
@@ -28,7 +29,7 @@ class KeptLease:
         self._thread.start()
 
     def _renew(self) -> None:
-        with Client(self._client.endpoints, timeout=max(1.0, self.ttl / 3)) as keeper:
+        with self._client.clone(timeout=max(1.0, self.ttl / 3)) as keeper:
             delay = self.ttl / 3
             while not self._stop.wait(delay):
                 try:
@@ -63,5 +64,8 @@ class Session(KeptLease):
     ``Session``: attach keys with ``put(key, value, lease=session.id)``; they vanish when the
     session is closed or, if this process dies, when the lease expires (``ttl`` seconds)."""
 
-    def __init__(self, endpoints: list[str] | str, ttl: int = 60, timeout: float = 7.0) -> None:
-        super().__init__([endpoints] if isinstance(endpoints, str) else list(endpoints), ttl, timeout)
+    def __init__(
+        self, endpoints: list[str] | str, ttl: int = 60, timeout: float = 7.0, **options: Any
+    ) -> None:
+        """``options``: as ``Client``'s (``user``, ``password``, ...)."""
+        super().__init__(Client(endpoints, timeout=timeout, **options), ttl)

@@ -43,7 +43,7 @@ def range_end_for(key: bytes, range_end: Bytes | None, prefix: bool, from_key: b
     return to_bytes(range_end) if range_end is not None else b""
 
 
-def _key_and_end(key: Bytes, range_end: Bytes | None, prefix: bool, from_key: bool) -> tuple[bytes, bytes]:
+def key_and_end(key: Bytes, range_end: Bytes | None, prefix: bool, from_key: bool) -> tuple[bytes, bytes]:
     k = to_bytes(key)
     if (prefix or from_key) and not k:
         return b"\0", b"\0"  # etcdctl: an empty key with --prefix/--from-key means every key
@@ -68,7 +68,7 @@ def get(
     min_create_revision: int = 0,
     max_create_revision: int = 0,
 ) -> RangeRequest:
-    k, end = _key_and_end(key, range_end, prefix, from_key)
+    k, end = key_and_end(key, range_end, prefix, from_key)
     return RangeRequest(
         key=k,
         range_end=end,
@@ -113,7 +113,7 @@ def delete(
     from_key: bool = False,
     prev_kv: bool = False,
 ) -> DeleteRangeRequest:
-    k, end = _key_and_end(key, range_end, prefix, from_key)
+    k, end = key_and_end(key, range_end, prefix, from_key)
     return DeleteRangeRequest(key=k, range_end=end, prev_kv=prev_kv)
 
 

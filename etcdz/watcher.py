@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from etcdz import ops
-from etcdz.errors import Compacted, EtcdzError, Unavailable
+from etcdz.errors import Compacted, EtcdzError, Unavailable, from_reason
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import ErrorResponse
+from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse
 from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
     PROGRESS_ALL,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
 _STOP = object()
+_STALE_TOKEN = TEXTS[ErrorCode.INVALID_AUTH_TOKEN]
 
 
 class Watch:
@@ -70,6 +71,7 @@ class Watch:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._fragments: list[Event] = []
         self._done = False
+        self._relogins = 0  # logins for this watch since it was last created
         # Called on the stream thread instead of queueing (the asyncio bridge); given at
         # creation, so that not even the first response can reach the queue instead.
         self.sink = sink
@@ -83,6 +85,7 @@ class Watch:
         """Take one response from the hub; False once the watch is over."""
         if resp.created and not resp.canceled:
             self.confirmed = True
+            self._relogins = 0
             if not self.revision and self.request.start_revision <= 0:  # a watch from now
                 self.revision = resp.header.revision
             self.created.set()
@@ -91,9 +94,11 @@ class Watch:
             return True  # re-created on a hub that still had it: the watch goes on
         if resp.canceled:
             self.created.set()
-            error = Compacted(resp.cancel_reason) if resp.compact_revision else None
-            if error is not None:
-                error.compact_revision = resp.compact_revision  # type: ignore[attr-defined]
+            error = (
+                Compacted(resp.cancel_reason) if resp.compact_revision else from_reason(resp.cancel_reason)
+            )
+            if resp.compact_revision:
+                error.compact_revision = resp.compact_revision  # type: ignore[union-attr]
             self._put(error if error is not None else _STOP)
             return False
         events = [e for e in resp.events if e.kv.mod_revision > self.revision]
@@ -180,6 +185,7 @@ class WatchStream(threading.Thread):
         self.hub = ""
         self._hub_id = ""
         self._recreate = False
+        self._relogged: list[Watch] = []
         self.error: EtcdzError | None = None
 
     # -- user threads ----------------------------------------------------------------------------
@@ -274,6 +280,9 @@ class WatchStream(threading.Thread):
                 if self._recreate:
                     self._recreate = False
                     self._resume_all(sock)
+                for w in self._relogged:  # refused for an expired token: logged in again
+                    self._send(sock, WatchRequest(request=w._resume_request()))
+                self._relogged.clear()
             if now - heard > DEAD_AFTER_S:
                 return  # the hub is gone: move the stream
             if now - sent >= PING_S:
@@ -330,12 +339,31 @@ class WatchStream(threading.Thread):
         else:
             targets = [self._watches.get(resp.watch_id)]
         for w in targets:
+            if w is not None and self._stale_token(w, resp):
+                continue
             if w is not None and not w._feed(resp):
                 self._watches.pop(w.id, None)
 
+    def _stale_token(self, w: Watch, resp: WatchResponse) -> bool:
+        """A create refused for a token the cluster no longer knows (expired, a member
+        restarted): log in again and re-create it, once per refusal streak."""
+        if not (resp.canceled and resp.cancel_reason == _STALE_TOKEN and self._client.user is not None):
+            return False
+        if w._relogins >= 1:
+            return False
+        w._relogins += 1
+        self._client.relogin()
+        self._relogged.append(w)
+        return True
+
     def _send(self, sock: zmq.Socket[bytes], body: Any) -> None:
         try:
-            sock.send_multipart(pack(body, msg_id=next(self._msg_ids)), zmq.NOBLOCK)
+            token = self._client.auth_token()
+        except EtcdzError as exc:  # cannot log in: the watches end with the reason
+            self.error, self._stopping = exc, True
+            return
+        try:
+            sock.send_multipart(pack(body, msg_id=next(self._msg_ids), token=token), zmq.NOBLOCK)
         except zmq.Again:
             pass  # not connected yet: the hub will look dead and the stream moves
 
@@ -352,7 +380,7 @@ def create_request(
     progress_notify: bool = False,
     fragment: bool = False,
 ) -> WatchCreateRequest:
-    k, end = ops._key_and_end(key, range_end, prefix, from_key)
+    k, end = ops.key_and_end(key, range_end, prefix, from_key)
     return WatchCreateRequest(
         key=k,
         range_end=end,

@@ -5,6 +5,7 @@ classes; ``codec.encode``/``codec.decode`` turn them into bytes and back.
 """
 
 from proto_schemas import (  # noqa: F401  (registers types)
+    auth,
     cluster,
     envelope,
     errors,
@@ -18,6 +19,7 @@ from proto_schemas import (  # noqa: F401  (registers types)
 from proto_schemas.codec import DecodeError, decode, encode
 
 __all__ = [
+    "auth",
     "cluster",
     "DecodeError",
     "decode",

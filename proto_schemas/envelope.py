@@ -1,7 +1,8 @@
 """The frame layout every etcdz socket uses, built and parsed only here.
 
 A message travels as ``[*routing_ids, header, body]``: ``header`` is a small CBOR
-``Header`` (protocol version, msg_id, in_reply_to), ``body`` an encoded message. Keeping the
+``Header`` (protocol version, msg_id, in_reply_to, and the client's auth token), ``body`` an
+encoded message. Keeping the
 body in its own frame lets a hop that only forwards (the gateway relaying a backend's response)
 pass the bytes on without decoding and re-encoding them. Type id 1.
 """
@@ -22,12 +23,13 @@ class Header:
     version: int = PROTOCOL_VERSION
     msg_id: int = 0
     in_reply_to: int = 0
+    token: str = ""  # from Authenticate; checked by the gateway when auth is enabled
 
 
-def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0) -> list[bytes]:
+def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0, token: str = "") -> list[bytes]:
     """Frames for one message; ``body`` may be a message or its already-encoded bytes."""
     raw = body if isinstance(body, bytes) else encode(body)
-    return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to)), raw]
+    return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to, token=token)), raw]
 
 
 def unpack_header(frames: list[bytes]) -> tuple[Header, bytes]:

@@ -49,6 +49,22 @@ class ErrorCode(enum.IntEnum):
     LEASE_EXIST = 32
     LEASE_TTL_TOO_LARGE = 33
     CORRUPT = 34
+    AUTH_FAILED = 35
+    INVALID_AUTH_TOKEN = 36
+    PERMISSION_DENIED = 37
+    USER_NOT_FOUND = 38
+    ROLE_NOT_FOUND = 39
+    AUTH_NOT_ENABLED = 40
+    USER_EMPTY = 41
+    USER_ALREADY_EXIST = 42
+    ROLE_ALREADY_EXIST = 43
+    ROLE_EMPTY = 44
+    ROOT_USER_NOT_EXIST = 45
+    ROOT_ROLE_NOT_EXIST = 46
+    ROLE_NOT_GRANTED = 47
+    PERMISSION_NOT_GRANTED = 48
+    INVALID_AUTH_MGMT = 49
+    AUTH_OLD_REVISION = 50
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -88,6 +104,22 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.LEASE_EXIST: "etcdserver: lease already exists",
     ErrorCode.LEASE_TTL_TOO_LARGE: "etcdserver: too large lease TTL",
     ErrorCode.CORRUPT: "etcdserver: corrupt cluster",
+    ErrorCode.AUTH_FAILED: "etcdserver: authentication failed, invalid user ID or password",
+    ErrorCode.INVALID_AUTH_TOKEN: "etcdserver: invalid auth token",
+    ErrorCode.PERMISSION_DENIED: "etcdserver: permission denied",
+    ErrorCode.USER_NOT_FOUND: "etcdserver: user name not found",
+    ErrorCode.ROLE_NOT_FOUND: "etcdserver: role name not found",
+    ErrorCode.AUTH_NOT_ENABLED: "etcdserver: authentication is not enabled",
+    ErrorCode.USER_EMPTY: "etcdserver: user name is empty",
+    ErrorCode.USER_ALREADY_EXIST: "etcdserver: user name already exists",
+    ErrorCode.ROLE_ALREADY_EXIST: "etcdserver: role name already exists",
+    ErrorCode.ROLE_EMPTY: "etcdserver: role name is empty",
+    ErrorCode.ROOT_USER_NOT_EXIST: "etcdserver: root user does not exist",
+    ErrorCode.ROOT_ROLE_NOT_EXIST: "etcdserver: root user does not have root role",
+    ErrorCode.ROLE_NOT_GRANTED: "etcdserver: role is not granted to the user",
+    ErrorCode.PERMISSION_NOT_GRANTED: "etcdserver: permission is not granted to the role",
+    ErrorCode.INVALID_AUTH_MGMT: "etcdserver: invalid auth management",
+    ErrorCode.AUTH_OLD_REVISION: "etcdserver: revision of auth store is old",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})

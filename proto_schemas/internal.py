@@ -10,6 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from proto_schemas.auth import (
+    AuthDisableRequest,
+    AuthEnableRequest,
+    AuthenticateRequest,
+    AuthState,
+    AuthStatusRequest,
+    RoleAddRequest,
+    RoleDeleteRequest,
+    RoleGetRequest,
+    RoleGrantPermissionRequest,
+    RoleListRequest,
+    RoleRevokePermissionRequest,
+    TokenGranted,
+    UserAddRequest,
+    UserChangePasswordRequest,
+    UserDeleteRequest,
+    UserGetRequest,
+    UserGrantRoleRequest,
+    UserListRequest,
+    UserRevokeRoleRequest,
+)
 from proto_schemas.codec import message
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
@@ -23,7 +44,9 @@ _msg = dataclass(frozen=True, slots=True, kw_only=True)
 @message(300)
 @_msg
 class InternalRequest:
-    """The payload of a normal raft entry: a client write and the id its result is routed by."""
+    """The payload of a normal raft entry: a client write and the id its result is routed by.
+    ``user`` is who proposed it (None: the node itself), checked against the auth store at
+    ``auth_revision``; applied under a newer one, it is checked again."""
 
     request_id: int
     request: (
@@ -35,7 +58,26 @@ class InternalRequest:
         | LeaseRevokeRequest
         | LeaseCheckpointRequest
         | AlarmRequest
+        | AuthEnableRequest
+        | AuthDisableRequest
+        | AuthStatusRequest
+        | AuthenticateRequest
+        | UserAddRequest
+        | UserGetRequest
+        | UserDeleteRequest
+        | UserChangePasswordRequest
+        | UserGrantRoleRequest
+        | UserRevokeRoleRequest
+        | UserListRequest
+        | RoleAddRequest
+        | RoleGetRequest
+        | RoleDeleteRequest
+        | RoleGrantPermissionRequest
+        | RoleRevokePermissionRequest
+        | RoleListRequest
     )
+    user: str | None = None
+    auth_revision: int = 0
 
 
 @message(301)
@@ -145,6 +187,8 @@ class ApplyDone:
     results: list[ApplyResult] = field(default_factory=list)
     lease_events: list[LeaseEvent] = field(default_factory=list)
     db_size: int = -1  # the backend's size on disk (-1: not measured), for the quota check
+    auth: AuthState | None = None  # the auth store, when these entries changed it
+    tokens: list[TokenGranted] = field(default_factory=list)
 
 
 @message(314)
@@ -154,6 +198,8 @@ class Results:
     results: list[ApplyResult] = field(default_factory=list)
     db_size: int = -1
     revision: int = 0  # the backend's revision after these (0: not known)
+    auth: AuthState | None = None
+    tokens: list[TokenGranted] = field(default_factory=list)
 
 
 @message(315)
@@ -196,6 +242,7 @@ class BackendState:
     compact_revision: int
     db_size: int
     db_size_in_use: int
+    auth: AuthState | None = None  # for the gateway: at its start and after a snapshot install
 
 
 @message(370)

@@ -79,6 +79,8 @@ class ApplyCore:
                 results=done.results,
                 db_size=done.db_size,
                 revision=done.revision,
+                auth=done.auth,
+                tokens=done.tokens,
             )
         )
         out.to_raft.append(Applied(index=done.applied_index))

@@ -22,6 +22,15 @@ Rules (etcd's v3 server, preflight order as etcd's):
 - Watch hubs announce themselves (``HubAnnounce``) every second; ``WatchHubsRequest`` lists
   those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
   serializable reads.
+- Auth (see actors/auth): while enabled, every request but a login, the status ones and a
+  hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
+  unknown or expired) whose user must hold what the request needs (``permission denied``).
+  The user and the auth revision checked against travel in the proposal, so apply checks
+  again if the store changed. A login checks the password here (rate-limited, see
+  tokens.py), mints a random token and proposes only its digest; the client gets the token
+  once the login is applied. Passwords are hashed here before ``user add`` / ``passwd`` are
+  proposed. Requests arriving on the node's own socket (``local``: its watch hubs) are the
+  node's and are not checked.
 - Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
   with no answer after ``request_timeout_s`` gets ``etcdserver: request timed out``
   (indefinite for writes: it may yet be applied).
@@ -29,17 +38,35 @@ Rules (etcd's v3 server, preflight order as etcd's):
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import heapq
 import itertools
 import os
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.auth.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
+from actors.auth.perms import Anyone, Need, needs
+from actors.auth.store import AuthView
+from actors.auth.tokens import LoginLimiter, TokenKeeper, digest
 from actors.gateway.compactor import AutoCompactor
 from actors.mvcc.alarms import quota_cost
 from actors.mvcc.txn import validate_txn
 from actors.runtime.metrics import Registry
+from proto_schemas.auth import (
+    AUTH_REQUESTS,
+    AuthCheckRequest,
+    AuthCheckResponse,
+    AuthenticateRequest,
+    AuthenticateResponse,
+    AuthState,
+    TokenGranted,
+    UserAddRequest,
+    UserChangePasswordRequest,
+)
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import Header, unpack_header
@@ -109,8 +136,11 @@ CLIENT_REQUESTS = (
     AlarmRequest,
     DefragmentRequest,
     SnapshotRequest,
+    AuthCheckRequest,
     *CLUSTER_REQUESTS,
+    *AUTH_REQUESTS,
 )
+TOKEN_SWEEP_S = 10.0  # expired tokens are dropped this often
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
 LEASE_CALLS = (LeaseKeepAliveRequest, LeaseTimeToLiveRequest)
 
@@ -124,6 +154,10 @@ class _Pending:
     body: bytes = b""  # the client's encoded request (reads: forwarded to the backend as is)
     request: Any = None
     op: str = ""  # for the request metrics
+    user: str | None = None  # who asked (None: the node itself), checked at ``auth_revision``
+    auth_revision: int = 0
+    token: str = ""  # the client's, passed on with a forwarded lease call
+    issued: str = ""  # a login's new token, handed out once the login is applied
 
 
 @dataclass(slots=True)
@@ -134,7 +168,7 @@ class Outbox:
     to_raft: list[Any] = field(default_factory=list)
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
-    to_leader: list[tuple[int, bytes]] = field(default_factory=list)  # (request id, client's body)
+    to_leader: list[tuple[int, bytes, str]] = field(default_factory=list)  # (request id, body, token)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 
@@ -155,6 +189,8 @@ class GatewayCore:
         compactor: AutoCompactor | None = None,
         metrics: Registry | None = None,
         unsafe_local_reads: bool = False,
+        auth_token_ttl_s: float = 300.0,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -169,6 +205,11 @@ class GatewayCore:
         self.db_size = 0  # the backend's size as last measured
         self.revision = 0  # the backend's revision as last heard (asked for at start)
         self.compactor = compactor
+        self.auth = AuthView()  # as the backend last reported it
+        self.tokens = TokenKeeper(auth_token_ttl_s)
+        self.logins = LoginLimiter()
+        self._random = random_bytes
+        self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
             "etcdz_server_requests_total",
@@ -199,7 +240,7 @@ class GatewayCore:
         self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
     # -- client side ---------------------------------------------------------------------
-    def client_message(self, route: bytes, frames: list[bytes], now: float) -> None:
+    def client_message(self, route: bytes, frames: list[bytes], now: float, local: bool = False) -> None:
         try:
             header, body = unpack_header(frames)
         except DecodeError as exc:
@@ -217,13 +258,23 @@ class GatewayCore:
             self._reply_error(route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__)
             return
         try:
-            self._dispatch(route, header, body, request, now)
+            self._dispatch(route, header, body, request, now, local)
         except EtcdzError as exc:
             self._reply(route, header.msg_id, exc.to_response())
             self.m_requests.inc(op=_op(request), code=exc.code.name)
+        except Exception as exc:  # a bug must cost one request, not the gateway
+            self._reply(route, header.msg_id, error_response(ErrorCode.INTERNAL, type(exc).__name__))
+            self.m_requests.inc(op=_op(request), code=ErrorCode.INTERNAL.name)
+            self.out.logs.append(("request failed", {"op": _op(request), "error": repr(exc)}))
 
-    def _dispatch(self, route: bytes, header: Header, body: bytes, request: Any, now: float) -> None:
+    def _dispatch(
+        self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool
+    ) -> None:
         _validate(request, self.max_txn_ops)
+        user = None if local else self._authorize(header.token, request, now)
+        if isinstance(request, AuthCheckRequest):
+            self._reply(route, header.msg_id, self._auth_check(request, now))
+            return
         if isinstance(request, HubAnnounce | WatchHubsRequest):
             if isinstance(request, HubAnnounce):
                 self._hubs[request.hub_id] = (now, list(request.urls))
@@ -235,13 +286,28 @@ class GatewayCore:
             request = LeaseGrantRequest(
                 ttl=max(request.ttl, self.min_lease_ttl), id=request.id or (rid & 0x7FFF_FFFF_FFFF_FFFF)
             )
+        issued = ""
+        if isinstance(request, AuthenticateRequest):
+            request, issued = self._login(request, now)
+        elif isinstance(request, UserAddRequest | UserChangePasswordRequest):
+            request = self._hash(request)
         write = _is_write(request)
         cost = quota_cost(request)
         if cost and self.quota_bytes > 0 and self.db_size + cost > self.quota_bytes:
             self._raise_alarm(AlarmType.NOSPACE, now)
             raise EtcdzError(ErrorCode.NO_SPACE)
         pending = _Pending(
-            route, header.msg_id, now + self.request_timeout_s, write, body, request, _op(request)
+            route,
+            header.msg_id,
+            now + self.request_timeout_s,
+            write,
+            body,
+            request,
+            _op(request),
+            user,
+            self.auth.revision,
+            header.token,
+            issued,
         )
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
@@ -258,6 +324,77 @@ class GatewayCore:
                 self._route(rid)
         else:
             self._read(rid)
+
+    # -- auth ----------------------------------------------------------------------------------
+    def _authorize(self, token: str, request: Any, now: float) -> str:
+        """The user a client request is made by ("" while auth is disabled or for what anyone
+        may do); raises what etcd answers a request without the right."""
+        if not self.auth.enabled:
+            return ""
+        wanted = needs(request)
+        if isinstance(wanted, Anyone):
+            return ""
+        user = self._token_user(token, now)
+        self.auth.check(user, wanted)
+        return user
+
+    def _token_user(self, token: str, now: float) -> str:
+        if not token:
+            raise EtcdzError(ErrorCode.USER_EMPTY)
+        user = self.tokens.user(token, now)
+        if user is None or user not in self.auth.users:
+            raise EtcdzError(ErrorCode.INVALID_AUTH_TOKEN)
+        return user
+
+    def _auth_check(self, request: AuthCheckRequest, now: float) -> AuthCheckResponse:
+        """A watch hub asks whether a watcher's token may read what it wants to watch."""
+        user = ""
+        if self.auth.enabled:
+            user = self._token_user(request.token, now)
+            self.auth.check(user, [Need(request.key, request.range_end, False)])
+        return AuthCheckResponse(header=self.header(self.revision), user=user)
+
+    def _login(self, request: AuthenticateRequest, now: float) -> tuple[AuthenticateRequest, str]:
+        """Check a password (slow on purpose, so rate-limited) and mint the token whose digest
+        is proposed."""
+        if not self.auth.enabled:
+            raise EtcdzError(ErrorCode.AUTH_NOT_ENABLED)
+        if not self.logins.allow(request.name, now):
+            raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
+        record = self.auth.users.get(request.name)
+        if (
+            record is None
+            or not record.hashed_password
+            or not verify_password(request.password, record.hashed_password)
+        ):
+            raise EtcdzError(ErrorCode.AUTH_FAILED)
+        token = base64.urlsafe_b64encode(self._random(32)).decode().rstrip("=")
+        logged = AuthenticateRequest(
+            name=request.name, token_digest=digest(token), auth_revision=self.auth.revision
+        )
+        return logged, token
+
+    def _hash(self, request: UserAddRequest | UserChangePasswordRequest) -> Any:
+        """The request as proposed: the password replaced by its hash."""
+        if isinstance(request, UserAddRequest) and request.no_password:
+            return dataclasses.replace(request, password="", hashed_password="")
+        if not request.password:
+            raise EtcdzError(ErrorCode.BAD_REQUEST, "a password is required (or no_password)")
+        if len(request.password.encode()) > MAX_PASSWORD_BYTES:
+            raise EtcdzError(ErrorCode.BAD_REQUEST, f"a password is at most {MAX_PASSWORD_BYTES} bytes")
+        hashed = hash_password(request.password, self._random(16))
+        return dataclasses.replace(request, password="", hashed_password=hashed)
+
+    def _set_auth(self, state: AuthState | None, tokens: list[TokenGranted], now: float) -> None:
+        if state is not None and state.revision >= self.auth.revision:
+            if self.auth.enabled and not state.enabled:  # as etcd: disabling forgets every token
+                self.tokens = TokenKeeper(self.tokens.ttl_s)
+            self.auth = AuthView(state)
+        for granted in tokens:
+            if granted.token_digest:
+                self.tokens.grant(granted.user, granted.token_digest, now)
+            else:
+                self.tokens.revoke_user(granted.user)
 
     def _needs_read_index(self, request: Any) -> bool:
         return _is_linearizable(request) and not self.unsafe_local_reads
@@ -297,9 +434,15 @@ class GatewayCore:
             if self.raft is not None and self.raft.leader == self.member_id:
                 self.out.to_lease.append(LeaseCall(read_id=rid, request=pending.request))
             else:
-                self.out.to_leader.append((rid, pending.body))
+                self.out.to_leader.append((rid, pending.body, pending.token))
         elif pending.write:
-            self._propose_data.append(encode(InternalRequest(request_id=rid, request=pending.request)))
+            proposal = InternalRequest(
+                request_id=rid,
+                request=pending.request,
+                user=pending.user,
+                auth_revision=pending.auth_revision,
+            )
+            self._propose_data.append(encode(proposal))
             self._propose_ids.append(rid)
         else:
             self._need_index.append(rid)
@@ -320,6 +463,8 @@ class GatewayCore:
             if msg.db_size >= 0:
                 self.db_size = msg.db_size
             self.revision = max(self.revision, msg.revision)
+            if msg.auth is not None or msg.tokens:
+                self._set_auth(msg.auth, msg.tokens, now)
             for result in msg.results:
                 if result.request_id in self._own:
                     self._own_done(result.request_id, _error_code(result.body), now)
@@ -357,6 +502,8 @@ class GatewayCore:
                 else:
                     self._fail(rid, msg.code)
         elif isinstance(msg, BackendState):
+            if msg.auth is not None:
+                self._set_auth(msg.auth, [], now)
             self._answer_status(msg)
 
     def _leader_changed(self) -> None:
@@ -418,6 +565,9 @@ class GatewayCore:
             self._fail(rid, ErrorCode.NO_LEADER if held and leaderless else ErrorCode.TIMEOUT)
         if self._held:
             self._held = [rid for rid in self._held if rid in self._pending]
+        if now >= self._token_sweep:
+            self.tokens.expire(now)
+            self._token_sweep = now + TOKEN_SWEEP_S
         for rid in [rid for rid, (_, deadline) in self._own.items() if deadline <= now]:
             self._own_done(rid, ErrorCode.TIMEOUT, now)
         if self.compactor is not None:
@@ -449,6 +599,10 @@ class GatewayCore:
     def _answer(self, rid: int, body: bytes) -> None:
         pending = self._pending.pop(rid, None)
         if pending is not None:
+            if pending.issued and _error_code(body) is None:  # an applied login: its token
+                applied = decode(body)
+                if isinstance(applied, AuthenticateResponse):
+                    body = encode(dataclasses.replace(applied, token=pending.issued))
             self.out.to_client.append((pending.route, pending.msg_id, body))
             code = _error_code(body)
             self.m_requests.inc(op=pending.op, code=code.name if code is not None else "OK")
@@ -483,6 +637,7 @@ _WRITES = (
     LeaseRevokeRequest,
     AlarmRequest,
     *CLUSTER_CHANGES,
+    *AUTH_REQUESTS,
 )
 
 

@@ -1,6 +1,9 @@
 """The gateway's ZeroMQ shell: a ROUTER for clients, an inbox for node replies.
 
-The client ROUTER is bound on every ``--listen-client-urls`` address. ``ROUTER_MANDATORY`` makes
+The client ROUTER is bound on every ``--listen-client-urls`` address; a second ROUTER on the
+node's private ipc directory serves the node's own watch hubs (trusted: see the core). Routes
+are tagged with the socket they came from (``CLIENT``/``LOCAL``) so a reply goes back the same
+way whatever identity a peer chose. ``ROUTER_MANDATORY`` makes
 a reply to a vanished client an error we can drop, not a silent block; ``MAXMSGSIZE`` makes
 ZeroMQ itself refuse frames far beyond the request limit, so a hostile client cannot make the
 gateway buffer gigabytes (below that guard, an oversize request gets etcd's typed error).
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -24,6 +28,8 @@ from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
 
 CLIENT_HWM = 10_000
+CLIENT = b"C"
+LOCAL = b"L"
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
@@ -41,18 +47,26 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         quota_bytes=config.quota_backend_bytes,
         metrics=loop.metrics,
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
+        auth_token_ttl_s=config.auth_token_ttl_s,
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),
     )
-    clients = loop.ctx.socket(zmq.ROUTER)
-    clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    clients.setsockopt(zmq.SNDHWM, CLIENT_HWM)
-    clients.setsockopt(zmq.RCVHWM, CLIENT_HWM)
-    clients.setsockopt(zmq.MAXMSGSIZE, 4 * config.max_request_bytes + 65536)
-    clients.setsockopt(zmq.LINGER, 0)
-    for url in config.listen_client_urls:
-        clients.bind(url)
+
+    def router(urls: list[str]) -> zmq.Socket[bytes]:
+        sock = loop.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, CLIENT_HWM)
+        sock.setsockopt(zmq.RCVHWM, CLIENT_HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * config.max_request_bytes + 65536)
+        sock.setsockopt(zmq.LINGER, 0)
+        for url in urls:
+            sock.bind(url)
+        return sock
+
+    clients = router(config.listen_client_urls)
+    local = router([config.local_client_url])
+    by_tag = {CLIENT: clients, LOCAL: local}
     inbox = loop.inbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
     to_mvcc = loop.outbox(config.inbox("mvcc"))
@@ -86,12 +100,15 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 continue
             core.forwarded_reply(header.in_reply_to, bytes(body))
 
-    def from_clients(batch: list[list[bytes]]) -> None:
-        now = time.monotonic()
-        for frames in batch:
-            if len(frames) < 2:
-                continue  # no routing id: cannot even answer
-            core.client_message(frames[0], frames[1:], now)
+    def receiver(tag: bytes) -> Callable[[list[list[bytes]]], None]:
+        def from_clients(batch: list[list[bytes]]) -> None:
+            now = time.monotonic()
+            for frames in batch:
+                if len(frames) < 2:
+                    continue  # no routing id: cannot even answer
+                core.client_message(tag + frames[0], frames[1:], now, local=tag == LOCAL)
+
+        return from_clients
 
     def from_node(msgs: list[object]) -> None:
         now = time.monotonic()
@@ -110,20 +127,21 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_lease, msg)
         if out.to_leader:
             sock = leader_socket()
-            for rid, body in out.to_leader:
+            for rid, body, token in out.to_leader:
                 try:
                     if sock is None:
                         raise zmq.Again()
-                    sock.send_multipart(pack(body, msg_id=rid), zmq.NOBLOCK)
+                    sock.send_multipart(pack(body, msg_id=rid, token=token), zmq.NOBLOCK)
                 except zmq.ZMQError:
                     log.debug("lease call not forwarded", request_id=rid)  # it times out
         for route, reply_to, body in out.to_client:
             try:
-                clients.send_multipart([route, *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
+                by_tag[route[:1]].send_multipart([route[1:], *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
                 log.debug("reply dropped", error=str(exc))
 
-    loop.on_frames(clients, from_clients)
+    loop.on_frames(clients, receiver(CLIENT))
+    loop.on_frames(local, receiver(LOCAL))
     loop.on_messages(inbox, from_node)
     loop.every(0.05, lambda: core.tick(time.monotonic()))
     loop.after_batch(flush)

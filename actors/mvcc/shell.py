@@ -212,6 +212,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         replace_backend(current.finish())
         log.info("snapshot installed", index=store.consistent_index, revision=store.current_revision)
         send_lease_table()
+        send(outs["gateway"], store.state(db_size=size[0], auth=store.auth.state()))  # a new auth store
         heartbeat()
         send(outs["raft"], SnapshotInstalled(snap_id=chunk.snap_id, index=store.consistent_index))
 
@@ -242,6 +243,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             # A compaction makes no event, but hubs must hear of it before a client that saw
             # it acknowledged creates a watch below it.
             publish(revision_before + 1, applied_events)
+        auth, tokens = store.auth.take_changes()
         send(
             outs["apply"],
             ApplyDone(
@@ -250,6 +252,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 results=results,
                 lease_events=store.leases.take_events(),
                 db_size=size[0],
+                auth=auth,
+                tokens=tokens,
             ),
         )
 
@@ -340,7 +344,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             return
         if req.sync:
             store.db.put(K.META_CONSISTENT_INDEX, K.int_bytes(store.consistent_index), sync=True)
-        send(target, store.state(read_id=req.read_id, db_size=size[0]))
+        auth = store.auth.state() if req.reply_to == "gateway" else None
+        send(target, store.state(read_id=req.read_id, db_size=size[0], auth=auth))
 
     def handle(msgs: list[object]) -> None:
         try:

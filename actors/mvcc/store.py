@@ -24,11 +24,14 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from actors.auth.perms import Need
+from actors.auth.store import AuthStore
 from actors.mvcc import history
 from actors.mvcc import keys as K
 from actors.mvcc.alarms import AlarmTable
 from actors.mvcc.leases import LeaseTable
 from actors.mvcc.txn import compare_holds, in_range
+from proto_schemas.auth import AUTH_REQUESTS, AuthState
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.internal import ApplyResult, BackendState, InternalRequest
@@ -88,6 +91,7 @@ class MvccStore:
         self.compact_revision = K.bytes_int(db.get(K.META_COMPACT))
         self.leases = LeaseTable(db)
         self.alarms = AlarmTable(db)
+        self.auth = AuthStore(db)
         # pending versions of the batch being applied: key -> [(main, sub, record)]
         self._overlay: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self._overlay_keys: list[bytes] = []
@@ -112,6 +116,7 @@ class MvccStore:
                     self._commit()  # compaction must see every earlier write on disk
                 events_before = len(self._events)
                 try:
+                    self._admit(req)
                     response: Any = self._apply_one(req.request)
                 except EtcdzError as exc:
                     response = exc.to_response()
@@ -148,7 +153,17 @@ class MvccStore:
         self._overlay.clear()
         self._overlay_keys.clear()
 
+    def _admit(self, req: InternalRequest) -> None:
+        """The auth check at apply (see ``AuthStore.admit``); revoking a lease also needs write
+        permission on every key it holds (known only here)."""
+        self.auth.admit(req.user, req.auth_revision, req.request)
+        if self.auth.enabled and req.user is not None and isinstance(req.request, LeaseRevokeRequest):
+            held = self.leases.keys.get(req.request.id, ())
+            self.auth.check(req.user, [Need(key, b"", True) for key in sorted(held)])
+
     def _apply_one(self, request: Any) -> Any:
+        if isinstance(request, AUTH_REQUESTS):
+            return self.auth.apply(self._wb, request, self.header())
         if isinstance(request, AlarmRequest):
             return AlarmResponse(header=self.header(), alarms=self._alarm(request))
         self.alarms.check(request)
@@ -439,9 +454,10 @@ class MvccStore:
         # etcd reports -1 for a store never compacted
         return HashKVResponse(header=header, hash=h, compact_revision=compact or -1)
 
-    def state(self, read_id: int = 0, db_size: int = 0) -> BackendState:
+    def state(self, read_id: int = 0, db_size: int = 0, auth: AuthState | None = None) -> BackendState:
         in_use = sum(self.db.approximate_sizes((K.INDEX, K.INDEX_END), (K.HISTORY, b"s")))
         return BackendState(
+            auth=auth,
             read_id=read_id,
             consistent_index=self.consistent_index,
             revision=self.current_revision,

@@ -52,6 +52,7 @@ class NodeConfig:
     watch_hubs: int = 1
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
+    auth_token_ttl_s: int = 300
     log_format: str = "json"
     log_level: str = "info"
     socket_dir: str = ""
@@ -85,6 +86,12 @@ class NodeConfig:
     def inbox(self, actor: str) -> str:
         """The ipc:// address an actor's inbox binds and the others connect to."""
         return f"ipc://{os.path.join(self.socket_dir, actor)}.sock"
+
+    @property
+    def local_client_url(self) -> str:
+        """The gateway's socket for the node's own clients (its watch hubs): inside the
+        private socket directory, so whoever reaches it is this node."""
+        return f"ipc://{os.path.join(self.socket_dir, 'clients')}.sock"
 
     @property
     def events_url(self) -> str:

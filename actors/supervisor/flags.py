@@ -73,6 +73,7 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     ),
     "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
     "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
+    "auth-token-ttl": (int, 300, "seconds a simple auth token lives after its last use"),
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
 }
@@ -215,6 +216,9 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     if hubs < 0 or (hubs and not listen_watch):
         raise ValueError("--watch-hubs must be 0, or hubs need --listen-watch-urls")
     listen_events = urls(str(values["listen-events-urls"]))
+    token_ttl = int(values["auth-token-ttl"])  # type: ignore[call-overload]
+    if token_ttl <= 0:
+        raise ValueError("--auth-token-ttl must be a positive number of seconds")
     heartbeat = int(values["heartbeat-interval"])  # type: ignore[call-overload]
     election = int(values["election-timeout"])  # type: ignore[call-overload]
     if heartbeat <= 0 or election < 5 * heartbeat:
@@ -253,6 +257,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])
         ),
+        auth_token_ttl_s=token_ttl,
         log_format=str(values["log-format"]),
         log_level=str(values["log-level"]),
         socket_dir=socket_dir_for(data_dir),

@@ -27,7 +27,7 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
         name=f"{config.name}-hub{index}",
         listen_urls=[shifted(u, index) for u in config.listen_watch_urls],
         advertise_urls=[shifted(u, index) for u in config.advertise_watch_urls],
-        endpoints=config.advertise_client_urls,
+        endpoints=[config.local_client_url],
         events_urls=[config.events_url],
         progress_interval_s=config.watch_progress_notify_ms / 1000,
         max_response_bytes=config.max_request_bytes,
@@ -48,6 +48,8 @@ HUB_FLAGS: Table = {
     ),
     "backend-events": (str, "", "members' event stream URLs (default: asked of the endpoints)"),
     "experimental-watch-progress-notify-interval": (str, "10m", "duration of progress notifications"),
+    "user": (str, "", "user (with the root role) to log in as when the members have auth enabled"),
+    "password": (str, "", "that user's password (better given as ETCDZ_PASSWORD than on the command line)"),
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
 }
@@ -83,6 +85,8 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
         / 1000,
         log_format=str(values["log-format"]),
         log_level=str(values["log-level"]),
+        user=str(values["user"]),
+        password=str(values["password"]),
     )
 
 

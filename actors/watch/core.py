@@ -19,15 +19,21 @@ Rules (etcd's watch guarantees):
   watcher that fell behind the window reads history like a late starter.
 - A watcher whose cursor is below the compacted revision is cancelled with
   ``compact_revision`` and etcd's reason.
+- Auth: a watch is created only once a member said its token may read the watched range
+  (``AuthCheckRequest``, sent whether or not auth is enabled: the hub cannot know). A refusal
+  answers created + canceled with the member's error as the reason, as etcd does; a check
+  unanswered for ``history_timeout_s`` is refused as timed out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
+from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse, error_response
 from proto_schemas.kv import EventType, ResponseHeader
 from proto_schemas.watch import (
     AUTO_WATCH_ID,
@@ -89,7 +95,7 @@ class Stream:
 @dataclass
 class Outbox:
     to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, in_reply_to, body
-    to_backend: list[WatchHistoryRequest] = field(default_factory=list)
+    to_backend: list[tuple[int, Any]] = field(default_factory=list)  # (request id or 0, request)
 
 
 class HubCore:
@@ -126,6 +132,8 @@ class HubCore:
         self._stripped: dict[int, Event] = {}  # id(event) -> the event without prev_kv
         self._next_progress: float | None = None
         self._headers: dict[int, ResponseHeader] = {}
+        self._checks: dict[int, tuple[bytes, WatchCreateRequest, float]] = {}  # id -> (route, req, asked)
+        self._check_ids = itertools.count(1)
         self.out = Outbox()
 
     # -- the backend's live stream ------------------------------------------------------------
@@ -175,7 +183,7 @@ class HubCore:
         self.deliver(now)
 
     # -- clients ------------------------------------------------------------------------------
-    def client(self, route: bytes, msg_id: int, request: Any, now: float) -> None:
+    def client(self, route: bytes, msg_id: int, request: Any, now: float, token: str = "") -> None:
         stream = self.streams.get(route)
         if stream is None:
             stream = self.streams[route] = Stream(route, now)
@@ -188,18 +196,48 @@ class HubCore:
             return
         inner = request.request
         if isinstance(inner, WatchCreateRequest):
-            if self.revision is None:
-                self._early.append((route, msg_id, inner))
-            else:
-                self._create(stream, inner, now)
+            check_id = next(self._check_ids)
+            self._checks[check_id] = (route, inner, now)
+            self.out.to_backend.append(
+                (check_id, AuthCheckRequest(token=token, key=inner.key, range_end=inner.range_end))
+            )
         elif isinstance(inner, WatchCancelRequest):
             stream.watchers.pop(inner.watch_id, None)
+            self._checks = {
+                i: c for i, c in self._checks.items() if (c[0], c[1].watch_id) != (route, inner.watch_id)
+            }
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
             done = [w.cursor - 1 for w in stream.watchers.values()]
             at = min([*done, self.revision or 0])
             self._reply(stream, 0, self._response(PROGRESS_ALL, at))
         self.deliver(now)
+
+    def checked(self, check_id: int, answer: Any, now: float) -> None:
+        """A member's answer to the auth check of a watch create."""
+        held = self._checks.pop(check_id, None)
+        if held is None:
+            return
+        route, req, _ = held
+        stream = self.streams.get(route)
+        if stream is None:
+            return
+        if isinstance(answer, AuthCheckResponse):
+            if self.revision is None:
+                self._early.append((route, 0, req))
+            else:
+                self._create(stream, req, now)
+        else:
+            reason = answer.message if isinstance(answer, ErrorResponse) else TEXTS[ErrorCode.INTERNAL]
+            self._refuse(stream, req, reason)
+        self.deliver(now)
+
+    def is_check(self, request_id: int) -> bool:
+        return request_id in self._checks
+
+    def _refuse(self, stream: Stream, req: WatchCreateRequest, reason: str) -> None:
+        refused = self._response(req.watch_id, self.revision or 0, created=True, canceled=True)
+        self._reply(stream, 0, _replace(refused, cancel_reason=reason))
 
     def _create(self, stream: Stream, req: WatchCreateRequest, now: float) -> None:
         assert self.revision is not None
@@ -265,6 +303,10 @@ class HubCore:
             del self.streams[route]
         if self._history_asked_at is not None and now - self._history_asked_at > self.history_timeout_s:
             self._history_asked_at = None  # lost: ask again
+        for check_id in [i for i, c in self._checks.items() if now - c[2] > self.history_timeout_s]:
+            route, req, _ = self._checks.pop(check_id)
+            if route in self.streams:
+                self._refuse(self.streams[route], req, TEXTS[ErrorCode.TIMEOUT])
         if self._next_progress is None:
             self._next_progress = now + self.progress_interval_s
         elif now >= self._next_progress and self.revision is not None:
@@ -302,7 +344,7 @@ class HubCore:
         self._stripped.clear()
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
             self._history_asked_at = now
-            self.out.to_backend.append(WatchHistoryRequest(start_revision=lowest))
+            self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
 
     def _send_events(
         self, stream: Stream, w: Watcher, revisions: list[tuple[int, list[Event]]], upto: int

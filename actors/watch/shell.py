@@ -7,6 +7,10 @@ over tcp, learned from a member's gateway unless ``--backend-events`` is given).
 client that is not reading fail fast (``SNDHWM`` + ``NOBLOCK``) and go back to the core, which
 rewinds the watchers instead of buffering; a client that vanished (``EHOSTUNREACH`` with
 ``ROUTER_MANDATORY``) loses its stream at once.
+
+Auth: a member's own hubs reach its gateway on the node's private socket and are trusted. A
+hub elsewhere logs in with ``user``/``password`` (a user with the root role: it reads every
+key's history) when a member refuses it for want of a token, at most once per ``LOGIN_S``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import zmq
 
 from actors.runtime.loop import Loop
 from actors.watch.core import HubCore, batched
+from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
 from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
     EventBatch,
     HubAnnounce,
@@ -40,6 +45,8 @@ CLIENT_RCVHWM = 10_000
 MAX_CLIENT_MSG = 4 << 20
 ANNOUNCE_S = 1.0
 TICK_S = 0.05
+LOGIN_S = 1.0
+NEEDS_LOGIN = (ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +62,8 @@ class HubConfig:
     member_id: int = 0
     log_format: str = "json"
     log_level: str = "info"
+    user: str = ""  # for members with auth enabled (hubs not started by a member)
+    password: str = ""
 
 
 def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
@@ -96,9 +105,28 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.connect(url)
         members.append(sock)
-    ids = itertools.count(1)
+    ids = itertools.count(1 << 40)  # above the core's check ids
     slow: set[bytes] = set()  # clients whose queue was full at the last try
     history_turn = itertools.count()
+    auth = {"token": "", "login_at": -LOGIN_S}
+
+    def to_member(body: Any, msg_id: int = 0) -> None:
+        """Send to the first member we are connected to (taking turns)."""
+        first = next(history_turn)
+        for i in range(len(members)):
+            try:
+                members[(first + i) % len(members)].send_multipart(
+                    pack(body, msg_id=msg_id or next(ids), token=auth["token"]), zmq.NOBLOCK
+                )
+                return
+            except zmq.ZMQError:
+                continue  # none connected: the core asks again after its timeout
+
+    def login() -> None:
+        now = time.monotonic()
+        if config.user and now - auth["login_at"] >= LOGIN_S:  # type: ignore[operator]
+            auth["login_at"] = now
+            to_member(AuthenticateRequest(name=config.user, password=config.password))
 
     def from_clients(batch: list[list[bytes]]) -> None:
         now = time.monotonic()
@@ -116,7 +144,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             except DecodeError as exc:
                 reply(route, header.msg_id, error_response(ErrorCode.BAD_REQUEST, str(exc)))
                 continue
-            core.client(route, header.msg_id, request, now)
+            core.client(route, header.msg_id, request, now, header.token)
 
     def from_events(batch: list[list[bytes]]) -> None:
         now = time.monotonic()
@@ -133,12 +161,19 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         now = time.monotonic()
         for frames in batch:
             try:
-                _, body = unpack_header(frames)
+                header, body = unpack_header(frames)
                 msg = decode(body)
             except DecodeError as exc:
                 log.error("dropped malformed member reply", error=str(exc))
                 continue
-            if isinstance(msg, WatchHistoryResponse):
+            if core.is_check(header.in_reply_to):
+                core.checked(header.in_reply_to, msg, now)
+            elif isinstance(msg, AuthenticateResponse):
+                auth["token"] = msg.token
+                log.info("logged in to the cluster", user=config.user)
+            elif isinstance(msg, ErrorResponse) and msg.code in NEEDS_LOGIN:
+                login()
+            elif isinstance(msg, WatchHistoryResponse):
                 core.history(msg, now)
             elif isinstance(msg, WatchHubsResponse):
                 if not subscribed and msg.events_urls:
@@ -178,16 +213,8 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             slow.discard(route)
             if route in sent:
                 log.info("client stream caught up", client=route.hex())
-        for request in out.to_backend:
-            first = next(history_turn)
-            for i in range(len(members)):  # the first member we are connected to
-                try:
-                    members[(first + i) % len(members)].send_multipart(
-                        pack(request, msg_id=next(ids)), zmq.NOBLOCK
-                    )
-                    break
-                except zmq.ZMQError:
-                    continue  # none connected: the core asks again after its timeout
+        for request_id, request in out.to_backend:
+            to_member(request, request_id)
 
     m_watchers = loop.metrics.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.")
     m_streams = loop.metrics.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")
@@ -195,12 +222,10 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     def announce() -> None:
         m_watchers.set(core.watcher_count)
         m_streams.set(len(core.streams))
+        announcement = HubAnnounce(hub_id=hub_id, urls=config.advertise_urls)
         for sock in members:
             try:
-                sock.send_multipart(
-                    pack(HubAnnounce(hub_id=hub_id, urls=config.advertise_urls), msg_id=next(ids)),
-                    zmq.NOBLOCK,
-                )
+                sock.send_multipart(pack(announcement, msg_id=next(ids), token=auth["token"]), zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass  # that member is down; the others still hear us
 

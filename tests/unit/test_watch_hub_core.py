@@ -7,8 +7,9 @@ from typing import Any
 
 from actors.watch.core import PROGRESS_ALL, HubCore, batched
 from actors.watch.shell import encode_sharing
+from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.codec import decode
-from proto_schemas.errors import ErrorResponse
+from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 from proto_schemas.watch import (
     CANCELED_COMPACTED,
@@ -58,7 +59,17 @@ def started(at: int = 10, **kw: Any) -> HubCore:
 
 
 def create(hub: HubCore, key: str = "a", now: float = 0.0, route: bytes = C, **kw: Any) -> None:
-    hub.client(route, 1, WatchRequest(request=WatchCreateRequest(key=key.encode(), **kw)), now)
+    hub.client(route, 1, WatchRequest(request=WatchCreateRequest(key=key.encode(), **kw)), now, token="t")
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), now)
+
+
+def answer_checks(hub: HubCore, answer: Any, now: float = 0.0) -> list[AuthCheckRequest]:
+    """Answer the auth checks the hub asked of its member (taken out of its outbox)."""
+    checks = [(i, r) for i, r in hub.out.to_backend if isinstance(r, AuthCheckRequest)]
+    hub.out.to_backend = [x for x in hub.out.to_backend if not isinstance(x[1], AuthCheckRequest)]
+    for check_id, _ in checks:
+        hub.checked(check_id, answer, now)
+    return [r for _, r in checks]
 
 
 def responses(hub: HubCore) -> list[WatchResponse]:
@@ -126,7 +137,7 @@ def test_a_gap_in_the_live_stream_is_filled_from_history_before_anything_newer()
     hub.live(batch(put("d", 4)), 0.2)  # 2 and 3 were dropped on the way
     out = hub.take_outbox()
     assert [b for _, _, b in out.to_client] == []  # nothing newer before the gap is filled
-    assert out.to_backend == [WatchHistoryRequest(start_revision=2)]
+    assert out.to_backend == [(0, WatchHistoryRequest(start_revision=2))]
     hub.history(
         WatchHistoryResponse(
             header=ResponseHeader(), start_revision=2, revision=3, events=[put("b", 2), put("c", 3)]
@@ -141,7 +152,7 @@ def test_a_heartbeat_ahead_of_the_hub_is_a_gap_too() -> None:
     create(hub, "a")
     responses(hub)
     hub.live(heartbeat(5), 0.1)
-    assert hub.take_outbox().to_backend == [WatchHistoryRequest(start_revision=1)]
+    assert hub.take_outbox().to_backend == [(0, WatchHistoryRequest(start_revision=1))]
     hub.history(
         WatchHistoryResponse(header=ResponseHeader(), start_revision=1, revision=5, events=[put("a", 3)]), 0.2
     )
@@ -164,7 +175,7 @@ def test_a_watch_in_the_past_catches_up_from_history_then_goes_live() -> None:
     hub = started(100)
     create(hub, "a", start_revision=98)
     out = hub.take_outbox()
-    assert out.to_backend == [WatchHistoryRequest(start_revision=98)]
+    assert out.to_backend == [(0, WatchHistoryRequest(start_revision=98))]
     hub.live(batch(put("a", 101)), 0.1)
     assert events_of(responses(hub)) == []  # history first
     hub.history(
@@ -242,7 +253,7 @@ def test_a_watcher_that_fell_out_of_the_window_reads_history() -> None:
         hub.live(batch(put("a", rev)), 0.2)  # the window now holds 5..7 only
     assert hub.take_outbox().to_client == []
     hub.tick(0.7)
-    assert hub.take_outbox().to_backend == [WatchHistoryRequest(start_revision=1)]
+    assert hub.take_outbox().to_backend == [(0, WatchHistoryRequest(start_revision=1))]
     history = [put("a", rev) for rev in range(1, 5)]
     hub.history(
         WatchHistoryResponse(header=ResponseHeader(), start_revision=1, revision=4, events=history), 0.8
@@ -358,3 +369,28 @@ def test_shared_encoding_is_the_plain_encoding() -> None:
     assert isinstance(got, WatchResponses) and got == send.body and len(got.responses) == 4
     assert got.responses[-1].watch_id == PROGRESS_ALL
     assert len(shared) == 3  # with and without prev_kv, and the progress: 3 encodings for 4
+
+
+def test_a_watch_is_created_only_once_a_member_allowed_its_token_and_refused_as_etcd_otherwise() -> None:
+    hub = started(10)
+    hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"/a/x", watch_id=3)), 0.0, token="tok")
+    assert hub.out.to_client == []  # nothing before the member's answer
+    (check,) = answer_checks(hub, error_response(ErrorCode.PERMISSION_DENIED))
+    assert check == AuthCheckRequest(token="tok", key=b"/a/x", range_end=b"")
+    (refused,) = responses(hub)
+    assert refused.created and refused.canceled and refused.watch_id == 3
+    assert refused.cancel_reason == "etcdserver: permission denied"
+    hub.live(batch(put("/a/x", 11)), 0.1)
+    assert responses(hub) == [] and hub.watcher_count == 0
+
+
+def test_an_unanswered_auth_check_is_refused_as_timed_out_and_a_cancel_drops_a_pending_create() -> None:
+    hub = started(10, history_timeout_s=1.0)
+    hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=1)), 0.0)
+    hub.client(C, 2, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=2)), 0.0)
+    hub.client(C, 3, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.1)
+    hub.take_outbox()
+    hub.tick(2.0)
+    reasons = {r.watch_id: r.cancel_reason for r in responses(hub) if r.created}
+    assert reasons == {1: "etcdserver: request timed out"}  # 2 was cancelled before any answer
+    assert hub.watcher_count == 0

@@ -1,0 +1,91 @@
+"""Simple tokens and login rate limits, kept by each member's gateway (fed the time).
+
+Rules (etcd's simple token keeper):
+- A token is random (chosen by the gateway that checked the password) and reaches the log only
+  as its SHA-256 digest, applied by every member: any member then accepts it.
+- A token lives ``ttl_s`` from its grant or its last use at this member, and dies with its
+  user's password change or deletion. Tokens are not persisted: after a restart clients log in
+  again (the SDK does so by itself on ``invalid auth token``).
+- Login attempts are limited per user name (a burst, then one per ``LOGIN_REFILL_S``) and over
+  all names (each costs a deliberately slow hash): beyond, ``too many requests``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+LOGIN_BURST = 5
+LOGIN_REFILL_S = 2.0
+LOGINS_PER_S = 20  # over all names: bounds the CPU spent hashing on one gateway
+MAX_TOKENS = 1_000_000  # a flood of logins cannot grow the table without bound
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class TokenKeeper:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._tokens: dict[bytes, tuple[str, float]] = {}  # digest -> (user, expiry)
+
+    def grant(self, user: str, token_digest: bytes, now: float) -> None:
+        if len(self._tokens) >= MAX_TOKENS:
+            self.expire(now)
+        if len(self._tokens) < MAX_TOKENS:
+            self._tokens[token_digest] = (user, now + self.ttl_s)
+
+    def revoke_user(self, user: str) -> None:
+        self._tokens = {d: v for d, v in self._tokens.items() if v[0] != user}
+
+    def user(self, token: str, now: float) -> str | None:
+        """The user ``token`` names (its life renewed), None if unknown or expired."""
+        key = digest(token)
+        held = self._tokens.get(key)
+        if held is None or held[1] <= now:
+            self._tokens.pop(key, None)
+            return None
+        self._tokens[key] = (held[0], now + self.ttl_s)
+        return held[0]
+
+    def expire(self, now: float) -> None:
+        self._tokens = {d: v for d, v in self._tokens.items() if v[1] > now}
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class LoginLimiter:
+    def __init__(self) -> None:
+        self._names: dict[str, _Bucket] = {}
+        self._all = _Bucket(LOGINS_PER_S, 0.0)
+
+    def allow(self, name: str, now: float) -> bool:
+        """Whether a login attempt for ``name`` may be checked now (counts it if so)."""
+        if len(self._names) > 10_000:
+            # a full bucket is the same as none
+            refill = 1 / LOGIN_REFILL_S
+            self._names = {n: b for n, b in self._names.items() if _level(b, now, refill) < LOGIN_BURST}
+        bucket = self._names.setdefault(name, _Bucket(LOGIN_BURST, now))
+        return _take(bucket, now, 1 / LOGIN_REFILL_S, LOGIN_BURST) and _take(
+            self._all, now, LOGINS_PER_S, LOGINS_PER_S
+        )
+
+
+def _level(b: _Bucket, now: float, rate: float) -> float:
+    return b.tokens + max(0.0, now - b.at) * rate
+
+
+def _take(b: _Bucket, now: float, rate: float, cap: float) -> bool:
+    b.tokens, b.at = min(cap, _level(b, now, rate)), now
+    if b.tokens < 1:
+        return False
+    b.tokens -= 1
+    return True
