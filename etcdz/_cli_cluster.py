@@ -135,13 +135,13 @@ def _join_env(name: str, new: Member, members: list[Member]) -> str:
 
 
 def run_move_leader(
-    args: argparse.Namespace, endpoints: list[str], timeout: float, out: Callable[[str], None]
+    args: argparse.Namespace, endpoints: list[str], connect: Callable[..., Client], out: Callable[[str], None]
 ) -> int:
     """As etcdctl: find the leader among the endpoints, ask it to hand over."""
     target = _hex_id(args.transferee_id, "{}")
     leader_endpoint, leader_id = "", 0
     for endpoint in endpoints:
-        with Client([endpoint], timeout=timeout) as c:
+        with connect([endpoint]) as c:
             try:
                 st = c.status()
             except EtcdzError:
@@ -151,7 +151,7 @@ def run_move_leader(
                 break
     if not leader_endpoint:
         raise ValueError("no leader endpoint given at " + ",".join(endpoints))
-    with Client([leader_endpoint], timeout=timeout) as c:
+    with connect([leader_endpoint]) as c:
         c.move_leader(target)
     out(f"Leadership transferred from {leader_id:x} to {target:x}")
     return 0

@@ -100,6 +100,10 @@ def response_json(resp: Any) -> dict[str, Any]:
             out["succeeded"] = True
         if resp.responses:
             out["responses"] = [{"Response": {_TXN_NAMES[type(r)]: response_json(r)}} for r in resp.responses]
+    else:  # the auth responses: lists of names
+        for name in ("users", "roles"):
+            if getattr(resp, name, None):
+                out[name] = list(getattr(resp, name))
     return out
 
 

@@ -77,11 +77,14 @@ def alarm_json(resp: AlarmResponse) -> dict[str, Any]:
 
 
 def run_defrag(
-    endpoints: list[str], timeout: float, out: Callable[[str], None], err: Callable[[str], None]
+    endpoints: list[str],
+    connect: Callable[..., Client],
+    out: Callable[[str], None],
+    err: Callable[[str], None],
 ) -> int:
     code = 0
     for endpoint in endpoints:
-        with Client([endpoint], timeout=timeout) as client:
+        with connect([endpoint]) as client:
             try:
                 client.defragment()
             except EtcdzError as exc:
@@ -93,12 +96,16 @@ def run_defrag(
 
 
 def run_hashkv(
-    endpoints: list[str], timeout: float, out: Callable[[str], None], err: Callable[[str], None], mode: str
+    endpoints: list[str],
+    connect: Callable[..., Client],
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    mode: str,
 ) -> int:
     code = 0
     rows: list[tuple[str, Any]] = []
     for endpoint in endpoints:
-        with Client([endpoint], timeout=timeout) as client:
+        with connect([endpoint]) as client:
             try:
                 rows.append((endpoint, client.hash_kv()))
             except EtcdzError as exc:
@@ -131,7 +138,7 @@ def run_hashkv(
 def run_snapshot(
     args: argparse.Namespace,
     endpoints: list[str],
-    timeout: float,
+    connect: Callable[..., Client],
     out: Callable[[str], None],
     err: Callable[[str], None],
     mode: str,
@@ -148,7 +155,7 @@ def run_snapshot(
                 f"snapshot must be requested to one selected node, not multiple {endpoints}",
                 fmt.EXIT_BAD_ARGS,
             )
-        with Client(endpoints, timeout=timeout) as client:
+        with connect(endpoints) as client:
             client.snapshot(path)
         out(f"Snapshot saved at {path}")
         return 0

@@ -2,7 +2,8 @@
 
     etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
         put|get|del|txn|compaction|endpoint status|health|hashkv|member ...|move-leader ...|
-        lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status|restore
+        lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status|restore|
+        user ...|role ...|auth enable|disable|status  [--user name[:password]] [--password ...]
 
 Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
 """
@@ -10,12 +11,14 @@ Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's d
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from etcdz import _cli_auth as authfmt
 from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
 from etcdz import _cli_lease as leasefmt
@@ -24,7 +27,7 @@ from etcdz import _cli_txn as txnfmt
 from etcdz import _cli_watch as watchfmt
 from etcdz import ops
 from etcdz.client import Client
-from etcdz.errors import EtcdzError
+from etcdz.errors import EtcdzError, PermissionDenied
 from proto_schemas.kv import SortOrder, SortTarget
 
 SORT_TARGETS = {
@@ -63,6 +66,16 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("-w", "--write-out", choices=["simple", "json", "table"], default=default("simple"))
     p.add_argument("--command-timeout", default=default("5s"))
     p.add_argument("--dial-timeout", default=default("2s"))
+    p.add_argument(
+        "--user",
+        default=default(os.environ.get("ETCDZCTL_USER", "")),
+        help="username[:password] for authentication (prompt if password is not supplied)",
+    )
+    p.add_argument(
+        "--password",
+        default=default(os.environ.get("ETCDZCTL_PASSWORD", "")),
+        help="password for authentication (if this option is used, --user option shouldn't include password)",
+    )
 
 
 _GLOBALS = _Parser(add_help=False)
@@ -119,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     leasefmt.add_parsers(sub, [_GLOBALS])
     watchfmt.add_parsers(sub, [_GLOBALS])
     maintfmt.add_parsers(sub, [_GLOBALS])
+    authfmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -201,37 +215,76 @@ def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+Connect = Callable[..., Client]  # (endpoints, **Client options) -> a client with the command's flags
+
+
+def connector(args: argparse.Namespace) -> Connect:
+    """Clients as the global flags describe them (timeouts, credentials, watch hubs)."""
+    user, sep, password = args.user.partition(":")
+    if args.password:
+        if sep:
+            raise UsageError("--user and --password cannot both carry a password")
+        password = args.password
+    elif user and not sep:
+        password = getpass.getpass("Password: ")
+    options: dict[str, Any] = {
+        "timeout": fmt.parse_duration(args.command_timeout),
+        "dial_timeout": fmt.parse_duration(args.dial_timeout),
+        "watch_endpoints": _comma_list(args.watch_endpoints),
+        "user": user or None,
+        "password": password,
+    }
+
+    def connect(endpoints: list[str], **changes: Any) -> Client:
+        client = Client(endpoints, **{**options, **changes})
+        if client.user is not None:
+            try:
+                client.auth_token()  # as etcdctl: a failed login fails the command at once
+            except EtcdzError as exc:
+                client.close()
+                raise fmt.ExitError(exc.message, fmt.EXIT_BAD_CONNECTION) from None
+        return client
+
+    return connect
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
+    connect = connector(args)
     timeout = fmt.parse_duration(args.command_timeout)
-    dial = fmt.parse_duration(args.dial_timeout)
     endpoints = _comma_list(args.endpoints)
     if getattr(args, "cluster", False):  # endpoint ..., defrag: every member's client URL
-        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+        with connect(endpoints) as client:
             endpoints = clusterfmt.cluster_endpoints(client)
     if args.command == "endpoint":
         if args.action == "hashkv":
-            return maintfmt.run_hashkv(endpoints, timeout, out.text, _stderr, out.mode)
-        return _endpoint(args, endpoints, timeout, out)
+            return maintfmt.run_hashkv(endpoints, connect, out.text, _stderr, out.mode)
+        return _endpoint(args, endpoints, connect, out)
+    slow = max(timeout, 60.0)
     if args.command == "defrag":
-        return maintfmt.run_defrag(endpoints, max(timeout, 60.0), out.text, _stderr)
+        return maintfmt.run_defrag(endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr)
     if args.command == "snapshot":
-        return maintfmt.run_snapshot(args, endpoints, max(timeout, 60.0), out.text, _stderr, out.mode)
-    if args.command == "alarm":
-        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
-            return maintfmt.run_alarm(args, client, out.text, out.mode)
+        return maintfmt.run_snapshot(
+            args, endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr, out.mode
+        )
     if args.command == "move-leader":
-        return clusterfmt.run_move_leader(args, endpoints, timeout, out.text)
+        return clusterfmt.run_move_leader(args, endpoints, connect, out.text)
+    groups: dict[str, Callable[..., int]] = {
+        "alarm": maintfmt.run_alarm,
+        "member": clusterfmt.run_member,
+        "lease": leasefmt.run,
+        "user": authfmt.run,
+        "role": authfmt.run,
+        "auth": authfmt.run,
+    }
+    if args.command in groups:
+        with connect(endpoints) as client:
+            return groups[args.command](args, client, out.text, out.mode)
     if args.command == "watch":
-        hubs = _comma_list(args.watch_endpoints)
-        with Client(endpoints, timeout=timeout, dial_timeout=dial, watch_endpoints=hubs) as client:
+        with connect(endpoints) as client:
             return watchfmt.run(args, client, out.lines, out.mode)
-    if args.command in ("member", "lease"):
-        run_group = clusterfmt.run_member if args.command == "member" else leasefmt.run
-        with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
-            return run_group(args, client, out.text, out.mode)
     if out.mode == "table":
         raise UsageError("table not supported as output format")
-    with Client(endpoints, timeout=timeout, dial_timeout=dial) as client:
+    with connect(endpoints) as client:
         if args.command == "compaction":
             resp = client.compact(args.revision, physical=args.physical)
             out.text(
@@ -255,15 +308,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _endpoint(args: argparse.Namespace, endpoints: list[str], timeout: float, out: Output) -> int:
+def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, out: Output) -> int:
     code = 0
     rows: list[Any] = []
     for endpoint in endpoints:
-        with Client([endpoint], timeout=timeout) as client:
+        with connect([endpoint]) as client:
             started = time.perf_counter()
             try:
                 if args.action == "health":
-                    client.get("health")
+                    try:
+                        client.get("health")
+                    except PermissionDenied:
+                        pass  # as etcdctl: the refusal went through consensus, which is the point
                     rows.append((endpoint, True, fmt.duration(time.perf_counter() - started), ""))
                 else:
                     rows.append((endpoint, client.status()))

@@ -109,7 +109,8 @@ WRITES = (
     AlarmRequest,
     *(r for r in AUTH_REQUESTS if r is not AuthenticateRequest),
 )
-LOGIN_ATTEMPTS = 3  # a login checked against an auth store that changed meanwhile is retried
+LOGIN_ATTEMPTS = 5  # a login refused as busy, or checked against a changed auth store, is retried
+LOGIN_BACKOFF_S = 0.1
 
 
 class Client(AuthApi):
@@ -143,6 +144,7 @@ class Client(AuthApi):
         self.user = user
         self._password = password or ""
         self._token = ""
+        self._need_login = user is not None
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is required")
@@ -209,21 +211,21 @@ class Client(AuthApi):
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         write = isinstance(request, WRITES)
         with self._lock:
-            if self.user is not None and not self._token:
+            if self._need_login:
                 self._login(deadline)
             try:
                 return self._call(body, deadline, write)
             except EtcdzError as exc:
-                if self.user is None or exc.code != ErrorCode.INVALID_AUTH_TOKEN:
+                if self.user is None or exc.code not in (ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.USER_EMPTY):
                     raise
-            self._login(deadline)  # the token expired or this member does not know it
+            self._login(deadline)  # the token expired, this member does not know it, or auth is new
             return self._call(body, deadline, write)
 
     def auth_token(self) -> str:
         """This client's token ("" without a user), logging in first if need be (what a watch
         stream sends to the hubs)."""
         with self._lock:
-            if self.user is not None and not self._token:
+            if self._need_login:
                 self._login(time.monotonic() + self.timeout)
             return self._token
 
@@ -231,20 +233,28 @@ class Client(AuthApi):
         """Forget the token (a hub refused it): the next call logs in again."""
         with self._lock:
             self._token = ""
+            self._need_login = self.user is not None
 
     def _login(self, deadline: float) -> None:
+        """Get a token; with auth disabled, go on without one (as clientv3 does)."""
         self._token = ""
         body = encode(AuthenticateRequest(name=self.user or "", password=self._password))
         for attempt in range(LOGIN_ATTEMPTS):
             try:
                 response = self._call(body, deadline, write=False)
             except EtcdzError as exc:
-                if exc.code != ErrorCode.AUTH_OLD_REVISION or attempt == LOGIN_ATTEMPTS - 1:
+                if exc.code == ErrorCode.AUTH_NOT_ENABLED:
+                    break
+                retry = exc.code in (ErrorCode.AUTH_OLD_REVISION, ErrorCode.TOO_MANY_REQUESTS)
+                if not retry or attempt == LOGIN_ATTEMPTS - 1 or time.monotonic() >= deadline:
                     raise
+                if exc.code == ErrorCode.TOO_MANY_REQUESTS:
+                    time.sleep(min(LOGIN_BACKOFF_S * 2**attempt, max(0.0, deadline - time.monotonic())))
                 continue
             if isinstance(response, AuthenticateResponse):
                 self._token = response.token
-            return
+            break
+        self._need_login = False
 
     def _call(self, body: bytes, deadline: float, write: bool) -> Any:
         """One request, with failover (the lock held)."""

@@ -28,7 +28,7 @@ from actors.runtime.config import member_id_for, socket_dir_for
 from actors.runtime.loop import send
 from actors.wal.files import read_identity
 from etcdz import Client
-from etcdz.errors import EtcdzError
+from etcdz.errors import EtcdzError, PermissionDenied, UserEmpty
 from proto_schemas.cluster import PeerFaults
 from tools import topology
 
@@ -283,6 +283,8 @@ class LocalCluster:
                         if c.status().leader:
                             c.get("health")
                             break
+                    except (UserEmpty, PermissionDenied):
+                        break  # auth is enabled: the gateway answered, with a leader behind it
                     except EtcdzError:
                         pass
                     waiting(m, "ready")

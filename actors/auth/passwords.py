@@ -34,9 +34,12 @@ def verify_password(password: str, stored: str) -> bool:
         salt, expected = _unb64(parts[4]), _unb64(parts[5])
     except ValueError:
         return False
-    if len(password.encode()) > MAX_PASSWORD_BYTES:
+    if len(password.encode()) > MAX_PASSWORD_BYTES or not salt:
         return False
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+    try:
+        return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+    except (ValueError, MemoryError):  # parameters scrypt refuses: not a hash we made
+        return False
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

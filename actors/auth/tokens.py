@@ -6,8 +6,10 @@ Rules (etcd's simple token keeper):
 - A token lives ``ttl_s`` from its grant or its last use at this member, and dies with its
   user's password change or deletion. Tokens are not persisted: after a restart clients log in
   again (the SDK does so by itself on ``invalid auth token``).
-- Login attempts are limited per user name (a burst, then one per ``LOGIN_REFILL_S``) and over
-  all names (each costs a deliberately slow hash): beyond, ``too many requests``.
+- Failed logins are limited per user name (a burst, then one per ``LOGIN_REFILL_S``): a name
+  guessed at is refused at once for a while, without checking the password. All logins are
+  limited over all names, since each costs a deliberately slow hash on the gateway's thread.
+  Beyond either, ``too many requests`` (the SDK waits and tries again).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 LOGIN_BURST = 5
 LOGIN_REFILL_S = 2.0
-LOGINS_PER_S = 20  # over all names: bounds the CPU spent hashing on one gateway
+LOGINS_PER_S = 10  # over all names: bounds the time the gateway spends hashing
 MAX_TOKENS = 1_000_000  # a flood of logins cannot grow the table without bound
 
 
@@ -64,19 +66,22 @@ class _Bucket:
 
 class LoginLimiter:
     def __init__(self) -> None:
-        self._names: dict[str, _Bucket] = {}
+        self._failures: dict[str, _Bucket] = {}
         self._all = _Bucket(LOGINS_PER_S, 0.0)
 
     def allow(self, name: str, now: float) -> bool:
-        """Whether a login attempt for ``name`` may be checked now (counts it if so)."""
-        if len(self._names) > 10_000:
-            # a full bucket is the same as none
-            refill = 1 / LOGIN_REFILL_S
-            self._names = {n: b for n, b in self._names.items() if _level(b, now, refill) < LOGIN_BURST}
-        bucket = self._names.setdefault(name, _Bucket(LOGIN_BURST, now))
-        return _take(bucket, now, 1 / LOGIN_REFILL_S, LOGIN_BURST) and _take(
-            self._all, now, LOGINS_PER_S, LOGINS_PER_S
-        )
+        """Whether a login for ``name`` may be checked now (counted if so)."""
+        bucket = self._failures.get(name)
+        if bucket is not None and _level(bucket, now, 1 / LOGIN_REFILL_S) < 1:
+            return False
+        return _take(self._all, now, LOGINS_PER_S, LOGINS_PER_S)
+
+    def failed(self, name: str, now: float) -> None:
+        """A login for ``name`` failed: one fewer left in its burst."""
+        refill = 1 / LOGIN_REFILL_S
+        if len(self._failures) > 10_000:  # a full bucket is the same as none
+            self._failures = {n: b for n, b in self._failures.items() if _level(b, now, refill) < LOGIN_BURST}
+        _take(self._failures.setdefault(name, _Bucket(LOGIN_BURST, now)), now, refill, LOGIN_BURST)
 
 
 def _level(b: _Bucket, now: float, rate: float) -> float:

@@ -9,7 +9,9 @@ Rules (etcd's v3 server, preflight order as etcd's):
   wrapped once in an ``InternalRequest`` and proposed. The raft core and WAL never look inside.
 - While no leader is known, writes and linearizable reads wait (up to the request timeout, then
   ``etcdserver: no leader``): a node that just started answers after its first election
-  instead of failing the first requests.
+  instead of failing the first requests. A proposal the raft core dropped before it reached
+  the log (no leader reachable yet) is proposed again for ``DROP_RETRY_S``, then answered
+  ``no leader`` (definite: the client may go to another member).
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend.
@@ -26,11 +28,12 @@ Rules (etcd's v3 server, preflight order as etcd's):
   hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
   unknown or expired) whose user must hold what the request needs (``permission denied``).
   The user and the auth revision checked against travel in the proposal, so apply checks
-  again if the store changed. A login checks the password here (rate-limited, see
-  tokens.py), mints a random token and proposes only its digest; the client gets the token
-  once the login is applied. Passwords are hashed here before ``user add`` / ``passwd`` are
-  proposed. Requests arriving on the node's own socket (``local``: its watch hubs) are the
-  node's and are not checked.
+  again if the store changed; a linearizable read is checked again after its ReadIndex wait
+  (so a permission revoked before the read began is honoured on every member). A login
+  checks the password here (rate-limited, see tokens.py), mints a random token and proposes
+  only its digest; the client gets the token once the login is applied. Passwords are hashed
+  here before ``user add`` / ``passwd`` are proposed. Requests arriving on the node's own
+  socket (``local``: its watch hubs) are the node's and are not checked.
 - Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
   with no answer after ``request_timeout_s`` gets ``etcdserver: request timed out``
   (indefinite for writes: it may yet be applied).
@@ -141,6 +144,7 @@ CLIENT_REQUESTS = (
     *AUTH_REQUESTS,
 )
 TOKEN_SWEEP_S = 10.0  # expired tokens are dropped this often
+DROP_RETRY_S = 1.0  # a dropped proposal is proposed again for this long
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
 LEASE_CALLS = (LeaseKeepAliveRequest, LeaseTimeToLiveRequest)
 
@@ -158,6 +162,7 @@ class _Pending:
     auth_revision: int = 0
     token: str = ""  # the client's, passed on with a forwarded lease call
     issued: str = ""  # a login's new token, handed out once the login is applied
+    dropped_at: float | None = None  # when the raft core first dropped its proposal
 
 
 @dataclass(slots=True)
@@ -367,6 +372,7 @@ class GatewayCore:
             or not record.hashed_password
             or not verify_password(request.password, record.hashed_password)
         ):
+            self.logins.failed(request.name, now)
             raise EtcdzError(ErrorCode.AUTH_FAILED)
         token = base64.urlsafe_b64encode(self._random(32)).decode().rstrip("=")
         logged = AuthenticateRequest(
@@ -449,6 +455,12 @@ class GatewayCore:
 
     def _read(self, rid: int) -> None:
         pending = self._pending[rid]
+        if pending.user and self.auth.enabled and self.auth.revision != pending.auth_revision:
+            try:  # as etcd: a linearizable read is checked again after its ReadIndex wait
+                self.auth.check(pending.user, needs(pending.request))
+            except EtcdzError as exc:
+                self._fail(rid, exc.code)
+                return
         term = self.raft.term if self.raft else 0
         self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
 
@@ -499,12 +511,25 @@ class GatewayCore:
             for rid in msg.request_ids:
                 if rid in self._own:
                     self._own_done(rid, msg.code, now)
+                elif msg.code == ErrorCode.NO_LEADER and self._retry_dropped(rid, now):
+                    self._held.append(rid)  # dropped before the log: proposed again soon
                 else:
                     self._fail(rid, msg.code)
         elif isinstance(msg, BackendState):
             if msg.auth is not None:
                 self._set_auth(msg.auth, [], now)
             self._answer_status(msg)
+
+    def _retry_dropped(self, rid: int, now: float) -> bool:
+        """Whether a proposal the raft core dropped (no leader reachable) is tried again: for
+        ``DROP_RETRY_S`` after its first drop (a follower that has not connected to a new
+        leader yet), not longer (a partitioned member answers, and the client goes elsewhere)."""
+        pending = self._pending.get(rid)
+        if pending is None:
+            return False
+        if pending.dropped_at is None:
+            pending.dropped_at = now
+        return now - pending.dropped_at < DROP_RETRY_S
 
     def _leader_changed(self) -> None:
         """A ReadIndex asked of the old leader may never be answered: fail those reads at once
@@ -560,11 +585,14 @@ class GatewayCore:
             pending = self._pending.get(rid)
             if pending is None:
                 continue
-            leaderless = self.raft is None or self.raft.leader == 0
-            held = rid in self._held
-            self._fail(rid, ErrorCode.NO_LEADER if held and leaderless else ErrorCode.TIMEOUT)
+            # Held: never proposed, or its proposals were all dropped -- it did not happen.
+            self._fail(rid, ErrorCode.NO_LEADER if rid in self._held else ErrorCode.TIMEOUT)
         if self._held:
             self._held = [rid for rid in self._held if rid in self._pending]
+            if self.raft is not None and self.raft.leader:  # proposals dropped on their way
+                held, self._held = self._held, []
+                for rid in held:
+                    self._route(rid)
         if now >= self._token_sweep:
             self.tokens.expire(now)
             self._token_sweep = now + TOKEN_SWEEP_S

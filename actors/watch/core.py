@@ -22,7 +22,8 @@ Rules (etcd's watch guarantees):
 - Auth: a watch is created only once a member said its token may read the watched range
   (``AuthCheckRequest``, sent whether or not auth is enabled: the hub cannot know). A refusal
   answers created + canceled with the member's error as the reason, as etcd does; a check
-  unanswered for ``history_timeout_s`` is refused as timed out.
+  unanswered for ``history_timeout_s`` (a member restarting) is asked again, for as long as
+  the client's stream lives.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ class Stream:
     next_id: int = 1
 
 
+@dataclass(frozen=True)
+class _Check:
+    """A watch create waiting for a member's word on its token."""
+
+    route: bytes
+    request: WatchCreateRequest
+    token: str
+    asked: float
+
+
 @dataclass
 class Outbox:
     to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, in_reply_to, body
@@ -132,7 +143,7 @@ class HubCore:
         self._stripped: dict[int, Event] = {}  # id(event) -> the event without prev_kv
         self._next_progress: float | None = None
         self._headers: dict[int, ResponseHeader] = {}
-        self._checks: dict[int, tuple[bytes, WatchCreateRequest, float]] = {}  # id -> (route, req, asked)
+        self._checks: dict[int, _Check] = {}
         self._check_ids = itertools.count(1)
         self.out = Outbox()
 
@@ -196,15 +207,13 @@ class HubCore:
             return
         inner = request.request
         if isinstance(inner, WatchCreateRequest):
-            check_id = next(self._check_ids)
-            self._checks[check_id] = (route, inner, now)
-            self.out.to_backend.append(
-                (check_id, AuthCheckRequest(token=token, key=inner.key, range_end=inner.range_end))
-            )
+            self._ask(_Check(route, inner, token, now))
         elif isinstance(inner, WatchCancelRequest):
             stream.watchers.pop(inner.watch_id, None)
             self._checks = {
-                i: c for i, c in self._checks.items() if (c[0], c[1].watch_id) != (route, inner.watch_id)
+                i: c
+                for i, c in self._checks.items()
+                if (c.route, c.request.watch_id) != (route, inner.watch_id)
             }
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
@@ -218,7 +227,7 @@ class HubCore:
         held = self._checks.pop(check_id, None)
         if held is None:
             return
-        route, req, _ = held
+        route, req = held.route, held.request
         stream = self.streams.get(route)
         if stream is None:
             return
@@ -231,6 +240,14 @@ class HubCore:
             reason = answer.message if isinstance(answer, ErrorResponse) else TEXTS[ErrorCode.INTERNAL]
             self._refuse(stream, req, reason)
         self.deliver(now)
+
+    def _ask(self, check: _Check) -> None:
+        check_id = next(self._check_ids)
+        self._checks[check_id] = check
+        req = check.request
+        self.out.to_backend.append(
+            (check_id, AuthCheckRequest(token=check.token, key=req.key, range_end=req.range_end))
+        )
 
     def is_check(self, request_id: int) -> bool:
         return request_id in self._checks
@@ -303,10 +320,10 @@ class HubCore:
             del self.streams[route]
         if self._history_asked_at is not None and now - self._history_asked_at > self.history_timeout_s:
             self._history_asked_at = None  # lost: ask again
-        for check_id in [i for i, c in self._checks.items() if now - c[2] > self.history_timeout_s]:
-            route, req, _ = self._checks.pop(check_id)
-            if route in self.streams:
-                self._refuse(self.streams[route], req, TEXTS[ErrorCode.TIMEOUT])
+        for check_id in [i for i, c in self._checks.items() if now - c.asked > self.history_timeout_s]:
+            check = self._checks.pop(check_id)
+            if check.route in self.streams:
+                self._ask(dataclasses.replace(check, asked=now))
         if self._next_progress is None:
             self._next_progress = now + self.progress_interval_s
         elif now >= self._next_progress and self.revision is not None:

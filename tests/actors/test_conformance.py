@@ -221,3 +221,72 @@ def test_maintenance_commands_print_as_etcdctl(etcd: str, node: LocalCluster) ->
         )
         got = (code, masked(out, node.endpoints[0]), masked(err, node.endpoints[0]))
         assert got == want, f"etcdctl {' '.join(args)}"
+
+
+AUTH_STEPS: list[tuple[list[str], bytes]] = [
+    (["user", "add", "root:rootpw"], b""),
+    (["user", "add", "alice:apw"], b""),
+    (["user", "add", "bob", "--interactive=false"], b"bpw\n"),
+    (["user", "add", "alice:x"], b""),
+    (["user", "add"], b""),
+    (["role", "add", "reader"], b""),
+    (["role", "add", "reader"], b""),
+    (["role", "grant-permission", "reader", "read", "/a/", "--prefix"], b""),
+    (["role", "grant-permission", "reader", "readwrite", "/b", "/c"], b""),
+    (["role", "grant-permission", "reader", "write", "/k"], b""),
+    (["role", "grant-permission", "reader", "read", "/z", "--from-key"], b""),
+    (["role", "grant-permission", "reader", "bogus", "/x"], b""),
+    (["role", "grant-permission", "reader", "read"], b""),
+    (["role", "get", "reader"], b""),
+    (["role", "get", "reader", "-w", "json"], b""),
+    (["role", "list"], b""),
+    (["role", "get", "nosuch"], b""),
+    (["user", "grant-role", "alice", "reader"], b""),
+    (["user", "grant-role", "alice", "nosuch"], b""),
+    (["user", "get", "alice"], b""),
+    (["user", "get", "alice", "--detail"], b""),
+    (["user", "list"], b""),
+    (["user", "list", "-w", "json"], b""),
+    (["user", "get", "nosuch"], b""),
+    (["auth", "enable"], b""),
+    (["put", "/a/x", "1"], b""),
+    (["--user", "alice:apw", "put", "/a/x", "1"], b""),
+    (["--user", "alice:wrong", "get", "/a/x"], b""),
+    (["--user", "root:rootpw", "put", "/a/x", "1"], b""),
+    (["--user", "alice:apw", "get", "/a/x"], b""),
+    (["--user", "alice", "--password", "apw", "put", "/b", "2"], b""),
+    (["--user", "root:rootpw", "role", "revoke-permission", "reader", "/k"], b""),
+    (["--user", "root:rootpw", "role", "revoke-permission", "reader", "/b", "/c"], b""),
+    (["--user", "root:rootpw", "role", "revoke-permission", "reader", "/z", "--from-key"], b""),
+    (["--user", "root:rootpw", "role", "revoke-permission", "reader", "/nope"], b""),
+    (["--user", "alice:apw", "put", "/b", "3"], b""),
+    (["--user", "root:rootpw", "user", "revoke-role", "alice", "reader"], b""),
+    (["--user", "root:rootpw", "user", "revoke-role", "alice", "reader"], b""),
+    (["--user", "root:rootpw", "user", "passwd", "alice", "--interactive=false"], b"new\n"),
+    (["--user", "alice:new", "get", "/a/x"], b""),
+    (["--user", "root:rootpw", "user", "delete", "root"], b""),
+    (["--user", "root:rootpw", "role", "delete", "root"], b""),
+    (["--user", "root:rootpw", "role", "delete", "reader"], b""),
+    (["--user", "root:rootpw", "user", "delete", "bob"], b""),
+    (["--user", "root:rootpw", "auth", "disable"], b""),
+    (["user", "delete", "alice"], b""),
+    (["user", "delete", "root"], b""),
+    (["role", "delete", "root"], b""),
+]
+
+
+def test_auth_commands_print_and_refuse_as_etcdctl(etcd: str, node: LocalCluster) -> None:
+    """Users, roles, permissions, auth enable/disable and what a user may then do, step by
+    step on both (leaving auth disabled and no user behind on the shared etcd)."""
+    import re
+
+    def masked(out: bytes) -> bytes:
+        return re.sub(rb'"revision":\d+', b'"revision":0', mask(out))
+
+    for args, stdin in AUTH_STEPS:
+        code, out, err = run([ETCDCTL, "--endpoints", etcd, *args], stdin)  # type: ignore[list-item]
+        want = (code, masked(out), err)
+        code, out, err = run(
+            [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], *args], stdin
+        )
+        assert (code, masked(out), err) == want, f"etcdctl {' '.join(args)}"

@@ -222,14 +222,21 @@ def test_timeouts_are_indefinite_for_writes_and_definite_for_reads() -> None:
     assert replies(core) == []  # an answer after the timeout goes nowhere
 
 
-def test_propose_failed_answers_each_request() -> None:
-    core = make()
+def test_a_proposal_dropped_before_the_log_is_proposed_again_for_a_while_then_refused() -> None:
+    core = make(request_timeout_s=5.0)
     core.internal(LEADER, 0)
     ask(core, PutRequest(key=b"k"))
     (propose,) = core.take_outbox().to_raft
-    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 0)
-    (reply,) = replies(core)
-    assert error_code(reply) == ErrorCode.NO_LEADER
+    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 0.1)
+    assert replies(core) == []  # definitely not in the log: proposed again instead of failing
+    core.tick(0.2)
+    (again,) = core.take_outbox().to_raft
+    assert again.request_ids == propose.request_ids and again.data == propose.data
+    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 1.2)
+    (reply,) = replies(core)  # a partitioned member: the client hears it at once and moves on
+    assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
+    core.internal(ProposeFailed(request_ids=[12345], code=ErrorCode.NOT_LEADER), 1.3)
+    assert replies(core) == []
 
 
 def test_status_combines_raft_and_backend() -> None:
