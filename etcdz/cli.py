@@ -72,6 +72,16 @@ def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
         help="username[:password] for authentication (prompt if password is not supplied)",
     )
     p.add_argument(
+        "--cacert",
+        default=default(os.environ.get("ETCDZCTL_CACERT", "")),
+        help="the members' public CurveZMQ certificate (NAME.key): encrypt and verify the servers",
+    )
+    p.add_argument(
+        "--key",
+        default=default(os.environ.get("ETCDZCTL_KEY", "")),
+        help="this client's CurveZMQ secret certificate (NAME.key_secret), for --client-cert-auth members",
+    )
+    p.add_argument(
         "--password",
         default=default(os.environ.get("ETCDZCTL_PASSWORD", "")),
         help="password for authentication (if this option is used, --user option shouldn't include password)",
@@ -233,6 +243,8 @@ def connector(args: argparse.Namespace) -> Connect:
         "watch_endpoints": _comma_list(args.watch_endpoints),
         "user": user or None,
         "password": password,
+        "server_key": args.cacert or None,
+        "client_key": args.key or None,
     }
 
     def connect(endpoints: list[str], **changes: Any) -> Client:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import zmq
+import zmq.auth
 
 if TYPE_CHECKING:
     from etcdz.lease import KeptLease
@@ -129,10 +130,17 @@ class Client(AuthApi):
         watch_endpoints: str | list[str] | None = None,
         user: str | None = None,
         password: str | None = None,
+        server_key: str | None = None,
+        client_key: str | None = None,
+        token: str = "",
     ) -> None:
         """``watch_endpoints``: watch hubs to use instead of those the members advertise, for a
         client that reaches the hubs at other addresses (published ports, a load balancer).
-        ``user``/``password``: log in (needed once auth is enabled)."""
+        ``user``/``password``: log in (needed once auth is enabled).
+        ``server_key``: the members' public CurveZMQ certificate (a ``.key`` file): the
+        connection is encrypted and the servers authenticated; ``client_key``: this client's
+        ``.key_secret`` certificate, for members that accept only known clients (without it
+        the client makes up a key pair). ``token``: a token obtained elsewhere (no login)."""
         self._options: dict[str, Any] = {
             "endpoints": endpoints,
             "timeout": timeout,
@@ -140,10 +148,14 @@ class Client(AuthApi):
             "watch_endpoints": watch_endpoints,
             "user": user,
             "password": password,
+            "server_key": server_key,
+            "client_key": client_key,
+            "token": token,
         }
+        self.curve = curve_keys(server_key, client_key)
         self.user = user
         self._password = password or ""
-        self._token = ""
+        self._token = token
         self._need_login = user is not None
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
@@ -174,6 +186,7 @@ class Client(AuthApi):
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            self.secure(sock)
             sock.connect(self.endpoint)
             self._sock = sock
         return self._sock
@@ -183,6 +196,12 @@ class Client(AuthApi):
             self._sock.close(linger=0)
             self._sock = None
         self._current = (self._current + 1) % len(self.endpoints)
+
+    def secure(self, sock: zmq.Socket[bytes]) -> None:
+        """Make ``sock`` a Curve client as this client is (before it connects)."""
+        if self.curve is not None:
+            server, public, secret = self.curve
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server, public, secret
 
     def clone(self, **changes: Any) -> Client:
         """A new client with this one's settings (its own connection), ``changes`` applied."""
@@ -493,6 +512,23 @@ class Client(AuthApi):
             resume = chunk.resume_key
             if request.revision == 0:  # pin every later chunk to the first chunk's revision
                 request = _with_revision(request, chunk.header.revision)
+
+
+def curve_keys(server_key: str | None, client_key: str | None) -> tuple[bytes, bytes, bytes] | None:
+    """(server public, own public, own secret) from certificate files, None without a server key."""
+    if not server_key:
+        return None
+    try:
+        server, _ = zmq.auth.load_certificate(server_key)
+        if client_key:
+            public, secret = zmq.auth.load_certificate(client_key)
+            if secret is None:
+                raise ValueError(f"{client_key} holds no secret key (give the .key_secret file)")
+        else:
+            public, secret = zmq.curve_keypair()
+    except OSError as exc:
+        raise ValueError(f"cannot read key file: {exc}") from None
+    return server, public, secret
 
 
 def _with_revision(request: RangeRequest, revision: int) -> RangeRequest:

@@ -250,6 +250,7 @@ class WatchStream(threading.Thread):
                 self.hub = random.choice(others)
                 sock = self._ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
+                self._client.secure(sock)
                 sock.connect(self.hub)
                 self._hub_id = ""
                 self._send(sock, WatchPing())  # its answer tells which hub instance this is

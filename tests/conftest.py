@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from etcdz import Client
 from tools.cluster import LocalCluster, running
 
 
@@ -24,3 +25,28 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One node shared by the tests of a module that only read and write their own keys."""
     yield from _running(str(tmp_path_factory.mktemp("shared")))
+
+
+def _secure(cluster: LocalCluster) -> Client:
+    """root (password rootpw) and alice (apw: read /a/, readwrite [/b, /c), write /w), then
+    auth enabled; returns a client logged in as root."""
+    with cluster.client() as c:
+        c.user_add("root", "rootpw")
+        c.role_add("root")
+        c.user_grant_role("root", "root")
+        c.user_add("alice", "apw")
+        c.role_add("reader")
+        c.role_grant_permission("reader", "read", "/a/", prefix=True)
+        c.role_grant_permission("reader", "readwrite", "/b", "/c")
+        c.role_grant_permission("reader", "write", "/w")
+        c.user_grant_role("alice", "reader")
+        c.put("/a/x", "1")
+        c.put("/secret", "s")
+        c.auth_enable()
+    return Client(cluster.endpoints, user="root", password="rootpw")
+
+
+@pytest.fixture
+def secure() -> Callable[[LocalCluster], Client]:
+    """Users and roles on a cluster, then auth enabled (see ``_secure``)."""
+    return _secure

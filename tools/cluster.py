@@ -94,6 +94,8 @@ class Service:
 
 @dataclass
 class Member(Service):
+    client_options: dict[str, Any] = field(default_factory=dict)  # Curve keys, credentials
+
     @property
     def data_dir(self) -> str:
         return self.env["ETCDZ_DATA_DIR"]
@@ -141,7 +143,7 @@ class Member(Service):
 
     def client(self, timeout: float = 2.0) -> Client:
         """A client of this member alone."""
-        return Client([self.client_url], timeout=timeout)
+        return Client([self.client_url], timeout=timeout, **self.client_options)
 
 
 @dataclass
@@ -169,10 +171,13 @@ class LocalCluster:
         base_port: int | None = None,
         extra_args: list[str] | None = None,
         log_format: str = "json",
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         """``doc`` (a compose document) or else the one rendered for ``members`` members
-        running ``member_hubs`` hubs each and a hub service of ``watch_hubs`` replicas."""
+        running ``member_hubs`` hubs each and a hub service of ``watch_hubs`` replicas.
+        ``client_options``: what every client this launcher makes takes (Curve keys...)."""
         self.root = root
+        self.client_options = dict(client_options or {})
         self.base_port = base_port
         logs = ["--log-format", log_format]
         self.extra_args = [*logs, *(extra_args or [])]  # for members
@@ -185,7 +190,12 @@ class LocalCluster:
             if run.command[:1] == ["watch-hub"]:
                 self.hubs.append(Hub(run.instance, run.env, run.command, logs))
             else:
-                self.members.append(Member(run.instance, run.env, run.command, [*self.extra_args]))
+                self.members.append(self._member(run))
+
+    def _member(self, run: topology.Process) -> Member:
+        return Member(
+            run.instance, run.env, run.command, [*self.extra_args], client_options=self.client_options
+        )
 
     def _port(self, instance: str, container_port: int) -> int:
         """The loopback port of ``instance``'s ``container_port``: counted (instance i at
@@ -214,7 +224,7 @@ class LocalCluster:
             state="existing",
         )
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
-        member = Member(run.instance, run.env, run.command, [*self.extra_args])
+        member = self._member(run)
         with self.client() as c:
             c.member_add([member.peer_url], is_learner=learner)
         self.members.append(member)
@@ -277,7 +287,7 @@ class LocalCluster:
             time.sleep(0.1)
 
         for m in [member] if member else self.members:
-            with Client([m.client_url], timeout=1.0) as c:
+            with m.client(timeout=1.0) as c:
                 while True:
                     try:
                         if c.status().leader:
@@ -348,7 +358,7 @@ class LocalCluster:
                 if m.proc is None or m.proc.poll() is not None:
                     continue
                 try:
-                    with Client([m.client_url], timeout=1.0) as c:
+                    with m.client(timeout=1.0) as c:
                         seen.add(c.status().leader)
                 except EtcdzError:
                     seen.add(0)
@@ -362,7 +372,7 @@ class LocalCluster:
             time.sleep(0.1)
 
     def client(self, timeout: float = 7.0) -> Client:
-        return Client(self.endpoints, timeout=timeout)
+        return Client(self.endpoints, timeout=timeout, **self.client_options)
 
     @staticmethod
     def hashes_agree(members: list[Member]) -> bool:

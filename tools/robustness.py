@@ -15,6 +15,7 @@ have the same HashKV, no watch guarantee broke, no lease expired early.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -83,6 +84,12 @@ def _partition(n: Nemesis) -> str:
     return choice
 
 
+def _isolate(n: Nemesis) -> str:
+    choice = n.rng.choice(["minority", "leader"])
+    n.partition(choice)
+    return choice
+
+
 def _leader_change(n: Nemesis) -> str:
     if n.rng.random() < 0.5:
         n.kill("leader")
@@ -109,6 +116,9 @@ def run(
     """One run. ``broken_reads`` runs a deliberately broken build (linearizable reads served
     locally without ReadIndex), which the checks must catch."""
     scenario = SCENARIOS[name]
+    if broken_reads and scenario.pinned:
+        # Stale reads need a member cut off from the others: every fault is one such cut.
+        scenario = dataclasses.replace(scenario, fault=_isolate)
     rng = random.Random(seed)
     outcome = Outcome(name, seed, seconds)
     cluster = LocalCluster(root, 3)

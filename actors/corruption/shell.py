@@ -20,6 +20,7 @@ import time
 import structlog
 
 from actors.corruption.core import HashAt, initial_mismatch, periodic_mismatch
+from actors.runtime import curve
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop
 from etcdz.client import Client
@@ -35,7 +36,14 @@ class CorruptionChecker:
     def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
         self.config = config
         self.log = log
-        self.own = Client(config.advertise_client_urls[:1], timeout=CALL_TIMEOUT_S)
+        self.own = Client([config.local_client_url], timeout=CALL_TIMEOUT_S)
+        # Peers are reached on their client ports, as the node (see curve.node_token).
+        self.options = {
+            "timeout": CALL_TIMEOUT_S,
+            "server_key": config.key_file or None,
+            "client_key": config.key_file or None,
+            "token": curve.node_token(config.peer_curve()),
+        }
         self.peers: dict[int, Client] = {}
         self.initial_due = config.initial_corrupt_check
         self.started = time.monotonic()
@@ -107,7 +115,7 @@ class CorruptionChecker:
                 continue
             client = self.peers.get(member.id)
             if client is None:
-                client = self.peers[member.id] = Client(member.client_urls, timeout=CALL_TIMEOUT_S)
+                client = self.peers[member.id] = Client(member.client_urls, **self.options)
             try:
                 resp = client.hash_kv(revision)
             except Compacted:

@@ -10,8 +10,8 @@ Rules (etcd's v3 server, preflight order as etcd's):
 - While no leader is known, writes and linearizable reads wait (up to the request timeout, then
   ``etcdserver: no leader``): a node that just started answers after its first election
   instead of failing the first requests. A proposal the raft core dropped before it reached
-  the log (no leader reachable yet) is proposed again for ``DROP_RETRY_S``, then answered
-  ``no leader`` (definite: the client may go to another member).
+  the log while a leader is known (not reachable yet) is proposed again for ``DROP_RETRY_S``,
+  then answered ``no leader`` (definite: the client may go to another member).
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend.
@@ -28,8 +28,9 @@ Rules (etcd's v3 server, preflight order as etcd's):
   hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
   unknown or expired) whose user must hold what the request needs (``permission denied``).
   The user and the auth revision checked against travel in the proposal, so apply checks
-  again if the store changed; a linearizable read is checked again after its ReadIndex wait
-  (so a permission revoked before the read began is honoured on every member). A login
+  again if the store changed; a linearizable read's permission is checked after its ReadIndex
+  wait, as etcd does (so a permission revoked before the read began is honoured on every
+  member, and ``permission denied`` means the cluster had a quorum). A login
   checks the password here (rate-limited, see tokens.py), mints a random token and proposes
   only its digest; the client gets the token once the login is applied. Passwords are hashed
   here before ``user add`` / ``passwd`` are proposed. Requests arriving on the node's own
@@ -44,6 +45,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import heapq
+import hmac
 import itertools
 import os
 import secrets
@@ -144,7 +146,7 @@ CLIENT_REQUESTS = (
     *AUTH_REQUESTS,
 )
 TOKEN_SWEEP_S = 10.0  # expired tokens are dropped this often
-DROP_RETRY_S = 1.0  # a dropped proposal is proposed again for this long
+DROP_RETRY_S = 0.2  # a dropped proposal is proposed again for this long (while a leader is known)
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
 LEASE_CALLS = (LeaseKeepAliveRequest, LeaseTimeToLiveRequest)
 
@@ -196,6 +198,7 @@ class GatewayCore:
         unsafe_local_reads: bool = False,
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        node_token: str = "",
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -214,6 +217,7 @@ class GatewayCore:
         self.tokens = TokenKeeper(auth_token_ttl_s)
         self.logins = LoginLimiter()
         self._random = random_bytes
+        self.node_token = node_token  # other members' own processes present it
         self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
@@ -276,7 +280,7 @@ class GatewayCore:
         self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool
     ) -> None:
         _validate(request, self.max_txn_ops)
-        user = None if local else self._authorize(header.token, request, now)
+        user = None if local or self._is_node(header.token) else self._authorize(header.token, request, now)
         if isinstance(request, AuthCheckRequest):
             self._reply(route, header.msg_id, self._auth_check(request, now))
             return
@@ -340,8 +344,12 @@ class GatewayCore:
         if isinstance(wanted, Anyone):
             return ""
         user = self._token_user(token, now)
-        self.auth.check(user, wanted)
+        if not self._needs_read_index(request):  # a linearizable read is checked after ReadIndex
+            self.auth.check(user, wanted)
         return user
+
+    def _is_node(self, token: str) -> bool:
+        return bool(self.node_token) and hmac.compare_digest(token.encode(), self.node_token.encode())
 
     def _token_user(self, token: str, now: float) -> str:
         if not token:
@@ -455,8 +463,8 @@ class GatewayCore:
 
     def _read(self, rid: int) -> None:
         pending = self._pending[rid]
-        if pending.user and self.auth.enabled and self.auth.revision != pending.auth_revision:
-            try:  # as etcd: a linearizable read is checked again after its ReadIndex wait
+        if pending.user and self.auth.enabled and self._needs_read_index(pending.request):
+            try:  # as etcd: a linearizable read's permission is checked after its ReadIndex wait
                 self.auth.check(pending.user, needs(pending.request))
             except EtcdzError as exc:
                 self._fail(rid, exc.code)
@@ -521,12 +529,13 @@ class GatewayCore:
             self._answer_status(msg)
 
     def _retry_dropped(self, rid: int, now: float) -> bool:
-        """Whether a proposal the raft core dropped (no leader reachable) is tried again: for
-        ``DROP_RETRY_S`` after its first drop (a follower that has not connected to a new
-        leader yet), not longer (a partitioned member answers, and the client goes elsewhere)."""
+        """Whether a proposal the raft core dropped is tried again: while a leader is known,
+        for ``DROP_RETRY_S`` after its first drop (a follower not yet connected to a new
+        leader), not longer, and not at all without a leader (a cut-off member answers at once,
+        and the client goes elsewhere)."""
         pending = self._pending.get(rid)
-        if pending is None:
-            return False
+        if pending is None or self.raft is None or not self.raft.leader:
+            return False  # no leader at all: say so at once
         if pending.dropped_at is None:
             pending.dropped_at = now
         return now - pending.dropped_at < DROP_RETRY_S

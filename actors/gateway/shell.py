@@ -21,7 +21,7 @@ import zmq
 
 from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
-from actors.runtime import failpoints
+from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
@@ -48,13 +48,18 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         metrics=loop.metrics,
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
+        node_token=curve.node_token(config.peer_curve()),
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),
     )
 
-    def router(urls: list[str]) -> zmq.Socket[bytes]:
+    client_curve = config.client_curve()
+    curve.guard(loop, client_curve)
+
+    def router(urls: list[str], secured: curve.Curve | None) -> zmq.Socket[bytes]:
         sock = loop.ctx.socket(zmq.ROUTER)
+        curve.serve(sock, secured, "clients")
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, CLIENT_HWM)
         sock.setsockopt(zmq.RCVHWM, CLIENT_HWM)
@@ -64,8 +69,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             sock.bind(url)
         return sock
 
-    clients = router(config.listen_client_urls)
-    local = router([config.local_client_url])
+    clients = router(config.listen_client_urls, client_curve)
+    local = router([config.local_client_url], None)
     by_tag = {CLIENT: clients, LOCAL: local}
     inbox = loop.inbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
@@ -87,6 +92,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 sock = loop.ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.setsockopt(zmq.SNDHWM, CLIENT_HWM)
+                curve.connect_as(sock, client_curve)
                 sock.connect(urls[0])
                 loop.on_frames(sock, from_leader)
                 leader["sock"] = sock

@@ -25,7 +25,7 @@ from actors.mvcc import keys as K
 from actors.mvcc import snapshots
 from actors.mvcc.store import MvccStore
 from actors.mvcc.verified import Verified
-from actors.runtime import failpoints
+from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
@@ -102,9 +102,12 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         "raft": loop.outbox(config.inbox("raft")),
         "lease": loop.outbox(config.inbox("lease")),
     }
+    events_curve = config.client_curve()  # hubs on other hosts are clients like any other
+    curve.guard(loop, events_curve)
     events = loop.ctx.socket(zmq.PUB)
     events.setsockopt(zmq.SNDHWM, EVENTS_HWM)
     events.setsockopt(zmq.LINGER, 0)
+    curve.serve(events, events_curve, "events")
     for url in [config.events_url, *config.listen_events_urls]:
         events.bind(url)
 

@@ -27,6 +27,7 @@ from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Role
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
 from actors.raft.transport import PeerTransport
+from actors.runtime import curve
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import (
@@ -93,6 +94,8 @@ class RaftShell:
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
         self.to_lease = self.loop.outbox(config.inbox("lease"))
         self.storage = MemoryStorage()
+        peer_curve = config.peer_curve()
+        curve.guard(self.loop, peer_curve)
         self.peers = PeerTransport(
             self.loop.ctx,
             member_id=config.member_id,
@@ -100,6 +103,7 @@ class RaftShell:
             listen_urls=config.listen_peer_urls,
             advertise_urls=config.initial_advertise_peer_urls,
             log=log,
+            curve=peer_curve,
         )
         self.calls = ClusterCalls(config, log)
         self.snapshots = Snapshots(

@@ -30,6 +30,8 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.runtime import curve as curvezmq
+from actors.runtime.curve import Curve
 from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, PeerFaults, SnapshotChunk
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.raft import RaftMessage
@@ -40,18 +42,19 @@ MAX_PEER_FRAME = 64 * 1024 * 1024
 
 
 class _Peer:
-    def __init__(self, ctx: zmq.Context[Any], urls: list[str]) -> None:
+    def __init__(self, ctx: zmq.Context[Any], urls: list[str], curve: Curve | None) -> None:
         self.urls = list(urls)
-        self.msgs = _dealer(ctx, urls, MSG_HWM)
-        self.snaps = _dealer(ctx, urls, SNAP_HWM)
+        self.msgs = _dealer(ctx, urls, MSG_HWM, curve)
+        self.snaps = _dealer(ctx, urls, SNAP_HWM, curve)
 
     def close(self) -> None:
         self.msgs.close(linger=0)
         self.snaps.close(linger=0)
 
 
-def _dealer(ctx: zmq.Context[Any], urls: list[str], hwm: int) -> zmq.Socket[bytes]:
+def _dealer(ctx: zmq.Context[Any], urls: list[str], hwm: int, curve: Curve | None) -> zmq.Socket[bytes]:
     sock = ctx.socket(zmq.DEALER)
+    curvezmq.connect_as(sock, curve)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.LINGER, 0)
@@ -73,8 +76,12 @@ class PeerTransport:
         advertise_urls: list[str],
         log: structlog.BoundLogger,
         alive_s: float = 1.0,
+        curve: Curve | None = None,
     ) -> None:
+        """``curve``: the mesh's CurveZMQ settings (a ZAP handler for its allowed keys must
+        already serve in ``ctx`` when they are restricted)."""
         self.ctx = ctx
+        self.curve = curve
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.advertise_urls = list(advertise_urls)
@@ -84,6 +91,7 @@ class PeerTransport:
         self.inbox.setsockopt(zmq.RCVHWM, MSG_HWM)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        curvezmq.serve(self.inbox, curve, "peers")
         for url in listen_urls:
             self.inbox.bind(url)
         self.peers: dict[int, _Peer] = {}
@@ -107,7 +115,7 @@ class PeerTransport:
 
     def _connect(self, pid: int, urls: list[str]) -> None:
         if pid not in self.peers:
-            self.peers[pid] = _Peer(self.ctx, urls)
+            self.peers[pid] = _Peer(self.ctx, urls, self.curve)
             self.log.info("peer connected", peer=f"{pid:x}", urls=urls)
 
     def started(self) -> set[int]:

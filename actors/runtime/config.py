@@ -13,6 +13,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from actors.runtime import curve
+from actors.runtime.curve import Curve
+
 ACTORS = ("wal", "raft", "mvcc", "apply", "lease", "gateway")
 IPC_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -53,6 +56,12 @@ class NodeConfig:
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300
+    key_file: str = ""  # Curve pair for the client endpoints (gateway, hubs, event stream)
+    client_cert_auth: bool = False
+    trusted_keys_dir: str = ""
+    peer_key_file: str = ""  # Curve pair shared by the members' peer mesh
+    peer_client_cert_auth: bool = False
+    peer_trusted_keys_dir: str = ""
     log_format: str = "json"
     log_level: str = "info"
     socket_dir: str = ""
@@ -86,6 +95,12 @@ class NodeConfig:
     def inbox(self, actor: str) -> str:
         """The ipc:// address an actor's inbox binds and the others connect to."""
         return f"ipc://{os.path.join(self.socket_dir, actor)}.sock"
+
+    def client_curve(self) -> Curve | None:
+        return curve.for_node(self.key_file, self.client_cert_auth, self.trusted_keys_dir)
+
+    def peer_curve(self) -> Curve | None:
+        return curve.for_node(self.peer_key_file, self.peer_client_cert_auth, self.peer_trusted_keys_dir)
 
     @property
     def local_client_url(self) -> str:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
+from actors.runtime.curve import for_node
 
 
 def boolean(value: str) -> bool:
@@ -74,6 +75,16 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
     "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
     "auth-token-ttl": (int, 300, "seconds a simple auth token lives after its last use"),
+    "key-file": (str, "", "CurveZMQ secret certificate the client endpoints serve with (encrypts them)"),
+    "client-cert-auth": (boolean, False, "accept only clients whose public key is in --trusted-keys-dir"),
+    "trusted-keys-dir": (str, "", "directory of the public certificates (*.key) of trusted clients"),
+    "peer-key-file": (str, "", "CurveZMQ secret certificate of the peer mesh (the same on every member)"),
+    "peer-client-cert-auth": (
+        boolean,
+        False,
+        "accept only peers holding the peer key or one in --peer-trusted-keys-dir",
+    ),
+    "peer-trusted-keys-dir": (str, "", "directory of further public certificates (*.key) peers may use"),
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
 }
@@ -184,6 +195,24 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return cluster
 
 
+def _curve_settings(values: Mapping[str, object]) -> dict[str, object]:
+    """The Curve flags, checked: each key file readable (and private), no cert-auth without
+    a key to serve with."""
+    found: dict[str, object] = {}
+    for side in ("", "peer-"):
+        key_file = str(values[f"{side}key-file"])
+        cert_auth = bool(values[f"{side}client-cert-auth"])
+        trusted = str(values[f"{side}trusted-keys-dir"])
+        if cert_auth and not key_file:
+            raise ValueError(f"--{side}client-cert-auth needs --{side}key-file")
+        for_node(os.path.abspath(key_file) if key_file else "", cert_auth, trusted)  # raises if unusable
+        prefix = side.replace("-", "_")
+        found[f"{prefix}key_file"] = os.path.abspath(key_file) if key_file else ""
+        found[f"{prefix}client_cert_auth"] = cert_auth
+        found[f"{prefix}trusted_keys_dir"] = os.path.abspath(trusted) if trusted else ""
+    return found
+
+
 def check_member(name: str, cluster: dict[str, list[str]], advertise_peer: list[str]) -> None:
     """This member's entry in ``--initial-cluster`` names its peer URLs (etcd's checks)."""
     if name not in cluster:
@@ -258,6 +287,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
             str(values["experimental-watch-progress-notify-interval"])
         ),
         auth_token_ttl_s=token_ttl,
+        **_curve_settings(values),
         log_format=str(values["log-format"]),
         log_level=str(values["log-level"]),
         socket_dir=socket_dir_for(data_dir),

@@ -16,7 +16,9 @@ import time
 
 import zmq
 
+from actors.runtime import curve
 from actors.runtime.config import NodeConfig
+from actors.runtime.curve import Curve
 from actors.wal.files import read_identity
 from proto_schemas.cluster import JoinInfo, JoinQuery
 from proto_schemas.codec import DecodeError, decode, encode
@@ -50,7 +52,7 @@ def discover(config: NodeConfig) -> tuple[int, int]:
     last_error = "no member answered"
     while time.monotonic() < deadline:
         for url in others:
-            info = _ask(ctx, url, config.initial_advertise_peer_urls)
+            info = _ask(ctx, url, config.initial_advertise_peer_urls, config.peer_curve())
             if info is None:
                 continue
             if info.error:
@@ -61,9 +63,12 @@ def discover(config: NodeConfig) -> tuple[int, int]:
     raise JoinError(f"cannot join the cluster at {','.join(others)}: {last_error}")
 
 
-def _ask(ctx: zmq.Context[zmq.Socket[bytes]], url: str, peer_urls: list[str]) -> JoinInfo | None:
+def _ask(
+    ctx: zmq.Context[zmq.Socket[bytes]], url: str, peer_urls: list[str], peer_curve: Curve | None
+) -> JoinInfo | None:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    curve.connect_as(sock, peer_curve)
     try:
         sock.connect(url)
         sock.send(encode(JoinQuery(peer_urls=list(peer_urls))))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -34,7 +35,25 @@ MAX_QUICK_FAILURES = 8
 WATCHED_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
-class DataDirLocked(RuntimeError):
+def private_dir(path: str) -> int:
+    """Create ``path`` as a directory only this user may enter (etcd wants 0700 data dirs; the
+    socket directory may be under a shared temp dir, where someone else could have made it
+    first). Returns the mode it had if it had to be tightened, else 0."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise DataDirError(f"{path} is not a directory of this user: refusing to use it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+        return stat.S_IMODE(st.st_mode)
+    return 0
+
+
+class DataDirError(RuntimeError):
+    """The data dir (or the socket dir) cannot be used."""
+
+
+class DataDirLocked(DataDirError):
     pass
 
 
@@ -54,14 +73,18 @@ class NodeSupervisor:
             self.config.run_dir,
             self.config.socket_dir,
         ):
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            changed = private_dir(path)
+            if changed:
+                self.log.warning("directory was open to others: made private", path=path, mode=oct(changed))
         self._lock_fd = os.open(os.path.join(self.config.data_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataDirLocked(f"data dir {self.config.data_dir} is in use by another etcdz") from None
         tmp = self.config_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with os.fdopen(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as f:
             f.write(self.config.to_json())
         os.replace(tmp, self.config_path)
 

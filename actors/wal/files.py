@@ -200,7 +200,7 @@ class Wal:
 
     def _create_new(self) -> None:
         parent = os.path.dirname(os.path.abspath(self._dir))
-        os.makedirs(self._dir, exist_ok=True)
+        os.makedirs(self._dir, mode=0o700, exist_ok=True)
         _fsync_dir(parent)
         head = self._segment_head()
         self._create_segment(0, 0, head)

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Mapping
 
 from actors.runtime.config import NodeConfig
+from actors.runtime.curve import for_node
 from actors.runtime.logs import configure
-from actors.supervisor.flags import Table, parse_duration_ms, parser, read, urls
+from actors.supervisor.flags import Table, boolean, parse_duration_ms, parser, read, urls
 from actors.watch.shell import HubConfig, build
 
 
@@ -33,6 +34,7 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
         max_response_bytes=config.max_request_bytes,
         cluster_id=config.cluster_id,
         member_id=config.member_id,
+        curve=config.client_curve(),  # its member's gateway is reached on the private socket
     )
 
 
@@ -49,6 +51,13 @@ HUB_FLAGS: Table = {
     "backend-events": (str, "", "members' event stream URLs (default: asked of the endpoints)"),
     "experimental-watch-progress-notify-interval": (str, "10m", "duration of progress notifications"),
     "user": (str, "", "user (with the root role) to log in as when the members have auth enabled"),
+    "key-file": (
+        str,
+        "",
+        "the members' client CurveZMQ secret certificate (serves watchers, reaches members)",
+    ),
+    "client-cert-auth": (boolean, False, "accept only watchers whose public key is in --trusted-keys-dir"),
+    "trusted-keys-dir": (str, "", "directory of the public certificates (*.key) of trusted clients"),
     "password": (str, "", "that user's password (better given as ETCDZ_PASSWORD than on the command line)"),
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
@@ -75,6 +84,10 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
     if not endpoints:
         raise ValueError("--endpoints: the members' client URLs are required")
     listen = urls(str(values["listen-watch-urls"]))
+    key_file = str(values["key-file"])
+    if values["client-cert-auth"] and not key_file:
+        raise ValueError("--client-cert-auth needs --key-file")
+    secured = for_node(key_file, bool(values["client-cert-auth"]), str(values["trusted-keys-dir"]))
     return HubConfig(
         name=str(values["name"]),
         listen_urls=listen,
@@ -87,6 +100,8 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
         log_level=str(values["log-level"]),
         user=str(values["user"]),
         password=str(values["password"]),
+        curve=secured,
+        members_curve=secured,
     )
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.runtime import curve as curvezmq
+from actors.runtime.curve import Curve
 from actors.runtime.loop import Loop
 from actors.watch.core import HubCore, batched
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
@@ -64,6 +66,8 @@ class HubConfig:
     log_level: str = "info"
     user: str = ""  # for members with auth enabled (hubs not started by a member)
     password: str = ""
+    curve: Curve | None = None  # serving watchers, and subscribing to the members' events
+    members_curve: Curve | None = None  # reaching the members' gateways
 
 
 def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
@@ -76,7 +80,9 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         member_id=config.member_id,
         hub_id=hub_id,
     )
+    curvezmq.guard(loop, config.curve)
     clients = loop.ctx.socket(zmq.ROUTER)
+    curvezmq.serve(clients, config.curve, "watchers")
     clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
     clients.setsockopt(zmq.SNDHWM, CLIENT_SNDHWM)
     clients.setsockopt(zmq.RCVHWM, CLIENT_RCVHWM)
@@ -88,6 +94,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     events.setsockopt(zmq.RCVHWM, 100_000)
     events.setsockopt(zmq.LINGER, 0)
     events.setsockopt(zmq.SUBSCRIBE, b"")
+    curvezmq.connect_as(events, config.curve)
     subscribed: list[str] = []
 
     def subscribe(urls: list[str]) -> None:
@@ -103,6 +110,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         sock = loop.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
+        curvezmq.connect_as(sock, config.members_curve)
         sock.connect(url)
         members.append(sock)
     ids = itertools.count(1 << 40)  # above the core's check ids

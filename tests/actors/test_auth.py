@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import cbor2
 import pytest
@@ -28,28 +28,11 @@ from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.kv import RangeResponse
 from tools.cluster import LocalCluster, running
 
-
-def secure(cluster: LocalCluster) -> Client:
-    """root (password rootpw) and alice (apw: read /a/, readwrite [/b, /c), write /w), then
-    auth enabled; returns a client logged in as root."""
-    with cluster.client() as c:
-        c.user_add("root", "rootpw")
-        c.role_add("root")
-        c.user_grant_role("root", "root")
-        c.user_add("alice", "apw")
-        c.role_add("reader")
-        c.role_grant_permission("reader", "read", "/a/", prefix=True)
-        c.role_grant_permission("reader", "readwrite", "/b", "/c")
-        c.role_grant_permission("reader", "write", "/w")
-        c.user_grant_role("alice", "reader")
-        c.put("/a/x", "1")
-        c.put("/secret", "s")
-        c.auth_enable()
-    return Client(cluster.endpoints, user="root", password="rootpw")
+Secure = Callable[[LocalCluster], Client]
 
 
 @pytest.fixture
-def secured(node: LocalCluster) -> Iterator[tuple[LocalCluster, Client, Client]]:
+def secured(node: LocalCluster, secure: Secure) -> Iterator[tuple[LocalCluster, Client, Client]]:
     root = secure(node)
     alice = Client(node.endpoints, user="alice", password="apw")
     yield node, root, alice
@@ -134,7 +117,9 @@ def test_a_revoked_role_or_permission_stops_working_on_the_next_request(
     assert Client(alice.endpoints, user="alice", password="new").get("/a/x").count == 1
 
 
-def test_auth_enable_is_refused_without_root_and_disable_opens_the_door(node: LocalCluster) -> None:
+def test_auth_enable_is_refused_without_root_and_disable_opens_the_door(
+    node: LocalCluster, secure: Secure
+) -> None:
     with node.client() as c:
         with pytest.raises(RootUserNotExist, match="etcdserver: root user does not exist"):
             c.auth_enable()
@@ -166,7 +151,7 @@ def raw_call(url: str, body: object, token: str = "") -> object:
         ctx.destroy(linger=0)
 
 
-def test_tokens_expire_after_their_ttl_idle_and_the_sdk_logs_in_again() -> None:
+def test_tokens_expire_after_their_ttl_idle_and_the_sdk_logs_in_again(secure: Secure) -> None:
     with (
         tempfile.TemporaryDirectory() as root_dir,
         running(root_dir, 1, extra_args=["--auth-token-ttl", "2"]) as node,

@@ -3,7 +3,11 @@ errors."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+from zmq.auth import create_certificates
 
 from actors.supervisor.flags import FLAGS, env_name, resolve
 from actors.watch.__main__ import standalone
@@ -86,3 +90,22 @@ def test_the_standalone_hub_reads_flags_then_the_environment() -> None:
     anywhere = standalone(["--listen-watch-urls", "tcp://0.0.0.0:2381"], env)
     assert anywhere.listen_urls == ["tcp://0.0.0.0:2381"]
     assert "0.0.0.0" not in anywhere.advertise_urls[0]  # this host's address instead
+
+
+def test_curve_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    public, secret = create_certificates(str(tmp_path), "server")
+    os.chmod(secret, 0o600)
+    with pytest.raises(ValueError, match="--client-cert-auth needs --key-file"):
+        resolve(["--client-cert-auth"], environ={})
+    with pytest.raises(ValueError, match="no secret key"):
+        resolve(["--peer-key-file", public], environ={})
+    with pytest.raises(ValueError, match="cannot read key file"):
+        resolve(["--key-file", str(tmp_path / "missing")], environ={})
+    config = resolve(
+        ["--key-file", secret, "--client-cert-auth", "--trusted-keys-dir", str(tmp_path)], environ={}
+    )
+    curve = config.client_curve()
+    assert curve is not None and curve.allowed is not None and len(curve.allowed) == 1  # server.key itself
+    assert config.peer_curve() is None
+    with pytest.raises(ValueError, match="--auth-token-ttl"):
+        resolve(["--auth-token-ttl", "0"], environ={})

@@ -28,7 +28,7 @@ from proto_schemas.auth import (
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import pack
 from proto_schemas.errors import ErrorCode, ErrorResponse
-from proto_schemas.internal import ApplyResult, InternalRequest, Results
+from proto_schemas.internal import ApplyResult, InternalRequest, ReadIndexRequest, ReadIndexResponse, Results
 from proto_schemas.kv import ResponseHeader, StatusRequest
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import DefragmentRequest
@@ -84,7 +84,12 @@ def test_requests_without_a_valid_token_or_the_permission_are_refused_as_etcd() 
     assert error(core) == ErrorCode.INVALID_AUTH_TOKEN
     send(core, ops.put("/a/x", "1"), token="ta")
     assert error(core) == ErrorCode.PERMISSION_DENIED
-    send(core, ops.get("/b"), token="ta")
+    send(core, ops.get("/b", serializable=True), token="ta")
+    assert error(core) == ErrorCode.PERMISSION_DENIED
+    send(core, ops.get("/b"), token="ta")  # linearizable: checked once its ReadIndex came back
+    (round_,) = core.take_outbox().to_raft
+    assert isinstance(round_, ReadIndexRequest)
+    core.internal(ReadIndexResponse(read_id=round_.read_id, index=10), 0)
     assert error(core) == ErrorCode.PERMISSION_DENIED
     send(core, DefragmentRequest(), token="ta")
     assert error(core) == ErrorCode.PERMISSION_DENIED
@@ -191,3 +196,12 @@ def test_a_hubs_check_of_a_watchers_token() -> None:
     send(plain, AuthCheckRequest(token="", key=b"/anything"))
     ((_, _, ok),) = replies(plain)
     assert isinstance(ok, AuthCheckResponse) and ok.user == ""  # auth disabled: anyone may watch
+
+
+def test_other_members_processes_present_the_node_token() -> None:
+    core = secured(node_token="n" * 64)
+    send(core, ops.put("/k", "1"), token="n" * 64)
+    (proposal,) = proposed(core)
+    assert proposal.user is None  # the node itself
+    send(core, ops.put("/k", "1"), token="n" * 63 + "m")
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN

@@ -232,11 +232,17 @@ def test_a_proposal_dropped_before_the_log_is_proposed_again_for_a_while_then_re
     core.tick(0.2)
     (again,) = core.take_outbox().to_raft
     assert again.request_ids == propose.request_ids and again.data == propose.data
-    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 1.2)
-    (reply,) = replies(core)  # a partitioned member: the client hears it at once and moves on
+    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 0.4)
+    (reply,) = replies(core)  # still dropped: a cut-off member, the client hears it and moves on
     assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
     core.internal(ProposeFailed(request_ids=[12345], code=ErrorCode.NOT_LEADER), 1.3)
     assert replies(core) == []
+    ask(core, PutRequest(key=b"k"), msg_id=7, now=1.4)
+    (propose,) = core.take_outbox().to_raft
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=0, commit=10, applied=10), 1.5)
+    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 1.5)
+    (reply,) = replies(core)  # no leader at all: at once
+    assert reply[1] == 7 and error_code(reply) == ErrorCode.NO_LEADER
 
 
 def test_status_combines_raft_and_backend() -> None:

@@ -1,0 +1,185 @@
+"""CurveZMQ on a 3-member cluster: trusted clients and peers get in; clients and peers without
+the right keys are refused, nothing they send is applied, the cluster keeps serving. And the
+node's private directories."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+
+from etcdz import Client
+from etcdz.errors import PermissionDenied, Unavailable
+from proto_schemas.cluster import PeerBatch
+from proto_schemas.codec import encode
+from proto_schemas.envelope import pack
+from proto_schemas.kv import PutRequest
+from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
+from tools.cluster import LocalCluster, running
+
+
+def keygen(directory: Path, *names: str) -> None:
+    subprocess.run([sys.executable, "-m", "actors.supervisor", "keygen", str(directory), *names], check=True)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("keys")
+    keygen(root, "server", "peer", "client", "stranger", "stranger-peer")
+    trusted = root / "trusted"
+    trusted.mkdir()
+    (trusted / "client.key").write_bytes((root / "client.key").read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Iterator[LocalCluster]:
+    flags = [
+        *("--key-file", str(keys / "server.key_secret"), "--client-cert-auth"),
+        *("--trusted-keys-dir", str(keys / "trusted")),
+        *("--peer-key-file", str(keys / "peer.key_secret"), "--peer-client-cert-auth"),
+    ]
+    options = {"server_key": str(keys / "server.key"), "client_key": str(keys / "client.key_secret")}
+    with running(str(tmp_path_factory.mktemp("secured")), 3, extra_args=flags, client_options=options) as c:
+        yield c
+
+
+def test_keygen_writes_a_private_secret_and_a_public_key(keys: Path) -> None:
+    assert stat.S_IMODE(os.stat(keys / "client.key_secret").st_mode) == 0o600
+    assert b"secret-key" in (keys / "client.key_secret").read_bytes()
+    assert b"secret-key" not in (keys / "client.key").read_bytes()
+
+
+def test_a_trusted_client_reads_writes_and_watches(secured: LocalCluster) -> None:
+    with secured.client() as c:
+        start = c.put("/s/k", "1").header.revision
+        assert c.get("/s/k").kvs[0].value == b"1"
+        with c.watch("/s/", prefix=True, start_revision=start) as w:
+            got = w.get(timeout=10)
+            assert got is not None and got.events[0].kv.value == b"1"
+
+
+def test_clients_without_the_right_keys_are_refused_and_change_nothing(
+    secured: LocalCluster, keys: Path
+) -> None:
+    for options in (
+        {},  # no Curve at all
+        {"server_key": str(keys / "server.key")},  # encrypted, but a made-up key
+        {"server_key": str(keys / "server.key"), "client_key": str(keys / "stranger.key_secret")},
+        {
+            "server_key": str(keys / "stranger.key"),
+            "client_key": str(keys / "client.key_secret"),
+        },  # wrong server
+    ):
+        with Client(secured.endpoints, timeout=1.5, dial_timeout=0.5, **options) as c:  # type: ignore[arg-type]
+            with pytest.raises(Unavailable):
+                c.put("/s/intruder", "x")
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(secured.endpoints[0])
+        sock.send_multipart(pack(PutRequest(key=b"/s/intruder", value=b"x"), msg_id=1))
+        assert not sock.poll(1500)  # no answer: the handshake never completed
+    finally:
+        ctx.destroy(linger=0)
+    with secured.client() as c:
+        assert c.get("/s/intruder").count == 0
+
+
+def test_a_peer_without_the_mesh_key_cannot_inject_raft_messages(secured: LocalCluster, keys: Path) -> None:
+    leader = secured.leader()
+    with leader.client() as c:
+        term = c.status().raft_term
+        cluster_id = c.status().header.cluster_id
+    forged = encode(
+        PeerBatch(
+            cluster_id=cluster_id,
+            from_=leader.member_id,
+            messages=[
+                RaftMessage(type=MessageType.VOTE, to=m.member_id, from_=leader.member_id, term=term + 1000)
+                for m in secured.members
+            ]
+            + [
+                RaftMessage(
+                    type=MessageType.APP,
+                    to=m.member_id,
+                    from_=leader.member_id,
+                    term=term,
+                    entries=[Entry(term=term, index=10**6, type=EntryType.NORMAL, data=b"x")],
+                )
+                for m in secured.members
+            ],
+        )
+    )
+    stranger_public, stranger_secret = zmq.auth.load_certificate(str(keys / "stranger-peer.key_secret"))
+    peer_public, _ = zmq.auth.load_certificate(str(keys / "peer.key"))
+    ctx = zmq.Context()
+    try:
+        for curve in (False, True):
+            for m in secured.members:
+                sock = ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                if curve:  # knows the mesh's public key, not its secret
+                    sock.curve_serverkey, sock.curve_publickey = peer_public, stranger_public
+                    sock.curve_secretkey = stranger_secret
+                sock.connect(m.peer_url)
+                for _ in range(20):
+                    if sock.poll(0, zmq.POLLOUT):
+                        sock.send(forged, zmq.NOBLOCK)
+        time.sleep(2.0)
+    finally:
+        ctx.destroy(linger=0)
+    with secured.client() as c:
+        assert c.status().raft_term == term  # no forged vote reached a raft core
+        assert c.put("/s/after", "ok").header.revision > 0
+    for m in secured.members:
+        assert all(pid > 0 for pid in m.actor_pids().values())
+
+
+def test_the_data_and_socket_dirs_are_private(secured: LocalCluster) -> None:
+    for m in secured.members:
+        for sub in ("", "member", "member/wal", "run", "run/sock"):
+            path = os.path.join(m.data_dir, sub)
+            if os.path.isdir(path):
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o700, path
+        for name in os.listdir(os.path.join(m.data_dir, "member", "wal")):
+            mode = stat.S_IMODE(os.stat(os.path.join(m.data_dir, "member", "wal", name)).st_mode)
+            assert mode & 0o077 == 0, name
+
+
+def test_a_standalone_hub_logs_in_once_auth_is_enabled_and_checks_each_watcher(
+    tmp_path: Path, secure: Callable[[LocalCluster], Client]
+) -> None:
+    cluster = LocalCluster(str(tmp_path), 1, watch_hubs=1, member_hubs=0)
+    (hub,) = cluster.hubs
+    hub.env.update({"ETCDZ_USER": "root", "ETCDZ_PASSWORD": "rootpw"})
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=30)
+        with secure(cluster) as root:
+            start = root.put("/a/k", "1").header.revision
+        with Client(
+            cluster.endpoints, user="alice", password="apw", watch_endpoints=[hub.watch_url]
+        ) as alice:
+            with alice.watch("/a/k", start_revision=start) as w:  # the hub reads history as root
+                got = w.get(timeout=15)
+                assert got is not None and got.events[0].kv.value == b"1"
+            with pytest.raises(PermissionDenied):
+                alice.watch("/secret").get(timeout=15)
+        with open(hub.log_path, encoding="utf-8") as f:
+            log = f.read()
+        assert "logged in to the cluster" in log
+        assert "rootpw" not in log and "apw" not in log  # no secret in the logs
+        with open(cluster.members[0].log_path, encoding="utf-8") as f:
+            assert "apw" not in f.read()
+    finally:
+        cluster.stop()
