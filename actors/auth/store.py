@@ -20,6 +20,7 @@ Rules (etcd's auth store):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -246,7 +247,7 @@ class AuthStore(AuthView):
 
     def _passwd(self, r: UserChangePasswordRequest, h: ResponseHeader) -> UserChangePasswordResponse:
         user = self._user(r.name)
-        self._put_user(UserRecord(name=user.name, hashed_password=r.hashed_password, roles=user.roles))
+        self._put_user(dataclasses.replace(user, hashed_password=r.hashed_password))
         self.tokens.append(TokenGranted(user=r.name, token_digest=b""))
         self._bump()
         return UserChangePasswordResponse(header=h)
@@ -257,7 +258,7 @@ class AuthStore(AuthView):
             self._role(r.role)
         if r.role not in user.roles:
             roles = sorted([*user.roles, r.role])
-            self._put_user(UserRecord(name=user.name, hashed_password=user.hashed_password, roles=roles))
+            self._put_user(dataclasses.replace(user, roles=roles))
             self._bump()
         return UserGrantRoleResponse(header=h)
 
@@ -268,7 +269,7 @@ class AuthStore(AuthView):
         if r.role not in user.roles:
             raise EtcdzError(ErrorCode.ROLE_NOT_GRANTED)
         roles = [x for x in user.roles if x != r.role]
-        self._put_user(UserRecord(name=user.name, hashed_password=user.hashed_password, roles=roles))
+        self._put_user(dataclasses.replace(user, roles=roles))
         self._bump()
         return UserRevokeRoleResponse(header=h)
 
@@ -296,7 +297,7 @@ class AuthStore(AuthView):
         for user in list(self.users.values()):
             if r.role in user.roles:
                 roles = [x for x in user.roles if x != r.role]
-                self._put_user(UserRecord(name=user.name, hashed_password=user.hashed_password, roles=roles))
+                self._put_user(dataclasses.replace(user, roles=roles))
         self._bump()
         return RoleDeleteResponse(header=h)
 
