@@ -37,14 +37,18 @@ class Recorder:
         prefix: str = "/lin/",
         leases: bool = True,
         pinned: bool = False,
+        readers: int = 0,
     ) -> None:
         """``pinned``: each client talks to one endpoint only (client i to endpoint i mod n),
-        so that a member cut off from the others keeps its clients."""
+        so that a member cut off from the others keeps its clients. The first ``readers``
+        clients only read: a writer waits out a write its member cannot commit, a reader goes
+        on reading there meanwhile."""
         self.endpoints = endpoints
         self.keys = [f"{prefix}{k}" for k in range(keys)]
         self.timeout = timeout
         self.leases = leases
         self.pinned = pinned
+        self.readers = readers
         self.ops: list[Op] = []
         self.errors: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -80,7 +84,9 @@ class Recorder:
                 value = f"c{index}-{n}"
                 key = rng.choice(self.keys)
                 kinds = ["put", "get", "get", "delete", "cas"]
-                if self.leases:
+                if index < self.readers:
+                    kinds = ["get"]
+                elif self.leases:
                     kinds += ["lease-put"] + (["revoke"] if leased else [])
                 kind = rng.choice(kinds)
                 if kind == "revoke":

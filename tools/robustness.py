@@ -61,6 +61,7 @@ class Scenario:
     failpoints: bool = False  # one member runs with a crash point armed
     watchers: bool = False
     leases: bool = False
+    readers: int = 0  # clients that only read, on top of the 4 that read and write
 
 
 def _kill(n: Nemesis) -> str:
@@ -117,8 +118,9 @@ def run(
     locally without ReadIndex), which the checks must catch."""
     scenario = SCENARIOS[name]
     if broken_reads and scenario.pinned:
-        # Stale reads need a member cut off from the others: every fault is one such cut.
-        scenario = dataclasses.replace(scenario, fault=_isolate)
+        # Stale reads need a member cut off from the others (every fault is one such cut) and a
+        # client reading there while the others write: a reader and a writer per member.
+        scenario = dataclasses.replace(scenario, fault=_isolate, readers=3)
     rng = random.Random(seed)
     outcome = Outcome(name, seed, seconds)
     cluster = LocalCluster(root, 3)
@@ -148,7 +150,12 @@ def _exercise(
 ) -> list[str]:
     problems: list[str] = []
     recorder = Recorder(
-        cluster.endpoints, clients=4, keys=4, seed=rng.randrange(1 << 30), pinned=scenario.pinned
+        cluster.endpoints,
+        clients=4 + scenario.readers,
+        readers=scenario.readers,
+        keys=4,
+        seed=rng.randrange(1 << 30),
+        pinned=scenario.pinned,
     )
     watch = _Watchers(cluster) if scenario.watchers else None
     leases = _LeaseKeeper(cluster.endpoints) if scenario.leases else None

@@ -10,8 +10,11 @@ Rules (etcd's v3 server, preflight order as etcd's):
 - While no leader is known, writes and linearizable reads wait (up to the request timeout, then
   ``etcdserver: no leader``): a node that just started answers after its first election
   instead of failing the first requests. A proposal the raft core dropped before it reached
-  the log while a leader is known (not reachable yet) is proposed again for ``DROP_RETRY_S``,
-  then answered ``no leader`` (definite: the client may go to another member).
+  the log while a leader is known (not reachable: dead, or not connected yet) is proposed
+  again on every tick until a leader takes it or the request times out (``no leader``,
+  definite: it never reached the log); a dead leader stays known for at most an election
+  timeout. Dropped while no leader is known, it is refused at once (a cut-off member: the
+  client goes elsewhere).
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend.
@@ -146,7 +149,6 @@ CLIENT_REQUESTS = (
     *AUTH_REQUESTS,
 )
 TOKEN_SWEEP_S = 10.0  # expired tokens are dropped this often
-DROP_RETRY_S = 0.2  # a dropped proposal is proposed again for this long (while a leader is known)
 # Answered by the leader's lease expirer (deadlines live there only), forwarded if need be.
 LEASE_CALLS = (LeaseKeepAliveRequest, LeaseTimeToLiveRequest)
 
@@ -164,7 +166,6 @@ class _Pending:
     auth_revision: int = 0
     token: str = ""  # the client's, passed on with a forwarded lease call
     issued: str = ""  # a login's new token, handed out once the login is applied
-    dropped_at: float | None = None  # when the raft core first dropped its proposal
 
 
 @dataclass(slots=True)
@@ -519,7 +520,7 @@ class GatewayCore:
             for rid in msg.request_ids:
                 if rid in self._own:
                     self._own_done(rid, msg.code, now)
-                elif msg.code == ErrorCode.NO_LEADER and self._retry_dropped(rid, now):
+                elif msg.code == ErrorCode.NO_LEADER and self._retry_dropped(rid):
                     self._held.append(rid)  # dropped before the log: proposed again soon
                 else:
                     self._fail(rid, msg.code)
@@ -528,17 +529,11 @@ class GatewayCore:
                 self._set_auth(msg.auth, [], now)
             self._answer_status(msg)
 
-    def _retry_dropped(self, rid: int, now: float) -> bool:
-        """Whether a proposal the raft core dropped is tried again: while a leader is known,
-        for ``DROP_RETRY_S`` after its first drop (a follower not yet connected to a new
-        leader), not longer, and not at all without a leader (a cut-off member answers at once,
-        and the client goes elsewhere)."""
-        pending = self._pending.get(rid)
-        if pending is None or self.raft is None or not self.raft.leader:
-            return False  # no leader at all: say so at once
-        if pending.dropped_at is None:
-            pending.dropped_at = now
-        return now - pending.dropped_at < DROP_RETRY_S
+    def _retry_dropped(self, rid: int) -> bool:
+        """Whether a proposal the raft core dropped is tried again: while a leader is known
+        (unreachable for now: not connected yet, or dead and about to be replaced), not
+        without one (a cut-off member answers at once, and the client goes elsewhere)."""
+        return rid in self._pending and self.raft is not None and self.raft.leader != 0
 
     def _leader_changed(self) -> None:
         """A ReadIndex asked of the old leader may never be answered: fail those reads at once

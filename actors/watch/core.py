@@ -193,6 +193,14 @@ class HubCore:
                     self._send_events(stream, w, [(r, by_revision.get(r, [])) for r in revs], resp.revision)
         self.deliver(now)
 
+    def ask_history_again(self, now: float) -> None:
+        """The hub just logged in: a history read refused for want of a token is asked again
+        now rather than after ``history_timeout_s`` (an answer to the old one is harmless:
+        events only go to watchers whose cursor is in the answer's range)."""
+        self._history_asked_at = None
+        self._history_not_before = now
+        self.deliver(now)
+
     # -- clients ------------------------------------------------------------------------------
     def client(self, route: bytes, msg_id: int, request: Any, now: float, token: str = "") -> None:
         stream = self.streams.get(route)

@@ -179,6 +179,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             elif isinstance(msg, AuthenticateResponse):
                 auth["token"] = msg.token
                 log.info("logged in to the cluster", user=config.user)
+                core.ask_history_again(now)
             elif isinstance(msg, ErrorResponse) and msg.code in NEEDS_LOGIN:
                 login()
             elif isinstance(msg, WatchHistoryResponse):

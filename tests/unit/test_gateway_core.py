@@ -222,26 +222,35 @@ def test_timeouts_are_indefinite_for_writes_and_definite_for_reads() -> None:
     assert replies(core) == []  # an answer after the timeout goes nowhere
 
 
-def test_a_proposal_dropped_before_the_log_is_proposed_again_for_a_while_then_refused() -> None:
+def test_a_proposal_dropped_before_the_log_is_proposed_again_while_a_leader_is_known() -> None:
     core = make(request_timeout_s=5.0)
     core.internal(LEADER, 0)
     ask(core, PutRequest(key=b"k"))
     (propose,) = core.take_outbox().to_raft
-    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 0.1)
-    assert replies(core) == []  # definitely not in the log: proposed again instead of failing
-    core.tick(0.2)
-    (again,) = core.take_outbox().to_raft
-    assert again.request_ids == propose.request_ids and again.data == propose.data
-    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 0.4)
-    (reply,) = replies(core)  # still dropped: a cut-off member, the client hears it and moves on
+    for t in (0.1, 0.4, 0.9, 1.6):  # the leader is dead or not connected yet: it may take a while
+        core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), t)
+        assert replies(core) == []  # definitely not in the log: proposed again instead of failing
+        core.tick(t + 0.05)
+        (again,) = core.take_outbox().to_raft
+        assert again.request_ids == propose.request_ids and again.data == propose.data
+    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 2.0)
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=0, commit=10, applied=10), 2.1)
+    core.tick(2.2)
+    assert core.take_outbox().to_raft == [] and replies(core) == []  # held until a leader is elected
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=5, leader=3, commit=10, applied=10), 2.5)
+    (again,) = core.take_outbox().to_raft  # the new leader takes it
+    assert again.request_ids == propose.request_ids
+    core.internal(ProposeFailed(request_ids=again.request_ids, code=ErrorCode.NO_LEADER), 2.6)
+    core.tick(5.1)
+    (reply,) = replies(core)  # never reached a log: a definite no leader at the deadline
     assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
-    core.internal(ProposeFailed(request_ids=[12345], code=ErrorCode.NOT_LEADER), 1.3)
+    core.internal(ProposeFailed(request_ids=[12345], code=ErrorCode.NOT_LEADER), 5.3)
     assert replies(core) == []
-    ask(core, PutRequest(key=b"k"), msg_id=7, now=1.4)
+    ask(core, PutRequest(key=b"k"), msg_id=7, now=5.4)
     (propose,) = core.take_outbox().to_raft
-    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=0, commit=10, applied=10), 1.5)
-    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 1.5)
-    (reply,) = replies(core)  # no leader at all: at once
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=5, leader=0, commit=10, applied=10), 5.5)
+    core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 5.5)
+    (reply,) = replies(core)  # dropped with no leader at all: at once, the client goes elsewhere
     assert reply[1] == 7 and error_code(reply) == ErrorCode.NO_LEADER
 
 

@@ -187,6 +187,22 @@ def test_a_watch_in_the_past_catches_up_from_history_then_goes_live() -> None:
     assert got[0].header.revision == 100  # complete up to the history's end, not beyond
 
 
+def test_a_history_read_refused_before_the_hub_logged_in_is_asked_again_at_login() -> None:
+    hub = started(100)
+    create(hub, "a", start_revision=98)
+    assert hub.take_outbox().to_backend == [(0, WatchHistoryRequest(start_revision=98))]
+    hub.tick(1.0)  # refused (no token): nothing comes back, and nothing is asked yet
+    assert hub.take_outbox().to_backend == []
+    hub.ask_history_again(1.2)
+    assert hub.take_outbox().to_backend == [(0, WatchHistoryRequest(start_revision=98))]
+    answer = WatchHistoryResponse(
+        header=ResponseHeader(), start_revision=98, revision=100, events=[put("a", 99)]
+    )
+    hub.history(answer, 1.3)
+    hub.history(answer, 1.4)  # the first read answered after all: nothing twice
+    assert events_of(responses(hub)) == [(99, b"a")]
+
+
 def test_a_compacted_start_revision_is_cancelled_with_etcds_reason() -> None:
     hub = HubCore()
     hub.live(heartbeat(50, compact=40), 0.0)
