@@ -1,13 +1,20 @@
-"""Shared fixtures: real etcdz members on 127.0.0.1 with free ports, stopped by pid."""
+"""Shared fixtures: real etcdz members (and a real etcd to compare with) on 127.0.0.1 with free
+ports, stopped by pid."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from etcdz import Client
-from tools.cluster import LocalCluster, running
+from tools.cluster import LocalCluster, free_port, running
+
+ETCD, ETCDCTL = shutil.which("etcd"), shutil.which("etcdctl")
 
 
 def _running(root: str, members: int = 1) -> Iterator[LocalCluster]:
@@ -50,3 +57,48 @@ def _secure(cluster: LocalCluster) -> Client:
 def secure() -> Callable[[LocalCluster], Client]:
     """Users and roles on a cluster, then auth enabled (see ``_secure``)."""
     return _secure
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-member etcd on 127.0.0.1 (its client URL), for comparisons; skipped where
+    etcd and etcdctl are not installed."""
+    if not (ETCD and ETCDCTL):
+        pytest.skip("etcd/etcdctl not installed")
+    client, peer = free_port(), free_port()
+    url = f"http://127.0.0.1:{client}"
+    proc = subprocess.Popen(
+        [
+            ETCD,
+            "--data-dir",
+            str(tmp_path_factory.mktemp("etcd")),
+            "--listen-client-urls",
+            url,
+            "--advertise-client-urls",
+            url,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"default=http://127.0.0.1:{peer}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            subprocess.run(
+                [ETCDCTL, "--endpoints", url, "endpoint", "health"],
+                capture_output=True,
+                env={**os.environ, "ETCDCTL_API": "3"},
+            ).returncode
+            != 0
+        ):
+            assert time.monotonic() < deadline, "etcd did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,44 +1,118 @@
 """A benchmark in the manner of etcd's ``benchmark`` tool.
 
     python -m tools.bench put   --endpoints tcp://127.0.0.1:2379 --clients 16 --seconds 10
-    python -m tools.bench range --clients 16 --seconds 10 [--consistency s]
+    python -m tools.bench range --clients 16 --seconds 10 [--consistency s] [--prefix]
+    python -m tools.bench txn-put --txn-ops 4 --clients 16 --total 10000
+    python -m tools.bench lease-keepalive --clients 16 --conns 4 --seconds 10
+    python -m tools.bench put --target etcd --endpoints http://127.0.0.1:2379 (a real etcd)
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
     python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
 
-Closed-loop clients (one SDK client and one thread each; ZeroMQ releases the GIL while a client
-waits) issue requests for a duration or a total; the summary is etcd's: total, slowest,
-fastest, average, stddev, requests/sec, percentiles. ``-o json`` prints it for machines.
+Closed-loop clients (one thread each; ZeroMQ and sockets release the GIL while a client waits)
+issue requests for a duration or a total, over ``--conns`` connections: client ``i`` uses
+connection ``i % conns``. A connection is an SDK ``Client`` (``--target etcdz``) or, to drive a
+real etcd with a client of the same cost, a keep-alive HTTP connection to etcd's JSON gateway
+(``--target etcd``, see ``tools.etcd_http``). Both sit behind the same methods (``put``, ``get``,
+``txn_put``, ``lease_grant``, ``lease_keep_alive_once``), so a load does not know which it drives.
+
+The summary is etcd's (see ``tools.bench_report``); ``-o json`` prints it for machines. A
+progress bar is drawn on stderr when stderr is a terminal or ``--progress`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from etcdz import Client, ops
 from etcdz.errors import EtcdzError
+from tools.bench_report import Progress, format_summary, summary
+from tools.etcd_http import EtcdHTTPClient, EtcdHTTPError
+
+DEFAULT_ENDPOINTS = {"etcdz": "tcp://127.0.0.1:2379", "etcd": "http://127.0.0.1:2379"}
+TARGET_ERRORS = (EtcdzError, EtcdHTTPError)  # what a request may fail with: counted, not raised
+LEASE_TTL = 60
+RANGE_KEYS = 100  # the keys a range load reads (written before it starts)
+
+
+class Conn(Protocol):
+    """What a load calls on a connection, whichever the target."""
+
+    def put(self, key: bytes, value: bytes) -> object: ...
+    def get(self, key: bytes, *, range_end: bytes = b"", serializable: bool = False) -> object: ...
+    def txn_put(self, pairs: list[tuple[bytes, bytes]]) -> object: ...
+    def lease_grant(self, ttl: int) -> int: ...
+    def lease_keep_alive_once(self, lease_id: int) -> object: ...
+    def close(self) -> None: ...
+
+
+class EtcdzConn:
+    """An SDK ``Client`` behind ``Conn``'s methods."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self.client = Client(endpoints, timeout=10)
+
+    def put(self, key: bytes, value: bytes) -> object:
+        return self.client.put(key, value)
+
+    def get(self, key: bytes, *, range_end: bytes = b"", serializable: bool = False) -> object:
+        return self.client.get(key, range_end=range_end or None, serializable=serializable)
+
+    def txn_put(self, pairs: list[tuple[bytes, bytes]]) -> object:
+        return self.client.txn([], [ops.put(k, v) for k, v in pairs])
+
+    def lease_grant(self, ttl: int) -> int:
+        return self.client.lease_grant(ttl).id
+
+    def lease_keep_alive_once(self, lease_id: int) -> object:
+        return self.client.lease_keep_alive_once(lease_id)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_conns(target: str, endpoints: list[str], n: int) -> list[Conn]:
+    """``n`` connections spread over ``endpoints``, as etcd's benchmark spreads its clients."""
+    conns: list[Conn] = []
+    for j in range(n):
+        if target == "etcd":
+            conns.append(EtcdHTTPClient(endpoints[j % len(endpoints)]))
+        else:
+            first = j % len(endpoints)
+            conns.append(EtcdzConn(endpoints[first:] + endpoints[:first]))
+    return conns
 
 
 @dataclass
 class Result:
+    """One client's outcomes; ``done`` is read by the progress thread without a lock."""
+
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    done: int = 0
+
+    def fail(self, exc: EtcdzError | EtcdHTTPError) -> None:
+        self.errors[exc.message] = self.errors.get(exc.message, 0) + 1
+        self.done += 1
+
+
+MakeOp = Callable[[Conn, random.Random, int], Callable[[], object]]
 
 
 def run_load(
-    endpoints: list[str],
-    clients: int,
-    seconds: float,
-    total: int,
-    make_op: Callable[[Client, random.Random, int], Callable[[], object]],
+    conns: list[Conn], clients: int, seconds: float, total: int, make_op: MakeOp, progress: bool = False
 ) -> tuple[Result, float]:
+    """Run ``clients`` threads, client ``i`` on ``conns[i % len(conns)]``, each looping the
+    request ``make_op`` built for it (before the clock starts) until ``seconds`` have passed or
+    ``total`` requests were issued by all; the merged outcomes and the elapsed seconds."""
     results = [Result() for _ in range(clients)]
     remaining = [total]
     lock = threading.Lock()
@@ -47,23 +121,26 @@ def run_load(
 
     def worker(i: int) -> None:
         rng = random.Random(i)
-        first = i % len(endpoints)  # clients spread over the endpoints, as etcd's benchmark does
-        with Client(endpoints[first:] + endpoints[:first], timeout=10) as c:
-            op = make_op(c, rng, i)
-            start_gate.wait()
-            res = results[i]
-            while time.monotonic() < stop_at[0]:
-                if total:
-                    with lock:
-                        if remaining[0] <= 0:
-                            return
-                        remaining[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    op()
-                    res.latencies.append(time.perf_counter() - t0)
-                except EtcdzError as exc:
-                    res.errors[exc.message] = res.errors.get(exc.message, 0) + 1
+        res = results[i]
+        try:
+            op: Callable[[], object] | None = make_op(conns[i % len(conns)], rng, i)
+        except TARGET_ERRORS as exc:  # e.g. the lease grant of lease-keepalive
+            res.fail(exc)
+            op = None
+        start_gate.wait()
+        while op is not None and time.monotonic() < stop_at[0]:
+            if total:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+            t0 = time.perf_counter()
+            try:
+                op()
+                res.latencies.append(time.perf_counter() - t0)
+                res.done += 1
+            except TARGET_ERRORS as exc:
+                res.fail(exc)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -71,8 +148,13 @@ def run_load(
     stop_at[0] = time.monotonic() + (seconds if not total else 3600)
     start_gate.wait()
     began = time.perf_counter()
-    for t in threads:
-        t.join()
+
+    def done() -> int:
+        return sum(r.done for r in results)
+
+    with Progress(done, total, seconds, sys.stderr) if progress else contextlib.nullcontext():
+        for t in threads:
+            t.join()
     elapsed = time.perf_counter() - began
     merged = Result()
     for r in results:
@@ -82,46 +164,79 @@ def run_load(
     return merged, elapsed
 
 
-def summary(result: Result, elapsed: float) -> dict[str, object]:
-    lat = sorted(result.latencies)
-    if not lat:
-        return {"requests": 0, "errors": result.errors}
+def load_for(args: argparse.Namespace, setup: Conn) -> MakeOp:
+    """The request of ``args.command`` for each client (``setup`` writes what a range reads)."""
+    value = b"x" * args.val_size
 
-    def pct(p: float) -> float:
-        return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+    def key_for(n: int) -> bytes:
+        return b"%0*d" % (args.key_size, n % args.key_space_size)
 
-    return {
-        "requests": len(lat),
-        "total_s": round(elapsed, 4),
-        "slowest_s": round(lat[-1], 6),
-        "fastest_s": round(lat[0], 6),
-        "average_s": round(statistics.fmean(lat), 6),
-        "stddev_s": round(statistics.pstdev(lat), 6),
-        "requests_per_s": round(len(lat) / elapsed, 1),
-        "percentiles_s": {f"p{p:g}": round(pct(p), 6) for p in (10, 25, 50, 75, 90, 95, 99, 99.9)},
-        "errors": result.errors,
-    }
+    def keys(rng: random.Random, counter: Iterator[int], n: int) -> list[bytes]:
+        """``n`` distinct keys for one txn (etcd refuses a txn that puts a key twice)."""
+        if args.sequential_keys:
+            first = next(counter) * n
+            return [key_for(first + j) for j in range(n)]
+        return [key_for(k) for k in rng.sample(range(args.key_space_size), n)]
+
+    def make_op(c: Conn, rng: random.Random, i: int) -> Callable[[], object]:
+        counter = iter(range(i, 1 << 62, args.clients))
+        if args.command == "put" and args.sequential_keys:
+            return lambda: c.put(key_for(next(counter)), value)
+        if args.command == "put":
+            return lambda: c.put(key_for(rng.randrange(args.key_space_size)), value)
+        if args.command == "txn-put":
+            return lambda: c.txn_put([(k, value) for k in keys(rng, counter, args.txn_ops)])
+        if args.command == "lease-keepalive":
+            lease_id = c.lease_grant(LEASE_TTL)
+            return lambda: c.lease_keep_alive_once(lease_id)
+        serializable = args.consistency == "s"
+        if args.prefix:
+            return lambda: c.get(key_for(0), range_end=key_for(RANGE_KEYS), serializable=serializable)
+        return lambda: c.get(key_for(rng.randrange(RANGE_KEYS)), serializable=serializable)
+
+    if args.command == "range":
+        for start in range(0, RANGE_KEYS, 50):
+            setup.txn_put([(key_for(n), value) for n in range(start, start + 50)])
+    return make_op
 
 
-def print_summary(s: dict[str, object]) -> None:
-    out = sys.stdout.write
-    out("\nSummary:\n")
-    if not s["requests"]:
-        out(f"  no successful requests; errors: {s['errors']}\n")
-        return
-    for label, key in (
-        ("Total", "total_s"),
-        ("Slowest", "slowest_s"),
-        ("Fastest", "fastest_s"),
-        ("Average", "average_s"),
-        ("Stddev", "stddev_s"),
-    ):
-        out(f"  {label}:\t{s[key]:.4f} secs.\n")
-    out(f"  Requests/sec:\t{s['requests_per_s']:.4f}\n\nLatency distribution:\n")
-    for name, value in s["percentiles_s"].items():  # type: ignore[attr-defined]
-        out(f"  {name[1:]}% in {value:.4f} secs.\n")
-    if s["errors"]:
-        out(f"\nErrors: {s['errors']}\n")
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.bench")
+    p.add_argument("command", choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery"])
+    p.add_argument(
+        "--target",
+        choices=["etcdz", "etcd"],
+        default="etcdz",
+        help="etcdz through the SDK, or a real etcd (3.4) through its JSON gateway",
+    )
+    p.add_argument("--endpoints", help="default tcp://127.0.0.1:2379 (etcdz), http://127.0.0.1:2379 (etcd)")
+    p.add_argument("--clients", type=int, default=16, help="closed-loop clients (threads)")
+    p.add_argument(
+        "--conns",
+        type=int,
+        default=0,
+        help="connections (SDK Clients, or HTTP connections to etcd) the clients share, client i "
+        "using connection i %% conns; default one per client. An SDK Client serialises its calls "
+        "with a lock (as does an HTTP connection), so fewer conns than clients limits the "
+        "requests in flight to --conns",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="run this long (unless --total is given)")
+    p.add_argument("--total", type=int, default=0, help="stop after this many requests instead")
+    p.add_argument("--key-size", type=int, default=8)
+    p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--key-space-size", type=int, default=10_000)
+    p.add_argument("--sequential-keys", action="store_true")
+    p.add_argument("--txn-ops", type=int, default=1, help="txn-put: puts per txn")
+    p.add_argument("--consistency", choices=["l", "s"], default="l")
+    p.add_argument("--prefix", action="store_true", help="range: a prefix of 100 keys instead of one key")
+    p.add_argument("--progress", action="store_true", help="draw the progress bar even if stderr is no TTY")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    args = p.parse_args(argv)
+    if args.txn_ops > args.key_space_size:
+        p.error("--txn-ops cannot exceed --key-space-size (a txn may not put one key twice)")
+    args.conns = args.conns or args.clients
+    args.endpoints = (args.endpoints or DEFAULT_ENDPOINTS[args.target]).split(",")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,56 +249,29 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_recovery
 
         return bench_recovery.main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m tools.bench")
-    p.add_argument("command", choices=["put", "range", "watch"])
-    p.add_argument("--endpoints", default="tcp://127.0.0.1:2379")
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--total", type=int, default=0, help="stop after this many requests instead")
-    p.add_argument("--key-size", type=int, default=8)
-    p.add_argument("--val-size", type=int, default=256)
-    p.add_argument("--key-space-size", type=int, default=10_000)
-    p.add_argument("--sequential-keys", action="store_true")
-    p.add_argument("--consistency", choices=["l", "s"], default="l")
-    p.add_argument("--prefix", action="store_true", help="range: a prefix of 100 keys instead of one key")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    args = p.parse_args(argv)
-    endpoints = args.endpoints.split(",")
-    value = b"x" * args.val_size
-
-    def key_for(n: int) -> bytes:
-        return b"%0*d" % (args.key_size, n % args.key_space_size)
-
-    if args.command == "put":
-
-        def make_op(c: Client, rng: random.Random, i: int) -> Callable[[], object]:
-            counter = iter(range(i, 1 << 62, args.clients))
-            if args.sequential_keys:
-                return lambda: c.put(key_for(next(counter)), value)
-            return lambda: c.put(key_for(rng.randrange(args.key_space_size)), value)
-    else:
-        with Client(endpoints) as c:  # 100 keys to read
-            for start in range(0, 100, 50):
-                c.txn([], [ops.put(key_for(n), value) for n in range(start, start + 50)])
-        serializable = args.consistency == "s"
-
-        def make_op(c: Client, rng: random.Random, i: int) -> Callable[[], object]:
-            if args.prefix:
-                return lambda: c.get(key_for(0), range_end=key_for(100), serializable=serializable)
-            return lambda: c.get(key_for(rng.randrange(100)), serializable=serializable)
-
-    result, elapsed = run_load(endpoints, args.clients, args.seconds, args.total, make_op)
-    s = summary(result, elapsed)
+    args = parse_args(argv)
+    conns = open_conns(args.target, args.endpoints, args.conns)
+    try:
+        make_op = load_for(args, conns[0])
+        progress = args.progress or sys.stderr.isatty()
+        result, elapsed = run_load(conns, args.clients, args.seconds, args.total, make_op, progress)
+    finally:
+        for c in conns:
+            c.close()
+    s = summary(result.latencies, result.errors, elapsed)
     s.update(
         command=args.command,
+        target=args.target,
         clients=args.clients,
+        conns=args.conns,
         val_size=args.val_size,
+        txn_ops=args.txn_ops if args.command == "txn-put" else None,
         consistency=args.consistency if args.command == "range" else None,
     )
     if args.output == "json":
         sys.stdout.write(json.dumps(s, indent=1) + "\n")
     else:
-        print_summary(s)
+        sys.stdout.write(format_summary(s))
     return 0
 
 

@@ -3,23 +3,64 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from tools import bench, bench_recovery, bench_watch
 from tools.cluster import LocalCluster
+from tools.etcd_http import LEASE_NOT_FOUND, EtcdHTTPClient, EtcdHTTPError
+
+COMMANDS = (
+    ["put"],
+    ["range"],
+    ["range", "--consistency", "s", "--prefix"],
+    ["txn-put", "--txn-ops", "3"],
+    ["lease-keepalive"],
+    ["put", "--conns", "1"],
+)
 
 
-def test_put_and_range_benchmarks_report_every_request(
+def run_bench(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """``args`` with 2 clients and 40 requests: the JSON summary, checked for every request."""
+    assert bench.main([*args, "--clients", "2", "--total", "40", "-o", "json"]) == 0
+    out = capsys.readouterr()
+    s: dict[str, Any] = json.loads(out.out)
+    assert s["requests"] == 40 and s["errors"] == {}, args
+    assert s["fastest_s"] <= s["percentiles_s"]["p50"] <= s["slowest_s"]
+    assert sum(count for _, count in s["histogram"]) == 40
+    assert out.err == ""  # no progress bar unless stderr is a terminal or --progress is given
+    return s
+
+
+def test_benchmarks_report_every_request(
     shared_node: LocalCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoints = ",".join(shared_node.endpoints)
-    for command in (["put"], ["range"], ["range", "--consistency", "s", "--prefix"]):
-        args = [*command, "--endpoints", endpoints, "--clients", "2", "--total", "40", "-o", "json"]
-        assert bench.main(args) == 0
-        s = json.loads(capsys.readouterr().out)
-        assert s["requests"] == 40 and s["errors"] == {}, command
-        assert s["fastest_s"] <= s["percentiles_s"]["p50"] <= s["slowest_s"]
+    for command in COMMANDS:
+        s = run_bench([*command, "--endpoints", endpoints], capsys)
+        assert s["target"] == "etcdz" and s["conns"] == (1 if "--conns" in command else 2)
+
+
+def test_benchmarks_drive_a_real_etcd_through_its_json_gateway(
+    etcd: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in COMMANDS:
+        assert run_bench([*command, "--target", "etcd", "--endpoints", etcd], capsys)["target"] == "etcd"
+
+
+def test_the_json_gateway_client_raises_etcds_refusals(etcd: str) -> None:
+    with EtcdHTTPClient(etcd) as c:
+        c.txn_put([(b"g/a", b"1"), (b"g/b", b"2")])
+        assert int(c.get(b"g/", range_end=b"g0", serializable=True)["count"]) == 2
+        with pytest.raises(EtcdHTTPError, match="key is not provided") as refused:
+            c.put(b"", b"v")
+        assert refused.value.status == 400
+        with pytest.raises(EtcdHTTPError, match="duplicate key"):
+            c.txn_put([(b"g/a", b"1"), (b"g/a", b"2")])
+        with pytest.raises(EtcdHTTPError, match=LEASE_NOT_FOUND):
+            c.lease_keep_alive_once(12345)
+        assert c.lease_keep_alive_once(c.lease_grant(60)) == 60  # the connection is still usable
 
 
 def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: LocalCluster) -> None:

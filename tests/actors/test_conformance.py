@@ -11,13 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
-import pytest
+from tools.cluster import LocalCluster
 
-from tools.cluster import LocalCluster, free_port
-
-ETCD, ETCDCTL = shutil.which("etcd"), shutil.which("etcdctl")
+ETCDCTL = shutil.which("etcdctl")  # the real etcd runs in the `etcd` fixture (tests/conftest.py)
 
 STEPS: list[tuple[list[str], bytes]] = [
     (["put", "a", "1"], b""),
@@ -54,49 +51,6 @@ STEPS: list[tuple[list[str], bytes]] = [
     (["lease", "grant", "9999999999999"], b""),
     (["member", "remove", "zz"], b""),
 ]
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not (ETCD and ETCDCTL):
-        pytest.skip("etcd/etcdctl not installed")
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    proc = subprocess.Popen(
-        [
-            ETCD,
-            "--data-dir",
-            str(tmp_path_factory.mktemp("etcd")),
-            "--listen-client-urls",
-            url,
-            "--advertise-client-urls",
-            url,
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{peer}",
-            "--initial-cluster",
-            f"default=http://127.0.0.1:{peer}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while (
-            subprocess.run(
-                [ETCDCTL, "--endpoints", url, "endpoint", "health"],
-                capture_output=True,
-                env={**os.environ, "ETCDCTL_API": "3"},
-            ).returncode
-            != 0
-        ):
-            assert time.monotonic() < deadline, "etcd did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def run(argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
