@@ -3,7 +3,7 @@
     etcdzctl [--endpoints tcp://127.0.0.1:2379] [-w simple|json|table] [--command-timeout 5s] \\
         put|get|del|txn|compaction|endpoint status|health|hashkv|member ...|move-leader ...|
         lease ...|watch ...|alarm list|disarm|defrag|snapshot save|status|restore|
-        user ...|role ...|auth enable|disable|status  [--user name[:password]] [--password ...]
+        user ...|role ...|auth enable|disable|status|check perf  [--user name[:password]] [--password ...]
 
 Errors go to stderr as ``Error: <etcd's text>`` with exit code 1, as etcdctl's do.
 """
@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from etcdz import _cli_auth as authfmt
+from etcdz import _cli_check as checkfmt
 from etcdz import _cli_cluster as clusterfmt
 from etcdz import _cli_format as fmt
 from etcdz import _cli_lease as leasefmt
@@ -143,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     watchfmt.add_parsers(sub, [_GLOBALS])
     maintfmt.add_parsers(sub, [_GLOBALS])
     authfmt.add_parsers(sub, [_GLOBALS])
+    checkfmt.add_parsers(sub, [_GLOBALS])
     return p
 
 
@@ -278,6 +280,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return maintfmt.run_snapshot(
             args, endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr, out.mode
         )
+    if args.command == "check":
+        return checkfmt.run(args, endpoints, connect, out.out)
     if args.command == "move-leader":
         return clusterfmt.run_move_leader(args, endpoints, connect, out.text)
     groups: dict[str, Callable[..., int]] = {
