@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -34,6 +36,7 @@ SEND_TIMEOUT_MS = 10_000
 INTERNAL_HWM = 200_000
 LINGER_MS = 200
 METRICS_REPORT_S = 1.0
+PROFILE_VARIABLE = "ETCDZ_PROFILE_DIR"  # set: every actor profiles its loop (cProfile) into that dir
 
 
 class FatalError(Exception):
@@ -141,9 +144,12 @@ class Loop:
             self.ctx.destroy(linger=LINGER_MS)
 
     def run_once(self) -> None:
-        timeout_ms = 100.0
+        timeout_ms = 100
         if self._timers:
-            timeout_ms = max(0.0, min(timeout_ms, (self._timers[0][0] - time.monotonic()) * 1000))
+            # Whole milliseconds, rounded up: a fraction would be truncated to 0 by poll and the
+            # loop would spin until the timer is due.
+            wait_ms = math.ceil((self._timers[0][0] - time.monotonic()) * 1000)
+            timeout_ms = max(0, min(timeout_ms, wait_ms))
         try:
             ready = dict(self.poller.poll(timeout_ms))
         except zmq.ZMQError as exc:
@@ -187,7 +193,9 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
     args = parser.parse_args()
     config = NodeConfig.load(args.config)
     log = configure(config.name, actor, config.log_format, config.log_level)
-    raise SystemExit(run_actor(log, lambda: with_metrics(build(config, log), config, actor)))
+    raise SystemExit(
+        run_actor(log, lambda: with_metrics(build(config, log), config, actor), f"{config.name}-{actor}")
+    )
 
 
 def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
@@ -197,13 +205,13 @@ def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
     return loop
 
 
-def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop]) -> int:
+def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop], name: str = "actor") -> int:
     """Build and run an actor's loop; the exit code says how it ended (crash-only: a failure
     is one structured log line and an exit, and the supervisor decides what follows)."""
     try:
         loop = build()
         log.info("actor started")
-        loop.run()
+        _run(loop, name)
     except FatalError as exc:
         cause = exc.__cause__ or exc
         log.error("actor failed", error=str(exc), error_type=type(cause).__name__, fatal=True)
@@ -213,3 +221,19 @@ def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop]) -> int:
         return 2
     log.info("actor stopped")
     return 0
+
+
+def _run(loop: Loop, name: str) -> None:
+    """Run the loop, under cProfile when ``PROFILE_VARIABLE`` names a directory: the profile is
+    written there as ``<name>.prof`` when the actor stops (see tools/profile.py)."""
+    directory = os.environ.get(PROFILE_VARIABLE)
+    if not directory:
+        loop.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(loop.run)
+    finally:
+        profiler.dump_stats(os.path.join(directory, f"{name}.prof"))

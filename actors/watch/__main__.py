@@ -116,15 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
         node = NodeConfig.load(args.config)
         hub = from_node(node, args.index)
-        log = configure(node.name, f"watch{args.index}", node.log_format, node.log_level)
-        return run_actor(log, lambda: with_metrics(build(hub, log), node, f"watch{args.index}"))
+        actor = f"watch{args.index}"
+        log = configure(node.name, actor, node.log_format, node.log_level)
+        return run_actor(log, lambda: with_metrics(build(hub, log), node, actor), f"{node.name}-{actor}")
     try:
         hub = standalone(argv, os.environ)
     except ValueError as exc:
         sys.stderr.write(f"etcdz watch-hub: {exc}\n")
         return 2
     log = configure(hub.name, "watch", hub.log_format, hub.log_level)
-    return run_actor(log, lambda: build(hub, log))
+    return run_actor(log, lambda: build(hub, log), f"{hub.name}-watch")
 
 
 if __name__ == "__main__":
