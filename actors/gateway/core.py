@@ -566,7 +566,7 @@ class GatewayCore:
                 version=VERSION,
                 db_size=state.db_size,
                 leader=raft.leader if raft else 0,
-                raft_index=raft.commit if raft else 0,
+                raft_index=max(raft.commit, self.applied) if raft else 0,  # commit may lag by a refresh
                 raft_term=raft.term if raft else 0,
                 raft_applied_index=max(self.applied, state.consistent_index),
                 db_size_in_use=state.db_size_in_use,

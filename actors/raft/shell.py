@@ -8,9 +8,13 @@ with ``--initial-cluster-state existing`` starts empty and learns everything fro
 
 Each loop iteration: step every drained message, tick when due, then for each Ready: entries +
 hard state to the WAL writer (with the messages that must wait for durability), other messages
-to peers at once (a leader replicates in parallel with its own fsync), committed entries to the
+to peers in the same iteration (a leader replicates in parallel with its own fsync; the
+messages of every Ready and of the WAL's acknowledgements go out together, neighbouring appends
+to one peer merged: see coalesce.py), committed entries to the
 apply worker (conf changes are applied here first: the member table belongs to the raft core),
-read states to the gateway; advance.
+read states to the gateway; advance. Then the status (``RaftStatus``): to the gateway at once
+when the leader, term or learner flag changed, otherwise (commit and applied only, every
+batch under load) at most every ``STATUS_REFRESH_S``; to the lease expirer only on the former.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import structlog
 import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
+from actors.raft.coalesce import coalesce
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
 from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Role
 from actors.raft.snapshots import Snapshots
@@ -71,6 +76,7 @@ from proto_schemas.raft import (
     Snapshot,
 )
 
+STATUS_REFRESH_S = 0.02  # commit/applied-only status changes reach the gateway at most this often
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
 
@@ -83,6 +89,8 @@ class RaftShell:
         self.node: RawNode | None = None
         self.applied = 0
         self.last_status: RaftStatus | None = None
+        self._outgoing: list[RaftMessage] = []  # to peers, sent once at the end of the flush
+        self._status_sent_at = 0.0
         self.table = MemberTable()
         self.history = MembershipLog(0, self.table.snapshot())
         self.fresh_nonce = 0  # set when this start bootstrapped an empty log (see _check_identity)
@@ -216,7 +224,7 @@ class RaftShell:
                     node.read_index(msg.read_id.to_bytes(8, "big"))
             elif isinstance(msg, Persisted):
                 node.on_persisted(msg.last_index, msg.last_term)
-                self._send_peers(msg.messages)
+                self._outgoing.extend(msg.messages)  # sent with this iteration's flush
             elif isinstance(msg, Applied):
                 self.applied = max(self.applied, msg.index)
                 self.snapshots.maybe_take(
@@ -366,7 +374,7 @@ class RaftShell:
                         snapshot=rd.snapshot,
                     ),
                 )
-            self._send_peers(rd.messages)
+            self._outgoing.extend(rd.messages)
             if rd.committed_entries:
                 self._apply_conf_changes(node, rd.committed_entries)
                 send(self.to_apply, Apply(entries=list(rd.committed_entries)))
@@ -376,6 +384,9 @@ class RaftShell:
                     ReadIndexResponse(read_id=int.from_bytes(rs.request_ctx, "big"), index=rs.index),
                 )
             node.advance(rd)
+        if self._outgoing:
+            outgoing, self._outgoing = self._outgoing, []
+            self._send_peers(coalesce(outgoing))
         self._report_status(node)
 
     def _restored(self, snap: Snapshot) -> None:
@@ -470,10 +481,21 @@ class RaftShell:
             is_learner=self.config.member_id in st.learners,
             leader_client_urls=list(leader.client_urls) if leader is not None else [],
         )
-        if status != self.last_status:
-            self.last_status = status
-            send(self.to_gateway, status)
+        last = self.last_status
+        if status == last:
+            return
+        role_changed = last is None or _role(status) != _role(last)
+        now = time.monotonic()
+        if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
+            return  # only commit/applied moved: sent with a later batch or the next tick
+        self.last_status, self._status_sent_at = status, now
+        send(self.to_gateway, status)
+        if role_changed:  # the expirer cares who leads, not how far the log got
             send(self.to_lease, status)
+
+
+def _role(status: RaftStatus) -> tuple[int, int, bool, list[str]]:
+    return status.leader, status.term, status.is_learner, status.leader_client_urls
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
