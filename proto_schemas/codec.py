@@ -40,6 +40,8 @@ class _Spec:
     names: tuple[str, ...]
     checkers: tuple[Checker, ...]
     required: int  # fields without defaults
+    payload: Callable[[Any], list[Any]]  # message -> [type_id, field values...]
+    build: Callable[[Any], Any]  # all field values, as received -> checked message
 
 
 _BY_ID: dict[int, _Spec] = {}
@@ -71,9 +73,45 @@ def _resolve() -> None:
         required = sum(
             1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
-        spec = _Spec(cls, cls._type_id, names, checkers, required)  # type: ignore[attr-defined]
+        spec = _Spec(
+            cls,
+            cls._type_id,  # type: ignore[attr-defined]
+            names,
+            checkers,
+            required,
+            _compile_payload(cls._type_id, [(n, hints[n]) for n in names]),  # type: ignore[attr-defined]
+            _compile_build(cls, names, checkers),
+        )
         _BY_ID[spec.type_id] = spec
         _BY_CLS[cls] = spec
+
+
+_PLAIN = (int, bytes, str, bool, float)
+
+
+def _compile_payload(type_id: int, hints: list[Any]) -> Callable[[Any], list[Any]]:
+    """``lambda m: [type_id, m.a, int(m.b), t(m.c), ...]`` made once per class: the message
+    as the plain CBOR tree cbor2 encodes without calling back (``t`` converts what may hold
+    messages); enum fields go out as plain ints (the same CBOR, minus the encoder's slow path
+    for int subclasses)."""
+    fields = []
+    for name, tp in hints:
+        if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+            fields.append(f"int(m.{name})")
+        elif tp in _PLAIN:
+            fields.append(f"m.{name}")
+        else:
+            fields.append(f"t(m.{name})")
+    items = ", ".join([str(type_id), *fields])
+    return eval(f"lambda m: [{items}]", {"t": _tree})  # type: ignore[no-any-return]  # noqa: S307
+
+
+def _compile_build(cls: type, names: tuple[str, ...], checkers: tuple[Checker, ...]) -> Callable[[Any], Any]:
+    """``lambda v: cls(a=check_a(v[0], 0), ...)`` made once per class, for a message that
+    carries every field (the common case; fewer fields take the generic path)."""
+    args = ", ".join(f"{n}=c{i}(v[{i}], 0)" for i, n in enumerate(names))
+    scope = {"cls": cls, **{f"c{i}": c for i, c in enumerate(checkers)}}
+    return eval(f"lambda v: cls({args})", scope)  # noqa: S307 (built from field names only)
 
 
 def _checker_for(tp: Any, where: str) -> Checker:
@@ -121,14 +159,15 @@ def _checker_for(tp: Any, where: str) -> Checker:
 
         return check_tuple
     if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        members = dict(tp._value2member_map_)  # a lookup, not the enum's slow __call__
 
         def check_enum(v: Any, d: int) -> Any:
             if type(v) is not int:
                 raise DecodeError(f"{where}: expected an integer enum value")
-            try:
-                return tp(v)
-            except ValueError:
-                raise DecodeError(f"{where}: {v} is not a valid {tp.__name__}") from None
+            member = members.get(v)
+            if member is None:
+                raise DecodeError(f"{where}: {v} is not a valid {tp.__name__}")
+            return member
 
         return check_enum
     if tp is bool:
@@ -212,14 +251,26 @@ def _default(encoder: cbor2.CBOREncoder, value: Any) -> None:
         spec = _BY_CLS.get(type(value))
         if spec is None:
             raise TypeError(f"{type(value).__name__} is not a registered message")
-    payload = [spec.type_id]
-    payload.extend(getattr(value, n) for n in spec.names)
-    encoder.encode(cbor2.CBORTag(MESSAGE_TAG, payload))
+    encoder.encode(cbor2.CBORTag(MESSAGE_TAG, spec.payload(value)))
+
+
+def _tree(value: Any) -> Any:
+    """A message (or a value holding messages) as tags, lists and scalars."""
+    spec = _BY_CLS.get(type(value))
+    if spec is not None:
+        return cbor2.CBORTag(MESSAGE_TAG, spec.payload(value))
+    if type(value) is list or type(value) is tuple:
+        return [_tree(v) for v in value]
+    if type(value) is dict:
+        return {k: _tree(v) for k, v in value.items()}
+    return value  # a scalar, or what the default hook writes (``Encoded``) or refuses
 
 
 def encode(msg: Any) -> bytes:
     """Encode a registered message (or a plain CBOR value holding messages) to bytes."""
-    return cbor2.dumps(msg, default=_default)
+    if _PENDING:
+        _resolve()
+    return cbor2.dumps(_tree(msg), default=_default)
 
 
 class _Decoder:
@@ -229,9 +280,9 @@ class _Decoder:
 
     def __call__(self, *args: Any) -> Any:
         # cbor2 5 calls hook(decoder, tag); cbor2 6 calls hook(tag, immutable).
-        tag = next((a for a in args if isinstance(a, cbor2.CBORTag)), None)
-        if tag is None or tag.tag != MESSAGE_TAG:
-            raise DecodeError(f"unknown CBOR tag {tag.tag}")
+        tag = args[0] if type(args[0]) is cbor2.CBORTag else args[1] if len(args) > 1 else None
+        if type(tag) is not cbor2.CBORTag or tag.tag != MESSAGE_TAG:
+            raise DecodeError(f"unknown CBOR tag {getattr(tag, 'tag', None)}")
         body = tag.value
         if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
             raise DecodeError("malformed message: expected [type_id, fields...]")
@@ -241,11 +292,15 @@ class _Decoder:
         values = body[1:]
         if not spec.required <= len(values) <= len(spec.names):
             raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
-        kwargs = {
-            name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
-        }
         try:
+            if len(values) == len(spec.names):
+                return spec.build(values)
+            kwargs = {
+                name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
+            }
             return spec.cls(**kwargs)
+        except DecodeError:
+            raise
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
 
