@@ -7,6 +7,7 @@
     python -m tools.bench put --target etcd --endpoints http://127.0.0.1:2379 (a real etcd)
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
     python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
+    python -m tools.bench memory --keys 1000000 (see tools.bench_memory)
 
 Closed-loop clients (one thread each; ZeroMQ and sockets release the GIL while a client waits)
 issue requests for a duration or a total, over ``--conns`` connections: client ``i`` uses
@@ -202,7 +203,9 @@ def load_for(args: argparse.Namespace, setup: Conn) -> MakeOp:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.bench")
-    p.add_argument("command", choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery"])
+    p.add_argument(
+        "command", choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery", "memory"]
+    )
     p.add_argument(
         "--target",
         choices=["etcdz", "etcd"],
@@ -249,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_recovery
 
         return bench_recovery.main(argv[1:])
+    if argv[:1] == ["memory"]:
+        from tools import bench_memory
+
+        return bench_memory.main(argv[1:])
     args = parse_args(argv)
     conns = open_conns(args.target, args.endpoints, args.conns)
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tools import bench, bench_recovery, bench_watch
+from tools import bench, bench_memory, bench_recovery, bench_watch, profile
 from tools.cluster import LocalCluster
 from tools.etcd_http import LEASE_NOT_FOUND, EtcdHTTPClient, EtcdHTTPError
 
@@ -75,3 +77,23 @@ def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: Loca
 def test_recovery_benchmark_measures_each_kill() -> None:
     summary = bench_recovery.run(["gateway"], rounds=1)
     assert 0 < summary["gateway"]["median_s"] <= summary["gateway"]["max_s"] < 60
+
+
+def test_profile_tool_profiles_every_actor_under_a_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "profiles"
+    args = ["--members", "1", "--top", "3", "--out", str(out), "put", "--clients", "2", "--total", "40"]
+    assert profile.main(args) == 0
+    text = capsys.readouterr().out
+    assert "40 requests" in text
+    for actor in ("raft", "wal", "apply", "mvcc", "gateway", "lease"):
+        assert re.search(rf"^== {actor} on \S+ \(leader\): [\d.]+ s busy, \d+ us/request", text, re.M), actor
+    assert len(list(out.glob("*.prof"))) >= 6  # every actor wrote its profile when it stopped
+
+
+def test_memory_benchmark_counts_the_keys_and_restarts_the_node() -> None:
+    s = bench_memory.run(keys=300, txn_ops=64, clients=2)
+    assert s["keys"] == 300
+    assert {"supervisor", "raft", "wal", "mvcc", "apply", "gateway"} <= set(s["rss_mib_by_actor_restarted"])
+    assert 0 < s["startup_s"] < 60 and s["rss_mib_loaded"] > 0

@@ -14,7 +14,7 @@ import sys
 
 from tools.cluster import LocalCluster, free_port
 
-ETCD, ETCDCTL = shutil.which("etcd"), shutil.which("etcdctl")
+ETCDCTL = shutil.which("etcdctl")
 
 VERDICT = [
     r"(PASS: Throughput is|FAIL: Throughput too low:) \d+ writes/s",
