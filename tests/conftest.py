@@ -3,16 +3,14 @@ ports, stopped by pid."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from etcdz import Client
-from tools.cluster import LocalCluster, free_port, running
+from tools.cluster import LocalCluster, running
+from tools.etcd_cluster import EtcdCluster
 
 ETCD, ETCDCTL = shutil.which("etcd"), shutil.which("etcdctl")
 
@@ -65,40 +63,5 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     etcd and etcdctl are not installed."""
     if not (ETCD and ETCDCTL):
         pytest.skip("etcd/etcdctl not installed")
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    proc = subprocess.Popen(
-        [
-            ETCD,
-            "--data-dir",
-            str(tmp_path_factory.mktemp("etcd")),
-            "--listen-client-urls",
-            url,
-            "--advertise-client-urls",
-            url,
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{peer}",
-            "--initial-cluster",
-            f"default=http://127.0.0.1:{peer}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while (
-            subprocess.run(
-                [ETCDCTL, "--endpoints", url, "endpoint", "health"],
-                capture_output=True,
-                env={**os.environ, "ETCDCTL_API": "3"},
-            ).returncode
-            != 0
-        ):
-            assert time.monotonic() < deadline, "etcd did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with EtcdCluster(str(tmp_path_factory.mktemp("etcd"))) as cluster:
+        yield cluster.client_urls[0]

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from etcdz import Client, ops
 from etcdz.errors import EtcdzError
@@ -257,6 +257,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_memory.main(argv[1:])
     args = parse_args(argv)
+    s = measure(args)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(s, indent=1) + "\n")
+    else:
+        sys.stdout.write(format_summary(s))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one load as ``args`` (from ``parse_args``) says and return its summary."""
     conns = open_conns(args.target, args.endpoints, args.conns)
     try:
         make_op = load_for(args, conns[0])
@@ -275,11 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         txn_ops=args.txn_ops if args.command == "txn-put" else None,
         consistency=args.consistency if args.command == "range" else None,
     )
-    if args.output == "json":
-        sys.stdout.write(json.dumps(s, indent=1) + "\n")
-    else:
-        sys.stdout.write(format_summary(s))
-    return 0
+    return s
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tools import bench, bench_memory, bench_recovery, bench_watch, profile
+from tools import bench, bench_compare, bench_memory, bench_recovery, bench_watch, profile
 from tools.cluster import LocalCluster
+from tools.etcd_cluster import ETCD
 from tools.etcd_http import LEASE_NOT_FOUND, EtcdHTTPClient, EtcdHTTPError
 
 COMMANDS = (
@@ -97,3 +98,17 @@ def test_memory_benchmark_counts_the_keys_and_restarts_the_node() -> None:
     assert s["keys"] == 300
     assert {"supervisor", "raft", "wal", "mvcc", "apply", "gateway"} <= set(s["rss_mib_by_actor_restarted"])
     assert 0 < s["startup_s"] < 60 and s["rss_mib_loaded"] > 0
+
+
+@pytest.mark.skipif(ETCD is None, reason="etcd not installed")
+def test_compare_runs_both_stores_alike_and_tabulates_them() -> None:
+    result = bench_compare.run(members=1, loads=["put", "range-s"], seconds=0.5, clients=2, val_size=64)
+    for load in ("put", "range-s"):
+        r = result["loads"][load]
+        for target in ("etcd", "etcdz"):
+            assert r[target]["rps"] > 0 and r[target]["errors"] == 0, (load, target)
+            assert 0 < r[target]["p50_ms"] <= r[target]["p99_ms"]
+        assert r["ratio"] == pytest.approx(r["etcdz"]["rps"] / r["etcd"]["rps"])
+    table = bench_compare.format_table(result)
+    row = r"^\| put \| [\d,]+ \| [\d.]+ ms \| [\d.]+ ms \| [\d,]+ \| .* \| [\d.]+ \|$"
+    assert re.search(row, table, re.M), table
