@@ -8,7 +8,8 @@ Rules:
   messages (etcd's ``RequestOp``) needs no separate discriminator.
 - Decoding checks every field against its annotation. Anything else -- bytes that are not CBOR,
   an unknown type id, a wrong arity, a wrong type, absurd nesting -- raises ``DecodeError``
-  (a definite error: the request never happened). Nothing is ever unpickled or eval'd.
+  (a definite error: the request never happened). Nothing received is ever unpickled or eval'd
+  (the per-class encode and build functions are generated at registration from field names).
 """
 
 from __future__ import annotations
@@ -326,6 +327,25 @@ def decode(data: bytes, expect: type[_T] | tuple[type, ...] | None = None) -> _T
     if expect is not None and not isinstance(value, expect):
         raise DecodeError(f"unexpected message type {type(value).__name__}")
     return value  # type: ignore[no-any-return]
+
+
+def peek(data: bytes, cls: type, count: int) -> list[int]:
+    """The first ``count`` fields of a ``cls`` message, which must be ints, without building
+    the rest: for a receiver that needs only the head of a large message (a watch hub with no
+    watcher notes how far an event batch goes and drops its events)."""
+    if not _BY_ID or _PENDING:
+        _resolve()
+    try:
+        value = cbor2.loads(data, max_depth=MAX_DEPTH)
+    except Exception as exc:  # cbor2 raises several types for malformed input
+        raise DecodeError(f"malformed CBOR: {exc}") from None
+    body = value.value if type(value) is cbor2.CBORTag and value.tag == MESSAGE_TAG else None
+    if not isinstance(body, list | tuple) or len(body) <= count or body[0] != _BY_CLS[cls].type_id:
+        raise DecodeError(f"unexpected message: expected {cls.__name__}")
+    head = list(body[1 : count + 1])
+    if any(type(v) is not int for v in head):
+        raise DecodeError(f"{cls.__name__}: expected ints in its first {count} fields")
+    return head
 
 
 def registered() -> dict[int, type]:

@@ -173,6 +173,22 @@ class HubCore:
             self.window_start += 1
         self.deliver(now)
 
+    @property
+    def watching(self) -> bool:
+        """Whether the live events are needed: by a watcher, or to learn the first revision."""
+        return self.revision is None or any(stream.watchers for stream in self.streams.values())
+
+    def skip(self, first_revision: int, revision: int, compact_revision: int) -> None:
+        """A live batch while nobody watches (see ``watching``): note how far the backend got and
+        keep none of its events. An idle hub then costs a member almost nothing per write; a
+        watcher created later from an older revision reads those from history."""
+        self.compact_revision = max(self.compact_revision, compact_revision)
+        if self.revision is not None and revision <= self.revision:
+            return
+        self.window.clear()
+        self.revision = revision
+        self.window_start = revision + 1
+
     def history(self, resp: WatchHistoryResponse, now: float) -> None:
         """Events ``resp.start_revision..resp.revision`` for the watchers catching up."""
         self._history_asked_at = None

@@ -29,7 +29,7 @@ from actors.runtime.curve import Curve
 from actors.runtime.loop import Loop
 from actors.watch.core import HubCore, batched
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
-from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode
+from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode, peek
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
@@ -159,6 +159,9 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         for frames in batch:
             try:
                 _, body = unpack_header(frames)
+                if not core.watching:
+                    core.skip(*peek(body, EventBatch, 3))
+                    continue
                 msg = decode(body, EventBatch)
             except DecodeError as exc:
                 log.error("dropped malformed event batch", error=str(exc))

@@ -23,7 +23,7 @@ from proto_schemas.kv import (
     SortOrder,
     TxnRequest,
 )
-from proto_schemas.watch import Event, WatchResponse
+from proto_schemas.watch import Event, EventBatch, WatchResponse
 
 
 def test_round_trip_nested_txn() -> None:
@@ -129,3 +129,16 @@ def test_a_template_encodes_as_the_message_would() -> None:
     template = Template(resp, "watch_id")
     for watch_id in (0, 1, 23, 24, 255, 65_536, 2**40, -1, -(2**40)):
         assert template.encode(watch_id) == codec.encode(dataclasses.replace(resp, watch_id=watch_id))
+
+
+def test_peek_reads_a_messages_leading_ints_and_refuses_anything_else() -> None:
+    kv = KeyValue(key=b"k", create_revision=7, mod_revision=7, version=1, value=b"v")
+    event = Event(type=EventType.PUT, kv=kv)
+    body = encode(EventBatch(first_revision=7, revision=9, compact_revision=2, events=[event]))
+    assert codec.peek(body, EventBatch, 3) == [7, 9, 2]
+    for bad in (b"\xff\x00", encode(kv), cbor2.dumps([360, 1, 2, 3]), body[:-3]):
+        with pytest.raises(DecodeError):
+            codec.peek(bad, EventBatch, 3)
+    wrong = cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [360, "1", 2, 3, []]))
+    with pytest.raises(DecodeError, match="expected ints"):
+        codec.peek(wrong, EventBatch, 3)

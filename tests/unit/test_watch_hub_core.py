@@ -413,3 +413,20 @@ def test_an_unanswered_auth_check_is_asked_again_and_a_cancel_drops_a_pending_cr
     assert again == AuthCheckRequest(token="t", key=b"a")  # 2 was cancelled: not asked again
     assert [r.watch_id for r in responses(hub) if r.created and not r.canceled] == [1]
     assert hub.watcher_count == 1
+
+
+def test_an_unwatched_hub_keeps_no_events_and_later_watchers_read_history() -> None:
+    hub = started(10)
+    assert not hub.watching
+    hub.skip(11, 12, 3)  # what the shell passes for a batch nobody watches
+    hub.skip(11, 12, 3)  # replayed: ignored
+    assert (hub.revision, hub.compact_revision, hub.window) == (12, 3, {})
+    create(hub, "a", start_revision=11)
+    create(hub, "b", watch_id=5)  # from now: 13 on
+    assert hub.watching
+    out = hub.take_outbox()
+    assert out.to_backend == [(0, WatchHistoryRequest(start_revision=11))]
+    assert [r.header.revision for _, _, r in out.to_client if isinstance(r, WatchResponse)] == [12, 12]
+    hub.live(batch(put("b", 13)), 0.1)
+    (got,) = responses(hub)
+    assert got.watch_id == 5 and events_of([got]) == [(13, b"b")]
