@@ -813,6 +813,6 @@ class Raft:
 
     # -- local requests (RawNode) ---------------------------------------------------------------
 
-    def propose(self, data: bytes, type_: EntryType = EntryType.NORMAL) -> None:
-        entry = Entry(term=0, index=0, type=type_, data=data)
-        self.step(RaftMessage(type=MT.PROP, from_=self.id, entries=[entry]))
+    def propose(self, data: list[bytes], type_: EntryType = EntryType.NORMAL) -> None:
+        entries = [Entry(term=0, index=0, type=type_, data=d) for d in data]
+        self.step(RaftMessage(type=MT.PROP, from_=self.id, entries=entries))

@@ -121,10 +121,11 @@ class RawNode:
         except ProposalDropped:
             pass
 
-    def propose(self, data: bytes) -> None:
-        """Append ``data`` to the log (or forward it to the leader). Raises ProposalDropped
-        when there is no leader or leadership is being transferred."""
-        self.raft.propose(data)
+    def propose(self, *data: bytes) -> None:
+        """Append ``data`` to the log (or forward it to the leader), as one proposal: a batch
+        costs one append per follower, not one per entry. Raises ProposalDropped (for all of
+        them) when there is no leader or leadership is being transferred."""
+        self.raft.propose(list(data))
 
     def read_index(self, ctx: bytes) -> None:
         """Ask for a linearizable read point; answered by a ReadState carrying ``ctx``.
@@ -175,7 +176,7 @@ class RawNode:
         reason = confchange.refusal(r.voters, r.learners, change)
         if reason is not None:
             raise ProposalDropped(reason)
-        r.propose(encode(change), EntryType.CONF_CHANGE)
+        r.propose([encode(change)], EntryType.CONF_CHANGE)
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
         """Apply a committed conf change to the configuration: call it for every committed

@@ -91,6 +91,8 @@ class RaftShell:
         self.last_status: RaftStatus | None = None
         self._outgoing: list[RaftMessage] = []  # to peers, sent once at the end of the flush
         self._status_sent_at = 0.0
+        self._status_key: tuple[int, ...] = ()  # what the last status sent was made of
+        self._table_epoch = 0  # bumped on every membership change
         self.table = MemberTable()
         self.history = MembershipLog(0, self.table.snapshot())
         self.fresh_nonce = 0  # set when this start bootstrapped an empty log (see _check_identity)
@@ -255,14 +257,12 @@ class RaftShell:
             send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
 
     def _propose(self, node: RawNode, msg: Propose) -> None:
-        dropped = []
-        for data, rid in zip(msg.data, msg.request_ids, strict=True):
-            try:
-                node.propose(data)
-            except ProposalDropped:
-                dropped.append(rid)
-        if dropped:
-            send(self.to_gateway, ProposeFailed(request_ids=dropped, code=ErrorCode.NO_LEADER))
+        if not msg.data:
+            return
+        try:
+            node.propose(*msg.data)
+        except ProposalDropped:
+            send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
 
     def from_peers(self, frames: list[list[bytes]]) -> None:
         self.peers.receive(frames, self._from_peer, self._join_info)
@@ -403,6 +403,7 @@ class RaftShell:
 
     def _table_changed(self) -> None:
         """The mesh follows the member table: connect to members, refuse removed ones."""
+        self._table_epoch += 1
         self.peers.set_peers(self.table.peer_urls())
         self.peers.removed = frozenset(self.table.removed)
 
@@ -463,6 +464,9 @@ class RaftShell:
 
     def _report_status(self, node: RawNode) -> None:
         st = node.status
+        key = (st.term, st.leader, st.commit, self.applied, self._table_epoch)
+        if key == self._status_key:
+            return  # nothing moved since the last status sent (most flushes under load)
         is_leader = st.leader == self.config.member_id
         self.m_has_leader.set(1 if st.leader else 0)
         self.m_is_leader.set(1 if is_leader else 0)
@@ -483,12 +487,13 @@ class RaftShell:
         )
         last = self.last_status
         if status == last:
+            self._status_key = key
             return
         role_changed = last is None or _role(status) != _role(last)
         now = time.monotonic()
         if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
             return  # only commit/applied moved: sent with a later batch or the next tick
-        self.last_status, self._status_sent_at = status, now
+        self.last_status, self._status_sent_at, self._status_key = status, now, key
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got
             send(self.to_lease, status)

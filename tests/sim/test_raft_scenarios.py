@@ -135,6 +135,22 @@ def test_follower_forwards_proposals_and_drops_them_without_leader() -> None:
     assert c.applied_data(1) == [b"via follower"]
 
 
+def test_a_batch_of_proposals_costs_one_append_per_follower_even_via_a_follower() -> None:
+    c = Cluster(3)
+    elect(c, 1)
+    sent: list[RaftMessage] = []
+    c.msg_filter = lambda m: sent.append(m) or True
+    c.node(1).propose(b"a", b"b", b"c")
+    c.process(1)
+    assert sorted((m.to, len(m.entries)) for m in sent if m.type is MT.APP) == [(2, 3), (3, 3)]
+    sent.clear()
+    c.node(3).propose(b"d", b"e")
+    c.process(3)
+    assert [(m.to, len(m.entries)) for m in sent if m.type is MT.PROP] == [(1, 2)]
+    c.stabilize()
+    assert c.applied_data(2) == [b"a", b"b", b"c", b"d", b"e"]
+
+
 def test_batching_and_pipelining_limits() -> None:
     c = Cluster(3, max_size_per_msg=100, max_inflight_msgs=2)
     elect(c, 1)
