@@ -41,12 +41,14 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_mvcc, msg)
         if out.to_mvcc:
             failpoints.hit("apply-mid-batch")
+        # The lease expirer hears of a grant before the gateway can answer it, so that a
+        # keep-alive right after the grant normally finds the lease (see the lease shell).
+        for msg in out.to_lease:
+            send(to_lease, msg)
         for msg in out.to_gateway:
             send(to_gateway, msg)
         for msg in out.to_raft:
             send(to_raft, msg)
-        for msg in out.to_lease:
-            send(to_lease, msg)
         out.to_mvcc.clear()
         out.to_gateway.clear()
         out.to_raft.clear()

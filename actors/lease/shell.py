@@ -39,6 +39,10 @@ from proto_schemas.lease import (
 )
 
 TICK_S = 0.1
+# A keep-alive for a lease not known here waits this long for its grant before "not found":
+# the client had the grant's answer, but the grant's event (apply worker -> here) may still be
+# on its way while the keep-alive (client -> gateway -> here) overtook it.
+UNKNOWN_LEASE_WAIT_S = 0.2
 CHECKPOINT_INTERVAL_S = 300.0  # etcd's default lease checkpoint interval
 MAX_REVOKES_PER_S = 1000
 
@@ -73,6 +77,7 @@ class LeaseShell:
         self.to_raft = self.loop.outbox(config.inbox("raft"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
+        self.held: list[tuple[float, LeaseCall]] = []  # keep-alives for unknown leases, since
         self.loop.on_messages(inbox, self.handle)
         self.loop.every(TICK_S, self.tick)
         send(self.to_mvcc, LeaseTableRequest())
@@ -87,6 +92,8 @@ class LeaseShell:
                 self._status(msg, now)
             elif isinstance(msg, LeaseCall):
                 self._call(msg, now)
+        if self.held and any(isinstance(msg, LeaseEvents) for msg in msgs):
+            self._retry_held(now)
 
     def _events(self, msg: LeaseEvents, now: float) -> None:
         if msg.initial:
@@ -138,18 +145,33 @@ class LeaseShell:
             left = -1 if remaining is None else remaining
             send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
             return
-        ttl = self.core.keep_alive(request.id, now)
-        if ttl is not None:
-            self.m_renewed.inc()
+        if not self._keep_alive(msg, now):
+            self.held.append((now, msg))  # see UNKNOWN_LEASE_WAIT_S
+
+    def _keep_alive(self, msg: LeaseCall, now: float) -> bool:
+        """Renew and answer; False (nothing answered) if the lease is not known here."""
+        ttl = self.core.keep_alive(msg.request.id, now)
         if ttl is None:
-            self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
-            return
+            return False
+        self.m_renewed.inc()
         header = ResponseHeader(
             cluster_id=self.config.cluster_id,
             member_id=self.config.member_id,
             raft_term=self.status.term if self.status else 0,
         )
-        self._reply(msg.read_id, LeaseKeepAliveResponse(header=header, id=request.id, ttl=ttl))
+        self._reply(msg.read_id, LeaseKeepAliveResponse(header=header, id=msg.request.id, ttl=ttl))
+        return True
+
+    def _retry_held(self, now: float) -> None:
+        held, self.held = self.held, []
+        for since, msg in held:
+            if not self.leading:
+                self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
+            elif not self._keep_alive(msg, now):
+                if now - since < UNKNOWN_LEASE_WAIT_S:
+                    self.held.append((since, msg))
+                else:
+                    self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
 
     def _reply(self, read_id: int, body: object) -> None:
         send(self.to_gateway, ReadResult(read_id=read_id, body=encode(body)))
@@ -158,6 +180,8 @@ class LeaseShell:
     def tick(self) -> None:
         now = time.monotonic()
         elapsed, self.last_tick = now - self.last_tick, now
+        if self.held:
+            self._retry_held(now)
         if not self.leading or self.table_index is None:
             return
         expired = self.core.expired(now, self.core.revoke_budget(elapsed))
