@@ -100,8 +100,11 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     done: int = 0
 
-    def fail(self, exc: EtcdzError | EtcdHTTPError) -> None:
-        self.errors[exc.message] = self.errors.get(exc.message, 0) + 1
+    def fail(self, exc: Exception) -> None:
+        """Count a failed request by its message: the store's refusals by theirs, anything
+        else (a bug in a client, say) by its type too, so that no request goes uncounted."""
+        message = exc.message if isinstance(exc, TARGET_ERRORS) else f"{type(exc).__name__}: {exc}"
+        self.errors[message] = self.errors.get(message, 0) + 1
         self.done += 1
 
 
@@ -140,7 +143,7 @@ def run_load(
                 op()
                 res.latencies.append(time.perf_counter() - t0)
                 res.done += 1
-            except TARGET_ERRORS as exc:
+            except Exception as exc:  # every failure is counted, as etcd's benchmark does
                 res.fail(exc)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
+from etcdz.errors import RequestTimedOut
+from tools.bench import run_load
 from tools.bench_report import (
     PERCENTILES,
     Progress,
@@ -101,3 +104,22 @@ def test_progress_redraws_one_line_and_ends_it() -> None:
     out = stream.getvalue()
     assert out.startswith("\r") and out.endswith("\n") and out.count("\n") == 1
     assert out.rstrip().rsplit("\r", 1)[-1].startswith("10 / 10 [")
+
+
+def test_a_request_failing_in_any_way_is_counted_by_its_kind() -> None:
+    calls = iter(range(10))
+
+    def make_op(conn: object, rng: object, i: int) -> Callable[[], object]:
+        def op() -> object:
+            n = next(calls)
+            if n % 3 == 1:
+                raise RequestTimedOut()
+            if n % 3 == 2:
+                raise KeyError("a client bug")
+            return n
+
+        return op
+
+    result, _ = run_load([object()], clients=1, seconds=5, total=9, make_op=make_op)  # type: ignore[list-item]
+    assert len(result.latencies) == 3
+    assert result.errors == {RequestTimedOut().message: 3, "KeyError: 'a client bug'": 3}
