@@ -26,9 +26,17 @@ class Header:
     token: str = ""  # from Authenticate; checked by the gateway when auth is enabled
 
 
+# Most messages between a node's actors carry the empty header: made and recognised once,
+# not encoded and decoded per message (~5 us of a hop's CPU).
+PLAIN_HEADER = Header()
+_PLAIN_FRAME = encode(PLAIN_HEADER)
+
+
 def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0, token: str = "") -> list[bytes]:
     """Frames for one message; ``body`` may be a message or its already-encoded bytes."""
     raw = body if isinstance(body, bytes) else encode(body)
+    if not (msg_id or in_reply_to or token):
+        return [_PLAIN_FRAME, raw]
     return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to, token=token)), raw]
 
 
@@ -36,6 +44,8 @@ def unpack_header(frames: list[bytes]) -> tuple[Header, bytes]:
     """Split ``[header, body]`` (routing ids already removed) and check the header."""
     if len(frames) != 2:
         raise DecodeError(f"expected 2 frames (header, body), got {len(frames)}")
+    if frames[0] == _PLAIN_FRAME:
+        return PLAIN_HEADER, frames[1]
     header = decode(frames[0], Header)
     if header.version != PROTOCOL_VERSION:
         raise DecodeError(f"unsupported protocol version {header.version}")

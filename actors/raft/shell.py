@@ -88,10 +88,9 @@ class RaftShell:
         self.loop = Loop(log)
         self.node: RawNode | None = None
         self.applied = 0
-        self.last_status: RaftStatus | None = None
         self._outgoing: list[RaftMessage] = []  # to peers, sent once at the end of the flush
         self._status_sent_at = 0.0
-        self._status_key: tuple[int, ...] = ()  # what the last status sent was made of
+        self._status_key: tuple[int, ...] = ()  # (term, leader, table epoch, commit, applied) last sent
         self._table_epoch = 0  # bumped on every membership change
         self.table = MemberTable()
         self.history = MembershipLog(0, self.table.snapshot())
@@ -463,10 +462,19 @@ class RaftShell:
         self.leader = leader
 
     def _report_status(self, node: RawNode) -> None:
+        """Tell the gateway (and, on a role change, the lease expirer) where raft is: at once
+        when the term, the leader or the member table changed, else at most every
+        ``STATUS_REFRESH_S`` (under load commit and applied move on every flush)."""
         st = node.status
-        key = (st.term, st.leader, st.commit, self.applied, self._table_epoch)
-        if key == self._status_key:
-            return  # nothing moved since the last status sent (most flushes under load)
+        key = (st.term, st.leader, self._table_epoch, st.commit, self.applied)
+        last = self._status_key
+        if key == last:
+            return
+        role_changed = key[:3] != last[:3]
+        now = time.monotonic()
+        if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
+            return  # sent with a later flush or the next tick
+        self._status_key, self._status_sent_at = key, now
         is_leader = st.leader == self.config.member_id
         self.m_has_leader.set(1 if st.leader else 0)
         self.m_is_leader.set(1 if is_leader else 0)
@@ -485,22 +493,9 @@ class RaftShell:
             is_learner=self.config.member_id in st.learners,
             leader_client_urls=list(leader.client_urls) if leader is not None else [],
         )
-        last = self.last_status
-        if status == last:
-            self._status_key = key
-            return
-        role_changed = last is None or _role(status) != _role(last)
-        now = time.monotonic()
-        if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
-            return  # only commit/applied moved: sent with a later batch or the next tick
-        self.last_status, self._status_sent_at, self._status_key = status, now, key
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got
             send(self.to_lease, status)
-
-
-def _role(status: RaftStatus) -> tuple[int, int, bool, list[str]]:
-    return status.leader, status.term, status.is_learner, status.leader_client_urls
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:

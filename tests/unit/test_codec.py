@@ -79,6 +79,15 @@ def test_envelope_frames() -> None:
         envelope.unpack_header([encode(envelope.Header(version=99)), body])
 
 
+def test_the_empty_header_is_shared_and_reads_as_any_other() -> None:
+    plain = envelope.pack(b"body")
+    assert plain[0] == encode(envelope.Header())  # the same bytes an encoded empty header has
+    assert envelope.unpack_header(plain) == (envelope.Header(), b"body")
+    assert envelope.unpack_header([encode(envelope.Header()), b"b"])[0] is envelope.PLAIN_HEADER
+    header, _ = envelope.unpack_header(envelope.pack(b"body", token="t"))
+    assert header == envelope.Header(token="t")
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_escape_as_other_exceptions(raw: bytes) -> None:
