@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tools import bench, bench_compare, bench_memory, bench_recovery, bench_watch, profile
+from tools import bench, bench_compare, bench_memory, bench_recovery, bench_watch, cpu_census, profile
 from tools.cluster import LocalCluster
 from tools.etcd_cluster import ETCD
 from tools.etcd_http import LEASE_NOT_FOUND, EtcdHTTPClient, EtcdHTTPError
@@ -112,3 +112,15 @@ def test_compare_runs_both_stores_alike_and_tabulates_them() -> None:
     table = bench_compare.format_table(result)
     row = r"^\| put \| [\d,]+ \| [\d.]+ ms \| [\d.]+ ms \| [\d,]+ \| .* \| [\d.]+ \|$"
     assert re.search(row, table, re.M), table
+
+
+def test_cpu_census_accounts_each_actor_per_request() -> None:
+    r = cpu_census.run(1, ["put", "--clients", "4", "--total", "600"])
+    assert r["requests"] == 600
+    assert {"raft", "wal", "apply", "mvcc", "gateway", "lease"} <= set(r["us_per_request"])
+    for actor in ("raft", "wal", "mvcc", "gateway"):  # each well over the 10 ms clock tick in all
+        (per_put,) = r["us_per_request"][actor]  # one member
+        assert per_put > 0, actor
+    total = sum(sum(v) for v in r["us_per_request"].values())
+    assert r["server_us_per_request"] == pytest.approx(total, abs=1)
+    assert "server" in cpu_census.format_report(r)
