@@ -77,7 +77,7 @@ class LeaseShell:
         self.to_raft = self.loop.outbox(config.inbox("raft"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
-        self.held: list[tuple[float, LeaseCall]] = []  # keep-alives for unknown leases, since
+        self.held: list[tuple[float, LeaseCall]] = []  # (held since, keep-alive of an unknown lease)
         self.loop.on_messages(inbox, self.handle)
         self.loop.every(TICK_S, self.tick)
         send(self.to_mvcc, LeaseTableRequest())

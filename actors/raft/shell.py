@@ -13,8 +13,9 @@ messages of every Ready and of the WAL's acknowledgements go out together, neigh
 to one peer merged: see coalesce.py), committed entries to the
 apply worker (conf changes are applied here first: the member table belongs to the raft core),
 read states to the gateway; advance. Then the status (``RaftStatus``): to the gateway at once
-when the leader, term or learner flag changed, otherwise (commit and applied only, every
-batch under load) at most every ``STATUS_REFRESH_S``; to the lease expirer only on the former.
+when the leader, the term or the member table changed, otherwise (commit and applied only,
+every batch under load) at most every ``STATUS_REFRESH_S``; to the lease expirer only on the
+former.
 """
 
 from __future__ import annotations
