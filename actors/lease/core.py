@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -184,3 +186,37 @@ class Lessor:
                 info.checkpointed_at = now
                 out.append((lease_id, max(0, math.ceil(info.deadline - now))))
         return out
+
+
+class Held:
+    """Keep-alives for leases this expirer does not know yet, each waiting up to ``wait_s``.
+
+    A grant reaches the expirer from the apply worker, its keep-alive from the gateway: the
+    client had the grant's answer, yet the keep-alive may overtake the grant's event. Held
+    rather than refused, it is answered as soon as the grant arrives; only a lease still unknown
+    after ``wait_s`` is "not found".
+    """
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self._calls: list[tuple[float, Any]] = []  # (held since, call)
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def hold(self, call: Any, now: float) -> None:
+        self._calls.append((now, call))
+
+    def retry(self, answer: Callable[[Any], bool], now: float) -> list[Any]:
+        """Try each held call again (``answer`` returns True once it answered it); the calls
+        that waited ``wait_s`` in vain are returned, to be refused."""
+        waiting, self._calls = self._calls, []
+        given_up = []
+        for since, call in waiting:
+            if answer(call):
+                continue
+            if now - since < self.wait_s:
+                self._calls.append((since, call))
+            else:
+                given_up.append(call)
+        return given_up

@@ -18,7 +18,7 @@ import time
 
 import structlog
 
-from actors.lease.core import Lessor
+from actors.lease.core import Held, Lessor
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import encode
@@ -39,10 +39,7 @@ from proto_schemas.lease import (
 )
 
 TICK_S = 0.1
-# A keep-alive for a lease not known here waits this long for its grant before "not found":
-# the client had the grant's answer, but the grant's event (apply worker -> here) may still be
-# on its way while the keep-alive (client -> gateway -> here) overtook it.
-UNKNOWN_LEASE_WAIT_S = 0.2
+UNKNOWN_LEASE_WAIT_S = 0.2  # a keep-alive for an unknown lease waits this long for its grant (Held)
 CHECKPOINT_INTERVAL_S = 300.0  # etcd's default lease checkpoint interval
 MAX_REVOKES_PER_S = 1000
 
@@ -77,7 +74,7 @@ class LeaseShell:
         self.to_raft = self.loop.outbox(config.inbox("raft"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
-        self.held: list[tuple[float, LeaseCall]] = []  # (held since, keep-alive of an unknown lease)
+        self.held = Held(UNKNOWN_LEASE_WAIT_S)
         self.loop.on_messages(inbox, self.handle)
         self.loop.every(TICK_S, self.tick)
         send(self.to_mvcc, LeaseTableRequest())
@@ -146,10 +143,13 @@ class LeaseShell:
             send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
             return
         if not self._keep_alive(msg, now):
-            self.held.append((now, msg))  # see UNKNOWN_LEASE_WAIT_S
+            self.held.hold(msg, now)
 
     def _keep_alive(self, msg: LeaseCall, now: float) -> bool:
         """Renew and answer; False (nothing answered) if the lease is not known here."""
+        if not self.leading:  # demoted while the call was held
+            self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
+            return True
         ttl = self.core.keep_alive(msg.request.id, now)
         if ttl is None:
             return False
@@ -163,15 +163,8 @@ class LeaseShell:
         return True
 
     def _retry_held(self, now: float) -> None:
-        held, self.held = self.held, []
-        for since, msg in held:
-            if not self.leading:
-                self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
-            elif not self._keep_alive(msg, now):
-                if now - since < UNKNOWN_LEASE_WAIT_S:
-                    self.held.append((since, msg))
-                else:
-                    self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
+        for msg in self.held.retry(lambda call: self._keep_alive(call, now), now):
+            self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
 
     def _reply(self, read_id: int, body: object) -> None:
         send(self.to_gateway, ReadResult(read_id=read_id, body=encode(body)))

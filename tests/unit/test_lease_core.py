@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.lease.core import Lessor
+from actors.lease.core import Held, Lessor
 
 MIN_TTL = 2
 
@@ -184,3 +184,22 @@ def test_events_for_unknown_leases_are_ignored(event: str) -> None:
     else:
         lessor.checkpointed(5, 10)
     assert lessor.ids() == [] and lessor.remaining(5, 0.0) is None
+
+
+def test_a_keep_alive_for_an_unknown_lease_waits_for_its_grant_then_gives_up() -> None:
+    held = Held(wait_s=0.2)
+    known: set[str] = set()
+    answered: list[str] = []
+
+    def answer(call: str) -> bool:
+        if call in known:
+            answered.append(call)
+        return call in known
+
+    held.hold("granted later", 0.0)
+    held.hold("never granted", 0.05)
+    assert held.retry(answer, 0.1) == [] and answered == []  # both still waiting
+    known.add("granted later")  # its grant's event arrives
+    assert held.retry(answer, 0.15) == [] and answered == ["granted later"]
+    assert held.retry(answer, 0.24) == []  # 0.19 s held: not yet
+    assert held.retry(answer, 0.25) == ["never granted"] and not held
