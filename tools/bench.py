@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import random
 import sys
@@ -39,6 +40,7 @@ from tools.bench_report import Progress, format_summary, summary
 from tools.etcd_http import EtcdHTTPClient, EtcdHTTPError
 
 DEFAULT_ENDPOINTS = {"etcdz": "tcp://127.0.0.1:2379", "etcd": "http://127.0.0.1:2379"}
+SUBTOOLS = {"watch": "tools.bench_watch", "recovery": "tools.bench_recovery", "memory": "tools.bench_memory"}
 TARGET_ERRORS = (EtcdzError, EtcdHTTPError)  # what a request may fail with: counted, not raised
 LEASE_TTL = 60
 RANGE_KEYS = 100  # the keys a range load reads (written before it starts)
@@ -247,18 +249,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["watch"]:
-        from tools import bench_watch
-
-        return bench_watch.main(argv[1:])
-    if argv[:1] == ["recovery"]:
-        from tools import bench_recovery
-
-        return bench_recovery.main(argv[1:])
-    if argv[:1] == ["memory"]:
-        from tools import bench_memory
-
-        return bench_memory.main(argv[1:])
+    if argv and argv[0] in SUBTOOLS:  # loads with a tool of their own
+        tool: Any = importlib.import_module(SUBTOOLS[argv[0]])
+        return int(tool.main(argv[1:]))
     args = parse_args(argv)
     s = measure(args)
     if args.output == "json":
