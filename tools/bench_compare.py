@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tools import bench
-from tools.cluster import LocalCluster
+from tools.cluster import running
 from tools.etcd_cluster import EtcdCluster
 
 LOADS: dict[str, list[str]] = {  # name -> tools.bench arguments
@@ -45,15 +45,10 @@ def started(target: str, members: int, root: str) -> Iterator[str]:
             time.sleep(SETTLE_S)
             yield etcd.endpoints
         return
-    cluster = LocalCluster(f"{root}/etcdz", members, watch_hubs=0)
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=60)
+    with running(f"{root}/etcdz", members, watch_hubs=0) as cluster:
         cluster.leader()
         time.sleep(SETTLE_S)
         yield ",".join(cluster.endpoints)
-    finally:
-        cluster.stop()
 
 
 def run(members: int, loads: list[str], seconds: float, clients: int, val_size: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from tools import bench
-from tools.cluster import LocalCluster
+from tools.cluster import running
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -38,24 +38,21 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(members: int, bench_args: list[str]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="etcdz-cpu-") as root:
-        cluster = LocalCluster(root, members, watch_hubs=0)
-        cluster.start()
-        try:
-            cluster.wait_ready(timeout=60)
-            leader = cluster.leader()
-            order = [leader] + [m for m in cluster.members if m is not leader]
-            pids = {(m.name, actor): pid for m in order for actor, pid in m.actor_pids().items()}
-            before = {k: cpu_seconds(p) for k, p in pids.items()}
-            own_before = resource.getrusage(resource.RUSAGE_SELF)
-            began = time.monotonic()
-            args = bench.parse_args([*bench_args, "--endpoints", ",".join(cluster.endpoints)])
-            s = bench.measure(args)
-            elapsed = time.monotonic() - began
-            own_after = resource.getrusage(resource.RUSAGE_SELF)
-            after = {k: cpu_seconds(p) for k, p in pids.items()}
-        finally:
-            cluster.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="etcdz-cpu-") as root,
+        running(root, members, watch_hubs=0) as cluster,
+    ):
+        leader = cluster.leader()
+        order = [leader] + [m for m in cluster.members if m is not leader]
+        pids = {(m.name, actor): pid for m in order for actor, pid in m.actor_pids().items()}
+        before = {k: cpu_seconds(p) for k, p in pids.items()}
+        own_before = resource.getrusage(resource.RUSAGE_SELF)
+        began = time.monotonic()
+        args = bench.parse_args([*bench_args, "--endpoints", ",".join(cluster.endpoints)])
+        s = bench.measure(args)
+        elapsed = time.monotonic() - began
+        own_after = resource.getrusage(resource.RUSAGE_SELF)
+        after = {k: cpu_seconds(p) for k, p in pids.items()}
     n = max(1, s["requests"])
     per_actor: dict[str, list[float]] = {}
     for (node, actor), cpu in after.items():
