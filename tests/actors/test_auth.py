@@ -3,6 +3,7 @@ leases and watches, restarts, and fuzzed auth requests."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -257,3 +258,39 @@ def test_fuzzed_auth_requests_get_typed_errors_and_the_node_keeps_serving(
     assert "\x00\uffff\U0001f600 /.." in listed and "big" not in listed and "huge" not in listed
     with pytest.raises(PermissionDenied):  # a long name is a name: it logs in, and holds no role
         Client(node.endpoints, user="x" * 100_000, password="p").get("/a/x")
+
+
+def test_no_password_or_token_is_written_to_a_log_the_wal_or_the_backend(secure: Secure) -> None:
+    """Passwords are hashed before they are proposed and tokens reach the log only as digests;
+    the debug logs of every actor name neither, whatever the request did."""
+    passwords = ["Pw-first-7q2Kx9", "Pw-second-Vt83Lm", "Pw-wrong-Hh41Zc"]
+    with (
+        tempfile.TemporaryDirectory() as root_dir,
+        running(root_dir, 1, extra_args=["--log-level", "debug"]) as node,
+    ):
+        root = secure(node)
+        root.user_add("carol", passwords[0])
+        token = root.authenticate("carol", passwords[0]).token
+        with pytest.raises(AuthFailed):
+            root.authenticate("carol", passwords[2])
+        root.user_change_password("carol", passwords[1])
+        carol = Client(node.endpoints, user="carol", password=passwords[1])
+        with pytest.raises(PermissionDenied):
+            carol.get("/secret")  # a request under a fresh token, refused
+        tokens = [token, carol.auth_token()]
+        carol.close()
+        root.close()
+        node.stop()  # logs flushed, LevelDB and WAL closed
+        secrets_ = [s.encode() for s in passwords + tokens]
+        written = 0
+        for directory, _, files in os.walk(root_dir):
+            for name in files:
+                path = os.path.join(directory, name)
+                if not os.path.isfile(path):
+                    continue  # the node's sockets
+                with open(path, "rb") as f:
+                    data = f.read()
+                written += len(data)
+                leaked = [s for s in secrets_ if s in data]
+                assert not leaked, f"{leaked} in {path}"
+        assert written > 100_000  # the logs, the WAL and the backend were all there to read
