@@ -112,6 +112,9 @@ WRITES = (
 )
 LOGIN_ATTEMPTS = 5  # a login refused as busy, or checked against a changed auth store, is retried
 LOGIN_BACKOFF_S = 0.1
+# A refusal that a fresh login cures: the token expired or this member does not know it, auth
+# was just enabled, or a signed token predates the auth store's last change.
+STALE_TOKEN = frozenset({ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.USER_EMPTY, ErrorCode.AUTH_OLD_REVISION})
 
 
 class Client(AuthApi):
@@ -235,9 +238,9 @@ class Client(AuthApi):
             try:
                 return self._call(body, deadline, write)
             except EtcdzError as exc:
-                if self.user is None or exc.code not in (ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.USER_EMPTY):
+                if self.user is None or exc.code not in STALE_TOKEN:
                     raise
-            self._login(deadline)  # the token expired, this member does not know it, or auth is new
+            self._login(deadline)
             return self._call(body, deadline, write)
 
     def auth_token(self) -> str:

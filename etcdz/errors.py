@@ -221,7 +221,8 @@ class InvalidAuthManagement(EtcdzError):
 
 
 class AuthOldRevision(EtcdzError):
-    """The auth store changed while the request was in flight: retry it."""
+    """The auth store changed while the request was in flight, or since a signed (JWT) token
+    was issued: log in again and retry (the SDK does both when it has the password)."""
 
     code = ErrorCode.AUTH_OLD_REVISION
 

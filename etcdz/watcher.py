@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
 _STOP = object()
-_STALE_TOKEN = TEXTS[ErrorCode.INVALID_AUTH_TOKEN]
+_STALE_TOKEN = frozenset(TEXTS[c] for c in (ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION))
 
 
 class Watch:
@@ -346,9 +346,9 @@ class WatchStream(threading.Thread):
                 self._watches.pop(w.id, None)
 
     def _stale_token(self, w: Watch, resp: WatchResponse) -> bool:
-        """A create refused for a token the cluster no longer knows (expired, a member
-        restarted): log in again and re-create it, once per refusal streak."""
-        if not (resp.canceled and resp.cancel_reason == _STALE_TOKEN and self._client.user is not None):
+        """A create refused for a token the cluster no longer takes (expired, a member
+        restarted, older than the auth store): log in again and re-create it, once per refusal streak."""
+        if not (resp.canceled and resp.cancel_reason in _STALE_TOKEN and self._client.user is not None):
             return False
         if w._relogins >= 1:
             return False

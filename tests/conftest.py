@@ -48,7 +48,7 @@ def _secure(cluster: LocalCluster) -> Client:
         c.put("/a/x", "1")
         c.put("/secret", "s")
         c.auth_enable()
-    return Client(cluster.endpoints, user="root", password="rootpw")
+    return Client(cluster.endpoints, user="root", password="rootpw", **cluster.client_options)
 
 
 @pytest.fixture

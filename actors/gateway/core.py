@@ -35,7 +35,9 @@ Rules (etcd's v3 server, preflight order as etcd's):
   wait, as etcd does (so a permission revoked before the read began is honoured on every
   member, and ``permission denied`` means the cluster had a quorum). A login
   checks the password here (rate-limited, see tokens.py), mints a random token and proposes
-  only its digest; the client gets the token once the login is applied. Passwords are hashed
+  only its digest; the client gets the token once the login is applied. With JWT tokens
+  (see actors/auth/jwt.py) the login is answered here with a signed token, which every member
+  checks alone and refuses once the auth store has moved past it. Passwords are hashed
   here before ``user add`` / ``passwd`` are proposed. Requests arriving on the node's own
   socket (``local``: its watch hubs) are the node's and are not checked.
 - Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
@@ -56,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from actors.auth.perms import Anyone, Need, needs
 from actors.auth.store import AuthView
@@ -200,6 +203,7 @@ class GatewayCore:
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         node_token: str = "",
+        jwt: JwtTokens | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -216,6 +220,7 @@ class GatewayCore:
         self.compactor = compactor
         self.auth = AuthView()  # as the backend last reported it
         self.tokens = TokenKeeper(auth_token_ttl_s)
+        self.jwt = jwt  # signed tokens instead of simple ones (--auth-token jwt)
         self.logins = LoginLimiter()
         self._random = random_bytes
         self.node_token = node_token  # other members' own processes present it
@@ -299,6 +304,11 @@ class GatewayCore:
         issued = ""
         if isinstance(request, AuthenticateRequest):
             request, issued = self._login(request, now)
+            if self.jwt is not None:  # a signed token needs no proposal: every member checks it
+                answer = AuthenticateResponse(header=self.header(self.revision), token=issued)
+                self._reply(route, header.msg_id, answer)
+                self.m_requests.inc(op=_op(request), code="OK")
+                return
         elif isinstance(request, UserAddRequest | UserChangePasswordRequest):
             request = self._hash(request)
         write = _is_write(request)
@@ -355,9 +365,20 @@ class GatewayCore:
     def _token_user(self, token: str, now: float) -> str:
         if not token:
             raise EtcdzError(ErrorCode.USER_EMPTY)
+        if self.jwt is not None:
+            return self._jwt_user(token)
         user = self.tokens.user(token, now)
         if user is None or user not in self.auth.users:
             raise EtcdzError(ErrorCode.INVALID_AUTH_TOKEN)
+        return user
+
+    def _jwt_user(self, token: str) -> str:
+        claims = self.jwt.check(token) if self.jwt is not None else None
+        if claims is None or claims[0] not in self.auth.users:
+            raise EtcdzError(ErrorCode.INVALID_AUTH_TOKEN)
+        user, revision = claims
+        if revision < self.auth.revision:  # issued before the last auth change (etcd's rule)
+            raise EtcdzError(ErrorCode.AUTH_OLD_REVISION)
         return user
 
     def _auth_check(self, request: AuthCheckRequest, now: float) -> AuthCheckResponse:
@@ -383,6 +404,8 @@ class GatewayCore:
         ):
             self.logins.failed(request.name, now)
             raise EtcdzError(ErrorCode.AUTH_FAILED)
+        if self.jwt is not None:
+            return request, self.jwt.issue(request.name, self.auth.revision)
         token = base64.urlsafe_b64encode(self._random(32)).decode().rstrip("=")
         logged = AuthenticateRequest(
             name=request.name, token_digest=digest(token), auth_revision=self.auth.revision

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.auth import jwt
 from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
 from actors.runtime import curve, failpoints
@@ -30,6 +31,13 @@ from proto_schemas.envelope import pack, unpack_header
 CLIENT_HWM = 10_000
 CLIENT = b"C"
 LOCAL = b"L"
+
+
+def _jwt(config: NodeConfig) -> jwt.JwtTokens | None:
+    options = config.auth_jwt
+    if options is None:
+        return None
+    return jwt.JwtTokens(jwt.load_key(options.key_file), options.method, options.ttl_s, time.time)
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
@@ -49,6 +57,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
         node_token=curve.node_token(config.peer_curve()),
+        jwt=_jwt(config),
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),

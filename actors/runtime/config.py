@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from actors.auth.jwt import JwtOptions
 from actors.runtime import curve
 from actors.runtime.curve import Curve
 
@@ -56,6 +57,7 @@ class NodeConfig:
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300
+    auth_jwt: JwtOptions | None = None  # --auth-token jwt,...; None: simple tokens
     key_file: str = ""  # Curve pair for the client endpoints (gateway, hubs, event stream)
     client_cert_auth: bool = False
     trusted_keys_dir: str = ""
@@ -120,6 +122,8 @@ class NodeConfig:
     def from_json(cls, text: str) -> NodeConfig:
         raw = json.loads(text)
         raw["peers"] = {int(k): v for k, v in raw.get("peers", {}).items()}
+        if raw.get("auth_jwt"):
+            raw["auth_jwt"] = JwtOptions(**raw["auth_jwt"])
         return cls(**raw)
 
     @classmethod

@@ -11,6 +11,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 
+from actors.auth.jwt import METHODS, JwtOptions, load_key
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
 from actors.runtime.curve import for_node
 
@@ -74,6 +75,11 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     ),
     "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
     "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
+    "auth-token": (
+        str,
+        "simple",
+        "simple, or jwt,priv-key=FILE[,sign-method=HS256|HS384|HS512][,ttl=5m] (signed tokens)",
+    ),
     "auth-token-ttl": (int, 300, "seconds a simple auth token lives after its last use"),
     "key-file": (str, "", "CurveZMQ secret certificate the client endpoints serve with (encrypts them)"),
     "client-cert-auth": (boolean, False, "accept only clients whose public key is in --trusted-keys-dir"),
@@ -164,6 +170,33 @@ def parse_duration_ms(value: str) -> int:
         if value.endswith(unit) and number.replace(".", "", 1).isdigit():
             return int(float(number) * units[unit])
     raise ValueError(f"expected a duration like 10m, 5s or 250ms, got {value!r}")
+
+
+def parse_auth_token(value: str) -> JwtOptions | None:
+    """``--auth-token`` as etcd reads it: ``simple`` (None), or ``jwt`` with comma-separated
+    options; the key file is read here so a bad one stops the start, not the first login."""
+    kind, *options = value.split(",")
+    if kind == "simple" and not options:
+        return None
+    if kind != "jwt":
+        raise ValueError(f"--auth-token must be 'simple' or 'jwt,...', got {value!r}")
+    found: dict[str, str] = {}
+    for option in options:
+        name, sep, setting = option.partition("=")
+        if not sep or name not in ("priv-key", "sign-method", "ttl"):
+            raise ValueError(f"--auth-token: unknown jwt option {option!r} (priv-key, sign-method, ttl)")
+        found[name] = setting
+    method = found.get("sign-method", "HS256")
+    if method not in METHODS:
+        raise ValueError(f"--auth-token: sign-method {method!r} is not one of {', '.join(METHODS)}")
+    if not found.get("priv-key"):
+        raise ValueError("--auth-token jwt needs priv-key=FILE (a secret of at least 32 bytes)")
+    key_file = os.path.abspath(found["priv-key"])
+    load_key(key_file)
+    ttl_s = parse_duration_ms(found.get("ttl", "5m")) / 1000
+    if ttl_s <= 0:
+        raise ValueError("--auth-token: ttl must be positive")
+    return JwtOptions(key_file, method, ttl_s)
 
 
 def parse_retention(mode: str, value: str) -> float:
@@ -287,6 +320,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
             str(values["experimental-watch-progress-notify-interval"])
         ),
         auth_token_ttl_s=token_ttl,
+        auth_jwt=parse_auth_token(str(values["auth-token"])),
         **_curve_settings(values),
         log_format=str(values["log-format"]),
         log_level=str(values["log-level"]),

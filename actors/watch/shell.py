@@ -48,7 +48,7 @@ MAX_CLIENT_MSG = 4 << 20
 ANNOUNCE_S = 1.0
 TICK_S = 0.05
 LOGIN_S = 1.0
-NEEDS_LOGIN = (ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN)
+NEEDS_LOGIN = (ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,6 @@
 """CurveZMQ on a 3-member cluster: trusted clients and peers get in; clients and peers without
-the right keys are refused, nothing they send is applied, the cluster keeps serving. And the
-node's private directories."""
+the right keys are refused, nothing they send is applied, the cluster keeps serving. Signed
+(JWT) auth tokens good on every member. And the node's private directories."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import zmq
 import zmq.auth
 
 from etcdz import Client
-from etcdz.errors import PermissionDenied, Unavailable
+from etcdz.errors import AuthOldRevision, PermissionDenied, Unavailable
 from proto_schemas.cluster import PeerBatch
 from proto_schemas.codec import encode
 from proto_schemas.envelope import pack
@@ -37,6 +37,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     trusted = root / "trusted"
     trusted.mkdir()
     (trusted / "client.key").write_bytes((root / "client.key").read_bytes())
+    (root / "jwt.key").write_bytes(os.urandom(32))
+    (root / "jwt.key").chmod(0o600)
     return root
 
 
@@ -46,6 +48,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Iterator[Lo
         *("--key-file", str(keys / "server.key_secret"), "--client-cert-auth"),
         *("--trusted-keys-dir", str(keys / "trusted")),
         *("--peer-key-file", str(keys / "peer.key_secret"), "--peer-client-cert-auth"),
+        *("--auth-token", f"jwt,priv-key={keys / 'jwt.key'},sign-method=HS256,ttl=5m"),
     ]
     options = {"server_key": str(keys / "server.key"), "client_key": str(keys / "client.key_secret")}
     with running(str(tmp_path_factory.mktemp("secured")), 3, extra_args=flags, client_options=options) as c:
@@ -143,6 +146,38 @@ def test_a_peer_without_the_mesh_key_cannot_inject_raft_messages(secured: LocalC
         assert c.put("/s/after", "ok").header.revision > 0
     for m in secured.members:
         assert all(pid > 0 for pid in m.actor_pids().values())
+
+
+def test_a_signed_token_is_good_on_every_member_until_the_auth_store_moves_on(
+    secured: LocalCluster, secure: Callable[[LocalCluster], Client]
+) -> None:
+    root = secure(secured)
+    try:
+        token = root.authenticate("alice", "apw").token
+        assert token.count(".") == 2  # a JWT, signed by the member that checked the password
+        for m in secured.members:  # no member kept anything of it, yet each takes it
+            with Client([m.client_url], token=token, **secured.client_options) as bearer:
+                assert bearer.get("/a/x").kvs[0].value == b"1"
+                with pytest.raises(PermissionDenied):
+                    bearer.get("/secret")
+        with Client(secured.endpoints, user="alice", password="apw", **secured.client_options) as alice:
+            assert alice.get("/a/x").count == 1
+            root.role_grant_permission("reader", "read", "/secret")
+            for m in secured.members:  # issued before the change: refused everywhere
+                with Client([m.client_url], user="root", password="rootpw", **secured.client_options) as r:
+                    r.get("/a/x")  # a linearizable read: this member has applied the change
+                with Client([m.client_url], token=token, **secured.client_options) as bearer:
+                    with pytest.raises(AuthOldRevision, match="revision of auth store is old"):
+                        bearer.get("/a/x", serializable=True)
+            assert alice.get("/secret").kvs[0].value == b"s"  # the SDK logged in again by itself
+            with alice.watch("/a/", prefix=True) as w:  # so does its watch stream
+                assert w.created.wait(10)
+                root.put("/a/jwt", "1")
+                got = w.get(timeout=10)
+                assert got is not None and got.events[0].kv.key == b"/a/jwt"
+    finally:
+        root.auth_disable()  # the other tests of this cluster run without auth
+        root.close()
 
 
 def test_the_data_and_socket_dirs_are_private(secured: LocalCluster) -> None:

@@ -109,3 +109,31 @@ def test_curve_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:
     assert config.peer_curve() is None
     with pytest.raises(ValueError, match="--auth-token-ttl"):
         resolve(["--auth-token-ttl", "0"], environ={})
+
+
+def test_auth_token_is_simple_or_jwt_with_a_usable_key(tmp_path: Path) -> None:
+    key = tmp_path / "jwt.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    assert resolve([], environ={}).auth_jwt is None
+    config = resolve(["--auth-token", f"jwt,priv-key={key},sign-method=HS512,ttl=10m"], environ={})
+    jwt = config.auth_jwt
+    assert jwt is not None and (jwt.key_file, jwt.method, jwt.ttl_s) == (str(key), "HS512", 600)
+    assert type(config).from_json(config.to_json()) == config  # as every actor reads it
+    env = {"ETCDZ_AUTH_TOKEN": f"jwt,priv-key={key}"}
+    from_env = resolve([], environ=env).auth_jwt
+    assert from_env is not None and (from_env.method, from_env.ttl_s) == ("HS256", 300)
+    for value, fragment in (
+        ("opaque", "must be 'simple' or 'jwt"),
+        ("jwt", "needs priv-key"),
+        (f"jwt,priv-key={key},sign-method=RS256", "sign-method 'RS256'"),
+        (f"jwt,priv-key={key},pub-key=x", "unknown jwt option"),
+        (f"jwt,priv-key={key},ttl=0s", "ttl must be positive"),
+        (f"jwt,priv-key={key},ttl=soon", "expected a duration"),
+        (f"jwt,priv-key={tmp_path / 'missing'}", "cannot read the JWT key"),
+    ):
+        with pytest.raises(ValueError, match=fragment):
+            resolve(["--auth-token", value], environ={})
+    key.chmod(0o644)
+    with pytest.raises(ValueError, match="readable by others"):
+        resolve(["--auth-token", f"jwt,priv-key={key}"], environ={})

@@ -8,6 +8,7 @@ from typing import Any
 
 from test_gateway_core import LEADER, make, replies
 
+from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import hash_password
 from actors.auth.tokens import LOGIN_BURST, digest
 from actors.gateway.core import GatewayCore
@@ -205,3 +206,39 @@ def test_other_members_processes_present_the_node_token() -> None:
     assert proposal.user is None  # the node itself
     send(core, ops.put("/k", "1"), token="n" * 63 + "m")
     assert error(core) == ErrorCode.INVALID_AUTH_TOKEN
+
+
+def test_with_signed_tokens_a_login_is_answered_at_once_and_any_auth_change_ends_older_tokens() -> None:
+    wall = [1_800_000_000.0]
+    signer = JwtTokens(b"k" * 32, "HS256", 60, lambda: wall[0])
+    core = secured(jwt=signer)
+    send(core, AuthenticateRequest(name="alice", password="wrong"))
+    assert error(core) == ErrorCode.AUTH_FAILED
+    send(core, AuthenticateRequest(name="alice", password="apw"))
+    out = core.take_outbox()
+    assert not out.to_raft  # nothing to propose: every member checks the signature alone
+    ((_, _, answer),) = [(r, m, decode(b) if isinstance(b, bytes) else b) for r, m, b in out.to_client]
+    assert isinstance(answer, AuthenticateResponse) and signer.check(answer.token) == ("alice", 7)
+    send(core, ops.get("/a/x", serializable=True), token=answer.token)
+    assert core.take_outbox().to_mvcc  # permitted: read from the backend
+    send(core, ops.put("/a/x", "1"), token=answer.token)
+    assert error(core) == ErrorCode.PERMISSION_DENIED
+    send(core, ops.get("/a/x", serializable=True), token="ta")  # a simple token means nothing here
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN
+    send(core, AuthCheckRequest(token=answer.token, key=b"/a/", range_end=b"/a0"))
+    ((_, _, ok),) = replies(core)
+    assert isinstance(ok, AuthCheckResponse) and ok.user == "alice"  # hubs check signed tokens too
+    moved = AuthState(enabled=True, revision=8, users=STATE.users, roles=STATE.roles)
+    core.internal(Results(applied_index=11, auth=moved), 0)
+    send(core, ops.get("/a/x", serializable=True), token=answer.token)
+    assert error(core) == ErrorCode.AUTH_OLD_REVISION  # etcd's rule: log in again
+    send(core, AuthenticateRequest(name="alice", password="apw"))
+    ((_, _, fresh),) = replies(core)
+    assert signer.check(fresh.token) == ("alice", 8)
+    wall[0] += 60
+    send(core, ops.get("/a/x", serializable=True), token=fresh.token)
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN  # expired, however often it was used
+    gone = AuthState(enabled=True, revision=8, users=STATE.users[1:], roles=STATE.roles)
+    core.internal(Results(applied_index=12, auth=gone), 0)
+    send(core, ops.get("/a/x", serializable=True), token=signer.issue("alice", 8))
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN  # a deleted user's token
