@@ -19,6 +19,10 @@ Rules (etcd's watch guarantees):
   watcher that fell behind the window reads history like a late starter.
 - A watcher whose cursor is below the compacted revision is cancelled with
   ``compact_revision`` and etcd's reason.
+- An idle hub (no watcher, no create being checked) unsubscribes from the live stream. The
+  member's answer to a create's check carries its revision, which is then "now" for the watch;
+  the live stream, subscribed again from the check on, continues it or (a gap) starts a new
+  window above it.
 - Auth: a watch is created only once a member said its token may read the watched range
   (``AuthCheckRequest``, sent whether or not auth is enabled: the hub cannot know). A refusal
   answers created + canceled with the member's error as the reason, as etcd does; a check
@@ -178,6 +182,13 @@ class HubCore:
         """Whether the live events are needed: by a watcher, or to learn the first revision."""
         return self.revision is None or any(stream.watchers for stream in self.streams.values())
 
+    @property
+    def listening(self) -> bool:
+        """Whether the hub should receive the live stream at all: while watching, and from the
+        moment a watch is asked for (so the stream flows by the time it is created). An idle
+        hub drops its subscription and costs its member nothing per write."""
+        return self.watching or bool(self._checks) or bool(self._early)
+
     def skip(self, first_revision: int, revision: int, compact_revision: int) -> None:
         """A live batch while nobody watches (see ``watching``): note how far the backend got and
         keep none of its events. An idle hub then costs a member almost nothing per write; a
@@ -256,6 +267,11 @@ class HubCore:
         if stream is None:
             return
         if isinstance(answer, AuthCheckResponse):
+            if not self.watching and self.revision is not None:
+                # Idle, the hub heard no live stream: the member's revision as it answered is
+                # "now" for this watch (a heartbeat from the gateway); what the stream later
+                # brings beyond a gap is read from history.
+                self.skip(0, answer.header.revision, 0)
             if self.revision is None:
                 self._early.append((route, 0, req))
             else:

@@ -94,6 +94,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     events.setsockopt(zmq.RCVHWM, 100_000)
     events.setsockopt(zmq.LINGER, 0)
     events.setsockopt(zmq.SUBSCRIBE, b"")
+    listening = [True]  # whether ``events`` is subscribed (see HubCore.listening)
     curvezmq.connect_as(events, config.curve)
     subscribed: list[str] = []
 
@@ -227,6 +228,9 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 log.info("client stream caught up", client=route.hex())
         for request_id, request in out.to_backend:
             to_member(request, request_id)
+        if core.listening != listening[0]:
+            listening[0] = core.listening
+            events.setsockopt(zmq.SUBSCRIBE if listening[0] else zmq.UNSUBSCRIBE, b"")
 
     m_watchers = loop.metrics.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.")
     m_streams = loop.metrics.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")

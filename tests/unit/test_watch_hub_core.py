@@ -430,3 +430,35 @@ def test_an_unwatched_hub_keeps_no_events_and_later_watchers_read_history() -> N
     hub.live(batch(put("b", 13)), 0.1)
     (got,) = responses(hub)
     assert got.watch_id == 5 and events_of([got]) == [(13, b"b")]
+
+
+def test_an_idle_hub_stops_listening_and_takes_now_from_the_members_answer_to_a_create() -> None:
+    hub = started(10)
+    assert not hub.listening  # no watcher: the shell unsubscribes, the hub's revision goes stale
+    hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=1)), 0.0, token="t")
+    assert hub.listening  # listening again while the create is checked
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader(revision=50)))
+    (created,) = responses(hub)
+    assert created.created and created.header.revision == 50  # now is the member's revision
+    hub.live(batch(put("a", 50)), 0.1)  # published before the watch existed: not for it
+    assert responses(hub) == []
+    hub.live(batch(put("a", 53)), 0.2)  # 51 and 52 went by before the subscription took
+    out = hub.take_outbox()
+    assert [b for _, _, b in out.to_client] == [] and out.to_backend == [
+        (0, WatchHistoryRequest(start_revision=51))
+    ]
+    hub.history(
+        WatchHistoryResponse(
+            header=ResponseHeader(), start_revision=51, revision=52, events=[put("a", 51), put("b", 52)]
+        ),
+        0.3,
+    )
+    assert events_of(responses(hub)) == [(51, b"a"), (53, b"a")]
+    answer = AuthCheckResponse(header=ResponseHeader(revision=99))  # a member ahead of the stream
+    hub.client(C, 2, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=2)), 0.4, token="t")
+    answer_checks(hub, answer, 0.4)
+    (created,) = responses(hub)
+    assert created.header.revision == 53  # while watching, the live stream says what now is
+    hub.client(C, 3, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.5)
+    hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.5)
+    assert not hub.listening
