@@ -30,7 +30,6 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.envelope import pack
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
     ApplyBatch,
@@ -119,7 +118,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             events=batch_events,
         )
         try:
-            events.send_multipart(pack(batch), zmq.NOBLOCK)
+            send(events, batch, flags=zmq.NOBLOCK)
         except zmq.Again:
             pass  # a hub too slow to keep up reads the rest from history
 

@@ -176,9 +176,13 @@ class Loop:
             fn()
 
 
-def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0) -> None:
+def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0, flags: int = 0) -> None:
     """Send one message (a registered message or its encoded bytes) on an internal socket."""
-    sock.send_multipart(pack(body, msg_id=msg_id, in_reply_to=in_reply_to))
+    frames = pack(body, msg_id=msg_id, in_reply_to=in_reply_to)
+    if len(frames) == 1:
+        sock.send(frames[0], flags)  # far cheaper than a multipart send of one frame
+    else:
+        sock.send_multipart(frames, flags)
 
 
 def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) -> None:

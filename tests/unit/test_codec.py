@@ -73,17 +73,21 @@ def test_envelope_frames() -> None:
     header, body = envelope.unpack_header(frames)
     assert (header.msg_id, header.in_reply_to) == (7, 3)
     assert decode(body) == PutRequest(key=b"k")
-    with pytest.raises(DecodeError):
-        envelope.unpack_header(frames[:1])
+    assert envelope.unpack_header(frames[1:]) == (envelope.PLAIN_HEADER, body)  # a lone frame is a body
     with pytest.raises(DecodeError, match="protocol version"):
         envelope.unpack_header([encode(envelope.Header(version=99)), body])
 
 
-def test_the_empty_header_is_shared_and_reads_as_any_other() -> None:
+def test_the_empty_header_is_not_sent_and_reads_as_any_other() -> None:
     plain = envelope.pack(b"body")
-    assert plain[0] == encode(envelope.Header())  # the same bytes an encoded empty header has
+    assert plain == [b"body"]  # one frame: the empty header is implied
     assert envelope.unpack_header(plain) == (envelope.Header(), b"body")
-    assert envelope.unpack_header([encode(envelope.Header()), b"b"])[0] is envelope.PLAIN_HEADER
+    assert envelope.unpack_header(plain)[0] is envelope.PLAIN_HEADER
+    assert (
+        envelope.unpack_header([encode(envelope.Header()), b"b"])[0] is envelope.PLAIN_HEADER
+    )  # sent anyway
+    with pytest.raises(DecodeError, match="expected 1 or 2 frames"):
+        envelope.unpack_header([b"h", b"b", b"x"])
     header, _ = envelope.unpack_header(envelope.pack(b"body", token="t"))
     assert header == envelope.Header(token="t")
 
