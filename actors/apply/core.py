@@ -9,8 +9,11 @@ Rules:
 - A snapshot installed from the leader moves the applied index forward at once (the backend
   already holds everything up to it).
 - Results go to the gateway (which drops ids it did not mint) together with the applied index;
-  the raft core hears the applied index too (for the committed - applied gap and snapshots),
-  and the lease expirer hears of every lease granted, revoked or checkpointed.
+  the lease expirer hears of every lease granted, revoked or checkpointed. The raft core hears
+  the applied index too (for snapshots and its status), but under load at most every
+  ``APPLIED_REFRESH_S`` (the shell asks again on a timer): one message less per batch, and a
+  snapshot or a status that far behind is harmless. A restart or a restored snapshot is told
+  at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 from proto_schemas.internal import Applied, ApplyBatch, ApplyDone, BackendState, Results
 from proto_schemas.lease import LeaseEvents
 from proto_schemas.raft import Entry
+
+APPLIED_REFRESH_S = 0.02
 
 
 @dataclass(slots=True)
@@ -39,6 +44,8 @@ class ApplyCore:
         self._queue: deque[Entry] = deque()
         self._last_queued = 0
         self._in_flight = False
+        self._told = 0  # the applied index the raft core last heard
+        self._told_at = float("-inf")
 
     def on_backend_state(self, state: BackendState, out: ApplyOutbox) -> None:
         if self.applied is None:
@@ -49,7 +56,7 @@ class ApplyCore:
             # The gateway serves linearizable reads once applied >= read index: tell it how
             # far the backend already is, or a restarted member waits for the next write.
             out.to_gateway.append(Results(applied_index=self.applied))
-            out.to_raft.append(Applied(index=self.applied))
+            self.tell_raft(out, float("inf"))
 
     def on_committed(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -68,9 +75,9 @@ class ApplyCore:
         self._last_queued = max(self._last_queued, index)
         self.applied = max(self.applied or 0, index)
         out.to_gateway.append(Results(applied_index=index))
-        out.to_raft.append(Applied(index=index))
+        self.tell_raft(out, float("inf"))
 
-    def on_apply_done(self, done: ApplyDone, out: ApplyOutbox) -> None:
+    def on_apply_done(self, done: ApplyDone, out: ApplyOutbox, now: float) -> None:
         self._in_flight = False
         self.applied = max(self.applied or 0, done.applied_index)
         out.to_gateway.append(
@@ -83,9 +90,16 @@ class ApplyCore:
                 tokens=done.tokens,
             )
         )
-        out.to_raft.append(Applied(index=done.applied_index))
+        self.tell_raft(out, now)
         if done.lease_events:
             out.to_lease.append(LeaseEvents(index=done.applied_index, events=done.lease_events))
+
+    def tell_raft(self, out: ApplyOutbox, now: float) -> None:
+        """Tell the raft core the applied index if it moved and the last word is old enough."""
+        if self.applied is None or self.applied <= self._told or now - self._told_at < APPLIED_REFRESH_S:
+            return
+        out.to_raft.append(Applied(index=self.applied))
+        self._told, self._told_at = self.applied, now
 
     def next_batch(self, out: ApplyOutbox) -> None:
         if self._in_flight or self.applied is None or not self._queue:

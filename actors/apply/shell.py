@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
-from actors.apply.core import ApplyCore, ApplyOutbox
+from actors.apply.core import APPLIED_REFRESH_S, ApplyCore, ApplyOutbox
 from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
@@ -30,7 +32,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                     core.on_restored(msg.restored, out)
                 core.on_committed(msg.entries)
             elif isinstance(msg, ApplyDone):
-                core.on_apply_done(msg, out)
+                core.on_apply_done(msg, out, time.monotonic())
             elif isinstance(msg, BackendState):
                 core.on_backend_state(msg, out)
                 log.info("backend state", consistent_index=msg.consistent_index, revision=msg.revision)
@@ -56,4 +58,5 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     loop.on_messages(inbox, handle)
     loop.after_batch(flush)
+    loop.every(APPLIED_REFRESH_S, lambda: core.tell_raft(out, time.monotonic()))  # flushed after
     return loop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.apply.core import ApplyCore, ApplyOutbox
+from actors.apply.core import APPLIED_REFRESH_S, ApplyCore, ApplyOutbox
 from proto_schemas.internal import Applied, ApplyBatch, ApplyDone, ApplyResult, BackendState, Results
 from proto_schemas.raft import Entry
 
@@ -47,7 +47,7 @@ def test_one_batch_in_flight_and_the_rest_batched_behind_it() -> None:
     core.next_batch(out)
     assert len(out.to_mvcc) == 1  # still waiting for the first
     core.on_apply_done(
-        ApplyDone(applied_index=2, revision=3, results=[ApplyResult(request_id=9, body=b"r")]), out
+        ApplyDone(applied_index=2, revision=3, results=[ApplyResult(request_id=9, body=b"r")]), out, 0.0
     )
     core.next_batch(out)
     assert isinstance(out.to_mvcc[1], ApplyBatch)
@@ -85,3 +85,20 @@ def test_a_restored_snapshot_moves_applied_forward_and_skips_what_it_covers() ->
     assert [e.index for e in out.to_mvcc[0].entries] == [11, 12]
     assert out.to_gateway == [Results(applied_index=10)]
     assert out.to_raft == [Applied(index=10)]
+
+
+def test_the_raft_core_hears_the_applied_index_at_most_every_refresh_under_load() -> None:
+    core, out = ApplyCore(), ApplyOutbox()
+    core.on_backend_state(state(0), ApplyOutbox())
+    core.on_committed(entries(1, 6))
+    for index, now in ((2, 1.0), (4, 1.005), (6, 1.01)):
+        core.next_batch(out)
+        core.on_apply_done(ApplyDone(applied_index=index, revision=index), out, now)
+    assert out.to_raft == [Applied(index=2)]  # the first at once, the rest held
+    assert [r.applied_index for r in out.to_gateway] == [2, 4, 6]  # the gateway hears every batch
+    core.tell_raft(out, 1.01)
+    assert out.to_raft == [Applied(index=2)]
+    core.tell_raft(out, 1.0 + APPLIED_REFRESH_S)  # the shell's timer
+    assert out.to_raft == [Applied(index=2), Applied(index=6)]
+    core.tell_raft(out, 5.0)
+    assert len(out.to_raft) == 2  # nothing new: nothing sent
