@@ -9,13 +9,15 @@ load of ``tools.bench`` against all its endpoints with the same clients and valu
 stops it; then it prints one table: requests/s, p50 and p99 of both, and etcdz's throughput
 as a fraction of etcd's. Only one cluster runs at a time, so neither competes with the other
 for the CPU. etcd is driven through its JSON gateway over keep-alive HTTP, etcdz through the
-SDK: Python clients of about the same cost (see ``tools.etcd_http``).
+SDK: Python clients of about the same cost (see ``tools.etcd_http``), which the table shows
+(the benchmark process's CPU per request: the clients share the machine with the cluster).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -61,17 +63,26 @@ def run(members: int, loads: list[str], seconds: float, clients: int, val_size: 
             for load in loads:
                 argv = LOADS[load] + ["--target", target, "--endpoints", eps]
                 argv += ["--seconds", str(seconds), "--clients", str(clients), "--val-size", str(val_size)]
+                before = _cpu_s()
                 s = bench.measure(bench.parse_args(argv))
+                client_us = (_cpu_s() - before) / max(1, s["requests"]) * 1e6
                 pct = s.get("percentiles_s", {})
                 results.setdefault(load, {})[target] = {
                     "rps": s.get("requests_per_s", 0.0),
                     "p50_ms": pct.get("p50", 0.0) * 1000,
                     "p99_ms": pct.get("p99", 0.0) * 1000,
                     "errors": sum(s["errors"].values()),
+                    "client_us": client_us,
                 }
     for r in results.values():
         r["ratio"] = r["etcdz"]["rps"] / r["etcd"]["rps"] if r["etcd"]["rps"] else 0.0
     return dict(members=members, clients=clients, val_size=val_size, seconds=seconds, loads=results)
+
+
+def _cpu_s() -> float:
+    """CPU this process (the benchmark's clients, all threads) used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -79,14 +90,16 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['members']} member(s), {result['clients']} clients, {result['val_size']} B values, "
         f"{result['seconds']:g} s per load",
         "",
-        "| load | etcd req/s | etcd p50 | etcd p99 | etcdz req/s | etcdz p50 | etcdz p99 | etcdz / etcd |",
-        "|---|---|---|---|---|---|---|---|",
+        "| load | etcd req/s | etcd p50 | etcd p99 | etcdz req/s | etcdz p50 | etcdz p99 | etcdz / etcd "
+        "| client CPU per request, etcd / etcdz |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for load, r in result["loads"].items():
         e, z = r["etcd"], r["etcdz"]
         lines.append(
             f"| {load} | {e['rps']:,.0f} | {e['p50_ms']:.1f} ms | {e['p99_ms']:.1f} ms "
-            f"| {z['rps']:,.0f} | {z['p50_ms']:.1f} ms | {z['p99_ms']:.1f} ms | {r['ratio']:.2f} |"
+            f"| {z['rps']:,.0f} | {z['p50_ms']:.1f} ms | {z['p99_ms']:.1f} ms | {r['ratio']:.2f} "
+            f"| {e['client_us']:.0f} / {z['client_us']:.0f} us |"
         )
     errors = {f"{load} {t}": r[t]["errors"] for load, r in result["loads"].items() for t in ("etcd", "etcdz")}
     if any(errors.values()):
