@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from tools import bench, bench_compare, bench_memory, bench_recovery, bench_watch, cpu_census, profile
+from tools import (
+    bench,
+    bench_compare,
+    bench_hubs,
+    bench_memory,
+    bench_recovery,
+    bench_watch,
+    cpu_census,
+    profile,
+)
 from tools.cluster import LocalCluster
 from tools.etcd_cluster import ETCD
 from tools.etcd_http import LEASE_NOT_FOUND, EtcdHTTPClient, EtcdHTTPError
@@ -125,3 +134,12 @@ def test_cpu_census_accounts_each_actor_per_request() -> None:
     total = sum(sum(v) for v in r["us_per_request"].values())
     assert r["server_us_per_request"] == pytest.approx(total, abs=1)
     assert "server" in cpu_census.format_report(r)
+
+
+def test_hub_comparison_counts_each_hubs_cpu_per_event() -> None:
+    rows = [bench_hubs.run_one(n, watchers=20, streams=4, put_rate=10, seconds=1.0, procs=1) for n in (1, 2)]
+    for n, r in zip((1, 2), rows, strict=True):
+        assert r["events_delivered"] == r["events_expected"] > 0
+        assert len(r["hub_cpu_s"]) == n and r["hub_cpu_us_per_event"] > 0
+    assert rows[1]["hubs_used"] == 2  # the streams were spread over both hubs
+    assert "| 2 | " in bench_hubs.format_table(rows)
