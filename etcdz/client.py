@@ -49,7 +49,7 @@ from proto_schemas.cluster import (
 )
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse
 from proto_schemas.kv import (
     CompactionRequest,
     CompactionResponse,
@@ -112,9 +112,6 @@ WRITES = (
 )
 LOGIN_ATTEMPTS = 5  # a login refused as busy, or checked against a changed auth store, is retried
 LOGIN_BACKOFF_S = 0.1
-# A refusal that a fresh login cures: the token expired or this member does not know it, auth
-# was just enabled, or a signed token predates the auth store's last change.
-STALE_TOKEN = frozenset({ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.USER_EMPTY, ErrorCode.AUTH_OLD_REVISION})
 
 
 class Client(AuthApi):
@@ -238,7 +235,7 @@ class Client(AuthApi):
             try:
                 return self._call(body, deadline, write)
             except EtcdzError as exc:
-                if self.user is None or exc.code not in STALE_TOKEN:
+                if self.user is None or exc.code not in RELOGIN:
                     raise
             self._login(deadline)
             return self._call(body, deadline, write)

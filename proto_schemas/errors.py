@@ -123,6 +123,9 @@ TEXTS: dict[ErrorCode, str] = {
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})
+# Refusals a fresh login cures: no token yet (auth newly enabled), a token expired or unknown
+# to this member, or a signed token older than the auth store's last change.
+RELOGIN = frozenset({ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION})
 # errors whose detail (what exactly was wrong) is worth showing after etcd's text
 _DETAILED = frozenset(
     {ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.INTERNAL, ErrorCode.MEMBER_BAD_URLS}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from tools import bench
 from tools.cluster import running
+from tools.cpu_census import own_cpu_seconds
 from tools.etcd_cluster import EtcdCluster
 
 LOADS: dict[str, list[str]] = {  # name -> tools.bench arguments
@@ -63,9 +63,9 @@ def run(members: int, loads: list[str], seconds: float, clients: int, val_size: 
             for load in loads:
                 argv = LOADS[load] + ["--target", target, "--endpoints", eps]
                 argv += ["--seconds", str(seconds), "--clients", str(clients), "--val-size", str(val_size)]
-                before = _cpu_s()
+                before = own_cpu_seconds()
                 s = bench.measure(bench.parse_args(argv))
-                client_us = (_cpu_s() - before) / max(1, s["requests"]) * 1e6
+                client_us = (own_cpu_seconds() - before) / max(1, s["requests"]) * 1e6
                 pct = s.get("percentiles_s", {})
                 results.setdefault(load, {})[target] = {
                     "rps": s.get("requests_per_s", 0.0),
@@ -77,12 +77,6 @@ def run(members: int, loads: list[str], seconds: float, clients: int, val_size: 
     for r in results.values():
         r["ratio"] = r["etcdz"]["rps"] / r["etcd"]["rps"] if r["etcd"]["rps"] else 0.0
     return dict(members=members, clients=clients, val_size=val_size, seconds=seconds, loads=results)
-
-
-def _cpu_s() -> float:
-    """CPU this process (the benchmark's clients, all threads) used so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -37,6 +37,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def own_cpu_seconds() -> float:
+    """User + system CPU of this process (every thread: the benchmark's clients) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(members: int, bench_args: list[str]) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="etcdz-cpu-") as root,
@@ -46,18 +52,18 @@ def run(members: int, bench_args: list[str]) -> dict[str, Any]:
         order = [leader] + [m for m in cluster.members if m is not leader]
         pids = {(m.name, actor): pid for m in order for actor, pid in m.actor_pids().items()}
         before = {k: cpu_seconds(p) for k, p in pids.items()}
-        own_before = resource.getrusage(resource.RUSAGE_SELF)
+        own_before = own_cpu_seconds()
         began = time.monotonic()
         args = bench.parse_args([*bench_args, "--endpoints", ",".join(cluster.endpoints)])
         s = bench.measure(args)
         elapsed = time.monotonic() - began
-        own_after = resource.getrusage(resource.RUSAGE_SELF)
+        own_after = own_cpu_seconds()
         after = {k: cpu_seconds(p) for k, p in pids.items()}
     n = max(1, s["requests"])
     per_actor: dict[str, list[float]] = {}
     for (node, actor), cpu in after.items():
         per_actor.setdefault(actor, []).append(round((cpu - before[(node, actor)]) / n * 1e6, 1))
-    client = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
+    client = own_after - own_before
     return {
         "requests": s["requests"],
         "requests_per_s": s.get("requests_per_s", 0.0),

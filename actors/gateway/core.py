@@ -366,14 +366,14 @@ class GatewayCore:
         if not token:
             raise EtcdzError(ErrorCode.USER_EMPTY)
         if self.jwt is not None:
-            return self._jwt_user(token)
+            return self._jwt_user(self.jwt, token)
         user = self.tokens.user(token, now)
         if user is None or user not in self.auth.users:
             raise EtcdzError(ErrorCode.INVALID_AUTH_TOKEN)
         return user
 
-    def _jwt_user(self, token: str) -> str:
-        claims = self.jwt.check(token) if self.jwt is not None else None
+    def _jwt_user(self, jwt: JwtTokens, token: str) -> str:
+        claims = jwt.check(token)
         if claims is None or claims[0] not in self.auth.users:
             raise EtcdzError(ErrorCode.INVALID_AUTH_TOKEN)
         user, revision = claims

@@ -31,7 +31,7 @@ from actors.watch.core import HubCore, batched
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
 from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode, peek
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
+from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
     EventBatch,
     HubAnnounce,
@@ -48,7 +48,6 @@ MAX_CLIENT_MSG = 4 << 20
 ANNOUNCE_S = 1.0
 TICK_S = 0.05
 LOGIN_S = 1.0
-NEEDS_LOGIN = (ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,7 +183,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 auth["token"] = msg.token
                 log.info("logged in to the cluster", user=config.user)
                 core.ask_history_again(now)
-            elif isinstance(msg, ErrorResponse) and msg.code in NEEDS_LOGIN:
+            elif isinstance(msg, ErrorResponse) and msg.code in RELOGIN:
                 login()
             elif isinstance(msg, WatchHistoryResponse):
                 core.history(msg, now)
