@@ -52,6 +52,7 @@ from actors.raft.storage import Storage, StorageError, entry_size
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.raft import (
     ConfChange,
+    ConfChangeType,
     ConfState,
     Entry,
     EntryType,
@@ -537,8 +538,7 @@ class Raft:
             if self.lead_transferee:
                 raise ProposalDropped("leadership transfer in progress")
             conf_at = [i for i, e in enumerate(m.entries) if e.type == EntryType.CONF_CHANGE]
-            if conf_at:
-                self._check_conf_change(m.entries, conf_at)
+            if conf_at and self._check_conf_change(m.entries, conf_at):
                 self.pending_conf_index = self.log.last_index() + conf_at[-1] + 1
             self._append_entry(m.entries)
             self.bcast_append()
@@ -756,13 +756,14 @@ class Raft:
     def conf_state(self) -> ConfState:
         return ConfState(voters=sorted(self.voters), learners=sorted(self.learners))
 
-    def _check_conf_change(self, entries: list[Entry], conf_at: list[int]) -> None:
+    def _check_conf_change(self, entries: list[Entry], conf_at: list[int]) -> bool:
         """Refuse a conf change the leader must not append (see ``confchange``): the
-        configuration it would apply to must be the latest one, hence one change at a time."""
+        configuration it would apply to must be the latest one, hence one change at a time.
+        Returns whether the change alters the configuration: ``UPDATE_NODE`` (a member
+        publishing its client URLs, a peer URL update) does not, so it neither waits for an
+        earlier change nor holds a later one back."""
         if len(conf_at) > 1:
             raise ProposalDropped("one membership change at a time")
-        if self.pending_conf_index > self.log.applied:
-            raise ProposalDropped("an earlier membership change is not applied yet; retry later")
         try:
             cc = decode(entries[conf_at[0]].data, expect=ConfChange)
         except DecodeError as exc:
@@ -770,6 +771,11 @@ class Raft:
         reason = confchange.refusal(self.voters, self.learners, cc)
         if reason is not None:
             raise ProposalDropped(reason)
+        if cc.type is ConfChangeType.UPDATE_NODE:
+            return False
+        if self.pending_conf_index > self.log.applied:
+            raise ProposalDropped("an earlier membership change is not applied yet; retry later")
+        return True
 
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
         """Apply a committed change; replays (a restart, the bootstrap entries) change nothing."""

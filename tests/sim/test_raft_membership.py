@@ -31,6 +31,7 @@ MT = MessageType
 ADD = ConfChangeType.ADD_NODE
 ADD_LEARNER = ConfChangeType.ADD_LEARNER_NODE
 REMOVE = ConfChangeType.REMOVE_NODE
+UPDATE = ConfChangeType.UPDATE_NODE
 
 
 def elect(c: Cluster, i: int) -> None:
@@ -380,6 +381,23 @@ def test_a_second_change_is_refused_while_one_is_pending() -> None:
     c.stabilize()
     assert conf(c, 1) == ConfState(voters=[1, 2, 3, 4])
     assert c.propose_conf_change(1, REMOVE, 4)
+
+
+def test_a_metadata_update_neither_waits_for_nor_holds_back_a_change() -> None:
+    """A member publishing its client URLs (``UPDATE_NODE``) while a member is being added:
+    neither is refused, since an update does not change who votes."""
+    c = Cluster(3, bootstrap=True)
+    elect(c, 1)
+    c.isolate(1)
+    assert c.propose_conf_change(1, UPDATE, 2)  # appended, cannot commit
+    assert c.propose_conf_change(1, ADD_LEARNER, 4)  # not held back by the update
+    assert c.propose_conf_change(1, UPDATE, 3)  # nor does the pending addition hold this back
+    with pytest.raises(ProposalDropped, match="not applied yet"):
+        c.node(1).propose_conf_change(ConfChange(type=ADD, node_id=5))
+    c.heal()
+    c.tick(1)
+    c.stabilize()
+    assert conf(c, 1) == conf(c, 2) == ConfState(voters=[1, 2, 3], learners=[4])
 
 
 def test_a_new_leader_waits_until_its_predecessors_change_is_applied() -> None:
