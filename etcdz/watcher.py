@@ -26,7 +26,7 @@ from etcdz import ops
 from etcdz.errors import Compacted, EtcdzError, Unavailable, from_reason
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse
+from proto_schemas.errors import RELOGIN, TEXTS, ErrorResponse
 from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
     PROGRESS_ALL,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
 _STOP = object()
-_STALE_TOKEN = frozenset(TEXTS[c] for c in (ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION))
+_STALE_TOKEN = frozenset(TEXTS[c] for c in RELOGIN)  # as for calls: what a fresh login cures
 
 
 class Watch:
@@ -347,7 +347,8 @@ class WatchStream(threading.Thread):
 
     def _stale_token(self, w: Watch, resp: WatchResponse) -> bool:
         """A create refused for a token the cluster no longer takes (expired, a member
-        restarted, older than the auth store): log in again and re-create it, once per refusal streak."""
+        restarted, older than the auth store) or for want of one (auth enabled since this
+        client found it off): log in again and re-create it, once per refusal streak."""
         if not (resp.canceled and resp.cancel_reason in _STALE_TOKEN and self._client.user is not None):
             return False
         if w._relogins >= 1:

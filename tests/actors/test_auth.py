@@ -135,7 +135,18 @@ def test_auth_enable_is_refused_without_root_and_disable_opens_the_door(
         assert c.get("/secret").kvs[0].value == b"s"
         assert not c.auth_status().enabled
     # a client with credentials goes on without a token while auth is off (as clientv3)
-    assert Client(node.endpoints, user="alice", password="apw").get("/secret").count == 1
+    alice = Client(node.endpoints, user="alice", password="apw")
+    assert alice.get("/secret").count == 1
+    # once auth is on again, it logs in for its next call and for its next watch alike
+    root.auth_enable()
+    with alice.watch("/a/", prefix=True) as w:
+        assert w.created.wait(10)
+        root.put("/a/w", "1")
+        got = w.get(timeout=10)
+        assert got is not None and [e.kv.key for e in got.events] == [b"/a/w"]
+    with pytest.raises(PermissionDenied):
+        alice.get("/secret")
+    alice.close()
     root.close()
 
 
