@@ -9,12 +9,10 @@ password by its hash (``hashed_password``) before proposing, and a token by its 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.kv import ResponseHeader
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
 
 ROOT = "root"  # the user and the role that may do anything
 
@@ -26,7 +24,7 @@ class PermissionType(enum.IntEnum):
 
 
 @message(210)
-@_msg
+@wire
 class Permission:
     """``key`` alone: that key; with ``range_end``: [key, range_end); ``range_end`` b"\\0":
     every key from ``key`` on (etcd's ``--from-key``)."""
@@ -37,37 +35,37 @@ class Permission:
 
 
 @message(211)
-@_msg
+@wire
 class AuthEnableRequest:
     pass
 
 
 @message(212)
-@_msg
+@wire
 class AuthEnableResponse:
     header: ResponseHeader
 
 
 @message(213)
-@_msg
+@wire
 class AuthDisableRequest:
     pass
 
 
 @message(214)
-@_msg
+@wire
 class AuthDisableResponse:
     header: ResponseHeader
 
 
 @message(215)
-@_msg
+@wire
 class AuthStatusRequest:
     pass
 
 
 @message(216)
-@_msg
+@wire
 class AuthStatusResponse:
     header: ResponseHeader
     enabled: bool = False
@@ -75,7 +73,7 @@ class AuthStatusResponse:
 
 
 @message(217)
-@_msg
+@wire
 class AuthenticateRequest:
     """From a client: ``name`` and ``password``. In the log: ``password`` empty and the digest
     of the token the gateway chose (applied, it makes the token valid on every member)."""
@@ -87,14 +85,14 @@ class AuthenticateRequest:
 
 
 @message(218)
-@_msg
+@wire
 class AuthenticateResponse:
     header: ResponseHeader
     token: str = ""
 
 
 @message(219)
-@_msg
+@wire
 class UserAddRequest:
     name: str
     password: str = ""
@@ -103,38 +101,38 @@ class UserAddRequest:
 
 
 @message(220)
-@_msg
+@wire
 class UserAddResponse:
     header: ResponseHeader
 
 
 @message(221)
-@_msg
+@wire
 class UserGetRequest:
     name: str
 
 
 @message(222)
-@_msg
+@wire
 class UserGetResponse:
     header: ResponseHeader
     roles: list[str] = field(default_factory=list)
 
 
 @message(223)
-@_msg
+@wire
 class UserDeleteRequest:
     name: str
 
 
 @message(224)
-@_msg
+@wire
 class UserDeleteResponse:
     header: ResponseHeader
 
 
 @message(225)
-@_msg
+@wire
 class UserChangePasswordRequest:
     name: str
     password: str = ""
@@ -142,102 +140,102 @@ class UserChangePasswordRequest:
 
 
 @message(226)
-@_msg
+@wire
 class UserChangePasswordResponse:
     header: ResponseHeader
 
 
 @message(227)
-@_msg
+@wire
 class UserGrantRoleRequest:
     user: str
     role: str
 
 
 @message(228)
-@_msg
+@wire
 class UserGrantRoleResponse:
     header: ResponseHeader
 
 
 @message(229)
-@_msg
+@wire
 class UserRevokeRoleRequest:
     name: str
     role: str
 
 
 @message(230)
-@_msg
+@wire
 class UserRevokeRoleResponse:
     header: ResponseHeader
 
 
 @message(231)
-@_msg
+@wire
 class UserListRequest:
     pass
 
 
 @message(232)
-@_msg
+@wire
 class UserListResponse:
     header: ResponseHeader
     users: list[str] = field(default_factory=list)
 
 
 @message(233)
-@_msg
+@wire
 class RoleAddRequest:
     name: str
 
 
 @message(234)
-@_msg
+@wire
 class RoleAddResponse:
     header: ResponseHeader
 
 
 @message(235)
-@_msg
+@wire
 class RoleGetRequest:
     role: str
 
 
 @message(236)
-@_msg
+@wire
 class RoleGetResponse:
     header: ResponseHeader
     perm: list[Permission] = field(default_factory=list)
 
 
 @message(237)
-@_msg
+@wire
 class RoleDeleteRequest:
     role: str
 
 
 @message(238)
-@_msg
+@wire
 class RoleDeleteResponse:
     header: ResponseHeader
 
 
 @message(239)
-@_msg
+@wire
 class RoleGrantPermissionRequest:
     name: str
     perm: Permission
 
 
 @message(240)
-@_msg
+@wire
 class RoleGrantPermissionResponse:
     header: ResponseHeader
 
 
 @message(241)
-@_msg
+@wire
 class RoleRevokePermissionRequest:
     role: str
     key: bytes
@@ -245,26 +243,26 @@ class RoleRevokePermissionRequest:
 
 
 @message(242)
-@_msg
+@wire
 class RoleRevokePermissionResponse:
     header: ResponseHeader
 
 
 @message(243)
-@_msg
+@wire
 class RoleListRequest:
     pass
 
 
 @message(244)
-@_msg
+@wire
 class RoleListResponse:
     header: ResponseHeader
     roles: list[str] = field(default_factory=list)
 
 
 @message(245)
-@_msg
+@wire
 class AuthCheckRequest:
     """From a watch hub: may the holder of ``token`` read [key, range_end)? (A watcher's
     token is checked where tokens are known: at a member.)"""
@@ -275,7 +273,7 @@ class AuthCheckRequest:
 
 
 @message(246)
-@_msg
+@wire
 class AuthCheckResponse:
     header: ResponseHeader
     user: str = ""  # empty while auth is disabled
@@ -285,7 +283,7 @@ class AuthCheckResponse:
 
 
 @message(250)
-@_msg
+@wire
 class UserRecord:
     name: str
     hashed_password: str = ""  # empty: a user without password (no token for it)
@@ -293,14 +291,14 @@ class UserRecord:
 
 
 @message(251)
-@_msg
+@wire
 class RoleRecord:
     name: str
     perms: list[Permission] = field(default_factory=list)
 
 
 @message(252)
-@_msg
+@wire
 class AuthState:
     """The whole auth store at ``revision``: sent by the backend to its gateway at start and
     whenever an applied entry changed it."""
@@ -312,7 +310,7 @@ class AuthState:
 
 
 @message(253)
-@_msg
+@wire
 class TokenGranted:
     """An applied ``AuthenticateRequest``: the token whose digest this is now names ``user``
     (each member's gateway keeps it for the token TTL, renewed on use)."""

@@ -8,17 +8,15 @@ The raft core owns the member table; it changes only by committed conf-change en
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.kv import ResponseHeader
 from proto_schemas.raft import RaftMessage, Snapshot
 
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
-
 
 @message(120)
-@_msg
+@wire
 class Member:
     id: int
     name: str = ""  # empty until the member has started and published itself
@@ -28,27 +26,27 @@ class Member:
 
 
 @message(121)
-@_msg
+@wire
 class MemberListRequest:
     linearizable: bool = False
 
 
 @message(122)
-@_msg
+@wire
 class MemberListResponse:
     header: ResponseHeader
     members: list[Member] = field(default_factory=list)
 
 
 @message(123)
-@_msg
+@wire
 class MemberAddRequest:
     peer_urls: list[str]
     is_learner: bool = False
 
 
 @message(124)
-@_msg
+@wire
 class MemberAddResponse:
     header: ResponseHeader
     member: Member
@@ -56,53 +54,53 @@ class MemberAddResponse:
 
 
 @message(125)
-@_msg
+@wire
 class MemberRemoveRequest:
     id: int
 
 
 @message(126)
-@_msg
+@wire
 class MemberRemoveResponse:
     header: ResponseHeader
     members: list[Member] = field(default_factory=list)
 
 
 @message(127)
-@_msg
+@wire
 class MemberUpdateRequest:
     id: int
     peer_urls: list[str]
 
 
 @message(128)
-@_msg
+@wire
 class MemberUpdateResponse:
     header: ResponseHeader
     members: list[Member] = field(default_factory=list)
 
 
 @message(129)
-@_msg
+@wire
 class MemberPromoteRequest:
     id: int
 
 
 @message(130)
-@_msg
+@wire
 class MemberPromoteResponse:
     header: ResponseHeader
     members: list[Member] = field(default_factory=list)
 
 
 @message(131)
-@_msg
+@wire
 class MoveLeaderRequest:
     target_id: int
 
 
 @message(132)
-@_msg
+@wire
 class MoveLeaderResponse:
     header: ResponseHeader
 
@@ -120,7 +118,7 @@ CLUSTER_REQUESTS = (MemberListRequest, *CLUSTER_CHANGES)
 
 
 @message(330)
-@_msg
+@wire
 class MemberChange:
     """The context of a conf-change entry: the member's attributes after the change, and the
     id of the request that proposed it (0 when a member publishes itself), so that the member
@@ -131,7 +129,7 @@ class MemberChange:
 
 
 @message(331)
-@_msg
+@wire
 class Membership:
     """The member table as of a log index: carried in the data of raft snapshots (on disk and
     sent to followers), so a member restarted or installed from a snapshot knows its peers."""
@@ -141,7 +139,7 @@ class Membership:
 
 
 @message(332)
-@_msg
+@wire
 class ClusterCall:
     """A client's Cluster request, forwarded by the gateway to the raft core (which owns the
     member table); answered by a ``ReadResult`` with the same ``read_id``."""
@@ -158,7 +156,7 @@ class ClusterCall:
 
 
 @message(333)
-@_msg
+@wire
 class PeerBatch:
     """Raft messages from one member to another, sent together. ``cluster_id`` guards against a
     member of another cluster dialling the wrong port (etcd checks X-Etcd-Cluster-ID)."""
@@ -170,7 +168,7 @@ class PeerBatch:
 
 
 @message(334)
-@_msg
+@wire
 class SnapshotChunk:
     """One piece of a snapshot on its way to a follower. The raft message (with the snapshot's
     metadata and the member table) travels in the last chunk, after all of the backend's data,
@@ -185,7 +183,7 @@ class SnapshotChunk:
 
 
 @message(335)
-@_msg
+@wire
 class PeerFaults:
     """Fault injection (tests and the nemesis), replacing the faults in force: drop every raft
     message to or from the ``blocked`` members, as a network partition would; drop
@@ -198,7 +196,7 @@ class PeerFaults:
 
 
 @message(336)
-@_msg
+@wire
 class SaveSnapshot:
     """Raft core -> WAL writer: keep this snapshot (metadata + member table) and mark it in the
     WAL, then release the segments it covers."""
@@ -207,13 +205,13 @@ class SaveSnapshot:
 
 
 @message(337)
-@_msg
+@wire
 class SnapshotSaved:
     index: int
 
 
 @message(338)
-@_msg
+@wire
 class SnapshotPull:
     """Raft core -> backend: the next piece of snapshot ``snap_id`` (the first pull opens a
     point-in-time view of the backend); ``close`` abandons it. Pull-driven, so a large
@@ -224,7 +222,7 @@ class SnapshotPull:
 
 
 @message(339)
-@_msg
+@wire
 class SnapshotPiece:
     snap_id: int
     seq: int
@@ -234,7 +232,7 @@ class SnapshotPiece:
 
 
 @message(340)
-@_msg
+@wire
 class SnapshotInstalled:
     """Backend -> raft core: the snapshot's data replaced the backend atomically (or not)."""
 
@@ -244,7 +242,7 @@ class SnapshotInstalled:
 
 
 @message(341)
-@_msg
+@wire
 class JoinQuery:
     """A member started with ``--initial-cluster-state existing`` and an empty data dir asks a
     peer which member it is (``member add`` chose the id) and which cluster it joins."""
@@ -253,7 +251,7 @@ class JoinQuery:
 
 
 @message(342)
-@_msg
+@wire
 class JoinInfo:
     cluster_id: int = 0
     member_id: int = 0

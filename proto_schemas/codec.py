@@ -1,7 +1,8 @@
 """One codec for every message that crosses a process or network boundary.
 
 Rules:
-- A message is a frozen, slotted, keyword-only dataclass registered with ``@message(type_id)``.
+- A message is a frozen, slotted, keyword-only dataclass (``@wire``) registered with
+  ``@message(type_id)``.
   The id is part of the wire format: never reuse or renumber one.
 - On the wire a message is the CBOR tag ``MESSAGE_TAG`` around ``[type_id, field1, field2, ...]``
   in declaration order. Nested messages are tagged the same way, so a field typed as a union of
@@ -48,6 +49,13 @@ class _Spec:
 _BY_ID: dict[int, _Spec] = {}
 _BY_CLS: dict[type, _Spec] = {}
 _PENDING: list[type] = []
+
+
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
+def wire(cls: type[_T]) -> type[_T]:
+    """The dataclass every message is: frozen, slotted, keyword-only. One definition, and one
+    that type checkers read as a dataclass (an alias of ``dataclass(...)`` they do not)."""
+    return dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
 def message(type_id: int) -> Callable[[type[_T]], type[_T]]:
@@ -104,7 +112,7 @@ def _compile_payload(type_id: int, hints: list[Any]) -> Callable[[Any], list[Any
         else:
             fields.append(f"t(m.{name})")
     items = ", ".join([str(type_id), *fields])
-    return eval(f"lambda m: [{items}]", {"t": _tree})  # type: ignore[no-any-return]  # noqa: S307
+    return eval(f"lambda m: [{items}]", {"t": _tree})  # noqa: S307
 
 
 def _compile_build(cls: type, names: tuple[str, ...], checkers: tuple[Checker, ...]) -> Callable[[Any], Any]:
@@ -197,7 +205,7 @@ def _checker_for(tp: Any, where: str) -> Checker:
             return v
 
         return check_scalar
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
 
         def check_message(v: Any, d: int) -> Any:
             if type(v) is not tp:
@@ -309,7 +317,11 @@ class _Decoder:
 _HOOK = _Decoder()
 
 
-def decode(data: bytes, expect: type[_T] | tuple[type, ...] | None = None) -> _T:
+@typing.overload
+def decode(data: bytes, expect: type[_T]) -> _T: ...
+@typing.overload
+def decode(data: bytes, expect: tuple[type, ...] | None = None) -> Any: ...
+def decode(data: bytes, expect: type[Any] | tuple[type, ...] | None = None) -> Any:
     """Decode bytes to a message; ``expect`` narrows which top-level types are acceptable."""
     if not _BY_ID or _PENDING:
         _resolve()
@@ -326,7 +338,7 @@ def decode(data: bytes, expect: type[_T] | tuple[type, ...] | None = None) -> _T
         raise DecodeError(f"malformed CBOR: {exc}") from None
     if expect is not None and not isinstance(value, expect):
         raise DecodeError(f"unexpected message type {type(value).__name__}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def peek(data: bytes, cls: type, count: int) -> list[int]:

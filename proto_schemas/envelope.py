@@ -13,16 +13,15 @@ the receiver ~1 us, on every hop of every write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from proto_schemas.codec import DecodeError, decode, encode, message
+from proto_schemas.codec import DecodeError, decode, encode, message, wire
 
 PROTOCOL_VERSION = 1
 
 
 @message(1)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@wire
 class Header:
     version: int = PROTOCOL_VERSION
     msg_id: int = 0

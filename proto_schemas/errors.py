@@ -8,9 +8,8 @@ linearizability checker must treat the outcome as unknown. Type id 90.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 
 
 class ErrorCode(enum.IntEnum):
@@ -133,7 +132,7 @@ _DETAILED = frozenset(
 
 
 @message(90)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@wire
 class ErrorResponse:
     code: ErrorCode
     message: str

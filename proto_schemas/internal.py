@@ -8,7 +8,7 @@ bytes, encoded once by the gateway and decoded once by the backend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from proto_schemas.auth import (
     AuthDisableRequest,
@@ -31,18 +31,16 @@ from proto_schemas.auth import (
     UserListRequest,
     UserRevokeRoleRequest,
 )
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
 from proto_schemas.lease import LeaseCheckpointRequest, LeaseEvent, LeaseGrantRequest, LeaseRevokeRequest
 from proto_schemas.maintenance import AlarmRequest
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
-
 
 @message(300)
-@_msg
+@wire
 class InternalRequest:
     """The payload of a normal raft entry: a client write and the id its result is routed by.
     ``user`` is who proposed it (None: the node itself), checked against the auth store at
@@ -81,7 +79,7 @@ class InternalRequest:
 
 
 @message(301)
-@_msg
+@wire
 class Propose:
     """Client writes for the raft core; ``request_ids[i]`` is the id inside ``data[i]``, kept
     beside the opaque payload so a failed proposal can be answered without decoding it."""
@@ -91,20 +89,20 @@ class Propose:
 
 
 @message(302)
-@_msg
+@wire
 class ProposeFailed:
     request_ids: list[int]
     code: ErrorCode
 
 
 @message(303)
-@_msg
+@wire
 class ReadIndexRequest:
     read_id: int
 
 
 @message(304)
-@_msg
+@wire
 class ReadIndexResponse:
     read_id: int
     index: int = 0
@@ -112,7 +110,7 @@ class ReadIndexResponse:
 
 
 @message(305)
-@_msg
+@wire
 class RaftStatus:
     member_id: int
     cluster_id: int
@@ -125,7 +123,7 @@ class RaftStatus:
 
 
 @message(306)
-@_msg
+@wire
 class Persist:
     """Entries and hard state to make durable, and messages to release once they are."""
 
@@ -136,7 +134,7 @@ class Persist:
 
 
 @message(307)
-@_msg
+@wire
 class Persisted:
     last_index: int
     last_term: int
@@ -144,13 +142,13 @@ class Persisted:
 
 
 @message(308)
-@_msg
+@wire
 class WalLoad:
     pass
 
 
 @message(309)
-@_msg
+@wire
 class WalState:
     member_id: int
     cluster_id: int
@@ -160,27 +158,27 @@ class WalState:
 
 
 @message(310)
-@_msg
+@wire
 class Apply:
     entries: list[Entry]
     restored: int = 0  # a snapshot brought the backend to this index: skip what it covers
 
 
 @message(311)
-@_msg
+@wire
 class ApplyBatch:
     entries: list[Entry]
 
 
 @message(312)
-@_msg
+@wire
 class ApplyResult:
     request_id: int
     body: bytes
 
 
 @message(313)
-@_msg
+@wire
 class ApplyDone:
     applied_index: int
     revision: int
@@ -192,7 +190,7 @@ class ApplyDone:
 
 
 @message(314)
-@_msg
+@wire
 class Results:
     applied_index: int
     results: list[ApplyResult] = field(default_factory=list)
@@ -203,13 +201,13 @@ class Results:
 
 
 @message(315)
-@_msg
+@wire
 class Applied:
     index: int
 
 
 @message(316)
-@_msg
+@wire
 class ReadRequest:
     read_id: int
     body: bytes
@@ -217,14 +215,14 @@ class ReadRequest:
 
 
 @message(317)
-@_msg
+@wire
 class ReadResult:
     read_id: int
     body: bytes
 
 
 @message(318)
-@_msg
+@wire
 class BackendStateRequest:
     """Asked by the apply worker at start (``reply_to="apply"``) and by the gateway for status."""
 
@@ -234,7 +232,7 @@ class BackendStateRequest:
 
 
 @message(319)
-@_msg
+@wire
 class BackendState:
     read_id: int
     consistent_index: int
@@ -246,7 +244,7 @@ class BackendState:
 
 
 @message(370)
-@_msg
+@wire
 class MetricSample:
     name: str  # the family name, or with _bucket/_sum/_count for a histogram
     labels: list[str] = field(default_factory=list)  # name, value, name, value, ...
@@ -254,7 +252,7 @@ class MetricSample:
 
 
 @message(371)
-@_msg
+@wire
 class MetricFamily:
     name: str
     kind: str  # counter, gauge, histogram
@@ -263,7 +261,7 @@ class MetricFamily:
 
 
 @message(372)
-@_msg
+@wire
 class MetricsReport:
     """An actor's metrics as they are now, sent to the node's metrics process every second."""
 

@@ -7,11 +7,9 @@ reads them without a dictionary. Type ids 100-199.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
+from proto_schemas.codec import message, wire
 
 
 class SortOrder(enum.IntEnum):
@@ -49,7 +47,7 @@ class EventType(enum.IntEnum):
 
 
 @message(100)
-@_msg
+@wire
 class ResponseHeader:
     cluster_id: int = 0
     member_id: int = 0
@@ -58,7 +56,7 @@ class ResponseHeader:
 
 
 @message(101)
-@_msg
+@wire
 class KeyValue:
     key: bytes
     create_revision: int = 0
@@ -69,7 +67,7 @@ class KeyValue:
 
 
 @message(102)
-@_msg
+@wire
 class RangeRequest:
     key: bytes
     range_end: bytes = b""
@@ -87,7 +85,7 @@ class RangeRequest:
 
 
 @message(103)
-@_msg
+@wire
 class RangeResponse:
     header: ResponseHeader
     kvs: list[KeyValue] = field(default_factory=list)
@@ -96,7 +94,7 @@ class RangeResponse:
 
 
 @message(104)
-@_msg
+@wire
 class PutRequest:
     key: bytes
     value: bytes = b""
@@ -107,14 +105,14 @@ class PutRequest:
 
 
 @message(105)
-@_msg
+@wire
 class PutResponse:
     header: ResponseHeader
     prev_kv: KeyValue | None = None
 
 
 @message(106)
-@_msg
+@wire
 class DeleteRangeRequest:
     key: bytes
     range_end: bytes = b""
@@ -122,7 +120,7 @@ class DeleteRangeRequest:
 
 
 @message(107)
-@_msg
+@wire
 class DeleteRangeResponse:
     header: ResponseHeader
     deleted: int = 0
@@ -130,7 +128,7 @@ class DeleteRangeResponse:
 
 
 @message(108)
-@_msg
+@wire
 class Compare:
     """etcd's Compare; the ``target_union`` is flattened: the field named by ``target`` is used."""
 
@@ -146,7 +144,7 @@ class Compare:
 
 
 @message(109)
-@_msg
+@wire
 class TxnRequest:
     compare: list[Compare] = field(default_factory=list)
     success: list[RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest] = field(default_factory=list)
@@ -154,7 +152,7 @@ class TxnRequest:
 
 
 @message(110)
-@_msg
+@wire
 class TxnResponse:
     header: ResponseHeader
     succeeded: bool = False
@@ -164,20 +162,20 @@ class TxnResponse:
 
 
 @message(111)
-@_msg
+@wire
 class CompactionRequest:
     revision: int
     physical: bool = False
 
 
 @message(112)
-@_msg
+@wire
 class CompactionResponse:
     header: ResponseHeader
 
 
 @message(113)
-@_msg
+@wire
 class RangeStreamRequest:
     """A range delivered in bounded chunks (etcd 3.7's RangeStream), pulled chunk by chunk.
 
@@ -192,7 +190,7 @@ class RangeStreamRequest:
 
 
 @message(114)
-@_msg
+@wire
 class RangeStreamResponse:
     header: ResponseHeader
     kvs: list[KeyValue] = field(default_factory=list)
@@ -201,13 +199,13 @@ class RangeStreamResponse:
 
 
 @message(115)
-@_msg
+@wire
 class StatusRequest:
     pass
 
 
 @message(116)
-@_msg
+@wire
 class StatusResponse:
     header: ResponseHeader
     version: str = ""
@@ -222,13 +220,13 @@ class StatusResponse:
 
 
 @message(117)
-@_msg
+@wire
 class HashKVRequest:
     revision: int = 0
 
 
 @message(118)
-@_msg
+@wire
 class HashKVResponse:
     header: ResponseHeader
     hash: int = 0

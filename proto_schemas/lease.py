@@ -7,25 +7,23 @@ time-to-live questions go to the leader's lease expirer, which alone keeps deadl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.kv import ResponseHeader
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
 
 MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
 
 
 @message(140)
-@_msg
+@wire
 class LeaseGrantRequest:
     ttl: int
     id: int = 0  # 0: the server chooses
 
 
 @message(141)
-@_msg
+@wire
 class LeaseGrantResponse:
     header: ResponseHeader
     id: int = 0
@@ -34,44 +32,44 @@ class LeaseGrantResponse:
 
 
 @message(142)
-@_msg
+@wire
 class LeaseRevokeRequest:
     id: int
 
 
 @message(143)
-@_msg
+@wire
 class LeaseRevokeResponse:
     header: ResponseHeader
 
 
 @message(144)
-@_msg
+@wire
 class LeaseCheckpoint:
     id: int
     remaining_ttl: int
 
 
 @message(145)
-@_msg
+@wire
 class LeaseCheckpointRequest:
     checkpoints: list[LeaseCheckpoint] = field(default_factory=list)
 
 
 @message(146)
-@_msg
+@wire
 class LeaseCheckpointResponse:
     header: ResponseHeader
 
 
 @message(147)
-@_msg
+@wire
 class LeaseKeepAliveRequest:
     id: int
 
 
 @message(148)
-@_msg
+@wire
 class LeaseKeepAliveResponse:
     header: ResponseHeader
     id: int = 0
@@ -79,14 +77,14 @@ class LeaseKeepAliveResponse:
 
 
 @message(149)
-@_msg
+@wire
 class LeaseTimeToLiveRequest:
     id: int
     keys: bool = False
 
 
 @message(150)
-@_msg
+@wire
 class LeaseTimeToLiveResponse:
     header: ResponseHeader
     id: int = 0
@@ -96,19 +94,19 @@ class LeaseTimeToLiveResponse:
 
 
 @message(151)
-@_msg
+@wire
 class LeaseLeasesRequest:
     pass
 
 
 @message(152)
-@_msg
+@wire
 class LeaseStatus:
     id: int
 
 
 @message(153)
-@_msg
+@wire
 class LeaseLeasesResponse:
     header: ResponseHeader
     leases: list[LeaseStatus] = field(default_factory=list)
@@ -118,7 +116,7 @@ class LeaseLeasesResponse:
 
 
 @message(350)
-@_msg
+@wire
 class LeaseEvent:
     """A lease change the backend applied, for the lease expirer: granted, revoked, or
     checkpointed (``remaining`` 0 then clears an earlier checkpoint)."""
@@ -131,7 +129,7 @@ class LeaseEvent:
 
 
 @message(351)
-@_msg
+@wire
 class LeaseEvents:
     """Lease changes applied up to ``index``: from the apply worker after each batch, or the
     whole table from the backend when the lease expirer starts (``initial``)."""
@@ -142,13 +140,13 @@ class LeaseEvents:
 
 
 @message(352)
-@_msg
+@wire
 class LeaseTableRequest:
     """Lease expirer -> backend at start: every lease, with the consistent index."""
 
 
 @message(353)
-@_msg
+@wire
 class LeaseCall:
     """Gateway -> lease expirer: a keep-alive or time-to-live question (leader only)."""
 
@@ -157,7 +155,7 @@ class LeaseCall:
 
 
 @message(354)
-@_msg
+@wire
 class LeaseRead:
     """Lease expirer -> backend: answer a time-to-live with the expirer's remaining TTL
     (the backend knows the granted TTL and the keys)."""

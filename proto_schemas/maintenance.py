@@ -10,12 +10,10 @@ write. Defragment and Snapshot are answered by the member asked, from its own ba
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.kv import ResponseHeader
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class AlarmType(enum.IntEnum):
@@ -31,14 +29,14 @@ class AlarmAction(enum.IntEnum):
 
 
 @message(180)
-@_msg
+@wire
 class AlarmMember:
     member_id: int
     alarm: AlarmType
 
 
 @message(181)
-@_msg
+@wire
 class AlarmRequest:
     """GET lists every raised alarm; ACTIVATE / DEACTIVATE raise or clear ``alarm`` for
     ``member_id``. All three go through raft, so a GET sees every alarm applied before it."""
@@ -49,20 +47,20 @@ class AlarmRequest:
 
 
 @message(182)
-@_msg
+@wire
 class AlarmResponse:
     header: ResponseHeader
     alarms: list[AlarmMember] = field(default_factory=list)
 
 
 @message(183)
-@_msg
+@wire
 class DefragmentRequest:
     pass
 
 
 @message(184)
-@_msg
+@wire
 class DefragmentResponse:
     """``db_size_before`` / ``db_size_after``: what the defragmentation reclaimed (etcdz's
     addition to etcd's response)."""
@@ -73,7 +71,7 @@ class DefragmentResponse:
 
 
 @message(185)
-@_msg
+@wire
 class SnapshotRequest:
     """A point-in-time copy of the member's backend, one piece per request (so neither side
     holds it whole): ``snap_id`` 0 opens a new copy, later requests name it and the next
@@ -84,7 +82,7 @@ class SnapshotRequest:
 
 
 @message(186)
-@_msg
+@wire
 class SnapshotResponse:
     """Piece ``seq`` of copy ``snap_id``: backend records as key, value, key, value, ...;
     ``done`` on the last. ``revision`` and ``consistent_index`` are the copy's."""
@@ -100,7 +98,7 @@ class SnapshotResponse:
 
 
 @message(187)
-@_msg
+@wire
 class SnapshotFileHeader:
     """The first item of a snapshot file: where the copy stands."""
 

@@ -5,11 +5,9 @@ written to the WAL. Entry payloads are opaque bytes here. Type ids 200-249.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
+from proto_schemas.codec import message, wire
 
 
 class EntryType(enum.IntEnum):
@@ -47,7 +45,7 @@ class ConfChangeType(enum.IntEnum):
 
 
 @message(200)
-@_msg
+@wire
 class Entry:
     term: int
     index: int
@@ -56,7 +54,7 @@ class Entry:
 
 
 @message(201)
-@_msg
+@wire
 class HardState:
     term: int = 0
     vote: int = 0
@@ -64,14 +62,14 @@ class HardState:
 
 
 @message(202)
-@_msg
+@wire
 class ConfState:
     voters: list[int] = field(default_factory=list)
     learners: list[int] = field(default_factory=list)
 
 
 @message(203)
-@_msg
+@wire
 class SnapshotMetadata:
     index: int = 0
     term: int = 0
@@ -79,14 +77,14 @@ class SnapshotMetadata:
 
 
 @message(204)
-@_msg
+@wire
 class Snapshot:
     metadata: SnapshotMetadata = field(default_factory=SnapshotMetadata)
     data: bytes = b""
 
 
 @message(205)
-@_msg
+@wire
 class RaftMessage:
     type: MessageType
     to: int = 0
@@ -103,7 +101,7 @@ class RaftMessage:
 
 
 @message(206)
-@_msg
+@wire
 class ConfChange:
     type: ConfChangeType
     node_id: int
@@ -111,7 +109,7 @@ class ConfChange:
 
 
 @message(207)
-@_msg
+@wire
 class ReadState:
     index: int
     request_ctx: bytes

@@ -15,12 +15,10 @@ through a member's gateway, like any serializable read.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from proto_schemas.codec import message
+from proto_schemas.codec import message, wire
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
-
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
 
 AUTO_WATCH_ID = 0  # a create request with watch_id 0 lets the hub choose one
 PROGRESS_ALL = -1  # etcd's watch id for a progress answer covering the whole stream
@@ -34,7 +32,7 @@ class FilterType(enum.IntEnum):
 
 
 @message(160)
-@_msg
+@wire
 class Event:
     type: EventType
     kv: KeyValue
@@ -42,7 +40,7 @@ class Event:
 
 
 @message(161)
-@_msg
+@wire
 class WatchCreateRequest:
     key: bytes
     range_end: bytes = b""
@@ -55,25 +53,25 @@ class WatchCreateRequest:
 
 
 @message(162)
-@_msg
+@wire
 class WatchCancelRequest:
     watch_id: int
 
 
 @message(163)
-@_msg
+@wire
 class WatchProgressRequest:
     """Ask for a progress notification on every watcher of this stream."""
 
 
 @message(164)
-@_msg
+@wire
 class WatchRequest:
     request: WatchCreateRequest | WatchCancelRequest | WatchProgressRequest
 
 
 @message(165)
-@_msg
+@wire
 class WatchResponse:
     header: ResponseHeader
     watch_id: int = 0
@@ -86,7 +84,7 @@ class WatchResponse:
 
 
 @message(170)
-@_msg
+@wire
 class WatchResponses:
     """Hub -> client: responses for the stream's watchers, in the order they were made."""
 
@@ -94,13 +92,13 @@ class WatchResponses:
 
 
 @message(166)
-@_msg
+@wire
 class WatchPing:
     """Client -> hub when the stream is idle: keeps the stream and proves the hub alive."""
 
 
 @message(167)
-@_msg
+@wire
 class WatchPong:
     """``hub_id`` changes when the hub restarts (its watchers are gone then: create them again)."""
 
@@ -109,13 +107,13 @@ class WatchPong:
 
 
 @message(168)
-@_msg
+@wire
 class WatchHubsRequest:
     """Client -> gateway: which watch hubs serve this member's events?"""
 
 
 @message(169)
-@_msg
+@wire
 class WatchHubsResponse:
     """The hubs that announced themselves to this member lately, and where this member
     publishes its events (for a hub on another host to subscribe)."""
@@ -127,7 +125,7 @@ class WatchHubsResponse:
 
 # -- feeding the hubs -------------------------------------------------------------------------
 @message(360)
-@_msg
+@wire
 class EventBatch:
     """Backend -> hubs (PUB): every event of revisions ``first_revision..revision``, in order.
     With no events (``first_revision`` = ``revision`` + 1) it is a heartbeat saying which
@@ -140,7 +138,7 @@ class EventBatch:
 
 
 @message(361)
-@_msg
+@wire
 class WatchHistoryRequest:
     """Hub -> gateway -> backend: committed events from ``start_revision`` on (whole revisions,
     about ``max_bytes`` of them, at least one revision)."""
@@ -150,7 +148,7 @@ class WatchHistoryRequest:
 
 
 @message(362)
-@_msg
+@wire
 class WatchHistoryResponse:
     """``events`` cover ``start_revision..revision`` completely (``revision`` < start: nothing
     new). A start below ``compact_revision`` gets no events: those revisions are gone."""
@@ -163,7 +161,7 @@ class WatchHistoryResponse:
 
 
 @message(363)
-@_msg
+@wire
 class HubAnnounce:
     """Hub -> gateway, every second: this hub serves watches at ``urls``."""
 
