@@ -61,52 +61,52 @@ class AuthApi:
 
     def authenticate(self, name: str, password: str) -> AuthenticateResponse:
         """A token for ``name`` (a client made with ``user=`` does this by itself)."""
-        return self.call(AuthenticateRequest(name=name, password=password))  # type: ignore[no-any-return]
+        return self.call(AuthenticateRequest(name=name, password=password))
 
     def auth_enable(self) -> AuthEnableResponse:
         """Turn auth on; refused until a ``root`` user with the ``root`` role exists."""
-        return self.call(AuthEnableRequest())  # type: ignore[no-any-return]
+        return self.call(AuthEnableRequest())
 
     def auth_disable(self) -> AuthDisableResponse:
-        return self.call(AuthDisableRequest())  # type: ignore[no-any-return]
+        return self.call(AuthDisableRequest())
 
     def auth_status(self) -> AuthStatusResponse:
-        return self.call(AuthStatusRequest())  # type: ignore[no-any-return]
+        return self.call(AuthStatusRequest())
 
     def user_add(self, name: str, password: str = "", no_password: bool = False) -> UserAddResponse:
-        return self.call(UserAddRequest(name=name, password=password, no_password=no_password))  # type: ignore[no-any-return]
+        return self.call(UserAddRequest(name=name, password=password, no_password=no_password))
 
     def user_get(self, name: str) -> UserGetResponse:
-        return self.call(UserGetRequest(name=name))  # type: ignore[no-any-return]
+        return self.call(UserGetRequest(name=name))
 
     def user_list(self) -> UserListResponse:
-        return self.call(UserListRequest())  # type: ignore[no-any-return]
+        return self.call(UserListRequest())
 
     def user_delete(self, name: str) -> UserDeleteResponse:
-        return self.call(UserDeleteRequest(name=name))  # type: ignore[no-any-return]
+        return self.call(UserDeleteRequest(name=name))
 
     def user_change_password(self, name: str, password: str) -> UserChangePasswordResponse:
         """A new password; every token of the user stops working."""
-        return self.call(UserChangePasswordRequest(name=name, password=password))  # type: ignore[no-any-return]
+        return self.call(UserChangePasswordRequest(name=name, password=password))
 
     def user_grant_role(self, user: str, role: str) -> UserGrantRoleResponse:
-        return self.call(UserGrantRoleRequest(user=user, role=role))  # type: ignore[no-any-return]
+        return self.call(UserGrantRoleRequest(user=user, role=role))
 
     def user_revoke_role(self, user: str, role: str) -> UserRevokeRoleResponse:
-        return self.call(UserRevokeRoleRequest(name=user, role=role))  # type: ignore[no-any-return]
+        return self.call(UserRevokeRoleRequest(name=user, role=role))
 
     def role_add(self, name: str) -> RoleAddResponse:
-        return self.call(RoleAddRequest(name=name))  # type: ignore[no-any-return]
+        return self.call(RoleAddRequest(name=name))
 
     def role_get(self, name: str) -> RoleGetResponse:
-        return self.call(RoleGetRequest(role=name))  # type: ignore[no-any-return]
+        return self.call(RoleGetRequest(role=name))
 
     def role_list(self) -> RoleListResponse:
-        return self.call(RoleListRequest())  # type: ignore[no-any-return]
+        return self.call(RoleListRequest())
 
     def role_delete(self, name: str) -> RoleDeleteResponse:
         """Delete a role; every user holding it loses it."""
-        return self.call(RoleDeleteRequest(role=name))  # type: ignore[no-any-return]
+        return self.call(RoleDeleteRequest(role=name))
 
     def role_grant_permission(
         self,
@@ -122,7 +122,7 @@ class AuthApi:
         every key from ``key`` on."""
         kind = perm_type if isinstance(perm_type, PermissionType) else PermissionType[perm_type.upper()]
         start, end = _interval(key, range_end, prefix, from_key)
-        return self.call(  # type: ignore[no-any-return]
+        return self.call(
             RoleGrantPermissionRequest(name=name, perm=Permission(perm_type=kind, key=start, range_end=end))
         )
 
@@ -137,7 +137,7 @@ class AuthApi:
     ) -> RoleRevokePermissionResponse:
         """Revoke the permission granted on exactly that interval."""
         start, end = _interval(key, range_end, prefix, from_key)
-        return self.call(RoleRevokePermissionRequest(role=name, key=start, range_end=end))  # type: ignore[no-any-return]
+        return self.call(RoleRevokePermissionRequest(role=name, key=start, range_end=end))
 
 
 def _interval(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -312,7 +313,7 @@ class Client(AuthApi):
         sock = self._socket()
         msg_id = next(self._ids)
         dial = min(self.dial_timeout, max(0.0, deadline - time.monotonic()))
-        if not sock.poll(dial * 1000, zmq.POLLOUT):
+        if not sock.poll(math.ceil(dial * 1000), zmq.POLLOUT):
             return _NOT_SENT
         try:
             sock.send_multipart(pack(body, msg_id=msg_id, token=self._token), zmq.NOBLOCK)
@@ -320,7 +321,7 @@ class Client(AuthApi):
             return _NOT_SENT
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sock.poll(remaining * 1000):
+            if remaining <= 0 or not sock.poll(math.ceil(remaining * 1000)):
                 return None
             frames = sock.recv_multipart()
             try:
@@ -336,15 +337,15 @@ class Client(AuthApi):
         """Range over ``key`` (``prefix=``, ``from_key=``, ``range_end=``, ``limit=``,
         ``revision=``, ``sort_order=``, ``sort_target=``, ``serializable=``, ``keys_only=``,
         ``count_only=``, min/max mod/create revision): etcd's Range."""
-        return self.call(ops.get(key, **options))  # type: ignore[no-any-return]
+        return self.call(ops.get(key, **options))
 
     def put(self, key: ops.Bytes, value: ops.Bytes, **options: Any) -> PutResponse:
         """etcd's Put (``lease=``, ``prev_kv=``, ``ignore_value=``, ``ignore_lease=``)."""
-        return self.call(ops.put(key, value, **options))  # type: ignore[no-any-return]
+        return self.call(ops.put(key, value, **options))
 
     def delete(self, key: ops.Bytes, **options: Any) -> DeleteRangeResponse:
         """etcd's DeleteRange (``prefix=``, ``from_key=``, ``range_end=``, ``prev_kv=``)."""
-        return self.call(ops.delete(key, **options))  # type: ignore[no-any-return]
+        return self.call(ops.delete(key, **options))
 
     def txn(
         self,
@@ -353,20 +354,20 @@ class Client(AuthApi):
         failure: list[Any] | None = None,
     ) -> TxnResponse:
         """etcd's Txn; see also ``transaction()`` for the fluent builder."""
-        return self.call(ops.txn(compare, success, failure))  # type: ignore[no-any-return]
+        return self.call(ops.txn(compare, success, failure))
 
     def transaction(self) -> Txn:
         """``client.transaction().when(Value("k") == "v").then(ops.put("k", "w")).commit()``."""
         return Txn(self)
 
     def compact(self, revision: int, physical: bool = False) -> CompactionResponse:
-        return self.call(CompactionRequest(revision=revision, physical=physical))  # type: ignore[no-any-return]
+        return self.call(CompactionRequest(revision=revision, physical=physical))
 
     def status(self) -> StatusResponse:
-        return self.call(StatusRequest())  # type: ignore[no-any-return]
+        return self.call(StatusRequest())
 
     def hash_kv(self, revision: int = 0) -> HashKVResponse:
-        return self.call(HashKVRequest(revision=revision))  # type: ignore[no-any-return]
+        return self.call(HashKVRequest(revision=revision))
 
     # -- watch ---------------------------------------------------------------------------------
     def watch(self, key: ops.Bytes, range_end: ops.Bytes | None = None, **options: Any) -> Watch:
@@ -405,12 +406,10 @@ class Client(AuthApi):
     # -- maintenance ---------------------------------------------------------------------------
     def alarms(self) -> AlarmResponse:
         """Every raised alarm (``etcdzctl alarm list``)."""
-        return self.call(AlarmRequest(action=AlarmAction.GET))  # type: ignore[no-any-return]
+        return self.call(AlarmRequest(action=AlarmAction.GET))
 
     def alarm_raise(self, member_id: int, alarm: AlarmType) -> AlarmResponse:
-        return self.call(  # type: ignore[no-any-return]
-            AlarmRequest(action=AlarmAction.ACTIVATE, member_id=member_id, alarm=alarm)
-        )
+        return self.call(AlarmRequest(action=AlarmAction.ACTIVATE, member_id=member_id, alarm=alarm))
 
     def alarm_disarm(self, member_id: int = 0, alarm: AlarmType = AlarmType.NONE) -> AlarmResponse:
         """Clear an alarm; with no arguments every raised alarm, as clientv3's AlarmDisarm.
@@ -432,7 +431,7 @@ class Client(AuthApi):
     def defragment(self) -> DefragmentResponse:
         """Reclaim the space compaction freed, on the member this client talks to (one member:
         the others keep theirs until asked)."""
-        return self.call(DefragmentRequest(), timeout=max(self.timeout, 60.0))  # type: ignore[no-any-return]
+        return self.call(DefragmentRequest(), timeout=max(self.timeout, 60.0))
 
     def snapshot(self, path: str) -> SnapshotStatus:
         """Save a point-in-time copy of the member's backend to ``path`` (see etcdz.snapshot)."""
@@ -444,7 +443,7 @@ class Client(AuthApi):
     def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:
         """Grant a lease of ``ttl`` seconds (raised to the cluster's minimum, 1.5 election
         timeouts); ``lease_id`` 0 lets the cluster choose. Attach keys with ``put(..., lease=)``."""
-        return self.call(LeaseGrantRequest(ttl=ttl, id=lease_id))  # type: ignore[no-any-return]
+        return self.call(LeaseGrantRequest(ttl=ttl, id=lease_id))
 
     def lease(self, ttl: int, lease_id: int = 0) -> KeptLease:
         """A lease kept alive in the background until the ``with`` block ends (then revoked)."""
@@ -454,42 +453,42 @@ class Client(AuthApi):
 
     def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
         """End the lease now: its keys are deleted in one revision."""
-        return self.call(LeaseRevokeRequest(id=lease_id))  # type: ignore[no-any-return]
+        return self.call(LeaseRevokeRequest(id=lease_id))
 
     def lease_keep_alive_once(self, lease_id: int) -> LeaseKeepAliveResponse:
         """Renew the lease for its full TTL (answered by the leader's lease expirer)."""
-        return self.call(LeaseKeepAliveRequest(id=lease_id))  # type: ignore[no-any-return]
+        return self.call(LeaseKeepAliveRequest(id=lease_id))
 
     def lease_time_to_live(self, lease_id: int, keys: bool = False) -> LeaseTimeToLiveResponse:
         """Remaining and granted TTL (``ttl == -1``: the lease no longer exists), and with
         ``keys=True`` the keys attached to it."""
-        return self.call(LeaseTimeToLiveRequest(id=lease_id, keys=keys))  # type: ignore[no-any-return]
+        return self.call(LeaseTimeToLiveRequest(id=lease_id, keys=keys))
 
     def leases(self) -> LeaseLeasesResponse:
-        return self.call(LeaseLeasesRequest())  # type: ignore[no-any-return]
+        return self.call(LeaseLeasesRequest())
 
     # -- cluster -------------------------------------------------------------------------------
     def member_list(self) -> MemberListResponse:
-        return self.call(MemberListRequest())  # type: ignore[no-any-return]
+        return self.call(MemberListRequest())
 
     def member_add(self, peer_urls: list[str], is_learner: bool = False) -> MemberAddResponse:
         """Add a member (a voter, or a learner that replicates but does not vote until
         promoted); start it afterwards with ``--initial-cluster-state existing``."""
-        return self.call(MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))  # type: ignore[no-any-return]
+        return self.call(MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))
 
     def member_remove(self, member_id: int) -> MemberRemoveResponse:
-        return self.call(MemberRemoveRequest(id=member_id))  # type: ignore[no-any-return]
+        return self.call(MemberRemoveRequest(id=member_id))
 
     def member_update(self, member_id: int, peer_urls: list[str]) -> MemberUpdateResponse:
-        return self.call(MemberUpdateRequest(id=member_id, peer_urls=list(peer_urls)))  # type: ignore[no-any-return]
+        return self.call(MemberUpdateRequest(id=member_id, peer_urls=list(peer_urls)))
 
     def member_promote(self, member_id: int) -> MemberPromoteResponse:
-        return self.call(MemberPromoteRequest(id=member_id))  # type: ignore[no-any-return]
+        return self.call(MemberPromoteRequest(id=member_id))
 
     def move_leader(self, target_id: int) -> MoveLeaderResponse:
         """Hand leadership to ``target_id``; must be sent to the current leader's endpoint
         (``etcdserver: not leader`` otherwise), as etcd's MoveLeader."""
-        return self.call(MoveLeaderRequest(target_id=target_id))  # type: ignore[no-any-return]
+        return self.call(MoveLeaderRequest(target_id=target_id))
 
     def get_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[KeyValue]:
         """Every kv of a range, fetched in chunks of about ``chunk_bytes`` at one revision, so

@@ -233,10 +233,7 @@ class Unavailable(EtcdzError):
     code = ErrorCode.UNAVAILABLE
 
 
-BY_CODE: dict[ErrorCode, type[EtcdzError]] = {
-    cls.code: cls
-    for cls in EtcdzError.__subclasses__()  # type: ignore[misc]
-}
+BY_CODE: dict[ErrorCode, type[EtcdzError]] = {cls.code: cls for cls in EtcdzError.__subclasses__()}
 
 
 def from_response(response: ErrorResponse) -> EtcdzError:

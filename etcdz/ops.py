@@ -6,6 +6,8 @@ compute ``range_end`` as etcd's clientv3 does.
 
 from __future__ import annotations
 
+from typing import Any
+
 from proto_schemas.kv import (
     Compare,
     CompareResult,
@@ -128,7 +130,7 @@ class _Target:
         self.range_end = range_end_for(self.key, range_end, prefix, False)
 
     def _cmp(self, result: CompareResult, other: object) -> Compare:
-        value = to_bytes(other) if self.target == CompareTarget.VALUE else other  # type: ignore[arg-type]
+        value: Any = to_bytes(other) if self.target == CompareTarget.VALUE else other  # type: ignore[arg-type]
         if self.target != CompareTarget.VALUE and type(value) is not int:
             raise TypeError(f"{type(self).__name__} compares with an int")
         return Compare(

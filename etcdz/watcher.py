@@ -141,7 +141,7 @@ class Watch:
         if item is _STOP:
             self._done = True
             return None
-        return item  # type: ignore[no-any-return]
+        return item
 
     def __iter__(self) -> Iterator[WatchResponse]:
         while True:
@@ -268,7 +268,7 @@ class WatchStream(threading.Thread):
         poller.register(self._wake_in, zmq.POLLIN)
         heard = sent = time.monotonic()
         while not self._stopping:
-            ready = dict(poller.poll(PING_S * 1000 / 2))
+            ready = dict(poller.poll(int(PING_S * 1000 / 2)))
             now = time.monotonic()
             if self._wake_in in ready:
                 while self._wake_in.poll(0):
@@ -338,11 +338,12 @@ class WatchStream(threading.Thread):
         if resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
             targets = [w for w in self._watches.values() if w.confirmed]
         else:
-            targets = [self._watches.get(resp.watch_id)]
+            one = self._watches.get(resp.watch_id)
+            targets = [one] if one is not None else []
         for w in targets:
-            if w is not None and self._stale_token(w, resp):
+            if self._stale_token(w, resp):
                 continue
-            if w is not None and not w._feed(resp):
+            if not w._feed(resp):
                 self._watches.pop(w.id, None)
 
     def _stale_token(self, w: Watch, resp: WatchResponse) -> bool:

@@ -131,7 +131,7 @@ class Member(Service):
 
     def inject(self, faults: PeerFaults) -> None:
         """Hand the member's raft core a fault-injection message (through its own inbox)."""
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.setsockopt(zmq.SNDTIMEO, 2000)

@@ -78,7 +78,7 @@ class EtcdHTTPClient:
                 answer = error
             message = answer.get("message") or answer.get("error") or f"HTTP {status}"
             raise EtcdHTTPError(str(message), status=status, code=int(answer.get("code", 0)))
-        return answer  # type: ignore[no-any-return]
+        return answer
 
     def put(self, key: bytes, value: bytes) -> dict[str, Any]:
         return self._post("/v3/kv/put", _put(key, value))

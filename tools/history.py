@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 from etcdz import Client, ops
 from etcdz.errors import EtcdzError
@@ -137,7 +138,7 @@ class Recorder:
             if not exc.definite:
                 self._record(replace(call, invoke=invoke))
             return
-        outputs: dict[str, object] = {
+        outputs: dict[str, Any] = {
             "invoke": invoke,
             "ret": time.monotonic(),
             "revision": resp.header.revision,

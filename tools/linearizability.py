@@ -123,7 +123,7 @@ def step(state: State, op: Op) -> list[State]:
             return []
         return [(op.value, op.revision)] if op.succeeded else [state]
     if op.kind == "revoke":  # deletes the key if it still holds the value put with the lease
-        gone = [(None, op.revision)] if rev == UNKNOWN or op.revision > rev else []
+        gone: list[State] = [(None, op.revision)] if rev == UNKNOWN or op.revision > rev else []
         if value is ANY:
             return [*gone, state]
         return gone if value == op.value else [state]
@@ -282,7 +282,8 @@ def revision_order(ops: list[Op]) -> tuple[Op, Op] | None:
     highest: tuple[int, int] | None = None  # (revision, index) of the returned op with the most
     known = [op for op in ops if op.known]
     for i, op in enumerate(known):
-        heapq.heappush(returned, (op.ret, -op.revision, i))  # type: ignore[arg-type]
+        assert op.ret is not None  # known: it returned
+        heapq.heappush(returned, (op.ret, -op.revision, i))
     by_invoke = sorted(range(len(known)), key=lambda i: known[i].invoke)
     for i in by_invoke:
         op = known[i]

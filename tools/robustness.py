@@ -331,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     failed = 0
     for seed in range(args.seed, args.seed + args.runs):
-        say = (lambda text: sys.stderr.write(f"  {text}\n")) if args.output == "text" else (lambda _: None)
+
+        def say(text: str) -> None:
+            if args.output == "text":
+                sys.stderr.write(f"  {text}\n")
+
         with tempfile.TemporaryDirectory(prefix="etcdz-robustness-") as root:
             outcome = run(args.scenario, root, args.seconds, seed, say, broken_reads=args.broken_reads)
         failed += not outcome.ok

@@ -16,6 +16,7 @@ An alarm already raised is not raised again.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 
@@ -38,7 +39,7 @@ class CorruptionChecker:
         self.log = log
         self.own = Client([config.local_client_url], timeout=CALL_TIMEOUT_S)
         # Peers are reached on their client ports, as the node (see curve.node_token).
-        self.options = {
+        self.options: dict[str, Any] = {
             "timeout": CALL_TIMEOUT_S,
             "server_key": config.key_file or None,
             "client_key": config.key_file or None,

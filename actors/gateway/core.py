@@ -56,7 +56,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
@@ -702,11 +702,14 @@ def _op(request: Any) -> str:
 
 # Every encoded ErrorResponse starts with these bytes (the tag, the field count, the type id),
 # and no other message does: an answer is told apart without decoding it.
-_ERROR_HEAD = os.path.commonprefix(
-    [
-        encode(error_response(ErrorCode.BAD_REQUEST, "a")),
-        encode(dataclasses.replace(error_response(ErrorCode.TIMEOUT), definite=True)),
-    ]
+_ERROR_HEAD = cast(
+    bytes,
+    os.path.commonprefix(  # bytes in, bytes out
+        [
+            encode(error_response(ErrorCode.BAD_REQUEST, "a")),
+            encode(dataclasses.replace(error_response(ErrorCode.TIMEOUT), definite=True)),
+        ]
+    ),
 )
 
 

@@ -59,7 +59,7 @@ def history_key(main: int, sub: int) -> bytes:
 
 
 def split_history_key(hkey: bytes) -> tuple[int, int]:
-    return _REV.unpack_from(hkey, 1)  # type: ignore[return-value]
+    return _REV.unpack_from(hkey, 1)
 
 
 def pack_record(create: int, version: int, lease: int, value: bytes, tombstone: bool = False) -> bytes:
@@ -97,7 +97,7 @@ def pack_lease(ttl: int, remaining: int) -> bytes:
 
 
 def unpack_lease(raw: bytes) -> tuple[int, int]:
-    return _LEASE.unpack(raw)  # type: ignore[return-value]
+    return _LEASE.unpack(raw)
 
 
 def attach_key(lease_id: int, key: bytes) -> bytes:

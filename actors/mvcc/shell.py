@@ -262,6 +262,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def read(req: ReadRequest) -> None:
         try:
             request = decode(req.body)
+            response: Any
             if isinstance(request, RangeRequest):
                 response = store.range(request, req.raft_term)
             elif isinstance(request, RangeStreamRequest):

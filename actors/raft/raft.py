@@ -429,9 +429,9 @@ class Raft:
         snap = log.unstable.snapshot
         if snap is not None and index >= snap.metadata.index:
             if log.term(snap.metadata.index) is not None and log.unstable.snapshot_in_progress:
-                stable = log.unstable.stable_snap_to(snap.metadata.index)
-                if stable is not None:
-                    log.storage.apply_snapshot(stable)  # type: ignore[attr-defined]
+                durable = log.unstable.stable_snap_to(snap.metadata.index)
+                if durable is not None:
+                    log.storage.apply_snapshot(durable)  # type: ignore[attr-defined]
         if log.term(index) != term:
             return  # stale: the log was truncated since (or it is beyond the log)
         if index >= log.unstable.offset_in_progress:
@@ -529,8 +529,8 @@ class Raft:
             if not quorum.has_quorum(self.voters, active):
                 self.become_follower(self.term, 0)
                 return
-            for peer, pr in self.prs.items():
-                pr.recent_active = peer == self.id
+            for peer, progress in self.prs.items():
+                progress.recent_active = peer == self.id
             return
         if t is MT.PROP:
             if not m.entries:

@@ -27,4 +27,4 @@ def configure(node: str, actor: str, log_format: str = "json", level: str = "inf
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    return structlog.get_logger().bind(node=node, actor=actor)  # type: ignore[no-any-return]
+    return structlog.get_logger().bind(node=node, actor=actor)

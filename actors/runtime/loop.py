@@ -13,6 +13,7 @@ raises, exits, and the supervisor restarts the node from disk (crash-only).
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import math
@@ -153,7 +154,7 @@ class Loop:
         try:
             ready = dict(self.poller.poll(timeout_ms))
         except zmq.ZMQError as exc:
-            if exc.errno == zmq.EINTR:  # a signal arrived
+            if exc.errno == errno.EINTR:  # a signal arrived
                 return
             raise
         for sock in ready:

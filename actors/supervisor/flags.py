@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from actors.auth.jwt import METHODS, JwtOptions, load_key
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
@@ -228,7 +229,7 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return cluster
 
 
-def _curve_settings(values: Mapping[str, object]) -> dict[str, object]:
+def _curve_settings(values: Mapping[str, object]) -> dict[str, Any]:
     """The Curve flags, checked: each key file readable (and private), no cert-auth without
     a key to serve with."""
     found: dict[str, object] = {}

@@ -47,7 +47,7 @@ def discover(config: NodeConfig) -> tuple[int, int]:
     others = [u for urls in config.initial_cluster.values() for u in urls if u not in mine]
     if not others:
         raise JoinError("--initial-cluster-state existing needs the existing members in --initial-cluster")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     deadline = time.monotonic() + DISCOVERY_LIMIT_S
     last_error = "no member answered"
     while time.monotonic() < deadline:
@@ -72,7 +72,7 @@ def _ask(
     try:
         sock.connect(url)
         sock.send(encode(JoinQuery(peer_urls=list(peer_urls))))
-        if not sock.poll(ASK_TIMEOUT_S * 1000):
+        if not sock.poll(int(ASK_TIMEOUT_S * 1000)):
             return None
         try:
             return decode(sock.recv(), expect=JoinInfo)

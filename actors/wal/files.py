@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import structlog
 
@@ -172,7 +172,7 @@ class Wal:
         cluster_id: int,
         segment_bytes: int = 64 * 2**20,
         logger: Any = None,
-    ) -> tuple[Wal, WalContents]:
+    ) -> tuple[Self, WalContents]:
         """Create a WAL in ``dirpath``, or replay the one there and open it for appending.
 
         Raises ``WalCorruptError`` if durable records are damaged and ``WalMismatchError`` if

@@ -50,6 +50,14 @@ TICK_S = 0.05
 LOGIN_S = 1.0
 
 
+@dataclass
+class _Login:
+    """The hub's own token at the members (as its configured user), and when it last asked."""
+
+    token: str = ""
+    asked_at: float = -LOGIN_S
+
+
 @dataclass(frozen=True, kw_only=True)
 class HubConfig:
     name: str
@@ -116,7 +124,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     ids = itertools.count(1 << 40)  # above the core's check ids
     slow: set[bytes] = set()  # clients whose queue was full at the last try
     history_turn = itertools.count()
-    auth = {"token": "", "login_at": -LOGIN_S}
+    auth = _Login()
 
     def to_member(body: Any, msg_id: int = 0) -> None:
         """Send to the first member we are connected to (taking turns)."""
@@ -124,7 +132,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         for i in range(len(members)):
             try:
                 members[(first + i) % len(members)].send_multipart(
-                    pack(body, msg_id=msg_id or next(ids), token=auth["token"]), zmq.NOBLOCK
+                    pack(body, msg_id=msg_id or next(ids), token=auth.token), zmq.NOBLOCK
                 )
                 return
             except zmq.ZMQError:
@@ -132,8 +140,8 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
 
     def login() -> None:
         now = time.monotonic()
-        if config.user and now - auth["login_at"] >= LOGIN_S:  # type: ignore[operator]
-            auth["login_at"] = now
+        if config.user and now - auth.asked_at >= LOGIN_S:
+            auth.asked_at = now
             to_member(AuthenticateRequest(name=config.user, password=config.password))
 
     def from_clients(batch: list[list[bytes]]) -> None:
@@ -180,7 +188,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             if core.is_check(header.in_reply_to):
                 core.checked(header.in_reply_to, msg, now)
             elif isinstance(msg, AuthenticateResponse):
-                auth["token"] = msg.token
+                auth.token = msg.token
                 log.info("logged in to the cluster", user=config.user)
                 core.ask_history_again(now)
             elif isinstance(msg, ErrorResponse) and msg.code in RELOGIN:
@@ -240,7 +248,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         announcement = HubAnnounce(hub_id=hub_id, urls=config.advertise_urls)
         for sock in members:
             try:
-                sock.send_multipart(pack(announcement, msg_id=next(ids), token=auth["token"]), zmq.NOBLOCK)
+                sock.send_multipart(pack(announcement, msg_id=next(ids), token=auth.token), zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass  # that member is down; the others still hear us
 
