@@ -104,12 +104,13 @@ def test_etcdzctl_watch_prints_as_etcdctl(etcd: str, node: LocalCluster) -> None
         (["del", "w/a"], b""),
         (["txn"], b"\nput w/x 1\nput w/y 2\n\n\n"),
     ]
+    assert ETCDCTL is not None
     ctls = [
         [ETCDCTL, "--endpoints", etcd],
         [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0]],
     ]
     for args in (["--prefix", "w/"], ["--prev-kv", "w/a"]):
-        want, got = (_watch_output(ctl, args, steps)[1] for ctl in ctls)  # type: ignore[list-item]
+        want, got = (_watch_output(ctl, args, steps)[1] for ctl in ctls)
         assert got.decode() == want.decode(), f"watch {' '.join(args)}"
         assert want.count(b"PUT") + want.count(b"DELETE") >= 3
 
@@ -121,10 +122,10 @@ def test_etcdzctl_watch_of_a_compacted_revision_fails_as_etcdctl(etcd: str, node
         [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0]],
     ):
         for i in range(3):
-            run([*ctl, "put", "c/k", str(i)], b"")  # type: ignore[list-item]
-        rev = int(run([*ctl, "get", "c/k", "-w", "json"], b"")[1].split(b'"revision":')[1].split(b",")[0])  # type: ignore[list-item]
-        run([*ctl, "compaction", str(rev)], b"")  # type: ignore[list-item]
-        outcomes.append(run([*ctl, "watch", "c/k", "--rev", "1"], b""))  # type: ignore[list-item]
+            run([*ctl, "put", "c/k", str(i)], b"")
+        rev = int(run([*ctl, "get", "c/k", "-w", "json"], b"")[1].split(b'"revision":')[1].split(b",")[0])
+        run([*ctl, "compaction", str(rev)], b"")
+        outcomes.append(run([*ctl, "watch", "c/k", "--rev", "1"], b""))
     assert outcomes[1] == outcomes[0]
     assert outcomes[0][0] == 5 and outcomes[0][2] == b"Error: watch is canceled by the server"
 

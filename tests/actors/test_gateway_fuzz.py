@@ -27,7 +27,9 @@ def garbage(rng: random.Random) -> list[bytes]:
         return [rng.randbytes(8), header, b"x"]
     if kind == 3:  # valid CBOR of a wrong shape
         tid = rng.choice(sorted(codec.registered()))
-        fields = [rng.choice([0, -1, 2**63, b"", "s", [], None, True, 1.5]) for _ in range(rng.randrange(8))]
+        fields: list[object] = [
+            rng.choice([0, -1, 2**63, b"", "s", [], None, True, 1.5]) for _ in range(rng.randrange(8))
+        ]
         return [header, cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *fields]))]
     if kind == 4:  # deep nesting
         return [header, b"\x81" * rng.randrange(50, 3000) + b"\x00"]

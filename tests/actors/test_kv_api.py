@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from etcdz import Client, ModRevision, Value, Version, ops
@@ -13,12 +15,12 @@ from etcdz.errors import (
     RequestTooLarge,
     TooManyOperations,
 )
-from proto_schemas.kv import SortOrder, SortTarget
+from proto_schemas.kv import RangeResponse, SortOrder, SortTarget, TxnResponse
 from tools.cluster import LocalCluster
 
 
 @pytest.fixture(scope="module")
-def c(shared_node: LocalCluster) -> Client:
+def c(shared_node: LocalCluster) -> Iterator[Client]:
     client = shared_node.client()
     yield client
     client.close()
@@ -74,7 +76,8 @@ def test_txn_compare_and_swap(c: Client) -> None:
         .otherwise(ops.get("/txn/k"))
         .commit()
     )
-    assert ok.succeeded and ok.responses[1].kvs[0].value == b"v2"
+    assert ok.succeeded and isinstance(read := ok.responses[1], RangeResponse)
+    assert read.kvs[0].value == b"v2"
     lost = (
         c.transaction()
         .when(Value("/txn/k") == "v1")
@@ -82,12 +85,14 @@ def test_txn_compare_and_swap(c: Client) -> None:
         .otherwise(ops.get("/txn/k"))
         .commit()
     )
-    assert not lost.succeeded and lost.responses[0].kvs[0].value == b"v2"
+    assert not lost.succeeded and isinstance(read := lost.responses[0], RangeResponse)
+    assert read.kvs[0].value == b"v2"
     rev = c.get("/txn/k").kvs[0].mod_revision
     assert c.txn([ModRevision("/txn/k") == rev, Version("/txn/k") > 1], [ops.delete("/txn/k")]).succeeded
     assert c.get("/txn/k").kvs == []
     nested = c.txn([], [ops.txn([Version("/txn/none") == 0], [ops.put("/txn/n", "x")])])
-    assert nested.responses[0].succeeded and c.get("/txn/n").kvs[0].value == b"x"
+    assert isinstance(inner := nested.responses[0], TxnResponse) and inner.succeeded
+    assert c.get("/txn/n").kvs[0].value == b"x"
 
 
 def test_txn_shares_one_revision(c: Client) -> None:

@@ -212,7 +212,7 @@ def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(
     """A raw stream with 200 watchers stops reading while 300 revisions go by: the hub's queue
     for it fills, the hub rewinds instead of buffering, an SDK watcher meanwhile gets every
     event at once, and the stalled stream, read again, gets every revision once, in order."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     slow = ctx.socket(zmq.DEALER)
     slow.setsockopt(zmq.RCVHWM, 1)
     slow.setsockopt(zmq.RCVBUF, 4096)
@@ -223,7 +223,7 @@ def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(
         slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
     confirmed = 0
     while confirmed < 200:
-        assert slow.poll(WAIT_S * 1000), f"only {confirmed} watchers created"
+        assert slow.poll(int(WAIT_S * 1000)), f"only {confirmed} watchers created"
         confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
     fast = created(c.watch("/slow/", prefix=True))
     value = "x" * 1024

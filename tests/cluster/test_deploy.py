@@ -25,7 +25,7 @@ DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 
 def compose_file() -> dict[str, Any]:
     with open(os.path.join(DEPLOY, "docker-compose.yml"), encoding="utf-8") as f:
-        return yaml.safe_load(f)  # type: ignore[no-any-return]
+        return yaml.safe_load(f)
 
 
 def members_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

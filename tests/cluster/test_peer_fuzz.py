@@ -33,7 +33,9 @@ def garbage(rng: random.Random, cluster_id: int) -> bytes:
         return rng.randbytes(rng.randrange(0, 128))
     if kind == 1:  # valid CBOR of a wrong shape
         tid = rng.choice(sorted(codec.registered()))
-        fields = [rng.choice([0, -1, 2**63, b"", "s", [], None, True, 1.5]) for _ in range(rng.randrange(8))]
+        fields: list[object] = [
+            rng.choice([0, -1, 2**63, b"", "s", [], None, True, 1.5]) for _ in range(rng.randrange(8))
+        ]
         return cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *fields]))
     if kind == 2:  # deep nesting
         return b"\x81" * rng.randrange(50, 3000) + b"\x00"

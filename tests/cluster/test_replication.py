@@ -50,6 +50,7 @@ def test_writes_through_any_member_are_read_on_every_member(cluster: LocalCluste
             lambda: (ms := c.member_list().members) and all(m.client_urls for m in ms) and ms,
             what="all members published",
         )
+        assert members
     assert sorted(m.name for m in members) == ["etcdz-1", "etcdz-2", "etcdz-3"]
     assert {u for m in members for u in m.client_urls} == set(cluster.endpoints)
     assert LocalCluster.hashes_agree(cluster.members)

@@ -82,7 +82,7 @@ def test_clients_without_the_right_keys_are_refused_and_change_nothing(
             "client_key": str(keys / "client.key_secret"),
         },  # wrong server
     ):
-        with Client(secured.endpoints, timeout=1.5, dial_timeout=0.5, **options) as c:  # type: ignore[arg-type]
+        with Client(secured.endpoints, timeout=1.5, dial_timeout=0.5, **options) as c:
             with pytest.raises(Unavailable):
                 c.put("/s/intruder", "x")
     ctx = zmq.Context()

@@ -5,6 +5,7 @@ except each node's seeded election timeout), checked against the invariants of
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from raft_cluster import Cluster, fresh_storage
@@ -21,6 +22,19 @@ from proto_schemas.raft import (
 )
 
 MT = MessageType
+
+
+def recording(
+    sent: list[RaftMessage], which: Callable[[RaftMessage], bool] = lambda m: True
+) -> Callable[[RaftMessage], bool]:
+    """A message filter that lets everything through and keeps a copy of ``which`` ones."""
+
+    def keep(m: RaftMessage) -> bool:
+        if which(m):
+            sent.append(m)
+        return True
+
+    return keep
 
 
 def elect(c: Cluster, i: int) -> None:
@@ -139,7 +153,7 @@ def test_a_batch_of_proposals_costs_one_append_per_follower_even_via_a_follower(
     c = Cluster(3)
     elect(c, 1)
     sent: list[RaftMessage] = []
-    c.msg_filter = lambda m: sent.append(m) or True
+    c.msg_filter = recording(sent)
     c.node(1).propose(b"a", b"b", b"c")
     c.process(1)
     assert sorted((m.to, len(m.entries)) for m in sent if m.type is MT.APP) == [(2, 3), (3, 3)]
@@ -155,7 +169,7 @@ def test_batching_and_pipelining_limits() -> None:
     c = Cluster(3, max_size_per_msg=100, max_inflight_msgs=2)
     elect(c, 1)
     sent: list[RaftMessage] = []
-    c.msg_filter = lambda m: sent.append(m) or True
+    c.msg_filter = recording(sent)
     node = c.node(1)
     for _ in range(10):
         node.propose(bytes(60))  # 76 bytes with the header: one entry per message
@@ -173,7 +187,7 @@ def test_conflicting_follower_log_is_found_fast() -> None:
     seed_log(c, 2, [1, 1, 1, 4, 4, 4, 4], term=4)
     seed_log(c, 3, [1, 1, 1] + [2] * 30 + [3] * 30, term=4)
     rejections: list[RaftMessage] = []
-    c.msg_filter = lambda m: (rejections.append(m) if m.type is MT.APP_RESP and m.reject else None) or True
+    c.msg_filter = recording(rejections, lambda m: m.type is MT.APP_RESP and m.reject)
     elect(c, 1)
     assert [e.term for e in c.entries(3)] == [1, 1, 1, 4, 4, 4, 4, 5]
     # One rejection skips the whole term-3 run, a second the term-2 run (not 60 round trips).
@@ -290,7 +304,7 @@ def test_reads_arriving_together_share_one_heartbeat_round() -> None:
     c.propose(1, b"x")
     c.stabilize()
     sent: list[RaftMessage] = []
-    c.msg_filter = lambda m: sent.append(m) or True
+    c.msg_filter = recording(sent)
     node = c.node(1)
     for k in range(3):
         c.read_asked[b"r%d" % k] = c.max_commit

@@ -154,6 +154,6 @@ def test_cli_flags_and_the_hidden_duration() -> None:
     assert (args.command, args.action, args.load, args.prefix) == ("check", "perf", "m", "/x/")
     assert args.auto_compact and not args.auto_defrag and args.duration is None
     assert parser().parse_args(["check", "perf", "--duration", "3"]).duration == 3
-    perf = parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr]
+    perf = parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr,index]
     help_text = perf._subparsers._group_actions[0].choices["perf"].format_help()
     assert "--auto-defrag" in help_text and "--duration" not in help_text

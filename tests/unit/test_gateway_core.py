@@ -65,7 +65,9 @@ def make(**overrides: Any) -> GatewayCore:
     core = GatewayCore(**options)  # type: ignore[arg-type]
     (probe,) = core.take_outbox().to_mvcc  # the backend's revision, asked once at start
     assert isinstance(probe, BackendStateRequest)
-    state = dict(consistent_index=0, revision=1, compact_revision=0, db_size=0, db_size_in_use=0)
+    state: dict[str, Any] = dict(
+        consistent_index=0, revision=1, compact_revision=0, db_size=0, db_size_in_use=0
+    )
     core.internal(BackendState(read_id=probe.read_id, **state), 0)
     return core
 
@@ -320,6 +322,7 @@ def test_a_lease_grant_gets_an_id_and_at_least_the_minimum_ttl_before_raft() -> 
     ask(core, LeaseGrantRequest(ttl=60, id=42), msg_id=2)
     (propose,) = core.take_outbox().to_raft
     chosen, given = (decode(d, InternalRequest).request for d in propose.data)
+    assert isinstance(chosen, LeaseGrantRequest)
     assert chosen.ttl == 3 and 0 < chosen.id < 2**63  # decided once, so every member agrees
     assert given == LeaseGrantRequest(ttl=60, id=42)
 
@@ -423,8 +426,8 @@ def test_the_leaders_gateway_proposes_the_compaction_and_logs_its_outcome() -> N
     assert core.take_outbox().logs == [
         ("finished auto-compaction", {"revision": request.request.revision, "error": "COMPACTED"})
     ]
-    for t in (13.0, 22.0):  # the next one is due 10 s later; this one fails
-        core.tick(t)
+    for at in (13.0, 22.0):  # the next one is due 10 s later; this one fails
+        core.tick(at)
     (propose,) = core.take_outbox().to_raft
     core.internal(ProposeFailed(request_ids=propose.request_ids, code=ErrorCode.NO_LEADER), 22.1)
     assert core.take_outbox().logs[0][0] == "failed auto-compaction"

@@ -1,5 +1,6 @@
 """The project's rules that a linter can keep: pure cores import no clock, OS, sockets or threads
-(ruff's banned-api, re-allowed only in shells, the supervisor and tools), and the code is clean."""
+(ruff's banned-api, re-allowed only in shells, the supervisor and tools), the code is clean, and
+its type hints hold (mypy, configured in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def test_ruff_is_clean_including_the_pure_core_import_ban() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_no_type_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

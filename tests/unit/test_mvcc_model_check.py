@@ -78,7 +78,11 @@ class Model:
             current = self.live(cmp.key, self.revision)
             ok = current is not None and current[0] == cmp.value
             branch = request.success if ok else request.failure
-            self.write([(op.key, op.value if isinstance(op, PutRequest) else None) for op in branch])
+            writes: list[tuple[bytes, bytes | None]] = []
+            for op in branch:
+                assert isinstance(op, PutRequest | DeleteRangeRequest)
+                writes.append((op.key, op.value if isinstance(op, PutRequest) else None))
+            self.write(writes)
         elif isinstance(request, CompactionRequest):
             if self.compacted < request.revision <= self.revision:
                 self.compacted = request.revision
@@ -158,6 +162,14 @@ def test_store_agrees_with_model(tmp_path: Path, seed: int) -> None:
 
 keys = st.sampled_from(KEYS)
 values = st.sampled_from([b"x", b"y", b"z"])
+
+
+def _two_keys(t: TxnRequest) -> bool:
+    first, second = t.success
+    assert isinstance(first, PutRequest) and isinstance(second, PutRequest)
+    return first.key != second.key
+
+
 requests = st.one_of(
     st.builds(lambda k, v: ops.put(k, v), keys, values),
     st.builds(lambda k: ops.delete(k), keys),
@@ -169,7 +181,7 @@ requests = st.one_of(
         keys,
         keys,
         values,
-    ).filter(lambda t: t.success[0].key != t.success[1].key),
+    ).filter(_two_keys),
     st.builds(lambda r: CompactionRequest(revision=r), st.integers(1, 40)),
 )
 

@@ -42,7 +42,7 @@ class Harness:
         (resp,) = self.apply(request)
         return resp
 
-    def get(self, key: str, **options: Any) -> Any:
+    def get(self, key: str | bytes, **options: Any) -> Any:
         return self.store.range(ops.get(key, **options), 1)
 
     def reopen(self) -> None:

@@ -112,8 +112,17 @@ def test_one_write_and_one_sync_per_group_commit(tmp_path: Path, monkeypatch: py
     writes: list[int] = []
     syncs: list[int] = []
     real_pwrite, real_sync = Wal._pwrite, os.fdatasync
-    monkeypatch.setattr(Wal, "_pwrite", lambda s, fd, d, o: (writes.append(len(d)), real_pwrite(s, fd, d, o)))
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+
+    def pwrite(self: Wal, fd: int, data: bytes, offset: int) -> None:
+        writes.append(len(data))
+        real_pwrite(self, fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        syncs.append(fd)
+        real_sync(fd)
+
+    monkeypatch.setattr(Wal, "_pwrite", pwrite)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     import actors.wal.files as files_mod
 
     monkeypatch.setattr(files_mod, "_datasync", os.fdatasync)

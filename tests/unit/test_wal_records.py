@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from actors.wal.records import (
     CrcRecord,
     Metadata,
+    Record,
     RecordEncoder,
     SnapshotMarker,
     WalCorruptError,
@@ -20,7 +21,7 @@ from actors.wal.records import (
 )
 from proto_schemas.raft import Entry, EntryType, HardState
 
-HEAD = [CrcRecord(0), Metadata(0x1234, 0xABCD)]
+HEAD: list[Record] = [CrcRecord(0), Metadata(0x1234, 0xABCD)]
 
 
 def entries(n: int, start: int = 1, size: int = 40) -> list[Entry]:
