@@ -9,8 +9,12 @@ Rules:
 - On promotion every lease gets its full remaining time (checkpointed remaining, else its TTL)
   plus ``extend_s`` (an election timeout): a leader change never expires a lease early.
 - A keep-alive renews to a full TTL; a checkpoint it makes stale is cleared through raft (a
-  checkpoint of 0) so that a new leader does not cut the renewed lease short. A lease past its
-  deadline is still renewable until its revoke is applied (as etcd).
+  checkpoint of 0) so that a new leader does not cut the renewed lease short.
+- A lease past its deadline is not renewed (``EXPIRED``): its revoke may already be on its way
+  through raft, and a renewal answered now would be undone by it, the client sure of a TTL it
+  does not have. As etcd's lessor, the caller waits until the revoke applies (the lease is then
+  not found) or this member stops leading (the client asks the new leader, whose promotion gave
+  the lease a new deadline if the revoke was lost with the old one).
 - ``expired`` hands out leases earliest deadline first, at most ``budget`` per call (a token
   bucket of ``max_revokes_per_s``), so a mass expiry is revoked in batches that leave room for
   clients; a lease handed out but not revoked after ``retry_revoke_after_s`` is handed out again
@@ -21,11 +25,14 @@ Rules:
 
 from __future__ import annotations
 
+import enum
 import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+EXPIRED = 0  # ``Lessor.keep_alive`` for a lease past its deadline: not renewed
 
 
 @dataclass
@@ -128,9 +135,13 @@ class Lessor:
 
     # -- client operations (primary) ------------------------------------------------------------
     def keep_alive(self, lease_id: int, now: float) -> int | None:
+        """The renewed TTL; None for a lease unknown here (or when not primary); ``EXPIRED`` for
+        a lease past its deadline, left as it is."""
         info = self._leases.get(lease_id)
         if info is None or not self._primary:
             return None
+        if info.deadline <= now:
+            return EXPIRED
         if info.remaining:
             self._clear.add(lease_id)
         info.renewed_at = now
@@ -188,17 +199,27 @@ class Lessor:
         return out
 
 
+class Wait(enum.Enum):
+    """Why a held keep-alive is not answered yet."""
+
+    DONE = 0  # it was answered
+    GRANT = 1  # its lease is unknown here: the grant may be on its way
+    REVOKE = 2  # its lease is past its deadline: the revoke may be on its way
+
+
 class Held:
-    """Keep-alives for leases this expirer does not know yet, each waiting up to ``wait_s``.
+    """Keep-alives that cannot be answered yet.
 
     A grant reaches the expirer from the apply worker, its keep-alive from the gateway: the
     client had the grant's answer, yet the keep-alive may overtake the grant's event. Held
     rather than refused, it is answered as soon as the grant arrives; only a lease still unknown
-    after ``wait_s`` is "not found".
+    after ``wait_s`` is "not found". A keep-alive for an expired lease waits for the revoke
+    (its lease is then unknown, refused as above) at most ``revoke_wait_s``.
     """
 
-    def __init__(self, wait_s: float) -> None:
+    def __init__(self, wait_s: float, revoke_wait_s: float) -> None:
         self.wait_s = wait_s
+        self.revoke_wait_s = revoke_wait_s
         self._calls: list[tuple[float, Any]] = []  # (held since, call)
 
     def __bool__(self) -> bool:
@@ -207,15 +228,17 @@ class Held:
     def hold(self, call: Any, now: float) -> None:
         self._calls.append((now, call))
 
-    def retry(self, answer: Callable[[Any], bool], now: float) -> list[Any]:
-        """Try each held call again (``answer`` returns True once it answered it); the calls
-        that waited ``wait_s`` in vain are returned, to be refused."""
+    def retry(self, answer: Callable[[Any], Wait], now: float) -> list[Any]:
+        """Try each held call again (``answer`` says whether it answered it, or what it still
+        waits for); the calls that waited long enough in vain are returned, to be refused."""
         waiting, self._calls = self._calls, []
         given_up = []
         for since, call in waiting:
-            if answer(call):
+            wait = answer(call)
+            if wait is Wait.DONE:
                 continue
-            if now - since < self.wait_s:
+            limit = self.wait_s if wait is Wait.GRANT else self.revoke_wait_s
+            if now - since < limit:
                 self._calls.append((since, call))
             else:
                 given_up.append(call)

@@ -9,7 +9,9 @@ Every tick, on the leader only: propose a ``LeaseRevoke`` for each expired lease
 earliest first; a revoke that gets lost is proposed again) and the remaining TTLs of long
 leases (``LeaseCheckpoint``), both through raft like any write (request id 0: nobody waits).
 Keep-alives and time-to-live questions come from the gateway; a follower's gateway forwards
-them to the leader's, so they are answered here only when this member leads.
+them to the leader's, so they are answered here only when this member leads. A keep-alive that
+cannot be answered yet (its lease not granted here yet, or expired and being revoked) is held
+and tried again on every lease event and tick.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 
 import structlog
 
-from actors.lease.core import Held, Lessor
+from actors.lease.core import EXPIRED, Held, Lessor, Wait
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import encode
@@ -74,7 +76,7 @@ class LeaseShell:
         self.to_raft = self.loop.outbox(config.inbox("raft"))
         self.to_mvcc = self.loop.outbox(config.inbox("mvcc"))
         self.to_gateway = self.loop.outbox(config.inbox("gateway"))
-        self.held = Held(UNKNOWN_LEASE_WAIT_S)
+        self.held = Held(UNKNOWN_LEASE_WAIT_S, revoke_wait_s=config.request_timeout_ms / 1000)
         self.loop.on_messages(inbox, self.handle)
         self.loop.every(TICK_S, self.tick)
         send(self.to_mvcc, LeaseTableRequest())
@@ -142,17 +144,19 @@ class LeaseShell:
             left = -1 if remaining is None else remaining
             send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
             return
-        if not self._keep_alive(msg, now):
+        if self._keep_alive(msg, now) is not Wait.DONE:
             self.held.hold(msg, now)
 
-    def _keep_alive(self, msg: LeaseCall, now: float) -> bool:
-        """Renew and answer; False (nothing answered) if the lease is not known here."""
+    def _keep_alive(self, msg: LeaseCall, now: float) -> Wait:
+        """Renew and answer, or say what the call waits for (see ``Held``)."""
         if not self.leading:  # demoted while the call was held
             self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
-            return True
+            return Wait.DONE
         ttl = self.core.keep_alive(msg.request.id, now)
         if ttl is None:
-            return False
+            return Wait.GRANT
+        if ttl == EXPIRED:
+            return Wait.REVOKE
         self.m_renewed.inc()
         header = ResponseHeader(
             cluster_id=self.config.cluster_id,
@@ -160,7 +164,7 @@ class LeaseShell:
             raft_term=self.status.term if self.status else 0,
         )
         self._reply(msg.read_id, LeaseKeepAliveResponse(header=header, id=msg.request.id, ttl=ttl))
-        return True
+        return Wait.DONE
 
     def _retry_held(self, now: float) -> None:
         for msg in self.held.retry(lambda call: self._keep_alive(call, now), now):

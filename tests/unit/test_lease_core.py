@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.lease.core import Held, Lessor
+from actors.lease.core import EXPIRED, Held, Lessor, Wait
 
 MIN_TTL = 2
 
@@ -50,16 +50,31 @@ def test_a_handed_out_lease_is_handed_out_again_only_if_its_revoke_never_applied
     assert drain(lessor, 100.0) == []
 
 
-def test_a_keep_alive_renews_to_the_full_ttl_even_past_the_deadline() -> None:
+def test_a_keep_alive_renews_to_the_full_ttl_but_never_past_the_deadline() -> None:
     lessor = primary()
     lessor.granted(1, 10, now=0.0)
     assert lessor.keep_alive(1, now=8.0) == 10
     assert drain(lessor, 17.9) == []
     assert lessor.remaining(1, 17.0) == 1
-    assert drain(lessor, 18.0) == [1]
-    assert lessor.keep_alive(1, now=18.5) == 10  # due, but not revoked yet: still renewable
-    assert drain(lessor, 28.0) == []
+    assert drain(lessor, 18.0) == [1]  # its revoke is on its way through raft
+    # A renewal now would be undone by that revoke: the client would count on 10 s it has not.
+    assert lessor.keep_alive(1, now=18.5) == EXPIRED
+    assert lessor.keep_alive(1, now=18.0) == EXPIRED  # due, even before it was handed out
+    assert lessor.remaining(1, 18.5) == 0
+    lessor.revoked(1)
+    assert lessor.keep_alive(1, now=18.6) is None
     assert lessor.keep_alive(99, now=0.0) is None
+
+
+def test_a_lease_whose_revoke_was_lost_with_the_leader_is_renewable_on_the_next() -> None:
+    old, new = primary(), Lessor(min_ttl=MIN_TTL)
+    for lessor in (old, new):
+        lessor.granted(1, 10, now=0.0)
+    assert drain(old, 10.0) == [1] and old.keep_alive(1, now=10.1) == EXPIRED
+    old.demote()  # the revoke never committed
+    new.promote(10.5, extend_s=1.0)
+    assert new.keep_alive(1, now=11.0) == 10
+    assert drain(new, 20.9) == [] and drain(new, 21.0) == [1]
 
 
 def test_only_the_primary_expires_and_renews() -> None:
@@ -187,14 +202,15 @@ def test_events_for_unknown_leases_are_ignored(event: str) -> None:
 
 
 def test_a_keep_alive_for_an_unknown_lease_waits_for_its_grant_then_gives_up() -> None:
-    held = Held(wait_s=0.2)
+    held = Held(wait_s=0.2, revoke_wait_s=7.0)
     known: set[str] = set()
     answered: list[str] = []
 
-    def answer(call: str) -> bool:
+    def answer(call: str) -> Wait:
         if call in known:
             answered.append(call)
-        return call in known
+            return Wait.DONE
+        return Wait.GRANT
 
     held.hold("granted later", 0.0)
     held.hold("never granted", 0.05)
@@ -203,3 +219,19 @@ def test_a_keep_alive_for_an_unknown_lease_waits_for_its_grant_then_gives_up() -
     assert held.retry(answer, 0.15) == [] and answered == ["granted later"]
     assert held.retry(answer, 0.24) == []  # 0.19 s held: not yet
     assert held.retry(answer, 0.25) == ["never granted"] and not held
+
+
+def test_a_keep_alive_for_an_expired_lease_waits_for_its_revoke_then_is_refused() -> None:
+    held = Held(wait_s=0.2, revoke_wait_s=7.0)
+    expired = {"revoked soon", "revoke never applies"}
+
+    def answer(call: str) -> Wait:
+        return Wait.REVOKE if call in expired else Wait.GRANT
+
+    held.hold("revoked soon", 0.0)
+    held.hold("revoke never applies", 0.0)
+    assert held.retry(answer, 1.0) == []  # long past the wait for a grant: still waiting
+    expired.discard("revoked soon")  # the revoke applied: the lease is unknown now
+    assert held.retry(answer, 1.1) == ["revoked soon"]
+    assert held.retry(answer, 6.9) == []
+    assert held.retry(answer, 7.0) == ["revoke never applies"] and not held
