@@ -35,7 +35,9 @@ TAIL_S = 15.0  # how long to wait for the last events after the last put
 
 def receiver(
     endpoints: list[str],
+    hubs: list[str] | None,
     index: int,
+    first_stream: int,
     streams: int,
     watchers: int,
     ready: Any,
@@ -44,7 +46,9 @@ def receiver(
     counts: Any,
 ) -> None:
     """One receiving process: ``watchers`` watches over ``streams`` clients; reports latencies
-    at the end and its running event count in ``counts[index]`` (its own slot, no lock)."""
+    at the end and its running event count in ``counts[index]`` (its own slot, no lock). With
+    ``hubs``, stream n of the run is pinned to hub n mod len(hubs) (an even spread), else each
+    stream picks one of the advertised hubs at random, as any client."""
     latencies = array("d")
     last = [0.0]
 
@@ -57,9 +61,10 @@ def receiver(
             counts[index] = len(latencies)
 
     clients = []
-    for s in range(streams):
-        first = (index * streams + s) % len(endpoints)
-        clients.append(Client(endpoints[first:] + endpoints[:first], timeout=10))
+    for n in range(first_stream, first_stream + streams):
+        first = n % len(endpoints)
+        pinned = [hubs[n % len(hubs)]] if hubs else None
+        clients.append(Client(endpoints[first:] + endpoints[:first], timeout=10, watch_endpoints=pinned))
     watches = [
         clients[n % streams].watch_stream().watch(create_request(KEY), sink=sink) for n in range(watchers)
     ]
@@ -80,6 +85,7 @@ def run(
     put_rate: float,
     seconds: float,
     val_size: int,
+    hubs: list[str] | None = None,
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -89,19 +95,30 @@ def run(
     workers = [
         ctx.Process(
             target=receiver,
-            args=(endpoints, i, stream_split[i], split[i], ready, stop, results, counts),
+            args=(
+                endpoints,
+                hubs,
+                i,
+                sum(stream_split[:i]),
+                stream_split[i],
+                split[i],
+                ready,
+                stop,
+                results,
+                counts,
+            ),
             daemon=True,
         )
         for i in range(procs)
     ]
     for w in workers:
         w.start()
-    hubs: set[str] = set()
+    hubs_used: set[str] = set()
     for _ in workers:
         _, created, used = ready.get(timeout=120)
         if not created:
             raise SystemExit("some watches were never created")
-        hubs.update(used)
+        hubs_used.update(used)
     puts = 0
     padding = b"x" * max(0, val_size - STAMP.size)
     with Client(endpoints, timeout=10) as c:
@@ -140,7 +157,7 @@ def run(
     return {
         "watchers": watchers,
         "streams": sum(stream_split),
-        "hubs": len(hubs),
+        "hubs": len(hubs_used),
         "puts": puts,
         "events_expected": expected,
         "events_delivered": len(lat),
