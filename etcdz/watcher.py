@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
 _STOP = object()
-_STALE_TOKEN = frozenset(TEXTS[c] for c in RELOGIN)  # as for calls: what a fresh login cures
+_LOGIN_CURES = frozenset(TEXTS[c] for c in RELOGIN)  # as for calls: what a fresh login cures
 
 
 class Watch:
@@ -341,16 +341,16 @@ class WatchStream(threading.Thread):
             one = self._watches.get(resp.watch_id)
             targets = [one] if one is not None else []
         for w in targets:
-            if self._stale_token(w, resp):
+            if self._needs_login(w, resp):
                 continue
             if not w._feed(resp):
                 self._watches.pop(w.id, None)
 
-    def _stale_token(self, w: Watch, resp: WatchResponse) -> bool:
+    def _needs_login(self, w: Watch, resp: WatchResponse) -> bool:
         """A create refused for a token the cluster no longer takes (expired, a member
         restarted, older than the auth store) or for want of one (auth enabled since this
         client found it off): log in again and re-create it, once per refusal streak."""
-        if not (resp.canceled and resp.cancel_reason in _STALE_TOKEN and self._client.user is not None):
+        if not (resp.canceled and resp.cancel_reason in _LOGIN_CURES and self._client.user is not None):
             return False
         if w._relogins >= 1:
             return False

@@ -31,7 +31,7 @@ from etcdz import Client
 from etcdz.errors import EtcdzError, PermissionDenied, UserEmpty
 from proto_schemas.cluster import PeerFaults
 from tools import topology
-from tools.workload import wait_until
+from tools.workload import took_effect, wait_until
 
 
 def free_port() -> int:
@@ -227,20 +227,17 @@ class LocalCluster:
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
         member = self._member(run)
         with self.client() as c:
-            wait_until(lambda: self._added(c, member.peer_url, learner), timeout=30, what="member add")
+            wait_until(
+                lambda: took_effect(
+                    lambda: c.member_add([member.peer_url], is_learner=learner),
+                    lambda: any(member.peer_url in m.peer_urls for m in c.member_list().members),
+                ),
+                timeout=30,
+                what="member add",
+            )
         self.members.append(member)
         self.start(member)
         return member
-
-    @staticmethod
-    def _added(c: Client, peer_url: str, learner: bool) -> bool:
-        """``member add``, or find that an earlier try whose answer was lost (a timeout under
-        load) took effect: its peer URL is in the member list."""
-        try:
-            c.member_add([peer_url], is_learner=learner)
-        except EtcdzError:
-            return any(peer_url in m.peer_urls for m in c.member_list().members)
-        return True
 
     def find(self, member_id: int) -> Member:
         for m in self.members:

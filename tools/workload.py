@@ -77,6 +77,17 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condi
         time.sleep(0.05)
 
 
+def took_effect(change: Callable[[], object], done: Callable[[], bool]) -> bool:
+    """Ask for a change that is not idempotent (a membership change), then let ``done`` say
+    whether it took effect: under load an answer can be lost (a timeout) while the change
+    applies, and a retry is then refused (peer URL exists, not a learner, member not found)."""
+    try:
+        change()
+    except EtcdzError:
+        pass
+    return done()
+
+
 def wait_serving(endpoints: list[str], since: float, limit_s: float = 30.0) -> float:
     """Seconds from ``since`` until a put succeeds again (AssertionError after ``limit_s``)."""
     with Client(endpoints, timeout=0.5) as c:

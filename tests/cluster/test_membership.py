@@ -7,21 +7,20 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from etcdz import Client
 from etcdz.errors import (
     BadLeaderTransferee,
-    EtcdzError,
     MemberNotFound,
     MemberNotLearner,
     NotLeader,
     PeerURLExists,
 )
 from tools.cluster import LocalCluster, running
-from tools.workload import Writer, check_writes, wait_until
+from tools.workload import Writer, check_writes, took_effect, wait_until
 
 
 @pytest.fixture
@@ -46,17 +45,6 @@ def ctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def changed(change: Callable[[], object], done: Callable[[], bool]) -> bool:
-    """Ask for a membership change, then tell from the member list whether it took effect: under
-    load an answer can be lost (the call times out) while the change applies, and the retry is
-    then refused (not a learner any more, member not found)."""
-    try:
-        change()
-    except EtcdzError:
-        pass
-    return done()
-
-
 def test_add_a_learner_promote_it_and_remove_an_old_member_under_load(cluster: LocalCluster) -> None:
     writer = Writer(cluster.endpoints, "/members")
     writer.start()
@@ -73,7 +61,7 @@ def test_add_a_learner_promote_it_and_remove_an_old_member_under_load(cluster: L
             c.member_promote(cluster.members[0].member_id)
 
         def promoted() -> bool:
-            return changed(
+            return took_effect(
                 lambda: c.member_promote(new.member_id),
                 lambda: not any(m.is_learner for m in c.member_list().members),
             )
@@ -84,7 +72,7 @@ def test_add_a_learner_promote_it_and_remove_an_old_member_under_load(cluster: L
     with next(m for m in cluster.members if m is not old).client(timeout=7.0) as c:
 
         def removed() -> bool:
-            return changed(
+            return took_effect(
                 lambda: c.member_remove(old.member_id),
                 lambda: old.member_id not in {m.id for m in c.member_list().members},
             )
