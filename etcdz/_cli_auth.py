@@ -6,65 +6,17 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
 from etcdz import ops
-from etcdz.client import Client
 from etcdz.errors import RootRoleNotExist
 from proto_schemas.auth import ROOT, Permission, PermissionType, RoleGetResponse
 
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
 Out = Callable[[str], None]
-
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    user = sub.add_parser("user", help="User related commands", parents=parents)
-    users = user.add_subparsers(dest="action", required=True)
-    add = users.add_parser("add", help="Adds a new user", parents=parents)
-    add.add_argument("args", nargs="*")
-    add.add_argument("--no-password", action="store_true", help="Create a user without password")
-    add.add_argument(
-        "--interactive", default="true", help="Read password from stdin instead of interactive terminal"
-    )
-    get = users.add_parser("get", help="Gets detailed information of a user", parents=parents)
-    get.add_argument("args", nargs="*")
-    get.add_argument("--detail", action="store_true", help="Show permissions of roles granted to the user")
-    users.add_parser("list", help="Lists all users", parents=parents)
-    for name, text in (("delete", "Deletes a user"), ("passwd", "Changes password of user")):
-        action = users.add_parser(name, help=text, parents=parents)
-        action.add_argument("args", nargs="*")
-        if name == "passwd":
-            action.add_argument("--interactive", default="true", help="If true, read password from stdin")
-    for name, text in (
-        ("grant-role", "Grants a role to a user"),
-        ("revoke-role", "Revokes a role from a user"),
-    ):
-        users.add_parser(name, help=text, parents=parents).add_argument("args", nargs="*")
-
-    role = sub.add_parser("role", help="Role related commands", parents=parents)
-    roles = role.add_subparsers(dest="action", required=True)
-    for name, text in (
-        ("add", "Adds a new role"),
-        ("delete", "Deletes a role"),
-        ("get", "Gets detailed information of a role"),
-    ):
-        roles.add_parser(name, help=text, parents=parents).add_argument("args", nargs="*")
-    roles.add_parser("list", help="Lists all roles", parents=parents)
-    for name, text in (
-        ("grant-permission", "Grants a key to a role"),
-        ("revoke-permission", "Revokes a key from a role"),
-    ):
-        action = roles.add_parser(name, help=text, parents=parents)
-        action.add_argument("args", nargs="*")
-        action.add_argument("--prefix", action="store_true", help="grant a prefix permission")
-        action.add_argument(
-            "--from-key",
-            action="store_true",
-            help="grant a permission of keys that are greater than or equal to the given key",
-        )
-
-    auth = sub.add_parser("auth", help="Enable or disable authentication", parents=parents)
-    auth.add_argument("action", choices=["enable", "disable", "status"])
 
 
 # etcdctl's words when the arguments are wrong

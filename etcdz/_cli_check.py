@@ -30,17 +30,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
 from etcdz import ops
-from etcdz.client import Client
 from etcdz.errors import EtcdzError
 from proto_schemas.kv import CompactionRequest
 
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
 EXIT_INVALID_INPUT, EXIT_BAD_FEATURE = 3, 4  # etcdctl's exit codes for these failures
 
-DEFAULT_PREFIX = "/etcdctl-check-perf/"
 KEY_SIZE, VALUE_SIZE = 256, 1024  # etcdctl: ksize, vsize
 THROUGHPUT_RATIO = 0.9  # FAIL at or below 90% of the limit
 SLOWEST_MAX_S = 0.5
@@ -66,30 +67,6 @@ LOADS = {
     "xl": PerfLoad(limit=15000, clients=1000, duration_s=60),
 }
 ALIASES = {**{name: name for name in LOADS}, "small": "s", "medium": "m", "large": "l", "xLarge": "xl"}
-
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    check = sub.add_parser(
-        "check", help="commands for checking properties of the etcdz cluster", parents=parents
-    )
-    actions = check.add_subparsers(dest="action", required=True)
-    perf = actions.add_parser("perf", help="Check the performance of the etcdz cluster", parents=parents)
-    perf.add_argument(
-        "--load",
-        default="s",
-        help="The performance check's workload model. "
-        "Accepted workloads: s(small), m(medium), l(large), xl(xLarge)",
-    )
-    perf.add_argument(
-        "--prefix", default=DEFAULT_PREFIX, help="The prefix for writing the performance check's keys."
-    )
-    perf.add_argument(
-        "--auto-compact",
-        action="store_true",
-        help="Compact storage with last revision after test is finished.",
-    )
-    perf.add_argument("--auto-defrag", action="store_true", help="Defragment storage after test is finished.")
-    perf.add_argument("--duration", type=int, default=None, help=argparse.SUPPRESS)  # for tests
 
 
 def perf_load(name: str, duration_s: int | None = None) -> PerfLoad:

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
-from etcdz.client import Client
 from etcdz.errors import EtcdzError
 from proto_schemas.cluster import Member, MemberListResponse
 
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
 MEMBER_COLUMNS = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
-
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    member = sub.add_parser("member", help="Membership related commands", parents=parents)
-    actions = member.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="Lists all members in the cluster", parents=parents)
-    add = actions.add_parser("add", help="Adds a member into the cluster", parents=parents)
-    add.add_argument("name")
-    add.add_argument("--peer-urls", required=True, help="comma separated peer URLs for the new member")
-    add.add_argument("--learner", action="store_true", help="indicates if the new member is raft learner")
-    remove = actions.add_parser("remove", help="Removes a member from the cluster", parents=parents)
-    remove.add_argument("member_id")
-    update = actions.add_parser("update", help="Updates a member in the cluster", parents=parents)
-    update.add_argument("member_id")
-    update.add_argument("--peer-urls", required=True)
-    promote = actions.add_parser(
-        "promote", help="Promotes a non-voting member in the cluster", parents=parents
-    )
-    promote.add_argument("member_id")
-    move = sub.add_parser(
-        "move-leader", help="Transfers leadership to another etcdz cluster member.", parents=parents
-    )
-    move.add_argument("transferee_id")
 
 
 def _hex_id(text: str, what: str = "bad member ID arg ({}), expecting ID in Hex") -> int:

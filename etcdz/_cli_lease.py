@@ -5,29 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
-from etcdz.client import Client
 from etcdz.errors import EtcdzError, LeaseNotFound
 
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    lease = sub.add_parser("lease", help="Lease related commands", parents=parents)
-    actions = lease.add_subparsers(dest="action", required=True)
-    grant = actions.add_parser("grant", help="Creates leases", parents=parents)
-    grant.add_argument("args", nargs="*")
-    revoke = actions.add_parser("revoke", help="Revokes leases", parents=parents)
-    revoke.add_argument("args", nargs="*")
-    ttl = actions.add_parser("timetolive", help="Get lease information", parents=parents)
-    ttl.add_argument("args", nargs="*")
-    ttl.add_argument("--keys", action="store_true", help="Get keys attached to this lease")
-    actions.add_parser("list", help="List all active leases", parents=parents)
-    keep = actions.add_parser("keep-alive", help="Keeps leases alive (renew)", parents=parents)
-    keep.add_argument("args", nargs="*")
-    keep.add_argument(
-        "--once", action="store_true", help="Resets the keep-alive time to its original value once"
-    )
+if TYPE_CHECKING:
+    from etcdz.client import Client
 
 
 # etcdctl's words when the argument count is wrong

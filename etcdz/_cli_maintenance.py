@@ -4,58 +4,21 @@ their output."""
 from __future__ import annotations
 
 import argparse
-import os
-import time
+import subprocess
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from actors.supervisor import restore
 from etcdz import _cli_format as fmt
 from etcdz import snapshot
-from etcdz.client import Client
 from etcdz.errors import EtcdzError
 from proto_schemas.maintenance import AlarmResponse
 
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
 HASHKV_COLUMNS = ["ENDPOINT", "HASH"]
 SNAPSHOT_COLUMNS = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
-
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    alarm = sub.add_parser("alarm", help="Alarm related commands", parents=parents)
-    alarm.add_argument("action", choices=["list", "disarm"])
-    defrag = sub.add_parser("defrag", help="Defragments the storage of the etcdz members", parents=parents)
-    defrag.add_argument(
-        "--cluster", action="store_true", help="use all endpoints from the cluster member list"
-    )
-    snap = sub.add_parser("snapshot", help="Manages etcdz node snapshots", parents=parents)
-    actions = snap.add_subparsers(dest="action", required=True)
-    save = actions.add_parser(
-        "save", help="Stores an etcdz node backend snapshot to a given file", parents=parents
-    )
-    save.add_argument("args", nargs="*")
-    status = actions.add_parser(
-        "status", help="Gets backend snapshot status of a given file", parents=parents
-    )
-    status.add_argument("args", nargs="*")
-    restore = actions.add_parser(
-        "restore", help="Restores an etcdz member snapshot to an etcdz directory", parents=parents
-    )
-    restore.add_argument("args", nargs="*")
-    restore.add_argument("--data-dir", default="", help="path to the data directory (default: NAME.etcdz)")
-    restore.add_argument("--name", default="default", help="human-readable name for this member")
-    restore.add_argument(
-        "--initial-cluster",
-        default="default=tcp://127.0.0.1:2380",
-        help="initial cluster configuration for restore bootstrap",
-    )
-    restore.add_argument(
-        "--initial-cluster-token", default="etcd-cluster", help="initial cluster token for the cluster"
-    )
-    restore.add_argument(
-        "--initial-advertise-peer-urls",
-        default="tcp://127.0.0.1:2380",
-        help="list of this member's peer URLs to advertise to the rest of the cluster",
-    )
 
 
 def run_alarm(args: argparse.Namespace, client: Client, out: Callable[[str], None], mode: str) -> int:
@@ -147,8 +110,7 @@ def run_snapshot(
         raise fmt.ExitError(f"snapshot {args.action} expects one argument", fmt.EXIT_BAD_ARGS)
     path = args.args[0]
     if args.action == "restore":
-        run_restore(args, path, err)
-        return 0
+        return run_restore(args, path)
     if args.action == "save":
         if len(endpoints) != 1:
             raise fmt.ExitError(
@@ -179,27 +141,13 @@ def run_snapshot(
     return 0
 
 
-def run_restore(args: argparse.Namespace, path: str, err: Callable[[str], None]) -> None:
-    """etcdutl's restore: no output but its log lines (on stderr), the data dir made whole."""
-    data_dir = os.path.abspath(args.data_dir or f"{args.name}.etcdz")
-    peer_urls = [u.strip() for u in args.initial_advertise_peer_urls.split(",") if u.strip()]
-    try:
-        made = restore.plan(args.name, args.initial_cluster, args.initial_cluster_token, peer_urls)
-        header, pieces = snapshot.read(path)
-        err(_log_line("restoring snapshot", path=path, data_dir=data_dir, revision=header.revision))
-        restore.restore(data_dir, made, pieces)
-    except restore.RestoreError as exc:
-        raise fmt.ExitError(str(exc)) from None
-    err(
-        _log_line(
-            "restored snapshot",
-            path=path,
-            data_dir=data_dir,
-            member_id=f"{made.member_id:x}",
-            cluster_id=f"{made.cluster_id:x}",
-        )
-    )
-
-
-def _log_line(msg: str, **fields: Any) -> str:
-    return fmt.to_json({"level": "info", "ts": round(time.time(), 6), "msg": msg, **fields})
+def run_restore(args: argparse.Namespace, path: str) -> int:
+    """etcdctl 3.4's ``snapshot restore``: run by the server's command (``etcdz snapshot
+    restore``, etcdutl's counterpart), which writes the data dir; the client never imports the
+    server's code. Its log lines and errors reach stderr as they are."""
+    argv = [sys.executable, "-m", "actors.supervisor", "snapshot", "restore", path, "--name", args.name]
+    argv += ["--initial-cluster", args.initial_cluster, "--initial-cluster-token", args.initial_cluster_token]
+    argv += ["--initial-advertise-peer-urls", args.initial_advertise_peer_urls]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode

@@ -12,31 +12,18 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
-from etcdz.client import Client
+from etcdz._cli_flags import add_watch_arguments
 from etcdz.errors import Compacted
 from proto_schemas.kv import EventType
 from proto_schemas.watch import WatchResponse
 
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
 EXIT_INTERRUPTED = 5  # etcdctl's code when the server cancels the watch
-
-
-def add_watch_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("key", nargs="?", default="")
-    p.add_argument("range_end", nargs="?", default=None)
-    p.add_argument("--prefix", action="store_true", help="Watch on a prefix if prefix is set")
-    p.add_argument("--rev", type=int, default=0, help="Revision to start watching")
-    p.add_argument(
-        "--prev-kv", action="store_true", help="get the previous key-value pair before the event happens"
-    )
-
-
-def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("watch", help="Watches events stream on keys or prefixes", parents=parents)
-    add_watch_arguments(p)
-    p.add_argument("-i", "--interactive", action="store_true", help="Interactive mode")
 
 
 def simple_lines(resp: WatchResponse) -> list[bytes]:

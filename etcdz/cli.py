@@ -12,144 +12,36 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
+import importlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from etcdz import _cli_auth as authfmt
-from etcdz import _cli_check as checkfmt
-from etcdz import _cli_cluster as clusterfmt
-from etcdz import _cli_format as fmt
-from etcdz import _cli_lease as leasefmt
-from etcdz import _cli_maintenance as maintfmt
-from etcdz import _cli_txn as txnfmt
-from etcdz import _cli_watch as watchfmt
-from etcdz import ops
-from etcdz.client import Client
-from etcdz.errors import EtcdzError, PermissionDenied
-from proto_schemas.kv import SortOrder, SortTarget
+from etcdz._cli_flags import SORT_TARGETS, Parser, UsageError, kv_parsers, parser
 
-SORT_TARGETS = {
-    "CREATE": SortTarget.CREATE,
-    "KEY": SortTarget.KEY,
-    "MODIFY": SortTarget.MOD,
-    "VALUE": SortTarget.VALUE,
-    "VERSION": SortTarget.VERSION,
+if TYPE_CHECKING:
+    from etcdz.client import Client
+
+# The client, the messages and each command's own module are imported when a command runs, not
+# here: every call pays for what this module imports (see the start-up figures in the README).
+# A command group's module, by command (each has run(args, client, out, mode)).
+_GROUPS = {
+    "alarm": ("etcdz._cli_maintenance", "run_alarm"),
+    "member": ("etcdz._cli_cluster", "run_member"),
+    "lease": ("etcdz._cli_lease", "run"),
+    "user": ("etcdz._cli_auth", "run"),
+    "role": ("etcdz._cli_auth", "run"),
+    "auth": ("etcdz._cli_auth", "run"),
 }
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse exits; a txn line must raise instead
-        raise UsageError(message)
-
-
-def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
-    """etcdctl's global flags; also accepted after the command (as cobra does), where their
-    defaults are suppressed so they do not overwrite values given before it."""
-
-    def default(value: str) -> str:
-        return argparse.SUPPRESS if suppress else value
-
-    p.add_argument(
-        "--endpoints", default=default(os.environ.get("ETCDZCTL_ENDPOINTS", "tcp://127.0.0.1:2379"))
-    )
-    p.add_argument(
-        "--watch-endpoints",
-        default=default(os.environ.get("ETCDZCTL_WATCH_ENDPOINTS", "")),
-        help="watch hubs to use instead of those the members advertise",
-    )
-    p.add_argument("-w", "--write-out", choices=["simple", "json", "table"], default=default("simple"))
-    p.add_argument("--command-timeout", default=default("5s"))
-    p.add_argument("--dial-timeout", default=default("2s"))
-    p.add_argument(
-        "--user",
-        default=default(os.environ.get("ETCDZCTL_USER", "")),
-        help="username[:password] for authentication (prompt if password is not supplied)",
-    )
-    p.add_argument(
-        "--cacert",
-        default=default(os.environ.get("ETCDZCTL_CACERT", "")),
-        help="the members' public CurveZMQ certificate (NAME.key): encrypt and verify the servers",
-    )
-    p.add_argument(
-        "--key",
-        default=default(os.environ.get("ETCDZCTL_KEY", "")),
-        help="this client's CurveZMQ secret certificate (NAME.key_secret), for --client-cert-auth members",
-    )
-    p.add_argument(
-        "--password",
-        default=default(os.environ.get("ETCDZCTL_PASSWORD", "")),
-        help="password for authentication (if this option is used, --user option shouldn't include password)",
-    )
-
-
-_GLOBALS = _Parser(add_help=False)
-_global_flags(_GLOBALS, suppress=True)
-
-
-def _kv_parsers(sub: Any) -> None:
-    put = sub.add_parser("put", help="Puts the given key into the store", parents=[_GLOBALS])
-    put.add_argument("key")
-    put.add_argument("value", nargs="?")
-    put.add_argument("--prev-kv", action="store_true")
-    put.add_argument("--ignore-value", action="store_true")
-    put.add_argument("--ignore-lease", action="store_true")
-    put.add_argument("--lease", default="0", help="lease ID (in hexadecimal) to attach to the key")
-
-    get = sub.add_parser("get", help="Gets the key or a range of keys", parents=[_GLOBALS])
-    get.add_argument("key")
-    get.add_argument("range_end", nargs="?")
-    get.add_argument("--prefix", action="store_true")
-    get.add_argument("--from-key", action="store_true")
-    get.add_argument("--limit", type=int, default=0)
-    get.add_argument("--rev", type=int, default=0)
-    get.add_argument("--sort-by", choices=sorted(SORT_TARGETS), default="")
-    get.add_argument("--order", choices=["ASCEND", "DESCEND"], default="")
-    get.add_argument("--keys-only", action="store_true")
-    get.add_argument("--count-only", action="store_true")
-    get.add_argument("--print-value-only", action="store_true")
-    get.add_argument("--consistency", choices=["l", "s"], default="l")
-
-    delete = sub.add_parser(
-        "del", help="Removes the specified key or range of keys [key, range_end)", parents=[_GLOBALS]
-    )
-    delete.add_argument("key")
-    delete.add_argument("range_end", nargs="?")
-    delete.add_argument("--prefix", action="store_true")
-    delete.add_argument("--from-key", action="store_true")
-    delete.add_argument("--prev-kv", action="store_true")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="etcdzctl", description="A command line client for etcdz, mirroring etcdctl.")
-    _global_flags(p, suppress=False)
-    sub = p.add_subparsers(dest="command", required=True)
-    _kv_parsers(sub)
-    txn = sub.add_parser("txn", help="Txn processes all the requests in one transaction", parents=[_GLOBALS])
-    txn.add_argument("-i", "--interactive", action="store_true")
-    compaction = sub.add_parser("compaction", help="Compacts the event history in etcdz", parents=[_GLOBALS])
-    compaction.add_argument("revision", type=int)
-    compaction.add_argument("--physical", action="store_true")
-    endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=[_GLOBALS])
-    endpoint.add_argument("action", choices=["status", "health", "hashkv"])
-    endpoint.add_argument("--cluster", action="store_true")
-    clusterfmt.add_parsers(sub, [_GLOBALS])
-    leasefmt.add_parsers(sub, [_GLOBALS])
-    watchfmt.add_parsers(sub, [_GLOBALS])
-    maintfmt.add_parsers(sub, [_GLOBALS])
-    authfmt.add_parsers(sub, [_GLOBALS])
-    checkfmt.add_parsers(sub, [_GLOBALS])
-    return p
 
 
 def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
     """The request a put/get/del command line stands for (shared by txn's op lines)."""
+    from etcdz import _cli_format as fmt
+    from etcdz import ops
+    from proto_schemas.kv import SortOrder, SortTarget
+
     if args.command == "put":
         value = args.value
         if value is None:
@@ -172,7 +64,7 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
         if args.prefix and args.from_key:
             raise UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
         order = {"": SortOrder.NONE, "ASCEND": SortOrder.ASCEND, "DESCEND": SortOrder.DESCEND}[args.order]
-        target = SORT_TARGETS.get(args.sort_by, SortTarget.KEY)
+        target = SortTarget[SORT_TARGETS.get(args.sort_by, "KEY")]
         if args.sort_by and order == SortOrder.NONE:
             order = SortOrder.ASCEND  # etcdctl: a sort target alone sorts ascending
         return ops.get(
@@ -202,8 +94,8 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
 
 
 def _txn_op(argv: list[str]) -> Any:
-    sub = _Parser(prog="txn").add_subparsers(dest="command", required=True)
-    _kv_parsers(sub)
+    sub = Parser(prog="txn").add_subparsers(dest="command", required=True)
+    kv_parsers(sub)
     return request_for(
         sub._name_parser_map[argv[0]].parse_args(argv[1:], argparse.Namespace(command=argv[0]))
     )
@@ -227,11 +119,13 @@ def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-Connect = Callable[..., Client]  # (endpoints, **Client options) -> a client with the command's flags
+Connect = Callable[..., "Client"]  # (endpoints, **Client options) -> a client with the command's flags
 
 
 def connector(args: argparse.Namespace) -> Connect:
     """Clients as the global flags describe them (timeouts, credentials, watch hubs)."""
+    from etcdz import _cli_format as fmt
+
     user, sep, password = args.user.partition(":")
     if args.password:
         if sep:
@@ -249,6 +143,9 @@ def connector(args: argparse.Namespace) -> Connect:
         "client_key": args.key or None,
     }
 
+    from etcdz.client import Client
+    from etcdz.errors import EtcdzError
+
     def connect(endpoints: list[str], **changes: Any) -> Client:
         client = Client(endpoints, **{**options, **changes})
         if client.user is not None:
@@ -263,41 +160,49 @@ def connector(args: argparse.Namespace) -> Connect:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from etcdz import _cli_format as fmt
+
     connect = connector(args)
     timeout = fmt.parse_duration(args.command_timeout)
     endpoints = _comma_list(args.endpoints)
     if getattr(args, "cluster", False):  # endpoint ..., defrag: every member's client URL
+        from etcdz._cli_cluster import cluster_endpoints
+
         with connect(endpoints) as client:
-            endpoints = clusterfmt.cluster_endpoints(client)
+            endpoints = cluster_endpoints(client)
     if args.command == "endpoint":
         if args.action == "hashkv":
-            return maintfmt.run_hashkv(endpoints, connect, out.text, _stderr, out.mode)
+            from etcdz._cli_maintenance import run_hashkv
+
+            return run_hashkv(endpoints, connect, out.text, _stderr, out.mode)
         return _endpoint(args, endpoints, connect, out)
     slow = max(timeout, 60.0)
-    if args.command == "defrag":
-        return maintfmt.run_defrag(endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr)
-    if args.command == "snapshot":
-        return maintfmt.run_snapshot(
+    if args.command in ("defrag", "snapshot"):
+        from etcdz import _cli_maintenance as maint
+
+        if args.command == "defrag":
+            return maint.run_defrag(endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr)
+        return maint.run_snapshot(
             args, endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr, out.mode
         )
     if args.command == "check":
-        return checkfmt.run(args, endpoints, connect, out.out)
+        from etcdz._cli_check import run as run_check
+
+        return run_check(args, endpoints, connect, out.out)
     if args.command == "move-leader":
-        return clusterfmt.run_move_leader(args, endpoints, connect, out.text)
-    groups: dict[str, Callable[..., int]] = {
-        "alarm": maintfmt.run_alarm,
-        "member": clusterfmt.run_member,
-        "lease": leasefmt.run,
-        "user": authfmt.run,
-        "role": authfmt.run,
-        "auth": authfmt.run,
-    }
-    if args.command in groups:
+        from etcdz._cli_cluster import run_move_leader
+
+        return run_move_leader(args, endpoints, connect, out.text)
+    if args.command in _GROUPS:
+        module, name = _GROUPS[args.command]
+        command: Callable[..., int] = getattr(importlib.import_module(module), name)
         with connect(endpoints) as client:
-            return groups[args.command](args, client, out.text, out.mode)
+            return command(args, client, out.text, out.mode)
     if args.command == "watch":
+        from etcdz._cli_watch import run as run_watch
+
         with connect(endpoints) as client:
-            return watchfmt.run(args, client, out.lines, out.mode)
+            return run_watch(args, client, out.lines, out.mode)
     if out.mode == "table":
         raise UsageError("table not supported as output format")
     with connect(endpoints) as client:
@@ -310,6 +215,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
             )
             return 0
         if args.command == "txn":
+            from etcdz import _cli_txn as txnfmt
+
             prompt = out.text if args.interactive else None
             request = txnfmt.build(txnfmt.read_sections(iter(sys.stdin), prompt), _txn_op)
         else:
@@ -325,6 +232,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, out: Output) -> int:
+    from etcdz import _cli_format as fmt
+    from etcdz.errors import EtcdzError, PermissionDenied
+
     code = 0
     rows: list[Any] = []
     for endpoint in endpoints:
@@ -383,6 +293,13 @@ def _stderr(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
+    except UsageError as exc:
+        _stderr(f"Error: {exc}")
+        return 1
+    from etcdz import _cli_format as fmt
+    from etcdz.errors import EtcdzError
+
+    try:
         return run(args, Output(args.write_out))
     except UsageError as exc:
         _stderr(f"Error: {exc}")

@@ -1,5 +1,6 @@
 """``etcdz``: run one member (``etcdz --help`` lists etcd's flags), ``etcdz watch-hub ...``:
-one more watch hub for a cluster, on any host, or ``etcdz keygen DIR NAME...``: CurveZMQ
+one more watch hub for a cluster, on any host, ``etcdz snapshot restore FILE ...``: a member's
+data dir from a snapshot, offline (etcdutl's command), or ``etcdz keygen DIR NAME...``: CurveZMQ
 certificates (``NAME.key`` public, ``NAME.key_secret`` private, 0600) for ``--key-file``,
 ``--peer-key-file``, trusted-keys directories and clients."""
 
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from actors.watch.__main__ import main as watch_hub
 
         return watch_hub(argv[1:])
+    if argv[:2] == ["snapshot", "restore"]:
+        from actors.supervisor.snapshot_cmd import main as restore
+
+        return restore(argv[2:])
     if argv[:1] == ["keygen"]:
         return keygen(argv[1:])
     try:
