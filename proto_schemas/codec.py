@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import types
 import typing
 from collections.abc import Callable
@@ -45,6 +46,25 @@ class _Spec:
     payload: Callable[[Any], list[Any]]  # message -> [type_id, field values...]
     build: Callable[[Any], Any]  # all field values, as received -> checked message
 
+
+# Where each block of type ids is defined: a decoder that meets an id of a module not yet
+# imported imports it (tests/unit/test_codec.py checks that every id lies in its module's block).
+MODULES: tuple[tuple[int, int, str], ...] = (
+    (1, 1, "envelope"),
+    (90, 99, "errors"),
+    (100, 119, "kv"),
+    (120, 139, "cluster"),
+    (140, 159, "lease"),
+    (160, 179, "watch"),
+    (180, 199, "maintenance"),
+    (200, 209, "raft"),
+    (210, 299, "auth"),
+    (300, 329, "internal"),
+    (330, 349, "cluster"),
+    (350, 359, "lease"),
+    (360, 369, "watch"),
+    (370, 399, "internal"),
+)
 
 _BY_ID: dict[int, _Spec] = {}
 _BY_CLS: dict[type, _Spec] = {}
@@ -93,6 +113,33 @@ def _resolve() -> None:
         )
         _BY_ID[spec.type_id] = spec
         _BY_CLS[cls] = spec
+
+
+def module_of(type_id: int) -> str | None:
+    """The protocol module that defines ``type_id`` (by its block), or None."""
+    for low, high, name in MODULES:
+        if low <= type_id <= high:
+            return f"proto_schemas.{name}"
+    return None
+
+
+def _spec_of(type_id: Any) -> _Spec | None:
+    """The spec of a type id, importing its protocol module the first time it is met."""
+    spec = _BY_ID.get(type_id)
+    if spec is None and type(type_id) is int:
+        module = module_of(type_id)
+        if module is not None:
+            importlib.import_module(module)
+            _resolve()
+            spec = _BY_ID.get(type_id)
+    return spec
+
+
+def load_all() -> None:
+    """Import every protocol module (for whatever needs the whole registry)."""
+    for name in {name for _, _, name in MODULES}:
+        importlib.import_module(f"proto_schemas.{name}")
+    _resolve()
 
 
 _PLAIN = (int, bytes, str, bool, float)
@@ -295,7 +342,7 @@ class _Decoder:
         body = tag.value
         if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
             raise DecodeError("malformed message: expected [type_id, fields...]")
-        spec = _BY_ID.get(body[0])
+        spec = _spec_of(body[0])
         if spec is None:
             raise DecodeError(f"unknown message type {body[0]}")
         values = body[1:]
@@ -362,7 +409,7 @@ def peek(data: bytes, cls: type, count: int) -> list[int]:
 
 def registered() -> dict[int, type]:
     """Every registered message by type id (for the CDDL rendering and tests)."""
-    _resolve()
+    load_all()
     return {tid: spec.cls for tid, spec in sorted(_BY_ID.items())}
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import cbor2
 import pytest
@@ -155,3 +157,28 @@ def test_peek_reads_a_messages_leading_ints_and_refuses_anything_else() -> None:
     wrong = cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [360, "1", 2, 3, []]))
     with pytest.raises(DecodeError, match="expected ints"):
         codec.peek(wrong, EventBatch, 3)
+
+
+def test_every_type_id_lies_in_its_modules_block() -> None:
+    """The decoder imports a protocol module by the block its type ids are in: an id defined
+    outside its module's block would be unknown to a process that has not imported it yet."""
+    for type_id, cls in codec.registered().items():
+        assert codec.module_of(type_id) == cls.__module__, (type_id, cls.__name__)
+
+
+def test_a_message_of_a_module_not_yet_imported_decodes() -> None:
+    """A fresh interpreter that imported only the codec decodes any message: the module that
+    defines it is imported on the way."""
+    from proto_schemas.lease import LeaseGrantRequest
+
+    raw = encode(LeaseGrantRequest(ttl=5, id=7))
+    script = (
+        "import sys; from proto_schemas import codec; "
+        "before = 'proto_schemas.lease' in sys.modules; "
+        "m = codec.decode(bytes.fromhex(sys.argv[1])); "
+        "print(before, type(m).__name__, m.ttl, m.id)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, raw.hex()], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "LeaseGrantRequest", "5", "7"]
