@@ -58,6 +58,15 @@ def secure() -> Callable[[LocalCluster], Client]:
 
 
 @pytest.fixture(scope="module")
+def secured_shared_node(shared_node: LocalCluster) -> Iterator[tuple[LocalCluster, Client]]:
+    """The module's shared node with ``_secure``'s users and roles and auth enabled, and a
+    client logged in as root (for the tests of a module that keep to their own keys)."""
+    root = _secure(shared_node)
+    yield shared_node, root
+    root.close()
+
+
+@pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-member etcd on 127.0.0.1 (its client URL), for comparisons; skipped where
     etcd and etcdctl are not installed."""

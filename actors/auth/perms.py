@@ -11,6 +11,13 @@ Rules (etcd's auth store):
   ask of members) needs it.
 - A txn needs read on every compare and every range, write on every put and delete, in both
   branches whatever the compares decide (as etcd: the outcome must not leak through an error).
+- A streamed range's chunk reads from its ``resume_key``: that interval is needed too, so a
+  resume key outside the range (refused at the gateway anyway) never widens what is read.
+- Leases (etcd's checkLeasePuts, CVE-2023-32082): revoking a lease or attaching a key to it
+  needs write permission on every key the lease holds already, and a time-to-live with keys
+  read permission on every key it lists. Only the backend knows a lease's keys, so
+  ``leases_touched`` names the leases whose keys the applier checks, and ``lease_keys_read``
+  what a time-to-live answer's keys need.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from proto_schemas.kv import (
     StatusRequest,
     TxnRequest,
 )
+from proto_schemas.lease import LeaseRevokeRequest
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, DefragmentRequest, SnapshotRequest
 from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest
 
@@ -101,8 +109,11 @@ def needs(request: Any) -> Needs:
 
 def _collect(request: Any, out: list[Need]) -> None:
     if isinstance(request, RangeStreamRequest):
-        request = request.range
-    if isinstance(request, RangeRequest):
+        r = request.range
+        out.append(Need(r.key, r.range_end, False))
+        if request.resume_key:  # what this chunk actually reads, up to the range's end
+            out.append(Need(request.resume_key, r.range_end or r.key + b"\0", False))
+    elif isinstance(request, RangeRequest):
         out.append(Need(request.key, request.range_end, False))
     elif isinstance(request, PutRequest):
         out.append(Need(request.key, b"", True))
@@ -116,6 +127,28 @@ def _collect(request: Any, out: list[Need]) -> None:
         out.extend(Need(c.key, c.range_end, False) for c in request.compare)
         for op in (*request.success, *request.failure):
             _collect(op, out)
+
+
+def leases_touched(request: Any) -> list[int]:
+    """The leases ``request`` revokes or attaches a key to (puts in both branches of a txn, as
+    its other needs): the user must be allowed to write every key they hold."""
+    if isinstance(request, LeaseRevokeRequest):
+        return [request.id]
+    if isinstance(request, PutRequest):
+        return [request.lease] if request.lease else []
+    if isinstance(request, TxnRequest):
+        return [lease for op in (*request.success, *request.failure) for lease in leases_touched(op)]
+    return []
+
+
+def lease_keys_write(keys: Iterable[bytes]) -> list[Need]:
+    """What revoking a lease holding ``keys``, or attaching a key to it, needs."""
+    return [Need(key, b"", True) for key in sorted(keys)]
+
+
+def lease_keys_read(keys: Iterable[bytes]) -> list[Need]:
+    """What being told a lease's ``keys`` (a time-to-live with keys) needs."""
+    return [Need(key, b"", False) for key in keys]
 
 
 class Grants:

@@ -33,7 +33,11 @@ Rules (etcd's v3 server, preflight order as etcd's):
   The user and the auth revision checked against travel in the proposal, so apply checks
   again if the store changed; a linearizable read's permission is checked after its ReadIndex
   wait, as etcd does (so a permission revoked before the read began is honoured on every
-  member, and ``permission denied`` means the cluster had a quorum). A login
+  member, and ``permission denied`` means the cluster had a quorum). A lease time-to-live
+  with keys is answered only if the user may read every key in the answer (etcd's
+  CVE-2023-32082 fix); a lease's keys are checked for revokes and lease puts where they are
+  known, at apply. A streamed range's ``resume_key`` must lie inside its range (``bad
+  request`` otherwise): the check is on the range, so the read must stay in it. A login
   checks the password here (rate-limited, see tokens.py), mints a random token and proposes
   only its digest; the client gets the token once the login is applied. With JWT tokens
   (see actors/auth/jwt.py) the login is answered here with a signed token, which every member
@@ -60,12 +64,12 @@ from typing import Any, cast
 
 from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
-from actors.auth.perms import Anyone, Need, needs
+from actors.auth.perms import Anyone, Need, lease_keys_read, needs
 from actors.auth.store import AuthView
 from actors.auth.tokens import LoginLimiter, TokenKeeper, digest
 from actors.gateway.compactor import AutoCompactor
 from actors.mvcc.alarms import quota_cost
-from actors.mvcc.txn import validate_txn
+from actors.mvcc.txn import in_range, validate_txn
 from actors.runtime.metrics import Registry
 from proto_schemas.auth import (
     AUTH_REQUESTS,
@@ -114,6 +118,7 @@ from proto_schemas.lease import (
     LeaseLeasesRequest,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
 )
 from proto_schemas.maintenance import (
     AlarmAction,
@@ -654,6 +659,7 @@ class GatewayCore:
     def _answer(self, rid: int, body: bytes) -> None:
         pending = self._pending.pop(rid, None)
         if pending is not None:
+            body = self._lease_keys_checked(pending, body)
             if pending.issued and _error_code(body) is None:  # an applied login: its token
                 applied = decode(body)
                 if isinstance(applied, AuthenticateResponse):
@@ -661,6 +667,26 @@ class GatewayCore:
             self.out.to_client.append((pending.route, pending.msg_id, body))
             code = _error_code(body)
             self.m_requests.inc(op=pending.op, code=code.name if code is not None else "OK")
+
+    def _lease_keys_checked(self, pending: _Pending, body: bytes) -> bytes:
+        """A time-to-live's keys go only to a user who may read every one of them (etcd's fix
+        of CVE-2023-32082), checked on the keys actually answered: the lease's keys are known
+        to the backend alone, and may change between the question and the answer."""
+        request = pending.request
+        if not (isinstance(request, LeaseTimeToLiveRequest) and request.keys and pending.user):
+            return body
+        if not self.auth.enabled or _error_code(body) is not None:
+            return body
+        try:
+            answer = decode(body)
+        except DecodeError:  # a forwarded answer that does not decode is not passed on
+            return encode(error_response(ErrorCode.INTERNAL, "undecodable lease answer"))
+        if isinstance(answer, LeaseTimeToLiveResponse):
+            try:
+                self.auth.check(pending.user, lease_keys_read(answer.keys))
+            except EtcdzError as exc:
+                return encode(exc.to_response())
+        return body
 
     def _fail(self, rid: int, code: ErrorCode) -> None:
         pending = self._pending.pop(rid, None)
@@ -749,5 +775,9 @@ def _validate(request: Any, max_txn_ops: int) -> None:
             raise EtcdzError(ErrorCode.EMPTY_KEY)
         if request.chunk_bytes <= 0:
             raise EtcdzError(ErrorCode.BAD_REQUEST, "chunk_bytes must be positive")
+        r = request.range
+        if request.resume_key and not in_range(request.resume_key, r.key, r.range_end):
+            # the permission check is on the range: a chunk must never start outside it
+            raise EtcdzError(ErrorCode.BAD_REQUEST, "resume_key is outside the range")
     if isinstance(request, TxnRequest):
         validate_txn(request, max_txn_ops)

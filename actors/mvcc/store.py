@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from actors.auth.perms import Need
+from actors.auth.perms import lease_keys_write, leases_touched
 from actors.auth.store import AuthStore
 from actors.mvcc import history
 from actors.mvcc import keys as K
@@ -154,12 +154,16 @@ class MvccStore:
         self._overlay_keys.clear()
 
     def _admit(self, req: InternalRequest) -> None:
-        """The auth check at apply (see ``AuthStore.admit``); revoking a lease also needs write
-        permission on every key it holds (known only here)."""
+        """The auth check at apply (see ``AuthStore.admit``); revoking a lease or attaching a
+        key to it also needs write permission on every key it holds, known only here and
+        checked against the log's order (etcd's checkLeasePuts)."""
         self.auth.admit(req.user, req.auth_revision, req.request)
-        if self.auth.enabled and req.user is not None and isinstance(req.request, LeaseRevokeRequest):
-            held = self.leases.keys.get(req.request.id, ())
-            self.auth.check(req.user, [Need(key, b"", True) for key in sorted(held)])
+        if not self.auth.enabled or req.user is None:
+            return
+        for lease in leases_touched(req.request):
+            held = self.leases.keys.get(lease)
+            if held:
+                self.auth.check(req.user, lease_keys_write(held))
 
     def _apply_one(self, request: Any) -> Any:
         if isinstance(request, AUTH_REQUESTS):
@@ -398,11 +402,14 @@ class MvccStore:
     def range_stream(self, req: RangeStreamRequest, raft_term: int) -> RangeStreamResponse:
         r = req.range
         rev = self._check_revision(r.revision)
-        start = req.resume_key or r.key
+        end = r.range_end or _single_end(r.key)
+        start = max(req.resume_key, r.key)  # never before the range, whatever the client sent
         kvs: list[KeyValue] = []
         size = 0
         resume = b""
-        for kv in self._iter(start, r.range_end or _single_end(r.key), rev):
+        if end != b"\0" and start >= end:  # resumed at or past the range's end: nothing left
+            return RangeStreamResponse(header=self.header(raft_term))
+        for kv in self._iter(start, end, rev):
             if kvs and size + len(kv.key) + len(kv.value) > req.chunk_bytes:
                 resume = kv.key
                 break

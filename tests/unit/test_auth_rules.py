@@ -11,7 +11,7 @@ import pytest
 from test_mvcc_rules import Harness
 
 from actors.auth.passwords import hash_password, verify_password
-from actors.auth.perms import ADMIN, ANYONE, Grants, Need, needs
+from actors.auth.perms import ADMIN, ANYONE, Grants, Need, leases_touched, needs
 from actors.auth.tokens import LOGIN_BURST, LOGIN_REFILL_S, LOGINS_PER_S, LoginLimiter, TokenKeeper, digest
 from etcdz import ops
 from proto_schemas.auth import (
@@ -41,7 +41,7 @@ from proto_schemas.cluster import MemberAddRequest, MemberListRequest
 from proto_schemas.codec import decode
 from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.internal import InternalRequest
-from proto_schemas.kv import CompactionRequest, StatusRequest
+from proto_schemas.kv import CompactionRequest, RangeStreamRequest, StatusRequest
 from proto_schemas.lease import LeaseGrantRequest, LeaseRevokeRequest
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, DefragmentRequest
 from proto_schemas.watch import WatchHistoryRequest
@@ -103,6 +103,24 @@ def test_what_each_request_needs() -> None:
         assert needs(open_) is ANYONE, open_
     assert needs(AlarmRequest(action=AlarmAction.GET)) == []  # any authenticated user
     assert needs(LeaseGrantRequest(ttl=5)) == []
+
+
+def test_a_streamed_range_needs_what_its_chunk_reads_from_the_resume_key() -> None:
+    public = ops.get("b/public")
+    assert needs(RangeStreamRequest(range=public)) == [Need(b"b/public", b"", False)]
+    resumed = RangeStreamRequest(range=public, resume_key=b"\x00")
+    assert needs(resumed) == [Need(b"b/public", b"", False), Need(b"\x00", b"b/public\x00", False)]
+    reader = grants((R, b"b/public", b""))
+    assert reader.allows_all(needs(RangeStreamRequest(range=public, resume_key=b"b/public")))
+    assert not reader.allows_all(needs(resumed))  # a/secret lies in what it would read
+    prefix = grants((R, b"b/", b"b0"))
+    ranged = ops.get("b/", prefix=True)
+    assert prefix.allows_all(needs(RangeStreamRequest(range=ranged, resume_key=b"b/q")))
+    assert not prefix.allows_all(needs(RangeStreamRequest(range=ranged, resume_key=b"a")))
+    assert not prefix.allows_all(needs(RangeStreamRequest(range=ranged, resume_key=b"c")))  # backwards
+    txn = ops.txn([], [ops.put("a", "1", lease=5)], [ops.txn([], [ops.put("b", "1", lease=6)], [])])
+    assert leases_touched(txn) == [5, 6]
+    assert leases_touched(ops.put("a", "1")) == [] and leases_touched(LeaseRevokeRequest(id=3)) == [3]
 
 
 def grants(*perms: tuple[PermissionType, bytes, bytes], roles: tuple[str, ...] = ("r",)) -> Grants:
@@ -233,6 +251,35 @@ def test_revoking_a_lease_needs_write_on_its_keys(h: Harness) -> None:
     at = h.store.auth.revision
     assert code(as_user(h, "u", LeaseRevokeRequest(id=7), at)) == ErrorCode.PERMISSION_DENIED
     assert code(as_user(h, "root", LeaseRevokeRequest(id=7), at)) is None
+
+
+def test_attaching_a_key_to_a_lease_needs_write_on_the_keys_it_holds(h: Harness) -> None:
+    setup_root(h)
+    h.apply(
+        UserAddRequest(name="u", hashed_password="x"),
+        RoleAddRequest(name="w"),
+        grant("w", RW, b"mine", b"mine0"),
+        UserGrantRoleRequest(user="u", role="w"),
+        LeaseGrantRequest(ttl=60, id=7),
+        ops.put("theirs", "1", lease=7),
+        LeaseGrantRequest(ttl=60, id=8),
+        ops.put("mine/1", "1", lease=8),
+        LeaseGrantRequest(ttl=60, id=9),
+        AuthEnableRequest(),
+    )
+    at = h.store.auth.revision
+    for refused in (  # lease 7 holds a key u may not write (etcd's checkLeasePuts)
+        ops.put("mine/2", "x", lease=7),
+        ops.txn([], [ops.put("mine/2", "x")], [ops.put("mine/3", "x", lease=7)]),  # either branch
+        ops.txn([], [ops.txn([], [ops.put("mine/2", "x", lease=7)], [])], []),
+    ):
+        assert code(as_user(h, "u", refused, at)) == ErrorCode.PERMISSION_DENIED, refused
+    assert h.get("mine/2").count == 0
+    assert code(as_user(h, "u", ops.put("mine/2", "x", lease=8), at)) is None  # keys u may write
+    assert code(as_user(h, "u", ops.put("mine/3", "x", lease=9), at)) is None  # a lease with no key
+    assert code(as_user(h, "root", ops.put("root/1", "x", lease=7), at)) is None
+    assert code(as_user(h, None, ops.put("node/1", "x", lease=7), 0)) is None  # the node's own
+    assert code(as_user(h, "u", LeaseRevokeRequest(id=8), at)) is None
 
 
 def test_logins_make_tokens_and_password_changes_void_them(h: Harness) -> None:

@@ -29,9 +29,16 @@ from proto_schemas.auth import (
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import pack
 from proto_schemas.errors import ErrorCode, ErrorResponse
-from proto_schemas.internal import ApplyResult, InternalRequest, ReadIndexRequest, ReadIndexResponse, Results
-from proto_schemas.kv import ResponseHeader, StatusRequest
-from proto_schemas.lease import LeaseKeepAliveRequest
+from proto_schemas.internal import (
+    ApplyResult,
+    InternalRequest,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    ReadResult,
+    Results,
+)
+from proto_schemas.kv import RangeStreamRequest, ResponseHeader, StatusRequest
+from proto_schemas.lease import LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse
 from proto_schemas.maintenance import DefragmentRequest
 
 HASH = hash_password("apw", b"salt-for-a-test!")
@@ -197,6 +204,38 @@ def test_a_hubs_check_of_a_watchers_token() -> None:
     send(plain, AuthCheckRequest(token="", key=b"/anything"))
     ((_, _, ok),) = replies(plain)
     assert isinstance(ok, AuthCheckResponse) and ok.user == ""  # auth disabled: anyone may watch
+
+
+def test_a_streamed_range_resumed_outside_its_range_is_refused_before_any_check() -> None:
+    core = secured()
+    for resume in (b"\x00", b"/a0", b"/secret"):  # before, at the end of, after the range
+        stream = RangeStreamRequest(range=ops.get("/a/", prefix=True, serializable=True), resume_key=resume)
+        send(core, stream, token="tr")  # even root: the range says what may be read
+        ((_, _, refused),) = replies(core)
+        assert isinstance(refused, ErrorResponse) and refused.code == ErrorCode.BAD_REQUEST
+        assert "resume_key is outside the range" in refused.message
+    inside = RangeStreamRequest(range=ops.get("/a/", prefix=True, serializable=True), resume_key=b"/a/x")
+    send(core, inside, token="ta")
+    assert core.take_outbox().to_mvcc  # read
+
+
+def lease_answer(core: GatewayCore, keys: list[bytes], token: str = "ta", ask_keys: bool = True) -> Any:
+    send(core, LeaseTimeToLiveRequest(id=5, keys=ask_keys), token=token)
+    (call,) = core.take_outbox().to_lease
+    answer = LeaseTimeToLiveResponse(header=ResponseHeader(), id=5, ttl=9, granted_ttl=10, keys=keys)
+    core.internal(ReadResult(read_id=call.read_id, body=encode(answer)), 0)
+    ((_, _, body),) = replies(core)
+    return body
+
+
+def test_a_leases_keys_go_only_to_a_user_who_may_read_every_one() -> None:
+    core = secured()
+    denied = lease_answer(core, [b"/a/x", b"/secret"])  # CVE-2023-32082: one key alice may not read
+    assert isinstance(denied, ErrorResponse) and denied.code == ErrorCode.PERMISSION_DENIED
+    allowed = lease_answer(core, [b"/a/x", b"/a/y"])
+    assert isinstance(allowed, LeaseTimeToLiveResponse) and allowed.keys == [b"/a/x", b"/a/y"]
+    assert isinstance(lease_answer(core, [], ask_keys=False), LeaseTimeToLiveResponse)
+    assert lease_answer(core, [b"/secret"], token="tr").keys == [b"/secret"]  # root reads anything
 
 
 def test_other_members_processes_present_the_node_token() -> None:

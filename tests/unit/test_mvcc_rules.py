@@ -201,6 +201,23 @@ def test_range_stream_is_pinned_to_one_revision(h: Harness) -> None:
     assert kvs[0].value == b"v" * 100
 
 
+def test_range_stream_never_reads_outside_its_range_whatever_the_resume_key(h: Harness) -> None:
+    h.apply(ops.put("a/secret", "s"), ops.put("b/public", "p"), ops.put("b/q", "q"), ops.put("c", "c"))
+    one = ops.get("b/public")
+    prefix = ops.get("b/", prefix=True)
+    for request, resume, keys in (
+        (one, b"\x00", [b"b/public"]),  # before the range: clamped to its start
+        (prefix, b"\x00", [b"b/public", b"b/q"]),
+        (prefix, b"b/q", [b"b/q"]),  # inside: resumed there
+        (prefix, b"c", []),  # at or past the end: nothing
+        (one, b"b/q", []),
+        (ops.get("b/q", from_key=True), b"a", [b"b/q", b"c"]),
+    ):
+        chunk = h.store.range_stream(RangeStreamRequest(range=request, resume_key=resume), 1)
+        assert [kv.key for kv in chunk.kvs] == keys, (request, resume)
+        assert chunk.resume_key == b""
+
+
 def test_hash_kv_follows_history(tmp_path: Path) -> None:
     a, b = Harness(tmp_path / "a"), Harness(tmp_path / "b")
     for h in (a, b):
