@@ -23,43 +23,31 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import zmq
-import zmq.auth
 
 if TYPE_CHECKING:
+    import proto_schemas.auth
+    import proto_schemas.cluster
+    import proto_schemas.lease
+    import proto_schemas.maintenance
+    import proto_schemas.watch
     from etcdz.lease import KeptLease
     from etcdz.snapshot import SnapshotStatus
     from etcdz.watcher import Watch, WatchStream
 
+import proto_schemas as pb  # a protocol module is imported by the first call that uses it
 from etcdz import ops
 from etcdz.auth import AuthApi
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
-from proto_schemas.auth import AUTH_REQUESTS, AuthenticateRequest, AuthenticateResponse
-from proto_schemas.cluster import (
-    MemberAddRequest,
-    MemberAddResponse,
-    MemberListRequest,
-    MemberListResponse,
-    MemberPromoteRequest,
-    MemberPromoteResponse,
-    MemberRemoveRequest,
-    MemberRemoveResponse,
-    MemberUpdateRequest,
-    MemberUpdateResponse,
-    MoveLeaderRequest,
-    MoveLeaderResponse,
-)
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse
 from proto_schemas.kv import (
     CompactionRequest,
     CompactionResponse,
-    DeleteRangeRequest,
     DeleteRangeResponse,
     HashKVRequest,
     HashKVResponse,
     KeyValue,
-    PutRequest,
     PutResponse,
     RangeRequest,
     RangeResponse,
@@ -67,50 +55,40 @@ from proto_schemas.kv import (
     RangeStreamResponse,
     StatusRequest,
     StatusResponse,
-    TxnRequest,
     TxnResponse,
 )
-from proto_schemas.lease import (
-    LeaseGrantRequest,
-    LeaseGrantResponse,
-    LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse,
-    LeaseLeasesRequest,
-    LeaseLeasesResponse,
-    LeaseRevokeRequest,
-    LeaseRevokeResponse,
-    LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
-)
-from proto_schemas.maintenance import (
-    AlarmAction,
-    AlarmMember,
-    AlarmRequest,
-    AlarmResponse,
-    AlarmType,
-    DefragmentRequest,
-    DefragmentResponse,
-)
-from proto_schemas.watch import WatchHubsRequest
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:2379"
 _NOT_SENT = object()  # the request never left: no connection to the endpoint
 RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
-WRITES = (
-    PutRequest,
-    DeleteRangeRequest,
-    TxnRequest,
-    CompactionRequest,
-    LeaseGrantRequest,
-    LeaseRevokeRequest,
-    MemberAddRequest,
-    MemberRemoveRequest,
-    MemberUpdateRequest,
-    MemberPromoteRequest,
-    MoveLeaderRequest,
-    AlarmRequest,
-    *(r for r in AUTH_REQUESTS if r is not AuthenticateRequest),
+# Requests that may change state: one whose answer is lost is never retried behind the caller's
+# back. Named rather than listed as classes, so that a call imports only its own message's module.
+WRITES = frozenset(
+    {
+        "PutRequest",
+        "DeleteRangeRequest",
+        "TxnRequest",
+        "CompactionRequest",
+        "LeaseGrantRequest",
+        "LeaseRevokeRequest",
+        "MemberAddRequest",
+        "MemberRemoveRequest",
+        "MemberUpdateRequest",
+        "MemberPromoteRequest",
+        "MoveLeaderRequest",
+        "AlarmRequest",
+    }
 )
+
+
+def is_write(request: Any) -> bool:
+    """Whether ``request`` may change state (every auth request but the login does)."""
+    cls = type(request)
+    if cls.__module__ == "proto_schemas.auth":
+        return cls.__name__ != "AuthenticateRequest"
+    return cls.__name__ in WRITES
+
+
 LOGIN_ATTEMPTS = 5  # a login refused as busy, or checked against a changed auth store, is retried
 LOGIN_BACKOFF_S = 0.1
 
@@ -229,7 +207,7 @@ class Client(AuthApi):
         """Send any etcdz request message and return its response message (or raise)."""
         body = encode(request)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        write = isinstance(request, WRITES)
+        write = is_write(request)
         with self._lock:
             if self._need_login:
                 self._login(deadline)
@@ -258,7 +236,7 @@ class Client(AuthApi):
     def _login(self, deadline: float) -> None:
         """Get a token; with auth disabled, go on without one (as clientv3 does)."""
         self._token = ""
-        body = encode(AuthenticateRequest(name=self.user or "", password=self._password))
+        body = encode(pb.auth.AuthenticateRequest(name=self.user or "", password=self._password))
         for attempt in range(LOGIN_ATTEMPTS):
             try:
                 response = self._call(body, deadline, write=False)
@@ -271,7 +249,7 @@ class Client(AuthApi):
                 if exc.code == ErrorCode.TOO_MANY_REQUESTS:
                     time.sleep(min(LOGIN_BACKOFF_S * 2**attempt, max(0.0, deadline - time.monotonic())))
                 continue
-            if isinstance(response, AuthenticateResponse):
+            if isinstance(response, pb.auth.AuthenticateResponse):
                 self._token = response.token
             break
         self._need_login = False
@@ -396,7 +374,7 @@ class Client(AuthApi):
     def watch_hubs(self) -> list[str]:
         """The watch hubs serving the cluster, as the members advertise them."""
         for _ in self.endpoints:
-            urls = self.call(WatchHubsRequest()).urls
+            urls = self.call(pb.watch.WatchHubsRequest()).urls
             if urls:
                 return list(urls)
             with self._lock:
@@ -404,34 +382,43 @@ class Client(AuthApi):
         return []
 
     # -- maintenance ---------------------------------------------------------------------------
-    def alarms(self) -> AlarmResponse:
+    def alarms(self) -> pb.maintenance.AlarmResponse:
         """Every raised alarm (``etcdzctl alarm list``)."""
-        return self.call(AlarmRequest(action=AlarmAction.GET))
+        return self.call(pb.maintenance.AlarmRequest(action=pb.maintenance.AlarmAction.GET))
 
-    def alarm_raise(self, member_id: int, alarm: AlarmType) -> AlarmResponse:
-        return self.call(AlarmRequest(action=AlarmAction.ACTIVATE, member_id=member_id, alarm=alarm))
+    def alarm_raise(self, member_id: int, alarm: pb.maintenance.AlarmType) -> pb.maintenance.AlarmResponse:
+        return self.call(
+            pb.maintenance.AlarmRequest(
+                action=pb.maintenance.AlarmAction.ACTIVATE, member_id=member_id, alarm=alarm
+            )
+        )
 
-    def alarm_disarm(self, member_id: int = 0, alarm: AlarmType = AlarmType.NONE) -> AlarmResponse:
+    def alarm_disarm(
+        self, member_id: int = 0, alarm: pb.maintenance.AlarmType | None = None
+    ) -> pb.maintenance.AlarmResponse:
         """Clear an alarm; with no arguments every raised alarm, as clientv3's AlarmDisarm.
         The response lists what was cleared."""
-        targets = [AlarmMember(member_id=member_id, alarm=alarm)]
-        if member_id == 0 and alarm == AlarmType.NONE:
+        kind = pb.maintenance.AlarmType.NONE if alarm is None else alarm
+        targets = [pb.maintenance.AlarmMember(member_id=member_id, alarm=kind)]
+        if member_id == 0 and kind == pb.maintenance.AlarmType.NONE:
             targets = self.alarms().alarms
-        cleared: list[AlarmMember] = []
+        cleared: list[pb.maintenance.AlarmMember] = []
         resp = None
         for m in targets:
             resp = self.call(
-                AlarmRequest(action=AlarmAction.DEACTIVATE, member_id=m.member_id, alarm=m.alarm)
+                pb.maintenance.AlarmRequest(
+                    action=pb.maintenance.AlarmAction.DEACTIVATE, member_id=m.member_id, alarm=m.alarm
+                )
             )
             cleared += resp.alarms
         if resp is None:
-            return AlarmResponse(header=self.alarms().header)
-        return AlarmResponse(header=resp.header, alarms=cleared)
+            return pb.maintenance.AlarmResponse(header=self.alarms().header)
+        return pb.maintenance.AlarmResponse(header=resp.header, alarms=cleared)
 
-    def defragment(self) -> DefragmentResponse:
+    def defragment(self) -> pb.maintenance.DefragmentResponse:
         """Reclaim the space compaction freed, on the member this client talks to (one member:
         the others keep theirs until asked)."""
-        return self.call(DefragmentRequest(), timeout=max(self.timeout, 60.0))
+        return self.call(pb.maintenance.DefragmentRequest(), timeout=max(self.timeout, 60.0))
 
     def snapshot(self, path: str) -> SnapshotStatus:
         """Save a point-in-time copy of the member's backend to ``path`` (see etcdz.snapshot)."""
@@ -440,10 +427,10 @@ class Client(AuthApi):
         return snapshot.save(self, path)
 
     # -- leases --------------------------------------------------------------------------------
-    def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> pb.lease.LeaseGrantResponse:
         """Grant a lease of ``ttl`` seconds (raised to the cluster's minimum, 1.5 election
         timeouts); ``lease_id`` 0 lets the cluster choose. Attach keys with ``put(..., lease=)``."""
-        return self.call(LeaseGrantRequest(ttl=ttl, id=lease_id))
+        return self.call(pb.lease.LeaseGrantRequest(ttl=ttl, id=lease_id))
 
     def lease(self, ttl: int, lease_id: int = 0) -> KeptLease:
         """A lease kept alive in the background until the ``with`` block ends (then revoked)."""
@@ -451,44 +438,44 @@ class Client(AuthApi):
 
         return KeptLease(self.clone(), ttl, lease_id)
 
-    def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
+    def lease_revoke(self, lease_id: int) -> pb.lease.LeaseRevokeResponse:
         """End the lease now: its keys are deleted in one revision."""
-        return self.call(LeaseRevokeRequest(id=lease_id))
+        return self.call(pb.lease.LeaseRevokeRequest(id=lease_id))
 
-    def lease_keep_alive_once(self, lease_id: int) -> LeaseKeepAliveResponse:
+    def lease_keep_alive_once(self, lease_id: int) -> pb.lease.LeaseKeepAliveResponse:
         """Renew the lease for its full TTL (answered by the leader's lease expirer)."""
-        return self.call(LeaseKeepAliveRequest(id=lease_id))
+        return self.call(pb.lease.LeaseKeepAliveRequest(id=lease_id))
 
-    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> LeaseTimeToLiveResponse:
+    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> pb.lease.LeaseTimeToLiveResponse:
         """Remaining and granted TTL (``ttl == -1``: the lease no longer exists), and with
         ``keys=True`` the keys attached to it."""
-        return self.call(LeaseTimeToLiveRequest(id=lease_id, keys=keys))
+        return self.call(pb.lease.LeaseTimeToLiveRequest(id=lease_id, keys=keys))
 
-    def leases(self) -> LeaseLeasesResponse:
-        return self.call(LeaseLeasesRequest())
+    def leases(self) -> pb.lease.LeaseLeasesResponse:
+        return self.call(pb.lease.LeaseLeasesRequest())
 
     # -- cluster -------------------------------------------------------------------------------
-    def member_list(self) -> MemberListResponse:
-        return self.call(MemberListRequest())
+    def member_list(self) -> pb.cluster.MemberListResponse:
+        return self.call(pb.cluster.MemberListRequest())
 
-    def member_add(self, peer_urls: list[str], is_learner: bool = False) -> MemberAddResponse:
+    def member_add(self, peer_urls: list[str], is_learner: bool = False) -> pb.cluster.MemberAddResponse:
         """Add a member (a voter, or a learner that replicates but does not vote until
         promoted); start it afterwards with ``--initial-cluster-state existing``."""
-        return self.call(MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))
+        return self.call(pb.cluster.MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))
 
-    def member_remove(self, member_id: int) -> MemberRemoveResponse:
-        return self.call(MemberRemoveRequest(id=member_id))
+    def member_remove(self, member_id: int) -> pb.cluster.MemberRemoveResponse:
+        return self.call(pb.cluster.MemberRemoveRequest(id=member_id))
 
-    def member_update(self, member_id: int, peer_urls: list[str]) -> MemberUpdateResponse:
-        return self.call(MemberUpdateRequest(id=member_id, peer_urls=list(peer_urls)))
+    def member_update(self, member_id: int, peer_urls: list[str]) -> pb.cluster.MemberUpdateResponse:
+        return self.call(pb.cluster.MemberUpdateRequest(id=member_id, peer_urls=list(peer_urls)))
 
-    def member_promote(self, member_id: int) -> MemberPromoteResponse:
-        return self.call(MemberPromoteRequest(id=member_id))
+    def member_promote(self, member_id: int) -> pb.cluster.MemberPromoteResponse:
+        return self.call(pb.cluster.MemberPromoteRequest(id=member_id))
 
-    def move_leader(self, target_id: int) -> MoveLeaderResponse:
+    def move_leader(self, target_id: int) -> pb.cluster.MoveLeaderResponse:
         """Hand leadership to ``target_id``; must be sent to the current leader's endpoint
         (``etcdserver: not leader`` otherwise), as etcd's MoveLeader."""
-        return self.call(MoveLeaderRequest(target_id=target_id))
+        return self.call(pb.cluster.MoveLeaderRequest(target_id=target_id))
 
     def get_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[KeyValue]:
         """Every kv of a range, fetched in chunks of about ``chunk_bytes`` at one revision, so
@@ -517,6 +504,8 @@ def curve_keys(server_key: str | None, client_key: str | None) -> tuple[bytes, b
     """(server public, own public, own secret) from certificate files, None without a server key."""
     if not server_key:
         return None
+    import zmq.auth  # only a Curve client pays for it (it imports logging and more)
+
     try:
         server, _ = zmq.auth.load_certificate(server_key)
         if client_key:
