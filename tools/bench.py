@@ -8,6 +8,7 @@
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
     python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
     python -m tools.bench memory --keys 1000000 (see tools.bench_memory)
+    python -m tools.bench startup --runs 20 (see tools.bench_startup)
 
 Closed-loop clients (one thread each; ZeroMQ and sockets release the GIL while a client waits)
 issue requests for a duration or a total, over ``--conns`` connections: client ``i`` uses
@@ -40,7 +41,12 @@ from tools.bench_report import Progress, format_summary, summary
 from tools.etcd_http import EtcdHTTPClient, EtcdHTTPError
 
 DEFAULT_ENDPOINTS = {"etcdz": "tcp://127.0.0.1:2379", "etcd": "http://127.0.0.1:2379"}
-SUBTOOLS = {"watch": "tools.bench_watch", "recovery": "tools.bench_recovery", "memory": "tools.bench_memory"}
+SUBTOOLS = {
+    "watch": "tools.bench_watch",
+    "recovery": "tools.bench_recovery",
+    "memory": "tools.bench_memory",
+    "startup": "tools.bench_startup",
+}
 TARGET_ERRORS = (EtcdzError, EtcdHTTPError)  # what a request may fail with: counted, not raised
 LEASE_TTL = 60
 RANGE_KEYS = 100  # the keys a range load reads (written before it starts)
@@ -209,7 +215,8 @@ def load_for(args: argparse.Namespace, setup: Conn) -> MakeOp:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument(
-        "command", choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery", "memory"]
+        "command",
+        choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery", "memory", "startup"],
     )
     p.add_argument(
         "--target",

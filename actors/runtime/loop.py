@@ -38,6 +38,7 @@ INTERNAL_HWM = 200_000
 LINGER_MS = 200
 METRICS_REPORT_S = 1.0
 PROFILE_VARIABLE = "ETCDZ_PROFILE_DIR"  # set: every actor profiles its loop (cProfile) into that dir
+SPAWNED_VARIABLE = "ETCDZ_SPAWNED_NS"  # the supervisor's monotonic clock when it spawned the actor
 
 
 class FatalError(Exception):
@@ -215,7 +216,7 @@ def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop], name: str =
     is one structured log line and an exit, and the supervisor decides what follows)."""
     try:
         loop = build()
-        log.info("actor started")
+        log.info("actor started", **_since_spawned())
         _run(loop, name)
     except FatalError as exc:
         cause = exc.__cause__ or exc
@@ -226,6 +227,16 @@ def run_actor(log: structlog.BoundLogger, build: Callable[[], Loop], name: str =
         return 2
     log.info("actor stopped")
     return 0
+
+
+def _since_spawned() -> dict[str, float]:
+    """``ready_ms``: from the supervisor's exec to a loop ready to serve (imports, sockets,
+    recovery), the figure a restart costs before anything else (CLOCK_MONOTONIC is one clock
+    for every process of the host)."""
+    spawned = os.environ.get(SPAWNED_VARIABLE, "")
+    if not spawned.isdigit():
+        return {}
+    return {"ready_ms": round((time.monotonic_ns() - int(spawned)) / 1e6, 1)}
 
 
 def _run(loop: Loop, name: str) -> None:

@@ -27,7 +27,7 @@ import time
 import structlog
 
 from actors.runtime.config import ACTORS, NodeConfig
-from actors.runtime.loop import EXIT_FATAL
+from actors.runtime.loop import EXIT_FATAL, SPAWNED_VARIABLE
 
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
@@ -90,10 +90,7 @@ class NodeSupervisor:
 
     def start_actors(self) -> None:
         for actor in ACTORS:
-            self.procs[actor] = subprocess.Popen(
-                [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path],
-                stdin=subprocess.DEVNULL,
-            )
+            self.procs[actor] = spawn([sys.executable, "-m", f"actors.{actor}", "--config", self.config_path])
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
     def side_commands(self) -> dict[str, list[str]]:
@@ -117,7 +114,7 @@ class NodeSupervisor:
                 continue
             if proc is not None:
                 self.log.warning("side process died, restarting it", process=name, exit_code=proc.returncode)
-            self.sides[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+            self.sides[name] = spawn(argv)
 
     def stop_actors(self) -> None:
         _stop_all(self.procs, self.log)
@@ -189,6 +186,12 @@ class NodeSupervisor:
         info = signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, seconds)
         if info is not None:
             raise SystemExit(0)
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start an actor; it is told when (SPAWNED_VARIABLE), to log how long it took to be ready."""
+    env = {**os.environ, SPAWNED_VARIABLE: str(time.monotonic_ns())}
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
 
 
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]], log: structlog.BoundLogger) -> None:
