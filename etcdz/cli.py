@@ -132,7 +132,10 @@ def connector(args: argparse.Namespace) -> Connect:
             raise UsageError("--user and --password cannot both carry a password")
         password = args.password
     elif user and not sep:
-        password = getpass.getpass("Password: ")
+        try:
+            password = getpass.getpass("Password: ")
+        except EOFError:  # no terminal and nothing on stdin
+            raise UsageError(f"no password given for user {user}") from None
     options: dict[str, Any] = {
         "timeout": fmt.parse_duration(args.command_timeout),
         "dial_timeout": fmt.parse_duration(args.dial_timeout),
@@ -291,8 +294,12 @@ def _stderr(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser().parse_args(argv)
+        try:
+            args = parser(argv).parse_args(argv)
+        except UsageError:  # a flag's value taken for the command: the whole grammar decides
+            args = parser().parse_args(argv)
     except UsageError as exc:
         _stderr(f"Error: {exc}")
         return 1
