@@ -81,6 +81,9 @@ class Service:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
+            if argv[0].startswith(b"etcdz "):  # a forked actor's title: "etcdz NAME ARGS"
+                pids[argv[0].split()[1].decode()] = child
+                continue
             for i, arg in enumerate(argv):
                 if arg == b"-m" and i + 1 < len(argv) and argv[i + 1].startswith(b"actors."):
                     name = argv[i + 1].decode()[len("actors.") :]

@@ -497,6 +497,7 @@ class RaftShell:
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got
             send(self.to_lease, status)
+            self.loop.report_now()  # /health follows a new leader at once, not up to a second later
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:

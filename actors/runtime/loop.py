@@ -59,6 +59,7 @@ class Loop:
         self._flushers: list[Callable[[], None]] = []
         self.stopping = False
         self.metrics = Registry()
+        self.report_now: Callable[[], None] = lambda: None  # see report_metrics
 
     # -- sockets -------------------------------------------------------------------------
     def inbox(self, address: str) -> zmq.Socket[bytes]:
@@ -124,6 +125,7 @@ class Loop:
             except zmq.Again:
                 pass
 
+        self.report_now = report  # for a change the metrics process should not learn a second late
         self.every(METRICS_REPORT_S, report)
 
     # -- timers --------------------------------------------------------------------------

@@ -47,19 +47,23 @@ def discover(config: NodeConfig) -> tuple[int, int]:
     others = [u for urls in config.initial_cluster.values() for u in urls if u not in mine]
     if not others:
         raise JoinError("--initial-cluster-state existing needs the existing members in --initial-cluster")
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    # A context of its own, closed before the supervisor forks its actors (see spawn.py).
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     deadline = time.monotonic() + DISCOVERY_LIMIT_S
     last_error = "no member answered"
-    while time.monotonic() < deadline:
-        for url in others:
-            info = _ask(ctx, url, config.initial_advertise_peer_urls, config.peer_curve())
-            if info is None:
-                continue
-            if info.error:
-                last_error = info.error
-                continue
-            return info.member_id, info.cluster_id
-        time.sleep(0.5)
+    try:
+        while time.monotonic() < deadline:
+            for url in others:
+                info = _ask(ctx, url, config.initial_advertise_peer_urls, config.peer_curve())
+                if info is None:
+                    continue
+                if info.error:
+                    last_error = info.error
+                    continue
+                return info.member_id, info.cluster_id
+            time.sleep(0.5)
+    finally:
+        ctx.term()
     raise JoinError(f"cannot join the cluster at {','.join(others)}: {last_error}")
 
 

@@ -27,7 +27,8 @@ import time
 import structlog
 
 from actors.runtime.config import ACTORS, NodeConfig
-from actors.runtime.loop import EXIT_FATAL, SPAWNED_VARIABLE
+from actors.runtime.loop import EXIT_FATAL
+from actors.supervisor.spawn import Forked, fork_actor, preload
 
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
@@ -61,8 +62,8 @@ class NodeSupervisor:
     def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
         self.config = config
         self.log = log
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.sides: dict[str, subprocess.Popen[bytes]] = {}  # watch hubs and the corruption checker
+        self.procs: dict[str, Forked] = {}
+        self.sides: dict[str, Forked] = {}  # watch hubs and the corruption checker
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
 
@@ -90,7 +91,9 @@ class NodeSupervisor:
 
     def start_actors(self) -> None:
         for actor in ACTORS:
-            self.procs[actor] = spawn([sys.executable, "-m", f"actors.{actor}", "--config", self.config_path])
+            self.procs[actor] = self.spawn(
+                actor, [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path]
+            )
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
     def side_commands(self) -> dict[str, list[str]]:
@@ -114,7 +117,11 @@ class NodeSupervisor:
                 continue
             if proc is not None:
                 self.log.warning("side process died, restarting it", process=name, exit_code=proc.returncode)
-            self.sides[name] = spawn(argv)
+            self.sides[name] = self.spawn(name, argv)
+
+    def spawn(self, name: str, argv: list[str]) -> Forked:
+        """``argv`` (``python -m MODULE ARGS``) as a fork of this warm process (see spawn.py)."""
+        return fork_actor(name, argv[2], argv[3:], close_fds=[self._lock_fd])
 
     def stop_actors(self) -> None:
         _stop_all(self.procs, self.log)
@@ -132,6 +139,7 @@ class NodeSupervisor:
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED_SIGNALS)
         self.prepare()
+        preload()
         self.log.info(
             "starting member",
             member_id=f"{self.config.member_id:x}",
@@ -188,13 +196,7 @@ class NodeSupervisor:
             raise SystemExit(0)
 
 
-def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    """Start an actor; it is told when (SPAWNED_VARIABLE), to log how long it took to be ready."""
-    env = {**os.environ, SPAWNED_VARIABLE: str(time.monotonic_ns())}
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
-
-
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]], log: structlog.BoundLogger) -> None:
+def _stop_all(procs: dict[str, Forked], log: structlog.BoundLogger) -> None:
     """SIGTERM to each, then SIGKILL to whoever is still there after the grace period."""
     for proc in procs.values():
         if proc.poll() is None:
