@@ -97,6 +97,19 @@ def test_the_empty_header_is_not_sent_and_reads_as_any_other() -> None:
     assert header == envelope.Header(token="t")
 
 
+def test_sizes_are_checked_before_anything_is_decoded() -> None:
+    body = b"\x80" * 5000  # would decode to thousands of lists
+    with pytest.raises(envelope.TooLarge) as caught:
+        envelope.unpack_header([encode(envelope.Header(msg_id=9)), body], max_body=4096)
+    assert caught.value.header.msg_id == 9  # named, so that the refusal can answer it
+    with pytest.raises(envelope.TooLarge):
+        envelope.unpack_header([body], max_body=4096)
+    assert envelope.unpack_header([body], max_body=5000)[1] == body
+    huge = b"\x9a" + (1 << 20).to_bytes(4, "big") + b"\x80" * (1 << 20)
+    with pytest.raises(DecodeError, match="header of"):  # refused by its size, never decoded
+        envelope.unpack_header([huge, b"\x00"])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_escape_as_other_exceptions(raw: bytes) -> None:
