@@ -23,12 +23,14 @@ from proto_schemas.codec import MESSAGE_TAG, NATIVE_TAGS
 _TAGS = [*NATIVE_TAGS, 6, 24, 32, 1000, MESSAGE_TAG - 1, MESSAGE_TAG + 1, 2**32, 2**64 - 1]
 
 
-def _shared_graph(depth: int) -> bytes:
-    """Nested arrays whose two items share the one below (tags 28/29): ~40 bytes a level,
-    ``2**depth`` paths to walk."""
-    raw = b"\xd8\x1c\x80"
+def shared_txns(depth: int, fanout: int = 2) -> bytes:
+    """A TxnRequest whose nested txns share one another (tags 28/29): a few hundred bytes that
+    decode to ``fanout**depth`` txns to check (shareable indices count from the outside in)."""
+    raw = b"\xd8\x1c" + cbor2.dumps(cbor2.CBORTag(MESSAGE_TAG, [109]))  # 109: TxnRequest
     for level in range(1, depth):
-        raw = b"\xd8\x1c\x82" + raw + b"\xd8\x1d" + cbor2.dumps(depth - level)
+        ref = b"\xd8\x1d" + cbor2.dumps(depth - level)
+        success = bytes([0x80 + fanout]) + raw + ref * (fanout - 1)
+        raw = b"\xd8\x1c\xd9\x69\x79\x84\x18\x6d\x80" + success + b"\x80"
     return raw
 
 
@@ -53,7 +55,7 @@ def _raw(rng: random.Random) -> bytes:
     """A raw item the encoder would not write."""
     return rng.choice(
         [
-            lambda: _shared_graph(rng.randrange(8, 40)),
+            lambda: shared_txns(rng.randrange(4, 16), rng.randrange(2, 12)),
             lambda: b"\x81" * rng.randrange(50, 5000) + b"\x00",  # deep nesting
             lambda: b"\x9f" * rng.randrange(50, 5000),
             lambda: _huge_length(rng),

@@ -28,6 +28,7 @@ from proto_schemas.kv import (
     TxnRequest,
 )
 from proto_schemas.watch import Event, EventBatch, WatchResponse
+from tools.fuzz import shared_txns
 
 
 def test_round_trip_nested_txn() -> None:
@@ -180,16 +181,6 @@ def _in_put(item: bytes) -> bytes:
     return b"\xd9\x69\x79\x83\x18\x68\x41k" + item
 
 
-def _shared_bomb(levels: int) -> bytes:
-    """A TxnRequest whose nested txns share one another (tags 28/29): a few hundred bytes that
-    decode to a graph of ``2**levels`` paths (shareable indices count from the outside in)."""
-    raw = b"\xd8\x1c" + cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [109]))
-    for level in range(1, levels):
-        ref = b"\xd8\x1d" + cbor2.dumps(levels - level)
-        raw = b"\xd8\x1c\xd9\x69\x79\x84\x18\x6d\x80\x82" + raw + ref + b"\x80"
-    return raw
-
-
 @pytest.mark.parametrize(
     "number", [*codec.NATIVE_TAGS, 6, 24, 26, 27, 32, 33, 1000, 27000, 27002, 2**32, 2**64 - 1]
 )
@@ -221,8 +212,8 @@ def test_no_tag_but_the_message_tag_gets_past_the_decoder() -> None:
 
 
 def test_shared_references_are_refused_before_anything_is_walked() -> None:
-    bomb = _shared_bomb(14)
-    assert len(bomb) < 200
+    bomb = shared_txns(12, fanout=10)  # 10**11 txns to check for whoever follows the references
+    assert len(bomb) < 500
     with pytest.raises(DecodeError, match="tag 2[89] is not allowed"):
         decode(bomb)
 
