@@ -15,7 +15,8 @@ import pytest
 import structlog
 import zmq
 
-from actors.raft.transport import PeerTransport
+from actors.raft.membership import url_problem
+from actors.raft.transport import URL_SCHEMES, PeerTransport
 from etcdz.errors import EtcdzError
 from proto_schemas import codec
 from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
@@ -73,6 +74,30 @@ def garbage(rng: random.Random, cluster_id: int) -> bytes:
         for _ in range(rng.randrange(1, 4))
     ]
     return encode(PeerBatch(cluster_id=cluster_id, from_=msgs[0].from_, messages=msgs))
+
+
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("tcp://127.0.0.1:2380", True),
+        ("tcp://[::1]:2380", True),
+        ("tcp://peer-1.example:2380", True),
+        ("ipc:///run/etcdz/peer.sock", True),
+        ("tcp://x:99999999999", False),  # urlsplit raises on it
+        ("tcp://[::1", False),
+        ("tcp://host", False),
+        ("tcp://host:0", False),
+        ("tcp://host:1/path", False),
+        ("udp://host:1", False),
+        ("ipc://", False),
+        ("tcp://a b:1", False),
+        ("tcp://h:1\0", False),
+        ("tcp://" + "h" * 600 + ":1", False),
+        ("", False),
+    ],
+)
+def test_peer_urls_are_checked_before_zeromq_sees_them(url: str, ok: bool) -> None:
+    assert (url_problem(url, URL_SCHEMES) == "") is ok
 
 
 def beat(sender: int, cluster_id: int = 7, urls: list[str] | None = None) -> list[bytes]:
