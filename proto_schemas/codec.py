@@ -11,6 +11,13 @@ Rules:
   an unknown type id, a wrong arity, a wrong type, absurd nesting -- raises ``DecodeError``
   (a definite error: the request never happened). Nothing received is ever unpickled or eval'd
   (the per-class encode and build functions are generated at registration from field names).
+- Only plain CBOR and ``MESSAGE_TAG`` are accepted: every other tag (cbor2 would otherwise
+  build bignums, fractions, dates, sets, shared and string references from them, some at
+  quadratic cost or as graphs that grow exponentially when walked), every map (no message has
+  one) and every indefinite-length item is refused while decoding, before it is built.
+- A receiver facing the network passes ``max_items``: a frame longer than that many bytes
+  (each item takes one at least) is walked first, header by header, and refused when it holds
+  more items, so a small frame never turns into a structure many times its size.
 """
 
 from __future__ import annotations
@@ -27,6 +34,34 @@ import cbor2
 
 MESSAGE_TAG = 27001  # private-use CBOR tag for "etcdz message"
 MAX_DEPTH = 64  # nested txns and lists; deeper input is rejected, never recursed into blindly
+# The tags cbor2 6 decodes by itself (it calls the tag hook for the others). Each is refused
+# here; tests/unit/test_codec.py checks that no other tag gets past the hook, so a cbor2 that
+# learns a new tag fails a test instead of opening a door.
+NATIVE_TAGS = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    25,
+    28,
+    29,
+    30,
+    35,
+    36,
+    37,
+    52,
+    54,
+    100,
+    256,
+    258,
+    260,
+    261,
+    1004,
+    43000,
+    55799,
+)
 
 _T = TypeVar("_T")
 Checker = Callable[[Any, int], Any]
@@ -329,51 +364,103 @@ def encode(msg: Any) -> bytes:
     return cbor2.dumps(_tree(msg), default=_default)
 
 
-class _Decoder:
-    """Tag hook that rebuilds messages bottom-up, checking each against its schema."""
-
-    __slots__ = ()
-
-    def __call__(self, *args: Any) -> Any:
-        # cbor2 5 calls hook(decoder, tag); cbor2 6 calls hook(tag, immutable).
-        tag = args[0] if type(args[0]) is cbor2.CBORTag else args[1] if len(args) > 1 else None
-        if type(tag) is not cbor2.CBORTag or tag.tag != MESSAGE_TAG:
-            raise DecodeError(f"unknown CBOR tag {getattr(tag, 'tag', None)}")
-        body = tag.value
-        if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
-            raise DecodeError("malformed message: expected [type_id, fields...]")
-        spec = _spec_of(body[0])
-        if spec is None:
-            raise DecodeError(f"unknown message type {body[0]}")
-        values = body[1:]
-        if not spec.required <= len(values) <= len(spec.names):
-            raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
-        try:
-            if len(values) == len(spec.names):
-                return spec.build(values)
-            kwargs = {
-                name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
-            }
-            return spec.cls(**kwargs)
-        except DecodeError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+def _message(tag: cbor2.CBORTag, immutable: bool = False) -> Any:
+    """Rebuild one message bottom-up (cbor2 calls this tag hook once the tag's content is
+    decoded), checking it against its schema; refuse any other tag."""
+    if tag.tag != MESSAGE_TAG:
+        raise DecodeError(f"CBOR tag {tag.tag} is not allowed")
+    body = tag.value
+    if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
+        raise DecodeError("malformed message: expected [type_id, fields...]")
+    spec = _spec_of(body[0])
+    if spec is None:
+        raise DecodeError(f"unknown message type {body[0]}")
+    values = body[1:]
+    if not spec.required <= len(values) <= len(spec.names):
+        raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
+    try:
+        if len(values) == len(spec.names):
+            return spec.build(values)
+        kwargs = {
+            name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
+        }
+        return spec.cls(**kwargs)
+    except DecodeError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
 
 
-_HOOK = _Decoder()
+def _refuser(number: int) -> Callable[[Any, bool], Any]:
+    def refuse(value: Any, immutable: bool = False) -> Any:
+        raise DecodeError(f"CBOR tag {number} is not allowed")
+
+    return refuse
+
+
+def _refuse_map(value: Any, immutable: bool = False) -> Any:
+    raise DecodeError("CBOR maps are not allowed")
+
+
+# cbor2's options for every decode (the message tag goes through the tag hook: measured
+# faster than a semantic decoder of its own).
+_OPTIONS: dict[str, Any] = {
+    "tag_hook": _message,
+    "object_hook": _refuse_map,
+    "semantic_decoders": {t: _refuser(t) for t in NATIVE_TAGS},
+    "max_depth": MAX_DEPTH,
+    "allow_indefinite": False,
+    "strict_hashable_types": True,
+}
+_WIDTH = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def count_items(data: bytes, limit: int) -> int:
+    """The number of CBOR items in ``data``, walking headers only (a string's bytes are skipped,
+    nothing is built); ``DecodeError`` as soon as there are more than ``limit`` or a header
+    that decoding would refuse anyway (a foreign tag, a map, an indefinite length)."""
+    end, at, items = len(data), 0, 0
+    while at < end:
+        head = data[at]
+        at += 1
+        major, info = head >> 5, head & 31
+        if info < 24:
+            arg = info
+        elif info < 28:
+            width = _WIDTH[info]
+            arg = int.from_bytes(data[at : at + width], "big")
+            at += width
+        elif info == 31:
+            raise DecodeError("indefinite-length CBOR items are not allowed")
+        else:
+            raise DecodeError(f"malformed CBOR: reserved header byte {head:#x}")
+        if major == 2 or major == 3:
+            at += arg
+        elif major == 5:
+            raise DecodeError("CBOR maps are not allowed")
+        elif major == 6 and arg != MESSAGE_TAG:
+            raise DecodeError(f"CBOR tag {arg} is not allowed")
+        items += 1
+        if items > limit:
+            raise DecodeError(f"message holds more than {limit} CBOR items")
+    return items
 
 
 @typing.overload
-def decode(data: bytes, expect: type[_T]) -> _T: ...
+def decode(data: bytes, expect: type[_T], max_items: int | None = None) -> _T: ...
 @typing.overload
-def decode(data: bytes, expect: tuple[type, ...] | None = None) -> Any: ...
-def decode(data: bytes, expect: type[Any] | tuple[type, ...] | None = None) -> Any:
-    """Decode bytes to a message; ``expect`` narrows which top-level types are acceptable."""
+def decode(data: bytes, expect: tuple[type, ...] | None = None, max_items: int | None = None) -> Any: ...
+def decode(
+    data: bytes, expect: type[Any] | tuple[type, ...] | None = None, max_items: int | None = None
+) -> Any:
+    """Decode bytes to a message; ``expect`` narrows which top-level types are acceptable,
+    ``max_items`` bounds how many CBOR items the bytes may hold (for input from the network)."""
     if not _BY_ID or _PENDING:
         _resolve()
+    if max_items is not None and len(data) > max_items:
+        count_items(data, max_items)
     try:
-        value = cbor2.loads(data, tag_hook=_HOOK, max_depth=MAX_DEPTH, strict_hashable_types=True)
+        value = cbor2.loads(data, **_OPTIONS)
     except DecodeError:
         raise
     except RecursionError:
@@ -388,6 +475,16 @@ def decode(data: bytes, expect: type[Any] | tuple[type, ...] | None = None) -> A
     return value
 
 
+def _keep_message_tag(tag: cbor2.CBORTag, immutable: bool = False) -> Any:
+    if tag.tag != MESSAGE_TAG:
+        raise DecodeError(f"CBOR tag {tag.tag} is not allowed")
+    return tag
+
+
+# The same refusals, with messages left as tags (``peek`` reads one's head, building nothing).
+_PEEK_OPTIONS = {**_OPTIONS, "tag_hook": _keep_message_tag}
+
+
 def peek(data: bytes, cls: type, count: int) -> list[int]:
     """The first ``count`` fields of a ``cls`` message, which must be ints, without building
     the rest: for a receiver that needs only the head of a large message (a watch hub with no
@@ -395,9 +492,10 @@ def peek(data: bytes, cls: type, count: int) -> list[int]:
     if not _BY_ID or _PENDING:
         _resolve()
     try:
-        value = cbor2.loads(data, max_depth=MAX_DEPTH)
+        value = cbor2.loads(data, **_PEEK_OPTIONS)
     except Exception as exc:  # cbor2 raises several types for malformed input
-        raise DecodeError(f"malformed CBOR: {exc}") from None
+        cause = exc.__cause__
+        raise (cause if isinstance(cause, DecodeError) else DecodeError(f"malformed CBOR: {exc}")) from None
     body = value.value if type(value) is cbor2.CBORTag and value.tag == MESSAGE_TAG else None
     if not isinstance(body, list | tuple) or len(body) <= count or body[0] != _BY_CLS[cls].type_id:
         raise DecodeError(f"unexpected message: expected {cls.__name__}")

@@ -9,6 +9,11 @@ pass the bytes on without decoding and re-encoding them. Type id 1.
 A message with the empty header (almost every message between a node's actors) travels as
 ``[*routing_ids, body]``: a second frame costs the sender ~6 us (pyzmq's multipart send) and
 the receiver ~1 us, on every hop of every write.
+
+Sizes are checked before anything is decoded: a header frame longer than ``MAX_HEADER_BYTES``
+is refused, and a receiver facing clients passes its body limit (``TooLarge`` then carries the
+header, decoded once its size was known to be small, so the refusal names the request). Such a
+receiver decodes the body with ``MAX_REQUEST_ITEMS``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from typing import Any
 from proto_schemas.codec import DecodeError, decode, encode, message, wire
 
 PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 8192  # three ints and a token (a JWT is a few hundred bytes)
+MAX_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes (a watch hub's limit)
+MAX_REQUEST_ITEMS = 1 << 16  # CBOR items in one client request (a txn of 128 ops has ~1,500)
 
 
 @message(1)
@@ -43,16 +51,28 @@ def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0, token: str = "") -> l
     return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to, token=token)), raw]
 
 
-def unpack_header(frames: list[bytes]) -> tuple[Header, bytes]:
+class TooLarge(DecodeError):
+    """A body over the receiver's limit, refused without decoding it."""
+
+    def __init__(self, header: Header, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes is larger than the limit of {limit}")
+        self.header = header
+
+
+def unpack_header(frames: list[bytes], max_body: int | None = None) -> tuple[Header, bytes]:
     """Split ``[body]`` or ``[header, body]`` (routing ids already removed) and check the
-    header."""
+    header; a body longer than ``max_body`` raises ``TooLarge``."""
     if len(frames) == 1:
-        return PLAIN_HEADER, frames[0]
-    if len(frames) != 2:
+        header, body = PLAIN_HEADER, frames[0]
+    elif len(frames) != 2:
         raise DecodeError(f"expected 1 or 2 frames ([header,] body), got {len(frames)}")
-    if frames[0] == _PLAIN_FRAME:
-        return PLAIN_HEADER, frames[1]
-    header = decode(frames[0], Header)
-    if header.version != PROTOCOL_VERSION:
-        raise DecodeError(f"unsupported protocol version {header.version}")
-    return header, frames[1]
+    else:
+        raw, body = frames
+        if len(raw) > MAX_HEADER_BYTES:
+            raise DecodeError(f"header of {len(raw)} bytes is larger than the limit of {MAX_HEADER_BYTES}")
+        header = PLAIN_HEADER if raw == _PLAIN_FRAME else decode(raw, Header)
+        if header.version != PROTOCOL_VERSION:
+            raise DecodeError(f"unsupported protocol version {header.version}")
+    if max_body is not None and len(body) > max_body:
+        raise TooLarge(header, len(body), max_body)
+    return header, body

@@ -84,7 +84,7 @@ from proto_schemas.auth import (
 )
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, ClusterCall
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.envelope import Header, unpack_header
+from proto_schemas.envelope import MAX_REQUEST_ITEMS, Header, TooLarge, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
 from proto_schemas.internal import (
     BackendState,
@@ -262,15 +262,15 @@ class GatewayCore:
     # -- client side ---------------------------------------------------------------------
     def client_message(self, route: bytes, frames: list[bytes], now: float, local: bool = False) -> None:
         try:
-            header, body = unpack_header(frames)
+            header, body = unpack_header(frames, self.max_request_bytes)
+        except TooLarge as exc:
+            self._reply_error(route, exc.header.msg_id, ErrorCode.REQUEST_TOO_LARGE)
+            return
         except DecodeError as exc:
             self._reply_error(route, 0, ErrorCode.BAD_REQUEST, str(exc))
             return
-        if len(body) > self.max_request_bytes:
-            self._reply_error(route, header.msg_id, ErrorCode.REQUEST_TOO_LARGE)
-            return
         try:
-            request = decode(body)
+            request = decode(body, max_items=MAX_REQUEST_ITEMS)
         except DecodeError as exc:
             self._reply_error(route, header.msg_id, ErrorCode.BAD_REQUEST, str(exc))
             return

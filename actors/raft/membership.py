@@ -37,13 +37,34 @@ def quorum(voters: int) -> int:
     return voters // 2 + 1
 
 
+MAX_URL_LENGTH = 512
+
+
+def url_problem(url: str, schemes: tuple[str, ...] = ("tcp",)) -> str:
+    """Why ``url`` cannot be a peer address ("" if it can): ``tcp://host:port`` (or an
+    ``ipc://`` path where ``schemes`` allows it), checked before ZeroMQ is given it (a URL it
+    cannot parse makes ``connect`` raise)."""
+    if not 0 < len(url) <= MAX_URL_LENGTH or not url.isprintable() or " " in url:
+        return f"{url[:64]!r} is not a URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if parts.scheme == "ipc" and "ipc" in schemes:
+        return "" if parts.netloc + parts.path else f"{url!r} has no path"
+    if parts.scheme not in schemes or not parts.hostname or not port or parts.path or parts.query:
+        return f"{url!r} is not tcp://host:port"
+    return ""
+
+
 def check_urls(urls: list[str]) -> None:
     if not urls:
         raise EtcdzError(ErrorCode.MEMBER_BAD_URLS, "no peer URL given")
     for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
-            raise EtcdzError(ErrorCode.MEMBER_BAD_URLS, f"{url!r} is not tcp://host:port")
+        problem = url_problem(url)
+        if problem:
+            raise EtcdzError(ErrorCode.MEMBER_BAD_URLS, problem)
 
 
 class MemberTable:

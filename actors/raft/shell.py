@@ -114,6 +114,7 @@ class RaftShell:
             advertise_urls=config.initial_advertise_peer_urls,
             log=log,
             curve=peer_curve,
+            initial_urls=[u for urls in config.initial_cluster.values() for u in urls],
         )
         self.calls = ClusterCalls(config, log)
         self.snapshots = Snapshots(

@@ -13,10 +13,15 @@ Why this shape:
 - ``IMMEDIATE`` and non-blocking sends: nothing queues for a peer that is not connected and a
   full queue drops instead of blocking the raft loop. Raft retransmits what is lost; the caller
   learns about drops (``unreachable``) and lets the leader fall back to probing that peer.
-- Frames are plain CBOR (no envelope); a frame that does not decode to a peer message, comes
-  from another cluster, or from a removed member is dropped with a log line, never a crash.
-- A sender we have no address for (a leader talking to a member that is joining and knows
-  nobody yet) is reached at the URLs its batches advertise until the member table names it.
+- Frames are plain CBOR (no envelope), decoded with an item bound. A frame that does not decode
+  to a peer message, comes from another cluster, from a removed member or from a sender that
+  is not verified is dropped with a warning (at most one a second per reason, with the count
+  of those not logged), never a crash; nothing it names is connected to before it is verified.
+- Verified: a member of the member table the raft core holds; or, for a member that does not
+  know its leader yet (one joining, whose table is still empty, or one that is behind the
+  membership changes), a sender whose advertised URLs are all valid and all named by
+  ``--initial-cluster`` without belonging to another member of the table. Such a sender is
+  reached at those URLs until the member table names it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 import structlog
 import zmq
 
+from actors.raft.membership import url_problem
 from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
 from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, PeerFaults, SnapshotChunk
@@ -39,6 +45,9 @@ from proto_schemas.raft import RaftMessage
 MSG_HWM = 10_000
 SNAP_HWM = 8
 MAX_PEER_FRAME = 64 * 1024 * 1024
+MAX_PEER_ITEMS = 1 << 22  # CBOR items in one frame (a batch of ~500k small entries): ~250 MB at worst
+WARN_EVERY_S = 1.0  # one warning per drop reason at most this often
+URL_SCHEMES = ("tcp", "ipc")
 
 
 class _Peer:
@@ -77,9 +86,11 @@ class PeerTransport:
         log: structlog.BoundLogger,
         alive_s: float = 1.0,
         curve: Curve | None = None,
+        initial_urls: list[str] | None = None,
     ) -> None:
         """``curve``: the mesh's CurveZMQ settings (a ZAP handler for its allowed keys must
-        already serve in ``ctx`` when they are restricted)."""
+        already serve in ``ctx`` when they are restricted). ``initial_urls``: the peer URLs
+        ``--initial-cluster`` names (see the module's rules)."""
         self.ctx = ctx
         self.curve = curve
         self.member_id = member_id
@@ -103,20 +114,72 @@ class PeerTransport:
         self._luck = random.Random()
         self.removed: frozenset[int] = frozenset()
         self.dropped = 0
+        self.members: frozenset[int] = frozenset()  # the member table's ids
+        self.initial_urls = frozenset(initial_urls or []) - frozenset(advertise_urls)
+        self.admitted: dict[int, list[str]] = {}  # verified senders the table does not name yet
+        self.refused = 0  # frames dropped on receipt
+        self._warned: dict[str, tuple[float, int]] = {}  # reason -> (last warning, not logged)
 
     def set_peers(self, peers: dict[int, list[str]]) -> None:
         """Connect to the members of the current member table (not ourselves)."""
+        self.members = frozenset(peers)
         self.known = {pid: urls for pid, urls in peers.items() if pid != self.member_id and urls}
+        self.admitted = {pid: urls for pid, urls in self.admitted.items() if pid not in self.members}
+        wanted = {**self.admitted, **self.known}
         for pid in list(self.peers):
-            if pid not in self.known or self.peers[pid].urls != self.known[pid]:
+            if pid not in wanted or self.peers[pid].urls != wanted[pid]:
                 self.peers.pop(pid).close()
         for pid, urls in self.known.items():
             self._connect(pid, urls)
 
-    def _connect(self, pid: int, urls: list[str]) -> None:
-        if pid not in self.peers:
+    def _connect(self, pid: int, urls: list[str]) -> bool:
+        if pid in self.peers:
+            return True
+        bad = [problem for problem in map(lambda u: url_problem(u, URL_SCHEMES), urls) if problem]
+        if bad:
+            self._warn("peer not connected", reason=bad[0], peer=f"{pid:x}")
+            return False
+        try:
             self.peers[pid] = _Peer(self.ctx, urls, self.curve)
-            self.log.info("peer connected", peer=f"{pid:x}", urls=urls)
+        except zmq.ZMQError as exc:  # a URL ZeroMQ refuses: never a crash of the raft loop
+            self._warn("peer not connected", reason=str(exc), peer=f"{pid:x}")
+            return False
+        self.log.info("peer connected", peer=f"{pid:x}", urls=urls)
+        return True
+
+    def _warn(self, event: str, reason: str, **fields: Any) -> None:
+        """A warning per ``reason`` at most every ``WARN_EVERY_S``: a flood of bad frames must
+        not turn into a flood of log lines."""
+        now = time.monotonic()
+        last, quiet = self._warned.get(reason, (float("-inf"), 0))
+        if now - last < WARN_EVERY_S:
+            self._warned[reason] = (last, quiet + 1)
+            return
+        if len(self._warned) > 1024:  # reasons carry details: keep the table small
+            self._warned.clear()
+        self._warned[reason] = (now, 0)
+        self.log.warning(event, reason=reason, not_logged=quiet, **fields)
+
+    def _drop(self, reason: str, **fields: Any) -> None:
+        self.refused += 1
+        self._warn("peer frame dropped", reason, **fields)
+
+    def _verified(self, msg: PeerBatch | SnapshotChunk) -> bool:
+        """Whether ``msg`` comes from a peer we may talk to (see the module's rules); a sender
+        admitted here is connected to at once."""
+        sender = msg.from_
+        if sender in self.members or sender in self.admitted:
+            return sender != self.member_id
+        if not isinstance(msg, PeerBatch) or not msg.from_urls:
+            return False
+        urls = list(msg.from_urls)
+        taken = {u for pid, known in self.known.items() for u in known}
+        if any(u not in self.initial_urls or u in taken for u in urls):
+            return False
+        if not self._connect(sender, urls):
+            return False
+        self.admitted[sender] = urls
+        return True
 
     def started(self) -> set[int]:
         """Peers we heard from within ``alive_s`` (etcd's "started members" for reconfig checks)."""
@@ -162,20 +225,23 @@ class PeerTransport:
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
-                self.log.warning("peer frame dropped", reason="unexpected frame count")
+                self._drop("unexpected frame count")
                 continue
             try:
-                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery))
+                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery), max_items=MAX_PEER_ITEMS)
             except DecodeError as exc:
-                self.log.warning("peer frame dropped", reason=str(exc))
+                self._drop("undecodable", error=str(exc)[:200])
                 continue
             if isinstance(msg, JoinQuery):
                 self._answer(parts[0], on_join(msg))
                 continue
             if msg.cluster_id != self.cluster_id:
-                self.log.warning("peer frame dropped", reason="cluster ID mismatch", sender=f"{msg.from_:x}")
+                self._drop("cluster ID mismatch", sender=f"{msg.from_:x}")
                 continue
             if msg.from_ in self.blocked or msg.from_ in self.removed:
+                continue
+            if not self._verified(msg):
+                self._drop("sender is not a verified member", sender=f"{msg.from_:x}")
                 continue
             if self.faults.drop_percent and self._luck.randrange(100) < self.faults.drop_percent:
                 continue
@@ -201,8 +267,6 @@ class PeerTransport:
         if msg.from_ in self.blocked:
             return
         self.heard[msg.from_] = time.monotonic()
-        if isinstance(msg, PeerBatch) and msg.from_ not in self.known and msg.from_urls:
-            self._connect(msg.from_, list(msg.from_urls))
         on_batch(msg)
 
     def _answer(self, identity: bytes, info: JoinInfo) -> None:

@@ -30,7 +30,7 @@ from actors.runtime.loop import Loop
 from actors.watch.core import HubCore, batched
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
 from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode, peek
-from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.envelope import MAX_REQUEST_BYTES, MAX_REQUEST_ITEMS, TooLarge, pack, unpack_header
 from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
     EventBatch,
@@ -151,12 +151,15 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 continue
             route = frames[0]
             try:
-                header, body = unpack_header(frames[1:])
+                header, body = unpack_header(frames[1:], MAX_REQUEST_BYTES)
+            except TooLarge as exc:
+                reply(route, exc.header.msg_id, error_response(ErrorCode.REQUEST_TOO_LARGE))
+                continue
             except DecodeError as exc:
                 reply(route, 0, error_response(ErrorCode.BAD_REQUEST, str(exc)))
                 continue
             try:
-                request = decode(body)
+                request = decode(body, max_items=MAX_REQUEST_ITEMS)
             except DecodeError as exc:
                 reply(route, header.msg_id, error_response(ErrorCode.BAD_REQUEST, str(exc)))
                 continue

@@ -1,22 +1,29 @@
-"""Random bytes, wrong shapes and absurd raft messages at a member's peer port: no process of
-the member dies, and the cluster keeps (or gets back to) serving with its data intact."""
+"""Random bytes, wrong shapes, hostile CBOR and absurd raft messages at a member's peer port: no
+process of the member dies, nothing a stranger names is connected to, and the cluster keeps (or
+gets back to) serving with its data intact. The transport's rules (who is a verified peer) are
+checked first on a transport alone, fed frames directly."""
 
 from __future__ import annotations
 
 import random
+import socket
 import time
 from collections.abc import Iterator
 
 import cbor2
 import pytest
+import structlog
 import zmq
 
+from actors.raft.membership import url_problem
+from actors.raft.transport import URL_SCHEMES, PeerTransport
 from etcdz.errors import EtcdzError
 from proto_schemas import codec
-from proto_schemas.cluster import JoinQuery, PeerBatch
-from proto_schemas.codec import encode
+from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
+from proto_schemas.codec import decode, encode
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
-from tools.cluster import LocalCluster, running
+from tools import fuzz
+from tools.cluster import LocalCluster, free_port, running
 
 ABSURD = [0, 1, 2**31, 2**63 - 1, 2**64 - 1]
 
@@ -69,6 +76,85 @@ def garbage(rng: random.Random, cluster_id: int) -> bytes:
     return encode(PeerBatch(cluster_id=cluster_id, from_=msgs[0].from_, messages=msgs))
 
 
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("tcp://127.0.0.1:2380", True),
+        ("tcp://[::1]:2380", True),
+        ("tcp://peer-1.example:2380", True),
+        ("ipc:///run/etcdz/peer.sock", True),
+        ("tcp://x:99999999999", False),  # urlsplit raises on it
+        ("tcp://[::1", False),
+        ("tcp://host", False),
+        ("tcp://host:0", False),
+        ("tcp://host:1/path", False),
+        ("udp://host:1", False),
+        ("ipc://", False),
+        ("tcp://a b:1", False),
+        ("tcp://h:1\0", False),
+        ("tcp://" + "h" * 600 + ":1", False),
+        ("", False),
+    ],
+)
+def test_peer_urls_are_checked_before_zeromq_sees_them(url: str, ok: bool) -> None:
+    assert (url_problem(url, URL_SCHEMES) == "") is ok
+
+
+def beat(sender: int, cluster_id: int = 7, urls: list[str] | None = None) -> list[bytes]:
+    batch = PeerBatch(
+        cluster_id=cluster_id,
+        from_=sender,
+        from_urls=urls or [],
+        messages=[RaftMessage(type=MessageType.HEARTBEAT, to=1, from_=sender)],
+    )
+    return [b"id", encode(batch)]
+
+
+def test_only_verified_peers_are_heard_and_connected() -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    member2, joining = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    transport = PeerTransport(
+        ctx,
+        member_id=1,
+        cluster_id=7,
+        listen_urls=["tcp://127.0.0.1:*"],
+        advertise_urls=["tcp://127.0.0.1:1"],
+        log=structlog.get_logger(),
+        initial_urls=["tcp://127.0.0.1:1", member2, joining],
+    )
+    heard: list[int] = []
+
+    def receive(*frames: list[bytes]) -> None:
+        transport.receive(list(frames), lambda m: heard.append(m.from_), lambda q: JoinInfo(cluster_id=7))
+
+    try:
+        transport.set_peers({1: ["tcp://127.0.0.1:1"], 2: [member2]})
+        assert set(transport.peers) == {2}
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(10):  # a stranger, at a URL it names or at one that is no URL at all
+                receive(beat(99, urls=["tcp://127.0.0.1:9"]))
+                receive(beat(98, urls=["tcp://x:99999999999", "tcp://[::1"]))
+                receive(beat(97, urls=[member2]))  # another member's URL
+                receive(beat(2, cluster_id=8))  # another cluster
+                receive([b"id", encode(SnapshotChunk(cluster_id=7, from_=96, snap_id=1, seq=0))])
+                receive(beat(1))  # ourselves
+        assert heard == [] and set(transport.peers) == {2}
+        assert transport.refused == 60
+        assert len(logs) <= 6, "dropped frames are logged at most once a second per reason"
+        receive(beat(2))  # a member
+        receive(beat(3, urls=[joining]))  # not in the table yet, at a URL --initial-cluster names
+        receive([b"id", encode(SnapshotChunk(cluster_id=7, from_=3, snap_id=1, seq=0))])
+        assert heard == [2, 3, 3]
+        assert set(transport.peers) == {2, 3}
+        transport.set_peers({1: ["tcp://127.0.0.1:1"], 2: [member2]})  # the table changes...
+        assert set(transport.peers) == {2, 3}  # ...and an admitted peer stays until it names it
+        transport.set_peers({1: ["tcp://127.0.0.1:1"], 2: [member2], 4: ["tcp://x:99999999999"]})
+        assert set(transport.peers) == {2, 3}  # a bad URL in the table: not connected, no raise
+    finally:
+        transport.close()
+        ctx.destroy(linger=0)
+
+
 def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: LocalCluster) -> None:
     target = cluster.members[1]
     pids = target.actor_pids()
@@ -80,16 +166,45 @@ def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: Local
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(target.peer_url)
+    bait = socket.create_server(("127.0.0.1", 0))  # where strangers' frames point
+    bait_url = f"tcp://127.0.0.1:{bait.getsockname()[1]}"
+    valid = [
+        encode(
+            PeerBatch(
+                cluster_id=cluster_id,
+                from_=7,
+                from_urls=[bait_url],
+                messages=[RaftMessage(type=MessageType.APP, to=1)],
+            )
+        ),
+        encode(SnapshotChunk(cluster_id=cluster_id, from_=7, snap_id=1, seq=0, pairs=[b"k", b"v"])),
+        encode(JoinQuery(peer_urls=[bait_url])),
+    ]
     try:
         for _ in range(500):
             sock.send(garbage(rng, cluster_id))
+        for frame in fuzz.frames(rng, valid, 300):
+            sock.send(frame)
+        for url in [bait_url, "tcp://x:99999999999", "tcp://[::1", "udp://127.0.0.1:1", "tcp://127.0.0.1:0"]:
+            for sender in range(10):  # more strangers than the supervisor's restart limit
+                batch = PeerBatch(cluster_id=cluster_id, from_=1000 + sender, from_urls=[url], messages=[])
+                sock.send(encode(batch))
         sock.send(b"\0" * ((64 << 20) + 1))  # larger than any peer frame
-        time.sleep(1)
+        # Frames of one connection are handled in order: once this is answered, so were they.
+        sock.send(encode(JoinQuery(peer_urls=[target.peer_url])))
+        for _ in range(1000):  # the answers to the earlier queries come first
+            assert sock.poll(30_000), "the peer port did not answer"
+            if decode(sock.recv(), JoinInfo).member_id == target.member_id:
+                break
+        bait.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            bait.accept()  # nobody dialled the URL a stranger named
     finally:
         ctx.destroy(linger=0)
+        bait.close()
     assert target.actor_pids() == pids, "a process of the member died or was restarted"
     deadline = time.monotonic() + 30
-    while True:  # a message from nowhere may cost an election; the cluster gets over it
+    while True:  # generous: a loaded machine may cost an election
         try:
             with cluster.client() as c:
                 assert c.get("/peerfuzz").kvs[0].mod_revision == before

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+import uuid
+from decimal import Decimal
+from fractions import Fraction
 
 import cbor2
 import pytest
@@ -26,6 +30,7 @@ from proto_schemas.kv import (
     TxnRequest,
 )
 from proto_schemas.watch import Event, EventBatch, WatchResponse
+from tools.fuzz import shared_txns
 
 
 def test_round_trip_nested_txn() -> None:
@@ -55,8 +60,9 @@ def test_defaults_may_be_omitted_on_the_wire() -> None:
         (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104])), "expected 6 fields"),
         (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"v", 1, 1])), "expected a bool"),
         (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [102, b"k", b"", 0, 0, 9])), "not a valid"),
-        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"", 2**70])), "out of 64-bit"),
-        (cbor2.dumps(cbor2.CBORTag(123, [1])), "unknown CBOR tag"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"", -(2**64)])), "out of 64-bit"),
+        (cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, b"k", b"", 2**70])), "tag 2 is not allowed"),
+        (cbor2.dumps(cbor2.CBORTag(123, [1])), "tag 123 is not allowed"),
         (b"\x81" * 5000 + b"\x00", "nesting depth"),
     ],
 )
@@ -92,6 +98,19 @@ def test_the_empty_header_is_not_sent_and_reads_as_any_other() -> None:
         envelope.unpack_header([b"h", b"b", b"x"])
     header, _ = envelope.unpack_header(envelope.pack(b"body", token="t"))
     assert header == envelope.Header(token="t")
+
+
+def test_sizes_are_checked_before_anything_is_decoded() -> None:
+    body = b"\x80" * 5000  # would decode to thousands of lists
+    with pytest.raises(envelope.TooLarge) as caught:
+        envelope.unpack_header([encode(envelope.Header(msg_id=9)), body], max_body=4096)
+    assert caught.value.header.msg_id == 9  # named, so that the refusal can answer it
+    with pytest.raises(envelope.TooLarge):
+        envelope.unpack_header([body], max_body=4096)
+    assert envelope.unpack_header([body], max_body=5000)[1] == body
+    huge = b"\x9a" + (1 << 20).to_bytes(4, "big") + b"\x80" * (1 << 20)
+    with pytest.raises(DecodeError, match="header of"):  # refused by its size, never decoded
+        envelope.unpack_header([huge, b"\x00"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,3 +201,95 @@ def test_a_message_of_a_module_not_yet_imported_decodes() -> None:
         [sys.executable, "-c", script, raw.hex()], capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["False", "LeaseGrantRequest", "5", "7"]
+
+
+def _in_put(item: bytes) -> bytes:
+    """A PutRequest whose value field is the raw CBOR ``item``."""
+    return b"\xd9\x69\x79\x83\x18\x68\x41k" + item
+
+
+@pytest.mark.parametrize(
+    "number", [*codec.NATIVE_TAGS, 6, 24, 26, 27, 32, 33, 1000, 27000, 27002, 2**32, 2**64 - 1]
+)
+def test_only_the_message_tag_is_decoded(number: int) -> None:
+    for content in (0, [0], b"\x00" * 8, "x", [b"", b""], [1, 3], [0, [0]]):
+        raw = cbor2.dumps(cbor2.CBORTag(number, content))
+        with pytest.raises(DecodeError, match=f"tag {number} is not allowed"):
+            decode(raw)
+        with pytest.raises(DecodeError):
+            decode(_in_put(raw))
+        with pytest.raises(DecodeError, match=f"tag {number} is not allowed"):
+            codec.count_items(raw, 1 << 20)  # the pre-scan refuses it too
+
+
+def test_no_tag_but_the_message_tag_gets_past_the_decoder() -> None:
+    """Guards NATIVE_TAGS: a cbor2 that decodes a tag itself (not calling the hook) would let
+    it through; every small tag number and a few large ones must be refused."""
+    passed = []
+    for number in [*range(0, 1 << 16), 55799, 0xD9D9F7, 2**32, 2**63]:
+        if number == codec.MESSAGE_TAG:
+            continue
+        for content in (0, [0]):
+            try:
+                decode(cbor2.dumps(cbor2.CBORTag(number, content)))
+            except DecodeError:
+                continue
+            passed.append(number)
+    assert passed == []
+
+
+def test_shared_references_are_refused_before_anything_is_walked() -> None:
+    bomb = shared_txns(12, fanout=10)  # 10**11 txns to check for whoever follows the references
+    assert len(bomb) < 500
+    with pytest.raises(DecodeError, match="tag 2[89] is not allowed"):
+        decode(bomb)
+
+
+def test_rationals_bignums_and_other_built_in_tags_are_refused() -> None:
+    big = 1 << 100_000
+    for value in (
+        Fraction(big, big - 1),
+        big,
+        -big,
+        Decimal("1e-100000"),
+        {1, 2},
+        re.compile("a"),
+        uuid.uuid4(),
+    ):
+        with pytest.raises(DecodeError, match="is not allowed"):
+            decode(cbor2.dumps(value))
+
+
+def test_maps_and_indefinite_lengths_are_refused() -> None:
+    for raw in (b"\xa0", b"\xa1\x00\x00", cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [104, {}]))):
+        with pytest.raises(DecodeError, match="map"):
+            decode(raw)
+        with pytest.raises(DecodeError, match="maps are not allowed"):
+            codec.count_items(raw, 1 << 20)
+    for raw in (b"\x9f\x00\xff", b"\x5f\x41a\xff", b"\x7f\x61a\xff", _in_put(b"\x5f\x41a\xff")):
+        with pytest.raises(DecodeError, match="indefinite"):
+            decode(raw)
+        with pytest.raises(DecodeError, match="indefinite"):
+            codec.count_items(raw, 1 << 20)
+
+
+def test_huge_declared_lengths_fail_fast() -> None:
+    for head in (b"\x9b", b"\x5b", b"\x7b"):
+        for length in (2**32, 2**63, 2**64 - 1):
+            raw = head + length.to_bytes(8, "big") + b"\x00"
+            with pytest.raises(DecodeError):
+                decode(raw)
+            with pytest.raises(DecodeError):
+                decode(raw, max_items=0)
+
+
+def test_an_item_budget_bounds_what_a_frame_may_expand_to() -> None:
+    flood = b"\x9a" + (1 << 20).to_bytes(4, "big") + b"\x80" * (1 << 20)  # a million empty lists
+    with pytest.raises(DecodeError, match="more than 4096 CBOR items"):
+        decode(flood, max_items=4096)
+    # Big values are few items: a frame longer than the budget is walked, not refused.
+    put = PutRequest(key=b"k", value=b"\x80" * 100_000)
+    assert decode(encode(put), max_items=64) == put
+    assert codec.count_items(encode(put), 64) == 9  # tag, array, type id and six fields
+    txn = TxnRequest(success=[PutRequest(key=b"k%d" % i, value=b"v") for i in range(128)])
+    assert decode(encode(txn), max_items=len(encode(txn)) - 1) == txn

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
+import cbor2
 import pytest
 
 from actors.gateway import compactor
@@ -177,6 +179,10 @@ def test_read_index_failure_fails_the_reads() -> None:
             [encode(Header(msg_id=1)), encode(PutRequest(key=b"k", value=b"x" * 2000))],
             ErrorCode.REQUEST_TOO_LARGE,
         ),
+        ([encode(Header(msg_id=1)), b"\x80" * 2000], ErrorCode.REQUEST_TOO_LARGE),  # never decoded
+        ([encode(Header(msg_id=1, token="t" * 9000)), b"\x00"], ErrorCode.BAD_REQUEST),  # header too big
+        ([encode(Header(msg_id=1)), cbor2.dumps(Fraction(1 << 4000, 3))], ErrorCode.BAD_REQUEST),
+        ([encode(Header(msg_id=1)), b"\xd8\x1c\x81\xd8\x1d\x00"], ErrorCode.BAD_REQUEST),  # shared ref
         (
             [
                 encode(Header(msg_id=1)),
