@@ -195,8 +195,7 @@ class RaftShell:
             members=len(self.table.members),
             bootstrapped=bool(self.fresh_nonce),
         )
-        if self.table.voters() == [self.config.member_id]:
-            self.node.campaign()  # a one-member cluster needs no election timeout
+        self._campaign_if_alone(self.node)
 
     # -- input ---------------------------------------------------------------------------------
     def handle(self, msgs: list[object]) -> None:
@@ -352,6 +351,7 @@ class RaftShell:
             return
         while node.has_ready():
             rd = node.ready()
+            table_changed = False
             if rd.soft_state is not None:
                 self.log.info(
                     "raft role",
@@ -377,7 +377,7 @@ class RaftShell:
                 )
             self._outgoing.extend(rd.messages)
             if rd.committed_entries:
-                self._apply_conf_changes(node, rd.committed_entries)
+                table_changed = self._apply_conf_changes(node, rd.committed_entries)
                 send(self.to_apply, Apply(entries=list(rd.committed_entries)))
             for rs in rd.read_states:
                 send(
@@ -385,6 +385,8 @@ class RaftShell:
                     ReadIndexResponse(read_id=int.from_bytes(rs.request_ctx, "big"), index=rs.index),
                 )
             node.advance(rd)
+            if table_changed:  # raft campaigns only once its conf changes count as applied
+                self._campaign_if_alone(node)
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
             self._send_peers(coalesce(outgoing))
@@ -408,7 +410,7 @@ class RaftShell:
         self.peers.set_peers(self.table.peer_urls())
         self.peers.removed = frozenset(self.table.removed)
 
-    def _apply_conf_changes(self, node: RawNode, entries: list[Entry]) -> None:
+    def _apply_conf_changes(self, node: RawNode, entries: list[Entry]) -> bool:
         changed = False
         for entry in entries:
             if entry.type != EntryType.CONF_CHANGE:
@@ -436,6 +438,14 @@ class RaftShell:
                     send(self.to_gateway, reply)
         if changed:
             self._table_changed()
+        return changed
+
+    def _campaign_if_alone(self, node: RawNode) -> None:
+        """The only voter needs no election timeout: it campaigns as soon as it knows it is
+        alone, at start from a snapshot's member table or once the log's conf changes have
+        been applied again after a restart (the table is empty until then)."""
+        if node.status.leader == 0 and self.table.voters() == [self.config.member_id]:
+            node.campaign()
 
     def _check_identity(self, cc: ConfChange, change: MemberChange | None) -> None:
         me = self.config.member_id

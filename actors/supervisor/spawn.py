@@ -38,7 +38,9 @@ def preload() -> None:
     from proto_schemas import codec
 
     for actor in FORKED_MODULES:
-        importlib.import_module(f"actors.{actor}.__main__")
+        main = f"actors.{actor}.__main__"
+        importlib.import_module(main)
+        del sys.modules[main]  # run afresh as __main__ in the child; what it imported stays
     codec.load_all()
 
 
