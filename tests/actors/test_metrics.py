@@ -130,3 +130,23 @@ def test_bad_http_gets_an_answer_and_the_server_goes_on(node: tuple[LocalCluster
     with socket.create_connection((host, int(port)), timeout=5):
         pass  # connected and gone without a word
     assert fetch(url + "/health")[0] == 200
+
+
+def test_half_sent_requests_never_keep_health_from_answering(node: tuple[LocalCluster, str]) -> None:
+    """An orchestrator must get its /health answer although 300 connections hold half-sent
+    requests (more than the server keeps open), and those are closed after the idle timeout."""
+    _, url = node
+    host, port = url.removeprefix("http://").split(":")
+    stalled = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            stalled.append(s)
+        assert fetch(url + "/health") == (200, '{"health":"true"}')
+        last = stalled[-1]  # not evicted by the others: closed by the idle timeout
+        last.settimeout(30)
+        assert last.recv(100) == b""
+    finally:
+        for s in stalled:
+            s.close()
