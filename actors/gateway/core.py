@@ -255,7 +255,11 @@ class GatewayCore:
         self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
     # -- client side ---------------------------------------------------------------------
-    def client_message(self, route: bytes, frames: list[bytes], now: float, local: bool = False) -> None:
+    def client_message(
+        self, route: bytes, frames: list[bytes], now: float, local: bool = False, source: str = ""
+    ) -> None:
+        """One client request; ``source`` is the client's address (its logins are limited per
+        address)."""
         try:
             header, body = unpack_header(frames)
         except DecodeError as exc:
@@ -273,7 +277,7 @@ class GatewayCore:
             self._reply_error(route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__)
             return
         try:
-            self._dispatch(route, header, body, request, now, local)
+            self._dispatch(route, header, body, request, now, local, source)
         except EtcdzError as exc:
             self._reply(route, header.msg_id, exc.to_response())
             self.m_requests.inc(op=_op(request), code=exc.code.name)
@@ -283,7 +287,7 @@ class GatewayCore:
             self.out.logs.append(("request failed", {"op": _op(request), "error": repr(exc)}))
 
     def _dispatch(
-        self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool
+        self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool, source: str
     ) -> None:
         _validate(request, self.max_txn_ops)
         user = None if local or self._is_node(header.token) else self._authorize(header.token, request, now)
@@ -303,7 +307,7 @@ class GatewayCore:
             )
         issued = ""
         if isinstance(request, AuthenticateRequest):
-            request, issued = self._login(request, now)
+            request, issued = self._login(request, now, source)
             if self.jwt is not None:  # a signed token needs no proposal: every member checks it
                 answer = AuthenticateResponse(header=self.header(self.revision), token=issued)
                 self._reply(route, header.msg_id, answer)
@@ -389,12 +393,14 @@ class GatewayCore:
             self.auth.check(user, [Need(request.key, request.range_end, False)])
         return AuthCheckResponse(header=self.header(self.revision), user=user)
 
-    def _login(self, request: AuthenticateRequest, now: float) -> tuple[AuthenticateRequest, str]:
+    def _login(
+        self, request: AuthenticateRequest, now: float, source: str
+    ) -> tuple[AuthenticateRequest, str]:
         """Check a password (slow on purpose, so rate-limited) and mint the token whose digest
         is proposed."""
         if not self.auth.enabled:
             raise EtcdzError(ErrorCode.AUTH_NOT_ENABLED)
-        if not self.logins.allow(request.name, now):
+        if not self.logins.allow(request.name, source, now):
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
         record = self.auth.users.get(request.name)
         if (
@@ -402,7 +408,7 @@ class GatewayCore:
             or not record.hashed_password
             or not verify_password(request.password, record.hashed_password)
         ):
-            self.logins.failed(request.name, now)
+            self.logins.failed(request.name, source, now)
             raise EtcdzError(ErrorCode.AUTH_FAILED)
         if self.jwt is not None:
             return request, self.jwt.issue(request.name, self.auth.revision)

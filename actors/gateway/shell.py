@@ -118,10 +118,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def receiver(tag: bytes) -> Callable[[list[list[bytes]]], None]:
         def from_clients(batch: list[list[bytes]]) -> None:
             now = time.monotonic()
-            for frames in batch:
+            for address, *frames in batch:
                 if len(frames) < 2:
                     continue  # no routing id: cannot even answer
-                core.client_message(tag + frames[0], frames[1:], now, local=tag == LOCAL)
+                source = address.decode("latin-1")
+                core.client_message(tag + frames[0], frames[1:], now, local=tag == LOCAL, source=source)
 
         return from_clients
 
@@ -155,8 +156,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
                 log.debug("reply dropped", error=str(exc))
 
-    loop.on_frames(clients, receiver(CLIENT))
-    loop.on_frames(local, receiver(LOCAL))
+    loop.on_frames(clients, receiver(CLIENT), peer_address=True)
+    loop.on_frames(local, receiver(LOCAL), peer_address=True)
     loop.on_messages(inbox, from_node)
     loop.every(0.05, lambda: core.tick(time.monotonic()))
     loop.after_batch(flush)
