@@ -196,7 +196,7 @@ class Loop:
 
 def _peer_address(frame: zmq.Frame) -> bytes:
     try:
-        return (frame.get("Peer-Address") or "").encode()
+        return str(frame.get("Peer-Address") or "").encode()
     except zmq.ZMQError:  # no metadata (an inproc peer)
         return b""
 
