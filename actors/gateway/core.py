@@ -50,7 +50,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import heapq
-import hmac
 import itertools
 import os
 import secrets
@@ -202,7 +201,6 @@ class GatewayCore:
         unsafe_local_reads: bool = False,
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
-        node_token: str = "",
         jwt: JwtTokens | None = None,
     ) -> None:
         self.member_id = member_id
@@ -223,7 +221,6 @@ class GatewayCore:
         self.jwt = jwt  # signed tokens instead of simple ones (--auth-token jwt)
         self.logins = LoginLimiter()
         self._random = random_bytes
-        self.node_token = node_token  # other members' own processes present it
         self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
@@ -290,7 +287,7 @@ class GatewayCore:
         self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool, source: str
     ) -> None:
         _validate(request, self.max_txn_ops)
-        user = None if local or self._is_node(header.token) else self._authorize(header.token, request, now)
+        user = None if local else self._authorize(header.token, request, now)
         if isinstance(request, AuthCheckRequest):
             self._reply(route, header.msg_id, self._auth_check(request, now))
             return
@@ -362,9 +359,6 @@ class GatewayCore:
         if not self._needs_read_index(request):  # a linearizable read is checked after ReadIndex
             self.auth.check(user, wanted)
         return user
-
-    def _is_node(self, token: str) -> bool:
-        return bool(self.node_token) and hmac.compare_digest(token.encode(), self.node_token.encode())
 
     def _token_user(self, token: str, now: float) -> str:
         if not token:

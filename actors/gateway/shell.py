@@ -56,7 +56,6 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         metrics=loop.metrics,
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
-        node_token=curve.node_token(config.peer_curve()),
         jwt=_jwt(config),
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()

@@ -15,6 +15,9 @@ Why this shape:
   learns about drops (``unreachable``) and lets the leader fall back to probing that peer.
 - Frames are plain CBOR (no envelope); a frame that does not decode to a peer message, comes
   from another cluster, or from a removed member is dropped with a log line, never a crash.
+- A member's ``HashQuery`` (its corruption checker asking for our hash) is handed to
+  ``on_hash`` with the asker's routing identity, and answered later with ``answer_hash``;
+  one from another cluster or from a member that is not in our table is dropped.
 - A sender we have no address for (a leader talking to a member that is joining and knows
   nobody yet) is reached at the URLs its batches advertise until the member table names it.
 """
@@ -32,7 +35,15 @@ import zmq
 
 from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
-from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, PeerFaults, SnapshotChunk
+from proto_schemas.cluster import (
+    HashAnswer,
+    HashQuery,
+    JoinInfo,
+    JoinQuery,
+    PeerBatch,
+    PeerFaults,
+    SnapshotChunk,
+)
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.raft import RaftMessage
 
@@ -159,18 +170,22 @@ class PeerTransport:
         frames: list[list[bytes]],
         on_batch: Callable[[PeerBatch | SnapshotChunk], None],
         on_join: Callable[[JoinQuery], JoinInfo],
+        on_hash: Callable[[bytes, HashQuery], None] | None = None,
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
                 self.log.warning("peer frame dropped", reason="unexpected frame count")
                 continue
             try:
-                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery))
+                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery, HashQuery))
             except DecodeError as exc:
                 self.log.warning("peer frame dropped", reason=str(exc))
                 continue
             if isinstance(msg, JoinQuery):
                 self._answer(parts[0], on_join(msg))
+                continue
+            if isinstance(msg, HashQuery):
+                self._hash_query(parts[0], msg, on_hash)
                 continue
             if msg.cluster_id != self.cluster_id:
                 self.log.warning("peer frame dropped", reason="cluster ID mismatch", sender=f"{msg.from_:x}")
@@ -210,6 +225,23 @@ class PeerTransport:
             self.inbox.send_multipart([identity, encode(info)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the asker is gone
             self.log.debug("join answer dropped", error=str(exc))
+
+    # -- member-to-member hash queries (the corruption checker) ----------------------------------
+    def _hash_query(
+        self, identity: bytes, query: HashQuery, on_hash: Callable[[bytes, HashQuery], None] | None
+    ) -> None:
+        if query.cluster_id != self.cluster_id or query.from_ not in self.known or on_hash is None:
+            self.log.warning(
+                "hash query dropped", reason="not a member of this cluster", sender=f"{query.from_:x}"
+            )
+            return
+        on_hash(identity, query)
+
+    def answer_hash(self, identity: bytes, answer: HashAnswer) -> None:
+        try:
+            self.inbox.send_multipart([identity, encode(answer)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the asker is gone
+            self.log.debug("hash answer dropped", error=str(exc))
 
     def close(self) -> None:
         for peer in self.peers.values():
