@@ -202,6 +202,8 @@ class GatewayCore:
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         jwt: JwtTokens | None = None,
+        max_client_inflight: int = 1000,
+        max_client_inflight_bytes: int = 64 << 20,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -239,6 +241,11 @@ class GatewayCore:
         self.raft: RaftStatus | None = None
         self.applied = 0
         self._pending: dict[int, _Pending] = {}
+        # Per client connection: requests in flight and their bytes, bounded so that one client
+        # cannot make the gateway hold without limit what it sends faster than it is answered.
+        self.max_client_inflight = max_client_inflight
+        self.max_client_inflight_bytes = max_client_inflight_bytes
+        self._inflight: dict[bytes, list[int]] = {}  # route -> [requests, bytes]
         self._held: list[int] = []  # writes / linearizable reads waiting for a leader
         self._need_index: list[int] = []  # linearizable reads waiting for a ReadIndex round
         self._index_rounds: dict[int, list[int]] = {}
@@ -287,6 +294,13 @@ class GatewayCore:
         self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool, source: str
     ) -> None:
         _validate(request, self.max_txn_ops)
+        held = self._inflight.get(route)
+        if (
+            held is not None
+            and not local
+            and (held[0] >= self.max_client_inflight or held[1] + len(body) > self.max_client_inflight_bytes)
+        ):
+            raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)  # definite: nothing was done
         user = None if local else self._authorize(header.token, request, now)
         if isinstance(request, AuthCheckRequest):
             self._reply(route, header.msg_id, self._auth_check(request, now))
@@ -333,6 +347,9 @@ class GatewayCore:
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
         self._pending[rid] = pending
+        held = self._inflight.setdefault(route, [0, 0])
+        held[0] += 1
+        held[1] += len(body)
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
@@ -576,7 +593,7 @@ class GatewayCore:
         if state.read_id == self._state_probe:
             self.revision = max(self.revision, state.revision)
             return
-        pending = self._pending.pop(state.read_id, None)
+        pending = self._settle(state.read_id)
         if pending is None:
             return
         self.m_requests.inc(op=pending.op, code="OK")
@@ -651,8 +668,19 @@ class GatewayCore:
         return len(self._pending)
 
     # -- replies -------------------------------------------------------------------------
-    def _answer(self, rid: int, body: bytes) -> None:
+    def _settle(self, rid: int) -> _Pending | None:
+        """Forget a request being answered (and count it out of its client's)."""
         pending = self._pending.pop(rid, None)
+        if pending is not None:
+            held = self._inflight[pending.route]
+            held[0] -= 1
+            held[1] -= len(pending.body)
+            if not held[0]:
+                del self._inflight[pending.route]
+        return pending
+
+    def _answer(self, rid: int, body: bytes) -> None:
+        pending = self._settle(rid)
         if pending is not None:
             if pending.issued and _error_code(body) is None:  # an applied login: its token
                 applied = decode(body)
@@ -663,7 +691,7 @@ class GatewayCore:
             self.m_requests.inc(op=pending.op, code=code.name if code is not None else "OK")
 
     def _fail(self, rid: int, code: ErrorCode) -> None:
-        pending = self._pending.pop(rid, None)
+        pending = self._settle(rid)
         if pending is None:
             return
         response = error_response(code)

@@ -7,6 +7,8 @@ way whatever identity a peer chose. ``ROUTER_MANDATORY`` makes
 a reply to a vanished client an error we can drop, not a silent block; ``MAXMSGSIZE`` makes
 ZeroMQ itself refuse frames far beyond the request limit, so a hostile client cannot make the
 gateway buffer gigabytes (below that guard, an oversize request gets etcd's typed error).
+Each client connection may have ``--max-client-requests-in-flight`` requests (of
+``--max-client-bytes-in-flight`` bytes) unanswered; beyond, ``etcdserver: too many requests``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
 
-CLIENT_HWM = 10_000
+# Messages queued per client connection each way: as many as it may have in flight by default
+# (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
+# pushes back) and replies to a client that does not read are dropped, not hoarded.
+CLIENT_HWM = 1_000
 CLIENT = b"C"
 LOCAL = b"L"
 
@@ -57,6 +62,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
         jwt=_jwt(config),
+        max_client_inflight=config.max_client_inflight,
+        max_client_inflight_bytes=config.max_client_inflight_bytes,
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),
