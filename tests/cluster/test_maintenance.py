@@ -115,8 +115,8 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
     t.start()
     path = os.path.join(str(tmp_path), "backup.db")
     planted = os.path.join(str(tmp_path), "planted")
-    with open(planted, "w") as f:
-        f.write("not yours")
+    with open(planted, "w") as mine:
+        mine.write("not yours")
     os.symlink(planted, path + ".part")  # a link where the partial file goes is not followed
     try:
         saved = ctl(cluster, "snapshot", "save", path, endpoint=1)
