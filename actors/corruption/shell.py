@@ -4,10 +4,9 @@ It asks its own member as a local client does (HashKV, MemberList, Status, Alarm
 node's private socket), and the other members on their peer ports (``HashQuery``, as etcd's
 checker uses its peers' peer HTTP endpoint): a member-to-member call travels on the peer mesh,
 under its Curve keys when they are set, and never needs a credential on a client port. The
-judgement is in core.py. The
-supervisor starts it next to the member when ``--experimental-initial-corrupt-check`` or
-``--experimental-corrupt-check-time`` asks for a check, and restarts it alone if it dies
-(it holds nothing a restart could lose).
+judgement is in core.py. The supervisor starts it next to the member when
+``--experimental-initial-corrupt-check`` or ``--experimental-corrupt-check-time`` asks for a
+check, and restarts it alone if it dies (it holds nothing a restart could lose).
 
 - Initial: once the member answers, compare with every peer (waiting up to ``INITIAL_WAIT_S``
   for peers that are down or behind, then judging with those that answered).
@@ -110,7 +109,7 @@ class CorruptionChecker:
 
     def _peer_hashes(self, revision: int) -> tuple[list[HashAt], list[int]]:
         """Every peer's hash at ``revision``; and the peers that could not give one yet (down,
-        not published, or behind). A peer compacted past it cannot be compared and is neither."""
+        not started, or behind). A peer compacted past it cannot be compared and is neither."""
         hashes: list[HashAt] = []
         missing: list[int] = []
         members = [m for m in self.own.member_list().members if m.id != self.config.member_id]
