@@ -400,6 +400,12 @@ class HubCore:
             for watch_id in stream.watchers:
                 self.index.remove((route, watch_id))
 
+    def reading(self, route: bytes) -> None:
+        """A send to ``route`` went out: its client reads again, an overflow later is a new one."""
+        stream = self.streams.get(route)
+        if stream is not None:
+            stream.overflowed = False
+
     def _drop(self, stream: Stream, watch_id: int) -> None:
         if stream.watchers.pop(watch_id, None) is not None:
             self.index.remove((stream.route, watch_id))

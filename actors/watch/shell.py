@@ -231,6 +231,8 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             else:
                 sent.add(send.route)
         overflows = core.overflows
+        for route in sent:
+            core.reading(route)
         for route, unsent in failed.items():
             core.stalled(route, unsent, now)
             if route not in slow:

@@ -361,7 +361,10 @@ def test_a_client_that_never_reads_loses_its_watches_then_its_stream() -> None:
         hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.6)
         if C not in hub.streams:
             break
-    assert C not in hub.streams and hub.overflows == 2  # overflowed again: dropped
+    assert C not in hub.streams and hub.overflows == 2  # overflowed again, still unread: dropped
+    create(hub, "a", watch_id=1, now=2.0)
+    hub.reading(C)  # a client that reads again starts afresh
+    assert not hub.streams[C].overflowed and set(hub.streams[C].watchers) == {1}
 
 
 def test_creates_before_the_first_revision_is_known_wait_for_it() -> None:
