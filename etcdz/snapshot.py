@@ -5,7 +5,8 @@ Layout: the line ``etcdz-snapshot 1``, then a CBOR sequence — a ``SnapshotFile
 one array of records (key, value, key, value, ...) per piece the member sent — and last the
 32-byte SHA-256 of everything before it. The file is written beside its target and renamed
 into place once complete and fsynced, so a file with the target's name is always whole; the
-checksum catches a copy damaged later.
+checksum catches a copy damaged later. It holds every key and the users' password hashes, so
+it is created 0600 (as etcd's), whatever the umask, and never through a file already there.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def save(client: Client, path: str) -> SnapshotStatus:
     part = path + ".part"
     digest = hashlib.sha256()
     crc, keys = 0, 0
-    with open(part, "wb") as f:
+    with _private(part) as f:
 
         def write(data: bytes) -> None:
             digest.update(data)
@@ -152,6 +153,16 @@ def _crc(crc: int, pairs: list[bytes]) -> int:
     for b in pairs:
         crc = zlib.crc32(b, crc)
     return crc
+
+
+def _private(path: str) -> io.BufferedWriter:
+    """A new file only its owner may read (a stale one, or a link planted there, is replaced)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _fsync_dir(path: str) -> None:

@@ -256,3 +256,27 @@ class JoinInfo:
     cluster_id: int = 0
     member_id: int = 0
     error: str = ""
+
+
+@message(348)
+@wire
+class HashQuery:
+    """A member's corruption checker asks another member for its HashKV at ``revision``, on
+    that member's peer port: member-to-member calls travel on the peer mesh (encrypted and
+    authenticated by its Curve keys when set), never on client ports with a shared secret."""
+
+    cluster_id: int
+    from_: int
+    query_id: int
+    revision: int
+
+
+@message(349)
+@wire
+class HashAnswer:
+    """The asked member's answer: an encoded ``HashKVResponse`` or ``ErrorResponse`` (a
+    compacted or future revision)."""
+
+    query_id: int
+    member_id: int
+    body: bytes

@@ -212,6 +212,7 @@ class ReadRequest:
     read_id: int
     body: bytes
     raft_term: int = 0
+    reply_to: str = "gateway"  # the actor whose inbox gets the ReadResult (raft: peers' HashQuery)
 
 
 @message(317)

@@ -6,10 +6,13 @@ Rules (etcd's simple token keeper):
 - A token lives ``ttl_s`` from its grant or its last use at this member, and dies with its
   user's password change or deletion. Tokens are not persisted: after a restart clients log in
   again (the SDK does so by itself on ``invalid auth token``).
-- Failed logins are limited per user name (a burst, then one per ``LOGIN_REFILL_S``): a name
-  guessed at is refused at once for a while, without checking the password. All logins are
-  limited over all names, since each costs a deliberately slow hash on the gateway's thread.
-  Beyond either, ``too many requests`` (the SDK waits and tries again).
+- Failed logins are limited per user name and source address (a burst, then one per
+  ``LOGIN_REFILL_S``): a name guessed at from one place is refused there at once for a while,
+  without checking the password, while its owner logs in from elsewhere (a limit per name
+  alone let one client lock ``root`` out). Logins are limited per source and overall, since
+  each costs a deliberately slow hash on the gateway's thread; one source gets at most half of
+  the overall rate, so it cannot drain it for everybody. Beyond any, ``too many requests``
+  (the SDK waits and tries again).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 
 LOGIN_BURST = 5
 LOGIN_REFILL_S = 2.0
-LOGINS_PER_S = 10  # over all names: bounds the time the gateway spends hashing
+LOGINS_PER_S = 10  # over all names and sources: bounds the time the gateway spends hashing
+LOGINS_PER_SOURCE_PER_S = LOGINS_PER_S // 2
+MAX_TRACKED = 10_000  # names and sources kept; full buckets are dropped beyond it
 MAX_TOKENS = 1_000_000  # a flood of logins cannot grow the table without bound
 
 
@@ -66,22 +71,32 @@ class _Bucket:
 
 class LoginLimiter:
     def __init__(self) -> None:
-        self._failures: dict[str, _Bucket] = {}
+        self._failures: dict[tuple[str, str], _Bucket] = {}  # (source, name) -> failures left
+        self._sources: dict[str, _Bucket] = {}  # source -> logins left
         self._all = _Bucket(LOGINS_PER_S, 0.0)
 
-    def allow(self, name: str, now: float) -> bool:
-        """Whether a login for ``name`` may be checked now (counted if so)."""
-        bucket = self._failures.get(name)
+    def allow(self, name: str, source: str, now: float) -> bool:
+        """Whether a login for ``name`` from ``source`` may be checked now (counted if so)."""
+        bucket = self._failures.get((source, name))
         if bucket is not None and _level(bucket, now, 1 / LOGIN_REFILL_S) < 1:
             return False
-        return _take(self._all, now, LOGINS_PER_S, LOGINS_PER_S)
+        rate = LOGINS_PER_SOURCE_PER_S
+        if len(self._sources) > MAX_TRACKED:
+            self._sources = {k: b for k, b in self._sources.items() if _level(b, now, rate) < rate}
+        mine = self._sources.setdefault(source, _Bucket(rate, now))
+        if _level(mine, now, rate) < 1:
+            return False
+        if not _take(self._all, now, LOGINS_PER_S, LOGINS_PER_S):
+            return False
+        return _take(mine, now, rate, rate)
 
-    def failed(self, name: str, now: float) -> None:
-        """A login for ``name`` failed: one fewer left in its burst."""
+    def failed(self, name: str, source: str, now: float) -> None:
+        """A login for ``name`` from ``source`` failed: one fewer left in its burst."""
         refill = 1 / LOGIN_REFILL_S
-        if len(self._failures) > 10_000:  # a full bucket is the same as none
-            self._failures = {n: b for n, b in self._failures.items() if _level(b, now, refill) < LOGIN_BURST}
-        _take(self._failures.setdefault(name, _Bucket(LOGIN_BURST, now)), now, refill, LOGIN_BURST)
+        if len(self._failures) > MAX_TRACKED:  # a full bucket is the same as none
+            self._failures = {k: b for k, b in self._failures.items() if _level(b, now, refill) < LOGIN_BURST}
+        bucket = self._failures.setdefault((source, name), _Bucket(LOGIN_BURST, now))
+        _take(bucket, now, refill, LOGIN_BURST)
 
 
 def _level(b: _Bucket, now: float, rate: float) -> float:

@@ -1,31 +1,37 @@
 """The corruption checker's shell: asks its member and the peers for hashes, raises CORRUPT.
 
-It talks to members as any client does (HashKV, MemberList, Status, Alarm on their client
-ports), as etcd's checker uses its peers' HTTP endpoint; the judgement is in core.py. The
-supervisor starts it next to the member when ``--experimental-initial-corrupt-check`` or
-``--experimental-corrupt-check-time`` asks for a check, and restarts it alone if it dies
-(it holds nothing a restart could lose).
+It asks its own member as a local client does (HashKV, MemberList, Status, Alarm, on the
+node's private socket), and the other members on their peer ports (``HashQuery``, as etcd's
+checker uses its peers' peer HTTP endpoint): a member-to-member call travels on the peer mesh,
+under its Curve keys when they are set, and never needs a credential on a client port. The
+judgement is in core.py. The supervisor starts it next to the member when
+``--experimental-initial-corrupt-check`` or ``--experimental-corrupt-check-time`` asks for a
+check, and restarts it alone if it dies (it holds nothing a restart could lose).
 
-- Initial: once the member answers, compare with every peer that has published its client
-  URLs (waiting up to ``INITIAL_WAIT_S`` for peers that are down or behind, then judging with
-  those that answered).
+- Initial: once the member answers, compare with every peer (waiting up to ``INITIAL_WAIT_S``
+  for peers that are down or behind, then judging with those that answered).
 - Periodic: every ``--experimental-corrupt-check-time``, on the leader only.
 An alarm already raised is not raised again.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from typing import Any
 
 import structlog
+import zmq
 
 from actors.corruption.core import HashAt, initial_mismatch, periodic_mismatch
 from actors.runtime import curve
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop
 from etcdz.client import Client
-from etcdz.errors import Compacted, EtcdzError
+from etcdz.errors import Compacted, EtcdzError, from_response
+from proto_schemas.cluster import HashAnswer, HashQuery
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.errors import ErrorResponse
+from proto_schemas.kv import HashKVResponse
 from proto_schemas.maintenance import AlarmType
 
 CALL_TIMEOUT_S = 5.0
@@ -34,18 +40,16 @@ INITIAL_WAIT_S = 30.0
 
 
 class CorruptionChecker:
-    def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
+    def __init__(
+        self, config: NodeConfig, log: structlog.BoundLogger, ctx: zmq.Context[zmq.Socket[bytes]]
+    ) -> None:
         self.config = config
         self.log = log
         self.own = Client([config.local_client_url], timeout=CALL_TIMEOUT_S)
-        # Peers are reached on their client ports, as the node (see curve.node_token).
-        self.options: dict[str, Any] = {
-            "timeout": CALL_TIMEOUT_S,
-            "server_key": config.key_file or None,
-            "client_key": config.key_file or None,
-            "token": curve.node_token(config.peer_curve()),
-        }
-        self.peers: dict[int, Client] = {}
+        self.ctx = ctx
+        self.peer_curve = config.peer_curve()
+        self.peers: dict[int, tuple[list[str], zmq.Socket[bytes]]] = {}  # member -> (peer URLs, socket)
+        self._query_ids = itertools.count(1)
         self.initial_due = config.initial_corrupt_check
         self.started = time.monotonic()
 
@@ -105,27 +109,66 @@ class CorruptionChecker:
 
     def _peer_hashes(self, revision: int) -> tuple[list[HashAt], list[int]]:
         """Every peer's hash at ``revision``; and the peers that could not give one yet (down,
-        not published, or behind). A peer compacted past it cannot be compared and is neither."""
+        not started, or behind). A peer compacted past it cannot be compared and is neither."""
         hashes: list[HashAt] = []
         missing: list[int] = []
-        for member in self.own.member_list().members:
-            if member.id == self.config.member_id:
-                continue
-            if not member.client_urls:
-                missing.append(member.id)
-                continue
-            client = self.peers.get(member.id)
-            if client is None:
-                client = self.peers[member.id] = Client(member.client_urls, **self.options)
+        members = [m for m in self.own.member_list().members if m.id != self.config.member_id]
+        for member_id in set(self.peers) - {m.id for m in members}:
+            self.peers.pop(member_id)[1].close(linger=0)
+        for member in members:
             try:
-                resp = client.hash_kv(revision)
+                resp = self._ask(member.id, member.peer_urls, revision)
             except Compacted:
                 continue
-            except EtcdzError:
+            if resp is None:
                 missing.append(member.id)
                 continue
             hashes.append(HashAt(member.id, revision, resp.compact_revision, resp.hash))
         return hashes, missing
+
+    def _ask(self, member_id: int, peer_urls: list[str], revision: int) -> HashKVResponse | None:
+        """A peer's hash at ``revision`` asked on its peer port (None: no answer in time, or an
+        error other than a compacted revision, which raises)."""
+        known = self.peers.get(member_id)
+        if known is None or known[0] != list(peer_urls):
+            if known is not None:
+                known[1].close(linger=0)
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 4)
+            curve.connect_as(sock, self.peer_curve)
+            for url in peer_urls:
+                sock.connect(url)
+            known = self.peers[member_id] = (list(peer_urls), sock)
+        sock = known[1]
+        query_id = next(self._query_ids)
+        query = HashQuery(
+            cluster_id=self.config.cluster_id,
+            from_=self.config.member_id,
+            query_id=query_id,
+            revision=revision,
+        )
+        try:
+            sock.send(encode(query), zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0 and sock.poll(int(left * 1000) + 1):
+            try:
+                answer = decode(sock.recv(zmq.NOBLOCK), expect=HashAnswer)
+                if answer.query_id != query_id or answer.member_id != member_id:
+                    continue  # the late answer to a query that timed out
+                body = decode(answer.body, expect=(HashKVResponse, ErrorResponse))
+            except (DecodeError, zmq.Again):
+                continue
+            if isinstance(body, ErrorResponse):
+                error = from_response(body)
+                if isinstance(error, Compacted):
+                    raise error
+                self.log.debug("peer refused the hash query", peer=f"{member_id:x}", error=str(error))
+                return None
+            return body
+        return None
 
     def _raise(self, members: list[int]) -> None:
         try:
@@ -142,7 +185,7 @@ class CorruptionChecker:
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     loop = Loop(log)
-    checker = CorruptionChecker(config, log)
+    checker = CorruptionChecker(config, log, loop.ctx)
     if config.initial_corrupt_check:
         loop.every(INITIAL_RETRY_S, checker.initial)
     if config.corrupt_check_ms > 0:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import heapq
-import hmac
 import itertools
 import os
 import secrets
@@ -207,8 +206,9 @@ class GatewayCore:
         unsafe_local_reads: bool = False,
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
-        node_token: str = "",
         jwt: JwtTokens | None = None,
+        max_client_inflight: int = 1000,
+        max_client_inflight_bytes: int = 64 << 20,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -228,7 +228,6 @@ class GatewayCore:
         self.jwt = jwt  # signed tokens instead of simple ones (--auth-token jwt)
         self.logins = LoginLimiter()
         self._random = random_bytes
-        self.node_token = node_token  # other members' own processes present it
         self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
@@ -247,6 +246,11 @@ class GatewayCore:
         self.raft: RaftStatus | None = None
         self.applied = 0
         self._pending: dict[int, _Pending] = {}
+        # Per client connection: requests in flight and their bytes, bounded so that one client
+        # cannot make the gateway hold without limit what it sends faster than it is answered.
+        self.max_client_inflight = max_client_inflight
+        self.max_client_inflight_bytes = max_client_inflight_bytes
+        self._inflight: dict[bytes, list[int]] = {}  # route -> [requests, bytes]
         self._held: list[int] = []  # writes / linearizable reads waiting for a leader
         self._need_index: list[int] = []  # linearizable reads waiting for a ReadIndex round
         self._index_rounds: dict[int, list[int]] = {}
@@ -260,7 +264,11 @@ class GatewayCore:
         self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
     # -- client side ---------------------------------------------------------------------
-    def client_message(self, route: bytes, frames: list[bytes], now: float, local: bool = False) -> None:
+    def client_message(
+        self, route: bytes, frames: list[bytes], now: float, local: bool = False, source: str = ""
+    ) -> None:
+        """One client request; ``source`` is the client's address (its logins are limited per
+        address)."""
         try:
             header, body = unpack_header(frames, self.max_request_bytes)
         except TooLarge as exc:
@@ -278,7 +286,7 @@ class GatewayCore:
             self._reply_error(route, header.msg_id, ErrorCode.UNKNOWN_OP, type(request).__name__)
             return
         try:
-            self._dispatch(route, header, body, request, now, local)
+            self._dispatch(route, header, body, request, now, local, source)
         except EtcdzError as exc:
             self._reply(route, header.msg_id, exc.to_response())
             self.m_requests.inc(op=_op(request), code=exc.code.name)
@@ -288,10 +296,17 @@ class GatewayCore:
             self.out.logs.append(("request failed", {"op": _op(request), "error": repr(exc)}))
 
     def _dispatch(
-        self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool
+        self, route: bytes, header: Header, body: bytes, request: Any, now: float, local: bool, source: str
     ) -> None:
         _validate(request, self.max_txn_ops)
-        user = None if local or self._is_node(header.token) else self._authorize(header.token, request, now)
+        held = self._inflight.get(route)
+        if (
+            held is not None
+            and not local
+            and (held[0] >= self.max_client_inflight or held[1] + len(body) > self.max_client_inflight_bytes)
+        ):
+            raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)  # definite: nothing was done
+        user = None if local else self._authorize(header.token, request, now)
         if isinstance(request, AuthCheckRequest):
             self._reply(route, header.msg_id, self._auth_check(request, now))
             return
@@ -308,7 +323,7 @@ class GatewayCore:
             )
         issued = ""
         if isinstance(request, AuthenticateRequest):
-            request, issued = self._login(request, now)
+            request, issued = self._login(request, now, source)
             if self.jwt is not None:  # a signed token needs no proposal: every member checks it
                 answer = AuthenticateResponse(header=self.header(self.revision), token=issued)
                 self._reply(route, header.msg_id, answer)
@@ -337,6 +352,9 @@ class GatewayCore:
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
         self._pending[rid] = pending
+        held = self._inflight.setdefault(route, [0, 0])
+        held[0] += 1
+        held[1] += len(body)
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
@@ -363,9 +381,6 @@ class GatewayCore:
         if not self._needs_read_index(request):  # a linearizable read is checked after ReadIndex
             self.auth.check(user, wanted)
         return user
-
-    def _is_node(self, token: str) -> bool:
-        return bool(self.node_token) and hmac.compare_digest(token.encode(), self.node_token.encode())
 
     def _token_user(self, token: str, now: float) -> str:
         if not token:
@@ -394,12 +409,14 @@ class GatewayCore:
             self.auth.check(user, [Need(request.key, request.range_end, False)])
         return AuthCheckResponse(header=self.header(self.revision), user=user)
 
-    def _login(self, request: AuthenticateRequest, now: float) -> tuple[AuthenticateRequest, str]:
+    def _login(
+        self, request: AuthenticateRequest, now: float, source: str
+    ) -> tuple[AuthenticateRequest, str]:
         """Check a password (slow on purpose, so rate-limited) and mint the token whose digest
         is proposed."""
         if not self.auth.enabled:
             raise EtcdzError(ErrorCode.AUTH_NOT_ENABLED)
-        if not self.logins.allow(request.name, now):
+        if not self.logins.allow(request.name, source, now):
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
         record = self.auth.users.get(request.name)
         if (
@@ -407,7 +424,7 @@ class GatewayCore:
             or not record.hashed_password
             or not verify_password(request.password, record.hashed_password)
         ):
-            self.logins.failed(request.name, now)
+            self.logins.failed(request.name, source, now)
             raise EtcdzError(ErrorCode.AUTH_FAILED)
         if self.jwt is not None:
             return request, self.jwt.issue(request.name, self.auth.revision)
@@ -581,7 +598,7 @@ class GatewayCore:
         if state.read_id == self._state_probe:
             self.revision = max(self.revision, state.revision)
             return
-        pending = self._pending.pop(state.read_id, None)
+        pending = self._settle(state.read_id)
         if pending is None:
             return
         self.m_requests.inc(op=pending.op, code="OK")
@@ -656,8 +673,19 @@ class GatewayCore:
         return len(self._pending)
 
     # -- replies -------------------------------------------------------------------------
-    def _answer(self, rid: int, body: bytes) -> None:
+    def _settle(self, rid: int) -> _Pending | None:
+        """Forget a request being answered (and count it out of its client's)."""
         pending = self._pending.pop(rid, None)
+        if pending is not None:
+            held = self._inflight[pending.route]
+            held[0] -= 1
+            held[1] -= len(pending.body)
+            if not held[0]:
+                del self._inflight[pending.route]
+        return pending
+
+    def _answer(self, rid: int, body: bytes) -> None:
+        pending = self._settle(rid)
         if pending is not None:
             body = self._lease_keys_checked(pending, body)
             if pending.issued and _error_code(body) is None:  # an applied login: its token
@@ -689,7 +717,7 @@ class GatewayCore:
         return body
 
     def _fail(self, rid: int, code: ErrorCode) -> None:
-        pending = self._pending.pop(rid, None)
+        pending = self._settle(rid)
         if pending is None:
             return
         response = error_response(code)

@@ -7,6 +7,8 @@ way whatever identity a peer chose. ``ROUTER_MANDATORY`` makes
 a reply to a vanished client an error we can drop, not a silent block; ``MAXMSGSIZE`` makes
 ZeroMQ itself refuse frames far beyond the request limit, so a hostile client cannot make the
 gateway buffer gigabytes (below that guard, an oversize request gets etcd's typed error).
+Each client connection may have ``--max-client-requests-in-flight`` requests (of
+``--max-client-bytes-in-flight`` bytes) unanswered; beyond, ``etcdserver: too many requests``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
 
-CLIENT_HWM = 10_000
+# Messages queued per client connection each way: as many as it may have in flight by default
+# (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
+# pushes back) and replies to a client that does not read are dropped, not hoarded.
+CLIENT_HWM = 1_000
 CLIENT = b"C"
 LOCAL = b"L"
 
@@ -56,8 +61,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         metrics=loop.metrics,
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
-        node_token=curve.node_token(config.peer_curve()),
         jwt=_jwt(config),
+        max_client_inflight=config.max_client_inflight,
+        max_client_inflight_bytes=config.max_client_inflight_bytes,
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()
         ),
@@ -118,10 +124,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def receiver(tag: bytes) -> Callable[[list[list[bytes]]], None]:
         def from_clients(batch: list[list[bytes]]) -> None:
             now = time.monotonic()
-            for frames in batch:
+            for address, *frames in batch:
                 if len(frames) < 2:
                     continue  # no routing id: cannot even answer
-                core.client_message(tag + frames[0], frames[1:], now, local=tag == LOCAL)
+                source = address.decode("latin-1")
+                core.client_message(tag + frames[0], frames[1:], now, local=tag == LOCAL, source=source)
 
         return from_clients
 
@@ -155,8 +162,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
                 log.debug("reply dropped", error=str(exc))
 
-    loop.on_frames(clients, receiver(CLIENT))
-    loop.on_frames(local, receiver(LOCAL))
+    loop.on_frames(clients, receiver(CLIENT), peer_address=True)
+    loop.on_frames(local, receiver(LOCAL), peer_address=True)
     loop.on_messages(inbox, from_node)
     loop.every(0.05, lambda: core.tick(time.monotonic()))
     loop.after_batch(flush)

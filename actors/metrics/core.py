@@ -4,6 +4,12 @@ text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
 A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metrics``; without a
 fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
 alarm; ``{"health":"true"}`` with 200, else ``{"health":"false","reason":...}`` with 503.
+
+Connections (``Connections``): an orchestrator probes ``/health`` and restarts a member that does
+not answer, so connections that never finish their request must not keep it from answering.
+Each has ``IDLE_TIMEOUT_S`` from its opening to send a whole request head, then it is closed;
+and when ``MAX_CONNECTIONS`` are open the oldest is closed to make room for a new one (a
+client slower than the newest 256 is the one that loses).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from proto_schemas.internal import MetricFamily, MetricsReport
 
 STALE_S = 5.0
 MAX_REQUEST_BYTES = 8192
+IDLE_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,65 @@ class MetricsBoard:
         if raised:
             return False, "ALARM " + ",".join(sorted(raised))
         return True, ""
+
+
+class Connections:
+    """The open HTTP connections: what each has sent so far and when it opened (in order)."""
+
+    def __init__(
+        self, max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self._open: dict[bytes, tuple[float, bytes]] = {}  # insertion order: oldest first
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._open
+
+    def opened(self, conn: bytes, now: float) -> list[bytes]:
+        """A new connection; returns the connections to close to make room for it."""
+        evicted = []
+        while len(self._open) >= self.max_connections:
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            evicted.append(oldest)
+        self._open[conn] = (now, b"")
+        return evicted
+
+    def closed(self, conn: bytes) -> None:
+        self._open.pop(conn, None)
+
+    def received(self, conn: bytes, data: bytes, now: float) -> HttpRequest | None:
+        """Data on a connection; its request once the head is complete (the connection is then
+        forgotten: the answer closes it). Raises BadHttp for a malformed or oversized head."""
+        if conn not in self._open:
+            return None  # already closed by us (evicted or timed out): what it still sent is moot
+        since, buffered = self._open[conn]
+        buffered += data
+        try:
+            request = parse_request(buffered)
+        except BadHttp:
+            del self._open[conn]  # the caller answers and closes
+            raise
+        if request is None:
+            self._open[conn] = (since, buffered)  # keeps its place: the table stays in opening order
+        else:
+            del self._open[conn]
+        return request
+
+    def expired(self, now: float) -> list[bytes]:
+        """The connections open longer than the idle timeout without a whole request (closed)."""
+        stale = []
+        for conn, (since, _) in self._open.items():
+            if now - since < self.idle_timeout_s:
+                break  # opened in order: the rest are younger
+            stale.append(conn)
+        for conn in stale:
+            del self._open[conn]
+        return stale
 
 
 def health_body(ok: bool, reason: str) -> bytes:

@@ -2,7 +2,10 @@
 
 Started by the supervisor as a side process when ``--listen-metrics-urls`` is given (a dead
 one is restarted alone; the actors' next reports refill it within a second). One request per
-connection: the answer is sent and the connection closed.
+connection: the answer is sent and the connection closed. A connection that has not sent a
+whole request head within ``IDLE_TIMEOUT_S`` is closed, and the oldest is closed when
+``MAX_CONNECTIONS`` are open, so half-sent requests never keep ``/health`` from answering
+(see ``Connections``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import time
 import structlog
 import zmq
 
-from actors.metrics.core import BadHttp, MetricsBoard, answer, parse_request, response
+from actors.metrics.core import BadHttp, Connections, MetricsBoard, answer, response
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop
 from proto_schemas.internal import MetricsReport
 
-MAX_CONNECTIONS = 256
+SWEEP_S = 1.0
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
@@ -29,7 +32,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     for url in config.listen_metrics_urls:
         http.bind("tcp://" + url.removeprefix("http://"))
     log.info("serving metrics", urls=config.listen_metrics_urls)
-    buffers: dict[bytes, bytes] = {}
+    conns = Connections()
 
     def reports(msgs: list[object]) -> None:
         now = time.monotonic()
@@ -38,32 +41,46 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 board.report(msg, now)
 
     def requests(batch: list[list[bytes]]) -> None:
+        now = time.monotonic()
         for frames in batch:
             if len(frames) != 2:
                 continue
             conn, data = frames
-            if not data:  # a connection opened or closed
-                buffers.pop(conn, None)
+            if not data:  # a connection opened or closed (ZeroMQ's STREAM notifications; an
+                # id is never reused, so a late close of one we dropped only costs a slot until swept)
+                if conn in conns:
+                    conns.closed(conn)
+                else:
+                    for old in conns.opened(conn, now):
+                        close(old)
                 continue
-            if conn not in buffers and len(buffers) >= MAX_CONNECTIONS:
-                continue
-            buffers[conn] = buffers.get(conn, b"") + data
             try:
-                request = parse_request(buffers[conn])
+                request = conns.received(conn, data, now)
             except BadHttp:
                 reply(conn, response(400, b"bad request\n"))
                 continue
             if request is not None:
-                reply(conn, answer(board, request, time.monotonic()))
+                reply(conn, answer(board, request, now))
 
     def reply(conn: bytes, data: bytes) -> None:
-        buffers.pop(conn, None)
         try:
             http.send_multipart([conn, data], zmq.NOBLOCK)
-            http.send_multipart([conn, b""], zmq.NOBLOCK)  # close
         except zmq.ZMQError as exc:
             log.debug("metrics reply dropped", error=str(exc))
+        close(conn)
+
+    def close(conn: bytes) -> None:
+        conns.closed(conn)
+        try:
+            http.send_multipart([conn, b""], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.debug("metrics connection already gone", error=str(exc))
+
+    def sweep() -> None:
+        for conn in conns.expired(time.monotonic()):
+            close(conn)
 
     loop.on_messages(inbox, reports)
     loop.on_frames(http, requests)
+    loop.every(SWEEP_S, sweep)
     return loop

@@ -290,7 +290,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         except plyvel.CorruptionError as exc:  # refused, not served: the gateway raises CORRUPT
             log.error("backend corruption detected", error=str(exc))
             body = encode(error_response(ErrorCode.CORRUPT))
-        send(outs["gateway"], ReadResult(read_id=req.read_id, body=body))
+        send(outs.get(req.reply_to, outs["gateway"]), ReadResult(read_id=req.read_id, body=body))
 
     def defragment() -> DefragmentResponse:
         """etcd's defrag: the live records are copied into a fresh LevelDB that replaces the

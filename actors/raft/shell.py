@@ -16,10 +16,16 @@ read states to the gateway; advance. Then the status (``RaftStatus``): to the ga
 when the leader, the term or the member table changed, otherwise (commit and applied only,
 every batch under load) at most every ``STATUS_REFRESH_S``; to the lease expirer only on the
 former.
+
+Other members' corruption checkers ask for this member's hash on the peer port (``HashQuery``):
+the backend computes it (``ReadRequest`` with ``reply_to="raft"``) and the answer goes back to
+the asker's connection. At most ``MAX_HASH_QUERIES`` wait at a time (a hash walks the whole
+backend); more are dropped and the asker counts the member as not answering.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -38,6 +44,8 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import (
     ClusterCall,
+    HashAnswer,
+    HashQuery,
     JoinInfo,
     JoinQuery,
     MemberChange,
@@ -49,7 +57,7 @@ from proto_schemas.cluster import (
     SnapshotPiece,
     SnapshotSaved,
 )
-from proto_schemas.codec import DecodeError, decode
+from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode
 from proto_schemas.internal import (
     Applied,
@@ -64,9 +72,12 @@ from proto_schemas.internal import (
     RaftStatus,
     ReadIndexRequest,
     ReadIndexResponse,
+    ReadRequest,
+    ReadResult,
     WalLoad,
     WalState,
 )
+from proto_schemas.kv import HashKVRequest
 from proto_schemas.raft import (
     ConfChange,
     ConfChangeType,
@@ -80,6 +91,8 @@ from proto_schemas.raft import (
 STATUS_REFRESH_S = 0.02  # commit/applied-only status changes reach the gateway at most this often
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
+MAX_HASH_QUERIES = 8  # peers' hash queries waiting for the backend at once
+HASH_QUERY_TIMEOUT_S = 30.0  # forgotten after this (the asker has given up long before)
 
 
 class RaftShell:
@@ -117,6 +130,8 @@ class RaftShell:
             initial_urls=[u for urls in config.initial_cluster.values() for u in urls],
         )
         self.calls = ClusterCalls(config, log)
+        self._hash_ids = itertools.count(1)
+        self._hash_queries: dict[int, tuple[bytes, int, float]] = {}  # read id -> (asker, query id, deadline)
         self.snapshots = Snapshots(
             cluster_id=config.cluster_id,
             member_id=config.member_id,
@@ -200,6 +215,9 @@ class RaftShell:
     # -- input ---------------------------------------------------------------------------------
     def handle(self, msgs: list[object]) -> None:
         for msg in msgs:
+            if isinstance(msg, ReadResult):
+                self._hash_answered(msg)
+                continue
             if isinstance(msg, WalState):
                 if self.node is None:
                     self.start(msg)
@@ -265,7 +283,27 @@ class RaftShell:
             send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
 
     def from_peers(self, frames: list[list[bytes]]) -> None:
-        self.peers.receive(frames, self._from_peer, self._join_info)
+        self.peers.receive(frames, self._from_peer, self._join_info, self._hash_query)
+
+    def _hash_query(self, asker: bytes, query: HashQuery) -> None:
+        """Another member's corruption checker wants our hash: the backend computes it."""
+        now = time.monotonic()
+        self._hash_queries = {r: q for r, q in self._hash_queries.items() if q[2] > now}
+        if len(self._hash_queries) >= MAX_HASH_QUERIES:
+            self.log.warning("hash query dropped", reason="too many waiting", sender=f"{query.from_:x}")
+            return
+        read_id = next(self._hash_ids)
+        self._hash_queries[read_id] = (asker, query.query_id, now + HASH_QUERY_TIMEOUT_S)
+        term = self.node.status.term if self.node is not None else 0
+        body = encode(HashKVRequest(revision=query.revision))
+        send(self.to_mvcc, ReadRequest(read_id=read_id, body=body, raft_term=term, reply_to="raft"))
+
+    def _hash_answered(self, result: ReadResult) -> None:
+        waiting = self._hash_queries.pop(result.read_id, None)
+        if waiting is not None:
+            asker, query_id, _ = waiting
+            answer = HashAnswer(query_id=query_id, member_id=self.config.member_id, body=result.body)
+            self.peers.answer_hash(asker, answer)
 
     def _join_info(self, query: JoinQuery) -> JoinInfo:
         """Tell a member that is joining which id ``member add`` gave it."""

@@ -22,6 +22,9 @@ Why this shape:
   membership changes), a sender whose advertised URLs are all valid and all named by
   ``--initial-cluster`` without belonging to another member of the table. Such a sender is
   reached at those URLs until the member table names it.
+- A member's ``HashQuery`` (its corruption checker asking for our hash) is handed to
+  ``on_hash`` with the asker's routing identity, and answered later with ``answer_hash``;
+  one from another cluster or from a member that is not in our table is dropped.
 """
 
 from __future__ import annotations
@@ -38,7 +41,15 @@ import zmq
 from actors.raft.membership import url_problem
 from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
-from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, PeerFaults, SnapshotChunk
+from proto_schemas.cluster import (
+    HashAnswer,
+    HashQuery,
+    JoinInfo,
+    JoinQuery,
+    PeerBatch,
+    PeerFaults,
+    SnapshotChunk,
+)
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.raft import RaftMessage
 
@@ -46,6 +57,7 @@ MSG_HWM = 10_000
 SNAP_HWM = 8
 MAX_PEER_FRAME = 64 * 1024 * 1024
 MAX_PEER_ITEMS = 1 << 22  # CBOR items in one frame (a batch of ~500k small entries): ~250 MB at worst
+PEER_MESSAGES = (PeerBatch, SnapshotChunk, JoinQuery, HashQuery)  # what a peer frame may hold
 WARN_EVERY_S = 1.0  # one warning per drop reason at most this often
 URL_SCHEMES = ("tcp", "ipc")
 
@@ -222,18 +234,26 @@ class PeerTransport:
         frames: list[list[bytes]],
         on_batch: Callable[[PeerBatch | SnapshotChunk], None],
         on_join: Callable[[JoinQuery], JoinInfo],
+        on_hash: Callable[[bytes, HashQuery], None] | None = None,
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
                 self._drop("unexpected frame count")
                 continue
             try:
-                msg = decode(parts[1], expect=(PeerBatch, SnapshotChunk, JoinQuery), max_items=MAX_PEER_ITEMS)
+                msg = decode(
+                    parts[1],
+                    expect=(PeerBatch, SnapshotChunk, JoinQuery, HashQuery),
+                    max_items=MAX_PEER_ITEMS,
+                )
             except DecodeError as exc:
                 self._drop("undecodable", error=str(exc)[:200])
                 continue
             if isinstance(msg, JoinQuery):
                 self._answer(parts[0], on_join(msg))
+                continue
+            if isinstance(msg, HashQuery):
+                self._hash_query(parts[0], msg, on_hash)
                 continue
             if msg.cluster_id != self.cluster_id:
                 self._drop("cluster ID mismatch", sender=f"{msg.from_:x}")
@@ -274,6 +294,23 @@ class PeerTransport:
             self.inbox.send_multipart([identity, encode(info)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the asker is gone
             self.log.debug("join answer dropped", error=str(exc))
+
+    # -- member-to-member hash queries (the corruption checker) ----------------------------------
+    def _hash_query(
+        self, identity: bytes, query: HashQuery, on_hash: Callable[[bytes, HashQuery], None] | None
+    ) -> None:
+        if query.cluster_id != self.cluster_id or query.from_ not in self.known or on_hash is None:
+            self.log.warning(
+                "hash query dropped", reason="not a member of this cluster", sender=f"{query.from_:x}"
+            )
+            return
+        on_hash(identity, query)
+
+    def answer_hash(self, identity: bytes, answer: HashAnswer) -> None:
+        try:
+            self.inbox.send_multipart([identity, encode(answer)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the asker is gone
+            self.log.debug("hash answer dropped", error=str(exc))
 
     def close(self) -> None:
         for peer in self.peers.values():

@@ -54,6 +54,9 @@ class NodeConfig:
     listen_events_urls: list[str] = field(default_factory=list)  # tcp, for hubs on other hosts
     advertise_events_urls: list[str] = field(default_factory=list)
     watch_hubs: int = 1
+    watch_limits: dict[str, int] = field(default_factory=dict)  # HubConfig's bounds (flags.watch_limits)
+    max_client_inflight: int = 1000  # requests per client connection at the gateway
+    max_client_inflight_bytes: int = 64 << 20
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300

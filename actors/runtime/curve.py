@@ -14,8 +14,6 @@ other socket; ``zap_reply`` is the pure decision.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import stat
 from dataclasses import dataclass
@@ -81,15 +79,6 @@ def for_node(key_file: str, cert_auth: bool, trusted_dir: str) -> Curve | None:
     if cert_auth:
         allowed = frozenset({pair.public}) | (load_trusted(trusted_dir) if trusted_dir else frozenset())
     return Curve(pair=pair, server=pair.public, allowed=allowed)
-
-
-def node_token(peer: Curve | None) -> str:
-    """What the node's own processes present to other members' gateways (the corruption
-    checker's hash checks): derived from the peer mesh's secret, so only members know it.
-    Empty without a peer key (then those checks need auth to be off)."""
-    if peer is None:
-        return ""
-    return hmac.new(peer.pair.secret, b"etcdz node token", hashlib.sha256).hexdigest()
 
 
 def serve(sock: zmq.Socket[bytes], curve: Curve | None, domain: str) -> None:

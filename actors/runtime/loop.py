@@ -54,6 +54,7 @@ class Loop:
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket[bytes], Callable[[list[list[bytes]]], None]] = {}
+        self._addressed: set[zmq.Socket[bytes]] = set()  # their frames start with the peer's address
         self._timers: list[tuple[float, int, float, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._flushers: list[Callable[[], None]] = []
@@ -78,14 +79,25 @@ class Loop:
         sock.connect(address)
         return sock
 
-    def on_frames(self, sock: zmq.Socket[bytes], handler: Callable[[list[list[bytes]]], None]) -> None:
-        """Call ``handler`` with every multipart message drained from ``sock``."""
+    def on_frames(
+        self,
+        sock: zmq.Socket[bytes],
+        handler: Callable[[list[list[bytes]]], None],
+        *,
+        peer_address: bool = False,
+    ) -> None:
+        """Call ``handler`` with every multipart message drained from ``sock``; with
+        ``peer_address`` each message's first frame is the address it came from (ZeroMQ's
+        ``Peer-Address``: the IP of a tcp peer), for limits per client source."""
         self._handlers[sock] = handler
+        if peer_address:
+            self._addressed.add(sock)
         self.poller.register(sock, zmq.POLLIN)
 
     def forget(self, sock: zmq.Socket[bytes]) -> None:
         """Stop polling ``sock`` (the caller closes it)."""
         self._handlers.pop(sock, None)
+        self._addressed.discard(sock)
         self.poller.unregister(sock)
 
     def on_messages(self, sock: zmq.Socket[bytes], handler: Callable[[list[Any]], None]) -> None:
@@ -162,9 +174,14 @@ class Loop:
             raise
         for sock in ready:
             batch: list[list[bytes]] = []
+            addressed = sock in self._addressed
             while len(batch) < DRAIN_CAP:
                 try:
-                    batch.append(sock.recv_multipart(zmq.NOBLOCK))
+                    if addressed:
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        batch.append([_peer_address(parts[-1]), *(p.bytes for p in parts)])
+                    else:
+                        batch.append(sock.recv_multipart(zmq.NOBLOCK))
                 except zmq.Again:
                     break
             if batch:
@@ -178,6 +195,13 @@ class Loop:
             fn()
         for fn in self._flushers:
             fn()
+
+
+def _peer_address(frame: zmq.Frame) -> bytes:
+    try:
+        return str(frame.get("Peer-Address") or "").encode()
+    except zmq.ZMQError:  # no metadata (an inproc peer)
+        return b""
 
 
 def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0, flags: int = 0) -> None:

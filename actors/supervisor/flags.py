@@ -27,6 +27,18 @@ def boolean(value: str) -> bool:
     raise ValueError(value)
 
 
+# Bounds on what one client may make a watch hub hold (the member's hubs and ``etcdz
+# watch-hub``); beyond them ``etcdserver: too many requests``, or its watches are canceled.
+WATCH_LIMIT_FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
+    "max-watch-streams": (int, 10_000, "watch streams (client connections) one watch hub serves"),
+    "max-watchers-per-stream": (int, 10_000, "watchers one watch stream may hold"),
+    "max-watch-queue-bytes": (
+        int,
+        4 << 20,
+        "replies a watch hub keeps for a client that does not read; beyond, its watches are canceled",
+    ),
+}
+
 # flag -> (type, default, help). Defaults are etcd's.
 FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "name": (str, "default", "human-readable name for this member"),
@@ -92,9 +104,29 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
         "accept only peers holding the peer key or one in --peer-trusted-keys-dir",
     ),
     "peer-trusted-keys-dir": (str, "", "directory of further public certificates (*.key) peers may use"),
+    "max-client-requests-in-flight": (
+        int,
+        1000,
+        "requests one client connection may have unanswered at a member (beyond: too many requests)",
+    ),
+    "max-client-bytes-in-flight": (int, 64 << 20, "bytes of those requests, at most"),
+    **WATCH_LIMIT_FLAGS,
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
 }
+
+
+def watch_limits(values: Mapping[str, object]) -> dict[str, int]:
+    """The watch hub bounds among parsed flag ``values`` (checked: each at least 1)."""
+    limits = {name: int(values[name]) for name in WATCH_LIMIT_FLAGS}  # type: ignore[call-overload]
+    for name, value in limits.items():
+        if value < 1:
+            raise ValueError(f"--{name} must be at least 1")
+    return {
+        "max_streams": limits["max-watch-streams"],
+        "max_watchers_per_stream": limits["max-watchers-per-stream"],
+        "max_queued_bytes": limits["max-watch-queue-bytes"],
+    }
 
 
 def env_name(flag: str) -> str:
@@ -286,6 +318,12 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     election = int(values["election-timeout"])  # type: ignore[call-overload]
     if heartbeat <= 0 or election < 5 * heartbeat:
         raise ValueError("--election-timeout must be at least 5 times --heartbeat-interval")
+    in_flight = int(values["max-client-requests-in-flight"])  # type: ignore[call-overload]
+    in_flight_bytes = int(values["max-client-bytes-in-flight"])  # type: ignore[call-overload]
+    if in_flight < 1 or in_flight_bytes < 1:
+        raise ValueError(
+            "--max-client-requests-in-flight and --max-client-bytes-in-flight must be at least 1"
+        )
     return NodeConfig(
         name=name,
         data_dir=os.path.abspath(data_dir),
@@ -316,6 +354,9 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         listen_events_urls=listen_events,
         advertise_events_urls=urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
+        watch_limits=watch_limits(values),
+        max_client_inflight=in_flight,
+        max_client_inflight_bytes=in_flight_bytes,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])

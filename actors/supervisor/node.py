@@ -40,7 +40,7 @@ def private_dir(path: str) -> int:
     """Create ``path`` as a directory only this user may enter (etcd wants 0700 data dirs; the
     socket directory may be under a shared temp dir, where someone else could have made it
     first). Returns the mode it had if it had to be tightened, else 0."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    make_dirs_durably(path, 0o700)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise DataDirError(f"{path} is not a directory of this user: refusing to use it")
@@ -48,6 +48,34 @@ def private_dir(path: str) -> int:
         os.chmod(path, 0o700)
         return stat.S_IMODE(st.st_mode)
     return 0
+
+
+def make_dirs_durably(path: str, mode: int) -> list[str]:
+    """``os.makedirs`` whose result survives a power cut: each directory created is fsynced
+    with its parent, so a first start's data dir (and ``member/`` in it) cannot vanish after
+    the WAL inside was fsynced. Returns the directories created, outermost first."""
+    missing = []
+    here = os.path.abspath(path)
+    while not os.path.isdir(here):
+        missing.append(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    created = []
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            continue  # made meanwhile by someone else (checked by the caller)
+        created.append(directory)
+        for synced in (directory, os.path.dirname(directory)):
+            fd = os.open(synced, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return created
 
 
 class DataDirError(RuntimeError):

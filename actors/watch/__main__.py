@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from actors.runtime.config import NodeConfig
 from actors.runtime.curve import for_node
 from actors.runtime.logs import configure
-from actors.supervisor.flags import Table, boolean, parse_duration_ms, parser, read, urls
+from actors.supervisor.flags import (
+    WATCH_LIMIT_FLAGS,
+    Table,
+    boolean,
+    parse_duration_ms,
+    parser,
+    read,
+    urls,
+    watch_limits,
+)
 from actors.watch.shell import HubConfig, build
 
 
@@ -35,6 +44,7 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
         cluster_id=config.cluster_id,
         member_id=config.member_id,
         curve=config.client_curve(),  # its member's gateway is reached on the private socket
+        **config.watch_limits,  # type: ignore[arg-type]
     )
 
 
@@ -59,6 +69,7 @@ HUB_FLAGS: Table = {
     "client-cert-auth": (boolean, False, "accept only watchers whose public key is in --trusted-keys-dir"),
     "trusted-keys-dir": (str, "", "directory of the public certificates (*.key) of trusted clients"),
     "password": (str, "", "that user's password (better given as ETCDZ_PASSWORD than on the command line)"),
+    **WATCH_LIMIT_FLAGS,
     "log-format": (str, "json", "json or console"),
     "log-level": (str, "info", "debug, info, warn, error"),
 }
@@ -102,6 +113,7 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
         password=str(values["password"]),
         curve=secured,
         members_curve=secured,
+        **watch_limits(values),
     )
 
 

@@ -19,6 +19,16 @@ Rules (etcd's watch guarantees):
   watcher that fell behind the window reads history like a late starter.
 - A watcher whose cursor is below the compacted revision is cancelled with
   ``compact_revision`` and etcd's reason.
+- Bounds, so that no client grows the hub without limit: at most ``max_streams`` streams (a
+  new one beyond gets ``etcdserver: too many requests``) and ``max_watchers_per_stream``
+  watchers per stream (a create beyond is answered created + canceled with that reason). The
+  replies a stalled stream holds (``control``) are kept under ``max_queued_bytes``, a ping's
+  answer replacing the one before: a client that never reads yet keeps pinging or creating
+  gets its watches cancelled with ``SLOW_STREAM`` as the reason, and a stream that overflows
+  again is dropped. (etcd keeps a slow watcher "unsynced" and resends later; so does this hub
+  while the client reads at all: its cursors rewind, nothing is buffered per watcher.)
+- Events are matched to watchers through an interval index (``index.py``): the cost of a
+  revision is its events' matches, not the number of watchers times its events.
 - An idle hub (no watcher, no create being checked) unsubscribes from the live stream. The
   member's answer to a create's check carries its revision, which is then "now" for the watch;
   the live stream, subscribed again from the check on, continues it or (a gap) starts a new
@@ -37,6 +47,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.watch.index import WatchIndex
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse, error_response
 from proto_schemas.kv import EventType, ResponseHeader
@@ -60,6 +71,9 @@ from proto_schemas.watch import (
     WatchResponses,
 )
 
+SLOW_STREAM = "etcdz: watch stream not read (too many replies queued): its watches were canceled"
+TOO_MANY = TEXTS[ErrorCode.TOO_MANY_REQUESTS]
+
 
 @dataclass
 class Watcher:
@@ -79,7 +93,9 @@ class Watcher:
             self.no_delete and event.type == EventType.DELETE
         ):
             return False
-        key = event.kv.key
+        return self.wants_key(event.kv.key)
+
+    def wants_key(self, key: bytes) -> bool:
         if not self.range_end:
             return key == self.key
         if self.range_end == b"\0":
@@ -95,6 +111,8 @@ class Stream:
     control: list[tuple[int, Any]] = field(default_factory=list)  # replies to resend first
     resting_until: float = 0.0
     next_id: int = 1
+    control_bytes: int = 0  # the size of ``control``, about
+    overflowed: bool = False  # its watches were cancelled for a full control queue
 
 
 @dataclass(frozen=True)
@@ -126,8 +144,17 @@ class HubCore:
         cluster_id: int = 0,
         member_id: int = 0,
         hub_id: str = "",
+        max_streams: int = 10_000,
+        max_watchers_per_stream: int = 10_000,
+        max_queued_bytes: int = 4 << 20,
     ) -> None:
         self.hub_id = hub_id
+        self.max_streams = max_streams
+        self.max_watchers_per_stream = max_watchers_per_stream
+        self.max_queued_bytes = max_queued_bytes
+        self.index: WatchIndex[tuple[bytes, int]] = WatchIndex()  # (route, watch id)
+        self._overflowing: set[bytes] = set()  # streams whose queued replies passed the bound
+        self.overflows = 0  # streams whose watches were cancelled or that were dropped for it
         self.max_response_bytes = max_response_bytes
         self.window_revisions = window_revisions
         self.progress_interval_s = progress_interval_s
@@ -232,9 +259,15 @@ class HubCore:
     def client(self, route: bytes, msg_id: int, request: Any, now: float, token: str = "") -> None:
         stream = self.streams.get(route)
         if stream is None:
+            if len(self.streams) >= self.max_streams:
+                self.out.to_client.append((route, msg_id, error_response(ErrorCode.TOO_MANY_REQUESTS)))
+                return
             stream = self.streams[route] = Stream(route, now)
         stream.last_heard = now
         if isinstance(request, WatchPing):
+            if stream.control:  # stalled: only the latest answer is worth keeping
+                kept = [(r, b) for r, b in stream.control if not isinstance(b, WatchPong)]
+                stream.control, stream.control_bytes = kept, sum(_reply_size(b) for _, b in kept)
             self._reply(stream, msg_id, WatchPong(revision=self.revision or 0, hub_id=self.hub_id))
             return
         if not isinstance(request, WatchRequest):
@@ -242,9 +275,12 @@ class HubCore:
             return
         inner = request.request
         if isinstance(inner, WatchCreateRequest):
-            self._ask(_Check(route, inner, token, now))
+            if len(stream.watchers) >= self.max_watchers_per_stream:
+                self._refuse(stream, inner, TOO_MANY)
+            else:
+                self._ask(_Check(route, inner, token, now))
         elif isinstance(inner, WatchCancelRequest):
-            stream.watchers.pop(inner.watch_id, None)
+            self._drop(stream, inner.watch_id)
             self._checks = {
                 i: c
                 for i, c in self._checks.items()
@@ -308,6 +344,9 @@ class HubCore:
             dup = self._response(watch_id, self.revision, created=True, canceled=True)
             self._reply(stream, 0, _replace(dup, cancel_reason=DUPLICATE_WATCH_ID))
             return
+        if len(stream.watchers) >= self.max_watchers_per_stream:
+            self._refuse(stream, req, TOO_MANY)
+            return
         filters = set(req.filters)
         w = Watcher(
             id=watch_id,
@@ -325,6 +364,7 @@ class HubCore:
             self._cancel_compacted(stream, w)
             return
         stream.watchers[watch_id] = w
+        self.index.add((stream.route, watch_id), w.key, w.range_end)
 
     def _create_early(self, now: float) -> None:
         early, self._early = self._early, []
@@ -350,14 +390,55 @@ class HubCore:
             else:
                 control.append((reply_to, body))
         stream.control = control + stream.control
+        stream.control_bytes += sum(_reply_size(b) for _, b in control)
+        if stream.control_bytes > self.max_queued_bytes:
+            self._overflowing.add(route)
 
     def gone(self, route: bytes) -> None:
-        self.streams.pop(route, None)
+        stream = self.streams.pop(route, None)
+        if stream is not None:
+            for watch_id in stream.watchers:
+                self.index.remove((route, watch_id))
+
+    def reading(self, route: bytes) -> None:
+        """A send to ``route`` went out: its client reads again, an overflow later is a new one."""
+        stream = self.streams.get(route)
+        if stream is not None:
+            stream.overflowed = False
+
+    def _drop(self, stream: Stream, watch_id: int) -> None:
+        if stream.watchers.pop(watch_id, None) is not None:
+            self.index.remove((stream.route, watch_id))
+
+    def bound(self) -> None:
+        """Bound the streams whose queued replies passed ``max_queued_bytes`` (see ``_bound``)."""
+        while self._overflowing:
+            stream = self.streams.get(self._overflowing.pop())
+            if stream is not None:
+                self._bound(stream)
+
+    def _bound(self, stream: Stream) -> None:
+        """Keep a stalled stream's queued replies under ``max_queued_bytes``: the first time,
+        its watches are cancelled (the client learns why once it reads); the next, it is dropped."""
+        if stream.control_bytes <= self.max_queued_bytes:
+            return
+        self.overflows += 1
+        if stream.overflowed:
+            self.gone(stream.route)
+            return
+        stream.overflowed = True
+        cancels = []
+        for watch_id in list(stream.watchers):
+            self._drop(stream, watch_id)
+            body = self._response(watch_id, self.revision or 0, canceled=True)
+            cancels.append((0, _replace(body, cancel_reason=SLOW_STREAM)))
+        stream.control = cancels
+        stream.control_bytes = 0  # see _reply_size
 
     # -- time ---------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         for route in [r for r, s in self.streams.items() if now - s.last_heard > self.stream_idle_s]:
-            del self.streams[route]
+            self.gone(route)
         if self._history_asked_at is not None and now - self._history_asked_at > self.history_timeout_s:
             self._history_asked_at = None  # lost: ask again
         for check_id in [i for i, c in self._checks.items() if now - c.asked > self.history_timeout_s]:
@@ -378,14 +459,16 @@ class HubCore:
     # -- delivery -----------------------------------------------------------------------------
     def deliver(self, now: float) -> None:
         """Send every watcher what the window has for it; ask history for those below it."""
+        self.bound()
         if self.revision is None:
             return
         lowest: int | None = None
+        due: list[tuple[Stream, Watcher]] = []  # watchers the window has something for
         for stream in self.streams.values():
             if stream.resting_until > now:
                 continue
             if stream.control:
-                control, stream.control = stream.control, []
+                control, stream.control, stream.control_bytes = stream.control, [], 0
                 for reply_to, body in control:
                     self.out.to_client.append((stream.route, reply_to, body))
             for w in list(stream.watchers.values()):
@@ -394,20 +477,39 @@ class HubCore:
                 if w.cursor < self.compact_revision:
                     self._cancel_compacted(stream, w)
                 elif w.cursor >= self.window_start:
-                    revs = range(w.cursor, self.revision + 1)
-                    self._send_events(stream, w, [(r, self.window.get(r, [])) for r in revs], self.revision)
+                    due.append((stream, w))
                 else:
                     lowest = w.cursor if lowest is None else min(lowest, w.cursor)
+        if due:
+            matched = self._matched(min(w.cursor for _, w in due))
+            for stream, w in due:
+                mine = [(r, events) for r, events in matched.get((stream.route, w.id), []) if r >= w.cursor]
+                self._send_events(stream, w, mine, self.revision)
         self._stripped.clear()
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
             self._history_asked_at = now
             self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
 
+    def _matched(self, first: int) -> dict[tuple[bytes, int], list[tuple[int, list[Event]]]]:
+        """The window's events from revision ``first`` on, per watcher whose range holds their
+        key (found through the index), by revision in order."""
+        matched: dict[tuple[bytes, int], list[tuple[int, list[Event]]]] = {}
+        assert self.revision is not None
+        for revision in range(first, self.revision + 1):
+            by_ref: dict[tuple[bytes, int], list[Event]] = {}
+            for event in self.window.get(revision, ()):
+                for ref in self.index.match(event.kv.key):
+                    by_ref.setdefault(ref, []).append(event)
+            for ref, events in by_ref.items():
+                matched.setdefault(ref, []).append((revision, events))
+        return matched
+
     def _send_events(
         self, stream: Stream, w: Watcher, revisions: list[tuple[int, list[Event]]], upto: int
     ) -> None:
-        """Hand ``w`` its events of ``revisions`` (contiguous, from its cursor) and move the
-        cursor past ``upto``: whole revisions per response, fragments only when asked."""
+        """Hand ``w`` its events of ``revisions`` (in order, from its cursor; revisions without
+        any of its events may be left out) and move the cursor past ``upto``: whole revisions
+        per response, fragments only when asked."""
         pending: list[Event] = []
         size = 0
         for _, events in revisions:
@@ -458,7 +560,7 @@ class HubCore:
         w.sent_since_progress = True
 
     def _cancel_compacted(self, stream: Stream, w: Watcher) -> None:
-        stream.watchers.pop(w.id, None)
+        self._drop(stream, w.id)
         body = self._response(w.id, self.revision or 0, canceled=True)
         body = _replace(body, compact_revision=self.compact_revision, cancel_reason=CANCELED_COMPACTED)
         self._reply(stream, 0, body)
@@ -475,6 +577,9 @@ class HubCore:
     def _reply(self, stream: Stream, reply_to: int, body: Any) -> None:
         if stream.control:
             stream.control.append((reply_to, body))  # keep replies in order behind a stall
+            stream.control_bytes += _reply_size(body)
+            if stream.control_bytes > self.max_queued_bytes:
+                self._overflowing.add(stream.route)  # bounded at the next delivery, not mid-loop
         else:
             self.out.to_client.append((stream.route, reply_to, body))
 
@@ -544,6 +649,17 @@ def event_size(e: Event) -> int:
     if e.prev_kv is not None:
         size += len(e.prev_kv.key) + len(e.prev_kv.value)
     return size
+
+
+def _reply_size(body: Any) -> int:
+    """About what a queued reply costs (events are never queued: a stall rewinds them). The
+    notices of watches cancelled for a full queue are owed and bounded by the watchers a stream
+    may have: they do not count."""
+    if isinstance(body, WatchResponse) and body.cancel_reason == SLOW_STREAM:
+        return 0
+    if isinstance(body, WatchResponse):
+        return RESPONSE_OVERHEAD + len(body.cancel_reason) + sum(event_size(e) for e in body.events)
+    return RESPONSE_OVERHEAD
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

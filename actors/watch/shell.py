@@ -75,6 +75,9 @@ class HubConfig:
     password: str = ""
     curve: Curve | None = None  # serving watchers, and subscribing to the members' events
     members_curve: Curve | None = None  # reaching the members' gateways
+    max_streams: int = 10_000  # bounds on what clients may hold (see HubCore)
+    max_watchers_per_stream: int = 10_000
+    max_queued_bytes: int = 4 << 20
 
 
 def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
@@ -86,6 +89,9 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         cluster_id=config.cluster_id,
         member_id=config.member_id,
         hub_id=hub_id,
+        max_streams=config.max_streams,
+        max_watchers_per_stream=config.max_watchers_per_stream,
+        max_queued_bytes=config.max_queued_bytes,
     )
     curvezmq.guard(loop, config.curve)
     clients = loop.ctx.socket(zmq.ROUTER)
@@ -227,11 +233,17 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 failed.setdefault(send.route, []).extend(send.items)
             else:
                 sent.add(send.route)
+        overflows = core.overflows
+        for route in sent:
+            core.reading(route)
         for route, unsent in failed.items():
             core.stalled(route, unsent, now)
             if route not in slow:
                 slow.add(route)
                 log.info("client stream stalled", client=route.hex(), unsent=len(unsent))
+        core.bound()  # the streams that just stalled past their queue
+        if core.overflows != overflows:
+            log.warning("watch streams not read: watches canceled", streams=core.overflows - overflows)
         for route in [r for r in slow if r in sent or r not in core.streams]:
             slow.discard(route)
             if route in sent:

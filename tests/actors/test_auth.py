@@ -150,11 +150,13 @@ def test_auth_enable_is_refused_without_root_and_disable_opens_the_door(
     root.close()
 
 
-def raw_call(url: str, body: object, token: str = "") -> object:
+def raw_call(url: str, body: object, token: str = "", source: str = "") -> object:
+    """One request on its own connection; from the address ``source`` if given (any of
+    127.0.0.0/8 works on the loopback)."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(url)
+    sock.connect(url.replace("tcp://", f"tcp://{source}:0;") if source else url)
     try:
         sock.send_multipart(pack(body, msg_id=1, token=token))
         assert sock.poll(5000), "no answer"
@@ -269,6 +271,15 @@ def test_fuzzed_auth_requests_get_typed_errors_and_the_node_keeps_serving(
     assert "\x00\uffff\U0001f600 /.." in listed and "big" not in listed and "huge" not in listed
     with pytest.raises(PermissionDenied):  # a long name is a name: it logs in, and holds no role
         Client(node.endpoints, user="x" * 100_000, password="p").get("/a/x")
+    # Guessing root's password from one address locks root out there only.
+    guesses = [
+        raw_call(url, AuthenticateRequest(name="root", password="guess"), source="127.0.0.2")
+        for _ in range(8)
+    ]
+    codes = [g.code for g in guesses if isinstance(g, ErrorResponse)]
+    assert len(codes) == 8 and codes[0] == ErrorCode.AUTH_FAILED and codes[-1] == ErrorCode.TOO_MANY_REQUESTS
+    with Client(node.endpoints, user="root", password="rootpw") as again:
+        assert again.get("/secret").count == 1
 
 
 def test_no_password_or_token_is_written_to_a_log_the_wal_or_the_backend(secure: Secure) -> None:

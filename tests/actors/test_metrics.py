@@ -56,7 +56,14 @@ def scrape(url: str, until: dict[str, float] | None = None, timeout: float = 10.
 
 def test_counters_move_with_the_traffic(node: tuple[LocalCluster, str]) -> None:
     cluster, url = node
-    before = scrape(url, {"etcd_server_has_leader": 1})
+    # Every actor has reported once (each does within a second of its start).
+    reported = {
+        "etcd_server_has_leader": 1,
+        "etcd_server_proposals_applied_total": 0,
+        "etcd_disk_wal_fsync_duration_seconds_count": 0,
+        "etcd_disk_backend_commit_duration_seconds_count": 0,
+    }
+    before = scrape(url, reported)
     puts = 'etcdz_server_requests_total{op="Put",code="OK"}'
     future = 'etcdz_server_requests_total{op="Range",code="FUTURE_REV"}'
     with cluster.client() as c:
@@ -130,3 +137,23 @@ def test_bad_http_gets_an_answer_and_the_server_goes_on(node: tuple[LocalCluster
     with socket.create_connection((host, int(port)), timeout=5):
         pass  # connected and gone without a word
     assert fetch(url + "/health")[0] == 200
+
+
+def test_half_sent_requests_never_keep_health_from_answering(node: tuple[LocalCluster, str]) -> None:
+    """An orchestrator must get its /health answer although 300 connections hold half-sent
+    requests (more than the server keeps open), and those are closed after the idle timeout."""
+    _, url = node
+    host, port = url.removeprefix("http://").split(":")
+    stalled = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            stalled.append(s)
+        assert fetch(url + "/health") == (200, '{"health":"true"}')
+        last = stalled[-1]  # not evicted by the others: closed by the idle timeout
+        last.settimeout(30)
+        assert last.recv(100) == b""
+    finally:
+        for s in stalled:
+            s.close()

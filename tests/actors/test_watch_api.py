@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from actors.watch.core import SLOW_STREAM
 from etcdz import Client, ops
 from etcdz.aio import AsyncClient
 from etcdz.errors import Compacted
@@ -20,11 +21,13 @@ from proto_schemas.kv import EventType
 from proto_schemas.watch import (
     FilterType,
     WatchCreateRequest,
+    WatchPing,
+    WatchProgressRequest,
     WatchRequest,
     WatchResponse,
     WatchResponses,
 )
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
 
 WAIT_S = 10.0
 
@@ -242,6 +245,51 @@ def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(
     assert all(v == revs for v in seen.values())
     slow.close()
     fast.cancel()
+
+
+def test_a_client_that_never_reads_but_keeps_asking_loses_its_watches_with_a_reason(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Pings keep a stream alive, so a client that sends but never reads would make the hub
+    queue replies for it forever: past ``--max-watch-queue-bytes`` its watches are canceled
+    (it learns why once it reads) and the hub goes on serving the others."""
+    root = str(tmp_path_factory.mktemp("unread"))
+    with running(root, 1, extra_args=["--max-watch-queue-bytes", "4000"]) as node, node.client() as c:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        slow = ctx.socket(zmq.DEALER)
+        slow.setsockopt(zmq.RCVHWM, 1)
+        slow.setsockopt(zmq.RCVBUF, 4096)
+        slow.setsockopt(zmq.LINGER, 0)
+        slow.connect(node.watch_urls[0])
+        for watch_id in range(1, 201):
+            create = WatchCreateRequest(key=b"/slow/", range_end=b"/slow0", watch_id=watch_id)
+            slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
+        confirmed = 0
+        while confirmed < 200:
+            assert slow.poll(int(WAIT_S * 1000)), f"only {confirmed} watchers created"
+            confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
+        for i in range(300):  # enough to stall the stream: the hub rewinds its watchers
+            c.put(f"/slow/{i % 10}", "x" * 1024)
+        log_path = node.members[0].log_path
+        deadline = time.monotonic() + 60
+        while "watch streams not read" not in open(log_path).read():
+            assert time.monotonic() < deadline, "the hub kept queueing for a client that never reads"
+            for _ in range(50):  # a client asking for more while never reading
+                slow.send_multipart(pack(WatchPing(), msg_id=1), zmq.NOBLOCK)
+                slow.send_multipart(pack(WatchRequest(request=WatchProgressRequest())), zmq.NOBLOCK)
+            time.sleep(0.2)
+        with created(c.watch("/slow/", prefix=True)) as fast:  # others are served
+            rev = c.put("/slow/after", "1").header.revision
+            assert [e[3] for e in events_of(fast, 1)] == [rev]
+        reasons: dict[int, str] = {}
+        deadline = time.monotonic() + 60
+        while len(reasons) < 200 and time.monotonic() < deadline:  # reading at last
+            if slow.poll(1000):
+                for r in _responses(slow.recv_multipart()):
+                    if r.canceled:
+                        reasons[r.watch_id] = r.cancel_reason
+        assert len(reasons) == 200 and set(reasons.values()) == {SLOW_STREAM}
+        slow.close()
 
 
 def _responses(frames: list[bytes]) -> list[WatchResponse]:

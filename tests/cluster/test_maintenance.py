@@ -114,12 +114,18 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     path = os.path.join(str(tmp_path), "backup.db")
+    planted = os.path.join(str(tmp_path), "planted")
+    with open(planted, "w") as mine:
+        mine.write("not yours")
+    os.symlink(planted, path + ".part")  # a link where the partial file goes is not followed
     try:
         saved = ctl(cluster, "snapshot", "save", path, endpoint=1)
     finally:
         stop.set()
         t.join(10)
     assert saved.returncode == 0 and saved.stdout == f"Snapshot saved at {path}\n", saved.stderr
+    assert os.stat(path).st_mode & 0o777 == 0o600  # every key and password hash: the owner's only
+    assert open(planted).read() == "not yours" and not os.path.exists(path + ".part")
     st = snapshot.status(path)
     assert st.revision > 1 and st.total_keys > 0 and st.total_size == os.path.getsize(path)
     shown = ctl(cluster, "snapshot", "status", path)

@@ -17,11 +17,11 @@ import zmq
 import zmq.auth
 
 from etcdz import Client
-from etcdz.errors import AuthOldRevision, PermissionDenied, Unavailable
-from proto_schemas.cluster import PeerBatch
-from proto_schemas.codec import encode
+from etcdz.errors import AuthOldRevision, PermissionDenied, Unavailable, UserAlreadyExists
+from proto_schemas.cluster import HashAnswer, HashQuery, PeerBatch
+from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import pack
-from proto_schemas.kv import PutRequest
+from proto_schemas.kv import HashKVResponse, PutRequest
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
 from tools.cluster import LocalCluster, running
 
@@ -175,6 +175,65 @@ def test_a_signed_token_is_good_on_every_member_until_the_auth_store_moves_on(
                 root.put("/a/jwt", "1")
                 got = w.get(timeout=10)
                 assert got is not None and got.events[0].kv.key == b"/a/jwt"
+    finally:
+        root.auth_disable()  # the other tests of this cluster run without auth
+        root.close()
+
+
+def ask_hash(peer_url: str, query: HashQuery, key: Path | None, server: Path) -> HashAnswer | None:
+    """A hash query on a member's peer port, as a member's corruption checker asks it (with
+    the mesh's key pair ``key``); None without an answer."""
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if key is not None:
+            sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(str(key))
+            sock.curve_serverkey = zmq.auth.load_certificate(str(server))[0]
+        sock.connect(peer_url)
+        sock.send(encode(query))
+        if not sock.poll(3000):
+            return None
+        return decode(sock.recv(), expect=HashAnswer)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_members_ask_each_other_for_hashes_on_the_peer_mesh_only(
+    secured: LocalCluster, keys: Path, secure: Callable[[LocalCluster], Client]
+) -> None:
+    """The corruption checker's member-to-member calls need no credential on a client port
+    (auth on or off): they travel on the peer mesh, which answers only its key holders and
+    members of its cluster."""
+    try:
+        root = secure(secured)
+    except UserAlreadyExists:  # made by an earlier test of this cluster, which turned auth off
+        with secured.client() as anyone:
+            anyone.auth_enable()
+        root = Client(secured.endpoints, user="root", password="rootpw", **secured.client_options)
+    try:
+        asker, asked = secured.members[0], secured.members[1]
+        with Client([asked.client_url], user="root", password="rootpw", **secured.client_options) as c:
+            own = c.hash_kv(0)
+        query = HashQuery(
+            cluster_id=own.header.cluster_id, from_=asker.member_id, query_id=7, revision=own.header.revision
+        )
+        mesh, stranger, server = (
+            keys / "peer.key_secret",
+            keys / "stranger-peer.key_secret",
+            keys / "peer.key",
+        )
+        answer = ask_hash(asked.peer_url, query, mesh, server)
+        assert answer is not None and (answer.query_id, answer.member_id) == (7, asked.member_id)
+        body = decode(answer.body, expect=HashKVResponse)
+        assert (body.hash, body.compact_revision) == (own.hash, own.compact_revision)
+        assert ask_hash(asked.peer_url, query, stranger, server) is None  # refused at the handshake
+        assert ask_hash(asked.peer_url, query, None, server) is None
+        for wrong in ({"cluster_id": query.cluster_id + 1}, {"from_": 12345}):  # not a member of ours
+            forged = HashQuery(
+                **{**{f: getattr(query, f) for f in ("cluster_id", "from_", "query_id", "revision")}, **wrong}
+            )
+            assert ask_hash(asked.peer_url, forged, mesh, server) is None
     finally:
         root.auth_disable()  # the other tests of this cluster run without auth
         root.close()

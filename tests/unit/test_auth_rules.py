@@ -12,7 +12,15 @@ from test_mvcc_rules import Harness
 
 from actors.auth.passwords import hash_password, verify_password
 from actors.auth.perms import ADMIN, ANYONE, Grants, Need, leases_touched, needs
-from actors.auth.tokens import LOGIN_BURST, LOGIN_REFILL_S, LOGINS_PER_S, LoginLimiter, TokenKeeper, digest
+from actors.auth.tokens import (
+    LOGIN_BURST,
+    LOGIN_REFILL_S,
+    LOGINS_PER_S,
+    LOGINS_PER_SOURCE_PER_S,
+    LoginLimiter,
+    TokenKeeper,
+    digest,
+)
 from etcdz import ops
 from proto_schemas.auth import (
     AuthDisableRequest,
@@ -320,17 +328,21 @@ def test_a_token_lives_its_ttl_from_its_last_use() -> None:
     assert len(keeper) == 0
 
 
-def test_failed_logins_are_limited_per_name_and_all_logins_overall() -> None:
+def test_failed_logins_are_limited_per_name_and_source_and_all_logins_overall() -> None:
     limiter = LoginLimiter()
     for i in range(LOGIN_BURST):
-        assert limiter.allow("u", 0.0 + i * 0.001)
-        limiter.failed("u", 0.0 + i * 0.001)
-    assert not limiter.allow("u", 0.1)  # guessed at: refused without a check
-    assert limiter.allow("v", 0.1)  # another name is not
-    assert limiter.allow("u", 0.1 + LOGIN_REFILL_S)  # one more after the refill
+        assert limiter.allow("root", "10.0.0.9", i * 0.25)
+        limiter.failed("root", "10.0.0.9", i * 0.25)
+    assert not limiter.allow("root", "10.0.0.9", 1.5)  # guessed at: refused there without a check
+    assert limiter.allow("root", "10.0.0.1", 1.5)  # the owner elsewhere is not locked out
+    assert limiter.allow("v", "10.0.0.9", 1.5)  # nor another name from the guesser
+    assert limiter.allow("root", "10.0.0.9", 1.5 + LOGIN_REFILL_S)  # one more after the refill
     busy = LoginLimiter()
-    allowed = sum(busy.allow(f"n{i}", 10.0) for i in range(3 * LOGINS_PER_S))
-    assert allowed == LOGINS_PER_S
+    allowed = sum(busy.allow(f"n{i}", "10.0.0.9", 10.0) for i in range(3 * LOGINS_PER_S))
+    assert allowed == LOGINS_PER_SOURCE_PER_S  # one source gets half the overall rate
+    assert sum(busy.allow("root", "10.0.0.1", 10.0) for _ in range(LOGINS_PER_S)) == LOGINS_PER_SOURCE_PER_S
+    assert not busy.allow("root", "10.0.0.2", 10.0)  # then the overall rate is spent
+    assert busy.allow("root", "10.0.0.2", 11.0)
 
 
 def test_passwords_are_stored_as_salted_scrypt_hashes() -> None:

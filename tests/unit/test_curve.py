@@ -10,7 +10,7 @@ import zmq
 from zmq.auth import create_certificates
 from zmq.utils import z85
 
-from actors.runtime.curve import KeyFileError, for_node, load_pair, node_token, zap_reply
+from actors.runtime.curve import KeyFileError, for_node, load_pair, zap_reply
 
 
 def request(key: bytes, mechanism: bytes = b"CURVE") -> list[bytes]:
@@ -43,4 +43,3 @@ def test_key_files_must_be_private_and_hold_a_secret(tmp_path: Path) -> None:
     curve = for_node(secret, True, "")
     assert curve is not None and curve.allowed == frozenset({pair.public}) and curve.server == pair.public
     assert for_node("", True, "") is None
-    assert len(node_token(curve)) == 64 and node_token(None) == ""

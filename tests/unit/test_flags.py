@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from zmq.auth import create_certificates
 
+from actors.runtime.config import NodeConfig
 from actors.supervisor.flags import FLAGS, env_name, resolve
-from actors.watch.__main__ import standalone
+from actors.watch.__main__ import from_node, standalone
 
 
 def test_defaults_are_etcds() -> None:
@@ -55,6 +56,8 @@ def test_every_member_computes_the_same_ids() -> None:
         (["--snapshot-count", "many"], "expected int"),
         (["--election-timeout", "200"], "at least 5 times"),
         (["--initial-cluster-state", "maybe"], "new' or 'existing"),
+        (["--max-watchers-per-stream", "0"], "--max-watchers-per-stream must be at least 1"),
+        (["--max-client-requests-in-flight", "0"], "in-flight must be at least 1"),
     ],
 )
 def test_bad_flags_say_what_is_wrong(argv: list[str], fragment: str) -> None:
@@ -90,6 +93,22 @@ def test_the_standalone_hub_reads_flags_then_the_environment() -> None:
     anywhere = standalone(["--listen-watch-urls", "tcp://0.0.0.0:2381"], env)
     assert anywhere.listen_urls == ["tcp://0.0.0.0:2381"]
     assert "0.0.0.0" not in anywhere.advertise_urls[0]  # this host's address instead
+
+
+def test_the_bounds_on_one_client_reach_the_gateway_and_every_hub() -> None:
+    default = resolve([], environ={})
+    assert (default.max_client_inflight, default.max_client_inflight_bytes) == (1000, 64 << 20)
+    assert from_node(default, 0).max_watchers_per_stream == 10_000
+    cfg = resolve(
+        ["--max-watch-streams", "7", "--max-watchers-per-stream", "8", "--max-watch-queue-bytes", "9"]
+        + ["--max-client-requests-in-flight", "10", "--max-client-bytes-in-flight", "11"],
+        environ={},
+    )
+    assert (cfg.max_client_inflight, cfg.max_client_inflight_bytes) == (10, 11)
+    hub = from_node(NodeConfig.from_json(cfg.to_json()), 1)  # as the supervisor hands it over
+    assert (hub.max_streams, hub.max_watchers_per_stream, hub.max_queued_bytes) == (7, 8, 9)
+    alone = standalone(["--endpoints", "tcp://a:2379", "--max-watch-streams", "3"], {})
+    assert (alone.max_streams, alone.max_watchers_per_stream) == (3, 10_000)
 
 
 def test_curve_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:

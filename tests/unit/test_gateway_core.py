@@ -455,3 +455,28 @@ def test_a_read_that_failed_its_checksums_raises_corrupt_for_this_member() -> No
     (propose,) = out.to_raft
     raised = decode(propose.data[0], InternalRequest).request
     assert raised == AlarmRequest(action=AlarmAction.ACTIVATE, member_id=1, alarm=AlarmType.CORRUPT)
+
+
+def test_a_client_may_have_only_so_many_requests_and_bytes_in_flight() -> None:
+    core = make(max_client_inflight=3, max_client_inflight_bytes=1 << 20)
+    core.internal(LEADER, 0)
+    for i in range(4):
+        ask(core, RangeRequest(key=b"k%d" % i, serializable=True), msg_id=i + 1, route=b"greedy")
+    ask(core, RangeRequest(key=b"k", serializable=True), msg_id=9, route=b"other")  # others are not held back
+    out = core.take_outbox()
+    ((route, msg_id, refused),) = out.to_client
+    assert (route, msg_id) == (b"greedy", 4) and isinstance(refused, ErrorResponse)
+    assert refused.code == ErrorCode.TOO_MANY_REQUESTS and refused.message == "etcdserver: too many requests"
+    reads = [r for r in out.to_mvcc if isinstance(r, ReadRequest)]
+    assert len(reads) == 4
+    body = encode(RangeResponse(header=ResponseHeader(revision=1)))
+    core.internal(ReadResult(read_id=reads[0].read_id, body=body), 0)  # one answered: room for one
+    replies(core)
+    ask(core, RangeRequest(key=b"k5", serializable=True), msg_id=5, route=b"greedy")
+    assert replies(core) == [] and core.pending_count == 4
+    big = make(max_client_inflight=100, max_client_inflight_bytes=700)
+    big.internal(LEADER, 0)
+    for i in range(3):  # bytes count too: about 310 each
+        ask(big, PutRequest(key=b"k", value=b"v" * 290), msg_id=i + 1, route=b"greedy")
+    (refused,) = replies(big)
+    assert refused[1] == 3 and error_code(refused) == ErrorCode.TOO_MANY_REQUESTS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.metrics.core import BadHttp, HttpRequest, MetricsBoard, answer, parse_request
+from actors.metrics.core import BadHttp, Connections, HttpRequest, MetricsBoard, answer, parse_request
 from actors.runtime.metrics import Registry, render
 from proto_schemas.codec import decode, encode
 from proto_schemas.internal import MetricsReport
@@ -93,3 +93,22 @@ def test_answers() -> None:
     assert answer(board, HttpRequest("DELETE", "/metrics"), 0.0).startswith(b"HTTP/1.1 405")
     sick = answer(board_with(0, {}), HttpRequest("GET", "/health"), 0.0)
     assert sick.startswith(b"HTTP/1.1 503") and sick.endswith(b'{"health":"false","reason":"RAFT NO LEADER"}')
+
+
+def test_connections_that_never_finish_a_request_are_closed_and_never_block_new_ones() -> None:
+    conns = Connections(max_connections=3, idle_timeout_s=5.0)
+    for i in range(3):
+        assert conns.opened(b"c%d" % i, float(i)) == []
+    assert conns.received(b"c0", b"GET /hea", 3.0) is None  # half a request: still waiting
+    assert conns.opened(b"c3", 4.0) == [b"c0"]  # full: the oldest makes room
+    assert conns.received(b"c0", b"lth HTTP/1.1\r\n\r\n", 4.0) is None  # closed by us: ignored
+    assert conns.received(b"c3", b"GET /health HTTP/1.1\r\n\r\n", 4.0) == HttpRequest("GET", "/health")
+    assert b"c3" not in conns  # answered: the answer closes it
+    assert conns.expired(5.9) == []
+    assert conns.expired(6.0) == [b"c1"]  # opened at 1.0: five seconds without a request
+    conns.received(b"c2", b"GET / HTTP/1.1\r\n", 6.5)  # data does not reset the clock
+    assert conns.expired(7.0) == [b"c2"] and len(conns) == 0
+    conns.opened(b"c4", 8.0)
+    with pytest.raises(BadHttp):
+        conns.received(b"c4", b"x" * 9000, 8.0)
+    assert b"c4" not in conns

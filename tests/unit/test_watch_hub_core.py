@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.watch.core import PROGRESS_ALL, HubCore, batched
+from actors.watch.core import PROGRESS_ALL, SLOW_STREAM, TOO_MANY, HubCore, batched
 from actors.watch.shell import encode_sharing
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.codec import decode
@@ -317,6 +317,54 @@ def test_ping_cancel_idle_streams_and_bad_requests() -> None:
     assert isinstance(err, ErrorResponse)
     hub.tick(10.0)
     assert hub.streams == {}
+
+
+def test_streams_and_watchers_per_stream_are_capped_with_etcds_error() -> None:
+    hub = started(10, max_streams=2, max_watchers_per_stream=2)
+    for watch_id in (1, 2, 3):
+        create(hub, "a", watch_id=watch_id)
+    refused = responses(hub)[-1]
+    assert (refused.watch_id, refused.created, refused.canceled) == (3, True, True)
+    assert refused.cancel_reason == TOO_MANY == "etcdserver: too many requests"
+    hub.client(C, 5, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.1)
+    create(hub, "a", watch_id=3)  # room again
+    assert not responses(hub)[-1].canceled
+    hub.client(b"second", 1, WatchPing(), 0.2)
+    hub.client(b"third", 9, WatchPing(), 0.2)
+    out = hub.take_outbox().to_client
+    assert out[-1][:2] == (b"third", 9) and out[-1][2].code == ErrorCode.TOO_MANY_REQUESTS
+    assert set(hub.streams) == {C, b"second"}
+    hub.live(batch(put("a", 11)), 0.3)
+    assert sorted(r.watch_id for r in responses(hub)) == [2, 3]  # the index follows cancels
+
+
+def test_a_client_that_never_reads_loses_its_watches_then_its_stream() -> None:
+    """Pings refresh a stream, so idle cleanup never ends one whose client sends but never
+    reads: its queued replies are bounded instead (a ping's answer replaces the one before)."""
+    hub = started(10, max_queued_bytes=2000, stall_retry_s=100.0)
+    create(hub, "a", watch_id=1)
+    create(hub, "b", watch_id=2)
+    hub.stalled(C, [(r, b) for _, r, b in hub.take_outbox().to_client], 0.1)  # never sent
+    for i in range(1000):  # pongs do not pile up
+        hub.client(C, 100 + i, WatchPing(), 0.2 + i * 0.001)
+    assert sum(isinstance(b, WatchPong) for _, b in hub.streams[C].control) == 1
+    assert set(hub.streams[C].watchers) == {1, 2}
+    for _ in range(45):  # replies that do pile up: progress requests while never reading
+        hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.5)
+    assert hub.streams[C].watchers == {} and len(hub.index) == 0  # cancelled...
+    cancels = [b for _, b in hub.streams[C].control if isinstance(b, WatchResponse)]
+    assert [(b.watch_id, b.canceled, b.cancel_reason) for b in cancels[:2]] == [
+        (1, True, SLOW_STREAM),
+        (2, True, SLOW_STREAM),
+    ]  # ...and told why, once it reads
+    for _ in range(100):
+        hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.6)
+        if C not in hub.streams:
+            break
+    assert C not in hub.streams and hub.overflows == 2  # overflowed again, still unread: dropped
+    create(hub, "a", watch_id=1, now=2.0)
+    hub.reading(C)  # a client that reads again starts afresh
+    assert not hub.streams[C].overflowed and set(hub.streams[C].watchers) == {1}
 
 
 def test_creates_before_the_first_revision_is_known_wait_for_it() -> None:
