@@ -28,7 +28,7 @@ from etcdz import _cli_txn as txnfmt
 from etcdz import _cli_watch as watchfmt
 from etcdz import ops
 from etcdz.client import Client
-from etcdz.errors import EtcdzError, PermissionDenied
+from etcdz.errors import EtcdzError, PermissionDenied, Unhealthy
 from proto_schemas.kv import SortOrder, SortTarget
 
 SORT_TARGETS = {
@@ -336,6 +336,9 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
                         client.get("health")
                     except PermissionDenied:
                         pass  # as etcdctl: the refusal went through consensus, which is the point
+                    problems = client.status().errors  # what the member cannot serve (a hub down)
+                    if problems:
+                        raise Unhealthy("; ".join(problems))
                     rows.append((endpoint, True, fmt.duration(time.perf_counter() - started), ""))
                 else:
                     rows.append((endpoint, client.status()))

@@ -101,6 +101,14 @@ class NodeConfig:
     def client_curve(self) -> Curve | None:
         return curve.for_node(self.key_file, self.client_cert_auth, self.trusted_keys_dir)
 
+    def events_curve(self) -> Curve | None:
+        """The event stream's: only the members' own key pair may subscribe (the node's hubs
+        and hubs elsewhere that hold it), never a client's key, trusted or not."""
+        served = self.client_curve()
+        if served is None:
+            return None
+        return dataclasses.replace(served, allowed=frozenset({served.pair.public}))
+
     def peer_curve(self) -> Curve | None:
         return curve.for_node(self.peer_key_file, self.peer_client_cert_auth, self.peer_trusted_keys_dir)
 

@@ -92,6 +92,15 @@ def node_token(peer: Curve | None) -> str:
     return hmac.new(peer.pair.secret, b"etcdz node token", hashlib.sha256).hexdigest()
 
 
+def hub_token(client: Curve | None) -> str:
+    """What a watch hub holding the members' client key pair presents to a member's gateway
+    to announce itself and read history: derived from that pair's secret, so clients (who
+    hold only the public key, or keys of their own) cannot make it up. Empty without a key."""
+    if client is None:
+        return ""
+    return hmac.new(client.pair.secret, b"etcdz hub token", hashlib.sha256).hexdigest()
+
+
 def serve(sock: zmq.Socket[bytes], curve: Curve | None, domain: str) -> None:
     """Make ``sock`` a Curve server (before it binds)."""
     if curve is None:
