@@ -202,13 +202,16 @@ class WatchStream(threading.Thread):
         self._failed: dict[str, tuple[str, float]] = {}  # hub URL -> (why, left alone until)
         self._answered = False  # the current hub answered the handshake
         self._last_good = time.monotonic()  # when a hub of this cluster last answered
+        self._end_lock = threading.Lock()
+        self._ended = False  # the thread is done: no more watches
 
     # -- user threads ----------------------------------------------------------------------------
     def watch(self, request: WatchCreateRequest, sink: Callable[[Any], None] | None = None) -> Watch:
-        if self.error is not None:
-            raise self.error
-        w = Watch(self, next(self._ids), request, sink)
-        self._command("create", w)
+        with self._end_lock:
+            if self._ended:
+                raise self.error or Unavailable("the watch stream is closed")
+            w = Watch(self, next(self._ids), request, sink)
+            self._command("create", w)
         return w
 
     def cancel(self, w: Watch) -> None:
@@ -253,6 +256,9 @@ class WatchStream(threading.Thread):
             if sock is not None:
                 sock.close(linger=0)
             self._wake_in.close(linger=0)
+            with self._end_lock:  # watches asked for but never sent end too
+                self._ended = True
+                self._run_commands(None, 0.0)
             for w in self._watches.values():
                 w._put(self.error or _STOP)
 
@@ -347,13 +353,19 @@ class WatchStream(threading.Thread):
             w.confirmed = False
             self._send(sock, WatchRequest(request=w._resume_request()))
 
-    def _run_commands(self, sock: zmq.Socket[bytes], now: float) -> float | None:
+    def _run_commands(self, sock: zmq.Socket[bytes] | None, now: float) -> float | None:
+        """Carry out the user threads' commands (``sock`` None: the stream has ended, a new
+        watch is only registered, to be ended with the others)."""
         sent = None
         while True:
             try:
                 op, arg = self._commands.get_nowait()
             except queue.Empty:
                 return sent
+            if sock is None:
+                if op == "create":
+                    self._watches[arg.id] = arg
+                continue
             if op == "create":
                 self._watches[arg.id] = arg
                 self._send(sock, WatchRequest(request=arg._resume_request()))

@@ -28,7 +28,8 @@ Rules (etcd's v3 server, preflight order as etcd's):
   those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
   serializable reads. Only a hub may announce (see hubs.py for the checks): the node's own,
   on its private socket; one holding the members' Curve key (it presents ``hub_token``,
-  derived from that key's secret); with auth enabled, a root user. Anyone else gets
+  derived from that key's secret); with auth enabled, a root user; anyone, in a cluster
+  started with ``--experimental-allow-unauthenticated-hubs`` (open anyway). Anyone else gets
   ``permission denied``, and the event stream's address is told only to hubs.
 - Auth (see actors/auth): while enabled, every request but a login, the status ones and a
   hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
@@ -212,6 +213,7 @@ class GatewayCore:
         node_token: str = "",
         hub_token: str = "",
         local_hubs: int = 0,
+        open_hubs: bool = False,
         jwt: JwtTokens | None = None,
     ) -> None:
         self.member_id = member_id
@@ -235,6 +237,7 @@ class GatewayCore:
         self.node_token = node_token  # other members' own processes present it
         self.hub_token = hub_token  # hubs on other hosts holding the members' key present it
         self.local_hubs = LocalHubs(local_hubs)
+        self.open_hubs = open_hubs  # --experimental-allow-unauthenticated-hubs
         self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
@@ -311,7 +314,7 @@ class GatewayCore:
             self._reply(route, header.msg_id, self._auth_check(request, now))
             return
         if isinstance(request, HubAnnounce | WatchHubsRequest):
-            hub = local or self._is_node(header.token) or self._is_hub(header.token)
+            hub = local or self._is_node(header.token) or self._is_hub(header.token) or self.open_hubs
             if isinstance(request, HubAnnounce):
                 self._announced(request, hub or bool(user), local, now)
             self._reply(route, header.msg_id, self._watch_hubs(now, hub or bool(user)))

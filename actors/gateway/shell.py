@@ -60,6 +60,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         node_token=curve.node_token(config.peer_curve()),
         hub_token=curve.hub_token(config.client_curve()),
         local_hubs=config.watch_hubs,
+        open_hubs=config.allow_unauthenticated_hubs,
         jwt=_jwt(config),
         compactor=compactor.build(
             config.auto_compaction_mode, config.auto_compaction_retention, time.monotonic()

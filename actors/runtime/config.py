@@ -54,6 +54,7 @@ class NodeConfig:
     listen_events_urls: list[str] = field(default_factory=list)  # tcp, for hubs on other hosts
     advertise_events_urls: list[str] = field(default_factory=list)
     watch_hubs: int = 1
+    allow_unauthenticated_hubs: bool = False  # hubs may announce over the client port unproven
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300

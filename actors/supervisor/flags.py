@@ -65,6 +65,13 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
         "http://host:port URLs to serve /metrics and /health on (off by default)",
     ),
     "watch-hubs": (int, 1, "watch hubs to start with this member (0: none)"),
+    "experimental-allow-unauthenticated-hubs": (
+        boolean,
+        False,
+        "accept watch hub announcements over the client port from anyone (for a cluster that is "
+        "open anyway: no auth, no --key-file); else only hubs holding the members' key or, with "
+        "auth enabled, logged in as root may announce",
+    ),
     "experimental-watch-progress-notify-interval": (
         str,
         "10m",
@@ -349,6 +356,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         listen_events_urls=listen_events,
         advertise_events_urls=urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
+        allow_unauthenticated_hubs=bool(values["experimental-allow-unauthenticated-hubs"]),
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])
