@@ -277,6 +277,7 @@ class WatchStream(threading.Thread):
             candidates = [u for u in urls if self._failed.get(u, ("", 0.0))[1] <= now]
             while candidates:
                 self.hub = random.choice(candidates)
+                self._failed.pop(self.hub, None)  # its cool-off is over: a fresh chance
                 sock = self._open(self.hub)
                 if sock is not None:
                     return sock

@@ -512,7 +512,7 @@ class GatewayCore:
         """The hubs heard from lately; where the events are published only to a hub (the
         stream carries every key and value)."""
         self._expire_hubs(now)
-        urls = sorted(u for _, hub_urls in self._hubs.values() for u in hub_urls)
+        urls = sorted({u for _, hub_urls in self._hubs.values() for u in hub_urls})  # a restarted hub: once
         events = self.events_urls if hub else []
         return WatchHubsResponse(header=self.header(0), urls=urls, events_urls=events)
 

@@ -143,6 +143,24 @@ def health(m: Member) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def test_a_hub_that_restarts_at_its_fixed_port_gets_its_watches_back(side_by_side: LocalCluster) -> None:
+    c_member = member(side_by_side, "c")
+    hubs_of(c_member)
+    with Client([c_member.client_url], timeout=5) as c:
+        with c.watch("restart/", prefix=True) as w:
+            assert w.created.wait(30)
+            os.kill(c_member.actor_pids()["watch0"], signal.SIGKILL)
+            c.put("restart/1", "x")  # while the hub is down: read from history on its return
+            got = w.get(timeout=60)
+            assert got is not None and [e.kv.key for e in got.events] == [b"restart/1"]
+    wait_until(lambda: not status_errors(c_member), timeout=60, what="hub serving")
+
+
+def status_errors(m: Member) -> list[str]:
+    with m.client(timeout=5) as c:
+        return list(c.status().errors)
+
+
 def test_a_hub_whose_port_is_taken_makes_the_member_unhealthy_and_the_watch_fails(
     side_by_side: LocalCluster,
 ) -> None:
