@@ -223,7 +223,6 @@ class LocalCluster:
             hubs=int(self.members[0].env["ETCDZ_WATCH_HUBS"]),
             metrics=bool(self.members[0].metrics_url),
             state="existing",
-            hub_service=bool(self.hubs),
         )
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
         member = self._member(run)

@@ -45,7 +45,6 @@ def member(
     hubs: int = 0,
     metrics: bool = True,
     state: str = "new",
-    hub_service: bool = False,
 ) -> dict[str, Any]:
     """One member's service: its own volume, etcd-style flags as ``ETCDZ_*`` variables."""
     env = {
@@ -58,12 +57,13 @@ def member(
         "ETCDZ_INITIAL_CLUSTER": cluster,
         "ETCDZ_INITIAL_CLUSTER_TOKEN": TOKEN,
         "ETCDZ_INITIAL_CLUSTER_STATE": state,
+        # An example deployment, open anyway (no auth, no keys: see deploy/README.md): hubs
+        # announce and subscribe to the events unproven.
+        "ETCDZ_EXPERIMENTAL_ALLOW_UNAUTHENTICATED_HUBS": "true",
         "ETCDZ_LISTEN_EVENTS_URLS": f"tcp://0.0.0.0:{EVENTS}",
         "ETCDZ_ADVERTISE_EVENTS_URLS": f"tcp://{name}:{EVENTS}",
         "ETCDZ_WATCH_HUBS": str(hubs),
     }
-    if hub_service:  # an example deployment, open anyway (no auth, no keys): see the README
-        env["ETCDZ_EXPERIMENTAL_ALLOW_UNAUTHENTICATED_HUBS"] = "true"
     if hubs:
         env["ETCDZ_LISTEN_WATCH_URLS"] = f"tcp://0.0.0.0:{WATCH}"
         env["ETCDZ_ADVERTISE_WATCH_URLS"] = f"tcp://{name}:{WATCH}"
@@ -104,7 +104,7 @@ def compose(members: int = 3, hubs: int = 2, *, member_hubs: int = 0, metrics: b
     cluster = initial_cluster(names)
     services: dict[str, Any] = {}
     for i, name in enumerate(names):
-        services[name] = member(name, cluster, hubs=member_hubs, metrics=metrics, hub_service=hubs > 0)
+        services[name] = member(name, cluster, hubs=member_hubs, metrics=metrics)
         if i < len(PUBLISHED_CLIENT):
             services[name]["ports"] = [f"{PUBLISHED_CLIENT[i]}:{CLIENT}"]
     if hubs:

@@ -55,8 +55,7 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
         str,
         "",
         "tcp URLs to publish committed events on, for watch hubs on other hosts (off by default; "
-        "with --key-file only hubs holding the members' key may subscribe; without it the stream "
-        "is open to anyone who reaches it)",
+        "needs --key-file: only hubs holding the members' key may subscribe)",
     ),
     "advertise-events-urls": (str, "", "event stream URLs told to authenticated watch hubs"),
     "listen-metrics-urls": (
@@ -68,9 +67,10 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "experimental-allow-unauthenticated-hubs": (
         boolean,
         False,
-        "accept watch hub announcements over the client port from anyone (for a cluster that is "
-        "open anyway: no auth, no --key-file); else only hubs holding the members' key or, with "
-        "auth enabled, logged in as root may announce",
+        "for a cluster that is open anyway (no auth, no --key-file): accept watch hub "
+        "announcements over the client port from anyone, and --listen-events-urls without "
+        "--key-file; else only hubs holding the members' key (or, with auth enabled, logged in "
+        "as root) may announce, and only hubs holding that key may subscribe to the events",
     ),
     "experimental-watch-progress-notify-interval": (
         str,
@@ -319,6 +319,13 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     if hubs < 0:
         raise ValueError("--watch-hubs must be 0 or more")
     listen_events = urls(str(values["listen-events-urls"]))
+    open_hubs = bool(values["experimental-allow-unauthenticated-hubs"])
+    if listen_events and not values["key-file"] and not open_hubs:
+        raise ValueError(
+            "--listen-events-urls needs --key-file: the event stream carries every key and value, "
+            "and only watch hubs holding the members' key may subscribe (a cluster open anyway "
+            "may pass --experimental-allow-unauthenticated-hubs)"
+        )
     token_ttl = int(values["auth-token-ttl"])  # type: ignore[call-overload]
     if token_ttl <= 0:
         raise ValueError("--auth-token-ttl must be a positive number of seconds")
@@ -356,7 +363,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         listen_events_urls=listen_events,
         advertise_events_urls=urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
-        allow_unauthenticated_hubs=bool(values["experimental-allow-unauthenticated-hubs"]),
+        allow_unauthenticated_hubs=open_hubs,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])

@@ -58,6 +58,8 @@ ANNOUNCE_S = 1.0
 TICK_S = 0.05
 LOGIN_S = 1.0
 WARN_EVERY_S = 10.0  # a repeated configuration error is logged at most this often
+# A member's refusals that mean this hub is misconfigured (logged at error level).
+REFUSALS = frozenset({ErrorCode.PERMISSION_DENIED, ErrorCode.CLUSTER_ID_MISMATCH, ErrorCode.AUTH_FAILED})
 
 
 @dataclass
@@ -116,7 +118,6 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     listening = [True]  # whether ``events`` is subscribed (see HubCore.listening)
     curvezmq.connect_as(events, config.curve)
     subscribed: list[str] = []
-    foreign_warned = [-WARN_EVERY_S]
 
     def subscribe(urls: list[str]) -> None:
         for url in urls:
@@ -139,7 +140,6 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     history_turn = itertools.count()
     auth = _Login()
     hub_token = curvezmq.hub_token(config.members_curve) if config.hub_credential else ""
-    refused_warned = [-WARN_EVERY_S]
 
     def to_member(body: Any, msg_id: int = 0) -> None:
         """Send to the first member we are connected to (taking turns)."""
@@ -191,7 +191,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 continue
             foreign = core.foreign_batches
             core.live(msg, now)
-            if core.foreign_batches > foreign and now_warn(foreign_warned):
+            if core.foreign_batches > foreign and now_warn("foreign events"):
                 log.error(
                     "dropped events of another cluster: check --backend-events",
                     cluster_id=f"{core.cluster_id:x}",
@@ -217,8 +217,10 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 core.ask_history_again(now)
             elif isinstance(msg, ErrorResponse) and msg.code in RELOGIN:
                 login()
-            elif isinstance(msg, ErrorResponse) and now_warn(refused_warned):
-                log.error("a member refused this hub", error=msg.message)
+            elif isinstance(msg, ErrorResponse):
+                if now_warn("refused"):  # e.g. an announce without the hub credential
+                    level = log.error if msg.code in REFUSALS else log.warning
+                    level("a member refused this hub", error=msg.message)
             elif isinstance(msg, WatchHistoryResponse):
                 core.history(msg, now)
             elif isinstance(msg, WatchHubsResponse):
@@ -237,20 +239,21 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         if not core.cluster_id:
             core.cluster_id = cluster_id
             log.info("serving cluster", cluster_id=f"{cluster_id:x}")
-        elif cluster_id != core.cluster_id and now_warn(mismatch_warned):
+        elif cluster_id != core.cluster_id and now_warn("foreign member"):
             log.error(
                 "a member of another cluster answered: check --endpoints",
                 cluster_id=f"{core.cluster_id:x}",
                 other=f"{cluster_id:x}",
             )
 
-    mismatch_warned = [-WARN_EVERY_S]
+    warned: dict[str, float] = {}
 
-    def now_warn(last: list[float]) -> bool:
+    def now_warn(what: str) -> bool:
+        """Whether to log ``what`` now (a repeated configuration error: once per WARN_EVERY_S)."""
         now = time.monotonic()
-        if now - last[0] < WARN_EVERY_S:
+        if now - warned.get(what, -WARN_EVERY_S) < WARN_EVERY_S:
             return False
-        last[0] = now
+        warned[what] = now
         return True
 
     def reply(route: bytes, reply_to: int, body: Any) -> bool:

@@ -51,6 +51,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Iterator[Lo
         *("--trusted-keys-dir", str(keys / "trusted")),
         *("--peer-key-file", str(keys / "peer.key_secret"), "--peer-client-cert-auth"),
         *("--auth-token", f"jwt,priv-key={keys / 'jwt.key'},sign-method=HS256,ttl=5m"),
+        "--experimental-allow-unauthenticated-hubs=false",  # secured: hubs prove themselves
     ]
     options = {"server_key": str(keys / "server.key"), "client_key": str(keys / "client.key_secret")}
     with running(str(tmp_path_factory.mktemp("secured")), 3, extra_args=flags, client_options=options) as c:

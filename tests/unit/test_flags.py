@@ -159,6 +159,15 @@ def test_ports_etcd_has_not_derive_from_the_client_url_so_members_on_one_host_ne
     assert standalone(["--endpoints", "tcp://127.0.0.1:2379"], {}).listen_urls == ["tcp://127.0.0.1:0"]
 
 
+def test_an_event_stream_on_tcp_needs_a_key_unless_the_cluster_is_open_anyway() -> None:
+    with pytest.raises(ValueError, match="--listen-events-urls needs --key-file"):
+        resolve(["--listen-events-urls=tcp://127.0.0.1:2382"], environ={})
+    opened = ["--listen-events-urls=tcp://127.0.0.1:2382", "--experimental-allow-unauthenticated-hubs"]
+    cfg = resolve(opened, environ={})
+    assert cfg.allow_unauthenticated_hubs and cfg.listen_events_urls == ["tcp://127.0.0.1:2382"]
+    assert not resolve([], environ={}).allow_unauthenticated_hubs
+
+
 def test_a_port_of_zero_is_advertised_as_bound_and_each_hub_of_a_member_gets_its_own() -> None:
     from actors.runtime.listen import resolve_advertised
     from actors.watch.__main__ import from_node
