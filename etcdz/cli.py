@@ -236,7 +236,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, out: Output) -> int:
     from etcdz import _cli_format as fmt
-    from etcdz.errors import EtcdzError, PermissionDenied
+    from etcdz.errors import EtcdzError, PermissionDenied, Unhealthy
 
     code = 0
     rows: list[Any] = []
@@ -249,6 +249,9 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
                         client.get("health")
                     except PermissionDenied:
                         pass  # as etcdctl: the refusal went through consensus, which is the point
+                    problems = client.status().errors  # what the member cannot serve (a hub down)
+                    if problems:
+                        raise Unhealthy("; ".join(problems))
                     rows.append((endpoint, True, fmt.duration(time.perf_counter() - started), ""))
                 else:
                     rows.append((endpoint, client.status()))

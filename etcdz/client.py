@@ -53,6 +53,7 @@ from proto_schemas.kv import (
     RangeResponse,
     RangeStreamRequest,
     RangeStreamResponse,
+    ResponseHeader,
     StatusRequest,
     StatusResponse,
     TxnResponse,
@@ -150,6 +151,7 @@ class Client(AuthApi):
         self._lock = threading.Lock()
         self._stream_lock = threading.Lock()
         self._watch_stream: WatchStream | None = None
+        self.cluster_id = 0  # as the members' answers say (0: not heard yet)
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -276,6 +278,9 @@ class Client(AuthApi):
                         else RequestTimedOut()
                     )
                 continue
+            header = getattr(response, "header", None)
+            if isinstance(header, ResponseHeader) and header.cluster_id:
+                self.cluster_id = header.cluster_id  # the hubs a watch uses must serve it
             if isinstance(response, ErrorResponse):
                 if (
                     response.code in RETRY_ELSEWHERE
@@ -361,7 +366,9 @@ class Client(AuthApi):
         from etcdz.watcher import WatchStream
 
         with self._stream_lock:
-            if self._watch_stream is None:
+            if self._watch_stream is None or (
+                self._watch_stream.error is not None and not self._watch_stream.is_alive()
+            ):  # a stream that ended with an error: the next watch tries afresh
                 self._watch_stream = WatchStream(self)
                 self._watch_stream.start()
             return self._watch_stream

@@ -7,12 +7,22 @@ moves. The thread pings an idle hub every second; when a hub stays silent for ``
 the stream moves to another hub the cluster advertises and every live watch is created again
 from the last revision it delivered + 1: no gap, and events at or below that revision are
 dropped should any arrive twice.
+
+Never silence: the first ping is a handshake carrying the cluster id the client learned from
+the members, and a hub of another cluster (its pong says so, or it refuses the stream) is
+left at once. A hub of another cluster or an announced URL ZeroMQ cannot use is not tried
+again until some hub works, a silent one not for ``DEAD_AFTER_S``; when no hub has answered
+for the client's timeout (+ ``DEAD_AFTER_S``), every watch ends with the error
+(``Unavailable``, or ``ClusterIdMismatch`` when every hub serves another cluster) raised from
+its iterator. The members serve no watches themselves, so there is no other path to fall
+back to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import queue
 import random
 import threading
@@ -23,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from etcdz import ops
-from etcdz.errors import Compacted, EtcdzError, Unavailable, from_reason
+from etcdz.errors import ClusterIdMismatch, Compacted, EtcdzError, Unavailable, from_reason
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
-from proto_schemas.errors import RELOGIN, TEXTS, ErrorResponse
+from proto_schemas.errors import RELOGIN, TEXTS, ErrorCode, ErrorResponse
 from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
     PROGRESS_ALL,
@@ -34,6 +44,7 @@ from proto_schemas.watch import (
     FilterType,
     WatchCancelRequest,
     WatchCreateRequest,
+    WatchHubsRequest,
     WatchPing,
     WatchPong,
     WatchProgressRequest,
@@ -47,6 +58,7 @@ if TYPE_CHECKING:
 
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
+FOREIGN = "another cluster's hub"
 _STOP = object()
 _LOGIN_CURES = frozenset(TEXTS[c] for c in RELOGIN)  # as for calls: what a fresh login cures
 
@@ -187,13 +199,19 @@ class WatchStream(threading.Thread):
         self._recreate = False
         self._relogged: list[Watch] = []
         self.error: EtcdzError | None = None
+        self._failed: dict[str, tuple[str, float]] = {}  # hub URL -> (why, left alone until)
+        self._answered = False  # the current hub answered the handshake
+        self._last_good = time.monotonic()  # when a hub of this cluster last answered
+        self._end_lock = threading.Lock()
+        self._ended = False  # the thread is done: no more watches
 
     # -- user threads ----------------------------------------------------------------------------
     def watch(self, request: WatchCreateRequest, sink: Callable[[Any], None] | None = None) -> Watch:
-        if self.error is not None:
-            raise self.error
-        w = Watch(self, next(self._ids), request, sink)
-        self._command("create", w)
+        with self._end_lock:
+            if self._ended:
+                raise self.error or Unavailable("the watch stream is closed")
+            w = Watch(self, next(self._ids), request, sink)
+            self._command("create", w)
         return w
 
     def cancel(self, w: Watch) -> None:
@@ -225,42 +243,80 @@ class WatchStream(threading.Thread):
         sock: zmq.Socket[bytes] | None = None
         try:
             while not self._stopping:
-                sock = self._connect(exclude=self.hub)
+                sock = self._connect()
+                if sock is None:
+                    break
                 self._serve(sock)
                 sock.close(linger=0)
                 sock = None
+        except Exception as exc:  # a bug must end the watches with an error, never silently
+            self.error = self.error or EtcdzError(f"watch stream failed: {exc!r}")
         finally:
+            self._stopping = True
             if sock is not None:
                 sock.close(linger=0)
             self._wake_in.close(linger=0)
+            with self._end_lock:  # watches asked for but never sent end too
+                self._ended = True
+                self._run_commands(None, 0.0)
             for w in self._watches.values():
                 w._put(self.error or _STOP)
 
-    def _connect(self, exclude: str) -> zmq.Socket[bytes]:
-        deadline = time.monotonic() + self._client.timeout
-        while True:
+    def _connect(self) -> zmq.Socket[bytes] | None:
+        """A connection to a hub not known to have failed, None (``error`` set) when none
+        turns up within the client's timeout: the watches then end with that error."""
+        while not self._stopping:
             try:
+                if not self._client.cluster_id:
+                    self._client.call(WatchHubsRequest())  # learn the cluster the hubs must serve
                 urls = self._client.watch_endpoints or self._client.watch_hubs()
+                last_error: EtcdzError = self._no_hub_error(urls)
             except EtcdzError as exc:
                 urls, last_error = [], exc
-            else:
-                last_error = Unavailable("no watch hub is serving this cluster")
-            if urls:
-                others = [u for u in urls if u != exclude] or urls
-                self.hub = random.choice(others)
-                sock = self._ctx.socket(zmq.DEALER)
-                sock.setsockopt(zmq.LINGER, 0)
-                self._client.secure(sock)
-                sock.connect(self.hub)
-                self._hub_id = ""
-                self._send(sock, WatchPing())  # its answer tells which hub instance this is
-                self._resume_all(sock)
-                return sock
-            if time.monotonic() > deadline or self._stopping:
+            now = time.monotonic()
+            candidates = [u for u in urls if self._failed.get(u, ("", 0.0))[1] <= now]
+            while candidates:
+                self.hub = random.choice(candidates)
+                self._failed.pop(self.hub, None)  # its cool-off is over: a fresh chance
+                sock = self._open(self.hub)
+                if sock is not None:
+                    return sock
+                candidates.remove(self.hub)
+            if now - self._last_good > self._client.timeout + DEAD_AFTER_S:
                 self.error = last_error
-                self._stopping = True
-                raise last_error
+                return None
             time.sleep(0.2)
+        return None
+
+    def _fail(self, url: str, reason: str, for_s: float = math.inf) -> None:
+        """Leave ``url`` alone for ``for_s`` (for good: until some hub works)."""
+        self._failed[url] = (reason, time.monotonic() + for_s)
+
+    def _no_hub_error(self, urls: list[str]) -> EtcdzError:
+        if not urls:
+            return Unavailable("no watch hub is serving this cluster")
+        why = {u: self._failed[u][0] for u in urls if u in self._failed}
+        reasons = "; ".join(f"{u}: {reason}" for u, reason in why.items())
+        if len(why) == len(urls) and all(r.startswith(FOREIGN) for r in why.values()):
+            return ClusterIdMismatch(f"etcdserver: cluster ID mismatch ({reasons})")
+        return Unavailable(f"no watch hub works for this cluster ({reasons or 'none answered'})")
+
+    def _open(self, url: str) -> zmq.Socket[bytes] | None:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        self._client.secure(sock)
+        try:
+            sock.connect(url)
+        except zmq.ZMQError as exc:  # an announced URL ZeroMQ cannot use
+            sock.close(linger=0)
+            self._fail(url, f"invalid hub URL ({exc})")
+            return None
+        self._hub_id = ""
+        self._answered = False
+        # The handshake: the answer says which hub instance this is and whose cluster it serves.
+        self._send(sock, WatchPing(cluster_id=self._client.cluster_id))
+        self._resume_all(sock)
+        return sock
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:
         poller = zmq.Poller()
@@ -284,8 +340,11 @@ class WatchStream(threading.Thread):
                 for w in self._relogged:  # refused for an expired token: logged in again
                     self._send(sock, WatchRequest(request=w._resume_request()))
                 self._relogged.clear()
-            if now - heard > DEAD_AFTER_S:
-                return  # the hub is gone: move the stream
+            if self.hub in self._failed:
+                return  # a hub of another cluster: move the stream
+            if now - heard > DEAD_AFTER_S:  # the hub is gone (or never was): move the stream
+                self._fail(self.hub, "went silent" if self._answered else "no answer", DEAD_AFTER_S)
+                return
             if now - sent >= PING_S:
                 self._send(sock, WatchPing())
                 sent = now
@@ -295,13 +354,19 @@ class WatchStream(threading.Thread):
             w.confirmed = False
             self._send(sock, WatchRequest(request=w._resume_request()))
 
-    def _run_commands(self, sock: zmq.Socket[bytes], now: float) -> float | None:
+    def _run_commands(self, sock: zmq.Socket[bytes] | None, now: float) -> float | None:
+        """Carry out the user threads' commands (``sock`` None: the stream has ended, a new
+        watch is only registered, to be ended with the others)."""
         sent = None
         while True:
             try:
                 op, arg = self._commands.get_nowait()
             except queue.Empty:
                 return sent
+            if sock is None:
+                if op == "create":
+                    self._watches[arg.id] = arg
+                continue
             if op == "create":
                 self._watches[arg.id] = arg
                 self._send(sock, WatchRequest(request=arg._resume_request()))
@@ -318,8 +383,17 @@ class WatchStream(threading.Thread):
         except DecodeError:
             return
         if isinstance(msg, ErrorResponse):
-            return  # a request this SDK built was refused: a bug, nothing to hand to a watch
+            if msg.code == ErrorCode.CLUSTER_ID_MISMATCH:
+                self._fail(self.hub, f"{FOREIGN}: {msg.message}")
+            return  # else a request this SDK built was refused: a bug, nothing to hand to a watch
         if isinstance(msg, WatchPong):
+            mine = self._client.cluster_id
+            if msg.cluster_id and mine and msg.cluster_id != mine:
+                self._fail(self.hub, f"{FOREIGN}: it serves cluster {msg.cluster_id:x}, not {mine:x}")
+                return
+            self._answered = True
+            self._last_good = time.monotonic()
+            self._failed.clear()  # a working hub: those that failed may be tried again later
             if self._hub_id and msg.hub_id != self._hub_id:
                 # The hub restarted at the same address and forgot us: nothing it says counts
                 # for a watch until it has created that watch again.

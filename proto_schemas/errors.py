@@ -127,7 +127,13 @@ INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.S
 RELOGIN = frozenset({ErrorCode.USER_EMPTY, ErrorCode.INVALID_AUTH_TOKEN, ErrorCode.AUTH_OLD_REVISION})
 # errors whose detail (what exactly was wrong) is worth showing after etcd's text
 _DETAILED = frozenset(
-    {ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.INTERNAL, ErrorCode.MEMBER_BAD_URLS}
+    {
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.UNKNOWN_OP,
+        ErrorCode.INTERNAL,
+        ErrorCode.MEMBER_BAD_URLS,
+        ErrorCode.CLUSTER_ID_MISMATCH,  # which clusters: a hub's, a client's
+    }
 )
 
 

@@ -94,16 +94,22 @@ class WatchResponses:
 @message(166)
 @wire
 class WatchPing:
-    """Client -> hub when the stream is idle: keeps the stream and proves the hub alive."""
+    """Client -> hub when the stream is idle: keeps the stream and proves the hub alive. The
+    first one is the handshake: ``cluster_id`` (0: not known) is the cluster the client means;
+    a hub of another cluster refuses the stream (``cluster ID mismatch``)."""
+
+    cluster_id: int = 0
 
 
 @message(167)
 @wire
 class WatchPong:
-    """``hub_id`` changes when the hub restarts (its watchers are gone then: create them again)."""
+    """``hub_id`` changes when the hub restarts (its watchers are gone then: create them again);
+    ``cluster_id`` is the cluster the hub serves (0: not known yet), checked by the client."""
 
     revision: int = 0
     hub_id: str = ""
+    cluster_id: int = 0
 
 
 @message(168)
@@ -135,6 +141,7 @@ class EventBatch:
     revision: int
     compact_revision: int = 0
     events: list[Event] = field(default_factory=list)
+    cluster_id: int = 0  # whose events these are: a hub drops another cluster's
 
 
 @message(361)
@@ -163,7 +170,11 @@ class WatchHistoryResponse:
 @message(363)
 @wire
 class HubAnnounce:
-    """Hub -> gateway, every second: this hub serves watches at ``urls``."""
+    """Hub -> gateway, every second: this hub serves watches at ``urls`` (as bound: never a
+    port 0). ``name`` is a member's own hub's slot (``watch0``...), by which its member tells
+    a hub that stopped announcing; ``cluster_id`` the cluster the hub believes it serves."""
 
     hub_id: str
     urls: list[str] = field(default_factory=list)
+    name: str = ""
+    cluster_id: int = 0

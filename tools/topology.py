@@ -39,7 +39,12 @@ def initial_cluster(names: list[str]) -> str:
 
 
 def member(
-    name: str, cluster: str, *, hubs: int = 0, metrics: bool = True, state: str = "new"
+    name: str,
+    cluster: str,
+    *,
+    hubs: int = 0,
+    metrics: bool = True,
+    state: str = "new",
 ) -> dict[str, Any]:
     """One member's service: its own volume, etcd-style flags as ``ETCDZ_*`` variables."""
     env = {
@@ -52,6 +57,9 @@ def member(
         "ETCDZ_INITIAL_CLUSTER": cluster,
         "ETCDZ_INITIAL_CLUSTER_TOKEN": TOKEN,
         "ETCDZ_INITIAL_CLUSTER_STATE": state,
+        # An example deployment, open anyway (no auth, no keys: see deploy/README.md): hubs
+        # announce and subscribe to the events unproven.
+        "ETCDZ_EXPERIMENTAL_ALLOW_UNAUTHENTICATED_HUBS": "true",
         "ETCDZ_LISTEN_EVENTS_URLS": f"tcp://0.0.0.0:{EVENTS}",
         "ETCDZ_ADVERTISE_EVENTS_URLS": f"tcp://{name}:{EVENTS}",
         "ETCDZ_WATCH_HUBS": str(hubs),

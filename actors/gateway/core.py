@@ -26,7 +26,11 @@ Rules (etcd's v3 server, preflight order as etcd's):
   due; the gateway learns the backend's revision at start and from every apply result.
 - Watch hubs announce themselves (``HubAnnounce``) every second; ``WatchHubsRequest`` lists
   those heard from within ``HUB_TTL_S``. Their history reads (``WatchHistoryRequest``) are
-  serializable reads.
+  serializable reads. Only a hub may announce (see hubs.py for the checks): the node's own,
+  on its private socket; one holding the members' Curve key (it presents ``hub_token``,
+  derived from that key's secret); with auth enabled, a root user; anyone, in a cluster
+  started with ``--experimental-allow-unauthenticated-hubs`` (open anyway). Anyone else gets
+  ``permission denied``, and the event stream's address is told only to hubs.
 - Auth (see actors/auth): while enabled, every request but a login, the status ones and a
   hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
   unknown or expired) whose user must hold what the request needs (``permission denied``).
@@ -54,6 +58,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import heapq
+import hmac
 import itertools
 import os
 import secrets
@@ -67,6 +72,7 @@ from actors.auth.perms import Anyone, Need, lease_keys_read, needs
 from actors.auth.store import AuthView
 from actors.auth.tokens import LoginLimiter, TokenKeeper, digest
 from actors.gateway.compactor import AutoCompactor
+from actors.gateway.hubs import LocalHubs, hub_problem
 from actors.mvcc.alarms import quota_cost
 from actors.mvcc.txn import in_range, validate_txn
 from actors.runtime.metrics import Registry
@@ -130,6 +136,9 @@ from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsReque
 
 ALARM_RETRY_S = 1.0  # NOSPACE is proposed again at most this often while puts keep coming
 HUB_TTL_S = 3.0  # a hub silent for longer is not advertised
+MAX_HUBS = 256  # hubs remembered at once (announces of more are refused)
+# What a hub holding the members' key may do without a login: a hub reads every key anyway.
+HUB_REQUESTS = (HubAnnounce, WatchHubsRequest, WatchHistoryRequest)
 VERSION = "3.5.0"  # the etcd API version etcdz speaks
 CLIENT_REQUESTS = (
     RangeRequest,
@@ -206,6 +215,9 @@ class GatewayCore:
         unsafe_local_reads: bool = False,
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        hub_token: str = "",
+        local_hubs: int = 0,
+        open_hubs: bool = False,
         jwt: JwtTokens | None = None,
         max_client_inflight: int = 1000,
         max_client_inflight_bytes: int = 64 << 20,
@@ -228,6 +240,9 @@ class GatewayCore:
         self.jwt = jwt  # signed tokens instead of simple ones (--auth-token jwt)
         self.logins = LoginLimiter()
         self._random = random_bytes
+        self.hub_token = hub_token  # hubs on other hosts holding the members' key present it
+        self.local_hubs = LocalHubs(local_hubs)
+        self.open_hubs = open_hubs  # --experimental-allow-unauthenticated-hubs
         self._token_sweep = 0.0
         metrics = metrics if metrics is not None else Registry()
         self.m_requests = metrics.counter(
@@ -238,6 +253,10 @@ class GatewayCore:
         self.m_failed = metrics.counter(
             "etcd_server_proposals_failed_total", "The total number of failed proposals seen."
         )
+        self.m_hubs_down = metrics.gauge(
+            "etcdz_watch_hubs_down", "This member's own watch hubs that are not serving."
+        )
+        self.hubs_down: list[str] = []
         self._alarm_proposed: dict[AlarmType, float] = {}  # when we last proposed raising it
         self._hubs: dict[str, tuple[float, list[str]]] = {}  # hub id -> (last heard, urls)
         # Request ids must not collide with ids minted before a restart (old entries replay
@@ -306,14 +325,16 @@ class GatewayCore:
             and (held[0] >= self.max_client_inflight or held[1] + len(body) > self.max_client_inflight_bytes)
         ):
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)  # definite: nothing was done
-        user = None if local else self._authorize(header.token, request, now)
+        trusted = local or (isinstance(request, HUB_REQUESTS) and self._is_hub(header.token))
+        user = None if trusted else self._authorize(header.token, request, now)
         if isinstance(request, AuthCheckRequest):
             self._reply(route, header.msg_id, self._auth_check(request, now))
             return
         if isinstance(request, HubAnnounce | WatchHubsRequest):
+            hub = local or self._is_hub(header.token) or self.open_hubs
             if isinstance(request, HubAnnounce):
-                self._hubs[request.hub_id] = (now, list(request.urls))
-            self._reply(route, header.msg_id, self._watch_hubs(now))
+                self._announced(request, hub or bool(user), local, now)
+            self._reply(route, header.msg_id, self._watch_hubs(now, hub or bool(user)))
             return
         rid = next(self._ids)
         if isinstance(request, LeaseGrantRequest):
@@ -483,10 +504,39 @@ class GatewayCore:
             event = "finished auto-compaction" if ok else "failed auto-compaction"
             self.out.logs.append((event, {"revision": request.revision, "error": code.name if code else ""}))
 
-    def _watch_hubs(self, now: float) -> WatchHubsResponse:
+    def _announced(self, hub: HubAnnounce, trusted: bool, local: bool, now: float) -> None:
+        """Remember a hub that proved it is one (see ``_dispatch``), its URLs checked, at most
+        ``MAX_HUBS`` of them: a client cannot make the gateway advertise its address."""
+        if not trusted:
+            raise EtcdzError(ErrorCode.PERMISSION_DENIED, "only watch hubs may announce themselves")
+        if hub.cluster_id and hub.cluster_id != self.cluster_id:
+            raise EtcdzError(
+                ErrorCode.CLUSTER_ID_MISMATCH,
+                f"hub serves cluster {hub.cluster_id:x}, this member {self.cluster_id:x}",
+            )
+        problem = hub_problem(hub)
+        if problem:
+            raise EtcdzError(ErrorCode.BAD_REQUEST, problem)
+        self._expire_hubs(now)
+        if hub.hub_id not in self._hubs and len(self._hubs) >= MAX_HUBS:
+            raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS, f"{MAX_HUBS} watch hubs announced already")
+        self._hubs[hub.hub_id] = (now, list(hub.urls))
+        if local and hub.name:
+            self.local_hubs.heard(hub.name, now)
+
+    def _expire_hubs(self, now: float) -> None:
         self._hubs = {h: seen for h, seen in self._hubs.items() if now - seen[0] <= HUB_TTL_S}
-        urls = sorted(u for _, hub_urls in self._hubs.values() for u in hub_urls)
-        return WatchHubsResponse(header=self.header(0), urls=urls, events_urls=self.events_urls)
+
+    def _watch_hubs(self, now: float, hub: bool) -> WatchHubsResponse:
+        """The hubs heard from lately; where the events are published only to a hub (the
+        stream carries every key and value)."""
+        self._expire_hubs(now)
+        urls = sorted({u for _, hub_urls in self._hubs.values() for u in hub_urls})  # a restarted hub: once
+        events = self.events_urls if hub else []
+        return WatchHubsResponse(header=self.header(0), urls=urls, events_urls=events)
+
+    def _is_hub(self, token: str) -> bool:
+        return bool(self.hub_token) and hmac.compare_digest(token.encode(), self.hub_token.encode())
 
     def _route(self, rid: int) -> None:
         pending = self._pending[rid]
@@ -616,6 +666,7 @@ class GatewayCore:
                 raft_applied_index=max(self.applied, state.consistent_index),
                 db_size_in_use=state.db_size_in_use,
                 is_learner=raft.is_learner if raft else False,
+                errors=[f"watch hub {slot} is down" for slot in self.hubs_down],
             ),
         )
 
@@ -629,6 +680,7 @@ class GatewayCore:
 
     # -- time ----------------------------------------------------------------------------
     def tick(self, now: float) -> None:
+        self._check_local_hubs(now)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, rid = heapq.heappop(self._deadlines)
             pending = self._pending.get(rid)
@@ -655,6 +707,18 @@ class GatewayCore:
                 self.out.logs.append(
                     ("starting auto-compaction", {"revision": target, "retention": self.compactor.describe()})
                 )
+
+    def _check_local_hubs(self, now: float) -> None:
+        """Note the member's own hubs going down or coming back (an error-level log line and
+        the ``etcdz_watch_hubs_down`` gauge, which ``/health`` reads)."""
+        down = self.local_hubs.down(now)
+        if down != self.hubs_down:
+            for slot in sorted(set(down) - set(self.hubs_down)):
+                self.out.logs.append(("watch hub down: member unhealthy", {"hub": slot, "level": "error"}))
+            for slot in sorted(set(self.hubs_down) - set(down)):
+                self.out.logs.append(("watch hub serving again", {"hub": slot}))
+            self.hubs_down = down
+            self.m_hubs_down.set(len(down))
 
     def take_outbox(self) -> Outbox:
         if self._propose_data:

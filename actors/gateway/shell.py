@@ -26,6 +26,7 @@ from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
 from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
+from actors.runtime.listen import bind_all
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
@@ -61,6 +62,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         metrics=loop.metrics,
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
+        hub_token=curve.hub_token(config.client_curve()),
+        local_hubs=config.watch_hubs,
+        open_hubs=config.allow_unauthenticated_hubs,
         jwt=_jwt(config),
         max_client_inflight=config.max_client_inflight,
         max_client_inflight_bytes=config.max_client_inflight_bytes,
@@ -72,7 +76,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     client_curve = config.client_curve()
     curve.guard(loop, client_curve)
 
-    def router(urls: list[str], secured: curve.Curve | None) -> zmq.Socket[bytes]:
+    def router(urls: list[str], secured: curve.Curve | None, flag: str) -> zmq.Socket[bytes]:
         sock = loop.ctx.socket(zmq.ROUTER)
         curve.serve(sock, secured, "clients")
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -80,12 +84,11 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         sock.setsockopt(zmq.RCVHWM, CLIENT_HWM)
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * config.max_request_bytes + 65536)
         sock.setsockopt(zmq.LINGER, 0)
-        for url in urls:
-            sock.bind(url)
+        bind_all(sock, urls, flag)
         return sock
 
-    clients = router(config.listen_client_urls, client_curve)
-    local = router([config.local_client_url], None)
+    clients = router(config.listen_client_urls, client_curve, "--listen-client-urls")
+    local = router([config.local_client_url], None, "the node's socket directory")
     by_tag = {CLIENT: clients, LOCAL: local}
     inbox = loop.inbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
@@ -140,7 +143,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def flush() -> None:
         out = core.take_outbox()
         for event, fields in out.logs:
-            log.info(event, **fields)
+            getattr(log, str(fields.pop("level", "info")))(event, **fields)
         for msg in out.to_raft:
             send(to_raft, msg)
         for msg in out.to_mvcc:

@@ -3,7 +3,8 @@ text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
 
 A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metrics``; without a
 fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
-alarm; ``{"health":"true"}`` with 200, else ``{"health":"false","reason":...}`` with 503.
+alarm (and, etcdz's own, none of the member's watch hubs down); ``{"health":"true"}`` with
+200, else ``{"health":"false","reason":...}`` with 503.
 
 Connections (``Connections``): an orchestrator probes ``/health`` and restarts a member that does
 not answer, so connections that never finish their request must not keep it from answering.
@@ -65,6 +66,9 @@ class MetricsBoard:
         raised = [labels[1] for labels, v in self.value(now, "mvcc", "etcdz_alarms") if v > 0]
         if raised:
             return False, "ALARM " + ",".join(sorted(raised))
+        hubs_down = self.value(now, "gateway", "etcdz_watch_hubs_down")
+        if hubs_down and hubs_down[0][1] > 0:
+            return False, "WATCH HUB DOWN"
         return True, ""
 
 

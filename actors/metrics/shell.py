@@ -17,6 +17,7 @@ import zmq
 
 from actors.metrics.core import BadHttp, Connections, MetricsBoard, answer, response
 from actors.runtime.config import NodeConfig
+from actors.runtime.listen import bind_all
 from actors.runtime.loop import Loop
 from proto_schemas.internal import MetricsReport
 
@@ -29,8 +30,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     inbox = loop.inbox(config.inbox("metrics"))
     http = loop.ctx.socket(zmq.STREAM)
     http.setsockopt(zmq.LINGER, 0)
-    for url in config.listen_metrics_urls:
-        http.bind("tcp://" + url.removeprefix("http://"))
+    tcp = ["tcp://" + u.removeprefix("http://") for u in config.listen_metrics_urls]
+    bind_all(http, tcp, "--listen-metrics-urls")
     log.info("serving metrics", urls=config.listen_metrics_urls)
     conns = Connections()
 

@@ -27,6 +27,7 @@ from actors.mvcc.store import MvccStore
 from actors.mvcc.verified import Verified
 from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
+from actors.runtime.listen import bind_all
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.codec import DecodeError, decode, encode
@@ -101,14 +102,15 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         "raft": loop.outbox(config.inbox("raft")),
         "lease": loop.outbox(config.inbox("lease")),
     }
-    events_curve = config.client_curve()  # hubs on other hosts are clients like any other
+    # Hubs on other hosts authenticate with the members' key pair; clients' keys are refused.
+    events_curve = config.events_curve()
     curve.guard(loop, events_curve)
     events = loop.ctx.socket(zmq.PUB)
     events.setsockopt(zmq.SNDHWM, EVENTS_HWM)
     events.setsockopt(zmq.LINGER, 0)
     curve.serve(events, events_curve, "events")
-    for url in [config.events_url, *config.listen_events_urls]:
-        events.bind(url)
+    events.bind(config.events_url)
+    bind_all(events, config.listen_events_urls, "--listen-events-urls")
 
     def publish(first_revision: int, batch_events: list[Any]) -> None:
         batch = EventBatch(
@@ -116,6 +118,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             revision=store.current_revision,
             compact_revision=store.compact_revision,
             events=batch_events,
+            cluster_id=config.cluster_id,
         )
         try:
             send(events, batch, flags=zmq.NOBLOCK)

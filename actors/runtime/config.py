@@ -57,6 +57,7 @@ class NodeConfig:
     watch_limits: dict[str, int] = field(default_factory=dict)  # HubConfig's bounds (flags.watch_limits)
     max_client_inflight: int = 1000  # requests per client connection at the gateway
     max_client_inflight_bytes: int = 64 << 20
+    allow_unauthenticated_hubs: bool = False  # hubs may announce over the client port unproven
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300
@@ -103,6 +104,14 @@ class NodeConfig:
 
     def client_curve(self) -> Curve | None:
         return curve.for_node(self.key_file, self.client_cert_auth, self.trusted_keys_dir)
+
+    def events_curve(self) -> Curve | None:
+        """The event stream's: only the members' own key pair may subscribe (the node's hubs
+        and hubs elsewhere that hold it), never a client's key, trusted or not."""
+        served = self.client_curve()
+        if served is None:
+            return None
+        return dataclasses.replace(served, allowed=frozenset({served.pair.public}))
 
     def peer_curve(self) -> Curve | None:
         return curve.for_node(self.peer_key_file, self.peer_client_cert_auth, self.peer_trusted_keys_dir)

@@ -14,6 +14,8 @@ other socket; ``zap_reply`` is the pure decision.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 from dataclasses import dataclass
@@ -79,6 +81,15 @@ def for_node(key_file: str, cert_auth: bool, trusted_dir: str) -> Curve | None:
     if cert_auth:
         allowed = frozenset({pair.public}) | (load_trusted(trusted_dir) if trusted_dir else frozenset())
     return Curve(pair=pair, server=pair.public, allowed=allowed)
+
+
+def hub_token(client: Curve | None) -> str:
+    """What a watch hub holding the members' client key pair presents to a member's gateway
+    to announce itself and read history: derived from that pair's secret, so clients (who
+    hold only the public key, or keys of their own) cannot make it up. Empty without a key."""
+    if client is None:
+        return ""
+    return hmac.new(client.pair.secret, b"etcdz hub token", hashlib.sha256).hexdigest()
 
 
 def serve(sock: zmq.Socket[bytes], curve: Curve | None, domain: str) -> None:

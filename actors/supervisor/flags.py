@@ -50,12 +50,40 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "initial-cluster": (str, "", "initial cluster configuration: name=url,name=url"),
     "initial-cluster-state": (str, "new", "new or existing"),
     "initial-cluster-token": (str, "etcd-cluster", "initial cluster token"),
-    "listen-watch-urls": (str, "tcp://127.0.0.1:2381", "URLs the watch hubs of this member listen on"),
-    "advertise-watch-urls": (str, "", "watch hub URLs advertised to clients (default: the listen URLs)"),
-    "listen-events-urls": (str, "", "URLs to publish committed events on, for watch hubs on other hosts"),
-    "advertise-events-urls": (str, "", "event stream URLs advertised to watch hubs"),
-    "listen-metrics-urls": (str, "", "http://host:port URLs to serve /metrics and /health on"),
-    "watch-hubs": (int, 1, "watch hubs to start with this member (0: none); ports count up"),
+    "listen-watch-urls": (
+        str,
+        "",
+        "URLs the watch hubs of this member listen on (default: tcp://HOST:0 with the host of "
+        "--listen-client-urls: each hub binds a free port and the member advertises the port it "
+        "bound, so members on one host never collide); a fixed port counts up per hub",
+    ),
+    "advertise-watch-urls": (
+        str,
+        "",
+        "watch hub URLs advertised to clients (default: the listen URLs; by default the host of "
+        "--advertise-client-urls); a port of 0 is replaced by the port the hub bound",
+    ),
+    "listen-events-urls": (
+        str,
+        "",
+        "tcp URLs to publish committed events on, for watch hubs on other hosts (off by default; "
+        "needs --key-file: only hubs holding the members' key may subscribe)",
+    ),
+    "advertise-events-urls": (str, "", "event stream URLs told to authenticated watch hubs"),
+    "listen-metrics-urls": (
+        str,
+        "",
+        "http://host:port URLs to serve /metrics and /health on (off by default)",
+    ),
+    "watch-hubs": (int, 1, "watch hubs to start with this member (0: none)"),
+    "experimental-allow-unauthenticated-hubs": (
+        boolean,
+        False,
+        "for a cluster that is open anyway (no auth, no --key-file): accept watch hub "
+        "announcements over the client port from anyone, and --listen-events-urls without "
+        "--key-file; else only hubs holding the members' key (or, with auth enabled, logged in "
+        "as root) may announce, and only hubs holding that key may subscribe to the events",
+    ),
     "experimental-watch-progress-notify-interval": (
         str,
         "10m",
@@ -186,6 +214,14 @@ def urls(value: str) -> list[str]:
     return found
 
 
+def ephemeral(client_url: str) -> str:
+    """A watch hub's default: the client URL's host, port 0 (the OS picks a free port; the hub
+    announces what it bound). An ipc client URL gives loopback."""
+    if not client_url.startswith("tcp://"):
+        return "tcp://127.0.0.1:0"
+    return f"{client_url.rpartition(':')[0]}:0"
+
+
 def _http_urls(value: str) -> list[str]:
     found = _comma_list(value)
     for url in found:
@@ -307,10 +343,21 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     if state not in ("new", "existing"):
         raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
     listen_watch = urls(str(values["listen-watch-urls"]))
+    advertise_watch = urls(str(values["advertise-watch-urls"])) or listen_watch
+    if not listen_watch:
+        listen_watch = [ephemeral(listen_client[0])]
+        advertise_watch = advertise_watch or [ephemeral(advertise_client[0])]
     hubs = int(values["watch-hubs"])  # type: ignore[call-overload]
-    if hubs < 0 or (hubs and not listen_watch):
-        raise ValueError("--watch-hubs must be 0, or hubs need --listen-watch-urls")
+    if hubs < 0:
+        raise ValueError("--watch-hubs must be 0 or more")
     listen_events = urls(str(values["listen-events-urls"]))
+    open_hubs = bool(values["experimental-allow-unauthenticated-hubs"])
+    if listen_events and not values["key-file"] and not open_hubs:
+        raise ValueError(
+            "--listen-events-urls needs --key-file: the event stream carries every key and value, "
+            "and only watch hubs holding the members' key may subscribe (a cluster open anyway "
+            "may pass --experimental-allow-unauthenticated-hubs)"
+        )
     token_ttl = int(values["auth-token-ttl"])  # type: ignore[call-overload]
     if token_ttl <= 0:
         raise ValueError("--auth-token-ttl must be a positive number of seconds")
@@ -350,13 +397,14 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
         listen_watch_urls=listen_watch,
-        advertise_watch_urls=urls(str(values["advertise-watch-urls"])) or listen_watch,
+        advertise_watch_urls=advertise_watch,
         listen_events_urls=listen_events,
         advertise_events_urls=urls(str(values["advertise-events-urls"])) or listen_events,
         watch_hubs=hubs,
         watch_limits=watch_limits(values),
         max_client_inflight=in_flight,
         max_client_inflight_bytes=in_flight_bytes,
+        allow_unauthenticated_hubs=open_hubs,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])

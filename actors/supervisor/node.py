@@ -10,8 +10,10 @@ back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that 
 Side processes are outside that rule: watch hubs, the metrics server and the corruption
 checker hold no state a restart could lose (a hub's clients re-create watches from the last
 revision they saw; actors report their metrics again within a second; the checker just checks
-again), so a dead one is restarted alone and a member restart leaves them
-running (hubs resync from history).
+again), so a dead one is restarted alone, with a backoff (sides.py), and a member restart
+leaves them running (hubs resync from history). A side that cannot bind at its first start
+stops the member, as an actor that cannot does: the member never runs without what it
+advertises.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import structlog
 
 from actors.runtime.config import ACTORS, NodeConfig
 from actors.runtime.loop import EXIT_FATAL
+from actors.supervisor import listeners
+from actors.supervisor.sides import SideRestarts
 from actors.supervisor.spawn import Forked, fork_actor, preload
 
 STOP_GRACE_S = 3.0
@@ -86,6 +90,10 @@ class DataDirLocked(DataDirError):
     pass
 
 
+class SideFailed(RuntimeError):
+    """A side process could not start at all (it cannot bind what the member advertises)."""
+
+
 class NodeSupervisor:
     def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
         self.config = config
@@ -94,6 +102,7 @@ class NodeSupervisor:
         self.sides: dict[str, Forked] = {}  # watch hubs and the corruption checker
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
+        self.side_restarts = SideRestarts()
 
     def prepare(self) -> None:
         for path in (
@@ -138,14 +147,31 @@ class NodeSupervisor:
         return sides
 
     def start_sides(self) -> None:
-        """Start the side processes that are not running (all at first, a dead one later)."""
+        """Start the side processes that are not running: all at first, a dead one once its
+        backoff is over. Raises ``SideFailed`` when one could not start at all."""
+        now = time.monotonic()
         for name, argv in self.side_commands().items():
             proc = self.sides.get(name)
-            if proc is not None and proc.poll() is None:
+            code = None if proc is None else proc.poll()
+            if proc is not None and code is None:
+                self.side_restarts.lived_stable(name, now)
                 continue
-            if proc is not None:
-                self.log.warning("side process died, restarting it", process=name, exit_code=proc.returncode)
+            if code is not None and not self.side_restarts.waiting(name):
+                verdict = self.side_restarts.died(name, code, EXIT_FATAL, now)
+                if verdict.fatal:
+                    raise SideFailed(f"{name} cannot start (see its error above)")
+                self.log.warning(
+                    "side process died, restarting it",
+                    process=name,
+                    exit_code=code,
+                    restart_in_s=round(verdict.restart_at - now, 2),
+                )
+                if verdict.failing:
+                    self.log.error("side process keeps failing", process=name, exit_code=code)
+            if proc is not None and name not in self.side_restarts.due(now):
+                continue
             self.sides[name] = self.spawn(name, argv)
+            self.side_restarts.started(name, now)
 
     def spawn(self, name: str, argv: list[str]) -> Forked:
         """``argv`` (``python -m MODULE ARGS``) as a fork of this warm process (see spawn.py)."""
@@ -175,19 +201,38 @@ class NodeSupervisor:
             client_urls=self.config.advertise_client_urls,
             data_dir=self.config.data_dir,
         )
+        if self.config.listen_events_urls and not self.config.key_file:
+            self.log.warning(
+                "the event stream is open: anyone reaching --listen-events-urls reads every key "
+                "and value; give --key-file so that only hubs holding the members' key subscribe",
+                urls=self.config.listen_events_urls,
+            )
+        try:
+            listeners.check(self.config)
+        except listeners.ListenerTaken as exc:
+            self.log.error("member cannot start", error=str(exc))
+            return 1
         quick_failures = 0
         try:
             while True:
                 started = time.monotonic()
                 self.start_actors()
-                self.start_sides()
-                stop = self._wait_for_event()
+                try:
+                    self.start_sides()
+                    stop = self._wait_for_event()
+                except SideFailed as exc:
+                    self.log.error("member cannot start", error=str(exc))
+                    return 1
                 if stop:
                     self.log.info("stopping member")
                     return 0
                 actor, code = self.dead_actor() or ("?", -1)
                 if code == EXIT_FATAL:
-                    self.log.error("member cannot start: its data needs an operator", actor=actor)
+                    self.log.error(
+                        "member cannot start: an actor failed in a way a restart cannot cure "
+                        "(see its error above: unusable data, an address it cannot bind)",
+                        actor=actor,
+                    )
                     return 1
                 lived = time.monotonic() - started
                 quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0

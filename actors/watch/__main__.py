@@ -27,9 +27,10 @@ from actors.watch.shell import HubConfig, build
 
 
 def shifted(url: str, by: int) -> str:
-    """``tcp://host:port`` with the port moved up by ``by`` (the N-th hub of a member)."""
+    """``tcp://host:port`` with the port moved up by ``by`` (the N-th hub of a member); port 0
+    (a free port chosen at bind) stays 0."""
     head, _, port = url.rpartition(":")
-    return f"{head}:{int(port) + by}" if by else url
+    return f"{head}:{int(port) + by}" if by and port != "0" else url
 
 
 def from_node(config: NodeConfig, index: int) -> HubConfig:
@@ -45,6 +46,7 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
         member_id=config.member_id,
         curve=config.client_curve(),  # its member's gateway is reached on the private socket
         **config.watch_limits,  # type: ignore[arg-type]
+        slot=f"watch{index}",
     )
 
 
@@ -52,11 +54,16 @@ def from_node(config: NodeConfig, index: int) -> HubConfig:
 HUB_FLAGS: Table = {
     "name": (str, "watch-hub", "name of this hub in logs"),
     "endpoints": (str, "", "members' client URLs, comma-separated (required)"),
-    "listen-watch-urls": (str, "tcp://127.0.0.1:2381", "URLs to serve watchers on"),
+    "listen-watch-urls": (
+        str,
+        "tcp://127.0.0.1:0",
+        "URLs to serve watchers on (port 0: a free port, announced as bound)",
+    ),
     "advertise-watch-urls": (
         str,
         "",
-        "URLs clients reach this hub at (default: the listen URLs, 0.0.0.0 as this host's address)",
+        "URLs clients reach this hub at (default: the listen URLs, 0.0.0.0 as this host's address; "
+        "port 0: the port bound)",
     ),
     "backend-events": (str, "", "members' event stream URLs (default: asked of the endpoints)"),
     "experimental-watch-progress-notify-interval": (str, "10m", "duration of progress notifications"),
@@ -113,7 +120,8 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> HubConfig:
         password=str(values["password"]),
         curve=secured,
         members_curve=secured,
-        **watch_limits(values),
+        **watch_limits(values),  # type: ignore[arg-type]
+        hub_credential=secured is not None,
     )
 
 

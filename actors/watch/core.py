@@ -113,6 +113,7 @@ class Stream:
     next_id: int = 1
     control_bytes: int = 0  # the size of ``control``, about
     overflowed: bool = False  # its watches were cancelled for a full control queue
+    foreign: bool = False  # its client means another cluster (see WatchPing)
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,13 @@ class HubCore:
         self._checks: dict[int, _Check] = {}
         self._check_ids = itertools.count(1)
         self.out = Outbox()
+        self.foreign_batches = 0  # event batches of another cluster, dropped
 
     # -- the backend's live stream ------------------------------------------------------------
     def live(self, batch: EventBatch, now: float) -> None:
+        if batch.cluster_id and self.cluster_id and batch.cluster_id != self.cluster_id:
+            self.foreign_batches += 1  # another cluster's event stream: never served
+            return
         self.compact_revision = max(self.compact_revision, batch.compact_revision)
         if self.revision is None:
             self.revision = batch.first_revision - 1
@@ -264,11 +269,18 @@ class HubCore:
                 return
             stream = self.streams[route] = Stream(route, now)
         stream.last_heard = now
+        if isinstance(request, WatchPing) and request.cluster_id and self.cluster_id:
+            stream.foreign = request.cluster_id != self.cluster_id
+        if stream.foreign:  # a client of another cluster: refused, every time it asks
+            detail = f"watch hub serves cluster {self.cluster_id:x}"
+            self._reply(stream, msg_id, error_response(ErrorCode.CLUSTER_ID_MISMATCH, detail))
+            return
         if isinstance(request, WatchPing):
             if stream.control:  # stalled: only the latest answer is worth keeping
                 kept = [(r, b) for r, b in stream.control if not isinstance(b, WatchPong)]
                 stream.control, stream.control_bytes = kept, sum(_reply_size(b) for _, b in kept)
-            self._reply(stream, msg_id, WatchPong(revision=self.revision or 0, hub_id=self.hub_id))
+            pong = WatchPong(revision=self.revision or 0, hub_id=self.hub_id, cluster_id=self.cluster_id)
+            self._reply(stream, msg_id, pong)
             return
         if not isinstance(request, WatchRequest):
             self._reply(stream, msg_id, error_response(ErrorCode.UNKNOWN_OP, type(request).__name__))
@@ -302,7 +314,9 @@ class HubCore:
         stream = self.streams.get(route)
         if stream is None:
             return
-        if isinstance(answer, AuthCheckResponse):
+        if isinstance(answer, AuthCheckResponse) and self.revision is None and self.foreign_batches:
+            self._refuse(stream, req, "etcdz: the watch hub's event stream belongs to another cluster")
+        elif isinstance(answer, AuthCheckResponse):
             if not self.watching and self.revision is not None:
                 # Idle, the hub heard no live stream: the member's revision as it answered is
                 # "now" for this watch (a heartbeat from the gateway); what the stream later

@@ -9,8 +9,16 @@ rewinds the watchers instead of buffering; a client that vanished (``EHOSTUNREAC
 ``ROUTER_MANDATORY``) loses its stream at once.
 
 Auth: a member's own hubs reach its gateway on the node's private socket and are trusted. A
-hub elsewhere logs in with ``user``/``password`` (a user with the root role: it reads every
-key's history) when a member refuses it for want of a token, at most once per ``LOGIN_S``.
+hub elsewhere that holds the members' Curve key pair presents the hub token derived from it
+(announces, history reads); without one it logs in with ``user``/``password`` (a user with the
+root role: it reads every key's history) when a member refuses it for want of a token, at
+most once per ``LOGIN_S``.
+
+Never silently blind: the listeners bind where ``--listen-watch-urls`` says or the process
+fails at once naming flag and address (port 0: a free port, announced as bound, so hubs of
+members on one host never collide); the hub serves one cluster -- its member's, or the one
+its ``--endpoints`` answer for -- and says so in every ``WatchPong``; a client of another
+cluster and an event stream of another cluster are refused (see the core).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import zmq
 
 from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
+from actors.runtime.listen import bind_all, resolve_advertised
 from actors.runtime.loop import Loop
 from actors.watch.core import HubCore, batched
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
@@ -48,6 +57,9 @@ MAX_CLIENT_MSG = 4 << 20
 ANNOUNCE_S = 1.0
 TICK_S = 0.05
 LOGIN_S = 1.0
+WARN_EVERY_S = 10.0  # a repeated configuration error is logged at most this often
+# A member's refusals that mean this hub is misconfigured (logged at error level).
+REFUSALS = frozenset({ErrorCode.PERMISSION_DENIED, ErrorCode.CLUSTER_ID_MISMATCH, ErrorCode.AUTH_FAILED})
 
 
 @dataclass
@@ -78,6 +90,8 @@ class HubConfig:
     max_streams: int = 10_000  # bounds on what clients may hold (see HubCore)
     max_watchers_per_stream: int = 10_000
     max_queued_bytes: int = 4 << 20
+    slot: str = ""  # a member's own hub: its slot (watch0...), by which the member tracks it
+    hub_credential: bool = False  # present the hub token derived from ``members_curve``'s key
 
 
 def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
@@ -101,8 +115,8 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     clients.setsockopt(zmq.RCVHWM, CLIENT_RCVHWM)
     clients.setsockopt(zmq.MAXMSGSIZE, MAX_CLIENT_MSG)
     clients.setsockopt(zmq.LINGER, 0)
-    for url in config.listen_urls:
-        clients.bind(url)
+    bound = bind_all(clients, config.listen_urls, "--listen-watch-urls")
+    advertise = resolve_advertised(config.advertise_urls, config.listen_urls, bound)
     events = loop.ctx.socket(zmq.SUB)
     events.setsockopt(zmq.RCVHWM, 100_000)
     events.setsockopt(zmq.LINGER, 0)
@@ -131,6 +145,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     slow: set[bytes] = set()  # clients whose queue was full at the last try
     history_turn = itertools.count()
     auth = _Login()
+    hub_token = curvezmq.hub_token(config.members_curve) if config.hub_credential else ""
 
     def to_member(body: Any, msg_id: int = 0) -> None:
         """Send to the first member we are connected to (taking turns)."""
@@ -138,7 +153,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         for i in range(len(members)):
             try:
                 members[(first + i) % len(members)].send_multipart(
-                    pack(body, msg_id=msg_id or next(ids), token=auth.token), zmq.NOBLOCK
+                    pack(body, msg_id=msg_id or next(ids), token=hub_token or auth.token), zmq.NOBLOCK
                 )
                 return
             except zmq.ZMQError:
@@ -183,7 +198,15 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             except DecodeError as exc:
                 log.error("dropped malformed event batch", error=str(exc))
                 continue
+            foreign = core.foreign_batches
             core.live(msg, now)
+            if core.foreign_batches > foreign and now_warn("foreign events"):
+                log.error(
+                    "dropped events of another cluster: check --backend-events",
+                    cluster_id=f"{core.cluster_id:x}",
+                    other=f"{msg.cluster_id:x}",
+                    urls=subscribed,
+                )
 
     def from_member(batch: list[list[bytes]]) -> None:
         now = time.monotonic()
@@ -194,6 +217,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             except DecodeError as exc:
                 log.error("dropped malformed member reply", error=str(exc))
                 continue
+            learn_cluster(msg)
             if core.is_check(header.in_reply_to):
                 core.checked(header.in_reply_to, msg, now)
             elif isinstance(msg, AuthenticateResponse):
@@ -202,13 +226,44 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 core.ask_history_again(now)
             elif isinstance(msg, ErrorResponse) and msg.code in RELOGIN:
                 login()
+            elif isinstance(msg, ErrorResponse):
+                if now_warn("refused"):  # e.g. an announce without the hub credential
+                    level = log.error if msg.code in REFUSALS else log.warning
+                    level("a member refused this hub", error=msg.message)
             elif isinstance(msg, WatchHistoryResponse):
                 core.history(msg, now)
             elif isinstance(msg, WatchHubsResponse):
                 if not subscribed and msg.events_urls:
                     subscribe(msg.events_urls)
             else:
-                log.warning("member refused a hub request", reply=type(msg).__name__)
+                log.warning("unexpected member reply", reply=type(msg).__name__)
+
+    def learn_cluster(msg: Any) -> None:
+        """A hub not started by a member learns its cluster from the members' answers; a
+        member of another cluster among ``--endpoints`` is a configuration error, said loudly."""
+        header = getattr(msg, "header", None)
+        cluster_id = getattr(header, "cluster_id", 0)
+        if not cluster_id:
+            return
+        if not core.cluster_id:
+            core.cluster_id = cluster_id
+            log.info("serving cluster", cluster_id=f"{cluster_id:x}")
+        elif cluster_id != core.cluster_id and now_warn("foreign member"):
+            log.error(
+                "a member of another cluster answered: check --endpoints",
+                cluster_id=f"{core.cluster_id:x}",
+                other=f"{cluster_id:x}",
+            )
+
+    warned: dict[str, float] = {}
+
+    def now_warn(what: str) -> bool:
+        """Whether to log ``what`` now (a repeated configuration error: once per WARN_EVERY_S)."""
+        now = time.monotonic()
+        if now - warned.get(what, -WARN_EVERY_S) < WARN_EVERY_S:
+            return False
+        warned[what] = now
+        return True
 
     def reply(route: bytes, reply_to: int, body: Any) -> bool:
         try:
@@ -260,10 +315,13 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     def announce() -> None:
         m_watchers.set(core.watcher_count)
         m_streams.set(len(core.streams))
-        announcement = HubAnnounce(hub_id=hub_id, urls=config.advertise_urls)
+        announcement = HubAnnounce(
+            hub_id=hub_id, urls=advertise, name=config.slot, cluster_id=core.cluster_id
+        )
+        token = hub_token or auth.token
         for sock in members:
             try:
-                sock.send_multipart(pack(announcement, msg_id=next(ids), token=auth.token), zmq.NOBLOCK)
+                sock.send_multipart(pack(announcement, msg_id=next(ids), token=token), zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass  # that member is down; the others still hear us
 
@@ -275,7 +333,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     loop.every(ANNOUNCE_S, announce)
     loop.after_batch(flush)
     announce()
-    log.info("watch hub listening", urls=config.listen_urls, hub_id=hub_id)
+    log.info("watch hub listening", urls=bound, advertised=advertise, hub_id=hub_id)
     return loop
 
 

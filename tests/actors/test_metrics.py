@@ -57,7 +57,7 @@ def scrape(url: str, until: dict[str, float] | None = None, timeout: float = 10.
 def test_counters_move_with_the_traffic(node: tuple[LocalCluster, str]) -> None:
     cluster, url = node
     # Every actor has reported once (each does within a second of its start).
-    reported = {
+    reported: dict[str, float] = {
         "etcd_server_has_leader": 1,
         "etcd_server_proposals_applied_total": 0,
         "etcd_disk_wal_fsync_duration_seconds_count": 0,

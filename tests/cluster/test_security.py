@@ -16,6 +16,7 @@ import pytest
 import zmq
 import zmq.auth
 
+from actors.runtime import curve
 from etcdz import Client
 from etcdz.errors import AuthOldRevision, PermissionDenied, Unavailable, UserAlreadyExists
 from proto_schemas.cluster import HashAnswer, HashQuery, PeerBatch
@@ -23,6 +24,7 @@ from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import pack
 from proto_schemas.kv import HashKVResponse, PutRequest
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
+from proto_schemas.watch import HubAnnounce, WatchHubsRequest
 from tools.cluster import LocalCluster, running
 
 
@@ -49,6 +51,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Iterator[Lo
         *("--trusted-keys-dir", str(keys / "trusted")),
         *("--peer-key-file", str(keys / "peer.key_secret"), "--peer-client-cert-auth"),
         *("--auth-token", f"jwt,priv-key={keys / 'jwt.key'},sign-method=HS256,ttl=5m"),
+        "--experimental-allow-unauthenticated-hubs=false",  # secured: hubs prove themselves
     ]
     options = {"server_key": str(keys / "server.key"), "client_key": str(keys / "client.key_secret")}
     with running(str(tmp_path_factory.mktemp("secured")), 3, extra_args=flags, client_options=options) as c:
@@ -237,6 +240,44 @@ def test_members_ask_each_other_for_hashes_on_the_peer_mesh_only(
     finally:
         root.auth_disable()  # the other tests of this cluster run without auth
         root.close()
+
+
+def test_only_hubs_holding_the_members_key_subscribe_to_events_and_announce(
+    secured: LocalCluster, keys: Path
+) -> None:
+    """The event stream carries every key and value: a trusted client's key is refused there;
+    the members' key pair gets in. Announcing a hub takes the token derived from that pair."""
+    member = secured.members[0]
+    assert member.events_url
+    ctx = zmq.Context()
+    try:
+        subs = {}
+        for name, pair in (("client", "client.key_secret"), ("members", "server.key_secret")):
+            public, secret = zmq.auth.load_certificate(str(keys / pair))
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.curve_serverkey = zmq.auth.load_certificate(str(keys / "server.key"))[0]
+            sub.curve_publickey, sub.curve_secretkey = public, secret
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(member.events_url)
+            subs[name] = sub
+        with secured.client() as c:
+            deadline = time.monotonic() + 30
+            while not subs["members"].poll(100) and time.monotonic() < deadline:
+                c.put("/s/events", "1")  # until the subscription is in place
+        assert subs["members"].poll(0)  # the members' key pair hears the events
+        assert not subs["client"].poll(500)  # a trusted client's key does not
+    finally:
+        ctx.destroy(linger=0)
+    hub = HubAnnounce(hub_id="remote", urls=["tcp://127.0.0.1:1"])
+    with secured.client() as c:
+        with pytest.raises(PermissionDenied):
+            c.call(hub)
+        assert c.call(WatchHubsRequest()).events_urls == []
+    token = curve.hub_token(curve.for_node(str(keys / "server.key_secret"), False, ""))
+    with Client([member.client_url], token=token, **secured.client_options) as hub_client:
+        answer = hub_client.call(hub)
+        assert "tcp://127.0.0.1:1" in answer.urls and answer.events_urls == [member.events_url]
 
 
 def test_the_data_and_socket_dirs_are_private(secured: LocalCluster) -> None:

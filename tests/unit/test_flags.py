@@ -156,3 +156,71 @@ def test_auth_token_is_simple_or_jwt_with_a_usable_key(tmp_path: Path) -> None:
     key.chmod(0o644)
     with pytest.raises(ValueError, match="readable by others"):
         resolve(["--auth-token", f"jwt,priv-key={key}"], environ={})
+
+
+def test_ports_etcd_has_not_derive_from_the_client_url_so_members_on_one_host_never_collide() -> None:
+    """A member started with etcd's flags alone: its hubs bind a free port on the client URL's
+    host and advertise that host (the port is filled in with what was bound); no event stream,
+    no metrics."""
+    cfg = resolve(
+        [
+            "--listen-client-urls=tcp://0.0.0.0:32379",
+            "--advertise-client-urls=tcp://node-b:32379",
+            "--listen-peer-urls=tcp://127.0.0.1:32380",
+        ],
+        environ={},
+    )
+    assert cfg.listen_watch_urls == ["tcp://0.0.0.0:0"]
+    assert cfg.advertise_watch_urls == ["tcp://node-b:0"]
+    assert cfg.listen_events_urls == [] and cfg.listen_metrics_urls == []
+    fixed = resolve(["--listen-watch-urls=tcp://127.0.0.1:4000"], environ={})
+    assert fixed.listen_watch_urls == fixed.advertise_watch_urls == ["tcp://127.0.0.1:4000"]
+    assert standalone(["--endpoints", "tcp://127.0.0.1:2379"], {}).listen_urls == ["tcp://127.0.0.1:0"]
+
+
+def test_an_event_stream_on_tcp_needs_a_key_unless_the_cluster_is_open_anyway() -> None:
+    with pytest.raises(ValueError, match="--listen-events-urls needs --key-file"):
+        resolve(["--listen-events-urls=tcp://127.0.0.1:2382"], environ={})
+    opened = ["--listen-events-urls=tcp://127.0.0.1:2382", "--experimental-allow-unauthenticated-hubs"]
+    cfg = resolve(opened, environ={})
+    assert cfg.allow_unauthenticated_hubs and cfg.listen_events_urls == ["tcp://127.0.0.1:2382"]
+    assert not resolve([], environ={}).allow_unauthenticated_hubs
+
+
+def test_a_port_of_zero_is_advertised_as_bound_and_each_hub_of_a_member_gets_its_own() -> None:
+    from actors.runtime.listen import resolve_advertised
+    from actors.watch.__main__ import from_node
+
+    cfg = resolve([], environ={})
+    assert from_node(cfg, 1).listen_urls == ["tcp://127.0.0.1:0"]  # port 0 is not shifted
+    fixed = resolve(["--listen-watch-urls=tcp://127.0.0.1:4000", "--watch-hubs=2"], environ={})
+    assert from_node(fixed, 1).listen_urls == ["tcp://127.0.0.1:4001"]
+    assert resolve_advertised(["tcp://node-b:0"], ["tcp://0.0.0.0:0"], ["tcp://0.0.0.0:41234"]) == [
+        "tcp://node-b:41234"
+    ]
+    assert resolve_advertised(["tcp://x:7"], ["tcp://0.0.0.0:0"], ["tcp://0.0.0.0:41234"]) == ["tcp://x:7"]
+
+
+def test_a_taken_listener_is_named_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from actors.supervisor import listeners
+
+    monkeypatch.setattr(listeners, "WAIT_S", 0.2)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        cfg = resolve([f"--listen-watch-urls=tcp://127.0.0.1:{port}"], environ={})
+        with pytest.raises(listeners.ListenerTaken, match=f"--listen-watch-urls tcp://127.0.0.1:{port}"):
+            listeners.check(cfg)
+        ephemeral = resolve([f"--listen-client-urls=tcp://127.0.0.1:{free()}"], environ={})
+        assert ("--listen-watch-urls", "tcp://127.0.0.1:0") not in listeners.addresses(ephemeral)
+
+
+def free() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -9,7 +9,7 @@ import cbor2
 import pytest
 
 from actors.gateway import compactor
-from actors.gateway.core import GatewayCore
+from actors.gateway.core import MAX_HUBS, GatewayCore
 from proto_schemas.cluster import ClusterCall, MemberAddRequest, MemberListRequest, MemberListResponse
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
@@ -365,17 +365,111 @@ def test_keep_alives_wait_for_a_leader_and_time_out_as_definite() -> None:
     assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
 
 
+def announce(core: GatewayCore, hub: HubAnnounce, now: float, token: str = "", local: bool = True) -> Any:
+    core.client_message(b"h", pack(hub, msg_id=9, token=token), now, local=local)
+    *_, (_, _, answer) = replies(core)
+    return answer
+
+
 def test_watch_hubs_are_listed_while_they_keep_announcing() -> None:
     core = make(events_urls=["tcp://10.0.0.1:2382"])
-    ask(core, HubAnnounce(hub_id="h1", urls=["tcp://10.0.0.1:2381"]), msg_id=1, now=0.0)
-    ask(core, HubAnnounce(hub_id="h2", urls=["tcp://10.0.0.2:2381"]), msg_id=2, now=2.0)
+    announce(core, HubAnnounce(hub_id="h1", urls=["tcp://10.0.0.1:2381"]), now=0.0)
+    announce(core, HubAnnounce(hub_id="h2", urls=["tcp://10.0.0.2:2381"]), now=2.0)
     ask(core, WatchHubsRequest(), msg_id=3, now=2.5)
     *_, (_, msg_id, listed) = replies(core)
     assert msg_id == 3 and listed.urls == ["tcp://10.0.0.1:2381", "tcp://10.0.0.2:2381"]
-    assert listed.events_urls == ["tcp://10.0.0.1:2382"]
+    assert listed.events_urls == []  # a client is not told where the events are published
     ask(core, WatchHubsRequest(), msg_id=4, now=4.0)  # h1 silent for 4 s
     ((_, _, later),) = replies(core)
     assert later.urls == ["tcp://10.0.0.2:2381"]
+
+
+def test_only_hubs_may_announce_and_only_hubs_learn_the_event_stream() -> None:
+    core = make(events_urls=["tcp://10.0.0.1:2382"], hub_token="sesame")
+    hub = HubAnnounce(hub_id="h1", urls=["tcp://10.0.0.9:2381"])
+    refused = announce(core, hub, now=0.0, local=False)  # a client on the public port, auth off
+    assert isinstance(refused, ErrorResponse) and refused.code == ErrorCode.PERMISSION_DENIED
+    assert announce(core, hub, now=0.0, token="guess", local=False).code == ErrorCode.PERMISSION_DENIED
+    ask(core, WatchHubsRequest(), msg_id=3, now=0.5)
+    ((_, _, listed),) = replies(core)
+    assert listed.urls == [] and listed.events_urls == []
+    accepted = announce(core, hub, now=1.0, token="sesame", local=False)  # holds the members' key
+    assert accepted.urls == ["tcp://10.0.0.9:2381"] and accepted.events_urls == ["tcp://10.0.0.1:2382"]
+    assert announce(core, hub, now=1.0).events_urls == ["tcp://10.0.0.1:2382"]  # the node's own
+
+
+@pytest.mark.parametrize(
+    "hub",
+    [
+        HubAnnounce(hub_id="h", urls=["not a url"]),
+        HubAnnounce(hub_id="h", urls=["tcp://10.0.0.1:0"]),
+        HubAnnounce(hub_id="h", urls=["tcp://10.0.0.1:99999"]),
+        HubAnnounce(hub_id="h", urls=["tcp://:2381"]),
+        HubAnnounce(hub_id="h", urls=[]),
+        HubAnnounce(hub_id="h", urls=["tcp://10.0.0.1:2381"] * 9),
+        HubAnnounce(hub_id="h", urls=["tcp://" + "x" * 300 + ":1"]),
+        HubAnnounce(hub_id="h" * 65, urls=["tcp://10.0.0.1:2381"]),
+        HubAnnounce(hub_id="", urls=["tcp://10.0.0.1:2381"]),
+    ],
+)
+def test_an_announced_hub_needs_urls_a_client_can_use(hub: HubAnnounce) -> None:
+    core = make()
+    refused = announce(core, hub, now=0.0)
+    assert isinstance(refused, ErrorResponse) and refused.code == ErrorCode.BAD_REQUEST
+    ask(core, WatchHubsRequest(), msg_id=3, now=0.5)
+    ((_, _, listed),) = replies(core)
+    assert listed.urls == []
+
+
+def test_the_gateway_remembers_a_bounded_number_of_hubs_and_only_its_clusters() -> None:
+    core = make()
+    for i in range(MAX_HUBS):
+        assert not isinstance(
+            announce(core, HubAnnounce(hub_id=f"h{i}", urls=["tcp://a:1"]), 0.0), ErrorResponse
+        )
+    refused = announce(core, HubAnnounce(hub_id="one-more", urls=["tcp://a:1"]), now=0.0)
+    assert refused.code == ErrorCode.TOO_MANY_REQUESTS
+    assert not isinstance(announce(core, HubAnnounce(hub_id="h1", urls=["tcp://a:1"]), 1.0), ErrorResponse)
+    later = announce(core, HubAnnounce(hub_id="one-more", urls=["tcp://a:1"]), now=5.0)  # the rest expired
+    assert not isinstance(later, ErrorResponse)
+    foreign = announce(core, HubAnnounce(hub_id="x", urls=["tcp://a:2"], cluster_id=77), now=5.0)
+    assert foreign.code == ErrorCode.CLUSTER_ID_MISMATCH
+
+
+def test_a_member_whose_own_hub_stops_announcing_reports_it_down() -> None:
+    core = make(local_hubs=2)
+    core.internal(LEADER, 0)
+    core.tick(0.0)
+    announce(core, HubAnnounce(hub_id="a", urls=["tcp://h:1"], name="watch0"), now=1.0)
+    announce(core, HubAnnounce(hub_id="a", urls=["tcp://h:1"], name="watch0"), now=9.0)
+    core.tick(10.0)  # watch1 has not announced yet: starting up
+    assert core.hubs_down == []
+    announce(core, HubAnnounce(hub_id="a", urls=["tcp://h:1"], name="watch0"), now=19.0)
+    core.tick(21.0)  # watch1 never announced within the start grace
+    assert core.hubs_down == ["watch1"]
+    logs = core.take_outbox().logs
+    assert ("watch hub down: member unhealthy", {"hub": "watch1", "level": "error"}) in logs
+    core.tick(25.0)  # watch0 silent for 6 s
+    assert core.hubs_down == ["watch0", "watch1"]
+    ask(core, StatusRequest(), msg_id=5, now=25.0)
+    (state,) = [m for m in core.take_outbox().to_mvcc if isinstance(m, BackendStateRequest)]
+    core.internal(
+        BackendState(
+            read_id=state.read_id,
+            consistent_index=0,
+            revision=1,
+            compact_revision=0,
+            db_size=0,
+            db_size_in_use=0,
+        ),
+        25.0,
+    )
+    ((_, _, status),) = replies(core)
+    assert status.errors == ["watch hub watch0 is down", "watch hub watch1 is down"]
+    announce(core, HubAnnounce(hub_id="b", urls=["tcp://h:2"], name="watch0"), now=26.0)
+    announce(core, HubAnnounce(hub_id="c", urls=["tcp://h:3"], name="watch1"), now=26.0)
+    core.tick(26.5)
+    assert core.hubs_down == []
 
 
 def test_history_reads_for_hubs_go_straight_to_the_backend() -> None:

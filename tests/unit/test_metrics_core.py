@@ -75,6 +75,17 @@ def test_health_needs_a_leader_no_alarm_and_a_live_raft_core() -> None:
     assert MetricsBoard().health(0.0) == (False, "RAFT NOT RUNNING")
 
 
+def test_a_member_with_a_watch_hub_down_is_not_healthy() -> None:
+    board = board_with(1, {})
+    gateway = Registry()
+    down = gateway.gauge("etcdz_watch_hubs_down", "")
+    board.report(report("gateway", gateway), 0.0)
+    assert board.health(1.0) == (True, "")
+    down.set(1)
+    board.report(report("gateway", gateway), 0.5)
+    assert board.health(1.0) == (False, "WATCH HUB DOWN")
+
+
 def test_http_heads_are_parsed_once_complete_and_bounded() -> None:
     assert parse_request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n") is None
     assert parse_request(b"GET /health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n") == HttpRequest("GET", "/health")

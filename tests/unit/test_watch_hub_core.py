@@ -3,6 +3,7 @@ fragments, slow clients, progress."""
 
 from __future__ import annotations
 
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 from actors.watch.core import PROGRESS_ALL, SLOW_STREAM, TOO_MANY, HubCore, batched
@@ -510,3 +511,32 @@ def test_an_idle_hub_stops_listening_and_takes_now_from_the_members_answer_to_a_
     hub.client(C, 3, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.5)
     hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.5)
     assert not hub.listening
+
+
+def test_the_hub_names_its_cluster_and_refuses_a_client_of_another() -> None:
+    hub = started(cluster_id=0xA)
+    hub.client(C, 7, WatchPing(cluster_id=0xA), 0.0)
+    ((_, reply_to, pong),) = hub.take_outbox().to_client
+    assert reply_to == 7 and isinstance(pong, WatchPong) and pong.cluster_id == 0xA
+    other = b"other"
+    hub.client(other, 8, WatchPing(cluster_id=0xB), 0.0)
+    hub.client(other, 9, WatchRequest(request=WatchCreateRequest(key=b"a")), 0.0, token="t")
+    answers = hub.take_outbox().to_client
+    assert [a[1] for a in answers] == [8, 9]
+    for _, _, refused in answers:
+        assert isinstance(refused, ErrorResponse) and refused.code == ErrorCode.CLUSTER_ID_MISMATCH
+        assert "cluster ID mismatch" in refused.message and "serves cluster a" in refused.message
+    assert hub.out.to_backend == []  # nothing asked of the member for it
+    assert not hub.streams[other].watchers
+
+
+def test_the_hub_drops_another_clusters_event_stream_and_says_so_to_a_watcher() -> None:
+    hub = HubCore(cluster_id=0xA)
+    hub.live(dataclass_replace(heartbeat(10), cluster_id=0xB), 0.0)
+    assert hub.revision is None and hub.foreign_batches == 1
+    hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"a")), 0.0, token="t")
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader(cluster_id=0xA)))
+    (refused,) = responses(hub)
+    assert refused.created and refused.canceled and "another cluster" in refused.cancel_reason
+    hub.live(dataclass_replace(heartbeat(10), cluster_id=0xA), 0.0)  # its own stream is served
+    assert hub.revision == 10
