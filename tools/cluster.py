@@ -30,6 +30,7 @@ from actors.wal.files import read_identity
 from etcdz import Client
 from etcdz.errors import EtcdzError, PermissionDenied, UserEmpty
 from proto_schemas.cluster import PeerFaults
+from proto_schemas.watch import WatchHubsRequest
 from tools import topology
 from tools.workload import took_effect, wait_until
 
@@ -298,6 +299,7 @@ class LocalCluster:
             time.sleep(0.1)
 
         for m in [member] if member else self.members:
+            own_hubs = int(m.env.get("ETCDZ_WATCH_HUBS", "0") or 0)
             with m.client(timeout=1.0) as c:
                 while True:
                     try:
@@ -309,6 +311,13 @@ class LocalCluster:
                     except EtcdzError:
                         pass
                     waiting(m, "ready")
+                while own_hubs:  # and its own hubs have bound and announced themselves
+                    try:
+                        if len(c.call(WatchHubsRequest()).urls) >= own_hubs:
+                            break
+                    except EtcdzError:
+                        pass
+                    waiting(m, "announcing its watch hubs")
         for h in [] if member else self.hubs:
             with self.client(timeout=1.0) as c:
                 while True:
