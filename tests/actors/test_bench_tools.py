@@ -15,6 +15,7 @@ from tools import (
     bench_hubs,
     bench_memory,
     bench_recovery,
+    bench_startup,
     bench_watch,
     cpu_census,
     profile,
@@ -87,6 +88,14 @@ def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: Loca
 def test_recovery_benchmark_measures_each_kill() -> None:
     summary = bench_recovery.run(["gateway"], rounds=1)
     assert 0 < summary["gateway"]["median_s"] <= summary["gateway"]["max_s"] < 60
+
+
+def test_startup_benchmark_times_the_cli_and_every_actors_start() -> None:
+    results = bench_startup.run(runs=2, starts=1)
+    for what in ("etcdzctl --help", "etcdzctl get k", "etcdzctl put k v"):
+        assert 0 < results[what]["median_ms"] <= results[what]["max_ms"], what
+    for actor in ("wal", "raft", "mvcc", "apply", "lease", "gateway"):
+        assert 0 < results[f"actor {actor}"]["median_ms"] < 60_000, actor
 
 
 def test_profile_tool_profiles_every_actor_under_a_load(

@@ -26,4 +26,4 @@ def test_mid_log_corruption_refuses_to_start(node: LocalCluster) -> None:
     with open(member.log_path, encoding="utf-8") as f:
         log = f.read()
     assert '"error_type": "WalCorruptError"' in log and '"fatal": true' in log
-    assert "member cannot start: its data needs an operator" in log
+    assert "member cannot start: an actor failed in a way a restart cannot cure" in log

@@ -146,7 +146,7 @@ def test_a_byte_flipped_on_disk_is_caught(cluster: LocalCluster) -> None:
     flip_a_byte_on_disk(victim, values[0])  # the first index block, which start reads
     cluster.start(victim)
     assert victim.proc is not None and victim.proc.wait(30) == 1
-    assert logged(victim, "member cannot start: its data needs an operator")
+    assert logged(victim, "member cannot start: an actor failed in a way a restart cannot cure")
 
     cluster.stop(victim)
     flip_a_byte_on_disk(victim, flipped(values[0]), compact=False)  # repaired by hand
