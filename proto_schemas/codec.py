@@ -103,7 +103,7 @@ MODULES: tuple[tuple[int, int, str], ...] = (
 
 _BY_ID: dict[int, _Spec] = {}
 _BY_CLS: dict[type, _Spec] = {}
-_PENDING: list[type] = []
+_PENDING: dict[int, type] = {}  # registered, not yet compiled (each is, the first time it is used)
 
 
 @typing.dataclass_transform(frozen_default=True, kw_only_default=True)
@@ -117,37 +117,52 @@ def message(type_id: int) -> Callable[[type[_T]], type[_T]]:
     """Register a dataclass as a wire message with a permanent ``type_id``."""
 
     def register(cls: type[_T]) -> type[_T]:
-        if type_id in _BY_ID or any(getattr(c, "_type_id", None) == type_id for c in _PENDING):
+        if type_id in _BY_ID or type_id in _PENDING:
             raise RuntimeError(f"message type id {type_id} registered twice")
         cls._type_id = type_id  # type: ignore[attr-defined]
-        _PENDING.append(cls)
+        _PENDING[type_id] = cls
         return cls
 
     return register
 
 
 def _resolve() -> None:
-    """Build field checkers lazily: annotations may name classes defined later."""
-    while _PENDING:
-        cls = _PENDING.pop()
-        hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)
-        names = tuple(f.name for f in fields)
-        checkers = tuple(_checker_for(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields)
-        required = sum(
-            1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        )
-        spec = _Spec(
-            cls,
-            cls._type_id,  # type: ignore[attr-defined]
-            names,
-            checkers,
-            required,
-            _compile_payload(cls._type_id, [(n, hints[n]) for n in names]),  # type: ignore[attr-defined]
-            _compile_build(cls, names, checkers),
-        )
-        _BY_ID[spec.type_id] = spec
-        _BY_CLS[cls] = spec
+    """Compile every class registered so far (for what needs the whole registry)."""
+    for cls in list(_PENDING.values()):
+        _compile(cls)
+
+
+def _compile(cls: type) -> _Spec:
+    """A class's checkers and its encode and build functions, made when it is first used
+    (annotations may name classes defined later; and a process uses few of the classes)."""
+    del _PENDING[cls._type_id]  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    checkers = tuple(_checker_for(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields)
+    required = sum(
+        1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    spec = _Spec(
+        cls,
+        cls._type_id,  # type: ignore[attr-defined]
+        names,
+        checkers,
+        required,
+        _compile_payload(cls._type_id, [(n, hints[n]) for n in names]),  # type: ignore[attr-defined]
+        _compile_build(cls, names, checkers),
+    )
+    _BY_ID[spec.type_id] = spec
+    _BY_CLS[cls] = spec
+    return spec
+
+
+def _spec_for(cls: type) -> _Spec | None:
+    """The spec of a registered class, compiled if it is not yet."""
+    spec = _BY_CLS.get(cls)
+    if spec is None and _PENDING.get(getattr(cls, "_type_id", None)) is cls:  # type: ignore[arg-type]
+        spec = _compile(cls)
+    return spec
 
 
 def module_of(type_id: int) -> str | None:
@@ -162,11 +177,13 @@ def _spec_of(type_id: Any) -> _Spec | None:
     """The spec of a type id, importing its protocol module the first time it is met."""
     spec = _BY_ID.get(type_id)
     if spec is None and type(type_id) is int:
-        module = module_of(type_id)
-        if module is not None:
-            importlib.import_module(module)
-            _resolve()
-            spec = _BY_ID.get(type_id)
+        if type_id not in _PENDING:
+            module = module_of(type_id)
+            if module is not None:
+                importlib.import_module(module)
+        cls = _PENDING.get(type_id)
+        if cls is not None:
+            spec = _compile(cls)
     return spec
 
 
@@ -178,6 +195,7 @@ def load_all() -> None:
 
 
 _PLAIN = (int, bytes, str, bool, float)
+_SCALARS = frozenset({int, bytes, str, bool, float, type(None)})
 
 
 def _compile_payload(type_id: int, hints: list[Any]) -> Callable[[Any], list[Any]]:
@@ -336,12 +354,9 @@ def _default(encoder: cbor2.CBOREncoder, value: Any) -> None:
     if type(value) is Encoded:
         encoder.write(value.raw)
         return
-    spec = _BY_CLS.get(type(value))
+    spec = _spec_for(type(value))
     if spec is None:
-        _resolve()
-        spec = _BY_CLS.get(type(value))
-        if spec is None:
-            raise TypeError(f"{type(value).__name__} is not a registered message")
+        raise TypeError(f"{type(value).__name__} is not a registered message")
     encoder.encode(cbor2.CBORTag(MESSAGE_TAG, spec.payload(value)))
 
 
@@ -354,13 +369,18 @@ def _tree(value: Any) -> Any:
         return [_tree(v) for v in value]
     if type(value) is dict:
         return {k: _tree(v) for k, v in value.items()}
-    return value  # a scalar, or what the default hook writes (``Encoded``) or refuses
+    if type(value) in _SCALARS:
+        return value
+    spec = _spec_for(type(value))  # a message whose class is not compiled yet
+    if spec is not None:
+        return cbor2.CBORTag(MESSAGE_TAG, spec.payload(value))
+    # What the default hook writes (``Encoded``) or refuses; never left to cbor2's own search
+    # for an encoder, which imports a dozen modules (email, uuid, ...) the first time.
+    return value
 
 
 def encode(msg: Any) -> bytes:
     """Encode a registered message (or a plain CBOR value holding messages) to bytes."""
-    if _PENDING:
-        _resolve()
     return cbor2.dumps(_tree(msg), default=_default)
 
 
@@ -455,8 +475,6 @@ def decode(
 ) -> Any:
     """Decode bytes to a message; ``expect`` narrows which top-level types are acceptable,
     ``max_items`` bounds how many CBOR items the bytes may hold (for input from the network)."""
-    if not _BY_ID or _PENDING:
-        _resolve()
     if max_items is not None and len(data) > max_items:
         count_items(data, max_items)
     try:
@@ -489,15 +507,16 @@ def peek(data: bytes, cls: type, count: int) -> list[int]:
     """The first ``count`` fields of a ``cls`` message, which must be ints, without building
     the rest: for a receiver that needs only the head of a large message (a watch hub with no
     watcher notes how far an event batch goes and drops its events)."""
-    if not _BY_ID or _PENDING:
-        _resolve()
+    spec = _spec_for(cls)
+    if spec is None:
+        raise TypeError(f"{cls.__name__} is not a registered message")
     try:
         value = cbor2.loads(data, **_PEEK_OPTIONS)
     except Exception as exc:  # cbor2 raises several types for malformed input
         cause = exc.__cause__
         raise (cause if isinstance(cause, DecodeError) else DecodeError(f"malformed CBOR: {exc}")) from None
     body = value.value if type(value) is cbor2.CBORTag and value.tag == MESSAGE_TAG else None
-    if not isinstance(body, list | tuple) or len(body) <= count or body[0] != _BY_CLS[cls].type_id:
+    if not isinstance(body, list | tuple) or len(body) <= count or body[0] != spec.type_id:
         raise DecodeError(f"unexpected message: expected {cls.__name__}")
     head = list(body[1 : count + 1])
     if any(type(v) is not int for v in head):
@@ -512,5 +531,7 @@ def registered() -> dict[int, type]:
 
 
 def field_names(cls: type) -> tuple[str, ...]:
-    _resolve()
-    return _BY_CLS[cls].names
+    spec = _spec_for(cls)
+    if spec is None:
+        raise TypeError(f"{cls.__name__} is not a registered message")
+    return spec.names

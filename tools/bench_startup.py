@@ -9,12 +9,17 @@ Starts a fresh single-member node in a temporary directory, then reports
   imports, sockets, recovery; every actor logs it when it starts), over ``--starts`` starts of
   the member (each a stop and a start, so recovery reads a data dir that already has data).
 
-Run it on an idle machine: every figure is the interpreter's and the imports' CPU time.
+Run it on an idle machine: every figure is the interpreter's and the imports' CPU time. The
+project's modules are compiled to bytecode first and the commands run with bytecode allowed,
+as an installed package runs (an environment with PYTHONDONTWRITEBYTECODE set would otherwise
+compile every module from source on every call). An editable install (``make install``) adds
+its import finder to every start, about 15 ms more than a regular ``pip install``.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -27,13 +32,25 @@ from collections.abc import Sequence
 
 from tools.cluster import LocalCluster, Member, running
 
+PACKAGES = ("actors", "etcdz", "proto_schemas", "tools")
+BYTECODE_OK = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_project() -> None:
+    """Bytecode for every module of the project, next to its source (as an install has)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for package in PACKAGES:
+        compileall.compile_dir(os.path.join(root, package), quiet=1)
+
 
 def wall_times(argv: Sequence[str], runs: int) -> list[float]:
     """Seconds per run of a command that must succeed (its output is dropped)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=BYTECODE_OK, check=True
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -77,6 +94,7 @@ def summary(samples: Sequence[float], scale: float = 1000.0) -> dict[str, float]
 def run(runs: int, starts: int) -> dict[str, dict[str, float]]:
     ctl = os.path.join(os.path.dirname(sys.executable), "etcdzctl")
     results: dict[str, dict[str, float]] = {}
+    compile_project()
     with tempfile.TemporaryDirectory(prefix="etcdz-startup-") as root, running(root, 1) as node:
         endpoint = ["--endpoints", node.endpoints[0]]
         subprocess.run([ctl, *endpoint, "put", "k", "v"], stdout=subprocess.DEVNULL, check=True)
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         sys.stdout.write(json.dumps(results) + "\n")
         return 0
-    sys.stdout.write(f"{'what':<20} {'median':>9} {'worst':>9}  (ms; actors: exec to ready to serve)\n")
+    sys.stdout.write(f"{'what':<20} {'median':>9} {'worst':>9}  (ms; actors: spawn to ready to serve)\n")
     for what, s in results.items():
         sys.stdout.write(f"{what:<20} {s['median_ms']:>9.1f} {s['max_ms']:>9.1f}\n")
     return 0
