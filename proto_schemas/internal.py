@@ -268,3 +268,14 @@ class MetricsReport:
 
     actor: str
     families: list[MetricFamily] = field(default_factory=list)
+
+
+@message(373)
+@wire
+class ActorStarted:
+    """An actor restarted alone, to the raft core: send me where raft is. The raft core sends
+    its status on a change only, and the gateway (the leader, for routing) and the lease
+    expirer (whether it leads, to expire leases) must not wait for the next one."""
+
+    actor: str
+

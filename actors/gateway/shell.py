@@ -30,6 +30,7 @@ from actors.runtime.listen import bind_all
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.internal import ActorStarted
 
 # Messages queued per client connection each way: as many as it may have in flight by default
 # (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
@@ -92,6 +93,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     by_tag = {CLIENT: clients, LOCAL: local}
     inbox = loop.inbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
+    send(to_raft, ActorStarted(actor="gateway"))  # where raft is, when restarted alone
     to_mvcc = loop.outbox(config.inbox("mvcc"))
     to_lease = loop.outbox(config.inbox("lease"))
     leader: dict[str, Any] = {"urls": [], "sock": None}  # a client connection to the leader's gateway

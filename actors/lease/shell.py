@@ -25,7 +25,7 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, error_response
-from proto_schemas.internal import InternalRequest, Propose, RaftStatus, ReadResult
+from proto_schemas.internal import ActorStarted, InternalRequest, Propose, RaftStatus, ReadResult
 from proto_schemas.kv import ResponseHeader
 from proto_schemas.lease import (
     LeaseCall,
@@ -80,6 +80,7 @@ class LeaseShell:
         self.loop.on_messages(inbox, self.handle)
         self.loop.every(TICK_S, self.tick)
         send(self.to_mvcc, LeaseTableRequest())
+        send(self.to_raft, ActorStarted(actor="lease"))  # whether this member leads, restarted alone
 
     # -- input ---------------------------------------------------------------------------------
     def handle(self, msgs: list[object]) -> None:

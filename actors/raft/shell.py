@@ -60,6 +60,7 @@ from proto_schemas.cluster import (
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode
 from proto_schemas.internal import (
+    ActorStarted,
     Applied,
     Apply,
     BackendState,
@@ -221,6 +222,9 @@ class RaftShell:
             if isinstance(msg, WalState):
                 if self.node is None:
                     self.start(msg)
+                continue
+            if isinstance(msg, ActorStarted):
+                self._status_key = ()  # the next flush sends the status to the gateway and the expirer
                 continue
             if isinstance(msg, PeerFaults):
                 self.peers.inject(msg)

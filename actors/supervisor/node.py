@@ -1,11 +1,19 @@
 """Starts the actors of one node as OS processes and keeps them running.
 
-Crash-only: when any actor of the member dies, every actor of the node is stopped (SIGTERM, then SIGKILL after
-a grace period) and all are started again from disk. A partial restart would need each actor to
-resynchronise with its neighbours' in-memory state; a whole-node restart only needs the WAL and
-the backend, which are exactly what recovery is built and tested on. Restarts that keep failing
-back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` starts that did not last
-``STABLE_AFTER_S``.
+Each actor is restarted according to what it holds (as an OTP supervisor chooses a strategy per
+child):
+- The gateway and the lease expirer (``RESTART_ALONE``) hold nothing a restart could lose: a
+  dead one is started again alone (one_for_one) and rebuilds its state from its neighbours
+  (it asks the raft core for its status, the backend for auth state, revision and leases),
+  while the rest of the node serves on. One that dies quickly ``ESCALATE_AFTER`` times in a
+  row is treated as below.
+- The write path (WAL writer, raft core, backend, apply worker) is restarted as a whole
+  (one_for_all): every actor of the node is stopped (SIGTERM, then SIGKILL after a grace
+  period) and all start again from disk, which needs only the WAL and the backend -- exactly
+  what recovery is built and tested on. Restarting one of them alone needs a resync protocol
+  with its neighbours that does not exist yet.
+Restarts that keep failing back off (as circus does), and give up after
+``MAX_QUICK_FAILURES`` node starts that did not last ``STABLE_AFTER_S``.
 
 Side processes are outside that rule: watch hubs, the metrics server and the corruption
 checker hold no state a restart could lose (a hub's clients re-create watches from the last
@@ -37,6 +45,12 @@ from actors.supervisor.spawn import Forked, fork_actor, preload
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
 MAX_QUICK_FAILURES = 8
+# Actors that hold nothing a restart could lose: each rebuilds its state from its neighbours
+# (the gateway: the raft status, the backend's auth state and revision; the lease expirer: the
+# backend's lease table and the raft status, leases getting a fresh TTL as after an election),
+# so one of them is restarted alone and the rest of the node serves on.
+RESTART_ALONE = frozenset({"gateway", "lease"})
+ESCALATE_AFTER = 3  # quick deaths in a row of an actor restarted alone: restart the node instead
 WATCHED_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
@@ -99,7 +113,11 @@ class NodeSupervisor:
         self.config = config
         self.log = log
         self.procs: dict[str, Forked] = {}
-        self.sides: dict[str, Forked] = {}  # watch hubs and the corruption checker
+        self.sides: dict[str, Forked] = {}
+        self.started_at: dict[str, float] = {}  # each actor's latest start
+        self.alone_failures: dict[
+            str, int
+        ] = {}  # quick deaths in a row of an actor restarted alone  # watch hubs and the corruption checker
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
         self.side_restarts = SideRestarts()
@@ -126,11 +144,14 @@ class NodeSupervisor:
             f.write(self.config.to_json())
         os.replace(tmp, self.config_path)
 
+    def actor_command(self, actor: str) -> list[str]:
+        return [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path]
+
     def start_actors(self) -> None:
+        now = time.monotonic()
         for actor in ACTORS:
-            self.procs[actor] = self.spawn(
-                actor, [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path]
-            )
+            self.procs[actor] = self.spawn(actor, self.actor_command(actor))
+            self.started_at[actor] = now
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
     def side_commands(self) -> dict[str, list[str]]:
@@ -217,23 +238,26 @@ class NodeSupervisor:
             while True:
                 started = time.monotonic()
                 self.start_actors()
-                try:
-                    self.start_sides()
-                    stop = self._wait_for_event()
-                except SideFailed as exc:
-                    self.log.error("member cannot start", error=str(exc))
-                    return 1
-                if stop:
-                    self.log.info("stopping member")
-                    return 0
-                actor, code = self.dead_actor() or ("?", -1)
-                if code == EXIT_FATAL:
-                    self.log.error(
-                        "member cannot start: an actor failed in a way a restart cannot cure "
-                        "(see its error above: unusable data, an address it cannot bind)",
-                        actor=actor,
-                    )
-                    return 1
+                while True:  # until the node as a whole must start again
+                    try:
+                        self.start_sides()
+                        stop = self._wait_for_event()
+                    except SideFailed as exc:
+                        self.log.error("member cannot start", error=str(exc))
+                        return 1
+                    if stop:
+                        self.log.info("stopping member")
+                        return 0
+                    actor, code = self.dead_actor() or ("?", -1)
+                    if code == EXIT_FATAL:
+                        self.log.error(
+                            "member cannot start: an actor failed in a way a restart cannot cure "
+                            "(see its error above: unusable data, an address it cannot bind)",
+                            actor=actor,
+                        )
+                        return 1
+                    if not self._restart_alone(actor, code):
+                        break
                 lived = time.monotonic() - started
                 quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0
                 self.log.warning(
@@ -252,6 +276,30 @@ class NodeSupervisor:
         finally:
             self.stop_actors()
             self.stop_sides()
+
+    def _restart_alone(self, actor: str, code: int) -> bool:
+        """Start a dead actor of ``RESTART_ALONE`` again by itself (one_for_one), with a backoff
+        when it dies quickly again; False when the whole node must restart instead: another
+        actor, or one that died quickly ``ESCALATE_AFTER`` times in a row (then what it resyncs
+        from may be what is wrong)."""
+        if actor not in RESTART_ALONE:
+            return False
+        now = time.monotonic()
+        quick = now - self.started_at.get(actor, now) < STABLE_AFTER_S
+        failures = self.alone_failures.get(actor, 0) + 1 if quick else 1
+        if failures >= ESCALATE_AFTER:
+            self.alone_failures.pop(actor, None)
+            self.log.warning("actor keeps dying when restarted alone", actor=actor, exit_code=code)
+            return False
+        self.alone_failures[actor] = failures
+        self.log.warning(
+            "actor died, restarting it alone", actor=actor, exit_code=code, quick_failures=failures
+        )
+        if failures > 1:
+            self._sleep_or_stop(min(2.0, 0.2 * 2 ** (failures - 2)))
+        self.procs[actor] = self.spawn(actor, self.actor_command(actor))
+        self.started_at[actor] = time.monotonic()
+        return True
 
     def _wait_for_event(self) -> bool:
         """Block until an actor dies (False) or we are asked to stop (True)."""

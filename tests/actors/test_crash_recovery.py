@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from actors.supervisor.node import RESTART_ALONE
 from tools.cluster import LocalCluster
 from tools.workload import Writer, check_writes, wait_serving, wait_until
 
@@ -34,6 +35,28 @@ def test_kill_9_of_one_actor_under_load(node: LocalCluster, actor: str) -> None:
     assert member.actor_pids()[actor] != victim
     with node.client() as c:
         check_writes(c, writer)
+
+
+@pytest.mark.parametrize("actor", sorted(RESTART_ALONE))
+def test_a_gateway_or_lease_expirer_killed_comes_back_alone(node: LocalCluster, actor: str) -> None:
+    """One_for_one: the other actors keep running (same pids), and the restarted one learns
+    where raft is without waiting for a change: the node serves, leases still expire (the
+    expirer knows it leads) and keep-alives are answered."""
+    member = node.members[0]
+    with node.client() as c:
+        expiring = c.lease_grant(2).id
+        c.put("/alone/expiring", "x", lease=expiring)
+        kept = c.lease_grant(60).id
+    before = member.actor_pids()
+    os.kill(before[actor], signal.SIGKILL)
+    wait_until(lambda: member.actor_pids().get(actor) not in (None, before[actor]), 30, f"{actor} restarted")
+    after = member.actor_pids()
+    others = [a for a in ("wal", "raft", "mvcc", "apply", "lease", "gateway") if a != actor]
+    assert {a: after.get(a) for a in others} == {a: before[a] for a in others}
+    with node.client(timeout=2.0) as c:
+        wait_until(lambda: c.put("/alone/after", actor), 30, "a put served")
+        assert wait_until(lambda: c.lease_keep_alive_once(kept).ttl > 0, 30, "a keep-alive answered")
+        wait_until(lambda: c.get("/alone/expiring").count == 0, 30, "the short lease expired")
 
 
 def test_kill_9_of_the_whole_node_then_restart(node: LocalCluster) -> None:
