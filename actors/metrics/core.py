@@ -3,7 +3,8 @@ text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
 
 A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metrics``; without a
 fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
-alarm (and, etcdz's own, none of the member's watch hubs down); ``{"health":"true"}`` with
+alarm (and, etcdz's own, none of the member's actors down or hung -- the supervisor's census,
+read at each request -- and none of its watch hubs down); ``{"health":"true"}`` with
 200, else ``{"health":"false","reason":...}`` with 503.
 
 Connections (``Connections``): an orchestrator probes ``/health`` and restarts a member that does
@@ -37,9 +38,13 @@ class BadHttp(Exception):
     pass
 
 
+WRITE_PATH = ("wal", "raft", "mvcc", "apply", "lease", "gateway")  # a member serves with all of them
+
+
 class MetricsBoard:
     def __init__(self) -> None:
         self._reports: dict[str, tuple[float, list[MetricFamily]]] = {}
+        self.census: MetricsReport | None = None  # the supervisor's, read at each request
 
     def report(self, msg: MetricsReport, now: float) -> None:
         self._reports[msg.actor] = (now, msg.families)
@@ -48,7 +53,19 @@ class MetricsBoard:
         return {a: fams for a, (at, fams) in self._reports.items() if now - at <= STALE_S}
 
     def exposition(self, now: float) -> str:
-        return render(f for fams in self._fresh(now).values() for f in fams)
+        census = self.census.families if self.census is not None else []
+        return render([*(f for fams in self._fresh(now).values() for f in fams), *census])
+
+    def _down(self) -> list[str]:
+        """Actors of the member that the supervisor reports down (dead, hung, restarting)."""
+        if self.census is None:
+            return []
+        for family in self.census.families:
+            if family.name == "etcdz_actor_up":
+                return sorted(
+                    s.labels[1] for s in family.samples if s.value == 0 and s.labels[1] in WRITE_PATH
+                )
+        return []
 
     def value(self, now: float, actor: str, name: str) -> list[tuple[list[str], float]]:
         """The samples of one family as an actor last reported them (empty if stale)."""
@@ -58,6 +75,9 @@ class MetricsBoard:
         return []
 
     def health(self, now: float) -> tuple[bool, str]:
+        down = self._down()
+        if down:
+            return False, "ACTOR DOWN " + ",".join(down)
         leader = self.value(now, "raft", "etcd_server_has_leader")
         if not leader:
             return False, "RAFT NOT RUNNING"

@@ -19,6 +19,7 @@ from actors.metrics.core import BadHttp, Connections, MetricsBoard, answer, resp
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import bind_all
 from actors.runtime.loop import Loop
+from proto_schemas.codec import DecodeError, decode
 from proto_schemas.internal import MetricsReport
 
 SWEEP_S = 1.0
@@ -61,7 +62,16 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 reply(conn, response(400, b"bad request\n"))
                 continue
             if request is not None:
+                board.census = census()
                 reply(conn, answer(board, request, now))
+
+    def census() -> MetricsReport | None:
+        """The supervisor's latest report on its actors (see actors/supervisor/census.py)."""
+        try:
+            with open(config.census_path, "rb") as f:
+                return decode(f.read(), MetricsReport)
+        except (OSError, DecodeError):
+            return None
 
     def reply(conn: bytes, data: bytes) -> None:
         try:

@@ -88,6 +88,16 @@ class NodeConfig:
     def run_dir(self) -> str:
         return os.path.join(self.data_dir, "run")
 
+    def heartbeat_path(self, actor: str) -> str:
+        """The file an actor's loop touches every second (the supervisor's sign that it is
+        not hung: see actors/supervisor/census.py)."""
+        return os.path.join(self.run_dir, "alive", actor)
+
+    @property
+    def census_path(self) -> str:
+        """The supervisor's report on its actors (up, restarts, causes), for the metrics process."""
+        return os.path.join(self.run_dir, "census.cbor")
+
     @property
     def election_tick(self) -> int:
         return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)

@@ -38,6 +38,7 @@ INTERNAL_HWM = 200_000
 LINGER_MS = 200
 METRICS_REPORT_S = 1.0
 PROFILE_VARIABLE = "ETCDZ_PROFILE_DIR"  # set: every actor profiles its loop (cProfile) into that dir
+HEARTBEAT_S = 1.0  # how often a member's actor touches its heartbeat file
 SPAWNED_VARIABLE = "ETCDZ_SPAWNED_NS"  # the supervisor's monotonic clock when it spawned the actor
 
 
@@ -140,6 +141,22 @@ class Loop:
         self.report_now = report  # for a change the metrics process should not learn a second late
         self.every(METRICS_REPORT_S, report)
 
+    def beat(self, path: str, interval_s: float) -> None:
+        """Touch ``path`` now and every ``interval_s`` while the loop turns: a loop that stops
+        (a stopped process, a deadlock, an endless batch) stops touching it."""
+
+        def touch() -> None:
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                with open(path, "ab"):
+                    pass
+            except OSError:
+                pass
+
+        touch()
+        self.every(interval_s, touch)
+
     # -- timers --------------------------------------------------------------------------
     def every(self, interval_s: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + interval_s, next(self._seq), interval_s, fn))
@@ -231,9 +248,11 @@ def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) 
 
 
 def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
-    """Have the actor report its metrics when the node serves them."""
+    """Have the actor report its metrics when the node serves them, and show the supervisor
+    that its loop turns (a heartbeat file touched every second)."""
     if config.listen_metrics_urls:
         loop.report_metrics(config.inbox("metrics"), actor)
+    loop.beat(config.heartbeat_path(actor), HEARTBEAT_S)
     return loop
 
 

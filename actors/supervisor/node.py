@@ -39,8 +39,10 @@ import structlog
 from actors.runtime.config import ACTORS, NodeConfig
 from actors.runtime.loop import EXIT_FATAL
 from actors.supervisor import listeners
+from actors.supervisor.census import HUNG_AFTER_S, Census
 from actors.supervisor.sides import SideRestarts
 from actors.supervisor.spawn import Forked, fork_actor, preload
+from proto_schemas.codec import encode
 
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
@@ -115,6 +117,7 @@ class NodeSupervisor:
         self.procs: dict[str, Forked] = {}
         self.sides: dict[str, Forked] = {}
         self.started_at: dict[str, float] = {}  # each actor's latest start
+        self.census = Census()
         self.alone_failures: dict[
             str, int
         ] = {}  # quick deaths in a row of an actor restarted alone  # watch hubs and the corruption checker
@@ -127,6 +130,7 @@ class NodeSupervisor:
             self.config.data_dir,
             os.path.dirname(self.config.wal_dir),
             self.config.run_dir,
+            os.path.dirname(self.config.heartbeat_path("-")),
             self.config.socket_dir,
         ):
             changed = private_dir(path)
@@ -179,6 +183,7 @@ class NodeSupervisor:
                 continue
             if code is not None and not self.side_restarts.waiting(name):
                 verdict = self.side_restarts.died(name, code, EXIT_FATAL, now)
+                self._died(name, code)
                 if verdict.fatal:
                     raise SideFailed(f"{name} cannot start (see its error above)")
                 self.log.warning(
@@ -196,7 +201,45 @@ class NodeSupervisor:
 
     def spawn(self, name: str, argv: list[str]) -> Forked:
         """``argv`` (``python -m MODULE ARGS``) as a fork of this warm process (see spawn.py)."""
-        return fork_actor(name, argv[2], argv[3:], close_fds=[self._lock_fd])
+        proc = fork_actor(name, argv[2], argv[3:], close_fds=[self._lock_fd])
+        self.census.started(name, time.monotonic(), time.time())
+        self._publish_census()
+        return proc
+
+    def _died(self, name: str, code: int | None) -> None:
+        """Note a death (or a stop the supervisor made) in the census, with its cause."""
+        cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self.census.died(name, cause)
+        self._publish_census()
+
+    def _publish_census(self) -> None:
+        """The census as the supervisor's metrics report, for the metrics process (a file:
+        the supervisor holds no socket, so that its forks inherit none)."""
+        tmp = self.config.census_path + ".tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encode(self.census.report()))
+            os.replace(tmp, self.config.census_path)
+        except OSError as exc:
+            self.log.warning("census not written", error=str(exc))
+
+    def _kill_hung(self) -> None:
+        """SIGKILL actors whose loop stopped turning; they are then restarted as dead ones."""
+        now, wall = time.monotonic(), time.time()
+        beats: dict[str, float] = {}
+        for name in {*self.procs, *self.sides}:
+            try:
+                beats[name] = now - (wall - os.stat(self.config.heartbeat_path(name)).st_mtime)
+            except OSError:
+                continue
+        for name in self.census.hung(now, beats):
+            proc = self.procs.get(name) or self.sides.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            self.log.error("actor hung: no heartbeat, killing it", actor=name, after_s=HUNG_AFTER_S)
+            self.census.died(name, f"hung (no heartbeat for {HUNG_AFTER_S:.0f} s)")
+            proc.kill()
+        self._publish_census()
 
     def stop_actors(self) -> None:
         _stop_all(self.procs, self.log)
@@ -249,6 +292,7 @@ class NodeSupervisor:
                         self.log.info("stopping member")
                         return 0
                     actor, code = self.dead_actor() or ("?", -1)
+                    self._died(actor, code)
                     if code == EXIT_FATAL:
                         self.log.error(
                             "member cannot start: an actor failed in a way a restart cannot cure "
@@ -267,6 +311,8 @@ class NodeSupervisor:
                     lived_s=round(lived, 2),
                     quick_failures=quick_failures,
                 )
+                for other in self.procs:
+                    self.census.died(other, f"node restarted: {actor} died")
                 self.stop_actors()
                 if quick_failures >= MAX_QUICK_FAILURES:
                     self.log.error("actors keep failing at start, giving up", actor=actor)
@@ -306,6 +352,7 @@ class NodeSupervisor:
         while True:
             if self.dead_actor() is not None:
                 return False
+            self._kill_hung()
             self.start_sides()
             info = signal.sigtimedwait(WATCHED_SIGNALS, 1.0)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):

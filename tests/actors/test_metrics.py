@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 import urllib.error
@@ -15,6 +17,7 @@ import pytest
 from etcdz.errors import FutureRevision
 from proto_schemas.maintenance import AlarmType
 from tools.cluster import LocalCluster, free_ports, running
+from tools.workload import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +160,31 @@ def test_half_sent_requests_never_keep_health_from_answering(node: tuple[LocalCl
     finally:
         for s in stalled:
             s.close()
+
+
+def test_a_hung_actor_is_killed_restarted_and_counted(node: tuple[LocalCluster, str]) -> None:
+    """SIGSTOP of the lease expirer (a process alive to waitpid, serving nothing): the
+    supervisor sees its heartbeat stop, kills it and starts it again alone; the metrics count
+    the restart with its cause, and the member is healthy again."""
+    cluster, url = node
+    member = cluster.members[0]
+    victim = member.actor_pids()["lease"]
+    others = {
+        a: p for a, p in member.actor_pids().items() if a in ("wal", "raft", "mvcc", "apply", "gateway")
+    }
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: member.actor_pids().get("lease") not in (None, victim), 60, "the hung expirer replaced"
+        )
+    finally:
+        try:
+            os.kill(victim, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed, as it should be
+    restarts = 'etcdz_actor_restarts_total{actor="lease"}'
+    got = scrape(url, {restarts: 1})
+    assert got.get(restarts, 0) >= 1
+    assert any(k.startswith("etcdz_actor_last_restart_timestamp_seconds") and "hung" in k for k in got)
+    assert {a: p for a, p in member.actor_pids().items() if a in others} == others  # restarted alone
+    wait_until(lambda: fetch(url + "/health")[0] == 200, 30, "healthy again")
