@@ -1,7 +1,8 @@
 """The nemesis: faults injected into a running local cluster, each undone by ``heal()``.
 
 Member faults: kill -9 of a whole member (leader, follower or any) and its restart from its data
-dir, kill -9 of one actor (the supervisor then restarts the member), SIGSTOP/SIGCONT pauses.
+dir, kill -9 of one actor (the supervisor restarts it alone, or the member), SIGSTOP of one
+actor (hung: its supervisor kills it once its heartbeat stops), SIGSTOP/SIGCONT pauses.
 Network faults, through the raft transport's fault hook: partitions (majority/minority, the
 leader isolated, a bridge), frame loss and delay. Crash points inside the WAL writer and the
 apply worker are armed by environment (``actors.runtime.failpoints``) when a member starts.
@@ -29,6 +30,7 @@ class Nemesis:
         self.log = log
         self.down: list[Member] = []  # killed, to be restarted
         self.paused: list[Member] = []
+        self.hung: list[int] = []  # actor pids stopped alone (the supervisor may kill them first)
         self.faulty = False  # network faults in force
 
     # -- choosing members ------------------------------------------------------------------------
@@ -60,6 +62,20 @@ class Nemesis:
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return member
+
+    def hang_actor(self, actor: str, which: str = "any") -> Member:
+        """SIGSTOP one actor: alive to its supervisor's waitpid, serving nothing (a hung
+        process), until its heartbeat is missed and it is killed, or until ``heal``."""
+        member = self.pick(which)
+        pid = member.actor_pids().get(actor)
+        self.log(f"SIGSTOP the {actor} of {member.name}")
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                self.hung.append(pid)
             except ProcessLookupError:
                 pass
         return member
@@ -118,6 +134,12 @@ class Nemesis:
         for member in self.paused:
             self._signal(member, signal.SIGCONT)
         self.paused.clear()
+        for pid in self.hung:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # killed by its supervisor as hung, and restarted
+        self.hung.clear()
         if self.faulty:
             self.cluster.heal()
             self.faulty = False

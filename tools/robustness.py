@@ -3,7 +3,9 @@ then healed and checked, as etcd's robustness suite does.
 
     python -m tools.robustness --scenario kills --seconds 30 --seed 7
 
-Scenarios: ``kills`` (kill -9 of members and actors under writes), ``partitions`` (partitions,
+Scenarios: ``kills`` (kill -9 of members and actors under writes), ``actors`` (kill -9 or
+SIGSTOP of one actor of the leader or a follower, with watchers and kept-alive leases),
+``partitions`` (partitions,
 a bridge, loss and delay under reads and writes, clients pinned to one member each),
 ``crash-apply`` (crash points in the apply path and the WAL writer of one member),
 ``watch`` (watchers through the hubs while members are killed), ``leases`` (kept-alive leases
@@ -74,6 +76,16 @@ def _kill(n: Nemesis) -> str:
     return f"kill {choice}"
 
 
+def _actor_fault(n: Nemesis) -> str:
+    """kill -9 or SIGSTOP of one actor of the leader or a follower (the supervision scenario)."""
+    actor, which = n.rng.choice(ACTORS), n.rng.choice(["leader", "follower"])
+    if n.rng.random() < 0.25:
+        n.hang_actor(actor, which)
+        return f"hang {actor} of {which}"
+    n.kill_actor(actor, which)
+    return f"kill {actor} of {which}"
+
+
 def _partition(n: Nemesis) -> str:
     choice = n.rng.choice(["minority", "leader", "bridge", "lossy", "pause"])
     if choice == "lossy":
@@ -101,6 +113,7 @@ def _leader_change(n: Nemesis) -> str:
 
 SCENARIOS: dict[str, Scenario] = {
     "kills": Scenario(fault=_kill),
+    "actors": Scenario(fault=_actor_fault, watchers=True, leases=True),
     "partitions": Scenario(fault=_partition, pinned=True),
     "crash-apply": Scenario(fault=None, failpoints=True),
     "watch": Scenario(fault=_kill, watchers=True),
