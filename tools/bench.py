@@ -9,6 +9,7 @@
     python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
     python -m tools.bench memory --keys 1000000 (see tools.bench_memory)
     python -m tools.bench startup --runs 20 (see tools.bench_startup)
+    python -m tools.bench actor-kill --clients 16 --kills 3 (see tools.bench_actor_kill)
 
 Closed-loop clients (one thread each; ZeroMQ and sockets release the GIL while a client waits)
 issue requests for a duration or a total, over ``--conns`` connections: client ``i`` uses
@@ -46,6 +47,7 @@ SUBTOOLS = {
     "recovery": "tools.bench_recovery",
     "memory": "tools.bench_memory",
     "startup": "tools.bench_startup",
+    "actor-kill": "tools.bench_actor_kill",
 }
 TARGET_ERRORS = (EtcdzError, EtcdHTTPError)  # what a request may fail with: counted, not raised
 LEASE_TTL = 60
@@ -216,7 +218,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument(
         "command",
-        choices=["put", "range", "txn-put", "lease-keepalive", "watch", "recovery", "memory", "startup"],
+        choices=[
+            "put",
+            "range",
+            "txn-put",
+            "lease-keepalive",
+            "watch",
+            "recovery",
+            "memory",
+            "startup",
+            "actor-kill",
+        ],
     )
     p.add_argument(
         "--target",

@@ -11,6 +11,7 @@ import pytest
 
 from tools import (
     bench,
+    bench_actor_kill,
     bench_compare,
     bench_hubs,
     bench_memory,
@@ -96,6 +97,13 @@ def test_startup_benchmark_times_the_cli_and_every_actors_start() -> None:
         assert 0 < results[what]["median_ms"] <= results[what]["max_ms"], what
     for actor in ("wal", "raft", "mvcc", "apply", "lease", "gateway"):
         assert 0 < results[f"actor {actor}"]["median_ms"] < 60_000, actor
+
+
+def test_actor_kill_benchmark_counts_failed_puts_per_kill() -> None:
+    results = bench_actor_kill.run(clients=2, kills=1, window_s=1.0, actors=("lease",), whole_leader=False)
+    assert set(results) == {"lease of the follower", "lease of the leader"}
+    for r in results.values():
+        assert r["failed_median"] >= 0 and 0 <= r["all_writing_again_s"] < 60
 
 
 def test_profile_tool_profiles_every_actor_under_a_load(
