@@ -223,21 +223,7 @@ def _maintenance_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> No
         "restore", help="Restores an etcdz member snapshot to an etcdz directory", parents=parents
     )
     restore.add_argument("args", nargs="*")
-    restore.add_argument("--data-dir", default="", help="path to the data directory (default: NAME.etcdz)")
-    restore.add_argument("--name", default="default", help="human-readable name for this member")
-    restore.add_argument(
-        "--initial-cluster",
-        default="default=tcp://127.0.0.1:2380",
-        help="initial cluster configuration for restore bootstrap",
-    )
-    restore.add_argument(
-        "--initial-cluster-token", default="etcd-cluster", help="initial cluster token for the cluster"
-    )
-    restore.add_argument(
-        "--initial-advertise-peer-urls",
-        default="tcp://127.0.0.1:2380",
-        help="list of this member's peer URLs to advertise to the rest of the cluster",
-    )
+    restore_flags(restore)
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
@@ -308,3 +294,23 @@ _GROUPS: tuple[tuple[frozenset[str], Callable[[Any, list[argparse.ArgumentParser
     (frozenset({"check"}), _check_parsers),
 )
 _COMMANDS = {command for commands, _ in _GROUPS for command in commands}
+
+
+def restore_flags(p: argparse.ArgumentParser) -> None:
+    """etcdutl's ``snapshot restore`` flags: etcdzctl's command passes them on to the server's
+    (``etcdz snapshot restore``), which reads them with this same definition."""
+    p.add_argument("--data-dir", default="", help="path to the data directory (default: NAME.etcdz)")
+    p.add_argument("--name", default="default", help="human-readable name for this member")
+    p.add_argument(
+        "--initial-cluster",
+        default="default=tcp://127.0.0.1:2380",
+        help="initial cluster configuration for restore bootstrap",
+    )
+    p.add_argument(
+        "--initial-cluster-token", default="etcd-cluster", help="initial cluster token for the cluster"
+    )
+    p.add_argument(
+        "--initial-advertise-peer-urls",
+        default="tcp://127.0.0.1:2380",
+        help="list of this member's peer URLs to advertise to the rest of the cluster",
+    )

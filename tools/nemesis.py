@@ -56,29 +56,27 @@ class Nemesis:
         return member
 
     def kill_actor(self, actor: str, which: str = "any") -> Member:
-        member = self.pick(which)
-        pid = member.actor_pids().get(actor)
-        self.log(f"kill -9 the {actor} of {member.name}")
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        member, _ = self._signal_actor(actor, which, signal.SIGKILL, "kill -9")
         return member
 
     def hang_actor(self, actor: str, which: str = "any") -> Member:
         """SIGSTOP one actor: alive to its supervisor's waitpid, serving nothing (a hung
         process), until its heartbeat is missed and it is killed, or until ``heal``."""
+        member, pid = self._signal_actor(actor, which, signal.SIGSTOP, "SIGSTOP")
+        if pid is not None:
+            self.hung.append(pid)
+        return member
+
+    def _signal_actor(self, actor: str, which: str, sig: int, what: str) -> tuple[Member, int | None]:
         member = self.pick(which)
         pid = member.actor_pids().get(actor)
-        self.log(f"SIGSTOP the {actor} of {member.name}")
+        self.log(f"{what} the {actor} of {member.name}")
         if pid is not None:
             try:
-                os.kill(pid, signal.SIGSTOP)
-                self.hung.append(pid)
+                os.kill(pid, sig)
             except ProcessLookupError:
-                pass
-        return member
+                pid = None
+        return member, pid
 
     def pause(self, which: str = "any") -> Member:
         member = self.pick(which)

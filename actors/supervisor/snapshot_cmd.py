@@ -17,26 +17,8 @@ from typing import Any
 
 from actors.supervisor import restore
 from etcdz import snapshot
+from etcdz._cli_flags import restore_flags
 from etcdz.errors import EtcdzError
-
-
-def arguments(p: argparse.ArgumentParser) -> None:
-    """etcdutl's restore flags (etcdzctl's grammar spells them too: it passes them on here)."""
-    p.add_argument("--data-dir", default="", help="path to the data directory (default: NAME.etcdz)")
-    p.add_argument("--name", default="default", help="human-readable name for this member")
-    p.add_argument(
-        "--initial-cluster",
-        default="default=tcp://127.0.0.1:2380",
-        help="initial cluster configuration for restore bootstrap",
-    )
-    p.add_argument(
-        "--initial-cluster-token", default="etcd-cluster", help="initial cluster token for the cluster"
-    )
-    p.add_argument(
-        "--initial-advertise-peer-urls",
-        default="tcp://127.0.0.1:2380",
-        help="list of this member's peer URLs to advertise to the rest of the cluster",
-    )
 
 
 def main(argv: list[str]) -> int:
@@ -44,7 +26,7 @@ def main(argv: list[str]) -> int:
         prog="etcdz snapshot restore", description="Restores an etcdz member snapshot to an etcdz directory"
     )
     p.add_argument("path")
-    arguments(p)
+    restore_flags(p)
     args = p.parse_args(argv)
     data_dir = os.path.abspath(args.data_dir or f"{args.name}.etcdz")
     peer_urls = [u.strip() for u in args.initial_advertise_peer_urls.split(",") if u.strip()]
