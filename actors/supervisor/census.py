@@ -48,6 +48,11 @@ class Census:
         if actor is not None and actor.up:
             actor.up, actor.last_cause = False, cause
 
+    def lived(self, name: str, now: float) -> float:
+        """Seconds since ``name`` last started (0 for one never started)."""
+        actor = self.actors.get(name)
+        return now - actor.started_at if actor is not None else 0.0
+
     def hung(self, now: float, beats: dict[str, float]) -> list[str]:
         """Running actors whose heartbeat (monotonic time of the file's last touch, or absent)
         is older than ``HUNG_AFTER_S``, once they have run that long."""

@@ -31,7 +31,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 
 import structlog
@@ -44,6 +43,7 @@ from actors.supervisor.sides import SideRestarts
 from actors.supervisor.spawn import Forked, fork_actor, preload
 from proto_schemas.codec import encode
 
+Command = tuple[str, list[str]]  # an actor's module and its arguments (``python -m MODULE ARGS``)
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
 MAX_QUICK_FAILURES = 8
@@ -116,7 +116,6 @@ class NodeSupervisor:
         self.log = log
         self.procs: dict[str, Forked] = {}
         self.sides: dict[str, Forked] = {}
-        self.started_at: dict[str, float] = {}  # each actor's latest start
         self.census = Census()
         self.alone_failures: dict[
             str, int
@@ -148,34 +147,31 @@ class NodeSupervisor:
             f.write(self.config.to_json())
         os.replace(tmp, self.config_path)
 
-    def actor_command(self, actor: str) -> list[str]:
-        return [sys.executable, "-m", f"actors.{actor}", "--config", self.config_path]
+    def actor_command(self, actor: str) -> Command:
+        return f"actors.{actor}", ["--config", self.config_path]
 
     def start_actors(self) -> None:
-        now = time.monotonic()
         for actor in ACTORS:
             self.procs[actor] = self.spawn(actor, self.actor_command(actor))
-            self.started_at[actor] = now
         self.log.info("actors started", pids={a: p.pid for a, p in self.procs.items()})
 
-    def side_commands(self) -> dict[str, list[str]]:
-        """The side processes this member runs, by name, with their command lines."""
-        base = [sys.executable, "-m"]
+    def side_commands(self) -> dict[str, Command]:
+        """The side processes this member runs, by name, with their modules and arguments."""
+        config = ["--config", self.config_path]
         sides = {
-            f"watch{i}": [*base, "actors.watch", "--config", self.config_path, "--index", str(i)]
-            for i in range(self.config.watch_hubs)
+            f"watch{i}": ("actors.watch", [*config, "--index", str(i)]) for i in range(self.config.watch_hubs)
         }
         if self.config.listen_metrics_urls:
-            sides["metrics"] = [*base, "actors.metrics", "--config", self.config_path]
+            sides["metrics"] = ("actors.metrics", config)
         if self.config.initial_corrupt_check or self.config.corrupt_check_ms > 0:
-            sides["corruption"] = [*base, "actors.corruption", "--config", self.config_path]
+            sides["corruption"] = ("actors.corruption", config)
         return sides
 
     def start_sides(self) -> None:
         """Start the side processes that are not running: all at first, a dead one once its
         backoff is over. Raises ``SideFailed`` when one could not start at all."""
         now = time.monotonic()
-        for name, argv in self.side_commands().items():
+        for name, command in self.side_commands().items():
             proc = self.sides.get(name)
             code = None if proc is None else proc.poll()
             if proc is not None and code is None:
@@ -196,12 +192,13 @@ class NodeSupervisor:
                     self.log.error("side process keeps failing", process=name, exit_code=code)
             if proc is not None and name not in self.side_restarts.due(now):
                 continue
-            self.sides[name] = self.spawn(name, argv)
+            self.sides[name] = self.spawn(name, command)
             self.side_restarts.started(name, now)
 
-    def spawn(self, name: str, argv: list[str]) -> Forked:
-        """``argv`` (``python -m MODULE ARGS``) as a fork of this warm process (see spawn.py)."""
-        proc = fork_actor(name, argv[2], argv[3:], close_fds=[self._lock_fd])
+    def spawn(self, name: str, command: Command) -> Forked:
+        """``python -m MODULE ARGS`` as a fork of this warm process (see spawn.py)."""
+        module, args = command
+        proc = fork_actor(name, module, args, close_fds=[self._lock_fd])
         self.census.started(name, time.monotonic(), time.time())
         self._publish_census()
         return proc
@@ -232,6 +229,7 @@ class NodeSupervisor:
                 beats[name] = now - (wall - os.stat(self.config.heartbeat_path(name)).st_mtime)
             except OSError:
                 continue
+        killed = False
         for name in self.census.hung(now, beats):
             proc = self.procs.get(name) or self.sides.get(name)
             if proc is None or proc.poll() is not None:
@@ -239,7 +237,9 @@ class NodeSupervisor:
             self.log.error("actor hung: no heartbeat, killing it", actor=name, after_s=HUNG_AFTER_S)
             self.census.died(name, f"hung (no heartbeat for {HUNG_AFTER_S:.0f} s)")
             proc.kill()
-        self._publish_census()
+            killed = True
+        if killed:
+            self._publish_census()
 
     def stop_actors(self) -> None:
         _stop_all(self.procs, self.log)
@@ -331,7 +331,7 @@ class NodeSupervisor:
         if actor not in RESTART_ALONE:
             return False
         now = time.monotonic()
-        quick = now - self.started_at.get(actor, now) < STABLE_AFTER_S
+        quick = self.census.lived(actor, now) < STABLE_AFTER_S
         failures = self.alone_failures.get(actor, 0) + 1 if quick else 1
         if failures >= ESCALATE_AFTER:
             self.alone_failures.pop(actor, None)
@@ -344,7 +344,6 @@ class NodeSupervisor:
         if failures > 1:
             self._sleep_or_stop(min(2.0, 0.2 * 2 ** (failures - 2)))
         self.procs[actor] = self.spawn(actor, self.actor_command(actor))
-        self.started_at[actor] = time.monotonic()
         return True
 
     def _wait_for_event(self) -> bool:
