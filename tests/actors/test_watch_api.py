@@ -214,19 +214,7 @@ def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(
     """A raw stream with 200 watchers stops reading while 300 revisions go by: the hub's queue
     for it fills, the hub rewinds instead of buffering, an SDK watcher meanwhile gets every
     event at once, and the stalled stream, read again, gets every revision once, in order."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    slow = ctx.socket(zmq.DEALER)
-    slow.setsockopt(zmq.RCVHWM, 1)
-    slow.setsockopt(zmq.RCVBUF, 4096)
-    slow.setsockopt(zmq.LINGER, 0)
-    slow.connect(shared_node.watch_urls[0])
-    for watch_id in range(1, 201):
-        create = WatchCreateRequest(key=b"/slow/", range_end=b"/slow0", watch_id=watch_id)
-        slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
-    confirmed = 0
-    while confirmed < 200:
-        assert slow.poll(int(WAIT_S * 1000)), f"only {confirmed} watchers created"
-        confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
+    slow = _slow_stream(shared_node.watch_urls[0])
     fast = created(c.watch("/slow/", prefix=True))
     value = "x" * 1024
     revs = []
@@ -254,19 +242,7 @@ def test_a_client_that_never_reads_but_keeps_asking_loses_its_watches(
     and the hub goes on serving the others."""
     root = str(tmp_path_factory.mktemp("unread"))
     with running(root, 1, extra_args=["--max-watch-queue-bytes", "4000"]) as node, node.client() as c:
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-        slow = ctx.socket(zmq.DEALER)
-        slow.setsockopt(zmq.RCVHWM, 1)
-        slow.setsockopt(zmq.RCVBUF, 4096)
-        slow.setsockopt(zmq.LINGER, 0)
-        slow.connect(node.watch_urls[0])
-        for watch_id in range(1, 201):
-            create = WatchCreateRequest(key=b"/slow/", range_end=b"/slow0", watch_id=watch_id)
-            slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
-        confirmed = 0
-        while confirmed < 200:
-            assert slow.poll(int(WAIT_S * 1000)), f"only {confirmed} watchers created"
-            confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
+        slow = _slow_stream(node.watch_urls[0])
         for i in range(300):  # enough to stall the stream: the hub rewinds its watchers
             c.put(f"/slow/{i % 10}", "x" * 1024)
         log_path = node.members[0].log_path
@@ -289,6 +265,25 @@ def test_a_client_that_never_reads_but_keeps_asking_loses_its_watches(
         # here yet: in this end-to-end run it received its backlog but none of the 200 cancel
         # notices (the queueing of the notices is checked in test_watch_hub_core.py).
         slow.close()
+
+
+def _slow_stream(hub_url: str) -> zmq.Socket[bytes]:
+    """A raw watch stream with 200 watchers on ``/slow/`` whose client reads as little as
+    ZeroMQ lets it (one message queued, a 4 KiB socket buffer)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    slow = ctx.socket(zmq.DEALER)
+    slow.setsockopt(zmq.RCVHWM, 1)
+    slow.setsockopt(zmq.RCVBUF, 4096)
+    slow.setsockopt(zmq.LINGER, 0)
+    slow.connect(hub_url)
+    for watch_id in range(1, 201):
+        create = WatchCreateRequest(key=b"/slow/", range_end=b"/slow0", watch_id=watch_id)
+        slow.send_multipart(pack(WatchRequest(request=create), msg_id=watch_id))
+    confirmed = 0
+    while confirmed < 200:
+        assert slow.poll(int(WAIT_S * 1000)), f"only {confirmed} watchers created"
+        confirmed += sum(r.created for r in _responses(slow.recv_multipart()))
+    return slow
 
 
 def _responses(frames: list[bytes]) -> list[WatchResponse]:
