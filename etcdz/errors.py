@@ -240,9 +240,16 @@ def from_response(response: ErrorResponse) -> EtcdzError:
     return BY_CODE.get(response.code, InternalError)(response.message, definite=response.definite)
 
 
+class WatchCanceled(EtcdzError):
+    """The server ended a watch for a reason etcd has no error for (a watch hub cancels the
+    watches of a stream whose client did not read its replies): ``message`` says which. Kept
+    out of ``BY_CODE``: no error response carries it."""
+
+
 def from_reason(reason: str) -> EtcdzError | None:
-    """The error a watch was cancelled with, from etcd's text in its cancel reason."""
+    """The error a watch was cancelled with, from its cancel reason: etcd's error for etcd's
+    text, ``WatchCanceled`` for any other; None for no reason (the client cancelled it)."""
     for code, text in TEXTS.items():
         if text == reason:
             return BY_CODE.get(code, InternalError)(reason)
-    return None
+    return WatchCanceled(reason) if reason else None

@@ -23,10 +23,14 @@ Rules (etcd's watch guarantees):
   new one beyond gets ``etcdserver: too many requests``) and ``max_watchers_per_stream``
   watchers per stream (a create beyond is answered created + canceled with that reason). The
   replies a stalled stream holds (``control``) are kept under ``max_queued_bytes``, a ping's
-  answer replacing the one before: a client that never reads yet keeps pinging or creating
-  gets its watches cancelled with ``SLOW_STREAM`` as the reason, and a stream that overflows
-  again is dropped. (etcd keeps a slow watcher "unsynced" and resends later; so does this hub
-  while the client reads at all: its cursors rewind, nothing is buffered per watcher.)
+  answer replacing the one before, and creates being checked count as watchers. A client that
+  never reads yet keeps pinging or creating overflows its stream: the queued replies give way
+  to one notice per watch (those created and those being checked), cancelled with
+  ``SLOW_STREAM`` as the reason, which it reads once it reads at all; until then it is
+  *overflowed* and its requests go unanswered (but pings), so the queue cannot grow again.
+  (etcd keeps a slow watcher "unsynced" and resends later, and stops reading a stream whose
+  replies are not read; so does this hub while the client reads at all: its cursors rewind,
+  nothing is buffered per watcher.)
 - Events are matched to watchers through an interval index (``index.py``): the cost of a
   revision is its events' matches, not the number of watchers times its events.
 - An idle hub (no watcher, no create being checked) unsubscribes from the live stream. The
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +117,8 @@ class Stream:
     resting_until: float = 0.0
     next_id: int = 1
     control_bytes: int = 0  # the size of ``control``, about
-    overflowed: bool = False  # its watches were cancelled for a full control queue
+    overflowed: bool = False  # its watches were cancelled for a full queue; unread since
+    checking: int = 0  # its creates waiting for a member's word (see _Check)
     foreign: bool = False  # its client means another cluster (see WatchPing)
 
 
@@ -130,6 +136,7 @@ class _Check:
 class Outbox:
     to_client: list[tuple[bytes, int, Any]] = field(default_factory=list)  # route, in_reply_to, body
     to_backend: list[tuple[int, Any]] = field(default_factory=list)  # (request id or 0, request)
+    overflowed: list[tuple[bytes, int]] = field(default_factory=list)  # route, watches cancelled
 
 
 class HubCore:
@@ -155,7 +162,7 @@ class HubCore:
         self.max_queued_bytes = max_queued_bytes
         self.index: WatchIndex[tuple[bytes, int]] = WatchIndex()  # (route, watch id)
         self._overflowing: set[bytes] = set()  # streams whose queued replies passed the bound
-        self.overflows = 0  # streams whose watches were cancelled or that were dropped for it
+        self.overflows = 0  # streams whose watches were cancelled for an unread, full queue
         self.max_response_bytes = max_response_bytes
         self.window_revisions = window_revisions
         self.progress_interval_s = progress_interval_s
@@ -282,22 +289,20 @@ class HubCore:
             pong = WatchPong(revision=self.revision or 0, hub_id=self.hub_id, cluster_id=self.cluster_id)
             self._reply(stream, msg_id, pong)
             return
+        if stream.overflowed:
+            return  # not read since its watches were cancelled: it is told so once it reads
         if not isinstance(request, WatchRequest):
             self._reply(stream, msg_id, error_response(ErrorCode.UNKNOWN_OP, type(request).__name__))
             return
         inner = request.request
         if isinstance(inner, WatchCreateRequest):
-            if len(stream.watchers) >= self.max_watchers_per_stream:
+            if len(stream.watchers) + stream.checking >= self.max_watchers_per_stream:
                 self._refuse(stream, inner, TOO_MANY)
             else:
                 self._ask(_Check(route, inner, token, now))
         elif isinstance(inner, WatchCancelRequest):
             self._drop(stream, inner.watch_id)
-            self._checks = {
-                i: c
-                for i, c in self._checks.items()
-                if (c.route, c.request.watch_id) != (route, inner.watch_id)
-            }
+            self._forget_checks(lambda c: (c.route, c.request.watch_id) == (route, inner.watch_id))
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
             done = [w.cursor - 1 for w in stream.watchers.values()]
@@ -314,6 +319,7 @@ class HubCore:
         stream = self.streams.get(route)
         if stream is None:
             return
+        stream.checking -= 1
         if isinstance(answer, AuthCheckResponse) and self.revision is None and self.foreign_batches:
             self._refuse(stream, req, "etcdz: the watch hub's event stream belongs to another cluster")
         elif isinstance(answer, AuthCheckResponse):
@@ -334,6 +340,9 @@ class HubCore:
     def _ask(self, check: _Check) -> None:
         check_id = next(self._check_ids)
         self._checks[check_id] = check
+        stream = self.streams.get(check.route)
+        if stream is not None:
+            stream.checking += 1
         req = check.request
         self.out.to_backend.append(
             (check_id, AuthCheckRequest(token=check.token, key=req.key, range_end=req.range_end))
@@ -341,6 +350,17 @@ class HubCore:
 
     def is_check(self, request_id: int) -> bool:
         return request_id in self._checks
+
+    def _forget_checks(self, which: Callable[[_Check], bool]) -> list[_Check]:
+        """Drop the checks ``which`` picks (their answers will be ignored); the dropped ones."""
+        dropped = [c for c in self._checks.values() if which(c)]
+        if dropped:
+            self._checks = {i: c for i, c in self._checks.items() if not which(c)}
+            for check in dropped:
+                stream = self.streams.get(check.route)
+                if stream is not None:
+                    stream.checking -= 1
+        return dropped
 
     def _refuse(self, stream: Stream, req: WatchCreateRequest, reason: str) -> None:
         refused = self._response(req.watch_id, self.revision or 0, created=True, canceled=True)
@@ -413,6 +433,7 @@ class HubCore:
         if stream is not None:
             for watch_id in stream.watchers:
                 self.index.remove((route, watch_id))
+            self._forget_checks(lambda c: c.route == route)
 
     def reading(self, route: bytes) -> None:
         """A send to ``route`` went out: its client reads again, an overflow later is a new one."""
@@ -432,22 +453,32 @@ class HubCore:
                 self._bound(stream)
 
     def _bound(self, stream: Stream) -> None:
-        """Keep a stalled stream's queued replies under ``max_queued_bytes``: the first time,
-        its watches are cancelled (the client learns why once it reads); the next, it is dropped."""
+        """Keep a stalled stream's queued replies under ``max_queued_bytes``: past it, they give
+        way to one ``SLOW_STREAM`` cancel notice per watch (``created`` too where the client was
+        not yet told of it) and the stream is overflowed until its client reads (``reading``)."""
         if stream.control_bytes <= self.max_queued_bytes:
             return
         self.overflows += 1
-        if stream.overflowed:
-            self.gone(stream.route)
-            return
         stream.overflowed = True
-        cancels = []
-        for watch_id in list(stream.watchers):
+        untold = {  # watches whose "created" is still queued: said together with the end
+            b.watch_id
+            for _, b in stream.control
+            if isinstance(b, WatchResponse) and b.created and not b.canceled
+        }
+        ends = [(watch_id, watch_id in untold) for watch_id in stream.watchers]
+        for watch_id, _ in ends:
             self._drop(stream, watch_id)
-            body = self._response(watch_id, self.revision or 0, canceled=True)
-            cancels.append((0, _replace(body, cancel_reason=SLOW_STREAM)))
-        stream.control = cancels
+        checking = self._forget_checks(lambda c: c.route == stream.route)
+        early = [req for route, _, req in self._early if route == stream.route]
+        self._early = [e for e in self._early if e[0] != stream.route]
+        ends += [(req.watch_id, True) for req in [*(c.request for c in checking), *early]]
+        notices = []
+        for watch_id, created in ends:
+            body = self._response(watch_id, self.revision or 0, created=created, canceled=True)
+            notices.append((0, _replace(body, cancel_reason=SLOW_STREAM)))
+        stream.control = notices
         stream.control_bytes = 0  # see _reply_size
+        self.out.overflowed.append((stream.route, len(notices)))
 
     # -- time ---------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -457,7 +488,9 @@ class HubCore:
             self._history_asked_at = None  # lost: ask again
         for check_id in [i for i, c in self._checks.items() if now - c.asked > self.history_timeout_s]:
             check = self._checks.pop(check_id)
-            if check.route in self.streams:
+            stream = self.streams.get(check.route)
+            if stream is not None:
+                stream.checking -= 1
                 self._ask(dataclasses.replace(check, asked=now))
         if self._next_progress is None:
             self._next_progress = now + self.progress_interval_s
@@ -668,7 +701,7 @@ def event_size(e: Event) -> int:
 def _reply_size(body: Any) -> int:
     """About what a queued reply costs (events are never queued: a stall rewinds them). The
     notices of watches cancelled for a full queue are owed and bounded by the watchers a stream
-    may have: they do not count."""
+    may have (checks included): they do not count."""
     if isinstance(body, WatchResponse) and body.cancel_reason == SLOW_STREAM:
         return 0
     if isinstance(body, WatchResponse):

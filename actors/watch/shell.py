@@ -275,6 +275,13 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
             core.gone(route)
             return True
 
+    m_watchers = loop.metrics.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.")
+    m_streams = loop.metrics.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")
+    m_overflows = loop.metrics.counter(
+        "etcdz_watch_streams_overflowed_total",
+        "Watch streams whose client did not read its replies, so that its watches were canceled.",
+    )
+
     def flush() -> None:
         now = time.monotonic()
         out = core.take_outbox()
@@ -288,7 +295,6 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 failed.setdefault(send.route, []).extend(send.items)
             else:
                 sent.add(send.route)
-        overflows = core.overflows
         for route in sent:
             core.reading(route)
         for route, unsent in failed.items():
@@ -297,8 +303,12 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
                 slow.add(route)
                 log.info("client stream stalled", client=route.hex(), unsent=len(unsent))
         core.bound()  # the streams that just stalled past their queue
-        if core.overflows != overflows:
-            log.warning("watch streams not read: watches canceled", streams=core.overflows - overflows)
+        for route, watches in out.overflowed + core.out.overflowed:
+            m_overflows.inc()
+            log.warning(
+                "watch stream not read: its watches were canceled", client=route.hex(), watches=watches
+            )
+        core.out.overflowed.clear()
         for route in [r for r in slow if r in sent or r not in core.streams]:
             slow.discard(route)
             if route in sent:
@@ -308,9 +318,6 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         if core.listening != listening[0]:
             listening[0] = core.listening
             events.setsockopt(zmq.SUBSCRIBE if listening[0] else zmq.UNSUBSCRIBE, b"")
-
-    m_watchers = loop.metrics.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.")
-    m_streams = loop.metrics.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")
 
     def announce() -> None:
         m_watchers.set(core.watcher_count)

@@ -339,7 +339,7 @@ def test_streams_and_watchers_per_stream_are_capped_with_etcds_error() -> None:
     assert sorted(r.watch_id for r in responses(hub)) == [2, 3]  # the index follows cancels
 
 
-def test_a_client_that_never_reads_loses_its_watches_then_its_stream() -> None:
+def test_a_client_that_never_reads_loses_its_watches_and_is_told_why() -> None:
     """Pings refresh a stream, so idle cleanup never ends one whose client sends but never
     reads: its queued replies are bounded instead (a ping's answer replaces the one before)."""
     hub = started(10, max_queued_bytes=2000, stall_retry_s=100.0)
@@ -350,22 +350,39 @@ def test_a_client_that_never_reads_loses_its_watches_then_its_stream() -> None:
         hub.client(C, 100 + i, WatchPing(), 0.2 + i * 0.001)
     assert sum(isinstance(b, WatchPong) for _, b in hub.streams[C].control) == 1
     assert set(hub.streams[C].watchers) == {1, 2}
+    hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"c", watch_id=3)), 1.4)  # being checked
     for _ in range(45):  # replies that do pile up: progress requests while never reading
         hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.5)
     assert hub.streams[C].watchers == {} and len(hub.index) == 0  # cancelled...
-    cancels = [b for _, b in hub.streams[C].control if isinstance(b, WatchResponse)]
-    assert [(b.watch_id, b.canceled, b.cancel_reason) for b in cancels[:2]] == [
-        (1, True, SLOW_STREAM),
-        (2, True, SLOW_STREAM),
+    assert hub.take_outbox().overflowed == [(C, 3)]
+    notices = [(b.watch_id, b.created, b.canceled, b.cancel_reason) for _, b in hub.streams[C].control]
+    assert notices == [
+        (1, True, True, SLOW_STREAM),  # its create answer was still queued: "created" with it
+        (2, True, True, SLOW_STREAM),
+        (3, True, True, SLOW_STREAM),  # the one being checked ends too
     ]  # ...and told why, once it reads
-    for _ in range(100):
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 1.55)  # too late: ignored
+    for i in range(1000):  # nothing it asks for now is queued: it is not reading
         hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.6)
-        if C not in hub.streams:
-            break
-    assert C not in hub.streams and hub.overflows == 2  # overflowed again, still unread: dropped
-    create(hub, "a", watch_id=1, now=2.0)
+        create(hub, "d", watch_id=10 + i, now=1.6)
+        hub.client(C, 7, WatchPing(), 1.6)
+    assert [b.watch_id for _, b in hub.streams[C].control if isinstance(b, WatchResponse)] == [1, 2, 3]
+    assert isinstance(hub.streams[C].control[-1][1], WatchPong) and hub.overflows == 1
+    assert hub.streams[C].watchers == {} and hub.streams[C].checking == 0
     hub.reading(C)  # a client that reads again starts afresh
+    create(hub, "a", watch_id=1, now=2.0)
     assert not hub.streams[C].overflowed and set(hub.streams[C].watchers) == {1}
+
+
+def test_creates_being_checked_count_against_the_watchers_a_stream_may_have() -> None:
+    hub = started(10, max_watchers_per_stream=2)
+    for watch_id in (1, 2, 3):  # no member has answered yet
+        hub.client(C, watch_id, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=watch_id)), 0.1)
+    refused = [(b.watch_id, b.canceled, b.cancel_reason) for _, _, b in hub.out.to_client]
+    assert refused == [(3, True, TOO_MANY)]
+    hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.2)
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.3)
+    assert set(hub.streams[C].watchers) == {1} and hub.streams[C].checking == 0
 
 
 def test_creates_before_the_first_revision_is_known_wait_for_it() -> None:

@@ -7,8 +7,10 @@ from typing import Any, cast
 
 import pytest
 
-from etcdz.errors import Compacted
+from actors.watch.core import SLOW_STREAM
+from etcdz.errors import Compacted, PermissionDenied, WatchCanceled
 from etcdz.watcher import Watch, WatchStream
+from proto_schemas.errors import TEXTS, ErrorCode
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 from proto_schemas.watch import (
     CANCELED_COMPACTED,
@@ -81,3 +83,15 @@ def test_compaction_ends_the_watch_with_the_compact_revision_and_a_duplicate_id_
     assert isinstance(error, Compacted) and error.compact_revision == 6  # type: ignore[attr-defined]
     with pytest.raises(Compacted):
         w._take(error)
+
+
+def test_a_watch_the_server_ends_raises_why_and_one_the_client_cancels_just_ends() -> None:
+    w, got = watch(start=1)
+    assert not w._feed(resp(9, created=True, canceled=True, cancel_reason=SLOW_STREAM))
+    assert not w._feed(resp(9, canceled=True, cancel_reason=TEXTS[ErrorCode.PERMISSION_DENIED]))
+    assert not w._feed(resp(9, canceled=True))
+    slow, denied, ended = got
+    assert isinstance(slow, WatchCanceled) and slow.message == SLOW_STREAM
+    assert isinstance(denied, PermissionDenied) and not isinstance(ended, Exception)
+    with pytest.raises(WatchCanceled, match="not read"):
+        w._take(slow)
