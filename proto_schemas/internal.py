@@ -34,7 +34,7 @@ from proto_schemas.auth import (
 from proto_schemas.codec import message, wire
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
-from proto_schemas.lease import LeaseCheckpointRequest, LeaseEvent, LeaseGrantRequest, LeaseRevokeRequest
+from proto_schemas.lease import LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest
 from proto_schemas.maintenance import AlarmRequest
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
@@ -162,6 +162,7 @@ class WalState:
 class Apply:
     entries: list[Entry]
     restored: int = 0  # a snapshot brought the backend to this index: skip what it covers
+    resync: bool = False  # the answer to ``ApplyFrom``: every ``Apply`` before it is stale
 
 
 @message(311)
@@ -180,13 +181,10 @@ class ApplyResult:
 @message(313)
 @wire
 class ApplyDone:
+    """The backend applied a batch (its results went straight to the gateway as ``Results``,
+    its lease events to the lease expirer): the apply worker may send the next."""
+
     applied_index: int
-    revision: int
-    results: list[ApplyResult] = field(default_factory=list)
-    lease_events: list[LeaseEvent] = field(default_factory=list)
-    db_size: int = -1  # the backend's size on disk (-1: not measured), for the quota check
-    auth: AuthState | None = None  # the auth store, when these entries changed it
-    tokens: list[TokenGranted] = field(default_factory=list)
 
 
 @message(314)
@@ -273,9 +271,20 @@ class MetricsReport:
 @message(373)
 @wire
 class ActorStarted:
-    """An actor restarted alone, to the raft core: send me where raft is. The raft core sends
-    its status on a change only, and the gateway (the leader, for routing) and the lease
-    expirer (whether it leads, to expire leases) must not wait for the next one."""
+    """An actor (re)started while its neighbours run on. To the raft core, from the gateway
+    and the lease expirer: send me where raft is (its status goes out on a change only, and
+    they must not wait for the next one). From the raft core, to the apply worker (tell me the
+    applied index again) and the gateway (read index rounds asked of the old one are lost);
+    from the backend, to the gateway (reads sent to the old one are lost)."""
 
     actor: str
 
+
+@message(374)
+@wire
+class ApplyFrom:
+    """The apply worker, started while the raft core ran on (or at the node's start), to the
+    raft core: the backend holds everything up to ``index - 1``; send the committed entries
+    from ``index`` on again (``Apply`` with ``resync``), then go on as before."""
+
+    index: int

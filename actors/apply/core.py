@@ -1,19 +1,23 @@
-"""Committed entries in, ordered apply batches out, results back to the proposers.
+"""Committed entries in, ordered apply batches out.
 
 Rules:
-- Entries are applied strictly in log order, each exactly once: an entry at or below the
-  backend's consistent index (learned from the backend before the first batch) is skipped,
-  so a replay after a crash applies nothing twice.
+- Entries are applied strictly in log order, each exactly once. The worker starts by asking
+  the backend for its consistent index C (``BackendState``), then the raft core for the
+  committed entries from C + 1 (``ApplyFrom``): every ``Apply`` before the answer (marked
+  ``resync``) is dropped, so a worker started while the raft core runs on -- restarted alone
+  after a crash -- neither skips nor repeats an entry; at a node's start the same exchange
+  costs one replay of what raft had handed out already. The backend also skips entries at or
+  below its consistent index, so a batch the old worker sent still applies once.
 - One batch is in flight at a time; whatever commits meanwhile forms the next batch (up to
   ``max_batch`` entries), so under load one LevelDB write batch carries many requests.
 - A snapshot installed from the leader moves the applied index forward at once (the backend
   already holds everything up to it).
-- Results go to the gateway (which drops ids it did not mint) together with the applied index;
-  the lease expirer hears of every lease granted, revoked or checkpointed. The raft core hears
-  the applied index too (for snapshots and its status), but under load at most every
-  ``APPLIED_REFRESH_S`` (the shell asks again on a timer): one message less per batch, and a
-  snapshot or a status that far behind is harmless. A restart or a restored snapshot is told
-  at once.
+- The backend sends each batch's results to the gateway and its lease events to the lease
+  expirer itself; the worker tells the gateway only the applied index it starts from (a
+  linearizable read waits for it) and the raft core the applied index (for snapshots and its
+  status), under load at most every ``APPLIED_REFRESH_S`` (the shell asks again on a timer):
+  a snapshot or a status that far behind is harmless. A start, a restored snapshot or a
+  restarted raft core is told at once.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from proto_schemas.internal import Applied, ApplyBatch, ApplyDone, BackendState, Results
-from proto_schemas.lease import LeaseEvents
+from proto_schemas.internal import Applied, Apply, ApplyBatch, ApplyDone, ApplyFrom, BackendState, Results
 from proto_schemas.raft import Entry
 
 APPLIED_REFRESH_S = 0.02
@@ -34,13 +37,13 @@ class ApplyOutbox:
     to_mvcc: list[Any] = field(default_factory=list)
     to_gateway: list[Any] = field(default_factory=list)
     to_raft: list[Any] = field(default_factory=list)
-    to_lease: list[Any] = field(default_factory=list)
 
 
 class ApplyCore:
     def __init__(self, max_batch: int = 1024) -> None:
         self.max_batch = max_batch
         self.applied: int | None = None  # unknown until the backend reports it
+        self.resyncing = True  # until the raft core answered ``ApplyFrom``
         self._queue: deque[Entry] = deque()
         self._last_queued = 0
         self._in_flight = False
@@ -48,21 +51,27 @@ class ApplyCore:
         self._told_at = float("-inf")
 
     def on_backend_state(self, state: BackendState, out: ApplyOutbox) -> None:
-        if self.applied is None:
-            self.applied = state.consistent_index
-            self._last_queued = max(self._last_queued, state.consistent_index)
-            while self._queue and self._queue[0].index <= self.applied:
-                self._queue.popleft()
-            # The gateway serves linearizable reads once applied >= read index: tell it how
-            # far the backend already is, or a restarted member waits for the next write.
-            out.to_gateway.append(Results(applied_index=self.applied))
-            self.tell_raft(out, float("inf"))
+        if self.applied is not None:
+            return
+        self.applied = self._last_queued = state.consistent_index
+        out.to_raft.append(ApplyFrom(index=self.applied + 1))
+        # The gateway serves linearizable reads once applied >= read index: tell it how far
+        # the backend already is, or a restarted member waits for the next write.
+        out.to_gateway.append(Results(applied_index=self.applied))
+        self.tell_raft(out, float("inf"))
 
-    def on_committed(self, entries: list[Entry]) -> None:
-        for entry in entries:
+    def on_apply(self, msg: Apply, out: ApplyOutbox) -> None:
+        """Committed entries from the raft core, in log order (after a snapshot they follow)."""
+        if msg.resync:
+            self.resyncing = False
+        if msg.restored:
+            self.on_restored(msg.restored, out)
+        if self.resyncing:
+            return  # sent before the raft core heard where the backend is: it sends them again
+        for entry in msg.entries:
             if entry.index <= self._last_queued:
                 continue  # replayed by a restarted raft core, or already applied
-            if entry.index != self._last_queued + 1 and self._last_queued:
+            if entry.index != self._last_queued + 1:
                 raise RuntimeError(f"committed entries out of order: {entry.index} after {self._last_queued}")
             self._queue.append(entry)
             self._last_queued = entry.index
@@ -77,22 +86,15 @@ class ApplyCore:
         out.to_gateway.append(Results(applied_index=index))
         self.tell_raft(out, float("inf"))
 
+    def on_raft_started(self, out: ApplyOutbox) -> None:
+        """A restarted raft core knows no applied index: tell it at once."""
+        self._told = 0
+        self.tell_raft(out, float("inf"))
+
     def on_apply_done(self, done: ApplyDone, out: ApplyOutbox, now: float) -> None:
         self._in_flight = False
         self.applied = max(self.applied or 0, done.applied_index)
-        out.to_gateway.append(
-            Results(
-                applied_index=done.applied_index,
-                results=done.results,
-                db_size=done.db_size,
-                revision=done.revision,
-                auth=done.auth,
-                tokens=done.tokens,
-            )
-        )
         self.tell_raft(out, now)
-        if done.lease_events:
-            out.to_lease.append(LeaseEvents(index=done.applied_index, events=done.lease_events))
 
     def tell_raft(self, out: ApplyOutbox, now: float) -> None:
         """Tell the raft core the applied index if it moved and the last word is old enough."""

@@ -1,5 +1,7 @@
-"""The apply worker's shell: one inbox (raft core's ``Apply``, backend's ``ApplyDone`` and
-``BackendState``), outboxes to the backend, the gateway and the raft core."""
+"""The apply worker's shell: one inbox (the raft core's ``Apply`` and ``ActorStarted``, the
+backend's ``ApplyDone`` and ``BackendState``), outboxes to the backend, the gateway and the raft
+core. It holds nothing the backend and the raft core cannot give it again, so it is restarted
+alone (see core.py for how it picks up the entries)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from actors.apply.core import APPLIED_REFRESH_S, ApplyCore, ApplyOutbox
 from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import Loop, send
-from proto_schemas.internal import Apply, ApplyDone, BackendState, BackendStateRequest
+from proto_schemas.internal import ActorStarted, Apply, ApplyDone, BackendState, BackendStateRequest
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
@@ -21,16 +23,17 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     to_mvcc = loop.outbox(config.inbox("mvcc"))
     to_gateway = loop.outbox(config.inbox("gateway"))
     to_raft = loop.outbox(config.inbox("raft"))
-    to_lease = loop.outbox(config.inbox("lease"))
     out = ApplyOutbox()
     send(to_mvcc, BackendStateRequest(reply_to="apply"))
 
     def handle(msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, Apply):
-                if msg.restored:
-                    core.on_restored(msg.restored, out)
-                core.on_committed(msg.entries)
+                core.on_apply(msg, out)
+                if msg.resync:
+                    log.info("committed entries resynced", applied=core.applied, entries=len(msg.entries))
+            elif isinstance(msg, ActorStarted):
+                core.on_raft_started(out)
             elif isinstance(msg, ApplyDone):
                 core.on_apply_done(msg, out, time.monotonic())
             elif isinstance(msg, BackendState):
@@ -43,10 +46,6 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_mvcc, msg)
         if out.to_mvcc:
             failpoints.hit("apply-mid-batch")
-        # The lease expirer hears of a grant before the gateway can answer it, so that a
-        # keep-alive right after the grant normally finds the lease (see the lease shell).
-        for msg in out.to_lease:
-            send(to_lease, msg)
         for msg in out.to_gateway:
             send(to_gateway, msg)
         for msg in out.to_raft:
@@ -54,7 +53,6 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         out.to_mvcc.clear()
         out.to_gateway.clear()
         out.to_raft.clear()
-        out.to_lease.clear()
 
     loop.on_messages(inbox, handle)
     loop.after_batch(flush)

@@ -92,6 +92,7 @@ from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import MAX_REQUEST_ITEMS, Header, TooLarge, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
 from proto_schemas.internal import (
+    ActorStarted,
     BackendState,
     BackendStateRequest,
     InternalRequest,
@@ -265,6 +266,7 @@ class GatewayCore:
         self.raft: RaftStatus | None = None
         self.applied = 0
         self._pending: dict[int, _Pending] = {}
+        self._at_backend: set[int] = set()  # requests whose answer the backend owes
         # Per client connection: requests in flight and their bytes, bounded so that one client
         # cannot make the gateway hold without limit what it sends faster than it is answered.
         self.max_client_inflight = max_client_inflight
@@ -378,6 +380,7 @@ class GatewayCore:
         held[1] += len(body)
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
+            self._at_backend.add(rid)
             self.out.to_mvcc.append(BackendStateRequest(read_id=rid))
         elif isinstance(request, CLUSTER_REQUESTS):
             self.out.to_raft.append(ClusterCall(read_id=rid, request=request))
@@ -566,6 +569,7 @@ class GatewayCore:
                 self._fail(rid, exc.code)
                 return
         term = self.raft.term if self.raft else 0
+        self._at_backend.add(rid)
         self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
 
     def forwarded_reply(self, rid: int, body: bytes) -> None:
@@ -623,6 +627,19 @@ class GatewayCore:
             if msg.auth is not None:
                 self._set_auth(msg.auth, [], now)
             self._answer_status(msg)
+        elif isinstance(msg, ActorStarted):
+            self._neighbour_started(msg.actor)
+
+    def _neighbour_started(self, actor: str) -> None:
+        """A raft core or a backend started while this gateway ran on (restarted alone, or
+        the node's start): what was asked of the old one is never answered. Reads fail at once
+        with a definite error the SDK retries; writes are left to time out (a proposal the old
+        core took may still commit)."""
+        if actor == "raft":
+            self._leader_changed()
+        elif actor == "mvcc":
+            for rid in list(self._at_backend):
+                self._fail(rid, ErrorCode.UNAVAILABLE)
 
     def _retry_dropped(self, rid: int) -> bool:
         """Whether a proposal the raft core dropped is tried again: while a leader is known
@@ -740,6 +757,7 @@ class GatewayCore:
     def _settle(self, rid: int) -> _Pending | None:
         """Forget a request being answered (and count it out of its client's)."""
         pending = self._pending.pop(rid, None)
+        self._at_backend.discard(rid)
         if pending is not None:
             held = self._inflight[pending.route]
             held[0] -= 1

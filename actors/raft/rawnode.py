@@ -251,6 +251,19 @@ class RawNode:
         del r.msgs_after_append[: len(rd.messages_after_persist)]
         del r.read_states[: len(rd.read_states)]
 
+    def handed_out(self, lo: int, max_size: int) -> tuple[int, list[list[Entry]]]:
+        """The committed entries from ``lo`` that were handed out to be applied already, in
+        chunks of about ``max_size`` bytes, for an apply worker that asks again; and the index
+        they start at: ``lo``, or the first one the log still has if ``lo`` was compacted."""
+        log = self.raft.log
+        start = max(lo, log.first_index())
+        chunks: list[list[Entry]] = []
+        at = start
+        while at <= log.applied:
+            chunks.append(log.slice(at, log.applied + 1, max_size))  # at least one entry
+            at = chunks[-1][-1].index + 1
+        return start, chunks
+
     # -- views ----------------------------------------------------------------------------------
 
     @property

@@ -63,6 +63,7 @@ from proto_schemas.internal import (
     ActorStarted,
     Applied,
     Apply,
+    ApplyFrom,
     BackendState,
     BackendStateRequest,
     InternalRequest,
@@ -92,6 +93,7 @@ from proto_schemas.raft import (
 STATUS_REFRESH_S = 0.02  # commit/applied-only status changes reach the gateway at most this often
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
+RESYNC_BYTES = 4 << 20  # committed entries per ``Apply`` when the apply worker asks for them again
 MAX_HASH_QUERIES = 8  # peers' hash queries waiting for the backend at once
 HASH_QUERY_TIMEOUT_S = 30.0  # forgotten after this (the asker has given up long before)
 
@@ -166,7 +168,12 @@ class RaftShell:
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
         self._releasing = False  # the timer for delayed peer frames is running
         self.loop.after_batch(self.flush)
+        self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         send(self.to_wal, WalLoad())
+        # Neighbours that ran on while this core restarted: the apply worker tells the applied
+        # index again, the gateway fails read index rounds asked of the old core.
+        send(self.to_apply, ActorStarted(actor="raft"))
+        send(self.to_gateway, ActorStarted(actor="raft"))
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, state: WalState) -> None:
@@ -212,6 +219,8 @@ class RaftShell:
             bootstrapped=bool(self.fresh_nonce),
         )
         self._campaign_if_alone(self.node)
+        if self._apply_from is not None:
+            self._resend_committed(self.node, self._apply_from)
 
     # -- input ---------------------------------------------------------------------------------
     def handle(self, msgs: list[object]) -> None:
@@ -225,6 +234,12 @@ class RaftShell:
                 continue
             if isinstance(msg, ActorStarted):
                 self._status_key = ()  # the next flush sends the status to the gateway and the expirer
+                continue
+            if isinstance(msg, ApplyFrom):
+                if self.node is None:
+                    self._apply_from = msg.index  # answered once started
+                else:
+                    self._resend_committed(self.node, msg.index)
                 continue
             if isinstance(msg, PeerFaults):
                 self.peers.inject(msg)
@@ -252,7 +267,9 @@ class RaftShell:
             elif isinstance(msg, Applied):
                 self.applied = max(self.applied, msg.index)
                 self.snapshots.maybe_take(
-                    self.applied, lambda: send(self.to_mvcc, BackendStateRequest(reply_to="raft", sync=True))
+                    self.applied,
+                    time.monotonic(),
+                    lambda: send(self.to_mvcc, BackendStateRequest(reply_to="raft", sync=True)),
                 )
             elif isinstance(msg, BackendState):
                 snap = self.snapshots.take(msg.consistent_index, self.storage, self.history)
@@ -271,6 +288,19 @@ class RaftShell:
                 started = self.peers.started() if node.status.role is Role.LEADER else None
                 for reply in self.calls.call(msg, node, self.table, started, time.monotonic()):
                     send(self.to_gateway, reply)
+
+    def _resend_committed(self, node: RawNode, index: int) -> None:
+        """Hand the apply worker the committed entries from ``index`` on again (an apply worker
+        that started while this core ran on, or this core's own start): the first ``Apply``
+        says ``resync``; those before it are dropped by the worker. Entries compacted into a
+        snapshot are covered by it (the backend installed or synced it before the log was cut)."""
+        self._apply_from = None
+        start, chunks = node.handed_out(index, RESYNC_BYTES)
+        restored = start - 1 if start > index else 0
+        for i, entries in enumerate(chunks or [[]]):
+            send(self.to_apply, Apply(entries=entries, restored=restored if i == 0 else 0, resync=i == 0))
+        sent = sum(len(c) for c in chunks)
+        self.log.info("apply worker resynced", start=index, restored=restored, entries=sent)
 
     def _refuse(self, msg: object) -> None:
         if isinstance(msg, Propose):

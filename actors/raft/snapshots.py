@@ -33,6 +33,7 @@ from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiec
 from proto_schemas.raft import MessageType, RaftMessage, Snapshot, SnapshotMetadata
 
 STALL_S = 10.0
+ASK_AGAIN_S = 10.0
 
 
 @dataclass
@@ -61,20 +62,25 @@ class Snapshots:
         self.peers = peers
         self.to_backend = to_backend
         self.snap_index = 0
-        self.taking = False
+        self.asked_at: float | None = None  # when the backend was asked for a synced index
         self.sending: dict[int, _Stream] = {}  # peer -> stream
         self.receiving: dict[int, RaftMessage] = {}  # snap id -> the message to step once installed
         self._rng = random.Random()
 
     # -- taking ------------------------------------------------------------------------------------
-    def maybe_take(self, applied: int, request: Callable[[], None]) -> None:
-        if not self.taking and applied - self.snap_index >= self.snapshot_count:
-            self.taking = True
+    def maybe_take(self, applied: int, now: float, request: Callable[[], None]) -> None:
+        """Ask the backend for a synced index once ``snapshot_count`` entries were applied
+        since the last snapshot; again after ``ASK_AGAIN_S`` if it never answered (a backend
+        that restarted meanwhile), or no snapshot would ever be taken again."""
+        if self.asked_at is not None and now - self.asked_at < ASK_AGAIN_S:
+            return
+        if applied - self.snap_index >= self.snapshot_count:
+            self.asked_at = now
             request()  # the backend answers with its synced consistent index
 
     def take(self, index: int, storage: MemoryStorage, history: MembershipLog) -> Snapshot | None:
         """Record a snapshot at the backend's synced ``index``; returns it for the WAL."""
-        self.taking = False
+        self.asked_at = None
         if index <= self.snap_index or index > storage.last_index():
             return None
         membership = history.at(index)

@@ -1,19 +1,25 @@
 """Starts the actors of one node as OS processes and keeps them running.
 
 Each actor is restarted according to what it holds (as an OTP supervisor chooses a strategy per
-child):
-- The gateway and the lease expirer (``RESTART_ALONE``) hold nothing a restart could lose: a
-  dead one is started again alone (one_for_one) and rebuilds its state from its neighbours
-  (it asks the raft core for its status, the backend for auth state, revision and leases),
-  while the rest of the node serves on. One that dies quickly ``ESCALATE_AFTER`` times in a
-  row is treated as below.
-- The write path (WAL writer, raft core, backend, apply worker) is restarted as a whole
-  (one_for_all): every actor of the node is stopped (SIGTERM, then SIGKILL after a grace
-  period) and all start again from disk, which needs only the WAL and the backend -- exactly
-  what recovery is built and tested on. Restarting one of them alone needs a resync protocol
-  with its neighbours that does not exist yet.
-Restarts that keep failing back off (as circus does), and give up after
-``MAX_QUICK_FAILURES`` node starts that did not last ``STABLE_AFTER_S``.
+child): with the smallest set of actors that must start again with it (``RESTART_SET``), while
+the rest of the node serves on. Every actor resynchronises with the neighbours that ran on:
+- the gateway asks the raft core for its status and the backend for auth state and revision;
+  the lease expirer asks the backend for the lease table and the raft core for its status
+  (leases get a fresh TTL, as after an election): each restarts alone (one_for_one);
+- the apply worker asks the backend for its consistent index and the raft core for the
+  committed entries after it (``ApplyFrom``): it restarts alone;
+- the backend reopens LevelDB, which holds every batch it committed; the batch in flight died
+  with it, so the apply worker restarts with it and resyncs as above (rest_for_one);
+- the raft core's appends not yet acknowledged die with the WAL writer, and a new raft core
+  needs the log as the WAL holds it now: the two restart together, the new writer replaying
+  the WAL for the new core, which hands the apply worker what it already had again (skipped).
+The gateway fails what it asked of a restarted raft core (read index rounds) or backend
+(reads) at once, with errors the SDK retries; a write proposed to a dead raft core may still
+commit, so it waits for its timeout. An actor whose restart set died quickly
+``ESCALATE_AFTER`` times in a row restarts the whole node from disk (one_for_all: SIGTERM,
+then SIGKILL after a grace period), which needs only the WAL and the backend. Restarts that
+keep failing back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` node starts
+that did not last ``STABLE_AFTER_S``.
 
 Side processes are outside that rule: watch hubs, the metrics server and the corruption
 checker hold no state a restart could lose (a hub's clients re-create watches from the last
@@ -47,12 +53,16 @@ Command = tuple[str, list[str]]  # an actor's module and its arguments (``python
 STOP_GRACE_S = 3.0
 STABLE_AFTER_S = 10.0
 MAX_QUICK_FAILURES = 8
-# Actors that hold nothing a restart could lose: each rebuilds its state from its neighbours
-# (the gateway: the raft status, the backend's auth state and revision; the lease expirer: the
-# backend's lease table and the raft status, leases getting a fresh TTL as after an election),
-# so one of them is restarted alone and the rest of the node serves on.
-RESTART_ALONE = frozenset({"gateway", "lease"})
-ESCALATE_AFTER = 3  # quick deaths in a row of an actor restarted alone: restart the node instead
+# The actors started again when one dies (see the module's docstring for why each).
+RESTART_SET: dict[str, tuple[str, ...]] = {
+    "gateway": ("gateway",),
+    "lease": ("lease",),
+    "apply": ("apply",),
+    "mvcc": ("mvcc", "apply"),
+    "wal": ("wal", "raft"),
+    "raft": ("wal", "raft"),
+}
+ESCALATE_AFTER = 3  # quick deaths in a row of an actor's restart set: restart the node instead
 WATCHED_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
@@ -117,9 +127,7 @@ class NodeSupervisor:
         self.procs: dict[str, Forked] = {}
         self.sides: dict[str, Forked] = {}
         self.census = Census()
-        self.alone_failures: dict[
-            str, int
-        ] = {}  # quick deaths in a row of an actor restarted alone  # watch hubs and the corruption checker
+        self.quick_deaths: dict[str, int] = {}  # of an actor whose restart set was restarted, in a row
         self.config_path = os.path.join(config.run_dir, "config.json")
         self._lock_fd = -1
         self.side_restarts = SideRestarts()
@@ -300,7 +308,7 @@ class NodeSupervisor:
                             actor=actor,
                         )
                         return 1
-                    if not self._restart_alone(actor, code):
+                    if not self._restart_set(actor, code):
                         break
                 lived = time.monotonic() - started
                 quick_failures = quick_failures + 1 if lived < STABLE_AFTER_S else 0
@@ -323,27 +331,35 @@ class NodeSupervisor:
             self.stop_actors()
             self.stop_sides()
 
-    def _restart_alone(self, actor: str, code: int) -> bool:
-        """Start a dead actor of ``RESTART_ALONE`` again by itself (one_for_one), with a backoff
-        when it dies quickly again; False when the whole node must restart instead: another
-        actor, or one that died quickly ``ESCALATE_AFTER`` times in a row (then what it resyncs
-        from may be what is wrong)."""
-        if actor not in RESTART_ALONE:
-            return False
+    def _restart_set(self, actor: str, code: int) -> bool:
+        """Start a dead actor again with its ``RESTART_SET`` (the others of the set are stopped
+        first), with a backoff when it dies quickly again; False when the whole node must
+        restart instead: after ``ESCALATE_AFTER`` quick deaths in a row (then what it
+        resyncs from may be what is wrong)."""
         now = time.monotonic()
         quick = self.census.lived(actor, now) < STABLE_AFTER_S
-        failures = self.alone_failures.get(actor, 0) + 1 if quick else 1
-        if failures >= ESCALATE_AFTER:
-            self.alone_failures.pop(actor, None)
-            self.log.warning("actor keeps dying when restarted alone", actor=actor, exit_code=code)
+        deaths = self.quick_deaths.get(actor, 0) + 1 if quick else 1
+        if deaths >= ESCALATE_AFTER:
+            self.quick_deaths.pop(actor, None)
+            self.log.warning("actor keeps dying when restarted", actor=actor, exit_code=code)
             return False
-        self.alone_failures[actor] = failures
+        self.quick_deaths[actor] = deaths
+        restarted = [a for a in ACTORS if a in RESTART_SET[actor]]
         self.log.warning(
-            "actor died, restarting it alone", actor=actor, exit_code=code, quick_failures=failures
+            "actor died, restarting it",
+            actor=actor,
+            exit_code=code,
+            restarting=restarted,
+            quick_failures=deaths,
         )
-        if failures > 1:
-            self._sleep_or_stop(min(2.0, 0.2 * 2 ** (failures - 2)))
-        self.procs[actor] = self.spawn(actor, self.actor_command(actor))
+        siblings = {a: self.procs.pop(a) for a in restarted if a != actor}
+        for sibling in siblings:
+            self.census.died(sibling, f"restarted with {actor}")
+        _stop_all(siblings, self.log)
+        if deaths > 1:
+            self._sleep_or_stop(min(2.0, 0.2 * 2 ** (deaths - 2)))
+        for name in restarted:
+            self.procs[name] = self.spawn(name, self.actor_command(name))
         return True
 
     def _wait_for_event(self) -> bool:
