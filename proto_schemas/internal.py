@@ -131,6 +131,7 @@ class Persist:
     hard_state: HardState | None = None
     messages: list[RaftMessage] = field(default_factory=list)
     snapshot: Snapshot | None = None  # installed from the leader: saved before the entries
+    generation: int = 0  # the raft core's, as in its ``WalLoad`` (see actors/wal/core.py)
 
 
 @message(307)
@@ -144,7 +145,10 @@ class Persisted:
 @message(308)
 @wire
 class WalLoad:
-    pass
+    """A raft core starting: send me the log (``WalState``). Its ``generation`` is random:
+    ``Persist`` of any other (a dead predecessor's, still queued) is dropped from then on."""
+
+    generation: int = 0
 
 
 @message(309)

@@ -1,12 +1,12 @@
 """Crash recovery benchmark: how long a node takes to serve writes again after kill -9 of one
-of its actors under a write load (the supervisor restarts the whole node from disk).
+of its actors under a write load (the supervisor restarts the actor with its restart set).
 
     python -m tools.bench recovery [--rounds 3] [--actors wal,raft,mvcc,apply,lease,gateway]
 
 Starts a fresh single-member node in a temporary directory; for each actor and round: a writer
 runs for a second, the actor is killed, and the time from the kill to the first successful put
-is taken; the next kill waits until the node has run ``STABLE_AFTER_S`` (a faster kill loop is,
-to the supervisor, a crash loop it backs off from). The summary gives the median and the
+is taken; the next kill waits until the restarted actors have run ``STABLE_AFTER_S`` (a faster
+kill loop is, to the supervisor, a crash loop it backs off from). The summary gives the median and the
 worst per actor.
 """
 

@@ -169,7 +169,8 @@ class RaftShell:
         self._releasing = False  # the timer for delayed peer frames is running
         self.loop.after_batch(self.flush)
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
-        send(self.to_wal, WalLoad())
+        self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
+        send(self.to_wal, WalLoad(generation=self.generation))
         # Neighbours that ran on while this core restarted: the apply worker tells the applied
         # index again, the gateway fails read index rounds asked of the old core.
         send(self.to_apply, ActorStarted(actor="raft"))
@@ -445,6 +446,7 @@ class RaftShell:
                         hard_state=rd.hard_state,
                         messages=list(rd.messages_after_persist),
                         snapshot=rd.snapshot,
+                        generation=self.generation,
                     ),
                 )
             self._outgoing.extend(rd.messages)

@@ -10,9 +10,11 @@ the rest of the node serves on. Every actor resynchronises with the neighbours t
   committed entries after it (``ApplyFrom``): it restarts alone;
 - the backend reopens LevelDB, which holds every batch it committed; the batch in flight died
   with it, so the apply worker restarts with it and resyncs as above (rest_for_one);
-- the raft core's appends not yet acknowledged die with the WAL writer, and a new raft core
-  needs the log as the WAL holds it now: the two restart together, the new writer replaying
-  the WAL for the new core, which hands the apply worker what it already had again (skipped).
+- the raft core loads the log from the running WAL writer, which keeps what a replay would
+  find in memory (and drops what the dead core sent after the new one loaded), then hands the
+  apply worker what it had already (skipped): it restarts alone;
+- the raft core's appends not yet acknowledged die with the WAL writer: the two restart
+  together, the new writer replaying the WAL for the new core.
 The gateway fails what it asked of a restarted raft core (read index rounds) or backend
 (reads) at once, with errors the SDK retries; a write proposed to a dead raft core may still
 commit, so it waits for its timeout. An actor whose restart set died quickly
@@ -60,7 +62,7 @@ RESTART_SET: dict[str, tuple[str, ...]] = {
     "apply": ("apply",),
     "mvcc": ("mvcc", "apply"),
     "wal": ("wal", "raft"),
-    "raft": ("wal", "raft"),
+    "raft": ("raft",),
 }
 ESCALATE_AFTER = 3  # quick deaths in a row of an actor's restart set: restart the node instead
 WATCHED_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}

@@ -15,6 +15,11 @@ Rules:
 - The raft messages of a batch (a follower's append response, a vote) are released only in the
   ``Persisted`` built after that batch is durable: nothing is acknowledged before it is on disk
   (Raft thesis 3.8: persist before responding).
+- ``WalLog`` mirrors what a replay of the WAL would find now, so that a raft core restarted
+  alone loads its log from the running writer instead of a writer that replays the files. Each
+  raft core names itself with a random ``generation`` in ``WalLoad`` and every ``Persist``:
+  once a new one loaded, what its dead predecessor sent is dropped (a late vote of the old
+  core, written after the new one loaded its hard state, could make it vote twice in a term).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import NamedTuple
 from proto_schemas.internal import Persist, Persisted
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
-__all__ = ["Batch", "WalWriterCore"]
+__all__ = ["Batch", "WalLog", "WalWriterCore"]
 
 
 class Batch(NamedTuple):
@@ -50,11 +55,15 @@ class WalWriterCore:
         self._open = False  # something was added since the last take_batch
         self._term_vote = (hard_state.term, hard_state.vote) if hard_state else (0, 0)  # last handed out
         self._in_flight: Batch | None = None
+        self.generation = 0  # the raft core's that loaded last (0: none yet)
         self.last_index = last_index  # the log's end once the taken batches are durable
         self.last_term = last_term
 
-    def add(self, msg: Persist) -> None:
-        """Add one ``Persist`` to the open batch."""
+    def add(self, msg: Persist) -> bool:
+        """Add one ``Persist`` to the open batch; False if it came from a raft core that is no
+        longer the one that loaded last (dropped)."""
+        if self.generation and msg.generation != self.generation:
+            return False
         if msg.snapshot is not None:
             # A snapshot replaces the whole log before it: what the batch held is superseded.
             self._snapshot = msg.snapshot
@@ -69,6 +78,7 @@ class WalWriterCore:
             self._hard_state = msg.hard_state
         self._messages.extend(msg.messages)
         self._open = True
+        return True
 
     step = add  # the name every core's entry point has
 
@@ -110,3 +120,39 @@ class WalWriterCore:
             last_term=self.last_term,
             messages=list(done.messages) if done is not None else [],
         )
+
+
+class WalLog:
+    """The log as the WAL holds it: the last snapshot, the entries after it, the hard state."""
+
+    def __init__(self, entries: list[Entry], hard_state: HardState, snapshot: Snapshot | None = None) -> None:
+        self.snapshot = snapshot
+        self.hard_state = hard_state
+        self.entries: list[Entry] = []
+        self.append(entries)
+
+    def append(self, entries: list[Entry]) -> None:
+        """Entries written after the ones held: a conflicting suffix is replaced."""
+        if not entries:
+            return
+        mine = self.entries
+        if mine and entries[0].index <= mine[-1].index:
+            del mine[max(entries[0].index - mine[0].index, 0) :]
+        elif mine and entries[0].index != mine[-1].index + 1:
+            mine.clear()  # the log restarts after an installed snapshot
+        mine.extend(e for e in entries if self.snapshot is None or e.index > self.snapshot.metadata.index)
+
+    def saved(self, batch: Batch) -> None:
+        """A batch was written: its snapshot (installed from the leader), entries, hard state."""
+        if batch.snapshot is not None:
+            self.snapshot_saved(batch.snapshot)
+        self.append(batch.entries)
+        if batch.hard_state is not None:
+            self.hard_state = batch.hard_state
+
+    def snapshot_saved(self, snapshot: Snapshot) -> None:
+        """A snapshot was saved: the entries it covers are no longer needed to restart."""
+        if self.snapshot is not None and snapshot.metadata.index <= self.snapshot.metadata.index:
+            return
+        self.snapshot = snapshot
+        self.entries = [e for e in self.entries if e.index > snapshot.metadata.index]

@@ -8,6 +8,10 @@ then is ``Persisted`` sent, carrying the raft messages that had to wait for dura
 Snapshots: a snapshot file is written before its WAL marker (a marker never names a missing
 file), and segments are released only up to the snapshot's index — the raft core asks for a
 snapshot only at an index the backend has synced (DESIGN.md principle 4).
+
+A raft core restarted alone loads the log from this writer's ``WalLog`` (what a replay would
+find) without a replay; the batch open at its ``WalLoad`` is made durable first, and what its
+predecessor sent later is dropped (see core.py, generations).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from actors.runtime import failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from actors.wal import snapfiles
-from actors.wal.core import WalWriterCore
+from actors.wal.core import WalLog, WalWriterCore
 from actors.wal.files import Wal, WalMismatchError
 from actors.wal.records import WalCorruptError
 from proto_schemas.cluster import SaveSnapshot, SnapshotSaved
@@ -52,6 +56,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         seconds=round(time.monotonic() - started, 3),
     )
     core = WalWriterCore(last_index=wal.last_index, last_term=wal.last_term, hard_state=contents.hard_state)
+    held = WalLog(contents.entries, contents.hard_state, snapshot)
+    del contents  # ``held`` has its entries
     fsync_seconds = loop.metrics.histogram(
         "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL."
     )
@@ -65,23 +71,27 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def handle(msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, Persist):
-                core.add(msg)
+                if not core.add(msg):
+                    log.warning("dropped a dead raft core's write", entries=len(msg.entries))
             elif isinstance(msg, SaveSnapshot):
                 # Entries up to the snapshot are durable already (it is taken at an applied
                 # index), so the marker may precede whatever the open batch still holds.
                 save_snapshot(msg.snapshot)
+                held.snapshot_saved(msg.snapshot)
                 released = wal.release_to(msg.snapshot.metadata.index)
                 log.info("snapshot saved", index=msg.snapshot.metadata.index, segments_released=released)
                 send(to_raft, SnapshotSaved(index=msg.snapshot.metadata.index))
             elif isinstance(msg, WalLoad):
+                flush()  # what the old core sent before it died belongs to the log it loads
+                core.generation = msg.generation
                 send(
                     to_raft,
                     WalState(
-                        member_id=contents.member_id,
-                        cluster_id=contents.cluster_id,
-                        hard_state=contents.hard_state,
-                        entries=contents.entries,
-                        snapshot=snapshot,
+                        member_id=config.member_id,
+                        cluster_id=config.cluster_id,
+                        hard_state=held.hard_state,
+                        entries=held.entries,
+                        snapshot=held.snapshot,
                     ),
                 )
 
@@ -93,6 +103,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             save_snapshot(batch.snapshot)
             log.info("snapshot installed", index=batch.snapshot.metadata.index)
         wal.append(batch.entries, batch.hard_state)
+        held.saved(batch)
         if not batch.must_sync:  # only the commit index moved: the next fsync carries it
             send(to_raft, core.persisted(batch))
             return

@@ -114,3 +114,17 @@ def test_only_entries_snapshots_and_term_or_vote_changes_need_an_fsync() -> None
     assert core.take_batch().must_sync  # type: ignore[union-attr]  # so is a vote
     core.add(Persist(messages=[resp(2, 7)]))
     assert not core.take_batch().must_sync  # type: ignore[union-attr]
+
+
+def test_once_a_new_raft_core_loaded_what_its_dead_predecessor_sent_is_dropped() -> None:
+    """A vote the old core wrote after the new one loaded its hard state could make the new
+    core vote twice in one term: only the core that loaded last is written for."""
+    core = WalWriterCore()
+    assert core.add(Persist(entries=ents(1, 1), generation=7))  # before any load: the first start
+    core.generation = 9  # a new core loaded
+    late_vote = Persist(hard_state=HardState(term=3, vote=2), messages=[resp(2, 0)], generation=7)
+    assert not core.add(late_vote)
+    assert core.add(Persist(entries=ents(2, 2), generation=9))
+    batch = core.take_batch()
+    assert batch is not None and [e.index for e in batch.entries] == [1, 2]
+    assert batch.hard_state is None and batch.messages == []

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from actors.wal.core import Batch, WalLog
 from actors.wal.files import Wal, WalContents, WalCorruptError, WalMismatchError, segment_name
 from actors.wal.records import decode_segment
-from proto_schemas.raft import Entry, HardState
+from proto_schemas.raft import Entry, HardState, Snapshot, SnapshotMetadata
 
 MEMBER, CLUSTER = 0x8E9E05C52164694D, 0xCDF818194E3A8C32
 
@@ -349,3 +350,38 @@ def test_write_error_is_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     wal.close()  # closes the file without writing
     _, contents = open_wal(tmp_path)
     assert contents.entries == ents(1, 2)
+
+
+def test_the_writers_log_in_memory_is_what_a_replay_finds(tmp_path: Path) -> None:
+    """A raft core restarted alone loads ``WalLog`` instead of a replay: after every step the
+    two must agree (conflicting suffixes, a snapshot taken here, one installed from a leader)."""
+    wal, contents = open_wal(tmp_path)
+    held = WalLog(contents.entries, contents.hard_state)
+
+    def write(entries: list[Entry], hs: HardState | None, snap: Snapshot | None = None) -> None:
+        if snap is not None:
+            wal.save_snapshot(snap.metadata.index, snap.metadata.term)
+        wal.append(entries, hs)
+        wal.sync()
+        held.saved(Batch(entries, hs, [], snap))
+
+    def agree() -> None:
+        _, replayed = open_wal(tmp_path)
+        assert replayed.entries == held.entries and replayed.hard_state == held.hard_state
+        marker = replayed.snapshot
+        assert (marker.index if marker else 0) == (held.snapshot.metadata.index if held.snapshot else 0)
+
+    write(ents(1, 10), HardState(term=1, commit=5))
+    agree()
+    write(ents(8, 12, term=2), HardState(term=2, commit=9))  # a new leader's conflicting suffix
+    agree()
+    taken = Snapshot(metadata=SnapshotMetadata(index=9, term=2))
+    wal.save_snapshot(9, 2)
+    held.snapshot_saved(taken)
+    agree()
+    write(ents(13, 14, term=2), None)
+    agree()
+    installed = Snapshot(metadata=SnapshotMetadata(index=50, term=4))
+    write(ents(51, 52, term=4), HardState(term=4, commit=50), installed)
+    agree()
+    wal.close()
