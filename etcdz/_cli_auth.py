@@ -51,9 +51,9 @@ def _arguments(args: argparse.Namespace) -> list[str]:
     return given
 
 
-def _password(name: str, interactive: str, confirm: bool) -> str:
+def _password(name: str, interactive: bool, confirm: bool) -> str:
     """As etcdctl: prompt on the terminal (twice for a new one), or one line from stdin."""
-    if interactive.lower() in ("false", "0"):
+    if not interactive:
         return sys.stdin.readline().rstrip("\n")
     password = getpass.getpass(f"Password of {name}: ")
     if confirm and getpass.getpass(f"Type password of {name} again for confirmation: ") != password:
@@ -120,6 +120,8 @@ def _user(args: argparse.Namespace, given: list[str], client: Client) -> tuple[A
     action = args.action
     if action == "add":
         name, sep, password = given[0].partition(":")
+        if args.new_user_password and not args.no_password:  # etcdctl 3.5: the flag wins over name:password
+            name, sep, password = given[0], ":", args.new_user_password
         if not sep and not args.no_password:
             password = _password(name, args.interactive, confirm=True)
         return client.user_add(name, password, no_password=args.no_password), [f"User {name} created"]

@@ -26,13 +26,13 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 5  # etcdctl's code when the server cancels the watch
 
 
-def simple_lines(resp: WatchResponse) -> list[bytes]:
+def simple_lines(resp: WatchResponse, hex_: bool = False) -> list[bytes]:
     lines: list[bytes] = []
     for e in resp.events:
         lines.append(b"PUT" if e.type == EventType.PUT else b"DELETE")
         if e.prev_kv is not None:
-            lines += [e.prev_kv.key, e.prev_kv.value]
-        lines += [e.kv.key, e.kv.value]
+            lines += fmt.kv_lines(e.prev_kv, hex_=hex_)
+        lines += fmt.kv_lines(e.kv, hex_=hex_)
     return lines
 
 
@@ -80,7 +80,7 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
     )
     try:
         for resp in watch:
-            lines([json_line(resp).encode()] if mode == "json" else simple_lines(resp))
+            lines([json_line(resp).encode()] if mode == "json" else simple_lines(resp, args.hex))
     except Compacted as exc:
         sys.stderr.write(f"watch was canceled (etcdserver: {exc.message})\n")
         raise fmt.ExitError("watch is canceled by the server", EXIT_INTERRUPTED) from None
