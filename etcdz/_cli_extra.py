@@ -45,6 +45,8 @@ def rename(key: bytes, prefix: bytes, dest_prefix: bytes) -> bytes:
 def run_make_mirror(
     args: argparse.Namespace, endpoints: list[str], connect: Callable[..., Client], out: Out
 ) -> int:
+    if len(args.destination) != 1:
+        raise fmt.ExitError("make-mirror takes one destination argument", fmt.EXIT_BAD_ARGS)
     if args.no_dest_prefix and args.dest_prefix:
         raise fmt.ExitError(
             "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one",
@@ -68,7 +70,7 @@ def run_make_mirror(
 
     with (
         connect(endpoints) as source,
-        connect([u.strip() for u in args.destination.split(",")], **dest_options) as dest,
+        connect([u.strip() for u in args.destination[0].split(",")], **dest_options) as dest,
     ):
         threading.Thread(target=report, daemon=True).start()
         try:

@@ -92,7 +92,28 @@ class Parser(argparse.ArgumentParser):
         words = list(args or ())
         end = words.index("--") if "--" in words else len(words)
         words[:end] = [f"{w}=true" if w in bools else w for w in words[:end]]
+        if self._subparsers is None:  # a command's own words: flags anywhere, as pflag reads them
+            words = self._flags_first(words[:end]) + words[end:]
         return super().parse_known_args(words, namespace)
+
+    def _flags_first(self, words: list[str]) -> list[str]:
+        """The flags (with their values) before the arguments: argparse fills optional arguments
+        as soon as it meets the first, so ``get a --prefix=true b`` would leave ``b`` over."""
+        flags: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            action = self._option_string_actions.get(word.split("=", 1)[0]) if word.startswith("-") else None
+            if action is None:
+                rest.append(word)
+            elif "=" in word or action.nargs == 0 or i + 1 == len(words):
+                flags.append(word)
+            else:
+                flags += [word, words[i + 1]]
+                i += 1
+            i += 1
+        return flags + rest
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
         if callable(action.type) and action.type in (go_bool, go_int, go_duration):
@@ -331,7 +352,7 @@ def _other_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     mirror = sub.add_parser(
         "make-mirror", help="Makes a mirror at the destination etcdz cluster", parents=parents
     )
-    mirror.add_argument("destination")
+    mirror.add_argument("destination", nargs="*")
     mirror.add_argument("--prefix", default="", help="Key-value prefix to mirror")
     mirror.add_argument(
         "--dest-prefix",

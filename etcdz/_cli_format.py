@@ -266,6 +266,21 @@ def status_row(endpoint: str, st: StatusResponse) -> list[str]:
     ]
 
 
+def status_fields(st: StatusResponse) -> list[str]:
+    """etcdctl's fields printer for a status (the raft term twice: the header's, then its own)."""
+    return [
+        *fields_header(st.header),
+        f'"Version" : {go_quote(st.version)}',
+        f'"DBSize" : {st.db_size}',
+        f'"Leader" : {st.leader}',
+        f'"IsLearner" : {str(st.is_learner).lower()}',
+        f'"RaftIndex" : {st.raft_index}',
+        f'"RaftTerm" : {st.raft_term}',
+        f'"RaftAppliedIndex" : {st.raft_applied_index}',
+        f'"Errors" : [{" ".join(st.errors)}]',
+    ]
+
+
 def status_json(endpoint: str, st: StatusResponse) -> dict[str, Any]:
     status: dict[str, Any] = {"header": header_json(st.header), "version": st.version}
     for key, value in (

@@ -64,6 +64,18 @@ def key_value(kv: KeyValue) -> bytes:
     )
 
 
+def member_list(resp: Any) -> bytes:
+    """MemberListResponse: header 1, members 2 (Member: ID 1, name 2, peerURLs 3, clientURLs 4,
+    isLearner 5)."""
+    out = _message(1, header(resp.header))
+    for m in resp.members:
+        body = _int(1, m.id) + _bytes(2, m.name.encode())
+        body += b"".join(_bytes(3, u.encode()) for u in m.peer_urls)
+        body += b"".join(_bytes(4, u.encode()) for u in m.client_urls)
+        out += _message(2, body + _int(5, int(m.is_learner)))
+    return out
+
+
 _OPS = {RangeResponse: 1, PutResponse: 2, DeleteRangeResponse: 3, TxnResponse: 4}  # ResponseOp's oneof
 
 

@@ -36,6 +36,16 @@ def simple_lines(resp: WatchResponse, hex_: bool = False) -> list[bytes]:
     return lines
 
 
+def fields_lines(resp: WatchResponse) -> list[bytes]:
+    lines = fmt.fields_header(resp.header)
+    for e in resp.events:
+        lines.append(f'"Type" : {"PUT" if e.type == EventType.PUT else "DELETE"}')
+        if e.prev_kv is not None:
+            lines += fmt.fields_kv(e.prev_kv, "Prev")
+        lines += fmt.fields_kv(e.kv)
+    return [line.encode() for line in lines]
+
+
 def json_line(resp: WatchResponse) -> str:
     events = []
     for e in resp.events:
@@ -80,7 +90,12 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
     )
     try:
         for resp in watch:
-            lines([json_line(resp).encode()] if mode == "json" else simple_lines(resp, args.hex))
+            if mode == "json":
+                lines([json_line(resp).encode()])
+            elif mode == "fields":
+                lines(fields_lines(resp))
+            else:
+                lines(simple_lines(resp, args.hex))
     except Compacted as exc:
         sys.stderr.write(f"watch was canceled (etcdserver: {exc.message})\n")
         raise fmt.ExitError("watch is canceled by the server", EXIT_INTERRUPTED) from None

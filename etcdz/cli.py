@@ -69,6 +69,11 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             ignore_value=args.ignore_value,
             ignore_lease=args.ignore_lease,
         )
+    if args.command in ("get", "del") and (args.prefix or args.from_key) and args.range_end is not None:
+        raise fmt.ExitError(
+            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+            fmt.EXIT_BAD_ARGS,
+        )
     if args.command == "get":
         if args.prefix and args.from_key:
             raise UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
@@ -179,7 +184,13 @@ def connector(args: argparse.Namespace) -> Connect:
 
 
 EXIT_BAD_FEATURE = 4  # etcdctl's code for an output format or an option it does not have
-KV_COMMANDS = ("put", "get", "del", "txn")  # the commands with every output format
+# The output formats each command has beyond simple, json and table (etcdctl's printers).
+_ALL = ("simple", "json", "table", "fields", "protobuf")
+_FIELDS = ("simple", "json", "table", "fields")
+FORMATS = {
+    **dict.fromkeys(("put", "get", "del", "txn", "member"), _ALL),
+    **dict.fromkeys(("compaction", "defrag", "lease", "endpoint", "watch"), _FIELDS),
+}
 API_VERSION = "3.5"  # the etcd API etcdz speaks (the gateway's VERSION, major.minor)
 
 
@@ -189,7 +200,7 @@ def _refusals(args: argparse.Namespace) -> None:
 
     if args.write_out not in OUTPUT_FORMATS:
         raise fmt.ExitError("unsupported output format", EXIT_BAD_FEATURE)
-    if args.write_out in ("fields", "protobuf") and args.command not in (*KV_COMMANDS, "compaction"):
+    if args.write_out not in FORMATS.get(args.command, ("simple", "json", "table")):
         raise fmt.ExitError(f"{args.write_out} not supported as output format", EXIT_BAD_FEATURE)
     if args.discovery_srv or args.discovery_srv_name:
         raise fmt.ExitError("etcdz does not discover members by DNS SRV records: give --endpoints")
@@ -237,7 +248,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         if args.action == "hashkv":
             from etcdz._cli_maintenance import run_hashkv
 
-            return run_hashkv(endpoints, connect, out.text, _stderr, out.mode)
+            return run_hashkv(endpoints, connect, out.text, _stderr, out.mode, args.rev)
         return _endpoint(args, endpoints, connect, out)
     slow = max(timeout, 60.0)
     if args.command in ("defrag", "snapshot"):
@@ -342,7 +353,13 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
                 else:
                     sys.stderr.write(f"Failed to get the status of endpoint {endpoint} ({exc.message})\n")
     if args.action == "health":
-        if out.mode == "json":
+        if out.mode == "fields":
+            for e, healthy, took, err in rows:
+                out.text(
+                    f'"Endpoint" : {fmt.go_quote(e)}\n"Health" : {str(healthy).lower()}\n'
+                    f'"Took" : {took}\n"Error" : {err}\n'
+                )
+        elif out.mode == "json":
             out.text(
                 fmt.to_json(
                     [
@@ -362,7 +379,10 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
         if code:
             _stderr("Error: unhealthy cluster")
         return code
-    if out.mode == "json":
+    if out.mode == "fields":
+        for e, st in rows:
+            out.text("\n".join([*fmt.status_fields(st), f'"Endpoint" : {fmt.go_quote(e)}', ""]))
+    elif out.mode == "json":
         out.text(fmt.to_json([fmt.status_json(e, st) for e, st in rows]))
     elif out.mode == "table":
         out.text(fmt.table(fmt.STATUS_COLUMNS, [fmt.status_row(e, st) for e, st in rows]))
