@@ -176,6 +176,7 @@ def run_datascale(
                 client.defragment()
             out(f"Defragmented {go_quote(endpoint)}")
     if failures:
+        out("FAIL: too many errors")
         for message, count in sorted(failures.items()):
             out(f"FAIL: ERROR({message}) -> {count}")
         return 1
