@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
-from etcdz._cli_flags import add_watch_arguments
+from etcdz._cli_flags import Parser, UsageError, add_watch_arguments
 from etcdz.errors import Compacted
 from proto_schemas.kv import EventType
 from proto_schemas.watch import WatchResponse
@@ -76,7 +76,7 @@ def json_line(resp: WatchResponse) -> str:
 
 def run(args: argparse.Namespace, client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
     if args.interactive:
-        return _interactive(client, lines, mode)
+        return _interactive(client, lines, mode, args.hex)
     return _follow(client, args, lines, mode)
 
 
@@ -104,8 +104,8 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
     return 0
 
 
-def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
-    parser = argparse.ArgumentParser(prog="watch", add_help=False, exit_on_error=False)
+def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str, hex_: bool) -> int:
+    parser = Parser(prog="watch", add_help=False)  # Go's flag forms, errors raised
     add_watch_arguments(parser)
     threads: list[threading.Thread] = []
     for line in sys.stdin:
@@ -119,8 +119,8 @@ def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str
             sys.stderr.write(f"Invalid command {words[0]} (only support watch)\n")
             continue
         try:
-            args = parser.parse_args(words[1:])
-        except argparse.ArgumentError as exc:
+            args = parser.parse_args(words[1:], argparse.Namespace(hex=hex_))
+        except UsageError as exc:
             sys.stderr.write(f"Invalid command: {exc}\n")
             continue
         t = threading.Thread(target=_follow, args=(client, args, lines, mode), daemon=True)
