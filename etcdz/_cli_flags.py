@@ -132,9 +132,15 @@ class Parser(argparse.ArgumentParser):
                 raise UsageError(f"unknown flag: {word.split('=')[0]}")
             if word.startswith("-") and len(word) > 1:
                 raise UsageError(f"unknown shorthand flag: '{word[1]}' in {word}")
-        if message.startswith("argument command: invalid choice: "):
+        if message.startswith(("argument command: invalid choice: ", "argument action: invalid choice: ")):
             word = message.split(": ")[2].split("'")[1]
-            raise UsageError(f'unknown command "{word}" for "etcdzctl"')
+            raise UsageError(f'unknown command "{word}" for "{self.prog}"')
+        if message in (
+            "the following arguments are required: command",
+            "the following arguments are required: action",
+        ):
+            self.print_help()  # as cobra: a command group alone shows its help
+            raise SystemExit(0)
         raise UsageError(message)
 
 
@@ -257,6 +263,14 @@ def kv_parsers(sub: Any) -> None:
     add_bool(get, "--count-only")
     add_bool(get, "--print-value-only")
     get.add_argument("--consistency", default="l", help="Linearizable(l) or Serializable(s)")
+    for bound in ("min", "max"):  # etcdctl 3.5's revision filters
+        for kind in ("create", "mod"):
+            get.add_argument(
+                f"--{bound}-{kind}-rev",
+                type=go_int,
+                default=0,
+                help=f"{bound.capitalize()}imum {kind} revision of the returned keys",
+            )
 
     delete = sub.add_parser(
         "del", help="Removes the specified key or range of keys [key, range_end)", parents=[_GLOBALS]
@@ -473,6 +487,7 @@ def _watch_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", help="Watches events stream on keys or prefixes", parents=parents)
     add_watch_arguments(p)
     add_bool(p, "-i", "--interactive", help="Interactive mode")
+    add_bool(p, "--progress-notify", help="get periodic watch progress notification from server")
 
 
 def _lease_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:

@@ -86,7 +86,12 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
             "watch in non-interactive mode requires an argument as key or prefix", fmt.EXIT_BAD_ARGS
         )
     watch = client.watch(
-        args.key, args.range_end, prefix=args.prefix, start_revision=args.rev, prev_kv=args.prev_kv
+        args.key,
+        args.range_end,
+        prefix=args.prefix,
+        start_revision=args.rev,
+        prev_kv=args.prev_kv,
+        progress_notify=getattr(args, "progress_notify", False),
     )
     try:
         for resp in watch:

@@ -100,6 +100,10 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             serializable=args.consistency == "s",
             keys_only=args.keys_only,
             count_only=args.count_only,
+            min_create_revision=args.min_create_rev,
+            max_create_revision=args.max_create_rev,
+            min_mod_revision=args.min_mod_rev,
+            max_mod_revision=args.max_mod_rev,
         )
     if args.command == "del":
         if args.prefix and args.from_key:

@@ -22,6 +22,10 @@ LINES = [
     ["user", "add", "alice:x", "--interactive=false"],
     ["role", "grant-permission", "r", "read", "k"],
     ["check", "perf", "--load", "s"],
+    ["check", "datascale", "--load=s", "--auto-compact=true"],
+    ["get", "k", "--prefix", "--min-mod-rev=3", "--max-create-rev", "9"],
+    ["make-mirror", "--prefix=/a/", "--no-dest-prefix", "tcp://127.0.0.1:3"],
+    ["--hex=true", "version"],
     ["--user", "lease", "put", "k", "v"],  # a flag's value that is a command name
 ]
 
@@ -138,6 +142,7 @@ def test_go_durations(text: str, seconds: float) -> None:
         (["get", "k", "-x"], "unknown shorthand flag: 'x' in -x"),
         (["nosuch"], 'unknown command "nosuch" for "etcdzctl"'),
         (["lock", "name"], 'unknown command "lock" for "etcdzctl"'),
+        (["member", "bogus"], 'unknown command "bogus" for "etcdzctl member"'),
     ],
 )
 def test_bad_flags_are_refused_in_etcdctls_words(argv: list[str], error: str) -> None:
@@ -192,3 +197,10 @@ def test_version_prints_as_etcdctl(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["version"]) == 0
     first, api = capsys.readouterr().out.splitlines()
     assert first.startswith("etcdctl version: ") and api == "API version: 3.5"
+
+
+def test_a_command_group_alone_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """As cobra does (exit 0), instead of a usage error."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["member"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("usage: etcdzctl member")
