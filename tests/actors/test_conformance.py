@@ -271,6 +271,8 @@ FORM_STEPS: list[tuple[list[str], bytes]] = [
     (["del", "f/b", "--prev-kv=true", "-w", "fields"], b""),
     (["txn", "-w", "fields"], b'mod("f/a") > "0"\n\nput f/x 1\nget f/a\n\n\n'),
     (["txn", "--interactive=false"], b"\n\ndel f/x\n\n"),
+    (["txn"], b"\nput f/y 1\n\n"),  # cut short: refused, nothing written
+    (["get", "f/y"], b""),
     (["get", "f/", "--prefix", "--consistency=q"], b""),
     (["get", "f/", "--prefix", "--sort-by=bad"], b""),
     (["get", "f/", "--prefix", "--order=sideways"], b""),

@@ -149,6 +149,10 @@ def test_txn_sections_and_ops() -> None:
     assert txn.failure[0].key == b"a"
     with pytest.raises(ValueError, match="invalid txn request"):
         txnfmt.build([[], ["watch b"], []], _txn_op)
+    for cut in ("", "\nput b y\n\n", 'mod("b") > "0"\n'):  # etcdctl: no txn from input cut short
+        with pytest.raises(fmt.ExitError) as exc:
+            txnfmt.read_sections(iter(cut.splitlines(keepends=True)))
+        assert (exc.value.message, exc.value.code) == ("EOF", 3)
 
 
 # -- -w fields, -w protobuf and --hex, against etcdctl 3.4.23's output ----------------------------
