@@ -193,7 +193,7 @@ _ALL = ("simple", "json", "table", "fields", "protobuf")
 _FIELDS = ("simple", "json", "table", "fields")
 FORMATS = {
     **dict.fromkeys(("put", "get", "del", "txn", "member"), _ALL),
-    **dict.fromkeys(("compaction", "defrag", "lease", "endpoint", "watch"), _FIELDS),
+    **dict.fromkeys(("compaction", "defrag", "lease", "endpoint", "watch", "user", "role"), _FIELDS),
 }
 API_VERSION = "3.5"  # the etcd API etcdz speaks (the gateway's VERSION, major.minor)
 
