@@ -20,7 +20,25 @@ ENV_PREFIX = "ETCDZCTL_"  # etcdctl's ETCDCTL_: a global flag's name, upper case
 
 
 class UsageError(Exception):
-    pass
+    """A command line etcdctl would refuse: ``Error: <message>`` and its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+EXIT_BAD_ARGS = 128  # etcdctl's code for missing arguments
+# etcdctl's words for a command whose arguments are missing, by command
+MISSING_ARGUMENTS = {
+    "put": "put command needs 1 argument and input from stdin or 2 arguments",
+    "get": "get command needs one argument as key and an optional argument as range_end",
+    "del": "del command needs one argument as key and an optional argument as range_end",
+    "compaction": "compaction command needs 1 argument",
+    "move-leader": "move-leader command needs 1 argument",
+    "member remove": "member ID is not provided",
+    "member update": "member ID is not provided",
+    "member promote": "member ID is not provided",
+}
 
 
 # Go's parsers of flag values (pflag calls them), so that a value is accepted and refused as
@@ -135,6 +153,9 @@ class Parser(argparse.ArgumentParser):
         if message.startswith(("argument command: invalid choice: ", "argument action: invalid choice: ")):
             word = message.split(": ")[2].split("'")[1]
             raise UsageError(f'unknown command "{word}" for "{self.prog}"')
+        command = self.prog.partition(" ")[2]
+        if message.startswith("the following arguments are required: ") and command in MISSING_ARGUMENTS:
+            raise UsageError(MISSING_ARGUMENTS[command], EXIT_BAD_ARGS)
         if message in (
             "the following arguments are required: command",
             "the following arguments are required: action",
@@ -286,7 +307,7 @@ def _misc_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     txn = sub.add_parser("txn", help="Txn processes all the requests in one transaction", parents=parents)
     add_bool(txn, "-i", "--interactive")
     compaction = sub.add_parser("compaction", help="Compacts the event history in etcdz", parents=parents)
-    compaction.add_argument("revision", type=int)
+    compaction.add_argument("revision")
     add_bool(compaction, "--physical")
     endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=parents)
     endpoint.add_argument("action", choices=["status", "health", "hashkv"])

@@ -57,9 +57,11 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             if args.ignore_value:
                 value = ""
             elif stdin is None:
-                raise UsageError("put command needs 1 argument and input from stdin or 2 arguments")
+                raise UsageError("put command needs 1 argument and input from stdin or 2 arguments", 128)
             else:
                 value = stdin.read()
+                if not value:  # etcdctl: empty input is no value
+                    raise UsageError("put command needs 1 argument and input from stdin or 2 arguments", 128)
         lease = fmt.parse_int(args.lease, 16, "bad lease ID ({}), expecting ID in Hex")
         return ops.put(
             args.key,
@@ -289,11 +291,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("table not supported as output format")
     with connect(endpoints) as client:
         if args.command == "compaction":
-            resp = client.compact(args.revision, physical=args.physical)
+            try:
+                revision = int(args.revision, 10)
+            except ValueError:
+                raise fmt.ExitError(f'strconv.ParseInt: parsing "{args.revision}": invalid syntax') from None
+            resp = client.compact(revision, physical=args.physical)
             out.text(
                 fmt.to_json(fmt.response_json(resp))
                 if out.mode == "json"
-                else f"compacted revision {args.revision}"
+                else f"compacted revision {revision}"
             )
             return 0
         if args.command == "txn":
@@ -416,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             parser(topic).parse_args([*topic, "--help"])
     except UsageError as exc:
         _stderr(f"Error: {exc}")
-        return 1
+        return exc.code
     from etcdz import _cli_format as fmt
     from etcdz.errors import EtcdzError
 
@@ -424,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, Output(args.write_out))
     except UsageError as exc:
         _stderr(f"Error: {exc}")
-        return 1
+        return exc.code
     except fmt.ExitError as exc:
         _stderr(f"Error: {exc.message}")
         return exc.code

@@ -283,6 +283,15 @@ FORM_STEPS: list[tuple[list[str], bytes]] = [
     (["get", "f/", "--prefix", "--order=sideways"], b""),
     (["get", "f/", "--prefix", "f/z"], b""),
     (["-w", "yaml", "get", "f/a"], b""),
+    (["put"], b""),
+    (["put", "f/e"], b""),  # no value on stdin: refused, nothing written
+    (["get", "f/e"], b""),
+    (["get"], b""),
+    (["del"], b""),
+    (["compaction"], b""),
+    (["compaction", "x"], b""),
+    (["move-leader"], b""),
+    (["member", "remove"], b""),
     (["del", "f/", "--prefix=true", "--prev-kv=false"], b""),
 ]
 
