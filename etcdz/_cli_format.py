@@ -324,7 +324,7 @@ def duration(seconds: float) -> str:
 
 def parse_duration(text: str) -> float:
     """``5s``, ``500ms``, ``1m30s`` -> seconds, as Go's time.ParseDuration reads them."""
-    from etcdz._cli_flags import go_duration
+    from etcdz._cli_pflag import go_duration
 
     try:
         return go_duration(text)
