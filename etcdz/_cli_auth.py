@@ -51,9 +51,9 @@ def _arguments(args: argparse.Namespace) -> list[str]:
     return given
 
 
-def _password(name: str, interactive: str, confirm: bool) -> str:
+def _password(name: str, interactive: bool, confirm: bool) -> str:
     """As etcdctl: prompt on the terminal (twice for a new one), or one line from stdin."""
-    if interactive.lower() in ("false", "0"):
+    if not interactive:
         return sys.stdin.readline().rstrip("\n")
     password = getpass.getpass(f"Password of {name}: ")
     if confirm and getpass.getpass(f"Type password of {name} again for confirmation: ") != password:
@@ -68,8 +68,15 @@ def run(args: argparse.Namespace, client: Client, out: Out, mode: str) -> int:
     if args.action == "get" and (args.command == "role" or args.detail):
         _show(args.command, given[0], client, out, mode)
         return 0
+    if mode == "fields" and args.command == "user" and args.action in ("get", "list"):
+        raise fmt.ExitError("fields not supported as output format", 4)  # as etcdctl 3.4
     resp, lines = (_user if args.command == "user" else _role)(args, given, client)
-    if mode == "json":
+    if mode == "fields":
+        lines = fmt.fields_header(resp.header)
+        if args.action == "list":
+            lines.append('"Roles" :' + "".join(f" {fmt.go_quote(r)}" for r in resp.roles))
+        out("\n".join(lines))
+    elif mode == "json":
         out(fmt.to_json(fmt.response_json(resp)))
     else:
         for line in lines:
@@ -120,6 +127,8 @@ def _user(args: argparse.Namespace, given: list[str], client: Client) -> tuple[A
     action = args.action
     if action == "add":
         name, sep, password = given[0].partition(":")
+        if args.new_user_password and not args.no_password:  # etcdctl 3.5: the flag wins over name:password
+            name, sep, password = given[0], ":", args.new_user_password
         if not sep and not args.no_password:
             password = _password(name, args.interactive, confirm=True)
         return client.user_add(name, password, no_password=args.no_password), [f"User {name} created"]
@@ -182,6 +191,13 @@ def _describe(key: bytes, end: bytes) -> str:
 
 
 def _print_role(name: str, resp: RoleGetResponse, out: Out, mode: str) -> None:
+    if mode == "fields":
+        lines = fmt.fields_header(resp.header)
+        for p in resp.perm:  # Go's Println puts a second space after the literal's
+            lines += [f'"PermType" :  {p.perm_type.name}', f'"Key" : {fmt.go_quote(p.key)}']
+            lines.append(f'"RangeEnd" : {fmt.go_quote(p.range_end)}')
+        out("\n".join(lines))
+        return
     if mode == "json":
         out(fmt.to_json({"header": fmt.header_json(resp.header), "perm": [_perm_json(p) for p in resp.perm]}))
         return

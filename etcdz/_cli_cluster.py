@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,14 @@ def member_json(m: Member) -> dict[str, Any]:
     return out
 
 
+def member_fields(m: Member) -> list[str]:
+    """etcdctl's fields printer: one line per URL, a blank line after each member."""
+    lines = [f'"ID" : {m.id}', f'"Name" : {fmt.go_quote(m.name)}']
+    lines += [f'"PeerURL" : {fmt.go_quote(u)}' for u in m.peer_urls]
+    lines += [f'"ClientURL" : {fmt.go_quote(u)}' for u in m.client_urls]
+    return [*lines, f'"IsLearner" : {str(m.is_learner).lower()}', ""]
+
+
 def _members_json(resp: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"header": fmt.header_json(resp.header)}
     if getattr(resp, "member", None) is not None:
@@ -61,12 +70,22 @@ def run_member(args: argparse.Namespace, client: Client, out: Callable[[str], No
         resp: Any = client.member_list()
         if mode == "json":
             out(fmt.to_json(_members_json(resp)))
+        elif mode == "fields":
+            lines = [x for m in resp.members for x in member_fields(m)]
+            out("\n".join([*fmt.fields_header(resp.header), *lines]))
+        elif mode == "protobuf":
+            from etcdz._cli_protobuf import member_list
+
+            sys.stdout.buffer.write(member_list(resp))
+            sys.stdout.buffer.flush()
         elif mode == "table":
             out(fmt.table(MEMBER_COLUMNS, [member_row(m) for m in resp.members]))
         else:
             for m in resp.members:
                 out(", ".join(member_row(m)))
         return 0
+    if mode in ("fields", "protobuf"):
+        raise fmt.ExitError(f"{mode} not supported as output format", 4)
     cluster = 0
     if args.action == "add":
         resp = client.member_add(_urls(args.peer_urls), is_learner=args.learner)

@@ -8,61 +8,105 @@ imported only when that command runs.
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from etcdz._cli_pflag import (  # noqa: F401 (the grammar's names, as the commands import them)
+    EXIT_BAD_ARGS,
+    Parser,
+    UsageError,
+    add_bool,
+    go_bool,
+    go_duration,
+    go_int,
+)
+
 DEFAULT_CHECK_PREFIX = "/etcdctl-check-perf/"
+DEFAULT_DATASCALE_PREFIX = "/etcdctl-check-datascale/"
 SORT_TARGETS = {"CREATE": "CREATE", "KEY": "KEY", "MODIFY": "MOD", "VALUE": "VALUE", "VERSION": "VERSION"}
-
-
-class UsageError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse exits; a txn line must raise instead
-        raise UsageError(message)
+OUTPUT_FORMATS = ("simple", "json", "table", "fields", "protobuf")
+ENV_PREFIX = "ETCDZCTL_"  # etcdctl's ETCDCTL_: a global flag's name, upper case, '-' as '_'
 
 
 def _global_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     """etcdctl's global flags; also accepted after the command (as cobra does), where their
-    defaults are suppressed so they do not overwrite values given before it."""
+    defaults are suppressed so they do not overwrite values given before it. Each may also come
+    from the environment (``ETCDZCTL_<NAME>``, see ``environment_argv``)."""
 
-    def default(value: str) -> str:
+    def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    p.add_argument(
-        "--endpoints", default=default(os.environ.get("ETCDZCTL_ENDPOINTS", "tcp://127.0.0.1:2379"))
+    def flag(*names: str, value: Any = "", kind: Any = None, help: str | None = None) -> None:
+        if kind is go_bool:
+            add_bool(p, *names, default=default(value), help=help)
+        else:
+            p.add_argument(*names, default=default(value), type=kind, help=help)
+
+    flag("--endpoints", value="tcp://127.0.0.1:2379", help="the members' client URLs")
+    flag("--watch-endpoints", help="watch hubs to use instead of those the members advertise")
+    flag(
+        "-w", "--write-out", value="simple", help="set the output format (" + ", ".join(OUTPUT_FORMATS) + ")"
     )
-    p.add_argument(
-        "--watch-endpoints",
-        default=default(os.environ.get("ETCDZCTL_WATCH_ENDPOINTS", "")),
-        help="watch hubs to use instead of those the members advertise",
+    flag("--hex", value=False, kind=go_bool, help="print byte strings as hex encoded strings")
+    flag("--command-timeout", value="5s", kind=go_duration, help="timeout for short running command")
+    flag("--dial-timeout", value="2s", kind=go_duration, help="dial timeout for client connections")
+    flag(
+        "--keepalive-time", value="2s", kind=go_duration, help="keepalive time (accepted; ZeroMQ reconnects)"
     )
-    p.add_argument("-w", "--write-out", choices=["simple", "json", "table"], default=default("simple"))
-    p.add_argument("--command-timeout", default=default("5s"))
-    p.add_argument("--dial-timeout", default=default("2s"))
-    p.add_argument(
-        "--user",
-        default=default(os.environ.get("ETCDZCTL_USER", "")),
-        help="username[:password] for authentication (prompt if password is not supplied)",
-    )
-    p.add_argument(
-        "--cacert",
-        default=default(os.environ.get("ETCDZCTL_CACERT", "")),
-        help="the members' public CurveZMQ certificate (NAME.key): encrypt and verify the servers",
-    )
-    p.add_argument(
-        "--key",
-        default=default(os.environ.get("ETCDZCTL_KEY", "")),
-        help="this client's CurveZMQ secret certificate (NAME.key_secret), for --client-cert-auth members",
-    )
-    p.add_argument(
+    flag("--keepalive-timeout", value="6s", kind=go_duration, help="keepalive timeout (accepted, as above)")
+    flag("--debug", value=False, kind=go_bool, help="enable client-side debug logging")
+    flag("--user", help="username[:password] for authentication (prompt if password is not supplied)")
+    flag(
         "--password",
-        default=default(os.environ.get("ETCDZCTL_PASSWORD", "")),
         help="password for authentication (if this option is used, --user option shouldn't include password)",
     )
+    flag(
+        "--cacert", help="the members' public CurveZMQ certificate (NAME.key): encrypt and verify the servers"
+    )
+    flag("--key", help="this client's CurveZMQ secret certificate (NAME.key_secret), for --client-cert-auth")
+    flag(
+        "--cert", help="this client's CurveZMQ certificate when --key is not given (its secret part is read)"
+    )
+    flag("--insecure-transport", value=True, kind=go_bool, help="no encryption unless --cacert is given")
+    flag("--insecure-skip-tls-verify", value=False, kind=go_bool, help="refused: CurveZMQ always verifies")
+    flag("-d", "--discovery-srv", help="refused: etcdz does not discover members by DNS SRV records")
+    flag("--discovery-srv-name", help="refused, as --discovery-srv")
+    flag("--insecure-discovery", value=True, kind=go_bool, help="accepted for --discovery-srv, refused")
+
+
+def environment_argv(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The global flags ``ETCDZCTL_*`` variables set (``ETCDZCTL_DIAL_TIMEOUT=3s`` is
+    ``--dial-timeout=3s``), to put before ``argv``, and the warnings to print: as etcdctl 3.5, a
+    flag given on the command line wins over its variable (with a warning) and a variable that
+    names no global flag is ignored (with a warning)."""
+    names: dict[str, str] = {}
+    shorts: dict[str, str] = {}
+    for action in _GLOBALS._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        for long in longs:
+            names[long[2:].upper().replace("-", "_")] = long
+            shorts.update({s: long for s in action.option_strings if not s.startswith("--")})
+    words = list(argv)
+    end = words.index("--") if "--" in words else len(words)
+    given = set()
+    for word in words[:end]:
+        flag = word.split("=", 1)[0]
+        given.add(flag if flag.startswith("--") else shorts.get(flag[:2], flag))
+    extra: list[str] = []
+    warnings: list[str] = []
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :]
+        if name not in names:
+            warnings.append(f"unrecognized environment variable {key}={environ[key]}")
+        elif names[name] in given:
+            warnings.append(
+                f"recognized environment variable {key}, but unused: shadowed by corresponding flag"
+            )
+        else:
+            extra.append(f"{names[name]}={environ[key]}")
+    return extra, warnings
 
 
 _GLOBALS = Parser(add_help=False)
@@ -73,44 +117,55 @@ def kv_parsers(sub: Any) -> None:
     put = sub.add_parser("put", help="Puts the given key into the store", parents=[_GLOBALS])
     put.add_argument("key")
     put.add_argument("value", nargs="?")
-    put.add_argument("--prev-kv", action="store_true")
-    put.add_argument("--ignore-value", action="store_true")
-    put.add_argument("--ignore-lease", action="store_true")
+    add_bool(put, "--prev-kv")
+    add_bool(put, "--ignore-value")
+    add_bool(put, "--ignore-lease")
     put.add_argument("--lease", default="0", help="lease ID (in hexadecimal) to attach to the key")
 
     get = sub.add_parser("get", help="Gets the key or a range of keys", parents=[_GLOBALS])
     get.add_argument("key")
     get.add_argument("range_end", nargs="?")
-    get.add_argument("--prefix", action="store_true")
-    get.add_argument("--from-key", action="store_true")
-    get.add_argument("--limit", type=int, default=0)
-    get.add_argument("--rev", type=int, default=0)
-    get.add_argument("--sort-by", choices=sorted(SORT_TARGETS), default="")
-    get.add_argument("--order", choices=["ASCEND", "DESCEND"], default="")
-    get.add_argument("--keys-only", action="store_true")
-    get.add_argument("--count-only", action="store_true")
-    get.add_argument("--print-value-only", action="store_true")
-    get.add_argument("--consistency", choices=["l", "s"], default="l")
+    add_bool(get, "--prefix")
+    add_bool(get, "--from-key")
+    get.add_argument("--limit", type=go_int, default=0, help="Maximum number of results")
+    get.add_argument("--rev", type=go_int, default=0, help="Specify the kv revision")
+    get.add_argument("--sort-by", default="", help="Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION")
+    get.add_argument("--order", default="", help="Order of results; ASCEND or DESCEND (ASCEND by default)")
+    add_bool(get, "--keys-only")
+    add_bool(get, "--count-only")
+    add_bool(get, "--print-value-only")
+    get.add_argument("--consistency", default="l", help="Linearizable(l) or Serializable(s)")
+    for bound in ("min", "max"):  # etcdctl 3.5's revision filters
+        for kind in ("create", "mod"):
+            get.add_argument(
+                f"--{bound}-{kind}-rev",
+                type=go_int,
+                default=0,
+                help=f"{bound.capitalize()}imum {kind} revision of the returned keys",
+            )
 
     delete = sub.add_parser(
         "del", help="Removes the specified key or range of keys [key, range_end)", parents=[_GLOBALS]
     )
     delete.add_argument("key")
     delete.add_argument("range_end", nargs="?")
-    delete.add_argument("--prefix", action="store_true")
-    delete.add_argument("--from-key", action="store_true")
-    delete.add_argument("--prev-kv", action="store_true")
+    add_bool(delete, "--prefix")
+    add_bool(delete, "--from-key")
+    add_bool(delete, "--prev-kv")
 
 
 def _misc_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     txn = sub.add_parser("txn", help="Txn processes all the requests in one transaction", parents=parents)
-    txn.add_argument("-i", "--interactive", action="store_true")
+    add_bool(txn, "-i", "--interactive")
     compaction = sub.add_parser("compaction", help="Compacts the event history in etcdz", parents=parents)
-    compaction.add_argument("revision", type=int)
-    compaction.add_argument("--physical", action="store_true")
+    compaction.add_argument("revision")
+    add_bool(compaction, "--physical")
     endpoint = sub.add_parser("endpoint", help="Endpoint related commands", parents=parents)
     endpoint.add_argument("action", choices=["status", "health", "hashkv"])
-    endpoint.add_argument("--cluster", action="store_true")
+    add_bool(endpoint, "--cluster", help="use all endpoints from the cluster member list")
+    endpoint.add_argument(
+        "--rev", type=go_int, default=0, help="maximum revision to hash (default: all revisions)"
+    )
 
 
 def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -143,13 +198,75 @@ def _check_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     perf.add_argument(
         "--prefix", default=DEFAULT_CHECK_PREFIX, help="The prefix for writing the performance check's keys."
     )
-    perf.add_argument(
+    add_bool(
+        perf,
         "--auto-compact",
-        action="store_true",
         help="Compact storage with last revision after test is finished.",
     )
-    perf.add_argument("--auto-defrag", action="store_true", help="Defragment storage after test is finished.")
+    add_bool(perf, "--auto-defrag", help="Defragment storage after test is finished.")
     perf.add_argument("--duration", type=int, default=None, help=argparse.SUPPRESS)  # for tests
+    scale = actions.add_parser(
+        "datascale",
+        help="Check the memory usage of holding data for different workloads on a given server endpoint.",
+        parents=parents,
+    )
+    scale.add_argument(
+        "--load",
+        default="s",
+        help="The datascale check's workload model. "
+        "Accepted workloads: s(small), m(medium), l(large), xl(xLarge)",
+    )
+    scale.add_argument(
+        "--prefix",
+        default=DEFAULT_DATASCALE_PREFIX,
+        help="The prefix for writing the datascale check's keys.",
+    )
+    add_bool(scale, "--auto-compact", help="Compact storage with last revision after test is finished.")
+    add_bool(scale, "--auto-defrag", help="Defragment storage after test is finished.")
+    scale.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # keys, for tests
+    scale.add_argument(
+        "--metrics-url",
+        default="",
+        help="the member's metrics URL (etcdz serves /metrics apart from clients)",
+    )
+
+
+def _other_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    sub.add_parser("version", help="Prints the version of etcdzctl", parents=parents)
+    help_ = sub.add_parser("help", help="Help about any command", parents=parents)
+    help_.add_argument("topic", nargs="*")
+    mirror = sub.add_parser(
+        "make-mirror", help="Makes a mirror at the destination etcdz cluster", parents=parents
+    )
+    mirror.add_argument("destination", nargs="*")
+    mirror.add_argument("--prefix", default="", help="Key-value prefix to mirror")
+    mirror.add_argument(
+        "--dest-prefix",
+        default="",
+        help="destination prefix to mirror a prefix to a different prefix in the destination cluster",
+    )
+    add_bool(mirror, "--no-dest-prefix", help="mirror key-values to the root of the destination cluster")
+    mirror.add_argument(
+        "--dest-cacert", default="", help="the destination members' public CurveZMQ certificate"
+    )
+    mirror.add_argument(
+        "--dest-key", default="", help="this client's CurveZMQ secret certificate for the destination"
+    )
+    mirror.add_argument("--dest-cert", default="", help="as --dest-key, when --dest-key is not given")
+    add_bool(
+        mirror, "--dest-insecure-transport", default=True, help="no encryption unless --dest-cacert is given"
+    )
+    mirror.add_argument("--dest-user", default="", help="destination username[:password] for authentication")
+    mirror.add_argument("--dest-password", default="", help="destination password for authentication")
+    migrate = sub.add_parser("migrate", help="refused: etcdz has no v2 store to migrate", parents=parents)
+    for name in ("--data-dir", "--wal-dir", "--transformer"):
+        migrate.add_argument(name, default="")
+    add_bool(migrate, "--no-ttl", help="Do not convert TTL keys")
+    completion = sub.add_parser(
+        "completion", help="Generate the autocompletion script for the specified shell", parents=parents
+    )
+    completion.add_argument("shell", choices=["bash", "fish", "powershell", "zsh"])
+    add_bool(completion, "--no-descriptions", help="disable completion descriptions")
 
 
 def _auth_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -157,19 +274,20 @@ def _auth_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     users = user.add_subparsers(dest="action", required=True)
     add = users.add_parser("add", help="Adds a new user", parents=parents)
     add.add_argument("args", nargs="*")
-    add.add_argument("--no-password", action="store_true", help="Create a user without password")
-    add.add_argument(
-        "--interactive", default="true", help="Read password from stdin instead of interactive terminal"
+    add_bool(add, "--no-password", help="Create a user without password")
+    add_bool(
+        add, "--interactive", default=True, help="Read password from stdin instead of interactive terminal"
     )
+    add.add_argument("--new-user-password", default="", help="Supply password from the command line flag")
     get = users.add_parser("get", help="Gets detailed information of a user", parents=parents)
     get.add_argument("args", nargs="*")
-    get.add_argument("--detail", action="store_true", help="Show permissions of roles granted to the user")
+    add_bool(get, "--detail", help="Show permissions of roles granted to the user")
     users.add_parser("list", help="Lists all users", parents=parents)
     for name, text in (("delete", "Deletes a user"), ("passwd", "Changes password of user")):
         action = users.add_parser(name, help=text, parents=parents)
         action.add_argument("args", nargs="*")
         if name == "passwd":
-            action.add_argument("--interactive", default="true", help="If true, read password from stdin")
+            add_bool(action, "--interactive", default=True, help="If true, read password from stdin")
     for name, text in (
         ("grant-role", "Grants a role to a user"),
         ("revoke-role", "Revokes a role from a user"),
@@ -191,10 +309,10 @@ def _auth_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ):
         action = roles.add_parser(name, help=text, parents=parents)
         action.add_argument("args", nargs="*")
-        action.add_argument("--prefix", action="store_true", help="grant a prefix permission")
-        action.add_argument(
+        add_bool(action, "--prefix", help="grant a prefix permission")
+        add_bool(
+            action,
             "--from-key",
-            action="store_true",
             help="grant a permission of keys that are greater than or equal to the given key",
         )
 
@@ -206,8 +324,9 @@ def _maintenance_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> No
     alarm = sub.add_parser("alarm", help="Alarm related commands", parents=parents)
     alarm.add_argument("action", choices=["list", "disarm"])
     defrag = sub.add_parser("defrag", help="Defragments the storage of the etcdz members", parents=parents)
+    add_bool(defrag, "--cluster", help="use all endpoints from the cluster member list")
     defrag.add_argument(
-        "--cluster", action="store_true", help="use all endpoints from the cluster member list"
+        "--data-dir", default="", help="refused: etcdz defragments only through a running member"
     )
     snap = sub.add_parser("snapshot", help="Manages etcdz node snapshots", parents=parents)
     actions = snap.add_subparsers(dest="action", required=True)
@@ -224,22 +343,23 @@ def _maintenance_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> No
     )
     restore.add_argument("args", nargs="*")
     restore_flags(restore)
+    restore.add_argument("--wal-dir", default="", help="refused: etcdz keeps its WAL inside --data-dir")
+    add_bool(restore, "--skip-hash-check", help="refused: an etcdz snapshot always carries its hash")
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", nargs="?", default="")
     p.add_argument("range_end", nargs="?", default=None)
-    p.add_argument("--prefix", action="store_true", help="Watch on a prefix if prefix is set")
-    p.add_argument("--rev", type=int, default=0, help="Revision to start watching")
-    p.add_argument(
-        "--prev-kv", action="store_true", help="get the previous key-value pair before the event happens"
-    )
+    add_bool(p, "--prefix", help="Watch on a prefix if prefix is set")
+    p.add_argument("--rev", type=go_int, default=0, help="Revision to start watching")
+    add_bool(p, "--prev-kv", help="get the previous key-value pair before the event happens")
 
 
 def _watch_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", help="Watches events stream on keys or prefixes", parents=parents)
     add_watch_arguments(p)
-    p.add_argument("-i", "--interactive", action="store_true", help="Interactive mode")
+    add_bool(p, "-i", "--interactive", help="Interactive mode")
+    add_bool(p, "--progress-notify", help="get periodic watch progress notification from server")
 
 
 def _lease_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -251,13 +371,11 @@ def _lease_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     revoke.add_argument("args", nargs="*")
     ttl = actions.add_parser("timetolive", help="Get lease information", parents=parents)
     ttl.add_argument("args", nargs="*")
-    ttl.add_argument("--keys", action="store_true", help="Get keys attached to this lease")
+    add_bool(ttl, "--keys", help="Get keys attached to this lease")
     actions.add_parser("list", help="List all active leases", parents=parents)
     keep = actions.add_parser("keep-alive", help="Keeps leases alive (renew)", parents=parents)
     keep.add_argument("args", nargs="*")
-    keep.add_argument(
-        "--once", action="store_true", help="Resets the keep-alive time to its original value once"
-    )
+    add_bool(keep, "--once", help="Resets the keep-alive time to its original value once")
 
 
 def _cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -267,7 +385,7 @@ def _cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add = actions.add_parser("add", help="Adds a member into the cluster", parents=parents)
     add.add_argument("name")
     add.add_argument("--peer-urls", required=True, help="comma separated peer URLs for the new member")
-    add.add_argument("--learner", action="store_true", help="indicates if the new member is raft learner")
+    add_bool(add, "--learner", help="indicates if the new member is raft learner")
     remove = actions.add_parser("remove", help="Removes a member from the cluster", parents=parents)
     remove.add_argument("member_id")
     update = actions.add_parser("update", help="Updates a member in the cluster", parents=parents)
@@ -292,6 +410,7 @@ _GROUPS: tuple[tuple[frozenset[str], Callable[[Any, list[argparse.ArgumentParser
     (frozenset({"alarm", "defrag", "snapshot"}), _maintenance_parsers),
     (frozenset({"user", "role", "auth"}), _auth_parsers),
     (frozenset({"check"}), _check_parsers),
+    (frozenset({"version", "help", "make-mirror", "migrate", "completion"}), _other_parsers),
 )
 _COMMANDS = {command for commands, _ in _GROUPS for command in commands}
 

@@ -119,27 +119,111 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def kv_lines(kv: KeyValue, value_only: bool = False) -> list[bytes]:
-    return [kv.value] if value_only else [kv.key, kv.value]
+def hex_escaped(raw: bytes) -> bytes:
+    """etcdctl's ``--hex``: every byte as ``\\xNN``."""
+    return b"".join(b"\\x%02x" % byte for byte in raw)
 
 
-def simple(resp: Any, value_only: bool = False) -> list[bytes]:
+def kv_lines(kv: KeyValue, value_only: bool = False, hex_: bool = False) -> list[bytes]:
+    key, value = (hex_escaped(kv.key), hex_escaped(kv.value)) if hex_ else (kv.key, kv.value)
+    return [value] if value_only else [key, value]
+
+
+def simple(resp: Any, value_only: bool = False, hex_: bool = False) -> list[bytes]:
     """The lines etcdctl's simple printer writes for a KV response."""
     if isinstance(resp, RangeResponse):
-        return [line for kv in resp.kvs for line in kv_lines(kv, value_only)]
+        return [line for kv in resp.kvs for line in kv_lines(kv, value_only, hex_)]
     if isinstance(resp, PutResponse):
         lines = [b"OK"]
         if resp.prev_kv is not None:
-            lines += kv_lines(resp.prev_kv)
+            lines += kv_lines(resp.prev_kv, hex_=hex_)
         return lines
     if isinstance(resp, DeleteRangeResponse):
-        return [str(resp.deleted).encode()] + [line for kv in resp.prev_kvs for line in kv_lines(kv)]
+        return [str(resp.deleted).encode()] + [
+            line for kv in resp.prev_kvs for line in kv_lines(kv, hex_=hex_)
+        ]
     if isinstance(resp, TxnResponse):
         lines = [b"SUCCESS" if resp.succeeded else b"FAILURE"]
         for r in resp.responses:
             lines.append(b"")
-            lines += simple(r)
+            lines += simple(r, hex_=hex_)
         return lines
+    raise TypeError(type(resp).__name__)
+
+
+def go_quote(raw: bytes | str) -> str:
+    """Go's ``%q`` of a string: strconv.Quote (printable characters as they are, Go's escapes for
+    the rest, ``\\xNN`` for each byte that is not UTF-8)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    out = ['"']
+    text = data.decode("utf-8", errors="surrogateescape")
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out) + '"'
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def fields_header(h: ResponseHeader) -> list[str]:
+    return [
+        f'"ClusterID" : {h.cluster_id}',
+        f'"MemberID" : {h.member_id}',
+        f'"Revision" : {h.revision}',
+        f'"RaftTerm" : {h.raft_term}',
+    ]
+
+
+def fields_kv(kv: KeyValue, prefix: str = "") -> list[str]:
+    return [
+        f'"{prefix}Key" : {go_quote(kv.key)}',
+        f'"{prefix}CreateRevision" : {kv.create_revision}',
+        f'"{prefix}ModRevision" : {kv.mod_revision}',
+        f'"{prefix}Version" : {kv.version}',
+        f'"{prefix}Value" : {go_quote(kv.value)}',
+        f'"{prefix}Lease" : {kv.lease}',
+    ]
+
+
+def fields(resp: Any) -> list[str]:
+    """The lines etcdctl's ``fields`` printer writes for a KV response (Go's ``%q`` strings)."""
+    lines = fields_header(resp.header)
+    if isinstance(resp, RangeResponse):
+        lines += [line for kv in resp.kvs for line in fields_kv(kv)]
+        return lines + [f'"More" : {str(resp.more).lower()}', f'"Count" : {resp.count}']
+    if isinstance(resp, PutResponse):
+        return lines + (fields_kv(resp.prev_kv, "Prev") if resp.prev_kv is not None else [])
+    if isinstance(resp, DeleteRangeResponse):
+        return (
+            lines
+            + [f'"Deleted" : {resp.deleted}']
+            + [x for kv in resp.prev_kvs for x in fields_kv(kv, "Prev")]
+        )
+    if isinstance(resp, TxnResponse):
+        lines.append(f'"Succeeded" : {str(resp.succeeded).lower()}')
+        return lines + [line for r in resp.responses for line in fields(r)]
     raise TypeError(type(resp).__name__)
 
 
@@ -179,6 +263,21 @@ def status_row(endpoint: str, st: StatusResponse) -> list[str]:
         str(st.raft_index),
         str(st.raft_applied_index),
         ", ".join(st.errors),
+    ]
+
+
+def status_fields(st: StatusResponse) -> list[str]:
+    """etcdctl's fields printer for a status (the raft term twice: the header's, then its own)."""
+    return [
+        *fields_header(st.header),
+        f'"Version" : {go_quote(st.version)}',
+        f'"DBSize" : {st.db_size}',
+        f'"Leader" : {st.leader}',
+        f'"IsLearner" : {str(st.is_learner).lower()}',
+        f'"RaftIndex" : {st.raft_index}',
+        f'"RaftTerm" : {st.raft_term}',
+        f'"RaftAppliedIndex" : {st.raft_applied_index}',
+        f'"Errors" : [{" ".join(st.errors)}]',
     ]
 
 
@@ -224,13 +323,10 @@ def duration(seconds: float) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """``5s``, ``500ms``, ``2m``, ``1.5s`` -> seconds (etcdctl's --command-timeout)."""
-    units = (("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, scale in units:
-        if text.endswith(suffix):
-            number = text[: -len(suffix)]
-            try:
-                return float(number) * scale
-            except ValueError:
-                break
-    raise ValueError(f"invalid duration {text!r} (use e.g. 5s, 500ms, 2m)")
+    """``5s``, ``500ms``, ``1m30s`` -> seconds, as Go's time.ParseDuration reads them."""
+    from etcdz._cli_pflag import go_duration
+
+    try:
+        return go_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid duration {text!r}: {exc}") from None

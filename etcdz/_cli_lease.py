@@ -38,11 +38,17 @@ def _flat(resp: Any, **fields: Any) -> str:
     return fmt.to_json({**head, "raft_term": h.raft_term, **fields})
 
 
+def _fields(resp: Any, *lines: str) -> str:
+    return "\n".join([*fmt.fields_header(resp.header), *lines])
+
+
 def run(args: argparse.Namespace, client: Client, out: Callable[[str], None], mode: str) -> int:
     json_out = mode == "json"
     if args.action == "list":
         listed = client.leases()
-        if json_out:
+        if mode == "fields":
+            out(_fields(listed, *(f'"ID" : {le.id}' for le in listed.leases)))
+        elif json_out:
             out(_flat(listed, leases=[{"id": le.id} for le in listed.leases]))
         else:
             out(f"found {len(listed.leases)} leases")
@@ -55,24 +61,33 @@ def run(args: argparse.Namespace, client: Client, out: Callable[[str], None], mo
             resp: Any = client.lease_grant(value)
         except EtcdzError as exc:
             raise fmt.ExitError(f"failed to grant lease ({exc.message})") from None
-        out(
-            _flat(resp, ID=resp.id, TTL=resp.ttl, Error="")
-            if json_out
-            else f"lease {resp.id:016x} granted with TTL({resp.ttl}s)"
-        )
+        if mode == "fields":
+            out(_fields(resp, f'"ID" : {resp.id}', f'"TTL" : {resp.ttl}'))
+        else:
+            out(
+                _flat(resp, ID=resp.id, TTL=resp.ttl, Error="")
+                if json_out
+                else f"lease {resp.id:016x} granted with TTL({resp.ttl}s)"
+            )
     elif args.action == "revoke":
         try:
             resp = client.lease_revoke(value)
         except EtcdzError as exc:
             raise fmt.ExitError(f"failed to revoke lease ({exc.message})") from None
-        out(
-            fmt.to_json({"header": fmt.header_json(resp.header)})
-            if json_out
-            else f"lease {value:016x} revoked"
-        )
+        if mode == "fields":
+            out(_fields(resp))
+        else:
+            out(
+                fmt.to_json({"header": fmt.header_json(resp.header)})
+                if json_out
+                else f"lease {value:016x} revoked"
+            )
     elif args.action == "timetolive":
         resp = client.lease_time_to_live(value, keys=args.keys)
-        if json_out:
+        if mode == "fields":
+            head = [f'"ID" : {resp.id}', f'"TTL" : {resp.ttl}', f'"GrantedTTL" : {resp.granted_ttl}']
+            out(_fields(resp, *head, *(f'"Key" : {fmt.go_quote(k)}' for k in resp.keys)))
+        elif json_out:
             keys = [fmt._b64(k) for k in resp.keys] or None
             out(_flat(resp, id=resp.id, ttl=resp.ttl, **{"granted-ttl": resp.granted_ttl}, keys=keys))
         elif resp.ttl == -1:
@@ -83,13 +98,11 @@ def run(args: argparse.Namespace, client: Client, out: Callable[[str], None], mo
                 line += ", attached keys([" + " ".join(k.decode(errors="replace") for k in resp.keys) + "])"
             out(line)
     else:
-        _keep_alive(client, value, args.once, out, json_out)
+        _keep_alive(client, value, args.once, out, mode)
     return 0
 
 
-def _keep_alive(
-    client: Client, lease_id: int, once: bool, out: Callable[[str], None], json_out: bool
-) -> None:
+def _keep_alive(client: Client, lease_id: int, once: bool, out: Callable[[str], None], mode: str) -> None:
     while True:
         try:
             resp = client.lease_keep_alive_once(lease_id)
@@ -98,11 +111,14 @@ def _keep_alive(
                 raise fmt.ExitError(exc.message, fmt.EXIT_BAD_CONNECTION) from None
             out(f"lease {lease_id:016x} expired or revoked.")
             return
-        out(
-            _flat(resp, ID=resp.id, TTL=resp.ttl)
-            if json_out
-            else f"lease {lease_id:016x} keepalived with TTL({resp.ttl})"
-        )
+        if mode == "fields":
+            out(_fields(resp, f'"ID" : {resp.id}', f'"TTL" : {resp.ttl}'))
+        else:
+            out(
+                _flat(resp, ID=resp.id, TTL=resp.ttl)
+                if mode == "json"
+                else f"lease {lease_id:016x} keepalived with TTL({resp.ttl})"
+            )
         if once:
             return
         time.sleep(max(resp.ttl / 3, 0.5))

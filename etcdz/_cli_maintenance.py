@@ -64,13 +64,14 @@ def run_hashkv(
     out: Callable[[str], None],
     err: Callable[[str], None],
     mode: str,
+    revision: int = 0,
 ) -> int:
     code = 0
     rows: list[tuple[str, Any]] = []
     for endpoint in endpoints:
         with connect([endpoint]) as client:
             try:
-                rows.append((endpoint, client.hash_kv()))
+                rows.append((endpoint, client.hash_kv(revision)))
             except EtcdzError as exc:
                 err(f"Failed to get the hash of endpoint {endpoint} ({exc.message})")
                 code = 1
@@ -90,6 +91,10 @@ def run_hashkv(
                 ]
             )
         )
+    elif mode == "fields":
+        for e, r in rows:
+            lines = [f'"Endpoint" : {fmt.go_quote(e)}', f'"Hash" : {r.hash}', ""]
+            out("\n".join([*fmt.fields_header(r.header), *lines]))
     elif mode == "table":
         out(fmt.table(HASHKV_COLUMNS, [[e, str(r.hash)] for e, r in rows]))
     else:

@@ -56,8 +56,14 @@ def parse_compare(line: str) -> Compare:
     return Compare(key=_unquote(f'"{key}"').encode(), target=target, result=_RESULTS[op], **{field: value})
 
 
+EXIT_INVALID_INPUT = 3  # etcdctl's code for input it cannot read
+
+
 def read_sections(lines: Iterator[str], prompt: Callable[[str], None] | None = None) -> list[list[str]]:
-    """Three blank-line-terminated sections (EOF ends the current one)."""
+    """Three blank-line-terminated sections. As etcdctl, input that ends before the third
+    blank line is refused (``Error: EOF``, exit 3) instead of sending a txn cut short."""
+    from etcdz._cli_format import ExitError
+
     names = ["compares:", "success requests (get, put, del):", "failure requests (get, put, del):"]
     sections: list[list[str]] = []
     for name in names:
@@ -69,6 +75,8 @@ def read_sections(lines: Iterator[str], prompt: Callable[[str], None] | None = N
             if not line.strip():
                 break
             current.append(line)
+        else:
+            raise ExitError("EOF", EXIT_INVALID_INPUT)
         sections.append(current)
     return sections
 

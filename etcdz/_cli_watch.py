@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from etcdz import _cli_format as fmt
-from etcdz._cli_flags import add_watch_arguments
+from etcdz._cli_flags import Parser, UsageError, add_watch_arguments
 from etcdz.errors import Compacted
 from proto_schemas.kv import EventType
 from proto_schemas.watch import WatchResponse
@@ -26,14 +26,24 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 5  # etcdctl's code when the server cancels the watch
 
 
-def simple_lines(resp: WatchResponse) -> list[bytes]:
+def simple_lines(resp: WatchResponse, hex_: bool = False) -> list[bytes]:
     lines: list[bytes] = []
     for e in resp.events:
         lines.append(b"PUT" if e.type == EventType.PUT else b"DELETE")
         if e.prev_kv is not None:
-            lines += [e.prev_kv.key, e.prev_kv.value]
-        lines += [e.kv.key, e.kv.value]
+            lines += fmt.kv_lines(e.prev_kv, hex_=hex_)
+        lines += fmt.kv_lines(e.kv, hex_=hex_)
     return lines
+
+
+def fields_lines(resp: WatchResponse) -> list[bytes]:
+    lines = fmt.fields_header(resp.header)
+    for e in resp.events:
+        lines.append(f'"Type" : {"PUT" if e.type == EventType.PUT else "DELETE"}')
+        if e.prev_kv is not None:
+            lines += fmt.fields_kv(e.prev_kv, "Prev")
+        lines += fmt.fields_kv(e.kv)
+    return [line.encode() for line in lines]
 
 
 def json_line(resp: WatchResponse) -> str:
@@ -66,7 +76,7 @@ def json_line(resp: WatchResponse) -> str:
 
 def run(args: argparse.Namespace, client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
     if args.interactive:
-        return _interactive(client, lines, mode)
+        return _interactive(client, lines, mode, args.hex)
     return _follow(client, args, lines, mode)
 
 
@@ -76,11 +86,21 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
             "watch in non-interactive mode requires an argument as key or prefix", fmt.EXIT_BAD_ARGS
         )
     watch = client.watch(
-        args.key, args.range_end, prefix=args.prefix, start_revision=args.rev, prev_kv=args.prev_kv
+        args.key,
+        args.range_end,
+        prefix=args.prefix,
+        start_revision=args.rev,
+        prev_kv=args.prev_kv,
+        progress_notify=getattr(args, "progress_notify", False),
     )
     try:
         for resp in watch:
-            lines([json_line(resp).encode()] if mode == "json" else simple_lines(resp))
+            if mode == "json":
+                lines([json_line(resp).encode()])
+            elif mode == "fields":
+                lines(fields_lines(resp))
+            else:
+                lines(simple_lines(resp, args.hex))
     except Compacted as exc:
         sys.stderr.write(f"watch was canceled (etcdserver: {exc.message})\n")
         raise fmt.ExitError("watch is canceled by the server", EXIT_INTERRUPTED) from None
@@ -89,8 +109,8 @@ def _follow(client: Client, args: argparse.Namespace, lines: Callable[[list[byte
     return 0
 
 
-def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str) -> int:
-    parser = argparse.ArgumentParser(prog="watch", add_help=False, exit_on_error=False)
+def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str, hex_: bool) -> int:
+    parser = Parser(prog="watch", add_help=False)  # Go's flag forms, errors raised
     add_watch_arguments(parser)
     threads: list[threading.Thread] = []
     for line in sys.stdin:
@@ -104,8 +124,8 @@ def _interactive(client: Client, lines: Callable[[list[bytes]], None], mode: str
             sys.stderr.write(f"Invalid command {words[0]} (only support watch)\n")
             continue
         try:
-            args = parser.parse_args(words[1:])
-        except argparse.ArgumentError as exc:
+            args = parser.parse_args(words[1:], argparse.Namespace(hex=hex_))
+        except UsageError as exc:
             sys.stderr.write(f"Invalid command: {exc}\n")
             continue
         t = threading.Thread(target=_follow, args=(client, args, lines, mode), daemon=True)

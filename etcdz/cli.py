@@ -13,12 +13,21 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from etcdz._cli_flags import SORT_TARGETS, Parser, UsageError, kv_parsers, parser
+from etcdz._cli_flags import (
+    OUTPUT_FORMATS,
+    SORT_TARGETS,
+    Parser,
+    UsageError,
+    environment_argv,
+    kv_parsers,
+    parser,
+)
 
 if TYPE_CHECKING:
     from etcdz.client import Client
@@ -48,9 +57,11 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             if args.ignore_value:
                 value = ""
             elif stdin is None:
-                raise UsageError("put command needs 1 argument and input from stdin or 2 arguments")
+                raise UsageError("put command needs 1 argument and input from stdin or 2 arguments", 128)
             else:
                 value = stdin.read()
+                if not value:  # etcdctl: empty input is no value
+                    raise UsageError("put command needs 1 argument and input from stdin or 2 arguments", 128)
         lease = fmt.parse_int(args.lease, 16, "bad lease ID ({}), expecting ID in Hex")
         return ops.put(
             args.key,
@@ -60,11 +71,23 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             ignore_value=args.ignore_value,
             ignore_lease=args.ignore_lease,
         )
+    if args.command in ("get", "del") and (args.prefix or args.from_key) and args.range_end is not None:
+        raise fmt.ExitError(
+            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+            fmt.EXIT_BAD_ARGS,
+        )
     if args.command == "get":
         if args.prefix and args.from_key:
             raise UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
-        order = {"": SortOrder.NONE, "ASCEND": SortOrder.ASCEND, "DESCEND": SortOrder.DESCEND}[args.order]
-        target = SortTarget[SORT_TARGETS.get(args.sort_by, "KEY")]
+        if args.consistency not in ("l", "s"):
+            raise fmt.ExitError(f'unknown consistency flag "{args.consistency}"', EXIT_BAD_FEATURE)
+        orders = {"": SortOrder.NONE, "ASCEND": SortOrder.ASCEND, "DESCEND": SortOrder.DESCEND}
+        if args.order.upper() not in orders:
+            raise fmt.ExitError(f"bad sort order {args.order}", EXIT_BAD_FEATURE)
+        if args.sort_by and args.sort_by.upper() not in SORT_TARGETS:
+            raise fmt.ExitError(f"bad sort target {args.sort_by}", EXIT_BAD_FEATURE)
+        order = orders[args.order.upper()]
+        target = SortTarget[SORT_TARGETS.get(args.sort_by.upper(), "KEY")]
         if args.sort_by and order == SortOrder.NONE:
             order = SortOrder.ASCEND  # etcdctl: a sort target alone sorts ascending
         return ops.get(
@@ -79,6 +102,10 @@ def request_for(args: argparse.Namespace, stdin: Any = None) -> Any:
             serializable=args.consistency == "s",
             keys_only=args.keys_only,
             count_only=args.count_only,
+            min_create_revision=args.min_create_rev,
+            max_create_revision=args.max_create_rev,
+            min_mod_revision=args.min_mod_rev,
+            max_mod_revision=args.max_mod_rev,
         )
     if args.command == "del":
         if args.prefix and args.from_key:
@@ -137,13 +164,13 @@ def connector(args: argparse.Namespace) -> Connect:
         except EOFError:  # no terminal and nothing on stdin
             raise UsageError(f"no password given for user {user}") from None
     options: dict[str, Any] = {
-        "timeout": fmt.parse_duration(args.command_timeout),
-        "dial_timeout": fmt.parse_duration(args.dial_timeout),
+        "timeout": args.command_timeout,
+        "dial_timeout": args.dial_timeout,
         "watch_endpoints": _comma_list(args.watch_endpoints),
         "user": user or None,
         "password": password,
         "server_key": args.cacert or None,
-        "client_key": args.key or None,
+        "client_key": args.key or args.cert or None,
     }
 
     from etcdz.client import Client
@@ -162,12 +189,62 @@ def connector(args: argparse.Namespace) -> Connect:
     return connect
 
 
+EXIT_BAD_FEATURE = 4  # etcdctl's code for an output format or an option it does not have
+# The output formats each command has beyond simple, json and table (etcdctl's printers).
+_ALL = ("simple", "json", "table", "fields", "protobuf")
+_FIELDS = ("simple", "json", "table", "fields")
+FORMATS = {
+    **dict.fromkeys(("put", "get", "del", "txn", "member"), _ALL),
+    **dict.fromkeys(("compaction", "defrag", "lease", "endpoint", "watch", "user", "role"), _FIELDS),
+}
+API_VERSION = "3.5"  # the etcd API etcdz speaks (the gateway's VERSION, major.minor)
+
+
+def _refusals(args: argparse.Namespace) -> None:
+    """What cannot apply to etcdz fails clearly before anything reaches a member."""
+    from etcdz import _cli_format as fmt
+
+    if args.write_out not in OUTPUT_FORMATS:
+        raise fmt.ExitError("unsupported output format", EXIT_BAD_FEATURE)
+    if args.write_out not in FORMATS.get(args.command, ("simple", "json", "table")):
+        raise fmt.ExitError(f"{args.write_out} not supported as output format", EXIT_BAD_FEATURE)
+    if args.discovery_srv or args.discovery_srv_name:
+        raise fmt.ExitError("etcdz does not discover members by DNS SRV records: give --endpoints")
+    if args.insecure_skip_tls_verify:
+        raise fmt.ExitError("--insecure-skip-tls-verify: etcdz always verifies the members' CurveZMQ key")
+    refused = {
+        ("migrate", ""): "etcdz has no v2 store: there is nothing to migrate",
+        (
+            "defrag",
+            "data_dir",
+        ): "--data-dir: etcdz defragments a member's store only through the running member",
+        ("snapshot", "wal_dir"): "--wal-dir: an etcdz member keeps its WAL inside --data-dir",
+        ("snapshot", "skip_hash_check"): "--skip-hash-check: an etcdz snapshot always carries its hash",
+    }
+    for (command, flag), message in refused.items():
+        if args.command == command and (not flag or getattr(args, flag, None)):
+            raise fmt.ExitError(message)
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     from etcdz import _cli_format as fmt
 
+    _refusals(args)
+    if args.command == "version":
+        out.text(f"etcdctl version: {_own_version()}\nAPI version: {API_VERSION}")
+        return 0
+    if args.command == "completion":
+        from etcdz._cli_extra import completion
+
+        out.text(completion(args.shell))
+        return 0
     connect = connector(args)
-    timeout = fmt.parse_duration(args.command_timeout)
+    timeout = args.command_timeout
     endpoints = _comma_list(args.endpoints)
+    if args.command == "make-mirror":
+        from etcdz._cli_extra import run_make_mirror
+
+        return run_make_mirror(args, endpoints, connect, out.text)
     if getattr(args, "cluster", False):  # endpoint ..., defrag: every member's client URL
         from etcdz._cli_cluster import cluster_endpoints
 
@@ -177,7 +254,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         if args.action == "hashkv":
             from etcdz._cli_maintenance import run_hashkv
 
-            return run_hashkv(endpoints, connect, out.text, _stderr, out.mode)
+            return run_hashkv(endpoints, connect, out.text, _stderr, out.mode, args.rev)
         return _endpoint(args, endpoints, connect, out)
     slow = max(timeout, 60.0)
     if args.command in ("defrag", "snapshot"):
@@ -188,6 +265,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return maint.run_snapshot(
             args, endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr, out.mode
         )
+    if args.command == "check" and args.action == "datascale":
+        from etcdz._cli_extra import run_datascale
+
+        return run_datascale(args, endpoints, connect, out.text)
     if args.command == "check":
         from etcdz._cli_check import run as run_check
 
@@ -210,11 +291,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("table not supported as output format")
     with connect(endpoints) as client:
         if args.command == "compaction":
-            resp = client.compact(args.revision, physical=args.physical)
+            try:
+                revision = int(args.revision, 10)
+            except ValueError:
+                raise fmt.ExitError(f'strconv.ParseInt: parsing "{args.revision}": invalid syntax') from None
+            resp = client.compact(revision, physical=args.physical)
             out.text(
                 fmt.to_json(fmt.response_json(resp))
                 if out.mode == "json"
-                else f"compacted revision {args.revision}"
+                else f"compacted revision {revision}"
             )
             return 0
         if args.command == "txn":
@@ -227,11 +312,27 @@ def run(args: argparse.Namespace, out: Output) -> int:
         resp = client.call(request)
     if out.mode == "json":
         out.text(fmt.to_json(fmt.response_json(resp)))
+    elif out.mode == "fields":
+        out.text("\n".join(fmt.fields(resp)))
+    elif out.mode == "protobuf":
+        from etcdz._cli_protobuf import encode
+
+        out.out.write(encode(resp))  # as etcdctl: the bytes alone, no newline
+        out.out.flush()
     elif args.command == "get" and args.count_only:
         out.text(str(resp.count))
     else:
-        out.lines(fmt.simple(resp, value_only=getattr(args, "print_value_only", False)))
+        out.lines(fmt.simple(resp, value_only=getattr(args, "print_value_only", False), hex_=args.hex))
     return 0
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("etcdz")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, out: Output) -> int:
@@ -262,7 +363,13 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
                 else:
                     sys.stderr.write(f"Failed to get the status of endpoint {endpoint} ({exc.message})\n")
     if args.action == "health":
-        if out.mode == "json":
+        if out.mode == "fields":
+            for e, healthy, took, err in rows:
+                out.text(
+                    f'"Endpoint" : {fmt.go_quote(e)}\n"Health" : {str(healthy).lower()}\n'
+                    f'"Took" : {took}\n"Error" : {err}\n'
+                )
+        elif out.mode == "json":
             out.text(
                 fmt.to_json(
                     [
@@ -282,7 +389,10 @@ def _endpoint(args: argparse.Namespace, endpoints: list[str], connect: Connect, 
         if code:
             _stderr("Error: unhealthy cluster")
         return code
-    if out.mode == "json":
+    if out.mode == "fields":
+        for e, st in rows:
+            out.text("\n".join([*fmt.status_fields(st), f'"Endpoint" : {fmt.go_quote(e)}', ""]))
+    elif out.mode == "json":
         out.text(fmt.to_json([fmt.status_json(e, st) for e, st in rows]))
     elif out.mode == "table":
         out.text(fmt.table(fmt.STATUS_COLUMNS, [fmt.status_row(e, st) for e, st in rows]))
@@ -298,14 +408,21 @@ def _stderr(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from_env, warnings = environment_argv(os.environ, argv)
+    for warning in warnings:
+        _stderr(f"Warning: {warning}")
+    argv = [*from_env, *argv]
     try:
         try:
             args = parser(argv).parse_args(argv)
         except UsageError:  # a flag's value taken for the command: the whole grammar decides
             args = parser().parse_args(argv)
+        if args.command == "help":  # etcdctl help [command...]: that command's --help
+            topic = [w for w in args.topic if not w.startswith("-")]
+            parser(topic).parse_args([*topic, "--help"])
     except UsageError as exc:
         _stderr(f"Error: {exc}")
-        return 1
+        return exc.code
     from etcdz import _cli_format as fmt
     from etcdz.errors import EtcdzError
 
@@ -313,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, Output(args.write_out))
     except UsageError as exc:
         _stderr(f"Error: {exc}")
-        return 1
+        return exc.code
     except fmt.ExitError as exc:
         _stderr(f"Error: {exc.message}")
         return exc.code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 from tools.cluster import LocalCluster
 
@@ -86,3 +87,35 @@ def test_unreachable_endpoint_is_unhealthy() -> None:
     )
     assert dead.returncode == 1
     assert b"tcp://127.0.0.1:9 is unhealthy: failed to commit proposal" in dead.stderr
+
+
+def test_interactive_watch_reads_go_flag_forms(shared_node: LocalCluster) -> None:
+    """``watch -i`` lines take the command line's flag forms; --hex applies to what they print."""
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "etcdz.cli", "--endpoints", shared_node.endpoints[0], "--hex", "watch", "-i"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert watcher.stdin is not None and watcher.stdout is not None
+        watcher.stdin.write(b"watch --bogus=1 x\nwatch --prefix=true /wi/\n")
+        watcher.stdin.flush()
+        seen = threading.Event()
+
+        def put_until_seen() -> None:  # the watch starts at some point: put until it sees one
+            for _ in range(120):
+                ctl(shared_node, "put", "/wi/a", "1")
+                if seen.wait(0.5):
+                    return
+            watcher.kill()  # never seen: end the read below
+
+        threading.Thread(target=put_until_seen, daemon=True).start()
+        first = watcher.stdout.readline()
+        seen.set()
+        assert first == b"PUT\n"
+        assert watcher.stdout.readline() == b"\\x2f\\x77\\x69\\x2f\\x61\n"
+    finally:
+        watcher.kill()
+        _, err = watcher.communicate(timeout=10)
+    assert b"Invalid command: unknown flag: --bogus" in err

@@ -11,8 +11,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from tools.cluster import LocalCluster
+from tools.cluster import LocalCluster, running
+from tools.etcd_cluster import EtcdCluster
 
 ETCDCTL = shutil.which("etcdctl")  # the real etcd runs in the `etcd` fixture (tests/conftest.py)
 
@@ -194,12 +197,16 @@ AUTH_STEPS: list[tuple[list[str], bytes]] = [
     (["role", "grant-permission", "reader", "read"], b""),
     (["role", "get", "reader"], b""),
     (["role", "get", "reader", "-w", "json"], b""),
+    (["role", "get", "reader", "-w", "fields"], b""),
+    (["role", "list", "-w", "fields"], b""),
     (["role", "list"], b""),
     (["role", "get", "nosuch"], b""),
     (["user", "grant-role", "alice", "reader"], b""),
     (["user", "grant-role", "alice", "nosuch"], b""),
     (["user", "get", "alice"], b""),
     (["user", "get", "alice", "--detail"], b""),
+    (["user", "get", "alice", "--detail=true", "-w", "fields"], b""),
+    (["user", "get", "alice", "-w", "fields"], b""),
     (["user", "list"], b""),
     (["user", "list", "-w", "json"], b""),
     (["user", "get", "nosuch"], b""),
@@ -236,6 +243,7 @@ def test_auth_commands_print_and_refuse_as_etcdctl(etcd: str, node: LocalCluster
     import re
 
     def masked(out: bytes) -> bytes:
+        out = re.sub(rb'"(ClusterID|MemberID|Revision|RaftTerm)" : \d+', rb'"\1" : 0', out)
         return re.sub(rb'"revision":\d+', b'"revision":0', mask(out))
 
     for args, stdin in AUTH_STEPS:
@@ -245,3 +253,175 @@ def test_auth_commands_print_and_refuse_as_etcdctl(etcd: str, node: LocalCluster
             [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], *args], stdin
         )
         assert (code, masked(out), err) == want, f"etcdctl {' '.join(args)}"
+
+
+# -- etcdctl's flag forms, environment variables and output formats -------------------------------
+
+FORM_STEPS: list[tuple[list[str], bytes]] = [
+    (["put", "f/a", "1"], b""),
+    (["put", "--prev-kv=true", "f/a", "2"], b""),
+    (["put", "--prev-kv=false", "f/b", "x"], b""),
+    (["get", "f/", "--prefix=true"], b""),
+    (["get", "f/a", "--prefix=false"], b""),
+    (["get", "--prefix", "f/", "--keys-only=true"], b""),
+    (["get", "f/", "--prefix=1", "--print-value-only=TRUE"], b""),
+    (["get", "f/", "--prefix=t", "--limit=1", "--sort-by=value", "--order=descend"], b""),
+    (["--hex", "get", "f/", "--prefix"], b""),
+    (["--hex=true", "put", "f/c", "v"], b""),
+    (["--hex=false", "get", "f/c"], b""),
+    (["get", "f/a", "-w", "fields"], b""),
+    (["get", "f/", "--prefix", "--write-out=fields"], b""),
+    (["get", "f/nothing", "-w", "fields"], b""),
+    (["put", "f/a", "3", "--prev-kv", "-w", "fields"], b""),
+    (["del", "f/b", "--prev-kv=true", "-w", "fields"], b""),
+    (["txn", "-w", "fields"], b'mod("f/a") > "0"\n\nput f/x 1\nget f/a\n\n\n'),
+    (["txn", "--interactive=false"], b"\n\ndel f/x\n\n"),
+    (["txn"], b"\nput f/y 1\n\n"),  # cut short: refused, nothing written
+    (["get", "f/y"], b""),
+    (["get", "f/", "--prefix", "--consistency=q"], b""),
+    (["get", "f/", "--prefix", "--sort-by=bad"], b""),
+    (["get", "f/", "--prefix", "--order=sideways"], b""),
+    (["get", "f/", "--prefix", "f/z"], b""),
+    (["-w", "yaml", "get", "f/a"], b""),
+    (["put"], b""),
+    (["put", "f/e"], b""),  # no value on stdin: refused, nothing written
+    (["get", "f/e"], b""),
+    (["get"], b""),
+    (["del"], b""),
+    (["compaction"], b""),
+    (["compaction", "x"], b""),
+    (["move-leader"], b""),
+    (["member", "remove"], b""),
+    (["del", "f/", "--prefix=true", "--prev-kv=false"], b""),
+]
+
+
+def test_flag_forms_and_formats_print_as_etcdctl(node: LocalCluster, tmp_path: Path) -> None:
+    """On a fresh etcd (equal revisions on both sides); ids and terms masked."""
+    import re
+
+    def masked(out: bytes) -> bytes:
+        return re.sub(rb'"(ClusterID|MemberID|RaftTerm)" : \d+', rb'"\1" : 0', out)
+
+    with EtcdCluster(str(tmp_path)) as etcd:
+        for args, stdin in FORM_STEPS:
+            code, out, err = run([ETCDCTL, "--endpoints", etcd.client_urls[0], *args], stdin)  # type: ignore[list-item]
+            want = (code, masked(out), err)
+            code, out, err = run(
+                [sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], *args], stdin
+            )
+            assert (code, masked(out), err) == want, f"etcdctl {' '.join(args)}"
+
+
+def test_environment_variables_work_as_etcdctls(etcd: str, node: LocalCluster) -> None:
+    """ETCDCTL_X and ETCDZCTL_X stand for --x. A flag also given on the command line wins with
+    a warning, as in etcdctl 3.5 (3.4 stops there: its third step fails)."""
+    outcomes = []
+    for ctl, prefix, endpoint in (
+        ([ETCDCTL], "ETCDCTL_", etcd),
+        ([sys.executable, "-m", "etcdz.cli"], "ETCDZCTL_", node.endpoints[0]),
+    ):
+        env = {**os.environ, "ETCDCTL_API": "3", f"{prefix}ENDPOINTS": endpoint, f"{prefix}HEX": "true"}
+        env[f"{prefix}DIAL_TIMEOUT"] = "3s"
+        steps = [["put", "e/k", "v"], ["get", "e/k"], ["--hex=false", "get", "e/k", "--print-value-only"]]
+        results = [subprocess.run([*ctl, *s], capture_output=True, env=env, timeout=30) for s in steps]
+        outcomes.append([(r.returncode, r.stdout) for r in results])
+    assert outcomes[1][:2] == outcomes[0][:2]
+    assert outcomes[0][1] == (0, b"\\x65\\x2f\\x6b\n\\x76\n")
+    assert outcomes[1][2] == (0, b"v\n")
+
+
+BAD_FLAGS = [
+    ["get", "k", "--prefix=yes"],
+    ["get", "k", "--prefix="],
+    ["get", "k", "--limit=x"],
+    ["get", "k", "--foo"],
+    ["get", "k", "-x"],
+    ["--dial-timeout=5", "get", "k"],
+    ["--dial-timeout=abc", "get", "k"],
+    ["--command-timeout=1x", "put", "k", "v"],
+    ["put", "k", "v", "--prev-kv=maybe"],
+]
+
+
+def test_bad_flags_fail_as_etcdctls_and_change_nothing(etcd: str, node: LocalCluster) -> None:
+    """etcdctl prints its error twice (and its usage); etcdzctl once: the same line, the same
+    exit code, and nothing written."""
+    for args in BAD_FLAGS:
+        want = run([ETCDCTL, "--endpoints", etcd, *args], b"")  # type: ignore[list-item]
+        got = run([sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], *args], b"")
+        assert (got[0], got[2]) == (want[0], want[2].split(b"\n")[0]), f"etcdctl {' '.join(args)}"
+    code, out, _ = run([sys.executable, "-m", "etcdz.cli", "--endpoints", node.endpoints[0], "get", "k"], b"")
+    assert (code, out) == (0, b"")
+
+
+def test_version_prints_as_etcdctl() -> None:
+    want = run([ETCDCTL, "version"], b"")[1].decode().splitlines()  # type: ignore[list-item]
+    got = run([sys.executable, "-m", "etcdz.cli", "version"], b"")[1].decode().splitlines()
+    assert [line.split(": ")[0] for line in got] == [line.split(": ")[0] for line in want]
+    assert want[0].startswith("etcdctl version: 3.") and got[1] == "API version: 3.5"
+
+
+def test_make_mirror_between_two_clusters(node: LocalCluster, tmp_path: Path, etcd: str) -> None:
+    """A prefix of one etcdz cluster mirrored to another under a new prefix: the keys there at
+    the start, then the changes as they happen; keys outside the prefix stay behind."""
+    with running(str(tmp_path / "dest"), 1, metrics=True) as dest:
+        src, dst = node.endpoints[0], dest.endpoints[0]
+        with node.client() as source, dest.client() as target:
+            source.put("/src/a", "1")
+            source.put("/src/b", "2")
+            source.put("/other/x", "3")
+            mirror = subprocess.Popen(
+                [sys.executable, "-m", "etcdz.cli", "--endpoints", src, "make-mirror", "--prefix", "/src/"]
+                + ["--dest-prefix", "/dst/", dst],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+
+                def mirrored() -> dict[bytes, bytes]:
+                    return {kv.key: kv.value for kv in target.get("/", prefix=True).kvs}
+
+                _wait_for(lambda: mirrored() == {b"/dst/a": b"1", b"/dst/b": b"2"})
+                source.put("/src/c", "4")
+                source.delete("/src/a")
+                source.put("/other/y", "5")
+                _wait_for(lambda: mirrored() == {b"/dst/b": b"2", b"/dst/c": b"4"})
+            finally:
+                mirror.terminate()
+                mirror.wait(timeout=10)
+        both = ["make-mirror", "--dest-prefix", "/x/", "--no-dest-prefix=true", dst]
+        want = run([ETCDCTL, "--endpoints", etcd, *both], b"")  # type: ignore[list-item]
+        got = run([sys.executable, "-m", "etcdz.cli", "--endpoints", src, *both], b"")
+        assert got == want and want[0] == 128
+
+        # check datascale against the destination, which serves metrics
+        scale = ["check", "datascale", "--load=s", "--auto-compact=true", "--auto-defrag"]
+        metrics = ["--metrics-url", dest.members[0].metrics_url]
+        code, out, err = run([sys.executable, "-m", "etcdz.cli", "--endpoints", dst, *scale, *metrics], b"")
+        want_code, want_out, _ = run([ETCDCTL, "--endpoints", etcd, *scale], b"")  # type: ignore[list-item]
+        assert (code, err) == (want_code, b"") == (0, b"")
+        lines, want_lines = out.decode().splitlines(), want_out.decode().splitlines()
+        assert (
+            lines[0]
+            == want_lines[0]
+            == (
+                "Start data scale check for work load [10000 key-value pairs, 1024 bytes per key-value, "
+                "50 concurrent clients]."
+            )
+        )
+        words = [line.split(" ")[0] for line in lines if line[:1].isalpha()]  # not the progress bar
+        assert words == [line.split(" ")[0] for line in want_lines if line[:1].isalpha()]
+        assert words == ["Start", "Compacting", "Compacted", "Defragmenting", "Defragmented", "PASS:"]
+        import re
+
+        assert re.fullmatch(r"PASS: Approximate system memory used : -?\d+\.\d\d MB\.", lines[-1]), lines[-1]
+        with dest.client() as target:
+            assert target.get("/etcdctl-check-datascale/", prefix=True, count_only=True).count == 0
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)

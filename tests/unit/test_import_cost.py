@@ -24,7 +24,7 @@ def loaded_after(statement: str) -> set[str]:
 
 def test_the_cli_grammar_imports_no_client_no_messages_and_no_server_code() -> None:
     """``etcdzctl --help`` and argument errors need only argparse and the grammar."""
-    assert loaded_after("import etcdz.cli") == {"etcdz", "etcdz.cli", "etcdz._cli_flags"}
+    assert loaded_after("import etcdz.cli") == {"etcdz", "etcdz.cli", "etcdz._cli_flags", "etcdz._cli_pflag"}
 
 
 @pytest.mark.parametrize("statement", ["import etcdz.client", "from etcdz import Client, ops"])
@@ -42,7 +42,19 @@ def test_a_client_imports_only_the_messages_of_kv_calls(statement: str) -> None:
 
 
 def test_every_command_module_imports_no_server_code() -> None:
-    modules = ["auth", "check", "cluster", "format", "lease", "maintenance", "txn", "watch"]
+    modules = [
+        "auth",
+        "check",
+        "cluster",
+        "extra",
+        "format",
+        "lease",
+        "maintenance",
+        "pflag",
+        "protobuf",
+        "txn",
+        "watch",
+    ]
     loaded = loaded_after("; ".join(f"import etcdz._cli_{m}" for m in modules))
     assert not {m for m in loaded if m.split(".")[0] in ("actors", "tools", "structlog", "plyvel")}
 
