@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MEMBERS ?= 3
 WATCH_HUBS ?= 2
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean proto
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check actors proto_schemas etcdz tools tests
+
+proto: install
+	$(PY) -m tools.gen_proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info
