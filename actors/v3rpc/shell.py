@@ -1,0 +1,294 @@
+"""The gRPC door's server: etcd's v3 services (grpcio's asyncio server) in front of the member.
+
+Every unary call is decoded here (bytes in, so that undecodable protobuf gets grpc-go's own
+``Internal`` status instead of an exception), translated (translate.py), sent to the member's
+gateway on the node's private socket, and the answer translated back; an etcdz error becomes
+the gRPC status etcd gives for it. Watch streams go to a watch hub, one hub connection per
+stream (links.py); LeaseKeepAlive streams are keepalive calls one after another; Snapshot
+streams the pieces of the member's copy as an etcdz snapshot file.
+
+Bounds, so that no client makes the process grow: at most ``max_rpcs`` calls and streams at
+once (grpcio answers ``RESOURCE_EXHAUSTED`` beyond), at most ``max_watch_streams`` watch
+streams (each holds a hub connection), ``max_inflight`` calls at the gateway, a receive limit
+of the request limit plus etcd's 512 KiB of gRPC overhead; a watch stream's client that never
+reads stops its hub connection (see links.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+import zmq.asyncio
+from google.protobuf.message import DecodeError, Message
+
+from actors.runtime.curve import Curve
+from actors.v3rpc.links import GatewayLink, HubLink
+from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
+from etcdz.snapshot import FileBuilder
+from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.etcdpb import rpc_pb2
+from proto_schemas.kv import HashKVRequest
+from proto_schemas.lease import LeaseKeepAliveRequest
+from proto_schemas.maintenance import SnapshotRequest
+from proto_schemas.watch import WatchResponses
+
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
+PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
+HUB_DEAD_AFTER_S = 10.0
+HEARTBEAT_S = 1.0
+UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    name: str
+    listen_urls: list[str]  # http://host:port
+    gateway_url: str  # the member's gateway (the node's private socket, or a client URL)
+    cluster_id: int = 0
+    member_id: int = 0
+    advertise_urls: list[str] | None = None
+    hub_curve: Curve | None = None  # how to reach the watch hubs
+    max_request_bytes: int = 1536 * 1024
+    request_timeout_s: float = 7.0
+    max_rpcs: int = 10_000
+    max_watch_streams: int = 1000
+    max_inflight: int = 1000
+    heartbeat_path: str = ""
+
+
+def token_of(context: grpc.aio.ServicerContext) -> str:
+    """The auth token, in the ``token`` metadata as clientv3 sends it."""
+    for key, value in context.invocation_metadata() or ():
+        if key in ("token", "authorization"):
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return ""
+
+
+async def fail(context: grpc.aio.ServicerContext, error: ErrorResponse) -> None:
+    code, message = status_of(error)
+    await context.abort(getattr(grpc.StatusCode, code), message)
+
+
+async def parse(context: grpc.aio.ServicerContext, cls: type[Message], raw: bytes) -> Message:
+    try:
+        return cls.FromString(raw)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        await context.abort(grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}")
+        raise  # not reached: abort raises
+
+
+async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
+    try:
+        return to_cbor(msg)
+    except Untranslatable as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+class Door:
+    def __init__(self, config: DoorConfig, link: GatewayLink, ctx: zmq.asyncio.Context, log: Any) -> None:
+        self.config = config
+        self.link = link
+        self.ctx = ctx
+        self.log = log
+        self.timeout_s = config.request_timeout_s + 1.0
+        self.watch_streams = 0
+
+    async def ask(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
+        reply = await self.link.call(request, token_of(context), self.timeout_s)
+        if isinstance(reply, ErrorResponse):
+            await fail(context, reply)
+        return reply
+
+    # -- unary -----------------------------------------------------------------------------
+    def unary(self, name: str, req: type[Message], resp: type[Message]) -> Callable[..., Any]:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            msg = await parse(context, req, raw)
+            if name == "Hash":  # etcdz hashes its key-value history (HashKV), not a db file
+                reply = await self.ask(context, HashKVRequest(revision=0))
+            else:
+                reply = await self.ask(context, await translated(context, msg))
+            if name == "MemberList" and self.config.advertise_urls:
+                out = to_pb(reply, resp)
+                for member in out.members:
+                    if member.ID == self.config.member_id:
+                        del member.clientURLs[:]
+                        member.clientURLs.extend(self.config.advertise_urls)
+                return out.SerializeToString()
+            return to_pb(reply, resp).SerializeToString()
+
+        return handle
+
+    # -- LeaseKeepAlive --------------------------------------------------------------------
+    async def keep_alive(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        async for raw in requests:
+            msg = await parse(context, rpc_pb2.LeaseKeepAliveRequest, raw)
+            lease_id = msg.ID
+            request = LeaseKeepAliveRequest(id=lease_id)
+            reply = await self.link.call(request, token_of(context), self.timeout_s)
+            if isinstance(reply, ErrorResponse):
+                if reply.code != ErrorCode.LEASE_NOT_FOUND:
+                    await fail(context, reply)
+                # etcd answers a keepalive of an unknown lease with TTL 0, not an error
+                await context.write(rpc_pb2.LeaseKeepAliveResponse(ID=lease_id, TTL=0).SerializeToString())
+                continue
+            await context.write(to_pb(reply, rpc_pb2.LeaseKeepAliveResponse).SerializeToString())
+
+    # -- Snapshot --------------------------------------------------------------------------
+    async def snapshot(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        await parse(context, rpc_pb2.SnapshotRequest, raw)
+        builder = FileBuilder()
+        resp = await self.ask(context, SnapshotRequest())
+        header = to_pb(resp, rpc_pb2.SnapshotResponse).header
+        blob = builder.first(resp)
+        while not resp.done:
+            piece = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=1, blob=blob)
+            await context.write(piece.SerializeToString())
+            resp = await self.ask(context, SnapshotRequest(snap_id=resp.snap_id, seq=resp.seq + 1))
+            blob = builder.piece(resp)
+        last = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=0, blob=blob + builder.end())
+        await context.write(last.SerializeToString())
+
+    # -- Watch -----------------------------------------------------------------------------
+    async def watch(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        if self.watch_streams >= self.config.max_watch_streams:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+        loop = asyncio.get_running_loop()
+        url = await self.link.hub_url(loop.time(), self.timeout_s)
+        if url is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: no watch hub serves this member")
+            return
+        self.watch_streams += 1
+        hub = HubLink(self.ctx, url, self.config.hub_curve, token_of(context))
+        pump = asyncio.ensure_future(self._watch_requests(requests, hub))
+        receive: asyncio.Future[Any] | None = None
+        try:
+            await hub.hello(self.config.cluster_id)
+            quiet = 0.0
+            while True:
+                receive = receive or asyncio.ensure_future(hub.receive())
+                done, _ = await asyncio.wait(
+                    {receive, pump}, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if pump in done:
+                    problem = pump.result()
+                    if problem is not None:
+                        await context.abort(*problem)
+                    return  # the client closed its side: the stream ends, as etcd's does
+                if receive not in done:
+                    quiet += PING_S
+                    if quiet >= HUB_DEAD_AFTER_S:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch hub unreachable")
+                    await hub.hello(self.config.cluster_id)
+                    continue
+                quiet, msg, receive = 0.0, receive.result(), None
+                if isinstance(msg, WatchResponses):
+                    for resp in msg.responses:
+                        await context.write(to_pb(resp, rpc_pb2.WatchResponse).SerializeToString())
+                elif isinstance(msg, ErrorResponse):
+                    await fail(context, msg)
+        finally:
+            self.watch_streams -= 1
+            pump.cancel()
+            if receive is not None:
+                receive.cancel()
+            hub.close()
+
+    async def _watch_requests(self, requests: AsyncIterator[bytes], hub: HubLink) -> tuple[Any, str] | None:
+        """Client -> hub; the status to end the stream with, or None when the client is done."""
+        async for raw in requests:
+            try:
+                msg = rpc_pb2.WatchRequest.FromString(raw)
+            except (DecodeError, RuntimeWarning, ValueError) as exc:
+                return grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}"
+            try:
+                await hub.send(to_cbor(msg))
+            except Untranslatable as exc:
+                return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        return None
+
+    # -- the services ----------------------------------------------------------------------
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        streams: dict[str, Callable[..., Any]] = {
+            "Watch": grpc.stream_stream_rpc_method_handler(self.watch),
+            "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(self.keep_alive),
+            "Snapshot": grpc.unary_stream_rpc_method_handler(self.snapshot),
+        }
+        out: list[grpc.GenericRpcHandler] = []
+        for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
+            methods: dict[str, Any] = {}
+            for method in service.methods:
+                if method.name in UNSERVED:
+                    continue
+                if method.name in streams:
+                    methods[method.name] = streams[method.name]
+                    continue
+                req = getattr(rpc_pb2, method.input_type.name)
+                resp = getattr(rpc_pb2, method.output_type.name)
+                methods[method.name] = grpc.unary_unary_rpc_method_handler(self.unary(method.name, req, resp))
+            out.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+        return out
+
+
+def server_options(config: DoorConfig) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_concurrent_streams", config.max_rpcs),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def beat(path: str) -> None:
+    """Touch the heartbeat file every second: the supervisor kills a side whose beat stops."""
+    while True:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            with open(path, "ab"):
+                pass
+        except OSError:
+            pass
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+class ListenError(Exception):
+    """A listen URL that cannot be bound: fatal at the first start (the member says so)."""
+
+
+async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[[list[str]], None]) -> None:
+    ctx = zmq.asyncio.Context()
+    ctx.setsockopt(zmq.LINGER, 0)
+    ctx.set(zmq.MAX_SOCKETS, config.max_watch_streams + 64)
+    link = GatewayLink(ctx, config.gateway_url, config.max_inflight)
+    door = Door(config, link, ctx, log)
+    server = grpc.aio.server(
+        handlers=door.handlers(), options=server_options(config), maximum_concurrent_rpcs=config.max_rpcs
+    )
+    urls = []
+    for url in config.listen_urls:
+        host = url.removeprefix("http://").removeprefix("https://")
+        try:
+            port = server.add_insecure_port(host)
+        except RuntimeError as exc:
+            raise ListenError(f"cannot listen on --listen-grpc-urls {url}: {exc}") from None
+        if port == 0:
+            raise ListenError(f"cannot listen on --listen-grpc-urls {url}: address in use or invalid")
+        urls.append(f"http://{host.rpartition(':')[0]}:{port}")
+    await server.start()
+    bound(urls)
+    tasks = [asyncio.ensure_future(link.run())]
+    if config.heartbeat_path:
+        tasks.append(asyncio.ensure_future(beat(config.heartbeat_path)))
+    try:
+        await server.wait_for_termination()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await server.stop(grace=1.0)
+        ctx.term()
