@@ -13,12 +13,21 @@ from actors.runtime.loop import EXIT_FATAL
 from actors.v3rpc.shell import DoorConfig, ListenError, serve
 
 
+def gateway_url(config: NodeConfig) -> str:
+    """The member's client endpoint, as a client on this host reaches it. Not the node's
+    private socket: the gateway trusts what arrives there (its own hubs) without checking
+    auth, and the door's requests are its clients' and must be checked as theirs."""
+    url = config.listen_client_urls[0]
+    return url.replace("//0.0.0.0:", "//127.0.0.1:", 1).replace("//[::]:", "//[::1]:", 1)
+
+
 def from_node(config: NodeConfig) -> DoorConfig:
     return DoorConfig(
         name=config.name,
         listen_urls=config.listen_grpc_urls,
         advertise_urls=config.advertise_grpc_urls or None,
-        gateway_url=config.local_client_url,  # the node's private socket: no Curve, no port
+        gateway_url=gateway_url(config),
+        gateway_curve=config.client_curve(),
         cluster_id=config.cluster_id,
         member_id=config.member_id,
         hub_curve=config.client_curve(),

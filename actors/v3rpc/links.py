@@ -1,5 +1,6 @@
-"""The gRPC door's ZeroMQ side: one DEALER to its member's gateway shared by every call, and
-one DEALER per watch stream to a watch hub.
+"""The gRPC door's ZeroMQ side: one DEALER to its member's gateway (its client endpoint, as
+any client: auth is checked there) shared by every call, and one DEALER per watch stream to
+a watch hub.
 
 The gateway link multiplexes: each call gets a ``msg_id`` and waits for the reply whose
 ``in_reply_to`` names it, so thousands of gRPC calls share one connection; at most
@@ -34,9 +35,10 @@ HUBS_FRESH_S = 5.0  # how long the gateway's list of hubs is used before asking 
 
 
 class GatewayLink:
-    def __init__(self, ctx: zmq.asyncio.Context, url: str, max_inflight: int) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, url: str, secured: Curve | None, max_inflight: int) -> None:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        curvezmq.connect_as(self.sock, secured)  # type: ignore[arg-type]
         self.sock.connect(url)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[bytes]] = {}

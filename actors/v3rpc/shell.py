@@ -2,10 +2,11 @@
 
 Every unary call is decoded here (bytes in, so that undecodable protobuf gets grpc-go's own
 ``Internal`` status instead of an exception), translated (translate.py), sent to the member's
-gateway on the node's private socket, and the answer translated back; an etcdz error becomes
-the gRPC status etcd gives for it. Watch streams go to a watch hub, one hub connection per
-stream (links.py); LeaseKeepAlive streams are keepalive calls one after another; Snapshot
-streams the pieces of the member's copy as an etcdz snapshot file.
+gateway on its client endpoint (as any client: auth is checked there), and the answer
+translated back; an etcdz error becomes the gRPC status etcd gives for it. Watch streams go
+to a watch hub, one hub connection per stream (links.py); LeaseKeepAlive streams are
+keepalive calls one after another; Snapshot streams the pieces of the member's copy as an
+etcdz snapshot file.
 
 Bounds, so that no client makes the process grow: at most ``max_rpcs`` calls and streams at
 once (grpcio answers ``RESOURCE_EXHAUSTED`` beyond), at most ``max_watch_streams`` watch
@@ -36,7 +37,7 @@ from proto_schemas.etcdpb import rpc_pb2
 from proto_schemas.kv import HashKVRequest
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import SnapshotRequest
-from proto_schemas.watch import WatchResponses
+from proto_schemas.watch import WatchResponse, WatchResponses
 
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
 PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
@@ -49,7 +50,8 @@ UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one versi
 class DoorConfig:
     name: str
     listen_urls: list[str]  # http://host:port
-    gateway_url: str  # the member's gateway (the node's private socket, or a client URL)
+    gateway_url: str  # the member's client URL (never the node's trusted private socket)
+    gateway_curve: Curve | None = None
     cluster_id: int = 0
     member_id: int = 0
     advertise_urls: list[str] | None = None
@@ -187,8 +189,8 @@ class Door:
                     await hub.hello(self.config.cluster_id)
                     continue
                 quiet, msg, receive = 0.0, receive.result(), None
-                if isinstance(msg, WatchResponses):
-                    for resp in msg.responses:
+                if isinstance(msg, WatchResponses | WatchResponse):
+                    for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
                         await context.write(to_pb(resp, rpc_pb2.WatchResponse).SerializeToString())
                 elif isinstance(msg, ErrorResponse):
                     await fail(context, msg)
@@ -265,7 +267,7 @@ async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[
     ctx = zmq.asyncio.Context()
     ctx.setsockopt(zmq.LINGER, 0)
     ctx.set(zmq.MAX_SOCKETS, config.max_watch_streams + 64)
-    link = GatewayLink(ctx, config.gateway_url, config.max_inflight)
+    link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
     door = Door(config, link, ctx, log)
     server = grpc.aio.server(
         handlers=door.handlers(), options=server_options(config), maximum_concurrent_rpcs=config.max_rpcs
