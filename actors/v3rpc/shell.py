@@ -43,6 +43,9 @@ GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max
 PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
 HUB_DEAD_AFTER_S = 10.0
 HEARTBEAT_S = 1.0
+LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per-address limit
+LOGIN_BACKOFF_S = 0.1
+LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
 UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
 
 
@@ -107,22 +110,53 @@ class Door:
             await fail(context, reply)
         return reply
 
+    async def login(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
+        """A login refused as busy is tried again, as the SDK does: the gateway limits logins
+        per address, and every gRPC client's comes from this process's address."""
+        for attempt in range(LOGIN_ATTEMPTS):
+            reply = await self.link.call(request, "", self.timeout_s)
+            busy = isinstance(reply, ErrorResponse) and reply.code in LOGIN_RETRY
+            if not busy or attempt == LOGIN_ATTEMPTS - 1:
+                break
+            await asyncio.sleep(LOGIN_BACKOFF_S * 2**attempt)
+        if isinstance(reply, ErrorResponse):
+            await fail(context, reply)
+        return reply
+
     # -- unary -----------------------------------------------------------------------------
     def unary(self, name: str, req: type[Message], resp: type[Message]) -> Callable[..., Any]:
         async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
             msg = await parse(context, req, raw)
             if name == "Hash":  # etcdz hashes its key-value history (HashKV), not a db file
                 reply = await self.ask(context, HashKVRequest(revision=0))
+            elif name == "Authenticate":
+                reply = await self.login(context, await translated(context, msg))
             else:
                 reply = await self.ask(context, await translated(context, msg))
+            out = to_pb(reply, resp)
             if name == "MemberList" and self.config.advertise_urls:
-                out = to_pb(reply, resp)
                 for member in out.members:
-                    if member.ID == self.config.member_id:
+                    if member.ID == self.config.member_id:  # this member's own URLs are known
                         del member.clientURLs[:]
                         member.clientURLs.extend(self.config.advertise_urls)
-                return out.SerializeToString()
-            return to_pb(reply, resp).SerializeToString()
+            return out.SerializeToString()
+
+        return self.guarded(name, handle)
+
+    def guarded(self, name: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Any failure of ours becomes a clear ``Internal`` status and a log line, never an
+        unexplained ``Unknown`` (the statuses a handler chose pass through)."""
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await handler(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                self.log.error("rpc failed", rpc=name, error=str(exc), error_type=type(exc).__name__)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"etcdserver: internal error ({type(exc).__name__})"
+                )
 
         return handle
 
@@ -217,9 +251,11 @@ class Door:
     # -- the services ----------------------------------------------------------------------
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         streams: dict[str, Callable[..., Any]] = {
-            "Watch": grpc.stream_stream_rpc_method_handler(self.watch),
-            "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(self.keep_alive),
-            "Snapshot": grpc.unary_stream_rpc_method_handler(self.snapshot),
+            "Watch": grpc.stream_stream_rpc_method_handler(self.guarded("Watch", self.watch)),
+            "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(
+                self.guarded("LeaseKeepAlive", self.keep_alive)
+            ),
+            "Snapshot": grpc.unary_stream_rpc_method_handler(self.guarded("Snapshot", self.snapshot)),
         }
         out: list[grpc.GenericRpcHandler] = []
         for service in rpc_pb2.DESCRIPTOR.services_by_name.values():

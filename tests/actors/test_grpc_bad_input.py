@@ -1,0 +1,203 @@
+"""Bad input at the gRPC door: malformed and mutated protobuf to every RPC, unknown RPCs,
+oversize messages, streams that never read or vanish mid-stream. Each gets a clear status,
+and the door keeps serving (the same process: the supervisor logged no death of it)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+
+from proto_schemas.etcdpb import rpc_pb2
+from tools.cluster import LocalCluster, running
+
+SERVICES = rpc_pb2.DESCRIPTOR.services_by_name
+
+
+@pytest.fixture(scope="module")
+def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, grpc.Channel]]:
+    root = str(tmp_path_factory.mktemp("grpc-bad"))
+    with running(root, 1, grpc=True) as cluster:
+        url = cluster.members[0].grpc_url.removeprefix("http://")
+        channel = grpc.insecure_channel(url, options=[("grpc.max_send_message_length", 8 << 20)])
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield cluster, channel
+        channel.close()
+
+
+def door_deaths(cluster: LocalCluster) -> list[str]:
+    """The supervisor's log lines about the door's process dying (it restarts a dead side, so
+    a crash would be hidden from the client but not from this log)."""
+    member = cluster.members[0]
+    with open(member.log_path or "", encoding="utf-8") as f:
+        return [line for line in f if '"process": "grpc"' in line and "died" in line]
+
+
+def raw_unary(channel: grpc.Channel, service: str, method: str) -> grpc.UnaryUnaryMultiCallable:
+    return channel.unary_unary(f"/etcdserverpb.{service}/{method}")
+
+
+def call(
+    channel: grpc.Channel, service: str, method: str, body: bytes, timeout: float = 10
+) -> grpc.StatusCode:
+    """Send ``body`` to any RPC (streams get it as their one request): the status it ends with."""
+    desc = SERVICES[service].methods_by_name[method]
+    path = f"/etcdserverpb.{service}/{method}"
+    try:
+        if desc.client_streaming:
+            stream = channel.stream_stream(path)(iter([body]), timeout=timeout)
+            for _ in stream:
+                pass
+        elif desc.server_streaming:
+            for _ in channel.unary_stream(path)(body, timeout=timeout):
+                pass
+        else:
+            raw_unary(channel, service, method)(body, timeout=timeout)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def serving(channel: grpc.Channel) -> bool:
+    stub = raw_unary(channel, "KV", "Range")
+    reply = rpc_pb2.RangeResponse.FromString(
+        stub(rpc_pb2.RangeRequest(key=b"x").SerializeToString(), timeout=10)
+    )
+    return reply.header.cluster_id != 0
+
+
+ALL_METHODS = [(s, m.name) for s, d in SERVICES.items() for m in d.methods]
+
+
+def test_malformed_protobuf_to_every_rpc_is_grpc_gos_internal_status(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    cluster, channel = door
+    for service, method in ALL_METHODS:
+        if method == "Downgrade":
+            continue
+        code = call(channel, service, method, b"\xff\xff\xff\xff")
+        assert code == grpc.StatusCode.INTERNAL, f"{service}.{method}: {code}"
+    assert serving(channel)
+    assert door_deaths(cluster) == []
+
+
+def test_malformed_message_text_says_what_was_wrong(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    _, channel = door
+    with pytest.raises(grpc.RpcError) as caught:
+        raw_unary(channel, "KV", "Put")(b"\x0a\x05ab", timeout=10)  # a key of 5 bytes, 2 sent
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details().startswith("grpc: error unmarshalling request")
+
+
+def test_wrong_field_types_are_unknown_fields_as_in_etcd(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    """``key`` (bytes) sent as a varint: protobuf keeps it as an unknown field, so the request
+    has no key, and etcd's answer to that is its own."""
+    _, channel = door
+    with pytest.raises(grpc.RpcError) as caught:
+        raw_unary(channel, "KV", "Put")(b"\x08\x01", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "etcdserver: key is not provided"
+
+
+@pytest.mark.parametrize(
+    "path", ["/etcdserverpb.KV/Nope", "/etcdserverpb.Nope/Range", "/etcdserverpb.Maintenance/Downgrade"]
+)
+def test_unknown_rpcs_are_unimplemented(door: tuple[LocalCluster, grpc.Channel], path: str) -> None:
+    _, channel = door
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(path)(b"", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_oversize_messages_get_etcds_statuses(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    """Over --max-request-bytes: etcd's ``request is too large``; over that plus gRPC's
+    overhead allowance: grpc's own ``RESOURCE_EXHAUSTED`` (as etcd's grpc-go server says)."""
+    _, channel = door
+    put = raw_unary(channel, "KV", "Put")
+    big = rpc_pb2.PutRequest(key=b"big", value=b"v" * (1536 * 1024 + 10)).SerializeToString()
+    with pytest.raises(grpc.RpcError) as caught:
+        put(big, timeout=10)
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "etcdserver: request is too large",
+    )
+    huge = rpc_pb2.PutRequest(key=b"huge", value=b"v" * (4 << 20)).SerializeToString()
+    with pytest.raises(grpc.RpcError) as caught:
+        put(huge, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert serving(channel)
+
+
+def test_mutated_requests_to_every_unary_rpc_get_a_status(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    """Valid requests with bytes flipped, cut or appended: a status each (never UNKNOWN, the
+    sign of an unhandled exception), and the door still serves. Writes are kept to a prefix
+    and destructive calls (member changes, auth, leader moves, alarms) are left out."""
+    _, channel = door
+    rng = random.Random(23)
+    seeds: dict[tuple[str, str], Message] = {
+        ("KV", "Range"): rpc_pb2.RangeRequest(key=b"f/", range_end=b"f0", limit=3),
+        ("KV", "Put"): rpc_pb2.PutRequest(key=b"f/a", value=b"1"),
+        ("KV", "DeleteRange"): rpc_pb2.DeleteRangeRequest(key=b"f/a"),
+        ("KV", "Txn"): rpc_pb2.TxnRequest(
+            compare=[rpc_pb2.Compare(key=b"f/a", target=rpc_pb2.Compare.VERSION, version=1)],
+            success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"f/b", value=b"2"))],
+        ),
+        ("Lease", "LeaseTimeToLive"): rpc_pb2.LeaseTimeToLiveRequest(ID=1234, keys=True),
+        ("Lease", "LeaseLeases"): rpc_pb2.LeaseLeasesRequest(),
+        ("Maintenance", "Status"): rpc_pb2.StatusRequest(),
+        ("Maintenance", "HashKV"): rpc_pb2.HashKVRequest(revision=1),
+        ("Cluster", "MemberList"): rpc_pb2.MemberListRequest(),
+    }
+    for (service, method), seed in seeds.items():
+        good = seed.SerializeToString()
+        for _ in range(25):
+            data = bytearray(good)
+            kind = rng.randrange(3)
+            if kind == 0 and data:
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            elif kind == 1:
+                data = data[: rng.randrange(len(data) + 1)]
+            else:
+                data += rng.randbytes(rng.randrange(1, 12))
+            code = call(channel, service, method, bytes(data))
+            assert code != grpc.StatusCode.UNKNOWN, f"{service}.{method} {bytes(data)!r}"
+    assert serving(channel)
+
+
+def test_watch_streams_that_vanish_or_never_read_leave_the_door_serving(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    cluster, channel = door
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"s/", range_end=b"s0"))
+    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
+    # 50 streams of 4 watchers each that never read a response, while 300 writes go by
+    idle = [watch(iter([create.SerializeToString()] * 4)) for _ in range(50)]
+    put = raw_unary(channel, "KV", "Put")
+    for i in range(300):
+        put(rpc_pb2.PutRequest(key=b"s/%d" % (i % 7), value=b"x" * 1000).SerializeToString(), timeout=10)
+    # a stream cancelled right after its watch was created, and one whose client half-closes
+    # (the stream then ends, as etcd's does)
+    hold = threading.Event()
+
+    def create_then_wait() -> Iterator[bytes]:
+        yield create.SerializeToString()
+        hold.wait(30)
+
+    gone = watch(create_then_wait())
+    assert rpc_pb2.WatchResponse.FromString(next(gone)).created
+    gone.cancel()
+    hold.set()
+    assert all(isinstance(r, bytes) for r in watch(iter([create.SerializeToString()]), timeout=30))
+    for stream in idle:
+        stream.cancel()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not serving(channel):
+        time.sleep(0.2)
+    assert serving(channel)
+    assert door_deaths(cluster) == []
