@@ -323,10 +323,17 @@ async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[
     tasks = [asyncio.ensure_future(link.run())]
     if config.heartbeat_path:
         tasks.append(asyncio.ensure_future(beat(config.heartbeat_path)))
+    stopped = asyncio.ensure_future(server.wait_for_termination())
     try:
-        await server.wait_for_termination()
+        # The link's reader or the heartbeat ending is a failure of this process: it exits
+        # (with the reason) and its supervisor starts it again, rather than serve on deaf.
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped:
+                task.result()
+                raise RuntimeError("the gateway link stopped")
     finally:
-        for task in tasks:
+        for task in [stopped, *tasks]:
             task.cancel()
         await server.stop(grace=1.0)
         ctx.term()

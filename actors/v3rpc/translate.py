@@ -132,7 +132,20 @@ def cbor_name(pb_name: str) -> str:
 
 
 def _repeated(f: FieldDescriptor) -> bool:
+    if hasattr(f, "is_repeated"):  # protobuf 6 (``label`` is deprecated there)
+        return bool(f.is_repeated)
     return bool(f.label == FieldDescriptor.LABEL_REPEATED)
+
+
+@functools.cache
+def _required(cls: type) -> frozenset[str]:
+    """The etcdz fields without a default: an unset protobuf message there is its empty one
+    (as protobuf reads an unset message), for the gateway to judge."""
+    return frozenset(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
 
 
 @functools.cache
@@ -173,7 +186,7 @@ def to_cbor(msg: Message) -> Any:
         if repeated:
             kwargs[ours] = [to_cbor(v) for v in value] if is_message else list(value)
         elif is_message:
-            if msg.HasField(pb_name):
+            if msg.HasField(pb_name) or ours in _required(cls):
                 kwargs[ours] = to_cbor(value)
         else:
             kwargs[ours] = value
