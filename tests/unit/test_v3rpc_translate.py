@@ -4,6 +4,8 @@ that differs from etcd's is a silent corruption, not an error."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -35,7 +37,7 @@ NUMBERS = [
 
 
 @pytest.mark.parametrize(("cls", "name", "number"), NUMBERS)
-def test_field_numbers_are_etcds(cls: type, name: str, number: int) -> None:
+def test_field_numbers_are_etcds(cls: Any, name: str, number: int) -> None:
     assert cls.DESCRIPTOR.fields_by_name[name].number == number
 
 
@@ -70,7 +72,7 @@ def test_names_are_etcdzs() -> None:
     ]
 
 
-def unary_requests() -> list[type]:
+def unary_requests() -> list[Any]:
     streams = {"Watch", "LeaseKeepAlive", "Snapshot", "Hash", "Downgrade"}
     return [
         getattr(rpc_pb2, m.input_type.name)
@@ -81,7 +83,7 @@ def unary_requests() -> list[type]:
 
 
 @pytest.mark.parametrize("cls", unary_requests(), ids=lambda c: c.__name__)
-def test_every_unary_request_has_an_etcdz_message_that_encodes(cls: type) -> None:
+def test_every_unary_request_has_an_etcdz_message_that_encodes(cls: Any) -> None:
     ours = to_cbor(cls())
     assert decode(encode(ours)) == ours
 
@@ -103,7 +105,9 @@ def test_a_txn_with_every_kind_of_op_and_a_flattened_compare() -> None:
         ],
     )
     ours = to_cbor(txn)
-    assert ours.compare == [kv.Compare(key=b"a", result=1, target=2, mod_revision=7)]
+    assert ours.compare == [
+        kv.Compare(key=b"a", result=kv.CompareResult.GREATER, target=kv.CompareTarget.MOD, mod_revision=7)
+    ]
     assert ours.success == [kv.PutRequest(key=b"a", value=b"1", prev_kv=True), kv.TxnRequest()]
     assert ours.failure == [kv.RangeRequest(key=b"a", limit=2), kv.DeleteRangeRequest(key=b"b")]
     with pytest.raises(Untranslatable):
@@ -140,7 +144,9 @@ def test_responses_in_etcds_shape() -> None:
     resp = to_pb(watch.WatchResponse(header=header, watch_id=3, events=[event]), rpc_pb2.WatchResponse)
     assert resp.events[0].type == kv_pb2.Event.DELETE and resp.events[0].HasField("prev_kv")
     alarms = to_pb(
-        maintenance.AlarmResponse(header=header, alarms=[maintenance.AlarmMember(member_id=2, alarm=1)]),
+        maintenance.AlarmResponse(
+            header=header, alarms=[maintenance.AlarmMember(member_id=2, alarm=maintenance.AlarmType.NOSPACE)]
+        ),
         rpc_pb2.AlarmResponse,
     )
     assert (alarms.alarms[0].memberID, alarms.alarms[0].alarm) == (2, rpc_pb2.NOSPACE)
@@ -150,7 +156,9 @@ def test_watch_requests_and_user_options() -> None:
     create = rpc_pb2.WatchRequest(
         create_request=rpc_pb2.WatchCreateRequest(key=b"a", filters=[rpc_pb2.WatchCreateRequest.NOPUT])
     )
-    assert to_cbor(create) == watch.WatchRequest(request=watch.WatchCreateRequest(key=b"a", filters=[0]))
+    assert to_cbor(create) == watch.WatchRequest(
+        request=watch.WatchCreateRequest(key=b"a", filters=[watch.FilterType.NOPUT])
+    )
     cancel = rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=4))
     assert to_cbor(cancel) == watch.WatchRequest(request=watch.WatchCancelRequest(watch_id=4))
     with pytest.raises(Untranslatable):

@@ -1,13 +1,19 @@
-"""Bad input at the gRPC door: malformed and mutated protobuf to every RPC, unknown RPCs,
-oversize messages, streams that never read or vanish mid-stream. Each gets a clear status,
-and the door keeps serving (the same process: the supervisor logged no death of it)."""
+"""etcd's gRPC API at the gRPC door, beyond etcdctl (tests/actors/test_conformance.py): a
+Python etcd client from the package index, and bad input -- malformed and mutated protobuf to
+every RPC, unknown RPCs, oversize messages, streams that never read or vanish mid-stream. Each
+gets a clear status, and the door keeps serving (the same process: the supervisor logged no
+death of it)."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +23,10 @@ from proto_schemas.etcdpb import rpc_pb2
 from tools.cluster import LocalCluster, running
 
 SERVICES = rpc_pb2.DESCRIPTOR.services_by_name
+ROOT = Path(__file__).resolve().parents[2]
+# python-etcd3 pins a protobuf older than etcdz's: it lives in a virtualenv of its own
+# (`make etcd3-venv`; .ci/run makes it).
+ETCD3_PYTHON = os.environ.get("ETCDZ_ETCD3_PYTHON") or str(ROOT / ".venv-etcd3" / "bin" / "python")
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +211,24 @@ def test_watch_streams_that_vanish_or_never_read_leave_the_door_serving(
         time.sleep(0.2)
     assert serving(channel)
     assert door_deaths(cluster) == []
+
+
+def test_python_etcd3_put_get_txn_watch_lease_lock(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    if not os.path.exists(ETCD3_PYTHON):
+        pytest.skip("python-etcd3's virtualenv is not there (make etcd3-venv)")
+    cluster, _ = door
+    host, port = cluster.members[0].grpc_url.removeprefix("http://").rsplit(":", 1)
+    script = str(Path(__file__).with_name("etcd3_client_steps.py"))
+    result = subprocess.run([ETCD3_PYTHON, script, host, port], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {
+        "get": ["1", "/py/a", 1],
+        "prefix": ["/py/a"],
+        "txn": True,
+        "watch": [["PutEvent", "/py/w/1", "x"], ["DeleteEvent", "/py/w/1", ""]],
+        "lease_ttl": True,
+        "lease_keys": ["/py/leased"],
+        "after_revoke": None,
+        "lock": [True, True],
+        "unlocked": False,
+    }
