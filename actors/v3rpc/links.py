@@ -39,7 +39,11 @@ class GatewayLink:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         curvezmq.connect_as(self.sock, secured)  # type: ignore[arg-type]
-        self.sock.connect(url)
+        # A standalone door names several members (comma-separated): calls go round-robin to
+        # those connected, and none waits queued for a member that is not.
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        for one in url.split(","):
+            self.sock.connect(one)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._slots = asyncio.Semaphore(max_inflight)
@@ -59,23 +63,26 @@ class GatewayLink:
                 waiter.set_result(body)
 
     async def call(self, request: Any, token: str, timeout_s: float) -> Any:
-        """The gateway's answer (a response or an ``ErrorResponse``, never an exception)."""
-        body = encode(request)
-        async with self._slots:
-            msg_id = next(self._ids)
-            waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-            self._pending[msg_id] = waiter
-            try:
-                await self.sock.send_multipart(pack(body, msg_id=msg_id, token=token))
-                raw = await asyncio.wait_for(waiter, timeout_s)
-            except TimeoutError:
-                return error_response(ErrorCode.TIMEOUT)
-            finally:
-                self._pending.pop(msg_id, None)
+        """The gateway's answer (a response or an ``ErrorResponse``, never an exception);
+        waiting for a slot, for the connection and for the answer all count in ``timeout_s``."""
+        msg_id = next(self._ids)
+        try:
+            raw = await asyncio.wait_for(self._exchange(msg_id, encode(request), token), timeout_s)
+        except TimeoutError:
+            return error_response(ErrorCode.TIMEOUT)
+        finally:
+            self._pending.pop(msg_id, None)
         try:
             return decode(raw)
         except DecodeError as exc:
             return error_response(ErrorCode.INTERNAL, f"malformed reply from the gateway: {exc}")
+
+    async def _exchange(self, msg_id: int, body: bytes, token: str) -> bytes:
+        async with self._slots:
+            waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            self._pending[msg_id] = waiter
+            await self.sock.send_multipart(pack(body, msg_id=msg_id, token=token))
+            return await waiter
 
     async def hub_url(self, now: float, timeout_s: float) -> str | None:
         """A watch hub serving this member's events, as the member knows them."""

@@ -208,14 +208,14 @@ class Door:
             quiet = 0.0
             while True:
                 receive = receive or asyncio.ensure_future(hub.receive())
-                done, _ = await asyncio.wait(
-                    {receive, pump}, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED
-                )
+                waited = {receive, pump} if not pump.done() else {receive}
+                done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
                 if pump in done:
                     problem = pump.result()
                     if problem is not None:
                         await context.abort(*problem)
-                    return  # the client closed its side: the stream ends, as etcd's does
+                    # else the client closed its side: as etcd's, the stream goes on sending
+                    # until the client cancels it
                 if receive not in done:
                     quiet += PING_S
                     if quiet >= HUB_DEAD_AFTER_S:
