@@ -287,3 +287,27 @@ def test_a_standalone_door_serves_a_cluster_from_its_client_urls(
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.parametrize("load", ["put", "range", "txn-put", "lease-keepalive"])
+def test_the_benchmark_drives_the_door_over_grpc(door: tuple[LocalCluster, grpc.Channel], load: str) -> None:
+    """``tools.bench --protocol grpc``: the same loads as through the SDK, none failing."""
+    from tools.bench import measure, parse_args
+
+    cluster, _ = door
+    args = parse_args(
+        [
+            load,
+            "--protocol",
+            "grpc",
+            "--endpoints",
+            cluster.members[0].grpc_url,
+            "--clients",
+            "4",
+            "--total",
+            "40",
+        ]
+    )
+    s = measure(args)
+    assert (s["protocol"], s["errors"], s["requests"]) == ("grpc", {}, 40), s
+    assert s["requests_per_s"] > 0
