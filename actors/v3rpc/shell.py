@@ -32,6 +32,7 @@ from actors.runtime.curve import Curve
 from actors.v3rpc.links import GatewayLink, HubLink
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
+from proto_schemas.cluster import grpc_urls
 from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.etcdpb import rpc_pb2
 from proto_schemas.kv import HashKVRequest
@@ -134,11 +135,14 @@ class Door:
             else:
                 reply = await self.ask(context, await translated(context, msg))
             out = to_pb(reply, resp)
-            if name == "MemberList" and self.config.advertise_urls:
-                for member in out.members:
-                    if member.ID == self.config.member_id:  # this member's own URLs are known
-                        del member.clientURLs[:]
-                        member.clientURLs.extend(self.config.advertise_urls)
+            members = list(getattr(out, "members", ()))  # MemberList, MemberAdd/Remove/...
+            if any(grpc_urls(list(m.clientURLs)) for m in members) or self.config.advertise_urls:
+                for member in members:  # etcd's clients reach the members at their gRPC URLs
+                    urls = grpc_urls(list(member.clientURLs))
+                    if member.ID == self.config.member_id and not urls:  # not published yet
+                        urls = list(self.config.advertise_urls or ())
+                    del member.clientURLs[:]
+                    member.clientURLs.extend(urls)
             return out.SerializeToString()
 
         return self.guarded(name, handle)
