@@ -67,7 +67,8 @@ class GatewayLink:
         waiting for a slot, for the connection and for the answer all count in ``timeout_s``."""
         msg_id = next(self._ids)
         try:
-            raw = await asyncio.wait_for(self._exchange(msg_id, encode(request), token), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                raw = await self._exchange(msg_id, encode(request), token)
         except TimeoutError:
             return error_response(ErrorCode.TIMEOUT)
         finally:
