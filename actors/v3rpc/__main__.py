@@ -16,7 +16,7 @@ from actors.runtime.curve import for_node
 from actors.runtime.logs import configure
 from actors.runtime.loop import EXIT_FATAL
 from actors.supervisor.flags import Table, parser, read, urls
-from actors.v3rpc.shell import DoorConfig, ListenError, serve
+from actors.v3rpc.shell import MAX_WATCH_STREAMS, DoorConfig, ListenError, serve
 
 
 def gateway_url(config: NodeConfig) -> str:
@@ -40,6 +40,8 @@ def from_node(config: NodeConfig) -> DoorConfig:
         max_request_bytes=config.max_request_bytes,
         request_timeout_s=config.request_timeout_ms / 1000,
         max_inflight=config.max_client_inflight,
+        # a stream holds a hub connection (a socket): the hubs' bound, within the door's own
+        max_watch_streams=min(config.watch_limits.get("max_streams", MAX_WATCH_STREAMS), MAX_WATCH_STREAMS),
         heartbeat_path=config.heartbeat_path("grpc"),
     )
 

@@ -8,7 +8,11 @@ The gateway link multiplexes: each call gets a ``msg_id`` and waits for the repl
 here. A reply that comes after its call gave up is dropped.
 
 A watch stream has a hub connection of its own because a hub's watch ids, progress requests
-and flow control are per connection, exactly as etcd's are per gRPC stream. Its receive queue
+and flow control are per connection, exactly as etcd's are per gRPC stream. When a stream
+ends, its connection is kept for the next one (``HubPool``) once its watchers are cancelled
+and the hub has answered a ping sent after the cancels (the hub answers in order, so nothing of
+the old stream can follow): a hub only notices a vanished connection after its idle timeout,
+and a client that opens and drops streams would otherwise fill the hub's stream bound. Its receive queue
 is small (``HUB_RCVHWM``): a gRPC client that stops reading stops this side reading, and the
 hub's own bounds then cancel that stream's watchers with a reason instead of anything growing.
 """
@@ -28,10 +32,21 @@ from actors.runtime.curve import Curve
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
-from proto_schemas.watch import WatchHubsRequest, WatchHubsResponse, WatchPing
+from proto_schemas.watch import (
+    WatchCancelRequest,
+    WatchHubsRequest,
+    WatchHubsResponse,
+    WatchPing,
+    WatchPong,
+    WatchRequest,
+    WatchResponse,
+    WatchResponses,
+)
 
 HUB_RCVHWM = 64  # frames from a hub waiting for a slow gRPC reader
 HUBS_FRESH_S = 5.0  # how long the gateway's list of hubs is used before asking again
+RELEASE_S = 2.0  # a finished stream's hub connection must be quiet within this to be reused
+POOLED = 64  # idle hub connections kept for the next streams
 
 
 class GatewayLink:
@@ -122,3 +137,58 @@ class HubLink:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+class HubPool:
+    """Hub connections of finished streams, ready for new ones."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, secured: Curve | None) -> None:
+        self.ctx = ctx
+        self.secured = secured
+        self.idle: dict[str, list[HubLink]] = {}
+        self.releasing: set[asyncio.Task[None]] = set()
+
+    def take(self, url: str, token: str) -> HubLink:
+        free = self.idle.get(url)
+        if free:
+            hub = free.pop()
+            hub.token = token
+            return hub
+        return HubLink(self.ctx, url, self.secured, token)
+
+    def give_back(self, url: str, hub: HubLink, watch_ids: set[int]) -> None:
+        """Cancel the stream's watchers, then keep the connection (in the background)."""
+        task = asyncio.ensure_future(self._release(url, hub, set(watch_ids)))
+        self.releasing.add(task)
+        task.add_done_callback(self.releasing.discard)
+
+    async def _release(self, url: str, hub: HubLink, watch_ids: set[int]) -> None:
+        try:
+            async with asyncio.timeout(RELEASE_S):
+                pongs = await self._cancel(hub, watch_ids)
+                while pongs:
+                    msg = await hub.receive()
+                    if isinstance(msg, WatchPong):
+                        pongs -= 1
+                    elif isinstance(msg, WatchResponses | WatchResponse):
+                        late = msg.responses if isinstance(msg, WatchResponses) else [msg]
+                        created = {r.watch_id for r in late if r.created and not r.canceled}
+                        if created:  # a create in flight when the stream ended
+                            pongs += await self._cancel(hub, created)
+                    else:
+                        raise TimeoutError  # an error: not worth keeping
+        except (TimeoutError, zmq.ZMQError):
+            hub.close()
+            return
+        free = self.idle.setdefault(url, [])
+        if len(free) < POOLED:
+            free.append(hub)
+        else:
+            hub.close()
+
+    @staticmethod
+    async def _cancel(hub: HubLink, watch_ids: set[int]) -> int:
+        for watch_id in watch_ids:
+            await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=watch_id)))
+        await hub.send(WatchPing())
+        return 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -29,7 +29,7 @@ import zmq.asyncio
 from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
-from actors.v3rpc.links import GatewayLink, HubLink
+from actors.v3rpc.links import GatewayLink, HubLink, HubPool
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
 from proto_schemas.cluster import grpc_urls
@@ -38,7 +38,14 @@ from proto_schemas.etcdpb import rpc_pb2
 from proto_schemas.kv import HashKVRequest
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import SnapshotRequest
-from proto_schemas.watch import WatchResponse, WatchResponses
+from proto_schemas.watch import (
+    PROGRESS_ALL,
+    WatchCancelRequest,
+    WatchCreateRequest,
+    WatchRequest,
+    WatchResponse,
+    WatchResponses,
+)
 
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
 PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
@@ -47,6 +54,7 @@ HEARTBEAT_S = 1.0
 LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per-address limit
 LOGIN_BACKOFF_S = 0.1
 LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
+MAX_WATCH_STREAMS = 1000  # each holds a hub connection: a socket and its buffers
 UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
 
 
@@ -63,7 +71,7 @@ class DoorConfig:
     max_request_bytes: int = 1536 * 1024
     request_timeout_s: float = 7.0
     max_rpcs: int = 10_000
-    max_watch_streams: int = 1000
+    max_watch_streams: int = MAX_WATCH_STREAMS
     max_inflight: int = 1000
     heartbeat_path: str = ""
 
@@ -96,6 +104,33 @@ async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
+@dataclass
+class StreamWatchers:
+    """A watch stream's own watchers, so that on a reused hub connection nothing of the former
+    stream reaches this one: the hub answers creates in order, one ``created`` each, so a
+    ``created`` with no create of ours pending, or any other answer for a watch id we never
+    created, is the former stream's."""
+
+    ids: set[int] = field(default_factory=set)
+    creating: int = 0
+
+    def ours(self, resp: WatchResponse) -> bool:
+        if resp.created:
+            if self.creating == 0:
+                return False
+            self.creating -= 1
+            if not resp.canceled:
+                self.ids.add(resp.watch_id)
+            return True
+        if resp.watch_id == PROGRESS_ALL:
+            return True
+        if resp.watch_id not in self.ids:
+            return False
+        if resp.canceled:
+            self.ids.discard(resp.watch_id)
+        return True
+
+
 class Door:
     def __init__(self, config: DoorConfig, link: GatewayLink, ctx: zmq.asyncio.Context, log: Any) -> None:
         self.config = config
@@ -104,6 +139,7 @@ class Door:
         self.log = log
         self.timeout_s = config.request_timeout_s + 1.0
         self.watch_streams = 0
+        self.hubs = HubPool(ctx, config.hub_curve)
 
     async def ask(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
         reply = await self.link.call(request, token_of(context), self.timeout_s)
@@ -204,9 +240,15 @@ class Door:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: no watch hub serves this member")
             return
         self.watch_streams += 1
-        hub = HubLink(self.ctx, url, self.config.hub_curve, token_of(context))
-        pump = asyncio.ensure_future(self._watch_requests(requests, hub))
+        # A stream the client cancels or drops ends here at once (its place and its hub
+        # connection freed), not when the handler next happens to write to it.
+        handler = asyncio.current_task()
+        context.add_done_callback(lambda _: handler.cancel() if handler is not None else None)
+        hub = self.hubs.take(url, token_of(context))
+        mine = StreamWatchers()
+        pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine))
         receive: asyncio.Future[Any] | None = None
+        reusable = True
         try:
             await hub.hello(self.config.cluster_id)
             quiet = 0.0
@@ -223,23 +265,33 @@ class Door:
                 if receive not in done:
                     quiet += PING_S
                     if quiet >= HUB_DEAD_AFTER_S:
+                        reusable = False
                         await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch hub unreachable")
                     await hub.hello(self.config.cluster_id)
                     continue
                 quiet, msg, receive = 0.0, receive.result(), None
                 if isinstance(msg, WatchResponses | WatchResponse):
                     for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
-                        await context.write(to_pb(resp, rpc_pb2.WatchResponse).SerializeToString())
+                        if mine.ours(resp):
+                            await context.write(to_pb(resp, rpc_pb2.WatchResponse).SerializeToString())
+                        elif resp.created and not resp.canceled:  # a former stream's: end it
+                            await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
                 elif isinstance(msg, ErrorResponse):
+                    reusable = False
                     await fail(context, msg)
         finally:
             self.watch_streams -= 1
             pump.cancel()
             if receive is not None:
                 receive.cancel()
-            hub.close()
+            if reusable:
+                self.hubs.give_back(url, hub, mine.ids)
+            else:
+                hub.close()
 
-    async def _watch_requests(self, requests: AsyncIterator[bytes], hub: HubLink) -> tuple[Any, str] | None:
+    async def _watch_requests(
+        self, requests: AsyncIterator[bytes], hub: HubLink, mine: StreamWatchers
+    ) -> tuple[Any, str] | None:
         """Client -> hub; the status to end the stream with, or None when the client is done."""
         async for raw in requests:
             try:
@@ -247,9 +299,12 @@ class Door:
             except (DecodeError, RuntimeWarning, ValueError) as exc:
                 return grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}"
             try:
-                await hub.send(to_cbor(msg))
+                request = to_cbor(msg)
             except Untranslatable as exc:
                 return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+            if isinstance(request.request, WatchCreateRequest):
+                mine.creating += 1
+            await hub.send(request)
         return None
 
     # -- the services ----------------------------------------------------------------------

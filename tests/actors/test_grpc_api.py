@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -24,6 +25,7 @@ from proto_schemas.etcdpb import rpc_pb2
 from tools.cluster import LocalCluster, free_port, running
 
 SERVICES = rpc_pb2.DESCRIPTOR.services_by_name
+MAX_STREAMS = 30  # the door's bound on watch streams here (from --max-watch-streams)
 ROOT = Path(__file__).resolve().parents[2]
 # python-etcd3 pins a protobuf older than etcdz's: it lives in a virtualenv of its own
 # (`make etcd3-venv`; .ci/run makes it).
@@ -33,7 +35,7 @@ ETCD3_PYTHON = os.environ.get("ETCDZ_ETCD3_PYTHON") or str(ROOT / ".venv-etcd3" 
 @pytest.fixture(scope="module")
 def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, grpc.Channel]]:
     root = str(tmp_path_factory.mktemp("grpc-bad"))
-    with running(root, 1, grpc=True) as cluster:
+    with running(root, 1, grpc=True, extra_args=["--max-watch-streams", str(MAX_STREAMS)]) as cluster:
         url = cluster.members[0].grpc_url.removeprefix("http://")
         channel = grpc.insecure_channel(url, options=[("grpc.max_send_message_length", 8 << 20)])
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -187,8 +189,8 @@ def test_watch_streams_that_vanish_or_never_read_leave_the_door_serving(
     cluster, channel = door
     create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"s/", range_end=b"s0"))
     watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
-    # 50 streams of 4 watchers each that never read a response, while 300 writes go by
-    idle = [watch(iter([create.SerializeToString()] * 4)) for _ in range(50)]
+    # 25 streams of 4 watchers each that never read a response, while 300 writes go by
+    idle = [watch(iter([create.SerializeToString()] * 4)) for _ in range(25)]
     put = raw_unary(channel, "KV", "Put")
     for i in range(300):
         put(rpc_pb2.PutRequest(key=b"s/%d" % (i % 7), value=b"x" * 1000).SerializeToString(), timeout=10)
@@ -311,3 +313,58 @@ def test_the_benchmark_drives_the_door_over_grpc(door: tuple[LocalCluster, grpc.
     s = measure(args)
     assert (s["protocol"], s["errors"], s["requests"]) == ("grpc", {}, 40), s
     assert s["requests_per_s"] > 0
+
+
+def test_watch_streams_past_the_bound_are_refused_with_resource_exhausted(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """``--max-watch-streams`` bounds the door's streams (and its hubs'); the places of ended
+    streams are free again at once (their hub connections are reused), so streams opened and
+    dropped over and over never fill it."""
+    _, channel = door
+    hold = threading.Event()
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"b/"))
+
+    def create_then_wait() -> Iterator[bytes]:
+        yield create.SerializeToString()
+        hold.wait(90)
+
+    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
+
+    def open_all() -> tuple[list[Any], grpc.RpcError | None]:
+        """Open streams until one is refused or all ``MAX_STREAMS`` are: (open ones, refusal)."""
+        streams: list[Any] = []
+        for _ in range(MAX_STREAMS + 1):
+            stream = watch(create_then_wait(), timeout=90)
+            try:
+                assert rpc_pb2.WatchResponse.FromString(next(stream)).created
+            except grpc.RpcError as exc:
+                return streams, exc
+            streams.append(stream)
+        return streams, None
+
+    streams: list[Any] = []
+    deadline = time.monotonic() + 30  # a hub frees the place of a connection the earlier tests
+    try:  # dropped (not reused) after its idle timeout
+        while True:
+            streams, refusal = open_all()
+            if len(streams) == MAX_STREAMS or time.monotonic() > deadline:
+                break
+            for stream in streams:
+                stream.cancel()
+            time.sleep(1)
+        for _ in range(3):  # the bound, three times over: each round's places are free at once
+            assert len(streams) == MAX_STREAMS and refusal is not None
+            for stream in streams:
+                stream.cancel()
+            streams, refusal = open_all()
+        assert refusal is not None
+        assert (refusal.code(), refusal.details()) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "etcdserver: too many requests",
+        )
+    finally:
+        hold.set()
+        for stream in streams:
+            stream.cancel()
+    assert serving(channel)
