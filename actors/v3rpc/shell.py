@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
 from actors.v3rpc.links import GatewayLink, HubLink, HubPool
+from actors.v3rpc.streams import StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
 from proto_schemas.cluster import grpc_urls
@@ -39,7 +40,6 @@ from proto_schemas.kv import HashKVRequest
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import SnapshotRequest
 from proto_schemas.watch import (
-    PROGRESS_ALL,
     WatchCancelRequest,
     WatchCreateRequest,
     WatchRequest,
@@ -102,33 +102,6 @@ async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
         return to_cbor(msg)
     except Untranslatable as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-
-
-@dataclass
-class StreamWatchers:
-    """A watch stream's own watchers, so that on a reused hub connection nothing of the former
-    stream reaches this one: the hub answers creates in order, one ``created`` each, so a
-    ``created`` with no create of ours pending, or any other answer for a watch id we never
-    created, is the former stream's."""
-
-    ids: set[int] = field(default_factory=set)
-    creating: int = 0
-
-    def ours(self, resp: WatchResponse) -> bool:
-        if resp.created:
-            if self.creating == 0:
-                return False
-            self.creating -= 1
-            if not resp.canceled:
-                self.ids.add(resp.watch_id)
-            return True
-        if resp.watch_id == PROGRESS_ALL:
-            return True
-        if resp.watch_id not in self.ids:
-            return False
-        if resp.canceled:
-            self.ids.discard(resp.watch_id)
-        return True
 
 
 class Door:

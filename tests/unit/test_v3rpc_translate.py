@@ -191,3 +191,22 @@ def test_message_fields_of_requests_are_all_known_to_the_translation() -> None:
             if f.type != FieldDescriptor.TYPE_MESSAGE and snake(f.name) not in names:
                 dropped.add(f"{cls.__name__}.{f.name}")
     assert dropped <= {"MemberListRequest.linearizable", "AuthUserAddRequest.options"}, dropped
+
+
+def test_a_reused_hub_connection_passes_on_only_the_streams_own_answers() -> None:
+    from actors.v3rpc.streams import StreamWatchers
+
+    header = kv.ResponseHeader(revision=5)
+    mine = StreamWatchers()
+    stale_event = watch.WatchResponse(header=header, watch_id=2, events=[])
+    assert not mine.ours(stale_event)  # a former stream's watcher
+    assert not mine.ours(watch.WatchResponse(header=header, watch_id=3, created=True))  # no create of ours
+    mine.creating = 1
+    assert mine.ours(watch.WatchResponse(header=header, watch_id=4, created=True))
+    assert mine.ours(watch.WatchResponse(header=header, watch_id=4))
+    assert mine.ours(watch.WatchResponse(header=header, watch_id=-1))  # progress of the whole stream
+    assert mine.ours(watch.WatchResponse(header=header, watch_id=4, canceled=True))
+    assert not mine.ours(watch.WatchResponse(header=header, watch_id=4))  # over
+    mine.creating = 1
+    assert mine.ours(watch.WatchResponse(header=header, watch_id=5, created=True, canceled=True))
+    assert mine.ids == set()
