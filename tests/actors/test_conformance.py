@@ -405,8 +405,8 @@ def test_cluster_and_maintenance_commands_match_etcd(grpc_pair: tuple[str, str],
 
 
 def test_snapshot_save_is_accepted_by_etcdctl(grpc_pair: tuple[str, str], tmp_path: object) -> None:
-    """The file is etcdz's format (etcdzctl snapshot restore reads it), but etcdctl's save
-    takes it: the stream ends with the checksum where etcdctl looks for one."""
+    """The file is etcdz's format (etcdzctl reads it, ``etcdz snapshot restore`` restores it),
+    but etcdctl's save takes it: the stream ends with the checksum where etcdctl looks."""
     etcd, grpc_node = grpc_pair
     outs = []
     for name, ep in (("etcd", etcd), ("etcdz", grpc_node)):
@@ -415,6 +415,8 @@ def test_snapshot_save_is_accepted_by_etcdctl(grpc_pair: tuple[str, str], tmp_pa
         outs.append((code, out.replace(path.encode(), b"PATH"), err))
     assert outs[1] == outs[0]
     assert outs[0][0] == 0
+    status = run([sys.executable, "-m", "etcdz.cli", "snapshot", "status", f"{tmp_path}/etcdz.db"], b"")
+    assert status[0] == 0, status
 
 
 def test_users_roles_and_auth_match_etcd(grpc_pair: tuple[str, str]) -> None:
