@@ -183,6 +183,41 @@ def test_mutated_requests_to_every_unary_rpc_get_a_status(door: tuple[LocalClust
     assert serving(channel)
 
 
+def mutations(rng: random.Random, good: bytes, n: int) -> Iterator[bytes]:
+    for _ in range(n):
+        data = bytearray(good)
+        if data and rng.random() < 0.5:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        else:
+            data += rng.randbytes(rng.randrange(1, 12))
+        yield bytes(data)
+
+
+def test_mutated_requests_to_the_streams_end_them_with_a_status(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """Watch and LeaseKeepAlive streams fed mutated requests, Snapshot a mutated request: each
+    stream ends with a status of its own or runs until the client's deadline (a valid watch
+    goes on), never UNKNOWN; the door still serves."""
+    _, channel = door
+    rng = random.Random(2323)
+    seeds = {
+        "Watch": rpc_pb2.WatchRequest(
+            create_request=rpc_pb2.WatchCreateRequest(key=b"m/", range_end=b"m0", prev_kv=True)
+        ).SerializeToString(),
+        "LeaseKeepAlive": rpc_pb2.LeaseKeepAliveRequest(ID=77).SerializeToString(),
+    }
+    for method, good in seeds.items():
+        service = "Watch" if method == "Watch" else "Lease"
+        for data in mutations(rng, good, 12):
+            code = call(channel, service, method, data, timeout=1.0)
+            assert code != grpc.StatusCode.UNKNOWN, f"{method} {data!r}"
+    for data in mutations(rng, b"", 5):
+        code = call(channel, "Maintenance", "Snapshot", data, timeout=10)
+        assert code != grpc.StatusCode.UNKNOWN, f"Snapshot {data!r}"
+    assert serving(channel)
+
+
 def test_watch_streams_that_vanish_or_never_read_leave_the_door_serving(
     door: tuple[LocalCluster, grpc.Channel],
 ) -> None:
