@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         node = NodeConfig.load(args.config)
         log = configure(node.name, "grpc", node.log_format, node.log_level)
         door = from_node(node)
+        if node.key_file:
+            log.warning(
+                "etcd's gRPC API is served in plaintext (no TLS yet) while the ZeroMQ endpoints are "
+                "encrypted: keep --listen-grpc-urls on loopback or a trusted network",
+                urls=door.listen_urls,
+            )
     else:
         try:
             door, log_format, log_level = standalone(argv, os.environ)
