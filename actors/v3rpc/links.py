@@ -120,6 +120,10 @@ class HubLink:
         self.sock.connect(url)
         self.token = token
         self._ids = itertools.count(1)
+        self._watch_ids = itertools.count(1)  # never reused on this connection (streams.py)
+
+    def next_watch_id(self) -> int:
+        return next(self._watch_ids)
 
     async def send(self, body: Any) -> None:
         await self.sock.send_multipart(pack(body, msg_id=next(self._ids), token=self.token))

@@ -18,6 +18,7 @@ reads stops its hub connection (see links.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,16 +31,17 @@ from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
 from actors.v3rpc.links import GatewayLink, HubLink, HubPool
-from actors.v3rpc.streams import StreamWatchers
+from actors.v3rpc.streams import DUPLICATE, StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
 from proto_schemas.cluster import grpc_urls
 from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.etcdpb import rpc_pb2
-from proto_schemas.kv import HashKVRequest
+from proto_schemas.kv import HashKVRequest, ResponseHeader
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import SnapshotRequest
 from proto_schemas.watch import (
+    DUPLICATE_WATCH_ID,
     WatchCancelRequest,
     WatchCreateRequest,
     WatchRequest,
@@ -219,34 +221,47 @@ class Door:
         context.add_done_callback(lambda _: handler.cancel() if handler is not None else None)
         hub = self.hubs.take(url, token_of(context))
         mine = StreamWatchers()
-        pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine))
+        refusals: asyncio.Queue[WatchResponse] = asyncio.Queue(maxsize=16)  # the door's own answers
+        pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine, refusals))
         receive: asyncio.Future[Any] | None = None
+        refused: asyncio.Future[WatchResponse] | None = None
         reusable = True
         try:
             await hub.hello(self.config.cluster_id)
             quiet = 0.0
             while True:
                 receive = receive or asyncio.ensure_future(hub.receive())
-                waited = {receive, pump} if not pump.done() else {receive}
+                refused = refused or asyncio.ensure_future(refusals.get())
+                waited = {receive, refused, pump} if not pump.done() else {receive, refused}
                 done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
+                if refused in done:
+                    await context.write(to_pb(refused.result(), rpc_pb2.WatchResponse).SerializeToString())
+                    refused = None
                 if pump in done:
                     problem = pump.result()
                     if problem is not None:
                         await context.abort(*problem)
                     # else the client closed its side: as etcd's, the stream goes on sending
                     # until the client cancels it
-                if receive not in done:
+                if not done:
                     quiet += PING_S
                     if quiet >= HUB_DEAD_AFTER_S:
                         reusable = False
                         await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch hub unreachable")
                     await hub.hello(self.config.cluster_id)
                     continue
+                if receive not in done:
+                    continue
                 quiet, msg, receive = 0.0, receive.result(), None
                 if isinstance(msg, WatchResponses | WatchResponse):
                     for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
-                        if mine.ours(resp):
-                            await context.write(to_pb(resp, rpc_pb2.WatchResponse).SerializeToString())
+                        watch_id = mine.answer(resp)
+                        if watch_id is not None:
+                            out = to_pb(resp, rpc_pb2.WatchResponse)
+                            out.watch_id = watch_id
+                            await context.write(out.SerializeToString())
+                            for due in mine.answered(resp.watch_id) if resp.created else []:
+                                await context.write(to_pb(due, rpc_pb2.WatchResponse).SerializeToString())
                         elif resp.created and not resp.canceled:  # a former stream's: end it
                             await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
                 elif isinstance(msg, ErrorResponse):
@@ -255,17 +270,24 @@ class Door:
         finally:
             self.watch_streams -= 1
             pump.cancel()
-            if receive is not None:
-                receive.cancel()
+            for waiting in (receive, refused):
+                if waiting is not None:
+                    waiting.cancel()
             if reusable:
-                self.hubs.give_back(url, hub, mine.ids)
+                self.hubs.give_back(url, hub, mine.hub_ids())
             else:
                 hub.close()
 
     async def _watch_requests(
-        self, requests: AsyncIterator[bytes], hub: HubLink, mine: StreamWatchers
+        self,
+        requests: AsyncIterator[bytes],
+        hub: HubLink,
+        mine: StreamWatchers,
+        refusals: asyncio.Queue[WatchResponse],
     ) -> tuple[Any, str] | None:
-        """Client -> hub; the status to end the stream with, or None when the client is done."""
+        """Client -> hub, watch ids turned into the hub's; the status to end the stream with, or
+        None when the client is done. A create for an id the stream holds is refused here, as
+        etcd refuses it (created and canceled at once, watch id -1)."""
         async for raw in requests:
             try:
                 msg = rpc_pb2.WatchRequest.FromString(raw)
@@ -275,8 +297,28 @@ class Door:
                 request = to_cbor(msg)
             except Untranslatable as exc:
                 return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-            if isinstance(request.request, WatchCreateRequest):
-                mine.creating += 1
+            inner = request.request
+            if isinstance(inner, WatchCreateRequest):
+                hub_id = mine.create(inner.watch_id, hub.next_watch_id)
+                if hub_id is None:
+                    refusal = WatchResponse(
+                        header=ResponseHeader(
+                            cluster_id=self.config.cluster_id, member_id=self.config.member_id
+                        ),
+                        watch_id=DUPLICATE,
+                        created=True,
+                        canceled=True,
+                        cancel_reason=DUPLICATE_WATCH_ID,
+                    )
+                    for now in mine.refuse(refusal):
+                        await refusals.put(now)
+                    continue
+                request = WatchRequest(request=dataclasses.replace(inner, watch_id=hub_id))
+            elif isinstance(inner, WatchCancelRequest):
+                hub_id = mine.cancel(inner.watch_id)
+                if hub_id is None:
+                    continue  # no such watcher: nothing happens, as in etcd
+                request = WatchRequest(request=WatchCancelRequest(watch_id=hub_id))
             await hub.send(request)
         return None
 

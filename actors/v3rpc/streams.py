@@ -1,38 +1,78 @@
-"""Which of a hub connection's answers belong to the gRPC watch stream using it.
+"""A gRPC watch stream's watch ids, as etcd numbers them, over a hub connection's own.
 
-A finished stream's hub connection serves the next stream (links.HubPool), and a hub may still
-send answers of the former stream after it was handed on. Pure: fed the answers, says yes or no.
+etcd numbers a stream's watchers from 0 (``watch_id`` 0 in a create asks for the next free
+one; another asks for that id, refused if taken). A hub numbers from 1 and its connection may
+have served a former stream (links.HubPool), so the door asks the hub for ids of its own
+choosing, never reused on that connection (``next_hub_id``), and maps them both ways. An
+answer whose hub id this stream does not hold is the former stream's, and is dropped. A create
+the door refuses itself (a duplicate id) is answered in its turn, after the answers to the
+creates sent before it, as etcd answers creates in order. Pure.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from proto_schemas.watch import PROGRESS_ALL, WatchResponse
+from proto_schemas.watch import AUTO_WATCH_ID, PROGRESS_ALL, WatchResponse
+
+DUPLICATE = -1  # the watch id etcd's refusal of a duplicate id carries
 
 
 @dataclass
 class StreamWatchers:
-    """A watch stream's own watchers, so that on a reused hub connection nothing of the former
-    stream reaches this one: the hub answers creates in order, one ``created`` each, so a
-    ``created`` with no create of ours pending, or any other answer for a watch id we never
-    created, is the former stream's."""
+    to_hub: dict[int, int] = field(default_factory=dict)  # client id -> hub id (created or asked)
+    to_client: dict[int, int] = field(default_factory=dict)
+    next_id: int = 0  # etcd's next automatic id
+    order: deque[int | WatchResponse] = field(default_factory=deque)  # creates not answered yet
 
-    ids: set[int] = field(default_factory=set)
-    creating: int = 0
+    def create(self, watch_id: int, next_hub_id: Callable[[], int]) -> int | None:
+        """The hub id to create the watcher under; None for an id the stream already holds."""
+        if watch_id == AUTO_WATCH_ID:
+            while self.next_id in self.to_hub:
+                self.next_id += 1
+            watch_id, self.next_id = self.next_id, self.next_id + 1
+        elif watch_id in self.to_hub:
+            return None
+        hub_id = next_hub_id()
+        self.to_hub[watch_id], self.to_client[hub_id] = hub_id, watch_id
+        self.order.append(hub_id)
+        return hub_id
 
-    def ours(self, resp: WatchResponse) -> bool:
-        if resp.created:
-            if self.creating == 0:
-                return False
-            self.creating -= 1
-            if not resp.canceled:
-                self.ids.add(resp.watch_id)
-            return True
-        if resp.watch_id == PROGRESS_ALL:
-            return True
-        if resp.watch_id not in self.ids:
-            return False
+    def refuse(self, refusal: WatchResponse) -> list[WatchResponse]:
+        """The door's own answer to a create: now if no create is waiting, else in its turn."""
+        if not self.order:
+            return [refusal]
+        self.order.append(refusal)
+        return []
+
+    def answered(self, hub_id: int) -> list[WatchResponse]:
+        """A create was answered (``created``): the refusals whose turn has come."""
+        if hub_id in self.order:
+            self.order.remove(hub_id)
+        due = []
+        while self.order and isinstance(self.order[0], WatchResponse):
+            refusal = self.order.popleft()
+            assert isinstance(refusal, WatchResponse)
+            due.append(refusal)
+        return due
+
+    def cancel(self, watch_id: int) -> int | None:
+        """The hub id to cancel (None: no such watcher, nothing to do, as etcd)."""
+        return self.to_hub.get(watch_id)
+
+    def answer(self, resp: WatchResponse) -> int | None:
+        """The client's id for this answer of the hub, or None when it is not this stream's."""
+        if resp.watch_id == PROGRESS_ALL and not resp.created:
+            return PROGRESS_ALL
+        watch_id = self.to_client.get(resp.watch_id)
+        if watch_id is None:
+            return None
         if resp.canceled:
-            self.ids.discard(resp.watch_id)
-        return True
+            del self.to_client[resp.watch_id]
+            del self.to_hub[watch_id]
+        return watch_id
+
+    def hub_ids(self) -> set[int]:
+        return set(self.to_client)

@@ -426,3 +426,57 @@ def test_users_roles_and_auth_match_etcd(grpc_pair: tuple[str, str]) -> None:
         want, got = both(etcd, grpc_node, args, stdin)
         masked = [(c, re.sub(rb'"revision":\d+', b'"revision":0', mask(o)), e) for c, o, e in (want, got)]
         assert masked[1] == masked[0], f"etcdctl {' '.join(args)}"
+
+
+def test_watch_ids_and_refusals_are_etcds_on_the_wire(grpc_pair: tuple[str, str]) -> None:
+    """Raw Watch streams: automatic ids from 0, an explicit id, a duplicate refused, a cancel,
+    a cancel of an unknown id (nothing), progress: the same answers from both. (A progress
+    request sent while a create is still being answered may be answered first by a hub, after
+    it by etcd: the progress request here follows answered creates.)"""
+    import threading
+
+    import grpc
+
+    from proto_schemas.etcdpb import rpc_pb2
+
+    def create(watch_id: int = 0) -> bytes:
+        return rpc_pb2.WatchRequest(
+            create_request=rpc_pb2.WatchCreateRequest(key=b"ids", watch_id=watch_id)
+        ).SerializeToString()
+
+    requests = [
+        create(),
+        create(),
+        create(7),
+        create(7),
+        rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=0)).SerializeToString(),
+        rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=99)).SerializeToString(),
+        rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()).SerializeToString(),
+        create(),
+    ]
+    answers = {}
+    hold, answered = threading.Event(), threading.Event()
+
+    def feed() -> Iterator[bytes]:
+        yield from requests[:6]
+        answered.wait(30)  # the progress request follows the answers to the creates before it
+        yield from requests[6:]
+        hold.wait(30)
+
+    for url in grpc_pair:
+        hold.clear()
+        answered.clear()
+
+        with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+            stream = channel.stream_stream("/etcdserverpb.Watch/Watch")(feed(), timeout=30)
+            got = []
+            for _ in range(7):  # 5 creates, 1 cancel, 1 progress (the unknown cancel: nothing)
+                r = rpc_pb2.WatchResponse.FromString(next(stream))
+                got.append((r.watch_id, r.created, r.canceled, r.cancel_reason))
+                if len(got) == 5:
+                    answered.set()
+            stream.cancel()
+            hold.set()
+        answers[url] = got
+    etcd, door = grpc_pair
+    assert answers[door] == answers[etcd], (answers[door], answers[etcd])

@@ -193,20 +193,27 @@ def test_message_fields_of_requests_are_all_known_to_the_translation() -> None:
     assert dropped <= {"MemberListRequest.linearizable", "AuthUserAddRequest.options"}, dropped
 
 
-def test_a_reused_hub_connection_passes_on_only_the_streams_own_answers() -> None:
-    from actors.v3rpc.streams import StreamWatchers
+def test_watch_ids_are_etcds_over_the_hubs_own() -> None:
+    import itertools
+
+    from actors.v3rpc.streams import PROGRESS_ALL, StreamWatchers
 
     header = kv.ResponseHeader(revision=5)
+    hub_ids = itertools.count(40)  # a reused hub connection: its ids go on from the former stream's
     mine = StreamWatchers()
-    stale_event = watch.WatchResponse(header=header, watch_id=2, events=[])
-    assert not mine.ours(stale_event)  # a former stream's watcher
-    assert not mine.ours(watch.WatchResponse(header=header, watch_id=3, created=True))  # no create of ours
-    mine.creating = 1
-    assert mine.ours(watch.WatchResponse(header=header, watch_id=4, created=True))
-    assert mine.ours(watch.WatchResponse(header=header, watch_id=4))
-    assert mine.ours(watch.WatchResponse(header=header, watch_id=-1))  # progress of the whole stream
-    assert mine.ours(watch.WatchResponse(header=header, watch_id=4, canceled=True))
-    assert not mine.ours(watch.WatchResponse(header=header, watch_id=4))  # over
-    mine.creating = 1
-    assert mine.ours(watch.WatchResponse(header=header, watch_id=5, created=True, canceled=True))
-    assert mine.ids == set()
+    assert [mine.create(0, hub_ids.__next__), mine.create(7, hub_ids.__next__)] == [40, 41]
+    assert mine.create(7, hub_ids.__next__) is None  # taken: etcd refuses it
+    assert mine.create(0, hub_ids.__next__) == 42  # the next automatic id: 1
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=40, created=True)) == 0
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=41, created=True)) == 7
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=42, created=True)) == 1
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=PROGRESS_ALL)) == PROGRESS_ALL
+    assert (
+        mine.answer(watch.WatchResponse(header=header, watch_id=3, canceled=True)) is None
+    )  # a former stream's
+    assert mine.cancel(7) == 41 and mine.cancel(9) is None
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=41, canceled=True)) == 7
+    assert mine.answer(watch.WatchResponse(header=header, watch_id=41)) is None  # over
+    assert mine.hub_ids() == {40, 42}
+    assert mine.create(0, hub_ids.__next__) == 43  # 2: ids 0 and 1 are taken, 7 is free again
+    assert mine.to_client[43] == 2
