@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MEMBERS ?= 3
 WATCH_HUBS ?= 2
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean proto etcd3-venv
 
 install: $(VENV)/.installed
 
@@ -24,5 +24,17 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check actors proto_schemas etcdz tools tests
 
+# python-etcd3 (an etcd client from the package index) for tests/actors/test_grpc_api.py; it pins
+# an old protobuf, so it has a virtualenv of its own.
+etcd3-venv: .venv-etcd3/.installed
+
+.venv-etcd3/.installed:
+	$(PYTHON) -m venv .venv-etcd3
+	.venv-etcd3/bin/python -m pip install -q 'etcd3==0.12.0' 'protobuf>=3.20,<3.21'
+	touch $@
+
+proto: install
+	$(PY) -m tools.gen_proto
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-etcd3 build *.egg-info

@@ -156,6 +156,9 @@ def run_move_leader(
 
 
 def cluster_endpoints(client: Client) -> list[str]:
-    """Every member's client URLs (``--cluster``), as the member list advertises them."""
+    """Every member's client URLs (``--cluster``), as the member list advertises them (the
+    ZeroMQ ones: a member serving etcd's gRPC API lists its gRPC URLs too)."""
+    from proto_schemas.cluster import zmq_urls
+
     resp: MemberListResponse = client.member_list()
-    return [url for m in resp.members for url in m.client_urls]
+    return [url for m in resp.members for url in zmq_urls(m.client_urls)]

@@ -2,11 +2,13 @@
 it and ``snapshot status`` reads it.
 
 Layout: the line ``etcdz-snapshot 1``, then a CBOR sequence — a ``SnapshotFileHeader`` and
-one array of records (key, value, key, value, ...) per piece the member sent — and last the
-32-byte SHA-256 of everything before it. The file is written beside its target and renamed
-into place once complete and fsynced, so a file with the target's name is always whole; the
-checksum catches a copy damaged later. It holds every key and the users' password hashes, so
-it is created 0600 (as etcd's), whatever the umask, and never through a file already there.
+one array of records (key, value, key, value, ...) per piece the member sent, then empty
+arrays up to a multiple of 512 bytes — and last the 32-byte SHA-256 of everything before it
+(the size etcd's clients check for, so ``etcdctl snapshot save`` takes the file too). The
+file is written beside its target and renamed into place once complete and fsynced, so a
+file with the target's name is always whole; the checksum catches a copy damaged later. It
+holds every key and the users' password hashes, so it is created 0600 (as etcd's), whatever
+the umask, and never through a file already there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 MAGIC = b"etcdz-snapshot 1\n"
 DIGEST = 32
+SECTOR = 512  # etcd's snapshot size rule: a multiple of this, plus the checksum
 
 
 class SnapshotFileError(EtcdzError):
@@ -45,40 +48,64 @@ class SnapshotStatus:
     header: SnapshotFileHeader
 
 
-def save(client: Client, path: str) -> SnapshotStatus:
-    """Stream a copy from the member ``client`` talks to into ``path`` (atomically)."""
-    part = path + ".part"
-    digest = hashlib.sha256()
-    crc, keys = 0, 0
-    with _private(part) as f:
+class FileBuilder:
+    """The bytes of a snapshot file, piece by piece as the member sends them (no I/O: ``save``
+    writes them to a file, the gRPC door streams them to etcd's ``Snapshot`` clients)."""
 
-        def write(data: bytes) -> None:
-            digest.update(data)
-            f.write(data)
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self.crc = 0
+        self.keys = 0
+        self.header = SnapshotFileHeader()
 
-        write(MAGIC)
-        resp: SnapshotResponse = client.call(SnapshotRequest())
-        header = SnapshotFileHeader(
+    def _take(self, data: bytes) -> bytes:
+        self._digest.update(data)
+        self._size += len(data)
+        return data
+
+    def first(self, resp: SnapshotResponse) -> bytes:
+        """The magic line, the header and the first piece."""
+        self.header = SnapshotFileHeader(
             revision=resp.revision,
             compact_revision=resp.compact_revision,
             consistent_index=resp.consistent_index,
             cluster_id=resp.header.cluster_id,
             member_id=resp.header.member_id,
         )
-        write(encode(header))
-        while True:
-            write(cbor2.dumps(resp.pairs))
-            crc = _crc(crc, resp.pairs)
-            keys += len(resp.pairs) // 2
-            if resp.done:
-                break
+        return self._take(MAGIC) + self._take(encode(self.header)) + self.piece(resp)
+
+    def piece(self, resp: SnapshotResponse) -> bytes:
+        self.crc = _crc(self.crc, resp.pairs)
+        self.keys += len(resp.pairs) // 2
+        return self._take(cbor2.dumps(resp.pairs))
+
+    def end(self) -> bytes:
+        """Padding, then the checksum that closes the file. etcd's clients take a snapshot
+        whose size is not 32 bytes past a 512-byte boundary for one without its checksum, so
+        the file is padded to such a size with empty pieces (``0x80``, an empty CBOR array:
+        no records, read and skipped as any piece)."""
+        pad = b"\x80" * (-self._size % SECTOR)
+        return self._take(pad) + self._digest.digest()
+
+
+def save(client: Client, path: str) -> SnapshotStatus:
+    """Stream a copy from the member ``client`` talks to into ``path`` (atomically)."""
+    part = path + ".part"
+    builder = FileBuilder()
+    with _private(part) as f:
+        resp: SnapshotResponse = client.call(SnapshotRequest())
+        f.write(builder.first(resp))
+        while not resp.done:
             resp = client.call(SnapshotRequest(snap_id=resp.snap_id, seq=resp.seq + 1))
-        f.write(digest.digest())
+            f.write(builder.piece(resp))
+        f.write(builder.end())
         f.flush()
         os.fsync(f.fileno())
     os.replace(part, path)
     _fsync_dir(path)
-    return SnapshotStatus(crc, header.revision, keys, os.path.getsize(path), header)
+    size = os.path.getsize(path)
+    return SnapshotStatus(builder.crc, builder.header.revision, builder.keys, size, builder.header)
 
 
 def status(path: str) -> SnapshotStatus:

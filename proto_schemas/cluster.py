@@ -113,6 +113,17 @@ CLUSTER_CHANGES = (
     MoveLeaderRequest,
 )
 CLUSTER_REQUESTS = (MemberListRequest, *CLUSTER_CHANGES)
+# A member's client URLs hold its ZeroMQ endpoints (tcp://, ipc://) and, when it serves etcd's
+# gRPC API, its gRPC ones (http://): each kind of client takes its own.
+GRPC_SCHEMES = ("http://", "https://")
+
+
+def zmq_urls(urls: list[str]) -> list[str]:
+    return [u for u in urls if not u.startswith(GRPC_SCHEMES)]
+
+
+def grpc_urls(urls: list[str]) -> list[str]:
+    return [u for u in urls if u.startswith(GRPC_SCHEMES)]
 
 # -- inside a node and between raft cores -----------------------------------------------------
 

@@ -5,6 +5,7 @@
     python -m tools.bench txn-put --txn-ops 4 --clients 16 --total 10000
     python -m tools.bench lease-keepalive --clients 16 --conns 4 --seconds 10
     python -m tools.bench put --target etcd --endpoints http://127.0.0.1:2379 (a real etcd)
+    python -m tools.bench put --protocol grpc --endpoints http://127.0.0.1:2384 (etcd's gRPC API)
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
     python -m tools.bench recovery --rounds 3 (see tools.bench_recovery)
     python -m tools.bench memory --keys 1000000 (see tools.bench_memory)
@@ -17,6 +18,8 @@ connection ``i % conns``. A connection is an SDK ``Client`` (``--target etcdz``)
 real etcd with a client of the same cost, a keep-alive HTTP connection to etcd's JSON gateway
 (``--target etcd``, see ``tools.etcd_http``). Both sit behind the same methods (``put``, ``get``,
 ``txn_put``, ``lease_grant``, ``lease_keep_alive_once``), so a load does not know which it drives.
+``--protocol grpc`` makes every connection a gRPC channel speaking etcd's v3 API instead
+(``tools.grpc_conn``): to an etcdz member's gRPC door or to a real etcd, the same client for both.
 
 The summary is etcd's (see ``tools.bench_report``); ``-o json`` prints it for machines. A
 progress bar is drawn on stderr when stderr is a terminal or ``--progress`` is given.
@@ -90,9 +93,13 @@ class EtcdzConn:
         self.client.close()
 
 
-def open_conns(target: str, endpoints: list[str], n: int) -> list[Conn]:
+def open_conns(target: str, endpoints: list[str], n: int, protocol: str = "zmq") -> list[Conn]:
     """``n`` connections spread over ``endpoints``, as etcd's benchmark spreads its clients."""
     conns: list[Conn] = []
+    if protocol == "grpc":
+        from tools.grpc_conn import GrpcConn
+
+        return [GrpcConn(endpoints[j % len(endpoints)]) for j in range(n)]
     for j in range(n):
         if target == "etcd":
             conns.append(EtcdHTTPClient(endpoints[j % len(endpoints)]))
@@ -236,6 +243,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="etcdz",
         help="etcdz through the SDK, or a real etcd (3.4) through its JSON gateway",
     )
+    p.add_argument(
+        "--protocol",
+        choices=["zmq", "grpc"],
+        default="zmq",
+        help="zmq: etcdz's SDK (or etcd's JSON gateway for --target etcd); grpc: etcd's gRPC API",
+    )
     p.add_argument("--endpoints", help="default tcp://127.0.0.1:2379 (etcdz), http://127.0.0.1:2379 (etcd)")
     p.add_argument("--clients", type=int, default=16, help="closed-loop clients (threads)")
     p.add_argument(
@@ -282,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run one load as ``args`` (from ``parse_args``) says and return its summary."""
-    conns = open_conns(args.target, args.endpoints, args.conns)
+    conns = open_conns(args.target, args.endpoints, args.conns, args.protocol)
     try:
         make_op = load_for(args, conns[0])
         progress = args.progress or sys.stderr.isatty()
@@ -294,6 +307,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     s.update(
         command=args.command,
         target=args.target,
+        protocol=args.protocol,
         clients=args.clients,
         conns=args.conns,
         val_size=args.val_size,

@@ -126,6 +126,11 @@ class Member(Service):
         return self._first("ETCDZ_LISTEN_METRICS_URLS")
 
     @property
+    def grpc_url(self) -> str:
+        """Where etcdctl and etcd's client libraries reach this member ("" without the door)."""
+        return self._first("ETCDZ_ADVERTISE_GRPC_URLS")
+
+    @property
     def member_id(self) -> int:
         """The id the member runs with (as its WAL records it; ``member add`` chose it for a
         member that joined later)."""
@@ -172,6 +177,7 @@ class LocalCluster:
         watch_hubs: int = 0,
         member_hubs: int = 1,
         metrics: bool = False,
+        grpc: bool = False,
         doc: dict[str, Any] | None = None,
         base_port: int | None = None,
         extra_args: list[str] | None = None,
@@ -186,7 +192,9 @@ class LocalCluster:
         self.base_port = base_port
         logs = ["--log-format", log_format]
         self.extra_args = [*logs, *(extra_args or [])]  # for members
-        self.doc = doc or topology.compose(members, watch_hubs, member_hubs=member_hubs, metrics=metrics)
+        self.doc = doc or topology.compose(
+            members, watch_hubs, member_hubs=member_hubs, metrics=metrics, grpc=grpc
+        )
         self._ports: dict[tuple[str, int], int] = {}
         self._order = [instance for instance, _ in topology.instances(self.doc)]
         self.members: list[Member] = []
@@ -226,6 +234,7 @@ class LocalCluster:
             topology.initial_cluster([*(m.name for m in self.members), name]),
             hubs=int(self.members[0].env["ETCDZ_WATCH_HUBS"]),
             metrics=bool(self.members[0].metrics_url),
+            grpc=bool(self.members[0].grpc_url),
             state="existing",
         )
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
@@ -440,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         watch_hubs=args.watch_hubs,
         member_hubs=0 if args.watch_hubs else 1,
         metrics=True,
+        grpc=True,
         base_port=args.base_port,
         log_format=args.log_format,
     )
@@ -452,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             f"endpoints: {','.join(cluster.endpoints)}\n"
             f"watch hubs: {','.join(cluster.watch_urls)}\n"
             f"metrics: {','.join(m.metrics_url + '/metrics' for m in cluster.members)}\n"
+            f"gRPC (etcdctl, etcd clients): {','.join(m.grpc_url for m in cluster.members)}\n"
             f"try: .venv/bin/etcdzctl --endpoints {cluster.endpoints[0]} put greeting hello\n"
         )
         sys.stdout.flush()

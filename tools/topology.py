@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-CLIENT, PEER, WATCH, EVENTS, METRICS = 2379, 2380, 2381, 2382, 2383
+CLIENT, PEER, WATCH, EVENTS, METRICS, GRPC = 2379, 2380, 2381, 2382, 2383, 2384
 DATA_DIR = "/var/lib/etcdz/data"  # inside the volume, so that a restore can create it afresh
 VOLUME = "/var/lib/etcdz"
 TOKEN = "etcd-cluster"
@@ -27,6 +27,7 @@ IMAGE = "etcdz:latest"
 BUILD = {"context": "..", "dockerfile": "deploy/Dockerfile"}  # every service: nothing to pull
 HUB = "watch-hub"
 PUBLISHED_CLIENT = [2379, 22379, 32379]  # host ports of the members' client URLs (etcd's habit)
+PUBLISHED_GRPC = [2384, 22384, 32384]  # host ports of the members' gRPC URLs (etcd's API)
 PUBLISHED_HUBS = (2381, 2389)  # host port range the hub replicas are published on
 
 
@@ -44,6 +45,7 @@ def member(
     *,
     hubs: int = 0,
     metrics: bool = True,
+    grpc: bool = True,
     state: str = "new",
 ) -> dict[str, Any]:
     """One member's service: its own volume, etcd-style flags as ``ETCDZ_*`` variables."""
@@ -69,6 +71,9 @@ def member(
         env["ETCDZ_ADVERTISE_WATCH_URLS"] = f"tcp://{name}:{WATCH}"
     if metrics:
         env["ETCDZ_LISTEN_METRICS_URLS"] = f"http://0.0.0.0:{METRICS}"
+    if grpc:
+        env["ETCDZ_LISTEN_GRPC_URLS"] = f"http://0.0.0.0:{GRPC}"
+        env["ETCDZ_ADVERTISE_GRPC_URLS"] = f"http://{name}:{GRPC}"
     return {
         "image": IMAGE,
         "build": dict(BUILD),
@@ -97,16 +102,20 @@ def hub(names: list[str], replicas: int) -> dict[str, Any]:
     }
 
 
-def compose(members: int = 3, hubs: int = 2, *, member_hubs: int = 0, metrics: bool = True) -> dict[str, Any]:
+def compose(
+    members: int = 3, hubs: int = 2, *, member_hubs: int = 0, metrics: bool = True, grpc: bool = True
+) -> dict[str, Any]:
     """The deployment: ``members`` members (each running ``member_hubs`` hubs of its own) and a
     hub service of ``hubs`` replicas (none when 0)."""
     names = [member_name(i) for i in range(members)]
     cluster = initial_cluster(names)
     services: dict[str, Any] = {}
     for i, name in enumerate(names):
-        services[name] = member(name, cluster, hubs=member_hubs, metrics=metrics)
+        services[name] = member(name, cluster, hubs=member_hubs, metrics=metrics, grpc=grpc)
         if i < len(PUBLISHED_CLIENT):
             services[name]["ports"] = [f"{PUBLISHED_CLIENT[i]}:{CLIENT}"]
+            if grpc:
+                services[name]["ports"].append(f"{PUBLISHED_GRPC[i]}:{GRPC}")
     if hubs:
         services[HUB] = hub(names, hubs)
     return {"name": "etcdz", "services": services, "volumes": {name: {} for name in names}}

@@ -56,6 +56,7 @@ from proto_schemas.cluster import (
     SnapshotInstalled,
     SnapshotPiece,
     SnapshotSaved,
+    zmq_urls,
 )
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode
@@ -379,12 +380,17 @@ class RaftShell:
 
     def _publish(self, node: RawNode) -> None:
         """Record our name and client URLs in the member table (etcd's publish), once there is
-        a leader to take the proposal; retried every tick until the table shows them."""
+        a leader to take the proposal; retried every tick until the table shows them. The
+        gRPC URLs are client URLs too (http://): etcd's clients find the members by them, while
+        etcdz's own clients use only the ZeroMQ ones (``zmq_urls``)."""
         if node.status.leader == 0 or self.config.member_id not in self.table.members:
             return
         nonce = self.fresh_nonce or 1
         cc = self.table.plan_publish(
-            self.config.member_id, self.config.name, self.config.advertise_client_urls, nonce
+            self.config.member_id,
+            self.config.name,
+            [*self.config.advertise_client_urls, *self.config.advertise_grpc_urls],
+            nonce,
         )
         if cc is None or not self.calls.may_publish(time.monotonic()):
             return
@@ -577,7 +583,7 @@ class RaftShell:
             commit=st.commit,
             applied=self.applied,
             is_learner=self.config.member_id in st.learners,
-            leader_client_urls=list(leader.client_urls) if leader is not None else [],
+            leader_client_urls=zmq_urls(leader.client_urls) if leader is not None else [],
         )
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got

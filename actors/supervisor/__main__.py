@@ -1,5 +1,6 @@
 """``etcdz``: run one member (``etcdz --help`` lists etcd's flags), ``etcdz watch-hub ...``:
-one more watch hub for a cluster, on any host, ``etcdz snapshot restore FILE ...``: a member's
+one more watch hub for a cluster, on any host, ``etcdz grpc-gateway ...``: etcd's gRPC API in
+front of a cluster, on any host, ``etcdz snapshot restore FILE ...``: a member's
 data dir from a snapshot, offline (etcdutl's command), or ``etcdz keygen DIR NAME...``: CurveZMQ
 certificates (``NAME.key`` public, ``NAME.key_secret`` private, 0600) for ``--key-file``,
 ``--peer-key-file``, trusted-keys directories and clients."""
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from actors.watch.__main__ import main as watch_hub
 
         return watch_hub(argv[1:])
+    if argv[:1] == ["grpc-gateway"]:
+        from actors.v3rpc.__main__ import main as grpc_gateway
+
+        return grpc_gateway(argv[1:])
     if argv[:2] == ["snapshot", "restore"]:
         from actors.supervisor.snapshot_cmd import main as restore
 

@@ -75,6 +75,13 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
         "",
         "http://host:port URLs to serve /metrics and /health on (off by default)",
     ),
+    "listen-grpc-urls": (
+        str,
+        "",
+        "http://host:port URLs to serve etcd's v3 gRPC API on, for etcdctl and etcd's client "
+        "libraries (off by default; a port of 0 is a free port)",
+    ),
+    "advertise-grpc-urls": (str, "", "gRPC URLs of this member told to clients (default: the listen URLs)"),
     "watch-hubs": (int, 1, "watch hubs to start with this member (0: none)"),
     "experimental-allow-unauthenticated-hubs": (
         boolean,
@@ -222,12 +229,12 @@ def ephemeral(client_url: str) -> str:
     return f"{client_url.rpartition(':')[0]}:0"
 
 
-def _http_urls(value: str) -> list[str]:
+def _http_urls(value: str, flag: str = "--listen-metrics-urls") -> list[str]:
     found = _comma_list(value)
     for url in found:
         host, _, port = url.removeprefix("http://").rpartition(":")
         if not url.startswith("http://") or not host or not port.isdigit():
-            raise ValueError(f"--listen-metrics-urls must be http://host:port, got {url!r}")
+            raise ValueError(f"{flag} must be http://host:port, got {url!r}")
     return found
 
 
@@ -406,6 +413,9 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         max_client_inflight_bytes=in_flight_bytes,
         allow_unauthenticated_hubs=open_hubs,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
+        listen_grpc_urls=_http_urls(str(values["listen-grpc-urls"]), "--listen-grpc-urls"),
+        advertise_grpc_urls=_http_urls(str(values["advertise-grpc-urls"]), "--advertise-grpc-urls")
+        or _http_urls(str(values["listen-grpc-urls"]), "--listen-grpc-urls"),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])
         ),

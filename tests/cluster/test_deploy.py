@@ -62,7 +62,7 @@ def test_members_use_only_flags_etcdz_accepts_and_agree_with_each_other() -> Non
             assert urls == configs[other].initial_advertise_peer_urls
         assert config.cluster_id == next(iter(configs.values())).cluster_id
     published = [p.split(":")[0] for s in members.values() for p in s.get("ports", [])]
-    assert len(published) == len(set(published)) == 3
+    assert len(published) == len(set(published)) == 6  # client and gRPC ports of each member
 
 
 def test_the_hub_service_uses_only_hub_flags_and_names_every_member() -> None:

@@ -1,0 +1,413 @@
+"""The gRPC door's server: etcd's v3 services (grpcio's asyncio server) in front of the member.
+
+Every unary call is decoded here (bytes in, so that undecodable protobuf gets grpc-go's own
+``Internal`` status instead of an exception), translated (translate.py), sent to the member's
+gateway on its client endpoint (as any client: auth is checked there), and the answer
+translated back; an etcdz error becomes the gRPC status etcd gives for it. Watch streams go
+to a watch hub, one hub connection per stream (links.py); LeaseKeepAlive streams are
+keepalive calls one after another; Snapshot streams the pieces of the member's copy as an
+etcdz snapshot file.
+
+Bounds, so that no client makes the process grow: at most ``max_rpcs`` calls and streams at
+once (grpcio answers ``RESOURCE_EXHAUSTED`` beyond), at most ``max_watch_streams`` watch
+streams (each holds a hub connection), ``max_inflight`` calls at the gateway, a receive limit
+of the request limit plus etcd's 512 KiB of gRPC overhead; a watch stream's client that never
+reads stops its hub connection (see links.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+import zmq.asyncio
+from google.protobuf.message import DecodeError, Message
+
+from actors.runtime.curve import Curve
+from actors.v3rpc.links import GatewayLink, HubLink, HubPool
+from actors.v3rpc.streams import DUPLICATE, StreamWatchers
+from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
+from etcdz.snapshot import FileBuilder
+from proto_schemas.cluster import grpc_urls
+from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.etcdpb import rpc_pb2
+from proto_schemas.kv import HashKVRequest, ResponseHeader
+from proto_schemas.lease import LeaseKeepAliveRequest
+from proto_schemas.maintenance import SnapshotRequest
+from proto_schemas.watch import (
+    DUPLICATE_WATCH_ID,
+    WatchCancelRequest,
+    WatchCreateRequest,
+    WatchRequest,
+    WatchResponse,
+    WatchResponses,
+)
+
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
+PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
+HUB_DEAD_AFTER_S = 10.0
+HEARTBEAT_S = 1.0
+LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per-address limit
+LOGIN_BACKOFF_S = 0.1
+LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
+MAX_WATCH_STREAMS = 1000  # each holds a hub connection: a socket and its buffers
+UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    name: str
+    listen_urls: list[str]  # http://host:port
+    gateway_url: str  # the member's client URL (never the node's trusted private socket)
+    gateway_curve: Curve | None = None
+    cluster_id: int = 0
+    member_id: int = 0
+    advertise_urls: list[str] | None = None
+    hub_curve: Curve | None = None  # how to reach the watch hubs
+    max_request_bytes: int = 1536 * 1024
+    request_timeout_s: float = 7.0
+    max_rpcs: int = 10_000
+    max_watch_streams: int = MAX_WATCH_STREAMS
+    max_inflight: int = 1000
+    heartbeat_path: str = ""
+
+
+def token_of(context: grpc.aio.ServicerContext) -> str:
+    """The auth token, in the ``token`` metadata as clientv3 sends it."""
+    for key, value in context.invocation_metadata() or ():
+        if key in ("token", "authorization"):
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return ""
+
+
+async def fail(context: grpc.aio.ServicerContext, error: ErrorResponse) -> None:
+    code, message = status_of(error)
+    await context.abort(getattr(grpc.StatusCode, code), message)
+
+
+async def parse(context: grpc.aio.ServicerContext, cls: type[Message], raw: bytes) -> Message:
+    try:
+        return cls.FromString(raw)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        await context.abort(grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}")
+        raise  # not reached: abort raises
+
+
+async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
+    try:
+        return to_cbor(msg)
+    except Untranslatable as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+class Door:
+    def __init__(self, config: DoorConfig, link: GatewayLink, ctx: zmq.asyncio.Context, log: Any) -> None:
+        self.config = config
+        self.link = link
+        self.ctx = ctx
+        self.log = log
+        self.timeout_s = config.request_timeout_s + 1.0
+        self.watch_streams = 0
+        self.hubs = HubPool(ctx, config.hub_curve)
+
+    async def ask(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
+        reply = await self.link.call(request, token_of(context), self.timeout_s)
+        if isinstance(reply, ErrorResponse):
+            await fail(context, reply)
+        return reply
+
+    async def login(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
+        """A login refused as busy is tried again, as the SDK does: the gateway limits logins
+        per address, and every gRPC client's comes from this process's address."""
+        for attempt in range(LOGIN_ATTEMPTS):
+            reply = await self.link.call(request, "", self.timeout_s)
+            busy = isinstance(reply, ErrorResponse) and reply.code in LOGIN_RETRY
+            if not busy or attempt == LOGIN_ATTEMPTS - 1:
+                break
+            await asyncio.sleep(LOGIN_BACKOFF_S * 2**attempt)
+        if isinstance(reply, ErrorResponse):
+            await fail(context, reply)
+        return reply
+
+    # -- unary -----------------------------------------------------------------------------
+    def unary(self, name: str, req: type[Message], resp: type[Message]) -> Callable[..., Any]:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            msg = await parse(context, req, raw)
+            if name == "Hash":  # etcdz hashes its key-value history (HashKV), not a db file
+                reply = await self.ask(context, HashKVRequest(revision=0))
+            elif name == "Authenticate":
+                reply = await self.login(context, await translated(context, msg))
+            else:
+                reply = await self.ask(context, await translated(context, msg))
+            out = to_pb(reply, resp)
+            members = list(getattr(out, "members", ()))  # MemberList, MemberAdd/Remove/...
+            if any(grpc_urls(list(m.clientURLs)) for m in members) or self.config.advertise_urls:
+                for member in members:  # etcd's clients reach the members at their gRPC URLs
+                    urls = grpc_urls(list(member.clientURLs))
+                    if member.ID == self.config.member_id and not urls:  # not published yet
+                        urls = list(self.config.advertise_urls or ())
+                    del member.clientURLs[:]
+                    member.clientURLs.extend(urls)
+            return out.SerializeToString()
+
+        return self.guarded(name, handle)
+
+    def guarded(self, name: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Any failure of ours becomes a clear ``Internal`` status and a log line, never an
+        unexplained ``Unknown`` (the statuses a handler chose pass through)."""
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await handler(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                self.log.error("rpc failed", rpc=name, error=str(exc), error_type=type(exc).__name__)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"etcdserver: internal error ({type(exc).__name__})"
+                )
+
+        return handle
+
+    # -- LeaseKeepAlive --------------------------------------------------------------------
+    async def keep_alive(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        async for raw in requests:
+            msg = await parse(context, rpc_pb2.LeaseKeepAliveRequest, raw)
+            lease_id = msg.ID
+            request = LeaseKeepAliveRequest(id=lease_id)
+            reply = await self.link.call(request, token_of(context), self.timeout_s)
+            if isinstance(reply, ErrorResponse):
+                if reply.code != ErrorCode.LEASE_NOT_FOUND:
+                    await fail(context, reply)
+                # etcd answers a keepalive of an unknown lease with TTL 0, not an error
+                await context.write(rpc_pb2.LeaseKeepAliveResponse(ID=lease_id, TTL=0).SerializeToString())
+                continue
+            await context.write(to_pb(reply, rpc_pb2.LeaseKeepAliveResponse).SerializeToString())
+
+    # -- Snapshot --------------------------------------------------------------------------
+    async def snapshot(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        await parse(context, rpc_pb2.SnapshotRequest, raw)
+        builder = FileBuilder()
+        resp = await self.ask(context, SnapshotRequest())
+        header = to_pb(resp, rpc_pb2.SnapshotResponse).header
+        blob = builder.first(resp)
+        while not resp.done:
+            piece = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=1, blob=blob)
+            await context.write(piece.SerializeToString())
+            resp = await self.ask(context, SnapshotRequest(snap_id=resp.snap_id, seq=resp.seq + 1))
+            blob = builder.piece(resp)
+        last = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=0, blob=blob + builder.end())
+        await context.write(last.SerializeToString())
+
+    # -- Watch -----------------------------------------------------------------------------
+    async def watch(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        if self.watch_streams >= self.config.max_watch_streams:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+        loop = asyncio.get_running_loop()
+        url = await self.link.hub_url(loop.time(), self.timeout_s)
+        if url is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: no watch hub serves this member")
+            return
+        self.watch_streams += 1
+        # A stream the client cancels or drops ends here at once (its place and its hub
+        # connection freed), not when the handler next happens to write to it.
+        handler = asyncio.current_task()
+        context.add_done_callback(lambda _: handler.cancel() if handler is not None else None)
+        hub = self.hubs.take(url, token_of(context))
+        mine = StreamWatchers()
+        refusals: asyncio.Queue[WatchResponse] = asyncio.Queue(maxsize=16)  # the door's own answers
+        pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine, refusals))
+        receive: asyncio.Future[Any] | None = None
+        refused: asyncio.Future[WatchResponse] | None = None
+        reusable = True
+        try:
+            await hub.hello(self.config.cluster_id)
+            quiet = 0.0
+            while True:
+                receive = receive or asyncio.ensure_future(hub.receive())
+                refused = refused or asyncio.ensure_future(refusals.get())
+                waited = {receive, refused, pump} if not pump.done() else {receive, refused}
+                done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
+                if refused in done:
+                    await context.write(to_pb(refused.result(), rpc_pb2.WatchResponse).SerializeToString())
+                    refused = None
+                if pump in done:
+                    problem = pump.result()
+                    if problem is not None:
+                        await context.abort(*problem)
+                    # else the client closed its side: as etcd's, the stream goes on sending
+                    # until the client cancels it
+                if not done:
+                    quiet += PING_S
+                    if quiet >= HUB_DEAD_AFTER_S:
+                        reusable = False
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch hub unreachable")
+                    await hub.hello(self.config.cluster_id)
+                    continue
+                if receive not in done:
+                    continue
+                quiet, msg, receive = 0.0, receive.result(), None
+                if isinstance(msg, WatchResponses | WatchResponse):
+                    for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
+                        watch_id = mine.answer(resp)
+                        if watch_id is not None:
+                            out = to_pb(resp, rpc_pb2.WatchResponse)
+                            out.watch_id = watch_id
+                            await context.write(out.SerializeToString())
+                            for due in mine.answered(resp.watch_id) if resp.created else []:
+                                await context.write(to_pb(due, rpc_pb2.WatchResponse).SerializeToString())
+                        elif resp.created and not resp.canceled:  # a former stream's: end it
+                            await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
+                elif isinstance(msg, ErrorResponse):
+                    reusable = False
+                    await fail(context, msg)
+        finally:
+            self.watch_streams -= 1
+            pump.cancel()
+            for waiting in (receive, refused):
+                if waiting is not None:
+                    waiting.cancel()
+            if reusable:
+                self.hubs.give_back(url, hub, mine.hub_ids())
+            else:
+                hub.close()
+
+    async def _watch_requests(
+        self,
+        requests: AsyncIterator[bytes],
+        hub: HubLink,
+        mine: StreamWatchers,
+        refusals: asyncio.Queue[WatchResponse],
+    ) -> tuple[Any, str] | None:
+        """Client -> hub, watch ids turned into the hub's; the status to end the stream with, or
+        None when the client is done. A create for an id the stream holds is refused here, as
+        etcd refuses it (created and canceled at once, watch id -1)."""
+        async for raw in requests:
+            try:
+                msg = rpc_pb2.WatchRequest.FromString(raw)
+            except (DecodeError, RuntimeWarning, ValueError) as exc:
+                return grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}"
+            try:
+                request = to_cbor(msg)
+            except Untranslatable as exc:
+                return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+            inner = request.request
+            if isinstance(inner, WatchCreateRequest):
+                hub_id = mine.create(inner.watch_id, hub.next_watch_id)
+                if hub_id is None:
+                    refusal = WatchResponse(
+                        header=ResponseHeader(
+                            cluster_id=self.config.cluster_id, member_id=self.config.member_id
+                        ),
+                        watch_id=DUPLICATE,
+                        created=True,
+                        canceled=True,
+                        cancel_reason=DUPLICATE_WATCH_ID,
+                    )
+                    for now in mine.refuse(refusal):
+                        await refusals.put(now)
+                    continue
+                request = WatchRequest(request=dataclasses.replace(inner, watch_id=hub_id))
+            elif isinstance(inner, WatchCancelRequest):
+                hub_id = mine.cancel(inner.watch_id)
+                if hub_id is None:
+                    continue  # no such watcher: nothing happens, as in etcd
+                request = WatchRequest(request=WatchCancelRequest(watch_id=hub_id))
+            await hub.send(request)
+        return None
+
+    # -- the services ----------------------------------------------------------------------
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        streams: dict[str, Callable[..., Any]] = {
+            "Watch": grpc.stream_stream_rpc_method_handler(self.guarded("Watch", self.watch)),
+            "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(
+                self.guarded("LeaseKeepAlive", self.keep_alive)
+            ),
+            "Snapshot": grpc.unary_stream_rpc_method_handler(self.guarded("Snapshot", self.snapshot)),
+        }
+        out: list[grpc.GenericRpcHandler] = []
+        for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
+            methods: dict[str, Any] = {}
+            for method in service.methods:
+                if method.name in UNSERVED:
+                    continue
+                if method.name in streams:
+                    methods[method.name] = streams[method.name]
+                    continue
+                req = getattr(rpc_pb2, method.input_type.name)
+                resp = getattr(rpc_pb2, method.output_type.name)
+                methods[method.name] = grpc.unary_unary_rpc_method_handler(self.unary(method.name, req, resp))
+            out.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+        return out
+
+
+def server_options(config: DoorConfig) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_concurrent_streams", config.max_rpcs),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def beat(path: str) -> None:
+    """Touch the heartbeat file every second: the supervisor kills a side whose beat stops."""
+    while True:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            with open(path, "ab"):
+                pass
+        except OSError:
+            pass
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+class ListenError(Exception):
+    """A listen URL that cannot be bound: fatal at the first start (the member says so)."""
+
+
+async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[[list[str]], None]) -> None:
+    ctx = zmq.asyncio.Context()
+    ctx.setsockopt(zmq.LINGER, 0)
+    ctx.set(zmq.MAX_SOCKETS, config.max_watch_streams + 64)
+    link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
+    door = Door(config, link, ctx, log)
+    server = grpc.aio.server(
+        handlers=door.handlers(), options=server_options(config), maximum_concurrent_rpcs=config.max_rpcs
+    )
+    urls = []
+    for url in config.listen_urls:
+        host = url.removeprefix("http://").removeprefix("https://")
+        try:
+            port = server.add_insecure_port(host)
+        except RuntimeError as exc:
+            raise ListenError(f"cannot listen on --listen-grpc-urls {url}: {exc}") from None
+        if port == 0:
+            raise ListenError(f"cannot listen on --listen-grpc-urls {url}: address in use or invalid")
+        urls.append(f"http://{host.rpartition(':')[0]}:{port}")
+    await server.start()
+    bound(urls)
+    tasks = [asyncio.ensure_future(link.run())]
+    if config.heartbeat_path:
+        tasks.append(asyncio.ensure_future(beat(config.heartbeat_path)))
+    stopped = asyncio.ensure_future(server.wait_for_termination())
+    try:
+        # The link's reader or the heartbeat ending is a failure of this process: it exits
+        # (with the reason) and its supervisor starts it again, rather than serve on deaf.
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped:
+                task.result()
+                raise RuntimeError("the gateway link stopped")
+    finally:
+        for task in [stopped, *tasks]:
+            task.cancel()
+        await server.stop(grace=1.0)
+        ctx.term()
