@@ -37,6 +37,9 @@ Rules (etcd's watch guarantees):
   member's answer to a create's check carries its revision, which is then "now" for the watch;
   the live stream, subscribed again from the check on, continues it or (a gap) starts a new
   window above it.
+- A stream is answered in the order it asked, as etcd answers one: while a create waits for
+  its check, the stream's later requests wait behind it (at most ``MAX_DEFERRED``; beyond,
+  ``too many requests``).
 - Auth: a watch is created only once a member said its token may read the watched range
   (``AuthCheckRequest``, sent whether or not auth is enabled: the hub cannot know). A refusal
   answers created + canceled with the member's error as the reason, as etcd does; a check
@@ -78,6 +81,7 @@ from proto_schemas.watch import (
 
 SLOW_STREAM = "etcdz: watch stream not read (too many replies queued): its watches were canceled"
 TOO_MANY = TEXTS[ErrorCode.TOO_MANY_REQUESTS]
+MAX_DEFERRED = 64  # requests of one stream waiting behind a create being checked
 
 
 @dataclass
@@ -119,6 +123,7 @@ class Stream:
     control_bytes: int = 0  # the size of ``control``, about
     overflowed: bool = False  # its watches were cancelled for a full queue; unread since
     checking: int = 0  # its creates waiting for a member's word (see _Check)
+    deferred: list[tuple[int, Any, str]] = field(default_factory=list)  # requests behind a check
     foreign: bool = False  # its client means another cluster (see WatchPing)
 
 
@@ -291,6 +296,17 @@ class HubCore:
             return
         if stream.overflowed:
             return  # not read since its watches were cancelled: it is told so once it reads
+        if stream.checking and isinstance(request, WatchRequest):
+            # Answered in order, as etcd answers a stream: after the create being checked.
+            if len(stream.deferred) >= MAX_DEFERRED:
+                self._reply(stream, msg_id, error_response(ErrorCode.TOO_MANY_REQUESTS))
+            else:
+                stream.deferred.append((msg_id, request, token))
+            return
+        self._serve(stream, msg_id, request, now, token)
+
+    def _serve(self, stream: Stream, msg_id: int, request: Any, now: float, token: str) -> None:
+        route = stream.route
         if not isinstance(request, WatchRequest):
             self._reply(stream, msg_id, error_response(ErrorCode.UNKNOWN_OP, type(request).__name__))
             return
@@ -335,6 +351,9 @@ class HubCore:
         else:
             reason = answer.message if isinstance(answer, ErrorResponse) else TEXTS[ErrorCode.INTERNAL]
             self._refuse(stream, req, reason)
+        while stream.deferred and not stream.checking and not stream.overflowed:
+            msg_id, request, token = stream.deferred.pop(0)
+            self._serve(stream, msg_id, request, now, token)
         self.deliver(now)
 
     def _ask(self, check: _Check) -> None:
@@ -469,6 +488,7 @@ class HubCore:
         for watch_id, _ in ends:
             self._drop(stream, watch_id)
         checking = self._forget_checks(lambda c: c.route == stream.route)
+        stream.deferred.clear()  # asked while it was not reading: unanswered, as what follows
         early = [req for route, _, req in self._early if route == stream.route]
         self._early = [e for e in self._early if e[0] != stream.route]
         ends += [(req.watch_id, True) for req in [*(c.request for c in checking), *early]]

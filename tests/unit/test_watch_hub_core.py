@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace as dataclass_replace
 from typing import Any
 
-from actors.watch.core import PROGRESS_ALL, SLOW_STREAM, TOO_MANY, HubCore, batched
+from actors.watch.core import MAX_DEFERRED, PROGRESS_ALL, SLOW_STREAM, TOO_MANY, HubCore, batched
 from actors.watch.shell import encode_sharing
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.codec import decode
@@ -351,8 +351,9 @@ def test_a_client_that_never_reads_loses_its_watches_and_is_told_why() -> None:
     assert sum(isinstance(b, WatchPong) for _, b in hub.streams[C].control) == 1
     assert set(hub.streams[C].watchers) == {1, 2}
     hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"c", watch_id=3)), 1.4)  # being checked
-    for _ in range(45):  # replies that do pile up: progress requests while never reading
+    for _ in range(200):  # replies that do pile up: requests (64 wait behind the check) never read
         hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.5)
+    hub.bound()  # as the shell does after every batch
     assert hub.streams[C].watchers == {} and len(hub.index) == 0  # cancelled...
     assert hub.take_outbox().overflowed == [(C, 3)]
     notices = [(b.watch_id, b.created, b.canceled, b.cancel_reason) for _, b in hub.streams[C].control]
@@ -376,13 +377,23 @@ def test_a_client_that_never_reads_loses_its_watches_and_is_told_why() -> None:
 
 def test_creates_being_checked_count_against_the_watchers_a_stream_may_have() -> None:
     hub = started(10, max_watchers_per_stream=2)
-    for watch_id in (1, 2, 3):  # no member has answered yet
+    for watch_id in (1, 2, 3):  # checked one at a time, in order
         hub.client(C, watch_id, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=watch_id)), 0.1)
-    refused = [(b.watch_id, b.canceled, b.cancel_reason) for _, _, b in hub.out.to_client]
-    assert refused == [(3, True, TOO_MANY)]
     hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.2)
     answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.3)
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.3)
+    got = [(b.watch_id, b.created, b.canceled, b.cancel_reason) for _, _, b in hub.out.to_client]
+    assert got == [
+        (1, True, False, ""),
+        (2, True, False, ""),
+        (3, True, True, TOO_MANY),
+        (2, False, True, ""),
+    ]
     assert set(hub.streams[C].watchers) == {1} and hub.streams[C].checking == 0
+    for i in range(MAX_DEFERRED + 2):  # one checked, the rest wait behind it, bounded
+        hub.client(C, 10 + i, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=10 + i)), 0.4)
+    assert len(hub.streams[C].deferred) == MAX_DEFERRED
+    assert hub.out.to_client[-1][2].code == ErrorCode.TOO_MANY_REQUESTS
 
 
 def test_creates_before_the_first_revision_is_known_wait_for_it() -> None:
@@ -557,3 +568,18 @@ def test_the_hub_drops_another_clusters_event_stream_and_says_so_to_a_watcher() 
     assert refused.created and refused.canceled and "another cluster" in refused.cancel_reason
     hub.live(dataclass_replace(heartbeat(10), cluster_id=0xA), 0.0)  # its own stream is served
     assert hub.revision == 10
+
+
+def test_a_stream_is_answered_in_the_order_it_asked() -> None:
+    """As etcd: a cancel and a progress request behind a create being checked are answered
+    after that create, not before."""
+    hub = started(10)
+    create(hub, "a", watch_id=1)
+    hub.take_outbox()
+    hub.client(C, 2, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=2)), 0.1, token="t")
+    hub.client(C, 3, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.1)
+    hub.client(C, 4, WatchRequest(request=WatchProgressRequest()), 0.1)
+    assert hub.out.to_client == []  # all wait for the member's word on watch 2
+    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.2)
+    got = [(b.watch_id, b.created, b.canceled) for _, _, b in hub.take_outbox().to_client]
+    assert got == [(2, True, False), (1, False, True), (PROGRESS_ALL, False, False)]
