@@ -37,9 +37,10 @@ Rules (etcd's watch guarantees):
   member's answer to a create's check carries its revision, which is then "now" for the watch;
   the live stream, subscribed again from the check on, continues it or (a gap) starts a new
   window above it.
-- A stream is answered in the order it asked, as etcd answers one: while a create waits for
-  its check, the stream's later requests wait behind it (at most ``MAX_DEFERRED``; beyond,
-  ``too many requests``).
+- A stream is answered in the order it asked, as etcd answers one: creates are checked
+  alongside one another (the member answers them in order), a cancel or progress request
+  behind creates being checked waits for them, and so does whatever comes after it (at most
+  ``MAX_DEFERRED`` requests; beyond, ``too many requests``).
 - Auth: a watch is created only once a member said its token may read the watched range
   (``AuthCheckRequest``, sent whether or not auth is enabled: the hub cannot know). A refusal
   answers created + canceled with the member's error as the reason, as etcd does; a check
@@ -81,7 +82,7 @@ from proto_schemas.watch import (
 
 SLOW_STREAM = "etcdz: watch stream not read (too many replies queued): its watches were canceled"
 TOO_MANY = TEXTS[ErrorCode.TOO_MANY_REQUESTS]
-MAX_DEFERRED = 64  # requests of one stream waiting behind a create being checked
+MAX_DEFERRED = 1024  # requests of one stream waiting behind creates being checked
 
 
 @dataclass
@@ -296,8 +297,8 @@ class HubCore:
             return
         if stream.overflowed:
             return  # not read since its watches were cancelled: it is told so once it reads
-        if stream.checking and isinstance(request, WatchRequest):
-            # Answered in order, as etcd answers a stream: after the create being checked.
+        if _must_wait(stream, request):
+            # Answered in order, as etcd answers a stream: after the creates being checked.
             if len(stream.deferred) >= MAX_DEFERRED:
                 self._reply(stream, msg_id, error_response(ErrorCode.TOO_MANY_REQUESTS))
             else:
@@ -317,8 +318,7 @@ class HubCore:
             else:
                 self._ask(_Check(route, inner, token, now))
         elif isinstance(inner, WatchCancelRequest):
-            self._drop(stream, inner.watch_id)
-            self._forget_checks(lambda c: (c.route, c.request.watch_id) == (route, inner.watch_id))
+            self._drop(stream, inner.watch_id)  # (a create being checked: the cancel waited for it)
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
             done = [w.cursor - 1 for w in stream.watchers.values()]
@@ -351,7 +351,7 @@ class HubCore:
         else:
             reason = answer.message if isinstance(answer, ErrorResponse) else TEXTS[ErrorCode.INTERNAL]
             self._refuse(stream, req, reason)
-        while stream.deferred and not stream.checking and not stream.overflowed:
+        while stream.deferred and not stream.overflowed and not _must_wait(stream, stream.deferred[0][1], 0):
             msg_id, request, token = stream.deferred.pop(0)
             self._serve(stream, msg_id, request, now, token)
         self.deliver(now)
@@ -716,6 +716,17 @@ def event_size(e: Event) -> int:
     if e.prev_kv is not None:
         size += len(e.prev_kv.key) + len(e.prev_kv.value)
     return size
+
+
+def _must_wait(stream: Stream, request: Any, behind: int | None = None) -> bool:
+    """Whether ``request`` must wait to be served: behind requests already waiting (``behind``
+    of them), or, unless it is a create (checked alongside, answered in order by the member),
+    behind creates being checked."""
+    if not isinstance(request, WatchRequest):
+        return False
+    if (len(stream.deferred) if behind is None else behind) > 0:
+        return True
+    return bool(stream.checking) and not isinstance(request.request, WatchCreateRequest)
 
 
 def _reply_size(body: Any) -> int:

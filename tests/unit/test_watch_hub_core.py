@@ -351,7 +351,7 @@ def test_a_client_that_never_reads_loses_its_watches_and_is_told_why() -> None:
     assert sum(isinstance(b, WatchPong) for _, b in hub.streams[C].control) == 1
     assert set(hub.streams[C].watchers) == {1, 2}
     hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"c", watch_id=3)), 1.4)  # being checked
-    for _ in range(200):  # replies that do pile up: requests (64 wait behind the check) never read
+    for _ in range(MAX_DEFERRED + 100):  # replies that do pile up: requests never read, beyond those waiting
         hub.client(C, 0, WatchRequest(request=WatchProgressRequest()), 1.5)
     hub.bound()  # as the shell does after every batch
     assert hub.streams[C].watchers == {} and len(hub.index) == 0  # cancelled...
@@ -377,21 +377,22 @@ def test_a_client_that_never_reads_loses_its_watches_and_is_told_why() -> None:
 
 def test_creates_being_checked_count_against_the_watchers_a_stream_may_have() -> None:
     hub = started(10, max_watchers_per_stream=2)
-    for watch_id in (1, 2, 3):  # checked one at a time, in order
+    for watch_id in (1, 2, 3):  # checked alongside one another
         hub.client(C, watch_id, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=watch_id)), 0.1)
-    hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.2)
-    answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.3)
+    hub.client(C, 4, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.2)  # waits for them
+    assert [b.watch_id for _, _, b in hub.out.to_client] == [3]  # refused at once: 2 being checked
     answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.3)
     got = [(b.watch_id, b.created, b.canceled, b.cancel_reason) for _, _, b in hub.out.to_client]
     assert got == [
+        (3, True, True, TOO_MANY),
         (1, True, False, ""),
         (2, True, False, ""),
-        (3, True, True, TOO_MANY),
         (2, False, True, ""),
     ]
     assert set(hub.streams[C].watchers) == {1} and hub.streams[C].checking == 0
-    for i in range(MAX_DEFERRED + 2):  # one checked, the rest wait behind it, bounded
-        hub.client(C, 10 + i, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=10 + i)), 0.4)
+    hub.client(C, 10, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=10)), 0.4)
+    for i in range(MAX_DEFERRED + 1):  # behind a create being checked: waiting requests are bounded
+        hub.client(C, 11 + i, WatchRequest(request=WatchProgressRequest()), 0.4)
     assert len(hub.streams[C].deferred) == MAX_DEFERRED
     assert hub.out.to_client[-1][2].code == ErrorCode.TOO_MANY_REQUESTS
 
@@ -477,7 +478,7 @@ def test_a_watch_is_created_only_once_a_member_allowed_its_token_and_refused_as_
     assert responses(hub) == [] and hub.watcher_count == 0
 
 
-def test_an_unanswered_auth_check_is_asked_again_and_a_cancel_drops_a_pending_create() -> None:
+def test_an_unanswered_auth_check_is_asked_again_and_a_cancel_behind_it_waits() -> None:
     hub = started(10, history_timeout_s=1.0)
     hub.client(C, 1, WatchRequest(request=WatchCreateRequest(key=b"a", watch_id=1)), 0.0, token="t")
     hub.client(C, 2, WatchRequest(request=WatchCreateRequest(key=b"b", watch_id=2)), 0.0, token="t")
@@ -486,9 +487,10 @@ def test_an_unanswered_auth_check_is_asked_again_and_a_cancel_drops_a_pending_cr
     hub.tick(0.5)
     assert hub.out.to_backend == []
     hub.tick(2.0)
-    (again,) = answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 2.0)
-    assert again == AuthCheckRequest(token="t", key=b"a")  # 2 was cancelled: not asked again
-    assert [r.watch_id for r in responses(hub) if r.created and not r.canceled] == [1]
+    again = answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 2.0)
+    assert again == [AuthCheckRequest(token="t", key=b"a"), AuthCheckRequest(token="t", key=b"b")]
+    got = [(r.watch_id, r.created, r.canceled) for r in responses(hub)]
+    assert got == [(1, True, False), (2, True, False), (2, False, True)]  # in the order asked
     assert hub.watcher_count == 1
 
 
