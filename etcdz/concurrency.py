@@ -69,6 +69,7 @@ __all__ = [
     "SessionExpired",
     "Stm",
     "TooManyClients",
+    "observe",
     "stm",
 ]
 
@@ -267,6 +268,11 @@ class Election:
     def observe(self) -> Iterator[KeyValue]:
         """Every leader (and proclaimed value), in order, each once, until the loop stops."""
         return _drive(self.session.client, r.observe(self.prefix))
+
+
+def observe(client: Client, name: ops.Bytes) -> Iterator[KeyValue]:
+    """``Election.observe`` without a session of one's own (an observer campaigns for nothing)."""
+    return _drive(client, r.observe(r.prefix_of(name)))
 
 
 class Stm:

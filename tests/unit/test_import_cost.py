@@ -42,7 +42,7 @@ def test_a_client_imports_only_the_messages_of_kv_calls(statement: str) -> None:
 
 
 def test_every_command_module_imports_no_server_code() -> None:
-    modules = ["auth", "check", "cluster", "format", "lease", "maintenance", "txn", "watch"]
+    modules = ["auth", "check", "cluster", "format", "lease", "lock", "maintenance", "txn", "watch"]
     loaded = loaded_after("; ".join(f"import etcdz._cli_{m}" for m in modules))
     assert not {m for m in loaded if m.split(".")[0] in ("actors", "tools", "structlog", "plyvel")}
 
