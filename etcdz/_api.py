@@ -128,8 +128,6 @@ def curve_keys(server_key: str | None, client_key: str | None) -> tuple[bytes, b
     return server, public, secret
 
 
-
-
 class RequestApi(AuthApi):
     """Mixed into both clients: KV, lease, cluster and maintenance requests (auth: ``AuthApi``)."""
 

@@ -117,6 +117,29 @@ class AsyncWatch:
         self.cancel()
 
 
+class AsyncEvents:
+    """The events of one watch, one at a time; ``cancel()`` or ``async with`` ends it."""
+
+    def __init__(self, watch: AsyncWatch) -> None:
+        self.watch = watch
+        self._events = watch.events()
+
+    def __aiter__(self) -> AsyncEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._events.__anext__()
+
+    def cancel(self) -> None:
+        self.watch.cancel()
+
+    async def __aenter__(self) -> AsyncEvents:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+
 class AsyncClient(Settings):
     """The etcdz client for asyncio: the blocking ``Client``'s API as coroutines, any number
     in flight on one connection. Options as ``Client``'s. Use it from one event loop."""
@@ -335,9 +358,13 @@ class AsyncClient(Settings):
         """As ``Client.watch``; iterate with ``async for``. Call it from a running loop."""
         return AsyncWatch(self.sync, key, range_end, options)
 
-    def watch_prefix(self, prefix: ops.Bytes, **options: Any) -> AsyncWatch:
-        """Every change under ``prefix`` (python-etcd3's name): ``async for resp in ...``."""
-        return self.watch(prefix, prefix=True, **options)
+    def watch_prefix(self, prefix: ops.Bytes, **options: Any) -> AsyncEvents:
+        """Every event under ``prefix``, one at a time: ``async for event in ...``."""
+        return AsyncEvents(self.watch(prefix, prefix=True, **options))
+
+    def watch_key(self, key: ops.Bytes, **options: Any) -> AsyncEvents:
+        """Every event of one key, one at a time."""
+        return AsyncEvents(self.watch(key, **options))
 
     def request_progress(self) -> None:
         """Ask for a progress notification on every watch of this client (does not wait)."""
@@ -345,4 +372,4 @@ class AsyncClient(Settings):
             self._sync.request_progress()
 
 
-__all__ = ["AsyncClient", "AsyncWatch"]
+__all__ = ["AsyncClient", "AsyncEvents", "AsyncWatch"]

@@ -21,9 +21,10 @@ import zmq
 
 if TYPE_CHECKING:
     import proto_schemas.maintenance
+    from etcdz.concurrency import SessionLock
     from etcdz.lease import KeptLease
     from etcdz.snapshot import SnapshotStatus
-    from etcdz.watcher import Watch, WatchStream
+    from etcdz.watcher import Events, Watch, WatchStream
 
 import proto_schemas as pb  # a protocol module is imported by the first call that uses it
 from etcdz import ops
@@ -202,6 +203,26 @@ class Client(Settings, RequestApi):
         from etcdz.watcher import create_request
 
         return self.watch_stream().watch(create_request(key, range_end, **options))
+
+    def watch_prefix(self, prefix: ops.Bytes, **options: Any) -> Events:
+        """Every event under ``prefix``, one at a time: ``for event in client.watch_prefix(p)``
+        (options as ``watch``'s)."""
+        from etcdz.watcher import Events
+
+        return Events(self.watch(prefix, prefix=True, **options))
+
+    def watch_key(self, key: ops.Bytes, **options: Any) -> Events:
+        """Every event of one key, one at a time."""
+        from etcdz.watcher import Events
+
+        return Events(self.watch(key, **options))
+
+    def lock(self, name: ops.Bytes, ttl: int = 60) -> SessionLock:
+        """A lock with a session of its own: ``with client.lock("/locks/job", ttl=10):``
+        (see ``etcdz.concurrency`` for locks sharing one session)."""
+        from etcdz.concurrency import SessionLock
+
+        return SessionLock(self, name, ttl)
 
     def watch_stream(self) -> WatchStream:
         """This client's one watch stream (started on first use), shared by all its watches."""

@@ -67,6 +67,7 @@ __all__ = [
     "Queue",
     "Session",
     "SessionExpired",
+    "SessionLock",
     "Stm",
     "TooManyClients",
     "observe",
@@ -221,6 +222,49 @@ class Mutex:
 
     def __exit__(self, *exc: object) -> None:
         self.unlock()
+
+
+class SessionLock:
+    """A ``Mutex`` with a session of its own, made on ``acquire`` and ended on ``release``
+    (python-etcd3's ``client.lock(name, ttl)``)."""
+
+    def __init__(self, client: Client, name: ops.Bytes, ttl: int = 60) -> None:
+        self.client = client
+        self.name = name
+        self.ttl = ttl
+        self.session: Session | None = None
+        self.mutex: Mutex | None = None
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take the lock (False after ``timeout`` seconds without it)."""
+        session = Session(self.client, self.ttl)
+        mutex = Mutex(session, self.name)
+        try:
+            mutex.lock(timeout)
+        except TimeoutError:
+            session.close()
+            return False
+        except BaseException:
+            session.close()
+            raise
+        self.session, self.mutex = session, mutex
+        return True
+
+    def release(self) -> None:
+        if self.session is not None:
+            self.session.close()  # revoking the lease deletes the key
+            self.session = self.mutex = None
+
+    @property
+    def is_acquired(self) -> bool:
+        return self.session is not None and not self.session.done
+
+    def __enter__(self) -> SessionLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Election:
