@@ -273,6 +273,8 @@ class Client(Settings, RequestApi):
         """A lease kept alive in the background until the ``with`` block ends (then revoked)."""
         from etcdz.lease import KeptLease
 
+        if self._closed:
+            raise EtcdzError("the client is closed")
         return KeptLease(self.clone(), ttl, lease_id)
 
     def get_stream(self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any) -> Iterator[KeyValue]:
