@@ -110,6 +110,9 @@ class KeptLease(_Ending):
                 self._end()
 
     def close(self, revoke: bool = True) -> None:
+        """Stop renewing and (with ``revoke``) end the lease now; closing again does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=self.ttl)
         try:
@@ -162,6 +165,8 @@ class AsyncKeptLease(_Ending):
         self._end()
 
     async def close(self, revoke: bool = True) -> None:
+        if self._task.done() and self.done:
+            return  # closed already (or lost)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
