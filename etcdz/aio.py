@@ -144,8 +144,8 @@ class AsyncClient(Settings):
     """The etcdz client for asyncio: the blocking ``Client``'s API as coroutines, any number
     in flight on one connection. Options as ``Client``'s. Use it from one event loop."""
 
-    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, **options: Any) -> None:
-        super().__init__(endpoints, **options)
+    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, *args: Any, **options: Any) -> None:
+        super().__init__(endpoints, *args, **options)
         self._ctx = zmq.asyncio.Context()
         self._conn: AioConnection | None = None
         self._ids = itertools.count(1)

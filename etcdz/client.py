@@ -53,10 +53,10 @@ class Client(Settings, RequestApi):
     ...     c.get("greeting").kvs[0].value
     """
 
-    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, **options: Any) -> None:
+    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, *args: Any, **options: Any) -> None:
         """Options as ``Settings`` says (``timeout``, ``dial_timeout``, ``watch_endpoints``,
         ``user``, ``password``, ``server_key``, ``client_key``, ``token``)."""
-        super().__init__(endpoints, **options)
+        super().__init__(endpoints, *args, **options)
         self._ctx = zmq.Context()
         self._conn: Connection | None = None
         self._ids = itertools.count(1)
