@@ -110,7 +110,10 @@ class Client(Settings, RequestApi):
         # finalizes the context, whose term() would otherwise wait for them forever.
         conn = getattr(self, "_conn", None)
         if conn is not None:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # at interpreter exit ZeroMQ may be gone already
+                pass
 
     def __enter__(self) -> Client:
         return self
