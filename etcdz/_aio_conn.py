@@ -43,24 +43,35 @@ class AioConnection:
     async def _exchange(self, msg_id: int, frames: list[bytes], deadline: float, dial_s: float) -> object:
         if self.closed or self._loop.time() >= deadline:
             return NOT_SENT
-        if not int(self._sock.get(zmq.EVENTS)) & zmq.POLLOUT:
-            wait_s = min(dial_s, deadline - self._loop.time())
-            if wait_s <= 0 or not await self._sock.poll(math.ceil(wait_s * 1000), zmq.POLLOUT):  # type: ignore[call-arg]
-                return NOT_SENT
-            if self.closed:
-                return NOT_SENT
-        try:  # with NOBLOCK the send is done (or refused) at once
-            await self._sock.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:
-            return NOT_SENT
         future: asyncio.Future[object] = self._loop.create_future()
-        self._pending[msg_id] = future
-        timer = self._loop.call_at(deadline, _resolve, future, NO_REPLY)
+        self._pending[msg_id] = future  # before sending: the reply may come at once
         try:
-            return await future
+            if not await self._send(frames, min(dial_s, deadline - self._loop.time())):
+                return NOT_SENT
+            timer = self._loop.call_at(deadline, _resolve, future, NO_REPLY)
+            try:
+                return await future
+            finally:
+                timer.cancel()
         finally:
-            timer.cancel()
             self._pending.pop(msg_id, None)
+
+    async def _send(self, frames: list[bytes], dial_s: float) -> bool:
+        """Send now, or once connected within ``dial_s``. Only the socket's own (asyncio)
+        calls touch it: reading its events directly would swallow the wake-up the reader
+        task waits for."""
+        for attempt in range(2):
+            try:  # with NOBLOCK the send is done (or refused) at once
+                await self._sock.send_multipart(frames, zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                if attempt or dial_s <= 0 or self.closed:
+                    return False
+                if not await self._sock.poll(math.ceil(dial_s * 1000), zmq.POLLOUT):  # type: ignore[call-arg]
+                    return False
+                if self.closed:
+                    return False
+        return False
 
     async def _read(self) -> None:
         while True:
