@@ -33,7 +33,18 @@ _WHERE = {
     "Value": "etcdz.ops",
     "Version": "etcdz.ops",
 }
-_MODULES = {"errors", "ops", "snapshot", "watcher", "aio", "auth", "lease", "client"}
+_MODULES = {
+    "errors",
+    "ops",
+    "snapshot",
+    "watcher",
+    "aio",
+    "auth",
+    "lease",
+    "client",
+    "concurrency",
+    "aio_concurrency",
+}
 
 __all__ = [
     "Client",

@@ -401,6 +401,18 @@ def _cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     move.add_argument("transferee_id")
 
 
+def _coordination_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    lock = sub.add_parser("lock", help="Acquires a named lock", parents=parents)
+    lock.add_argument("--ttl", type=int, default=10, help="timeout for session")
+    lock.add_argument("name", nargs="?", default="")
+    lock.add_argument("exec", nargs=argparse.REMAINDER, help="a command to run while holding the lock")
+    elect = sub.add_parser("elect", help="Observes and participates in leader election", parents=parents)
+    add_bool(elect, "-l", "--listen", help="observation mode")
+    elect.add_argument("--ttl", type=int, default=10, help="timeout for session")
+    elect.add_argument("name", nargs="?", default="")
+    elect.add_argument("proposal", nargs="?")
+
+
 _GROUPS: tuple[tuple[frozenset[str], Callable[[Any, list[argparse.ArgumentParser]], None]], ...] = (
     (frozenset({"put", "get", "del"}), lambda sub, parents: kv_parsers(sub)),
     (frozenset({"txn", "compaction", "endpoint"}), _misc_parsers),
@@ -411,6 +423,7 @@ _GROUPS: tuple[tuple[frozenset[str], Callable[[Any, list[argparse.ArgumentParser
     (frozenset({"user", "role", "auth"}), _auth_parsers),
     (frozenset({"check"}), _check_parsers),
     (frozenset({"version", "help", "make-mirror", "migrate", "completion"}), _other_parsers),
+    (frozenset({"lock", "elect"}), _coordination_parsers),
 )
 _COMMANDS = {command for commands, _ in _GROUPS for command in commands}
 

@@ -1,45 +1,59 @@
-"""The SDK for asyncio programs: ``AsyncClient`` and its ``AsyncWatch``.
+"""The SDK for asyncio programs: ``AsyncClient``, native on ``zmq.asyncio``.
 
-A watch is fed by the client's watch stream thread (the same one the blocking SDK uses, with
-its failover and resume rules); each response is handed to the event loop with
-``call_soon_threadsafe``, so ``async for`` never blocks the loop. Unary calls run the blocking
-client in a worker thread: they do not block the loop, but one client sends them one at a
-time, as the blocking client does — open more clients for more calls in flight.
+Every call is a coroutine on one connection shared by all the client's tasks: it gets its own
+``msg_id``, so any number of calls are in flight at once and their replies are matched as they
+come, in any order (``etcdz._aio_conn``). The request building, failover, login and error rules
+are the blocking client's (``etcdz._api``, ``etcdz._calls``): the same methods, awaited.
 
     async with AsyncClient(["tcp://127.0.0.1:2379"]) as client:
+        await client.put("/config/a", "1")
+        replies = await asyncio.gather(*(client.get(f"/k/{i}") for i in range(100)))
         async with client.watch("/config/", prefix=True) as watch:
             async for resp in watch:
                 for event in resp.events: ...
+
+Watches are served by the watch hubs through the blocking client's watch stream (its failover
+and resume rules), started with the first watch on a thread of its own; each response is
+handed to the loop with ``call_soon_threadsafe``, so ``async for`` never blocks the loop.
+Lease keep-alives (``client.lease(ttl)``) and the ``etcdz.concurrency`` recipes are tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+import itertools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import zmq.asyncio
 
 from etcdz import ops
-from etcdz.client import DEFAULT_ENDPOINT, Client
+from etcdz._aio_conn import AioConnection
+from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
+from etcdz._calls import Failover, cluster_id_of, decode_reply, is_write, login_retry, relogin_cures
+from etcdz.auth import AuthApi
+from etcdz.client import DEFAULT_ENDPOINT, Client, Txn
+from etcdz.errors import EtcdzError
 from etcdz.watcher import Watch, create_request
-from proto_schemas.kv import (
-    CompactionResponse,
-    DeleteRangeResponse,
-    PutResponse,
-    RangeResponse,
-    StatusResponse,
-    TxnResponse,
-)
-from proto_schemas.lease import (
-    LeaseGrantResponse,
-    LeaseKeepAliveResponse,
-    LeaseLeasesResponse,
-    LeaseRevokeResponse,
-    LeaseTimeToLiveResponse,
-)
+from proto_schemas.codec import encode
+from proto_schemas.envelope import pack
+from proto_schemas.kv import KeyValue, RangeStreamRequest, RangeStreamResponse
 from proto_schemas.watch import Event, WatchResponse
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    import proto_schemas.maintenance
+    from etcdz.lease import AsyncKeptLease
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _awaited(
+    method: Callable[Concatenate[Any, P], R],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
+    """A method of the shared API as the asyncio client has it: the same body, whose
+    ``self.call`` is a coroutine here; typed as returning an awaitable of the same response."""
+    return method  # type: ignore[return-value]
 
 
 class AsyncWatch:
@@ -103,69 +117,84 @@ class AsyncWatch:
         self.cancel()
 
 
-class AsyncClient:
-    """The etcdz client for asyncio: the blocking ``Client``'s calls as coroutines, and
-    ``watch()`` as an async iterator."""
+class AsyncEvents:
+    """The events of one watch, one at a time; ``cancel()`` or ``async with`` ends it."""
 
-    def __init__(
-        self, endpoints: str | list[str] = DEFAULT_ENDPOINT, timeout: float = 7.0, dial_timeout: float = 2.0
-    ) -> None:
-        self.sync = Client(endpoints, timeout=timeout, dial_timeout=dial_timeout)
+    def __init__(self, watch: AsyncWatch) -> None:
+        self.watch = watch
+        self._events = watch.events()
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+    def __aiter__(self) -> AsyncEvents:
+        return self
 
-    async def call(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._run(self.sync.call, request, timeout)
+    async def __anext__(self) -> Event:
+        return await self._events.__anext__()
 
-    async def get(self, key: ops.Bytes, **options: Any) -> RangeResponse:
-        return await self._run(self.sync.get, key, **options)
+    def cancel(self) -> None:
+        self.watch.cancel()
 
-    async def put(self, key: ops.Bytes, value: ops.Bytes, **options: Any) -> PutResponse:
-        return await self._run(self.sync.put, key, value, **options)
+    async def __aenter__(self) -> AsyncEvents:
+        return self
 
-    async def delete(self, key: ops.Bytes, **options: Any) -> DeleteRangeResponse:
-        return await self._run(self.sync.delete, key, **options)
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
 
-    async def txn(
-        self,
-        compare: list[Any] | None = None,
-        success: list[Any] | None = None,
-        failure: list[Any] | None = None,
-    ) -> TxnResponse:
-        return await self._run(self.sync.txn, compare, success, failure)
 
-    async def compact(self, revision: int, physical: bool = False) -> CompactionResponse:
-        return await self._run(self.sync.compact, revision, physical)
+class AsyncClient(Settings):
+    """The etcdz client for asyncio: the blocking ``Client``'s API as coroutines, any number
+    in flight on one connection. Options as ``Client``'s. Use it from one event loop."""
 
-    async def status(self) -> StatusResponse:
-        return await self._run(self.sync.status)
+    def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, *args: Any, **options: Any) -> None:
+        super().__init__(endpoints, *args, **options)
+        self._ctx = zmq.asyncio.Context()
+        self._conn: AioConnection | None = None
+        self._ids = itertools.count(1)
+        self._login_lock = asyncio.Lock()
+        self._sync: Client | None = None
+        self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()  # keep-alives: ended by close()
 
-    async def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:
-        return await self._run(self.sync.lease_grant, ttl, lease_id)
+    # -- connection ------------------------------------------------------------------------
+    def _connection(self) -> AioConnection:
+        if self._closed:
+            raise EtcdzError("the client is closed")
+        if self._conn is None:
+            self._conn = AioConnection(self._ctx, self._endpoints.current, self.secure)
+            self._conn.generation = self._endpoints.generation
+        return self._conn
 
-    async def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
-        return await self._run(self.sync.lease_revoke, lease_id)
+    async def _move(self, seen_generation: int) -> None:
+        if self._endpoints.move(seen_generation) and self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
 
-    async def lease_keep_alive_once(self, lease_id: int) -> LeaseKeepAliveResponse:
-        return await self._run(self.sync.lease_keep_alive_once, lease_id)
+    @property
+    def sync(self) -> Client:
+        """The blocking client behind this one's watches (made on first use)."""
+        if self._sync is None:
+            if self._closed:
+                raise EtcdzError("the client is closed")
+            self._sync = Client(**self._options)
+        return self._sync
 
-    async def lease_time_to_live(self, lease_id: int, keys: bool = False) -> LeaseTimeToLiveResponse:
-        return await self._run(self.sync.lease_time_to_live, lease_id, keys)
-
-    async def leases(self) -> LeaseLeasesResponse:
-        return await self._run(self.sync.leases)
-
-    def watch(self, key: ops.Bytes, range_end: ops.Bytes | None = None, **options: Any) -> AsyncWatch:
-        """As ``Client.watch``; iterate with ``async for``. Call it from a running loop."""
-        return AsyncWatch(self.sync, key, range_end, options)
-
-    def request_progress(self) -> None:
-        """Ask for a progress notification on every watch of this client (does not wait)."""
-        self.sync.request_progress()
+    def clone(self, **changes: Any) -> AsyncClient:
+        return AsyncClient(**{**self._options, **changes})
 
     async def close(self) -> None:
-        await self._run(self.sync.close)
+        """Close the connection (calls still waiting end as if the member went silent), the
+        watch stream, and the ZeroMQ context: no socket, task or thread is left."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.close)  # joins the watch stream thread
+        self._ctx.term()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -173,5 +202,174 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A background task of this client (a keep-alive), cancelled by ``close()``."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
-__all__ = ["AsyncClient", "AsyncWatch"]
+    # -- the one call path -----------------------------------------------------------------
+    async def call(self, request: Any, timeout: float | None = None) -> Any:
+        """Send any etcdz request message and return its response message (or raise)."""
+        loop = asyncio.get_running_loop()
+        body = encode(request)
+        deadline = loop.time() + (self.timeout if timeout is None else timeout)
+        write = is_write(request)
+        token = await self._logged_in(deadline)
+        try:
+            return await self._call(body, deadline, write, token)
+        except EtcdzError as exc:
+            if not relogin_cures(self.user, exc):
+                raise
+        async with self._login_lock:
+            if self._token == token:
+                await self._login(deadline)
+            token = self._token
+        return await self._call(body, deadline, write, token)
+
+    async def _logged_in(self, deadline: float) -> str:
+        if self._need_login:
+            async with self._login_lock:
+                if self._need_login:
+                    await self._login(deadline)
+        return self._token
+
+    async def _login(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._token = ""
+        body = encode(self.login_request())
+        for attempt in itertools.count():
+            try:
+                response = await self._call(body, deadline, False, "")
+            except EtcdzError as exc:
+                delay = login_retry(exc, attempt, loop.time() >= deadline)
+                if delay is None:
+                    raise
+                if delay < 0:
+                    break
+                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+                continue
+            self._token = self.token_of(response)
+            break
+        self._need_login = False
+
+    async def _call(self, body: bytes, deadline: float, write: bool, token: str) -> Any:
+        loop = asyncio.get_running_loop()
+        attempts = Failover(self._endpoints, write)
+        while True:
+            conn = self._connection()
+            msg_id = next(self._ids)
+            got = await conn.exchange(
+                msg_id, pack(body, msg_id=msg_id, token=token), deadline, self.dial_timeout
+            )
+            outcome = decode_reply(got, conn.url) if isinstance(got, bytes) else got
+            self.cluster_id = cluster_id_of(outcome) or self.cluster_id
+            step = attempts.step(outcome, loop.time() >= deadline)
+            if step.move:
+                await self._move(conn.generation)
+            if step.error is not None:
+                raise step.error
+            if step.done:
+                return step.response
+
+    # -- the shared request API (see etcdz._api and etcdz.auth) -----------------------------
+    get = _awaited(RequestApi.get)
+    put = _awaited(RequestApi.put)
+    delete = _awaited(RequestApi.delete)
+    txn = _awaited(RequestApi.txn)
+    compact = _awaited(RequestApi.compact)
+    status = _awaited(RequestApi.status)
+    hash_kv = _awaited(RequestApi.hash_kv)
+    alarms = _awaited(RequestApi.alarms)
+    alarm_raise = _awaited(RequestApi.alarm_raise)
+    defragment = _awaited(RequestApi.defragment)
+    lease_grant = _awaited(RequestApi.lease_grant)
+    lease_revoke = _awaited(RequestApi.lease_revoke)
+    lease_keep_alive_once = _awaited(RequestApi.lease_keep_alive_once)
+    lease_time_to_live = _awaited(RequestApi.lease_time_to_live)
+    leases = _awaited(RequestApi.leases)
+    member_list = _awaited(RequestApi.member_list)
+    member_add = _awaited(RequestApi.member_add)
+    member_remove = _awaited(RequestApi.member_remove)
+    member_update = _awaited(RequestApi.member_update)
+    member_promote = _awaited(RequestApi.member_promote)
+    move_leader = _awaited(RequestApi.move_leader)
+    authenticate = _awaited(AuthApi.authenticate)
+    auth_enable = _awaited(AuthApi.auth_enable)
+    auth_disable = _awaited(AuthApi.auth_disable)
+    auth_status = _awaited(AuthApi.auth_status)
+    user_add = _awaited(AuthApi.user_add)
+    user_get = _awaited(AuthApi.user_get)
+    user_list = _awaited(AuthApi.user_list)
+    user_delete = _awaited(AuthApi.user_delete)
+    user_change_password = _awaited(AuthApi.user_change_password)
+    user_grant_role = _awaited(AuthApi.user_grant_role)
+    user_revoke_role = _awaited(AuthApi.user_revoke_role)
+    role_add = _awaited(AuthApi.role_add)
+    role_get = _awaited(AuthApi.role_get)
+    role_list = _awaited(AuthApi.role_list)
+    role_delete = _awaited(AuthApi.role_delete)
+    role_grant_permission = _awaited(AuthApi.role_grant_permission)
+    role_revoke_permission = _awaited(AuthApi.role_revoke_permission)
+
+    def transaction(self) -> Txn:
+        """``await client.transaction().when(...).then(...).commit()``."""
+        return Txn(self)
+
+    async def alarm_disarm(
+        self, member_id: int = 0, alarm: proto_schemas.maintenance.AlarmType | None = None
+    ) -> proto_schemas.maintenance.AlarmResponse:
+        """As ``Client.alarm_disarm``."""
+        targets = disarm_targets(member_id, alarm)
+        if targets is None:
+            targets = (await self.alarms()).alarms
+        cleared = [await self.call(disarm_request(m)) for m in targets]
+        return disarmed(cleared) if cleared else await self.alarms()
+
+    async def range_stream(
+        self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any
+    ) -> AsyncIterator[RangeStreamResponse]:
+        """As ``Client.range_stream``: chunks of one range at one revision."""
+        request: RangeStreamRequest | None = RangeStreamRequest(
+            range=ops.get(key, **options), chunk_bytes=chunk_bytes
+        )
+        while request is not None:
+            chunk: RangeStreamResponse = await self.call(request)
+            yield chunk
+            request = next_chunk(request, chunk)
+
+    async def get_stream(
+        self, key: ops.Bytes, chunk_bytes: int = 1 << 20, **options: Any
+    ) -> AsyncIterator[KeyValue]:
+        async for chunk in self.range_stream(key, chunk_bytes=chunk_bytes, **options):
+            for kv in chunk.kvs:
+                yield kv
+
+    # -- leases and watches ----------------------------------------------------------------
+    async def lease(self, ttl: int, lease_id: int = 0) -> AsyncKeptLease:
+        """A lease kept alive by a task on this client until ``close()`` or the end of an
+        ``async with`` block (then revoked); see ``etcdz.lease``."""
+        from etcdz.lease import AsyncKeptLease
+
+        return await AsyncKeptLease.grant(self, ttl, lease_id)
+
+    def watch(self, key: ops.Bytes, range_end: ops.Bytes | None = None, **options: Any) -> AsyncWatch:
+        """As ``Client.watch``; iterate with ``async for``. Call it from a running loop."""
+        return AsyncWatch(self.sync, key, range_end, options)
+
+    def watch_prefix(self, prefix: ops.Bytes, **options: Any) -> AsyncEvents:
+        """Every event under ``prefix``, one at a time: ``async for event in ...``."""
+        return AsyncEvents(self.watch(prefix, prefix=True, **options))
+
+    def watch_key(self, key: ops.Bytes, **options: Any) -> AsyncEvents:
+        """Every event of one key, one at a time."""
+        return AsyncEvents(self.watch(key, **options))
+
+    def request_progress(self) -> None:
+        """Ask for a progress notification on every watch of this client (does not wait)."""
+        if self._sync is not None:
+            self._sync.request_progress()
+
+
+__all__ = ["AsyncClient", "AsyncEvents", "AsyncWatch"]

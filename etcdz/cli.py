@@ -282,6 +282,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
         command: Callable[..., int] = getattr(importlib.import_module(module), name)
         with connect(endpoints) as client:
             return command(args, client, out.text, out.mode)
+    if args.command in ("lock", "elect"):
+        from etcdz import _cli_lock
+
+        with connect(endpoints) as client:
+            return (_cli_lock.run_lock if args.command == "lock" else _cli_lock.run_elect)(
+                args, client, out.lines, out.mode
+            )
     if args.command == "watch":
         from etcdz._cli_watch import run as run_watch
 

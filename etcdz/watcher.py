@@ -176,6 +176,31 @@ class Watch:
         self.cancel()
 
 
+class Events:
+    """The events of one watch, one at a time (python-etcd3's ``watch_prefix`` iterator):
+    ``for event in client.watch_prefix("/config/"):``; ``cancel()`` or a ``with`` block ends
+    it, and a compacted start revision raises ``Compacted`` from the loop."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self._events = watch.events()
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def cancel(self) -> None:
+        self.watch.cancel()
+
+    def __enter__(self) -> Events:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
 class WatchStream(threading.Thread):
     """The connection to one hub, shared by the watches of one client."""
 

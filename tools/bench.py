@@ -4,6 +4,7 @@
     python -m tools.bench range --clients 16 --seconds 10 [--consistency s] [--prefix]
     python -m tools.bench txn-put --txn-ops 4 --clients 16 --total 10000
     python -m tools.bench lease-keepalive --clients 16 --conns 4 --seconds 10
+    python -m tools.bench put --client aio --clients 64 --seconds 10 (one asyncio connection)
     python -m tools.bench put --target etcd --endpoints http://127.0.0.1:2379 (a real etcd)
     python -m tools.bench put --protocol grpc --endpoints http://127.0.0.1:2384 (etcd's gRPC API)
     python -m tools.bench watch --watchers 1000 --streams 20 --put-rate 20 (see tools.bench_watch)
@@ -256,9 +257,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=0,
         help="connections (SDK Clients, or HTTP connections to etcd) the clients share, client i "
-        "using connection i %% conns; default one per client. An SDK Client serialises its calls "
-        "with a lock (as does an HTTP connection), so fewer conns than clients limits the "
-        "requests in flight to --conns",
+        "using connection i %% conns; default one per client (one with --client aio). An SDK "
+        "Client carries the calls of every thread sharing it at once; an HTTP connection "
+        "serialises them, so fewer conns than clients limits etcd's requests in flight to --conns",
+    )
+    p.add_argument(
+        "--client",
+        choices=["sync", "aio"],
+        default="sync",
+        help="sync: a thread per client on blocking SDK Clients; aio: coroutines on one event "
+        "loop sharing --conns asyncio clients (default 1: every request in flight on one "
+        "connection; see tools.bench_aio)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="run this long (unless --total is given)")
     p.add_argument("--total", type=int, default=0, help="stop after this many requests instead")
@@ -274,7 +283,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.txn_ops > args.key_space_size:
         p.error("--txn-ops cannot exceed --key-space-size (a txn may not put one key twice)")
-    args.conns = args.conns or args.clients
+    args.conns = args.conns or (1 if args.client == "aio" else args.clients)
     args.endpoints = (args.endpoints or DEFAULT_ENDPOINTS[args.target]).split(",")
     return args
 
@@ -295,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run one load as ``args`` (from ``parse_args``) says and return its summary."""
+    if args.client == "aio":
+        return _measure_aio(args)
     conns = open_conns(args.target, args.endpoints, args.conns, args.protocol)
     try:
         make_op = load_for(args, conns[0])
@@ -303,7 +314,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for c in conns:
             c.close()
-    s = summary(result.latencies, result.errors, elapsed)
+    return _summary(args, summary(result.latencies, result.errors, elapsed))
+
+
+def _measure_aio(args: argparse.Namespace) -> dict[str, Any]:
+    from tools.bench_aio import run_load_aio
+
+    if args.target != "etcdz":
+        raise SystemExit("--client aio drives etcdz only")
+    setup = EtcdzConn(args.endpoints)
+    try:
+        make_op = load_for(args, setup)
+    finally:
+        setup.close()
+    latencies, errors, elapsed = run_load_aio(
+        args.endpoints, args.conns, args.clients, args.seconds, args.total, make_op, (Exception,)
+    )
+    return _summary(args, summary(latencies, errors, elapsed))
+
+
+def _summary(args: argparse.Namespace, s: dict[str, Any]) -> dict[str, Any]:
     s.update(
         command=args.command,
         target=args.target,
@@ -313,6 +343,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         val_size=args.val_size,
         txn_ops=args.txn_ops if args.command == "txn-put" else None,
         consistency=args.consistency if args.command == "range" else None,
+        client=args.client,
     )
     return s
 

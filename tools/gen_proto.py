@@ -20,8 +20,14 @@ def main() -> int:
 
     rel = [f"proto_schemas/etcdpb/{name}" for name in PROTOS]
     code = protoc.main(
-        ["grpc_tools.protoc", f"-I{ROOT}", f"--python_out={ROOT}", f"--pyi_out={ROOT}",
-         f"--grpc_python_out={ROOT}", *rel]
+        [
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
+            f"--python_out={ROOT}",
+            f"--pyi_out={ROOT}",
+            f"--grpc_python_out={ROOT}",
+            *rel,
+        ]
     )
     return int(code)
 

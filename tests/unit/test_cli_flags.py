@@ -141,7 +141,7 @@ def test_go_durations(text: str, seconds: float) -> None:
         (["get", "k", "--pre"], "unknown flag: --pre"),  # no abbreviations, as pflag
         (["get", "k", "-x"], "unknown shorthand flag: 'x' in -x"),
         (["nosuch"], 'unknown command "nosuch" for "etcdzctl"'),
-        (["lock", "name"], 'unknown command "lock" for "etcdzctl"'),
+        (["frobnicate", "name"], 'unknown command "frobnicate" for "etcdzctl"'),
         (["member", "bogus"], 'unknown command "bogus" for "etcdzctl member"'),
     ],
 )

@@ -20,11 +20,8 @@ from etcdz._cli_flags import go_bool, parser
 ETCDCTL = shutil.which("etcdctl")
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not installed")
 
-# Commands etcdzctl does not have yet, and why.
-PENDING_COMMANDS = {
-    "lock": "built with the SDK's concurrency recipes (mutex), on its own branch of work",
-    "elect": "built with the SDK's concurrency recipes (election), on its own branch of work",
-}
+# Commands etcdzctl does not have yet, and why: none today.
+PENDING_COMMANDS: dict[str, str] = {}
 # Flags that exist in etcdctl but not, under that name, in etcdzctl: none today. A flag etcdz
 # cannot honour exists and refuses clearly (--discovery-srv, --insecure-skip-tls-verify,
 # defrag --data-dir, snapshot restore --wal-dir/--skip-hash-check, migrate).

@@ -49,6 +49,7 @@ def test_every_command_module_imports_no_server_code() -> None:
         "extra",
         "format",
         "lease",
+        "lock",
         "maintenance",
         "pflag",
         "protobuf",

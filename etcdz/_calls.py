@@ -1,0 +1,175 @@
+"""The rules of one call, shared by the blocking ``Client`` and the asyncio ``AsyncClient``.
+
+Both clients do the same thing around different I/O: encode a request, send it with a fresh
+``msg_id`` on the current member's connection, match the reply by ``in_reply_to``, and decide
+from the outcome whether to return, to raise, or to try the next endpoint. The deciding lives
+here, without sockets or clocks (the shells pass ``expired``), so that the two clients cannot
+drift apart:
+- a *definite* failure that another member may not have (no leader, unavailable, stopping) or
+  no reply at all, for a read: try the next endpoint, within the call's deadline;
+- no reply to a *write*: ``RequestTimedOut(definite=False)`` — it may have been applied, so
+  the SDK never retries it behind the caller's back;
+- a request that never left (no connection to that member) may go elsewhere, writes too.
+With many calls in flight on one connection, a move to the next endpoint is made once for a
+given connection (``Endpoints.move``), not once per call that saw it fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
+from proto_schemas.codec import DecodeError, decode
+from proto_schemas.envelope import unpack_header
+from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse
+from proto_schemas.kv import ResponseHeader
+
+
+class _Outcome:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NOT_SENT = _Outcome("NOT_SENT")  # the request never left: no connection to the endpoint
+NO_REPLY = _Outcome("NO_REPLY")  # sent, and nothing came back before the deadline
+RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
+# Requests that may change state: one whose answer is lost is never retried behind the caller's
+# back. Named rather than listed as classes, so that a call imports only its own message's module.
+WRITES = frozenset(
+    {
+        "PutRequest",
+        "DeleteRangeRequest",
+        "TxnRequest",
+        "CompactionRequest",
+        "LeaseGrantRequest",
+        "LeaseRevokeRequest",
+        "MemberAddRequest",
+        "MemberRemoveRequest",
+        "MemberUpdateRequest",
+        "MemberPromoteRequest",
+        "MoveLeaderRequest",
+        "AlarmRequest",
+    }
+)
+# Calls one connection carries at once: beyond, they wait on the client's side (a member
+# refuses more than its --max-client-inflight, 1000 by default, as too many requests).
+MAX_IN_FLIGHT = 1000
+LOGIN_ATTEMPTS = 5  # a login refused as busy, or checked against a changed auth store, is retried
+LOGIN_BACKOFF_S = 0.1
+
+
+def is_write(request: Any) -> bool:
+    """Whether ``request`` may change state (every auth request but the login does)."""
+    cls = type(request)
+    if cls.__module__ == "proto_schemas.auth":
+        return cls.__name__ != "AuthenticateRequest"
+    return cls.__name__ in WRITES
+
+
+def reply_id(frames: list[bytes]) -> tuple[int, bytes] | None:
+    """(``in_reply_to``, body) of a reply's frames; None for frames nobody can be given."""
+    try:
+        header, body = unpack_header(frames)
+    except DecodeError:
+        return None
+    return header.in_reply_to, body
+
+
+def decode_reply(body: bytes, endpoint: str) -> Any:
+    try:
+        return decode(body)
+    except DecodeError as exc:
+        raise EtcdzError(f"malformed reply from {endpoint}: {exc}") from None
+
+
+class Endpoints:
+    """The members a client may talk to and the one it talks to now. ``generation`` counts
+    moves: a connection made for generation g is replaced once, by the first caller that saw
+    it fail, however many calls in flight saw the same failure."""
+
+    def __init__(self, urls: str | list[str]) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("at least one endpoint is required")
+        self.index = 0
+        self.generation = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self.index]
+
+    def move(self, seen_generation: int) -> bool:
+        """Go to the next endpoint unless someone already moved away from ``seen_generation``."""
+        if seen_generation != self.generation:
+            return False
+        self.index = (self.index + 1) % len(self.urls)
+        self.generation += 1
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """What to do after one exchange: ``move`` to the next endpoint first, then raise
+    ``error``, or return ``response``, or (neither) send again."""
+
+    move: bool = False
+    error: EtcdzError | None = None
+    response: Any = None
+    done: bool = False
+
+
+class Failover:
+    """One call's attempts across endpoints (what the old single-threaded loop decided inline)."""
+
+    def __init__(self, endpoints: Endpoints, write: bool) -> None:
+        self._endpoints = endpoints
+        self._write = write
+        self.tried = 0
+
+    def step(self, outcome: Any, expired: bool) -> Step:
+        """``outcome``: NOT_SENT, NO_REPLY or the decoded reply; ``expired``: the deadline passed."""
+        self.tried += 1
+        last = self.tried >= len(self._endpoints.urls) or expired
+        names = ", ".join(self._endpoints.urls)
+        if outcome is NOT_SENT:
+            return Step(move=True, error=Unavailable(f"no endpoint reachable: {names}") if last else None)
+        if outcome is NO_REPLY:
+            if self._write:
+                return Step(move=True, error=RequestTimedOut(definite=False))
+            if last:
+                error = Unavailable(f"no reply from {names}") if self.tried > 1 else RequestTimedOut()
+                return Step(move=True, error=error)
+            return Step(move=True)
+        if isinstance(outcome, ErrorResponse):
+            if outcome.code in RETRY_ELSEWHERE and not last:
+                return Step(move=True)
+            return Step(error=from_response(outcome))
+        return Step(response=outcome, done=True)
+
+
+def cluster_id_of(response: Any) -> int:
+    """The cluster id a member's answer names (0: none), which the watch hubs must serve."""
+    header = getattr(response, "header", None)
+    return header.cluster_id if isinstance(header, ResponseHeader) else 0
+
+
+def relogin_cures(user: str | None, exc: EtcdzError) -> bool:
+    """Whether a fresh login (then one more try) may cure ``exc``: the refused call did not
+    happen, so retrying it is safe."""
+    return user is not None and exc.code in RELOGIN
+
+
+def login_retry(exc: EtcdzError, attempt: int, expired: bool) -> float | None:
+    """After a failed login: seconds to wait before the next try, -1.0 to go on without a token
+    (auth is disabled, as clientv3 does), None to raise ``exc``."""
+    if exc.code == ErrorCode.AUTH_NOT_ENABLED:
+        return -1.0
+    if exc.code not in (ErrorCode.AUTH_OLD_REVISION, ErrorCode.TOO_MANY_REQUESTS):
+        return None
+    if attempt >= LOGIN_ATTEMPTS - 1 or expired:
+        return None
+    return LOGIN_BACKOFF_S * 2**attempt if exc.code == ErrorCode.TOO_MANY_REQUESTS else 0.0

@@ -1,0 +1,173 @@
+"""The SDK's pure cores, without sockets or clocks: the call rules both clients share
+(failover, endpoint moves, login retries), lease renewal, the STM's commit conditions, and a
+lock recipe driven step by step as its drivers drive it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from etcdz import _recipes as r
+from etcdz._calls import NO_REPLY, NOT_SENT, Endpoints, Failover, login_retry
+from etcdz.errors import (
+    AuthFailed,
+    AuthNotEnabled,
+    EtcdzError,
+    LeaseNotFound,
+    RequestTimedOut,
+    TooManyRequests,
+    Unavailable,
+)
+from etcdz.lease import Renewal
+from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.kv import (
+    CompareResult,
+    CompareTarget,
+    KeyValue,
+    PutResponse,
+    RangeResponse,
+    ResponseHeader,
+    TxnResponse,
+)
+from proto_schemas.watch import Event, EventType
+
+THREE = ["tcp://a:1", "tcp://b:1", "tcp://c:1"]
+
+
+def test_a_read_moves_on_until_every_endpoint_was_tried() -> None:
+    attempts = Failover(Endpoints(THREE), write=False)
+    assert attempts.step(NO_REPLY, expired=False).move
+    assert attempts.step(NOT_SENT, expired=False).error is None
+    last = attempts.step(NO_REPLY, expired=False)
+    assert last.move and isinstance(last.error, Unavailable)
+
+
+def test_a_write_without_a_reply_is_never_retried_and_is_indefinite() -> None:
+    step = Failover(Endpoints(THREE), write=True).step(NO_REPLY, expired=False)
+    assert isinstance(step.error, RequestTimedOut) and step.error.definite is False
+    unsent = Failover(Endpoints(THREE), write=True).step(NOT_SENT, expired=False)
+    assert unsent.move and unsent.error is None  # never sent: safe to send elsewhere
+
+
+def test_no_leader_is_retried_elsewhere_other_errors_are_raised() -> None:
+    attempts = Failover(Endpoints(THREE), write=True)
+    no_leader = ErrorResponse(code=ErrorCode.NO_LEADER, message="etcdserver: no leader")
+    assert attempts.step(no_leader, expired=False).move
+    denied = attempts.step(ErrorResponse(code=ErrorCode.LEASE_NOT_FOUND, message="x"), expired=False)
+    assert isinstance(denied.error, LeaseNotFound) and not denied.move
+    answer = PutResponse(header=ResponseHeader())
+    assert Failover(Endpoints(THREE), write=True).step(answer, expired=False).response is answer
+
+
+def test_many_calls_that_saw_one_connection_fail_move_the_client_once() -> None:
+    endpoints = Endpoints(THREE)
+    seen = endpoints.generation
+    assert endpoints.move(seen) and not endpoints.move(seen) and not endpoints.move(seen)
+    assert endpoints.current == THREE[1]
+
+
+def test_login_retries_only_what_a_retry_can_cure() -> None:
+    assert login_retry(AuthNotEnabled(), 0, False) == -1.0  # go on without a token
+    assert login_retry(AuthFailed(), 0, False) is None
+    assert login_retry(TooManyRequests(), 1, False) == pytest.approx(0.2)
+    assert login_retry(TooManyRequests(), 4, False) is None
+    assert login_retry(TooManyRequests(), 0, True) is None
+
+
+def test_a_lease_is_lost_when_the_cluster_says_so_or_no_renewal_worked_for_a_ttl() -> None:
+    renewal = Renewal(ttl=6, now=0.0)
+    assert renewal.renewed(6, now=2.0) == 2.0
+    assert renewal.failed(RequestTimedOut(), now=3.0) == 0.5
+    assert renewal.failed(RequestTimedOut(), now=8.0) is None  # 6 s since the last renewal
+    assert Renewal(6, 0.0).failed(LeaseNotFound(), now=0.1) is None
+    assert Renewal(6, 0.0).renewed(0, now=1.0) is None  # TTL 0: the lease is gone
+
+
+@pytest.mark.parametrize(
+    ("isolation", "read_compares", "write_compares"),
+    [
+        (r.SERIALIZABLE_SNAPSHOT, 1, 1),
+        (r.SERIALIZABLE, 1, 0),
+        (r.REPEATABLE_READS, 1, 0),
+        (r.READ_COMMITTED, 0, 0),
+    ],
+)
+def test_stm_commits_under_the_conditions_of_its_isolation(
+    isolation: str, read_compares: int, write_compares: int
+) -> None:
+    state = r.StmState(isolation)
+    kv = KeyValue(key=b"a", value=b"1", create_revision=3, mod_revision=7, version=2)
+    assert state.read_request(b"a").revision == 0
+    state.record(b"a", RangeResponse(header=ResponseHeader(revision=9), kvs=[kv], count=1))
+    pinned = isolation in (r.SERIALIZABLE, r.SERIALIZABLE_SNAPSHOT)
+    assert state.read_request(b"b").revision == (9 if pinned else 0)
+    state.put(b"a", b"2")
+    state.put(b"w", b"x")
+    assert state.cached(b"a") == (True, b"2")  # a transaction reads its own writes
+    txn = state.commit_request()
+    mods = [c for c in txn.compare if c.target == CompareTarget.MOD]
+    assert len([c for c in mods if c.result == CompareResult.EQUAL and c.key == b"a"]) == read_compares
+    assert len([c for c in mods if c.result == CompareResult.LESS and c.key == b"w"]) == write_compares
+    assert [getattr(op, "key", None) for op in txn.success] == [b"a", b"w"]
+    with pytest.raises(ValueError):
+        r.StmState("chaos")
+
+
+def _header(rev: int) -> ResponseHeader:
+    return ResponseHeader(revision=rev)
+
+
+def _kv(key: bytes, rev: int) -> KeyValue:
+    return KeyValue(key=key, create_revision=rev, mod_revision=rev, version=1)
+
+
+def test_a_waiter_watches_only_its_predecessor_and_cleans_up_when_interrupted() -> None:
+    prefix = r.prefix_of(b"\x00lock")
+    mine = r.key_for(prefix, 0xAB)
+    steps = r.acquire(prefix, 0xAB)
+    claim = next(steps)
+    assert isinstance(claim, r.Call) and claim.request.compare[0].key == mine
+    owner = _kv(prefix + b"1", 5)
+    claimed = TxnResponse(
+        header=_header(9),
+        succeeded=True,
+        responses=[PutResponse(header=_header(9)), RangeResponse(header=_header(9), kvs=[owner], count=2)],
+    )
+    query = steps.send(claimed)  # not the owner: who was just before me?
+    assert isinstance(query, r.Call) and query.request.max_create_revision == 8
+    just_before = _kv(prefix + b"7", 8)
+    watch = steps.send(RangeResponse(header=_header(9), kvs=[just_before], count=1))
+    assert watch == r.OpenWatch(just_before.key, start_revision=10)  # that key alone
+    assert isinstance(steps.send("handle"), r.NextEvents)
+    put = Event(type=EventType.PUT, kv=just_before)
+    assert isinstance(steps.send([put]), r.NextEvents)  # not a deletion: wait on
+    assert steps.throw(KeyboardInterrupt()) == r.CloseWatch("handle")
+    cleanup = steps.send(None)
+    assert isinstance(cleanup, r.Call) and cleanup.request.key == mine
+    with pytest.raises(KeyboardInterrupt):
+        steps.send(None)
+
+
+def test_try_lock_held_by_another_removes_the_key_it_made() -> None:
+    prefix = r.prefix_of("l")
+    steps = r.acquire(prefix, 1, try_only=True)
+    next(steps)
+    other = _kv(prefix + b"0", 2)
+    answer: Any = TxnResponse(
+        header=_header(3),
+        succeeded=True,
+        responses=[PutResponse(header=_header(3)), RangeResponse(header=_header(3), kvs=[other], count=2)],
+    )
+    cleanup = steps.send(answer)
+    assert isinstance(cleanup, r.Call) and cleanup.request.key == r.key_for(prefix, 1)
+    with pytest.raises(r.Locked, match="mutex: Locked by another session"):
+        steps.send(None)
+
+
+def test_names_must_not_be_empty_and_errors_carry_etcds_texts() -> None:
+    with pytest.raises(ValueError):
+        r.prefix_of(b"")
+    assert str(r.NotLeader()) == "election: not leader"
+    assert str(r.NoLeader()) == "election: no leader"
+    assert isinstance(r.SessionExpired(), EtcdzError)
