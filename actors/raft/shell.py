@@ -35,7 +35,7 @@ import zmq
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import coalesce
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
-from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Role
+from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
 from actors.raft.transport import PeerTransport
@@ -86,6 +86,7 @@ from proto_schemas.raft import (
     ConfChangeType,
     Entry,
     EntryType,
+    HardState,
     MessageType,
     RaftMessage,
     Snapshot,
@@ -171,6 +172,8 @@ class RaftShell:
         self.loop.after_batch(self.flush)
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
+        self._hard_state: HardState | None = None  # newer than the WAL's, not sent yet
+        self._term_vote = (0, 0)  # of the last hard state sent to the WAL writer
         send(self.to_wal, WalLoad(generation=self.generation))
         # Neighbours that ran on while this core restarted: the apply worker tells the applied
         # index again, the gateway fails read index rounds asked of the old core.
@@ -189,6 +192,7 @@ class RaftShell:
             self.snapshots.snap_index = snap_index
         storage.append(state.entries)
         storage.set_hard_state(state.hard_state)
+        self._term_vote = (state.hard_state.term, state.hard_state.vote)
         self.node = RawNode(
             Config(
                 id=self.config.member_id,
@@ -444,17 +448,7 @@ class RaftShell:
                     send(self.to_gateway, reply)
             if rd.snapshot is not None:
                 self._restored(rd.snapshot)
-            if rd.entries or rd.hard_state is not None or rd.messages_after_persist or rd.snapshot:
-                send(
-                    self.to_wal,
-                    Persist(
-                        entries=list(rd.entries),
-                        hard_state=rd.hard_state,
-                        messages=list(rd.messages_after_persist),
-                        snapshot=rd.snapshot,
-                        generation=self.generation,
-                    ),
-                )
+            self._persist(rd)
             self._outgoing.extend(rd.messages)
             if rd.committed_entries:
                 table_changed = self._apply_conf_changes(node, rd.committed_entries)
@@ -471,6 +465,31 @@ class RaftShell:
             outgoing, self._outgoing = self._outgoing, []
             self._send_peers(coalesce(outgoing))
         self._report_status(node)
+
+    def _persist(self, rd: Ready) -> None:
+        """Hand the WAL writer what must be durable. A Ready in which only the commit index
+        moved sends nothing: commit is knowledge a restarted member learns again (from the
+        leader, or as the lone voter from its own log), so it rides along with the next entries
+        or vote instead of costing a message, a WAL write and an acknowledgement per commit."""
+        hs = rd.hard_state
+        if hs is not None:
+            self._hard_state = hs
+        if not (rd.entries or rd.messages_after_persist or rd.snapshot):
+            if hs is None or (hs.term, hs.vote) == self._term_vote:
+                return
+        if self._hard_state is not None:
+            self._term_vote = (self._hard_state.term, self._hard_state.vote)
+        send(
+            self.to_wal,
+            Persist(
+                entries=list(rd.entries),
+                hard_state=self._hard_state,
+                messages=list(rd.messages_after_persist),
+                snapshot=rd.snapshot,
+                generation=self.generation,
+            ),
+        )
+        self._hard_state = None
 
     def _restored(self, snap: Snapshot) -> None:
         """The core adopted a snapshot from the leader (the backend already holds it)."""
