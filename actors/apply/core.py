@@ -79,6 +79,8 @@ class ApplyCore:
     def on_restored(self, index: int, out: ApplyOutbox) -> None:
         """A snapshot from the leader replaced the backend up to ``index``: what is queued at
         or below it is covered, and the next committed entry is ``index + 1``."""
+        if self.applied is None:
+            return  # the backend's state, asked for already, covers it
         while self._queue and self._queue[0].index <= index:
             self._queue.popleft()
         self._last_queued = max(self._last_queued, index)
@@ -92,6 +94,8 @@ class ApplyCore:
         self.tell_raft(out, float("inf"))
 
     def on_apply_done(self, done: ApplyDone, out: ApplyOutbox, now: float) -> None:
+        if self.applied is None:
+            return  # the batch a dead predecessor sent: the backend's state, asked for, covers it
         self._in_flight = False
         self.applied = max(self.applied or 0, done.applied_index)
         self.tell_raft(out, now)

@@ -49,6 +49,18 @@ def test_it_asks_raft_for_the_entries_after_the_backend_and_drops_those_sent_bef
     assert [e.index for e in batch.entries] == [4, 5, 6, 7]
 
 
+def test_what_a_dead_predecessor_was_owed_does_not_stop_the_resync() -> None:
+    """The backend finishes the batch the dead worker sent and answers the new one first."""
+    core, out = ApplyCore(), ApplyOutbox()
+    core.on_apply_done(ApplyDone(applied_index=7), out, 0.0)
+    core.on_apply(Apply(entries=[], restored=6), out)
+    core.on_backend_state(state(7), out)
+    assert out.to_raft == [ApplyFrom(index=8), Applied(index=7)]
+    core.on_apply(Apply(entries=entries(8, 9), resync=True), out)
+    core.next_batch(out)
+    assert [e.index for e in out.to_mvcc[0].entries] == [8, 9]
+
+
 def test_a_resync_from_a_compacted_log_starts_after_its_snapshot() -> None:
     core, out = ApplyCore(), ApplyOutbox()
     core.on_backend_state(state(3), out)
