@@ -152,13 +152,7 @@ class Loop:
         (a stopped process, a deadlock, an endless batch) stops touching it."""
 
         def touch() -> None:
-            try:
-                os.utime(path)
-            except FileNotFoundError:
-                with open(path, "ab"):
-                    pass
-            except OSError:
-                pass
+            touch_heartbeat(path)
 
         touch()
         self.every(interval_s, touch)
@@ -225,6 +219,17 @@ def _peer_address(frame: zmq.Frame) -> bytes:
         return str(frame.get("Peer-Address") or "").encode()
     except zmq.ZMQError:  # no metadata (an inproc peer)
         return b""
+
+
+def touch_heartbeat(path: str) -> None:
+    """Show the supervisor that this process still turns (best effort: never raises)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        with open(path, "ab"):
+            pass
+    except OSError:
+        pass
 
 
 def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0, flags: int = 0) -> None:

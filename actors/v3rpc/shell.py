@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ import zmq.asyncio
 from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
+from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
 from actors.v3rpc.links import GatewayLink, HubLink, HubPool
 from actors.v3rpc.streams import DUPLICATE, StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
@@ -52,7 +52,6 @@ from proto_schemas.watch import (
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
 PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
 HUB_DEAD_AFTER_S = 10.0
-HEARTBEAT_S = 1.0
 LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per-address limit
 LOGIN_BACKOFF_S = 0.1
 LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
@@ -359,13 +358,7 @@ def server_options(config: DoorConfig) -> list[tuple[str, Any]]:
 async def beat(path: str) -> None:
     """Touch the heartbeat file every second: the supervisor kills a side whose beat stops."""
     while True:
-        try:
-            os.utime(path)
-        except FileNotFoundError:
-            with open(path, "ab"):
-                pass
-        except OSError:
-            pass
+        touch_heartbeat(path)
         await asyncio.sleep(HEARTBEAT_S)
 
 
