@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from etcdz.client import Client
 
 # The client, the messages and each command's own module are imported when a command runs, not
-# here: every call pays for what this module imports (see the start-up figures in the README).
+# here: every call pays for what this module imports (see the start-up figures in docs/performance.md).
 # A command group's module, by command (each has run(args, client, out, mode)).
 _GROUPS = {
     "alarm": ("etcdz._cli_maintenance", "run_alarm"),

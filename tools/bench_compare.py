@@ -1,4 +1,4 @@
-"""etcdz against etcd 3.4 on the same machine in the same run: the README's comparison.
+"""etcdz against etcd 3.4 on the same machine in the same run: the comparison in docs/performance.md.
 
     python -m tools.bench_compare --members 3 --seconds 10
     python -m tools.bench_compare --members 1 --loads put,range-s --seconds 5 -o json

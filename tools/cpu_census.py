@@ -7,7 +7,7 @@ Starts a cluster (no standalone hubs), reads each actor's CPU time (user + syste
 ``/proc/<pid>/stat``) before and after the load of ``tools.bench`` (arguments after the
 command), and prints microseconds of CPU per acknowledged request per actor (leader first),
 the benchmark client's own CPU per request, and the CPU the machine offered per request at
-that rate: the README's "where the time goes" table. Unlike ``tools.profile`` it does not slow
+that rate: the "where the time goes" table of docs/performance.md. Unlike ``tools.profile`` it does not slow
 the code down, so the figures add up to what the benchmark measures.
 """
 

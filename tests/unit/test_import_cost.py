@@ -1,6 +1,6 @@
 """Import-time budgets as sets of modules: every etcdzctl call and every SDK user pays for what
 these imports pull in, so a module outside the allowed set is a regression (the wall-clock
-figures are in the README; a test asserts only which modules load)."""
+figures are in docs/performance.md; a test asserts only which modules load)."""
 
 from __future__ import annotations
 
