@@ -36,6 +36,7 @@ DRAIN_CAP = 4096
 SEND_TIMEOUT_MS = 10_000
 INTERNAL_HWM = 200_000
 LINGER_MS = 200
+RECONNECT_MS = 10
 METRICS_REPORT_S = 1.0
 PROFILE_VARIABLE = "ETCDZ_PROFILE_DIR"  # set: every actor profiles its loop (cProfile) into that dir
 HEARTBEAT_S = 1.0  # how often a member's actor touches its heartbeat file
@@ -77,6 +78,9 @@ class Loop:
         sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.IMMEDIATE, 0)
+        # A restarted neighbour binds its inbox a few ms after it is forked; ZeroMQ's default
+        # 100 ms between connect attempts would add that much to every actor restart.
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         sock.connect(address)
         return sock
 

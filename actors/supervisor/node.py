@@ -357,9 +357,13 @@ class NodeSupervisor:
             quick_failures=deaths,
         )
         siblings = {a: self.procs.pop(a) for a in restarted if a != actor}
-        for sibling in siblings:
+        for sibling, proc in siblings.items():
+            # No grace: a sibling keeps nothing a crash would lose (what it owns is durable
+            # in the WAL or the backend, which it resyncs from), and a stop that flushes to
+            # the dead actor only delays the restart.
             self.census.died(sibling, f"restarted with {actor}")
-        _stop_all(siblings, self.log)
+            proc.kill()
+            proc.wait()
         if deaths > 1:
             self._sleep_or_stop(min(2.0, 0.2 * 2 ** (deaths - 2)))
         for name in restarted:

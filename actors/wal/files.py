@@ -107,6 +107,33 @@ def _preallocate(fd: int, size: int) -> None:
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+
+
+def _read_written(path: str) -> bytes:
+    """A segment's bytes without its trailing all-zero chunks.
+
+    Segments are pre-allocated, so most of the last one is zeros that hold no record; reading
+    and then scanning those 64 MB would cost a restarted WAL writer more than decoding its
+    records. A chunk is compared with zeros as it is read, and only the chunks up to the last
+    one holding a non-zero byte are kept: decoding sees every byte a record or a torn tail can
+    occupy, and the end of the data reads as the end of the records.
+    """
+    out = bytearray()
+    buf = bytearray(_CHUNK)  # one buffer read into again and again: fresh ones cost page faults
+    zeros = 0  # all-zero chunks read since the last one with data
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            if buf[:n] == _ZEROS[:n] if n < _CHUNK else buf == _ZEROS:
+                zeros += 1
+                continue
+            out += _ZEROS * zeros
+            out += buf[:n] if n < _CHUNK else buf
+            zeros = 0
+    return bytes(out)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -257,9 +284,7 @@ class Wal:
                 )
             path = os.path.join(self._dir, name)
             self._segments.append(_Segment(seq, first_index, path))
-            with open(path, "rb") as f:
-                buf = f.read()
-            decoded = decode_segment(buf, name)
+            decoded = decode_segment(_read_written(path), name)
             last = i == len(names) - 1
             if decoded.first_crc is None:
                 raise WalCorruptError(

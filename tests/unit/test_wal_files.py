@@ -385,3 +385,22 @@ def test_the_writers_log_in_memory_is_what_a_replay_finds(tmp_path: Path) -> Non
     write(ents(51, 52, term=4), HardState(term=4, commit=50), installed)
     agree()
     wal.close()
+
+
+def test_bytes_far_past_the_records_in_a_big_segment_are_still_seen(tmp_path: Path) -> None:
+    """A segment is read without its trailing all-zero chunks: a torn write several chunks
+    beyond the last record is still found, and truncated."""
+    big = 4 << 20
+    wal, _ = open_wal(tmp_path, big)
+    wal.append(ents(1, 5), None)
+    wal.close()
+    seg = seg_files(tmp_path)[-1]
+    good_end = find_segment_end(seg)
+    with open(seg, "r+b") as f:
+        f.seek(good_end + (3 << 20))
+        f.write(b"\x07" * 33)
+    wal, contents = open_wal(tmp_path, big)
+    assert contents.entries == ents(1, 5) and contents.torn_bytes == (3 << 20) + 33
+    wal.append(ents(6, 6), None)
+    wal.close()
+    assert open_wal(tmp_path, big)[1].entries == ents(1, 6)
