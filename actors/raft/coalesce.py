@@ -14,6 +14,13 @@ Rules (only neighbours in one peer's sequence are merged, so no message overtake
 - Two successful append answers of one term, the second not behind the first, become the
   second: an answer for index ``i`` acknowledges everything up to ``i``. Rejections, heartbeats,
   votes and snapshots are never merged.
+
+A commit index alone is worth little on its own: an append that carries no entries (the leader's
+commit moved, nothing new to send) is held back briefly (``hold_commit_only``), and the next
+append to that peer, which continues it, carries the commit instead. A follower then steps,
+answers and is answered once per batch of entries rather than once more per commit. Only the
+delivery is delayed, which raft tolerates; the shell sends what it holds after a few
+milliseconds at most.
 """
 
 from __future__ import annotations
@@ -55,3 +62,23 @@ def _merge(first: RaftMessage, second: RaftMessage) -> RaftMessage | None:
             return None
         return second
     return None
+
+
+def hold_commit_only(
+    messages: list[RaftMessage], held: dict[int, RaftMessage]
+) -> tuple[list[RaftMessage], dict[int, RaftMessage]]:
+    """What to send now, and which entry-less appends to hold back (by peer).
+
+    ``held`` (what an earlier flush held) goes out ahead of anything newer to the same peer,
+    merged with it where ``coalesce`` can; a peer whose last message is an entry-less append
+    gets that append held instead of sent."""
+    if held:
+        peers = {m.to for m in messages}
+        messages = [*(m for p, m in held.items() if p in peers), *messages]
+        held = {p: m for p, m in held.items() if p not in peers}
+    out = coalesce(messages)
+    last_for = {m.to: i for i, m in enumerate(out)}
+    hold = {i for i in last_for.values() if out[i].type is MessageType.APP and not out[i].entries}
+    if not hold:
+        return out, held
+    return [m for i, m in enumerate(out) if i not in hold], {**held, **{out[i].to: out[i] for i in hold}}

@@ -33,7 +33,7 @@ import structlog
 import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
-from actors.raft.coalesce import coalesce
+from actors.raft.coalesce import hold_commit_only
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
 from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role
 from actors.raft.snapshots import Snapshots
@@ -95,6 +95,7 @@ from proto_schemas.raft import (
 STATUS_REFRESH_S = 0.02  # commit/applied-only status changes reach the gateway at most this often
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
+COMMIT_HOLD_S = 0.002  # longest an append carrying only a commit index waits for entries to ride with
 RESYNC_BYTES = 4 << 20  # committed entries per ``Apply`` when the apply worker asks for them again
 MAX_HASH_QUERIES = 8  # peers' hash queries waiting for the backend at once
 HASH_QUERY_TIMEOUT_S = 30.0  # forgotten after this (the asker has given up long before)
@@ -169,6 +170,7 @@ class RaftShell:
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
         self._releasing = False  # the timer for delayed peer frames is running
+        self._held: dict[int, RaftMessage] = {}  # entry-less appends held back, by peer (coalesce.py)
         self.loop.after_batch(self.flush)
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
@@ -463,8 +465,18 @@ class RaftShell:
                 self._campaign_if_alone(node)
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
-            self._send_peers(coalesce(outgoing))
+            had_held = bool(self._held)
+            now, self._held = hold_commit_only(outgoing, self._held)
+            self._send_peers(now)
+            if self._held and not had_held:
+                self.loop.after(COMMIT_HOLD_S, self._release_held)
         self._report_status(node)
+
+    def _release_held(self) -> None:
+        """Send the entry-less appends no newer append has carried along meanwhile."""
+        held, self._held = self._held, {}
+        if held:
+            self._send_peers(list(held.values()))
 
     def _persist(self, rd: Ready) -> None:
         """Hand the WAL writer what must be durable. A Ready in which only the commit index

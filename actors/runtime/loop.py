@@ -165,6 +165,10 @@ class Loop:
     def every(self, interval_s: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + interval_s, next(self._seq), interval_s, fn))
 
+    def after(self, delay_s: float, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once, ``delay_s`` from now."""
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._seq), 0.0, fn))
+
     # -- running -------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
         self.stopping = True
@@ -210,9 +214,9 @@ class Loop:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             due, _, interval, fn = heapq.heappop(self._timers)
-            # Skip missed periods rather than firing a burst after a stall.
-            next_due = due + interval if due + interval > now else now + interval
-            heapq.heappush(self._timers, (next_due, next(self._seq), interval, fn))
+            if interval:  # periodic: skip missed periods rather than fire a burst after a stall
+                next_due = due + interval if due + interval > now else now + interval
+                heapq.heappush(self._timers, (next_due, next(self._seq), interval, fn))
             fn()
         for fn in self._flushers:
             fn()
