@@ -64,6 +64,7 @@ class Conn(Protocol):
     def put(self, key: bytes, value: bytes) -> object: ...
     def get(self, key: bytes, *, range_end: bytes = b"", serializable: bool = False) -> object: ...
     def txn_put(self, pairs: list[tuple[bytes, bytes]]) -> object: ...
+    def cas(self, key: bytes, mod_revision: int, value: bytes) -> int: ...
     def lease_grant(self, ttl: int) -> int: ...
     def lease_keep_alive_once(self, lease_id: int) -> object: ...
     def close(self) -> None: ...
@@ -83,6 +84,15 @@ class EtcdzConn:
 
     def txn_put(self, pairs: list[tuple[bytes, bytes]]) -> object:
         return self.client.txn([], [ops.put(k, v) for k, v in pairs])
+
+    def cas(self, key: bytes, mod_revision: int, value: bytes) -> int:
+        """Put ``value`` if ``key`` was last modified at ``mod_revision``, else read it: the key's
+        mod revision afterwards (0: it does not exist)."""
+        resp = self.client.txn([ops.ModRevision(key) == mod_revision], [ops.put(key, value)], [ops.get(key)])
+        if resp.succeeded:
+            return resp.header.revision
+        kvs = resp.responses[0].kvs  # type: ignore[union-attr]
+        return kvs[0].mod_revision if kvs else 0
 
     def lease_grant(self, ttl: int) -> int:
         return self.client.lease_grant(ttl).id
@@ -208,6 +218,19 @@ def load_for(args: argparse.Namespace, setup: Conn) -> MakeOp:
             return lambda: c.put(key_for(rng.randrange(args.key_space_size)), value)
         if args.command == "txn-put":
             return lambda: c.txn_put([(k, value) for k in keys(rng, counter, args.txn_ops)])
+        if args.command == "txn-cas":
+            return cas_op(c, rng, args, value)
+        if args.command == "mixed":
+            serial = args.consistency == "s"
+            read_percent = args.read_percent
+
+            def mixed() -> object:
+                key = key_for(rng.randrange(args.key_space_size))
+                if rng.randrange(100) < read_percent:
+                    return c.get(key, serializable=serial)
+                return c.put(key, value)
+
+            return mixed
         if args.command == "lease-keepalive":
             lease_id = c.lease_grant(LEASE_TTL)
             return lambda: c.lease_keep_alive_once(lease_id)
@@ -222,6 +245,20 @@ def load_for(args: argparse.Namespace, setup: Conn) -> MakeOp:
     return make_op
 
 
+def cas_op(c: Conn, rng: random.Random, args: argparse.Namespace, value: bytes) -> Callable[[], object]:
+    """Compare-and-swap as users run it: a txn that puts a key only if its mod revision is the
+    one this client last saw, else reads it (and retries with what it read next time). Keys
+    are drawn from ``--cas-keys`` shared keys, so clients contend as they would on counters."""
+    seen: dict[bytes, int] = {}
+
+    def cas() -> object:
+        key = b"cas/%d" % rng.randrange(args.cas_keys)
+        seen[key] = c.cas(key, seen.get(key, 0), value)
+        return seen[key]
+
+    return cas
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument(
@@ -230,6 +267,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "put",
             "range",
             "txn-put",
+            "txn-cas",
+            "mixed",
             "lease-keepalive",
             "watch",
             "recovery",
@@ -276,6 +315,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--key-space-size", type=int, default=10_000)
     p.add_argument("--sequential-keys", action="store_true")
     p.add_argument("--txn-ops", type=int, default=1, help="txn-put: puts per txn")
+    p.add_argument("--cas-keys", type=int, default=1000, help="txn-cas: the shared keys clients swap")
+    p.add_argument("--read-percent", type=int, default=90, help="mixed: ranges in 100 requests")
     p.add_argument("--consistency", choices=["l", "s"], default="l")
     p.add_argument("--prefix", action="store_true", help="range: a prefix of 100 keys instead of one key")
     p.add_argument("--progress", action="store_true", help="draw the progress bar even if stderr is no TTY")

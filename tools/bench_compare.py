@@ -34,6 +34,8 @@ LOADS: dict[str, list[str]] = {  # name -> tools.bench arguments
     "range-l": ["range", "--consistency", "l"],
     "range-s": ["range", "--consistency", "s"],
     "txn-put": ["txn-put", "--txn-ops", "4"],
+    "txn-cas": ["txn-cas"],
+    "mixed": ["mixed", "--read-percent", "90"],
     "lease-keepalive": ["lease-keepalive"],
 }
 SETTLE_S = 1.0  # after start-up: let elections and the first compactions pass

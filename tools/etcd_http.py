@@ -93,6 +93,23 @@ class EtcdHTTPClient:
         """A txn with no compares whose success branch puts every (key, value) of ``pairs``."""
         return self._post("/v3/kv/txn", {"success": [{"request_put": _put(k, v)} for k, v in pairs]})
 
+    def cas(self, key: bytes, mod_revision: int, value: bytes) -> int:
+        """Put ``value`` if ``key``'s mod revision is ``mod_revision``, else read it: the key's
+        mod revision afterwards (0: it does not exist)."""
+        compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}
+        answer = self._post(
+            "/v3/kv/txn",
+            {
+                "compare": [compare],
+                "success": [{"request_put": _put(key, value)}],
+                "failure": [{"request_range": {"key": _b64(key)}}],
+            },
+        )
+        if answer.get("succeeded"):
+            return int(answer["header"]["revision"])
+        kvs = answer["responses"][0]["response_range"].get("kvs", [])
+        return int(kvs[0]["mod_revision"]) if kvs else 0
+
     def lease_grant(self, ttl: int) -> int:
         """A new lease of ``ttl`` seconds; its id."""
         return int(self._post("/v3/lease/grant", {"TTL": ttl})["ID"])

@@ -52,6 +52,22 @@ class GrpcConn:
         return self.kv.Txn(rpc_pb2.TxnRequest(success=ops), timeout=TIMEOUT_S)
 
     @counted
+    def cas(self, key: bytes, mod_revision: int, value: bytes) -> int:
+        compare = rpc_pb2.Compare(
+            key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL, mod_revision=mod_revision
+        )
+        request = rpc_pb2.TxnRequest(
+            compare=[compare],
+            success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value))],
+            failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
+        )
+        resp = self.kv.Txn(request, timeout=TIMEOUT_S)
+        if resp.succeeded:
+            return int(resp.header.revision)
+        kvs = resp.responses[0].response_range.kvs
+        return int(kvs[0].mod_revision) if kvs else 0
+
+    @counted
     def lease_grant(self, ttl: int) -> int:
         return int(self.lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=ttl), timeout=TIMEOUT_S).ID)
 

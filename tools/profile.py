@@ -6,7 +6,9 @@
 Starts a cluster whose actors run their loops under cProfile (``ETCDZ_PROFILE_DIR``), runs the
 benchmark load (``tools.bench`` arguments after the command), stops the cluster cleanly so
 each actor writes its profile, then prints per actor of the leader and of one follower: the
-CPU its loop took per request and the functions that took it (own time, calls). cProfile
+CPU its loop's thread took per request and the functions that took it (own CPU time, calls;
+measured with the thread's CPU clock, so other processes' turns on a busy machine are not
+charged to whatever call they interrupted; ZeroMQ's I/O threads are not in it). cProfile
 slows Python code down about twofold, so the figures say where the time goes, not how fast
 the store is; the benchmark's own numbers come from runs without it.
 """

@@ -30,6 +30,8 @@ COMMANDS = (
     ["range"],
     ["range", "--consistency", "s", "--prefix"],
     ["txn-put", "--txn-ops", "3"],
+    ["txn-cas", "--cas-keys", "3"],
+    ["mixed", "--read-percent", "50"],
     ["lease-keepalive"],
     ["put", "--conns", "1"],
 )
@@ -61,6 +63,21 @@ def test_benchmarks_drive_a_real_etcd_through_its_json_gateway(
 ) -> None:
     for command in COMMANDS:
         assert run_bench([*command, "--target", "etcd", "--endpoints", etcd], capsys)["target"] == "etcd"
+
+
+def test_compare_and_swap_puts_only_at_the_revision_it_saw(shared_node: LocalCluster, etcd: str) -> None:
+    """The txn-cas load's swap behaves alike on both stores: it writes only when the key's
+    mod revision is the one given, and otherwise tells the current one without writing."""
+    for conn in (bench.EtcdzConn(shared_node.endpoints), EtcdHTTPClient(etcd)):
+        try:
+            key = b"cas-check/%d" % id(conn)
+            first = conn.cas(key, 0, b"a")  # absent: mod revision 0 matches
+            assert first > 0
+            assert conn.cas(key, first - 1, b"b") == first  # stale: not written, told the current
+            second = conn.cas(key, first, b"c")
+            assert second > first
+        finally:
+            conn.close()
 
 
 def test_the_json_gateway_client_raises_etcds_refusals(etcd: str) -> None:
