@@ -84,7 +84,7 @@ class ApplyCore:
         while self._queue and self._queue[0].index <= index:
             self._queue.popleft()
         self._last_queued = max(self._last_queued, index)
-        self.applied = max(self.applied or 0, index)
+        self.applied = max(self.applied, index)
         out.to_gateway.append(Results(applied_index=index))
         self.tell_raft(out, float("inf"))
 
@@ -97,7 +97,7 @@ class ApplyCore:
         if self.applied is None:
             return  # the batch a dead predecessor sent: the backend's state, asked for, covers it
         self._in_flight = False
-        self.applied = max(self.applied or 0, done.applied_index)
+        self.applied = max(self.applied, done.applied_index)
         self.tell_raft(out, now)
 
     def tell_raft(self, out: ApplyOutbox, now: float) -> None:

@@ -82,6 +82,15 @@ class Ready:
         )
 
 
+def must_sync(
+    term_vote: tuple[int, int], prev_term_vote: tuple[int, int], entries: bool, snapshot: bool
+) -> bool:
+    """Whether a write to the log must be durable before raft acts on it (etcd's ``MustSync``):
+    new entries, a snapshot, or a new term or vote. A hard state whose commit alone moved need
+    not be: commit is knowledge a member learns again from the leader, never a promise."""
+    return entries or snapshot or term_vote != prev_term_vote
+
+
 @dataclass(frozen=True)
 class Status:
     id: int

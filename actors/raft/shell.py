@@ -35,7 +35,7 @@ import zmq
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import hold_commit_only
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
-from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role
+from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role, must_sync
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
 from actors.raft.transport import PeerTransport
@@ -486,11 +486,12 @@ class RaftShell:
         hs = rd.hard_state
         if hs is not None:
             self._hard_state = hs
-        if not (rd.entries or rd.messages_after_persist or rd.snapshot):
-            if hs is None or (hs.term, hs.vote) == self._term_vote:
-                return
-        if self._hard_state is not None:
-            self._term_vote = (self._hard_state.term, self._hard_state.vote)
+        term_vote = (hs.term, hs.vote) if hs is not None else self._term_vote
+        if not rd.messages_after_persist and not must_sync(
+            term_vote, self._term_vote, bool(rd.entries), rd.snapshot is not None
+        ):
+            return
+        self._term_vote = term_vote
         send(
             self.to_wal,
             Persist(

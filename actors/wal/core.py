@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from actors.raft.rawnode import must_sync
 from proto_schemas.internal import Persist, Persisted
 from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 
@@ -88,9 +89,9 @@ class WalWriterCore:
             return None
         hs = self._hard_state
         term_vote = (hs.term, hs.vote) if hs is not None else self._term_vote
-        must_sync = bool(self._entries) or self._snapshot is not None or term_vote != self._term_vote
+        sync = must_sync(term_vote, self._term_vote, bool(self._entries), self._snapshot is not None)
         self._term_vote = term_vote
-        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot, must_sync)
+        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot, sync)
         self._entries, self._hard_state, self._messages, self._snapshot = [], None, [], None
         self._open = False
         if batch.snapshot is not None:

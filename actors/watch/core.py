@@ -351,7 +351,7 @@ class HubCore:
         else:
             reason = answer.message if isinstance(answer, ErrorResponse) else TEXTS[ErrorCode.INTERNAL]
             self._refuse(stream, req, reason)
-        while stream.deferred and not stream.overflowed and not _must_wait(stream, stream.deferred[0][1], 0):
+        while stream.deferred and not stream.overflowed and not _behind_checks(stream, stream.deferred[0][1]):
             msg_id, request, token = stream.deferred.pop(0)
             self._serve(stream, msg_id, request, now, token)
         self.deliver(now)
@@ -718,14 +718,15 @@ def event_size(e: Event) -> int:
     return size
 
 
-def _must_wait(stream: Stream, request: Any, behind: int | None = None) -> bool:
-    """Whether ``request`` must wait to be served: behind requests already waiting (``behind``
-    of them), or, unless it is a create (checked alongside, answered in order by the member),
-    behind creates being checked."""
-    if not isinstance(request, WatchRequest):
-        return False
-    if (len(stream.deferred) if behind is None else behind) > 0:
-        return True
+def _must_wait(stream: Stream, request: Any) -> bool:
+    """Whether a newly arrived ``request`` must wait to be served: behind requests already
+    waiting, or behind creates being checked (unless it is a create itself: checked alongside
+    them, answered in order by the member)."""
+    return isinstance(request, WatchRequest) and (bool(stream.deferred) or _behind_checks(stream, request))
+
+
+def _behind_checks(stream: Stream, request: WatchRequest) -> bool:
+    """Whether ``request`` waits for the creates of ``stream`` being checked."""
     return bool(stream.checking) and not isinstance(request.request, WatchCreateRequest)
 
 

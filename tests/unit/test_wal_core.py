@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actors.raft.rawnode import must_sync
 from actors.wal.core import Batch, WalWriterCore
 from proto_schemas.internal import Persist, Persisted
 from proto_schemas.raft import Entry, HardState, MessageType, RaftMessage, Snapshot, SnapshotMetadata
@@ -128,3 +129,12 @@ def test_once_a_new_raft_core_loaded_what_its_dead_predecessor_sent_is_dropped()
     batch = core.take_batch()
     assert batch is not None and [e.index for e in batch.entries] == [1, 2]
     assert batch.hard_state is None and batch.messages == []
+
+
+def test_must_sync_is_etcds_rule() -> None:
+    """Entries, a snapshot, or a new term or vote must be durable; a moved commit need not."""
+    assert not must_sync((3, 1), (3, 1), entries=False, snapshot=False)
+    assert must_sync((3, 1), (3, 1), entries=True, snapshot=False)
+    assert must_sync((3, 1), (3, 1), entries=False, snapshot=True)
+    assert must_sync((4, 0), (3, 1), entries=False, snapshot=False)
+    assert must_sync((3, 2), (3, 0), entries=False, snapshot=False)
