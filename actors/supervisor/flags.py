@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from actors.auth.jwt import METHODS, JwtOptions, load_key
+from actors.auth.jwt import METHODS, JwtOptions, load_keys
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
 from actors.runtime.curve import for_node
 from actors.runtime.flagtable import (
@@ -118,7 +118,8 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "auth-token": (
         str,
         "simple",
-        "simple, or jwt,priv-key=FILE[,sign-method=HS256|HS384|HS512][,ttl=5m] (signed tokens)",
+        "simple, or jwt,priv-key=FILE[,pub-key=FILE][,sign-method=HS256|RS256|PS256|ES256|...]"
+        "[,ttl=5m] (signed tokens)",
     ),
     "auth-token-ttl": (int, 300, "seconds a simple auth token lives after its last use"),
     "key-file": (str, "", "CurveZMQ secret certificate the client endpoints serve with (encrypts them)"),
@@ -170,7 +171,7 @@ def _http_urls(value: str, flag: str = "--listen-metrics-urls") -> list[str]:
 
 def parse_auth_token(value: str) -> JwtOptions | None:
     """``--auth-token`` as etcd reads it: ``simple`` (None), or ``jwt`` with comma-separated
-    options; the key file is read here so a bad one stops the start, not the first login."""
+    options; the key files are read here so a bad one stops the start, not the first login."""
     kind, *options = value.split(",")
     if kind == "simple" and not options:
         return None
@@ -179,20 +180,30 @@ def parse_auth_token(value: str) -> JwtOptions | None:
     found: dict[str, str] = {}
     for option in options:
         name, sep, setting = option.partition("=")
-        if not sep or name not in ("priv-key", "sign-method", "ttl"):
-            raise ValueError(f"--auth-token: unknown jwt option {option!r} (priv-key, sign-method, ttl)")
+        if not sep or name not in ("priv-key", "pub-key", "sign-method", "ttl"):
+            raise ValueError(
+                f"--auth-token: unknown jwt option {option!r} (priv-key, pub-key, sign-method, ttl)"
+            )
         found[name] = setting
     method = found.get("sign-method", "HS256")
     if method not in METHODS:
         raise ValueError(f"--auth-token: sign-method {method!r} is not one of {', '.join(METHODS)}")
-    if not found.get("priv-key"):
-        raise ValueError("--auth-token jwt needs priv-key=FILE (a secret of at least 32 bytes)")
-    key_file = os.path.abspath(found["priv-key"])
-    load_key(key_file)
+    if not found.get("priv-key") and not found.get("pub-key"):
+        raise ValueError(
+            "--auth-token jwt needs priv-key=FILE (HS*: a secret of at least 32 bytes; "
+            "RS*, PS*, ES*: a PEM private key) or, to only check tokens, pub-key=FILE"
+        )
     ttl_s = parse_duration_ms(found.get("ttl", "5m")) / 1000
     if ttl_s <= 0:
         raise ValueError("--auth-token: ttl must be positive")
-    return JwtOptions(key_file, method, ttl_s)
+    parsed = JwtOptions(
+        os.path.abspath(found["priv-key"]) if found.get("priv-key") else "",
+        method,
+        ttl_s,
+        os.path.abspath(found["pub-key"]) if found.get("pub-key") else "",
+    )
+    load_keys(parsed)
+    return parsed
 
 
 def parse_retention(mode: str, value: str) -> float:
