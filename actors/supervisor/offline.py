@@ -102,15 +102,16 @@ def defrag_main(argv: list[str]) -> int:
 
 def defrag(data_dir: str) -> tuple[int, int]:
     """Defragment ``data_dir``'s backend; -> its size before and after (bytes). LevelDB's lock
-    refuses a backend its member holds open; the swap is the crash-safe one of snapshot installs
-    (an interrupted one is finished or undone here first, as the member does at start)."""
+    refuses a backend its member holds open, and is taken before anything is touched; the swap
+    is the crash-safe one of snapshot installs (the leftovers of an interrupted one are cleared
+    first, as the member does at start)."""
     db_dir = os.path.join(data_dir, "member", "db")
     if not os.path.isdir(db_dir):
         raise FileNotFoundError(f"cannot open database at {db_dir}: no such directory")
-    snapshots.recover(db_dir)
-    before = _size(db_dir)
     db = plyvel.DB(db_dir)
     try:
+        snapshots.recover(db_dir)  # with the lock held: no member is installing meanwhile
+        before = _size(db_dir)
         copy = snapshots.Incoming(db_dir, snap_id=0)
         try:
             source = snapshots.Outgoing(Verified(db), index=0)  # a garbled record stops the copy

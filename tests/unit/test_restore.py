@@ -85,9 +85,12 @@ def _backend(data_dir: Path, records: int) -> dict[bytes, bytes]:
 def test_offline_defrag_keeps_every_record_and_refuses_a_backend_in_use(tmp_path: Path) -> None:
     left = _backend(tmp_path, 2000)
     db_dir = tmp_path / "member" / "db"
+    installing = tmp_path / "member" / "db.incoming"  # a running member's snapshot install
+    installing.mkdir()
     holder = plyvel.DB(str(db_dir))  # as a running member holds it
     with pytest.raises(plyvel.IOError, match="lock"):
         defrag(str(tmp_path))
+    assert installing.exists()  # refused before anything was touched
     holder.close()
     before, after = defrag(str(tmp_path))
     assert before > 0 and after > 0
