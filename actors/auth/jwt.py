@@ -18,7 +18,9 @@ Rules (etcd's JWT provider):
   (``none`` and every other algorithm are refused).
 
 Signing and checking are PyJWT's, the keys are parsed by ``cryptography``; this module decides
-which keys and claims are acceptable, and keeps the clock outside (``clock`` is injected).
+which keys and claims are acceptable, and keeps the clock outside (``clock`` is injected). Both
+libraries are imported by a member that uses JWT, when it loads its keys, not by every start
+(the supervisor imports every actor's code before it forks them; they cost ~100 ms).
 """
 
 from __future__ import annotations
@@ -30,20 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt as pyjwt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
-
 from proto_schemas.errors import ErrorCode, EtcdzError
 
 HMAC_METHODS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 RSA_METHODS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "ES256": ec.SECP256R1,
-    "ES384": ec.SECP384R1,
-    "ES512": ec.SECP521R1,
-}
+EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 METHODS = (*HMAC_METHODS, *RSA_METHODS, *EC_CURVES)
 MIN_KEY_BYTES = 32
 MIN_RSA_BITS = 2048
@@ -99,7 +92,11 @@ def load_keys(options: JwtOptions) -> tuple[Any, Any]:
             raise JwtKeyError(f"{method} needs priv-key=FILE (a secret shared by the members)")
         secret = load_key(options.key_file, method)
         return secret, secret
-    private = public = None
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    private: Any = None
+    public: Any = None
     try:
         if options.key_file:
             private = load_pem_private_key(_read(options.key_file, True, "private key"), password=None)
@@ -114,13 +111,15 @@ def load_keys(options: JwtOptions) -> tuple[Any, Any]:
             _check_kind(method, key)
     if private is not None:
         derived = private.public_key()
-        if public is not None and public.public_numbers() != derived.public_numbers():  # type: ignore[union-attr]
+        if public is not None and public.public_numbers() != derived.public_numbers():
             raise JwtKeyError("the JWT public and private keys are inconsistent")
         public = derived
     return private, public
 
 
 def _check_kind(method: str, key: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if method in RSA_METHODS:
         if not isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
             raise JwtKeyError(f"{method} needs an RSA key")
@@ -131,8 +130,8 @@ def _check_kind(method: str, key: Any) -> None:
         return
     if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         raise JwtKeyError(f"{method} needs an ECDSA key")
-    if not isinstance(key.curve, EC_CURVES[method]):
-        raise JwtKeyError(f"{method} needs a key on {EC_CURVES[method].name}, not {key.curve.name}")
+    if key.curve.name != EC_CURVES[method]:
+        raise JwtKeyError(f"{method} needs a key on {EC_CURVES[method]}, not {key.curve.name}")
 
 
 class JwtTokens:
@@ -149,6 +148,9 @@ class JwtTokens:
         ``clock``: wall-clock seconds (``exp`` is compared on other members)."""
         if method not in METHODS:
             raise JwtKeyError(f"unknown JWT sign-method {method!r} ({', '.join(METHODS)})")
+        import jwt as pyjwt
+
+        self._jwt = pyjwt
         self.method = method
         self._signing = key
         if method in HMAC_METHODS:
@@ -167,21 +169,21 @@ class JwtTokens:
         if self._signing is None:  # etcd: "token signing attempted with verify-only key"
             raise EtcdzError(ErrorCode.UNAVAILABLE, "this member's JWT key only checks tokens")
         claims = {"username": user, "revision": revision, "exp": int(self._clock() + self.ttl_s)}
-        return pyjwt.encode(claims, self._signing, algorithm=self.method)
+        return self._jwt.encode(claims, self._signing, algorithm=self.method)
 
     def check(self, token: str) -> tuple[str, int] | None:
         """(user, auth revision) of a token this cluster signed and that has not expired."""
         if len(token) > MAX_TOKEN_BYTES:
             return None
         try:
-            claims = pyjwt.decode(
+            claims = self._jwt.decode(
                 token,
                 self._checking,
                 algorithms=[self.method],
                 options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
             )
             user, revision, exp = claims["username"], claims["revision"], claims["exp"]
-        except (pyjwt.PyJWTError, ValueError, TypeError, KeyError):
+        except (self._jwt.PyJWTError, ValueError, TypeError, KeyError):
             return None
         if not (isinstance(user, str) and type(revision) is int and type(exp) is int):
             return None

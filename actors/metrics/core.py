@@ -1,8 +1,8 @@
 """The node's metrics process without sockets: the latest report of each actor, the Prometheus
 text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
 
-The text is written by prometheus_client (``generate_latest`` over a collector of the actors'
-families: its escaping, number formatting and counter rules), not by hand. The actors keep
+The text is written by prometheus_client (``exposition.py``, imported by the first scrape rather
+than by the node's start), not by hand. The actors keep
 their numbers in etcdz's small registry (actors/runtime/metrics.py) rather than in
 prometheus_client's metrics: those take a lock per update and, across processes, need its
 multiprocess mode's directory of memory-mapped files shared by every process of a node, where
@@ -25,12 +25,7 @@ client slower than the newest 256 is the one that loses).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from proto_schemas.internal import MetricFamily, MetricsReport
 
@@ -38,6 +33,7 @@ STALE_S = 5.0
 MAX_REQUEST_BYTES = 8192
 IDLE_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 256
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the format generate_latest writes
 
 
 @dataclass(frozen=True)
@@ -53,41 +49,6 @@ class BadHttp(Exception):
 WRITE_PATH = ("wal", "raft", "mvcc", "apply", "lease", "gateway")  # a member serves with all of them
 
 
-class _Families(Collector):
-    """The actors' families as prometheus_client's metrics. Families of the same name from
-    several processes (the watch hubs of a member) are merged, equal series summed."""
-
-    def __init__(self, families: Iterable[MetricFamily]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        merged: dict[str, tuple[MetricFamily, dict[tuple[str, tuple[str, ...]], float]]] = {}
-        for family in self._families:
-            _, series = merged.setdefault(family.name, (family, {}))
-            for s in family.samples:
-                key = (s.name, tuple(s.labels))
-                series[key] = series.get(key, 0.0) + s.value
-        for name in sorted(merged):
-            family, series = merged[name]
-            try:  # prometheus_client writes a counter's family name with its _total
-                if family.kind == "counter" and name.endswith("_total"):
-                    metric = Metric(name.removesuffix("_total"), family.help, "counter")
-                else:
-                    metric = Metric(name, family.help, family.kind if family.kind != "counter" else "unknown")
-            except ValueError:
-                continue  # a name or kind Prometheus has no words for: left out, not served broken
-            for (sample, labels), value in series.items():
-                metric.add_sample(sample, dict(zip(labels[::2], labels[1::2], strict=False)), value)
-            yield metric
-
-
-def render(families: Iterable[MetricFamily]) -> str:
-    """Prometheus' text exposition format (version 0.0.4), by prometheus_client."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry).decode()
-
-
 class MetricsBoard:
     def __init__(self) -> None:
         self._reports: dict[str, tuple[float, list[MetricFamily]]] = {}
@@ -101,6 +62,8 @@ class MetricsBoard:
 
     def exposition(self, now: float) -> str:
         census = self.census.families if self.census is not None else []
+        from actors.metrics.exposition import render
+
         return render([*(f for fams in self._fresh(now).values() for f in fams), *census])
 
     def _down(self) -> list[str]:
@@ -239,7 +202,7 @@ def answer(board: MetricsBoard, request: HttpRequest, now: float) -> bytes:
         return response(405, b"method not allowed\n")
     if request.path == "/metrics":
         body = board.exposition(now).encode()
-        out = response(200, body, CONTENT_TYPE_PLAIN_0_0_4)
+        out = response(200, body, CONTENT_TYPE)
     elif request.path == "/health":
         ok, reason = board.health(now)
         out = response(200 if ok else 503, health_body(ok, reason), "application/json")

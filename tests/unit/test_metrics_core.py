@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.metrics.core import BadHttp, Connections, HttpRequest, MetricsBoard, answer, parse_request, render
+from actors.metrics.core import BadHttp, Connections, HttpRequest, MetricsBoard, answer, parse_request
+from actors.metrics.exposition import render
 from actors.runtime.metrics import Registry
 from proto_schemas.codec import decode, encode
 from proto_schemas.internal import MetricFamily, MetricSample, MetricsReport
