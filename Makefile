@@ -24,6 +24,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check actors proto_schemas etcdz tools tests
+	$(VENV)/bin/lint-imports --no-cache
 
 # python-etcd3 (an etcd client from the package index) for tests/actors/test_grpc_api.py; it pins
 # an old protobuf, so it has a virtualenv of its own.

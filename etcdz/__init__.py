@@ -18,15 +18,16 @@ if TYPE_CHECKING:
     from etcdz import errors, ops
     from etcdz.client import Client, Txn
     from etcdz.errors import EtcdzError
-    from etcdz.lease import KeptLease, Session
+    from etcdz.lease import KeptLease
     from etcdz.ops import CreateRevision, LeaseId, ModRevision, Value, Version
+    from etcdz.session import Session
 
 _WHERE = {
     "Client": "etcdz.client",
     "Txn": "etcdz.client",
     "EtcdzError": "etcdz.errors",
     "KeptLease": "etcdz.lease",
-    "Session": "etcdz.lease",
+    "Session": "etcdz.session",
     "CreateRevision": "etcdz.ops",
     "LeaseId": "etcdz.ops",
     "ModRevision": "etcdz.ops",
@@ -41,6 +42,7 @@ _MODULES = {
     "aio",
     "auth",
     "lease",
+    "session",
     "client",
     "concurrency",
     "aio_concurrency",

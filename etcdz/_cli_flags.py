@@ -326,7 +326,9 @@ def _maintenance_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> No
     defrag = sub.add_parser("defrag", help="Defragments the storage of the etcdz members", parents=parents)
     add_bool(defrag, "--cluster", help="use all endpoints from the cluster member list")
     defrag.add_argument(
-        "--data-dir", default="", help="refused: etcdz defragments only through a running member"
+        "--data-dir",
+        default="",
+        help="a stopped member's data dir, defragmented offline (deprecated: etcdz defrag)",
     )
     snap = sub.add_parser("snapshot", help="Manages etcdz node snapshots", parents=parents)
     actions = snap.add_subparsers(dest="action", required=True)

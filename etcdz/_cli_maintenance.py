@@ -4,6 +4,8 @@ their output."""
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -126,6 +128,13 @@ def run_snapshot(
             client.snapshot(path)
         out(f"Snapshot saved at {path}")
         return 0
+    print_status(path, mode, out)
+    return 0
+
+
+def print_status(path: str, mode: str, out: Callable[[str], None]) -> None:
+    """A snapshot file's hash, revision, keys and size as etcdctl 3.4 and etcdutl print them
+    (shared with the server's ``etcdz snapshot status``)."""
     st = snapshot.status(path)
     row = [f"{st.hash:x}", str(st.revision), str(st.total_keys), fmt.human_bytes(st.total_size)]
     if mode == "json":
@@ -143,16 +152,36 @@ def run_snapshot(
         out(fmt.table(SNAPSHOT_COLUMNS, [row]))
     else:
         out(", ".join(row))
-    return 0
 
 
 def run_restore(args: argparse.Namespace, path: str) -> int:
-    """etcdctl 3.4's ``snapshot restore``: run by the server's command (``etcdz snapshot
-    restore``, etcdutl's counterpart), which writes the data dir; the client never imports the
-    server's code. Its log lines and errors reach stderr as they are."""
-    argv = [sys.executable, "-m", "actors.supervisor", "snapshot", "restore", path, "--name", args.name]
+    """etcdctl 3.4's ``snapshot restore``, deprecated as etcdctl 3.5 deprecates it for
+    etcdutl's: it writes a data dir, which is the server's work, so it runs the server's
+    command (``etcdz snapshot restore``); the client never imports the server's code. Its log
+    lines and errors reach stderr as they are."""
+    argv = ["snapshot", "restore", path, "--name", args.name]
     argv += ["--initial-cluster", args.initial_cluster, "--initial-cluster-token", args.initial_cluster_token]
     argv += ["--initial-advertise-peer-urls", args.initial_advertise_peer_urls]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
+    sys.stderr.write("Deprecated: Use `etcdz snapshot restore` instead.\n\n")
+    return run_server_command(argv)
+
+
+def run_offline_defrag(data_dir: str) -> int:
+    """etcdctl's ``defrag --data-dir``, deprecated as in etcdctl 3.5: the server's ``etcdz
+    defrag --data-dir`` does it, on the data dir of a stopped member."""
+    sys.stderr.write("Deprecated: Use `etcdz defrag --data-dir` instead.\n\n")
+    return run_server_command(["defrag", "--data-dir", data_dir])
+
+
+def run_server_command(argv: list[str]) -> int:
+    """Run ``etcdz ARGV`` (the one installed beside this Python first, then on PATH)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "etcdz")
+    server = beside if os.access(beside, os.X_OK) else shutil.which("etcdz")
+    if server is None:
+        raise fmt.ExitError(
+            f"{' '.join(argv[:2])} is the server's work: the etcdz command (installed with the "
+            "etcdz server) was not found beside this Python nor on PATH"
+        )
+    return subprocess.run([server, *argv], stdin=subprocess.DEVNULL, check=False).returncode

@@ -214,10 +214,6 @@ def _refusals(args: argparse.Namespace) -> None:
         raise fmt.ExitError("--insecure-skip-tls-verify: etcdz always verifies the members' CurveZMQ key")
     refused = {
         ("migrate", ""): "etcdz has no v2 store: there is nothing to migrate",
-        (
-            "defrag",
-            "data_dir",
-        ): "--data-dir: etcdz defragments a member's store only through the running member",
         ("snapshot", "wal_dir"): "--wal-dir: an etcdz member keeps its WAL inside --data-dir",
         ("snapshot", "skip_hash_check"): "--skip-hash-check: an etcdz snapshot always carries its hash",
     }
@@ -260,6 +256,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.command in ("defrag", "snapshot"):
         from etcdz import _cli_maintenance as maint
 
+        if args.command == "defrag" and args.data_dir:
+            return maint.run_offline_defrag(args.data_dir)
         if args.command == "defrag":
             return maint.run_defrag(endpoints, lambda e: connect(e, timeout=slow), out.text, _stderr)
         return maint.run_snapshot(

@@ -45,7 +45,7 @@ from etcdz._recipes import (
     SessionExpired,
     TooManyClients,
 )
-from etcdz.client import Client
+from etcdz._transport import Transport
 from etcdz.errors import EtcdzError, LeaseNotFound
 from etcdz.lease import KeptLease
 from etcdz.watcher import Watch
@@ -84,7 +84,7 @@ class Session:
     ``ttl``: seconds the cluster keeps the session's keys after this process stops renewing
     (it dies, or loses the cluster). ``lease_id``: resume a lease granted before."""
 
-    def __init__(self, client: Client, ttl: int = 60, lease_id: int = 0) -> None:
+    def __init__(self, client: Transport, ttl: int = 60, lease_id: int = 0) -> None:
         self.client = client
         self._lease: KeptLease = client.lease(ttl, lease_id)
 
@@ -121,7 +121,7 @@ class Session:
 
 
 def _drive(
-    client: Client, steps: r.Steps, session: Session | None = None, deadline: float | None = None
+    client: Transport, steps: r.Steps, session: Session | None = None, deadline: float | None = None
 ) -> Generator[Any, None, Any]:
     """Run a recipe's steps on the blocking client; ``Emit``s are yielded to the caller."""
     result: Any = None
@@ -159,7 +159,9 @@ def _next_events(w: Watch, session: Session | None, deadline: float | None) -> l
             return list(resp.events)
 
 
-def _run(client: Client, steps: r.Steps, session: Session | None = None, timeout: float | None = None) -> Any:
+def _run(
+    client: Transport, steps: r.Steps, session: Session | None = None, timeout: float | None = None
+) -> Any:
     deadline = None if timeout is None else time.monotonic() + timeout
     driver = _drive(client, steps, session, deadline)
     try:
@@ -228,7 +230,7 @@ class SessionLock:
     """A ``Mutex`` with a session of its own, made on ``acquire`` and ended on ``release``
     (python-etcd3's ``client.lock(name, ttl)``)."""
 
-    def __init__(self, client: Client, name: ops.Bytes, ttl: int = 60) -> None:
+    def __init__(self, client: Transport, name: ops.Bytes, ttl: int = 60) -> None:
         self.client = client
         self.name = name
         self.ttl = ttl
@@ -314,7 +316,7 @@ class Election:
         return _drive(self.session.client, r.observe(self.prefix))
 
 
-def observe(client: Client, name: ops.Bytes) -> Iterator[KeyValue]:
+def observe(client: Transport, name: ops.Bytes) -> Iterator[KeyValue]:
     """``Election.observe`` without a session of one's own (an observer campaigns for nothing)."""
     return _drive(client, r.observe(r.prefix_of(name)))
 
@@ -322,7 +324,7 @@ def observe(client: Client, name: ops.Bytes) -> Iterator[KeyValue]:
 class Stm:
     """What ``apply`` sees inside ``stm``: reads and writes of one attempt."""
 
-    def __init__(self, client: Client, state: r.StmState) -> None:
+    def __init__(self, client: Transport, state: r.StmState) -> None:
         self._client = client
         self._state = state
 
@@ -349,7 +351,7 @@ class Stm:
 
 
 def stm(
-    client: Client,
+    client: Transport,
     apply: Callable[[Stm], T],
     isolation: str = SERIALIZABLE_SNAPSHOT,
     max_attempts: int = 100,
@@ -369,7 +371,7 @@ def stm(
 class Barrier:
     """Blocks waiters until the holder releases it (contrib/recipes ``Barrier``)."""
 
-    def __init__(self, client: Client, key: ops.Bytes) -> None:
+    def __init__(self, client: Transport, key: ops.Bytes) -> None:
         self.client = client
         self.key = ops.to_bytes(key)
 
@@ -406,7 +408,7 @@ class Queue:
     """A FIFO queue of values under ``key`` (contrib/recipes ``Queue``): many producers,
     many consumers, each value taken once."""
 
-    def __init__(self, client: Client, key: ops.Bytes) -> None:
+    def __init__(self, client: Transport, key: ops.Bytes) -> None:
         self.client = client
         self.prefix = r.prefix_of(key)
 

@@ -1,5 +1,6 @@
 """Leases kept alive from the client: ``with client.lease(ttl) as lease:`` (and
-``async with await aclient.lease(ttl) as lease:``), and ``Session``.
+``async with await aclient.lease(ttl) as lease:``); ``etcdz.session.Session`` is one over a
+client of its own.
 
 A kept lease is renewed every third of its TTL, by a thread of its own over its own
 connection (blocking client) or by a task on the client's one connection (asyncio, where no
@@ -18,13 +19,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from etcdz.client import Client
+from etcdz._transport import AsyncTransport, Transport
 from etcdz.errors import EtcdzError, LeaseNotFound
-
-if TYPE_CHECKING:
-    from etcdz.aio import AsyncClient
 
 
 class Renewal:
@@ -84,7 +82,7 @@ class _Ending:
 
 
 class KeptLease(_Ending):
-    def __init__(self, client: Client, ttl: int, lease_id: int = 0) -> None:
+    def __init__(self, client: Transport, ttl: int, lease_id: int = 0) -> None:
         """``client``: a connection of its own, closed with the lease."""
         self._client = client
         granted = self._client.lease_grant(ttl, lease_id)
@@ -134,7 +132,7 @@ class KeptLease(_Ending):
 class AsyncKeptLease(_Ending):
     """The asyncio kept lease: ``async with await client.lease(ttl) as lease:``."""
 
-    def __init__(self, client: AsyncClient, lease_id: int, ttl: int) -> None:
+    def __init__(self, client: AsyncTransport, lease_id: int, ttl: int) -> None:
         self._client = client
         self.id = lease_id
         self.ttl = ttl
@@ -143,7 +141,7 @@ class AsyncKeptLease(_Ending):
         self._task = client.spawn(self._renew(), name=f"lease-{lease_id:x}")
 
     @classmethod
-    async def grant(cls, client: AsyncClient, ttl: int, lease_id: int = 0) -> AsyncKeptLease:
+    async def grant(cls, client: AsyncTransport, ttl: int, lease_id: int = 0) -> AsyncKeptLease:
         granted = await client.lease_grant(ttl, lease_id)
         return cls(client, granted.id, granted.ttl)
 
@@ -189,16 +187,3 @@ def _keep_alive_request(lease_id: int) -> Any:
     import proto_schemas.lease
 
     return proto_schemas.lease.LeaseKeepAliveRequest(id=lease_id)
-
-
-class Session(KeptLease):
-    """A lease kept alive for as long as this process holds it, over a client of its own:
-    attach keys with ``put(key, value, lease=session.id)``; they vanish when the session is
-    closed or, if this process dies, when the lease expires (``ttl`` seconds). For locks and
-    elections see ``etcdz.concurrency.Session``, made from a client."""
-
-    def __init__(
-        self, endpoints: list[str] | str, ttl: int = 60, timeout: float = 7.0, **options: Any
-    ) -> None:
-        """``options``: as ``Client``'s (``user``, ``password``, ...)."""
-        super().__init__(Client(endpoints, timeout=timeout, **options), ttl)

@@ -19,16 +19,14 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cbor2
 
+from etcdz._transport import Transport
 from etcdz.errors import EtcdzError
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.maintenance import SnapshotFileHeader, SnapshotRequest, SnapshotResponse
-
-if TYPE_CHECKING:
-    from etcdz.client import Client
 
 MAGIC = b"etcdz-snapshot 1\n"
 DIGEST = 32
@@ -89,7 +87,7 @@ class FileBuilder:
         return self._take(pad) + self._digest.digest()
 
 
-def save(client: Client, path: str) -> SnapshotStatus:
+def save(client: Transport, path: str) -> SnapshotStatus:
     """Stream a copy from the member ``client`` talks to into ``path`` (atomically)."""
     part = path + ".part"
     builder = FileBuilder()

@@ -28,11 +28,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
 
 from etcdz import ops
+from etcdz._transport import Transport
 from etcdz.errors import ClusterIdMismatch, Compacted, EtcdzError, Unavailable, from_reason
 from proto_schemas.codec import DecodeError, decode
 from proto_schemas.envelope import pack, unpack_header
@@ -52,9 +53,6 @@ from proto_schemas.watch import (
     WatchResponse,
     WatchResponses,
 )
-
-if TYPE_CHECKING:
-    from etcdz.client import Client
 
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
@@ -204,7 +202,7 @@ class Events:
 class WatchStream(threading.Thread):
     """The connection to one hub, shared by the watches of one client."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Transport) -> None:
         super().__init__(daemon=True, name="etcdz-watch")
         self._client = client
         self._ctx = zmq.Context()

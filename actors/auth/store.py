@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.auth.perms import Anyone, Grants, Needs, needs
-from actors.mvcc import keys as K
 from proto_schemas.auth import (
     ROOT,
     AuthDisableRequest,
@@ -72,12 +71,16 @@ from proto_schemas.codec import decode, encode
 from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.kv import ResponseHeader
 
+# Its key spaces in the backend's LevelDB, beside the MVCC ones (actors/mvcc/keys.py): users,
+# roles, and two names in the backend's ``m`` (meta) space. Written here, not imported from the
+# backend, which hosts this store and so sits above it.
+META = b"m"
 USERS = b"U"
 USERS_END = b"V"
 ROLES = b"P"
 ROLES_END = b"Q"
-META_ENABLED = K.META + b"auth_enabled"
-META_REVISION = K.META + b"auth_revision"
+META_ENABLED = META + b"auth_enabled"
+META_REVISION = META + b"auth_revision"
 
 
 class AuthView:
@@ -125,7 +128,7 @@ class AuthStore(AuthView):
     def __init__(self, db: Any) -> None:
         super().__init__()
         self.enabled = db.get(META_ENABLED) == b"\x01"
-        self.revision = K.bytes_int(db.get(META_REVISION))
+        self.revision = int.from_bytes(db.get(META_REVISION) or b"", "big")
         for _, raw in db.iterator(start=USERS, stop=USERS_END):
             user = decode(raw, UserRecord)
             self.users[user.name] = user
@@ -162,7 +165,7 @@ class AuthStore(AuthView):
     def _bump(self) -> None:
         self._changed()
         self.changed = True
-        self._wb.put(META_REVISION, K.int_bytes(self.revision))
+        self._wb.put(META_REVISION, self.revision.to_bytes(8, "big"))
 
     def _put_user(self, user: UserRecord) -> None:
         self.users[user.name] = user

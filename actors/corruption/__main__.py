@@ -1,5 +1,5 @@
 from actors.corruption.shell import build
-from actors.runtime.loop import actor_main
+from actors.runtime.actor import actor_main
 
 if __name__ == "__main__":
     actor_main("corruption", build)

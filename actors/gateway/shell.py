@@ -44,7 +44,7 @@ def _jwt(config: NodeConfig) -> jwt.JwtTokens | None:
     options = config.auth_jwt
     if options is None:
         return None
-    return jwt.JwtTokens(jwt.load_key(options.key_file), options.method, options.ttl_s, time.time)
+    return jwt.JwtTokens.from_options(options, time.time)
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:

@@ -1,6 +1,14 @@
 """The node's metrics process without sockets: the latest report of each actor, the Prometheus
 text of them all, ``/health`` as etcd answers it, and the little HTTP it needs.
 
+The text is written by prometheus_client (``exposition.py``, imported by the first scrape rather
+than by the node's start), not by hand. The actors keep
+their numbers in etcdz's small registry (actors/runtime/metrics.py) rather than in
+prometheus_client's metrics: those take a lock per update and, across processes, need its
+multiprocess mode's directory of memory-mapped files shared by every process of a node, where
+the actors already report over their sockets once a second (and a watch hub on another host
+shares no directory with the member).
+
 A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metrics``; without a
 fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
 alarm (and, etcdz's own, none of the member's actors down or hung -- the supervisor's census,
@@ -19,13 +27,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from actors.runtime.metrics import render
 from proto_schemas.internal import MetricFamily, MetricsReport
 
 STALE_S = 5.0
 MAX_REQUEST_BYTES = 8192
 IDLE_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 256
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the format generate_latest writes
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class MetricsBoard:
 
     def exposition(self, now: float) -> str:
         census = self.census.families if self.census is not None else []
+        from actors.metrics.exposition import render
+
         return render([*(f for fams in self._fresh(now).values() for f in fams), *census])
 
     def _down(self) -> list[str]:
@@ -192,7 +202,7 @@ def answer(board: MetricsBoard, request: HttpRequest, now: float) -> bytes:
         return response(405, b"method not allowed\n")
     if request.path == "/metrics":
         body = board.exposition(now).encode()
-        out = response(200, body, "text/plain; version=0.0.4; charset=utf-8")
+        out = response(200, body, CONTENT_TYPE)
     elif request.path == "/health":
         ok, reason = board.health(now)
         out = response(200 if ok else 503, health_body(ok, reason), "application/json")

@@ -9,6 +9,9 @@ Key spaces (leases and alarms at the end of this file):
 - ``m`` + name -> 8-byte BE integer: consistent_index, revision, compact_revision. Written in
   the same write batch as the data they describe.
 
+The auth store (actors/auth/store.py) keeps users under ``U``, roles under ``P`` and
+``m`` + ``auth_enabled``/``auth_revision`` in the same database.
+
 ``enc`` escapes 0x00 as 00 FF and terminates with 00 01, which keeps byte order (a key sorts
 before every longer key it prefixes), so LevelDB's order over ``k`` keys is user-key order.
 A record is ``>QQQB`` (create_revision, version, lease, flags) followed by the value; flag bit 0

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from actors.raft.membership import MemberTable
 from actors.raft.rawnode import ProposalDropped, RawNode, Role
-from actors.runtime.config import NodeConfig
 from proto_schemas.cluster import (
     ClusterCall,
     Member,
@@ -58,8 +57,20 @@ class _Waiting:
     member: Member | None = None
 
 
+class MemberSettings(Protocol):
+    """What the calls need of the node's config (the shell passes its ``NodeConfig``; the
+    core does not import it, which would bring the key files' sockets library along)."""
+
+    @property
+    def cluster_id(self) -> int: ...
+    @property
+    def member_id(self) -> int: ...
+    @property
+    def request_timeout_ms(self) -> int: ...
+
+
 class ClusterCalls:
-    def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
+    def __init__(self, config: MemberSettings, log: structlog.BoundLogger) -> None:
         self.config = config
         self.log = log
         self.timeout_s = config.request_timeout_ms / 1000

@@ -143,7 +143,7 @@ class RaftShell:
             member_id=config.member_id,
             snapshot_count=config.snapshot_count,
             catch_up_entries=config.snapshot_catchup_entries,
-            peers=self.peers,
+            send_chunk=self.peers.send_chunk,
             to_backend=lambda msg: send(self.to_mvcc, msg),
         )
         metrics = self.loop.metrics

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from actors.raft.membership import MembershipLog, MemberTable
 from actors.raft.rawnode import RawNode
 from actors.raft.storage import MemoryStorage
-from actors.raft.transport import PeerTransport
 from proto_schemas.cluster import SnapshotChunk, SnapshotInstalled, SnapshotPiece, SnapshotPull
 from proto_schemas.raft import MessageType, RaftMessage, Snapshot, SnapshotMetadata
 
@@ -52,14 +51,14 @@ class Snapshots:
         member_id: int,
         snapshot_count: int,
         catch_up_entries: int,
-        peers: PeerTransport,
+        send_chunk: Callable[[int, SnapshotChunk], bool],
         to_backend: Callable[[object], None],
     ) -> None:
         self.cluster_id = cluster_id
         self.member_id = member_id
         self.snapshot_count = snapshot_count
         self.catch_up_entries = catch_up_entries
-        self.peers = peers
+        self.send_chunk = send_chunk  # the peer transport's: False when the peer's lane is full
         self.to_backend = to_backend
         self.snap_index = 0
         self.asked_at: float | None = None  # when the backend was asked for a synced index
@@ -135,7 +134,7 @@ class Snapshots:
 
     def _push(self, stream: _Stream, node: RawNode) -> None:
         chunk = stream.waiting
-        if chunk is None or not self.peers.send_chunk(stream.msg.to, chunk):
+        if chunk is None or not self.send_chunk(stream.msg.to, chunk):
             return
         stream.waiting = None
         if chunk.done is None:

@@ -249,23 +249,6 @@ def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int =
         sock.send_multipart(frames, flags)
 
 
-def actor_main(actor: str, build: Callable[[Any, structlog.BoundLogger], Loop]) -> None:
-    """Entry point shared by every ``python -m actors.<name> --config PATH``."""
-    import argparse
-
-    from actors.runtime.config import NodeConfig
-    from actors.runtime.logs import configure
-
-    parser = argparse.ArgumentParser(prog=f"etcdz-{actor}")
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args()
-    config = NodeConfig.load(args.config)
-    log = configure(config.name, actor, config.log_format, config.log_level)
-    raise SystemExit(
-        run_actor(log, lambda: with_metrics(build(config, log), config, actor), f"{config.name}-{actor}")
-    )
-
-
 def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
     """Have the actor report its metrics when the node serves them, and show the supervisor
     that its loop turns (a heartbeat file touched every second)."""

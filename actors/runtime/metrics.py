@@ -1,8 +1,9 @@
-"""Metrics each actor keeps (counters, gauges, histograms) and the Prometheus text they become.
+"""Metrics each actor keeps (counters, gauges, histograms), as the families it reports.
 
-Every actor owns its metrics in a ``Registry`` (plain numbers, no I/O: cores may hold them
-too); its loop sends the registry's families to the node's metrics process every second, which
-serves all actors' latest families on ``--listen-metrics-urls``. Names follow etcd's where etcd
+Every actor owns its metrics in a ``Registry`` (plain numbers, no I/O, no lock: cores may hold
+them too); its loop sends the registry's families to the node's metrics process every second,
+which serves all actors' latest families on ``--listen-metrics-urls`` (in Prometheus' text
+format, written by prometheus_client: actors/metrics/core.py). Names follow etcd's where etcd
 has the metric, so existing dashboards and alerts read them. A restarted actor starts its
 counters from zero, which Prometheus' ``rate`` takes as a counter reset.
 """
@@ -10,7 +11,7 @@ counters from zero, which Prometheus' ``rate`` takes as a counter reset.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from proto_schemas.internal import MetricFamily, MetricSample
 
@@ -94,6 +95,8 @@ class Registry:
         return metric
 
     def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
+        if not name.endswith("_total"):  # Prometheus' rule, which its clients write back
+            raise ValueError(f"counter {name} must be named *_total")
         return self._add(Counter(name, help_text, labels))  # type: ignore[return-value]
 
     def gauge(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
@@ -109,26 +112,6 @@ class Registry:
         ]
 
 
-def render(families: Iterable[MetricFamily]) -> str:
-    """Prometheus' text exposition format (version 0.0.4). Families of the same name from
-    several processes (the watch hubs of a member) are merged, equal series summed."""
-    merged: dict[str, tuple[MetricFamily, dict[tuple[str, tuple[str, ...]], float]]] = {}
-    for family in families:
-        _, series = merged.setdefault(family.name, (family, {}))
-        for s in family.samples:
-            key = (s.name, tuple(s.labels))
-            series[key] = series.get(key, 0.0) + s.value
-    lines = []
-    for name in sorted(merged):
-        family, series = merged[name]
-        lines.append(f"# HELP {name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {name} {family.kind}")
-        for (sample, labels), value in series.items():
-            text = ",".join(f'{labels[i]}="{_escape_label(labels[i + 1])}"' for i in range(0, len(labels), 2))
-            lines.append(f"{sample}{{{text}}} {_number(value)}" if text else f"{sample} {_number(value)}")
-    return "\n".join(lines) + "\n"
-
-
 def _pairs(names: tuple[str, ...], values: tuple[str, ...]) -> list[str]:
     return [x for pair in zip(names, values, strict=True) for x in pair]
 
@@ -139,11 +122,3 @@ def _number(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

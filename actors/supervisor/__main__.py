@@ -1,8 +1,9 @@
 """``etcdz``: run one member (``etcdz --help`` lists etcd's flags), ``etcdz watch-hub ...``:
 one more watch hub for a cluster, on any host, ``etcdz grpc-gateway ...``: etcd's gRPC API in
-front of a cluster, on any host, ``etcdz snapshot restore FILE ...``: a member's
-data dir from a snapshot, offline (etcdutl's command), or ``etcdz keygen DIR NAME...``: CurveZMQ
-certificates (``NAME.key`` public, ``NAME.key_secret`` private, 0600) for ``--key-file``,
+front of a cluster, on any host, ``etcdz snapshot restore FILE ...``: a member's data dir
+from a snapshot, ``etcdz snapshot status FILE``, ``etcdz defrag --data-dir DIR``: offline, on
+files and a stopped member's data dir (etcdutl's commands), or ``etcdz keygen DIR NAME...``:
+CurveZMQ certificates (``NAME.key`` public, ``NAME.key_secret`` private, 0600) for ``--key-file``,
 ``--peer-key-file``, trusted-keys directories and clients."""
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         from actors.v3rpc.__main__ import main as grpc_gateway
 
         return grpc_gateway(argv[1:])
-    if argv[:2] == ["snapshot", "restore"]:
-        from actors.supervisor.snapshot_cmd import main as restore
+    if argv[:1] == ["snapshot"]:
+        from actors.supervisor.offline import snapshot_main
 
-        return restore(argv[2:])
+        return snapshot_main(argv[1:])
+    if argv[:1] == ["defrag"]:
+        from actors.supervisor.offline import defrag_main
+
+        return defrag_main(argv[1:])
     if argv[:1] == ["keygen"]:
         return keygen(argv[1:])
     try:

@@ -12,32 +12,24 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from actors.auth.jwt import METHODS, JwtOptions, load_key
+from actors.auth.jwt import METHODS, JwtOptions, load_keys
 from actors.runtime.config import NodeConfig, cluster_id_for, member_id_for, socket_dir_for
 from actors.runtime.curve import for_node
+from actors.runtime.flagtable import (
+    WATCH_LIMIT_FLAGS,
+    Table,
+    boolean,
+    comma_list,
+    env_name,
+    parse_duration_ms,
+    read,
+    urls,
+    watch_limits,
+)
+from actors.runtime.flagtable import parser as table_parser
 
+__all__ = ["FLAGS", "Table", "boolean", "env_name", "parse_duration_ms", "parser", "read", "resolve", "urls"]
 
-def boolean(value: str) -> bool:
-    """Go's bool flag values (a bare ``--flag`` means true)."""
-    lowered = value.lower()
-    if lowered in ("1", "t", "true"):
-        return True
-    if lowered in ("0", "f", "false"):
-        return False
-    raise ValueError(value)
-
-
-# Bounds on what one client may make a watch hub hold (the member's hubs and ``etcdz
-# watch-hub``); beyond them ``etcdserver: too many requests``, or its watches are canceled.
-WATCH_LIMIT_FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
-    "max-watch-streams": (int, 10_000, "watch streams (client connections) one watch hub serves"),
-    "max-watchers-per-stream": (int, 10_000, "watchers one watch stream may hold"),
-    "max-watch-queue-bytes": (
-        int,
-        4 << 20,
-        "replies a watch hub keeps for a client that does not read; beyond, its watches are canceled",
-    ),
-}
 
 # flag -> (type, default, help). Defaults are etcd's.
 FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
@@ -126,7 +118,8 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "auth-token": (
         str,
         "simple",
-        "simple, or jwt,priv-key=FILE[,sign-method=HS256|HS384|HS512][,ttl=5m] (signed tokens)",
+        "simple, or jwt,priv-key=FILE[,pub-key=FILE][,sign-method=HS256|RS256|PS256|ES256|...]"
+        "[,ttl=5m] (signed tokens)",
     ),
     "auth-token-ttl": (int, 300, "seconds a simple auth token lives after its last use"),
     "key-file": (str, "", "CurveZMQ secret certificate the client endpoints serve with (encrypts them)"),
@@ -151,74 +144,12 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
 }
 
 
-def watch_limits(values: Mapping[str, object]) -> dict[str, int]:
-    """The watch hub bounds among parsed flag ``values`` (checked: each at least 1)."""
-    limits = {name: int(values[name]) for name in WATCH_LIMIT_FLAGS}  # type: ignore[call-overload]
-    for name, value in limits.items():
-        if value < 1:
-            raise ValueError(f"--{name} must be at least 1")
-    return {
-        "max_streams": limits["max-watch-streams"],
-        "max_watchers_per_stream": limits["max-watchers-per-stream"],
-        "max_queued_bytes": limits["max-watch-queue-bytes"],
-    }
-
-
-def env_name(flag: str) -> str:
-    return "ETCDZ_" + flag.upper().replace("-", "_")
-
-
-Table = Mapping[str, tuple[Callable[[str], object], object, str]]
-
-
 def parser(
     table: Table = FLAGS,
     prog: str = "etcdz",
     description: str = "Run one etcdz member (its actors as separate processes).",
 ) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    for flag, (kind, default, help_text) in table.items():
-        bare = {"nargs": "?", "const": "true"} if kind is boolean else {}
-        p.add_argument(
-            f"--{flag}",
-            default=None,
-            help=f"{help_text} (default: {default!r}; env {env_name(flag)})",
-            **bare,  # type: ignore[arg-type]
-        )
-    return p
-
-
-def read(
-    p: argparse.ArgumentParser, table: Table, argv: Sequence[str] | None, environ: Mapping[str, str]
-) -> dict[str, object]:
-    """Each flag's value: the command line's, else the environment's, else the default."""
-    args = vars(p.parse_args(argv))
-    values: dict[str, object] = {}
-    for flag, (kind, default, _) in table.items():
-        raw = args[flag.replace("-", "_")]
-        if raw is None:
-            raw = environ.get(env_name(flag))
-        if raw is None:
-            values[flag] = default
-        else:
-            try:
-                values[flag] = kind(raw)
-            except ValueError:
-                raise ValueError(f"--{flag}: expected {kind.__name__}, got {raw!r}") from None
-    return values
-
-
-def _comma_list(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def urls(value: str) -> list[str]:
-    """A comma-separated list of ZeroMQ URLs (tcp:// or ipc://)."""
-    found = _comma_list(value)
-    for url in found:
-        if not url.startswith(("tcp://", "ipc://")):
-            raise ValueError(f"URL must be tcp://host:port, got {url!r}")
-    return found
+    return table_parser(table, prog, description)
 
 
 def ephemeral(client_url: str) -> str:
@@ -230,7 +161,7 @@ def ephemeral(client_url: str) -> str:
 
 
 def _http_urls(value: str, flag: str = "--listen-metrics-urls") -> list[str]:
-    found = _comma_list(value)
+    found = comma_list(value)
     for url in found:
         host, _, port = url.removeprefix("http://").rpartition(":")
         if not url.startswith("http://") or not host or not port.isdigit():
@@ -238,19 +169,9 @@ def _http_urls(value: str, flag: str = "--listen-metrics-urls") -> list[str]:
     return found
 
 
-def parse_duration_ms(value: str) -> int:
-    """Go's duration syntax for one unit (``10m``, ``5s``, ``250ms``, ``1h``) -> milliseconds."""
-    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-    for unit in ("ms", "s", "m", "h"):
-        number = value[: -len(unit)]
-        if value.endswith(unit) and number.replace(".", "", 1).isdigit():
-            return int(float(number) * units[unit])
-    raise ValueError(f"expected a duration like 10m, 5s or 250ms, got {value!r}")
-
-
 def parse_auth_token(value: str) -> JwtOptions | None:
     """``--auth-token`` as etcd reads it: ``simple`` (None), or ``jwt`` with comma-separated
-    options; the key file is read here so a bad one stops the start, not the first login."""
+    options; the key files are read here so a bad one stops the start, not the first login."""
     kind, *options = value.split(",")
     if kind == "simple" and not options:
         return None
@@ -259,20 +180,30 @@ def parse_auth_token(value: str) -> JwtOptions | None:
     found: dict[str, str] = {}
     for option in options:
         name, sep, setting = option.partition("=")
-        if not sep or name not in ("priv-key", "sign-method", "ttl"):
-            raise ValueError(f"--auth-token: unknown jwt option {option!r} (priv-key, sign-method, ttl)")
+        if not sep or name not in ("priv-key", "pub-key", "sign-method", "ttl"):
+            raise ValueError(
+                f"--auth-token: unknown jwt option {option!r} (priv-key, pub-key, sign-method, ttl)"
+            )
         found[name] = setting
     method = found.get("sign-method", "HS256")
     if method not in METHODS:
         raise ValueError(f"--auth-token: sign-method {method!r} is not one of {', '.join(METHODS)}")
-    if not found.get("priv-key"):
-        raise ValueError("--auth-token jwt needs priv-key=FILE (a secret of at least 32 bytes)")
-    key_file = os.path.abspath(found["priv-key"])
-    load_key(key_file)
+    if not found.get("priv-key") and not found.get("pub-key"):
+        raise ValueError(
+            "--auth-token jwt needs priv-key=FILE (HS*: a secret of at least 32 bytes; "
+            "RS*, PS*, ES*: a PEM private key) or, to only check tokens, pub-key=FILE"
+        )
     ttl_s = parse_duration_ms(found.get("ttl", "5m")) / 1000
     if ttl_s <= 0:
         raise ValueError("--auth-token: ttl must be positive")
-    return JwtOptions(key_file, method, ttl_s)
+    parsed = JwtOptions(
+        os.path.abspath(found["priv-key"]) if found.get("priv-key") else "",
+        method,
+        ttl_s,
+        os.path.abspath(found["pub-key"]) if found.get("pub-key") else "",
+    )
+    load_keys(parsed)
+    return parsed
 
 
 def parse_retention(mode: str, value: str) -> float:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from actors.runtime.config import NodeConfig
 from actors.runtime.curve import for_node
+from actors.runtime.flagtable import Table, parser, read, urls
 from actors.runtime.logs import configure
 from actors.runtime.loop import EXIT_FATAL
-from actors.supervisor.flags import Table, parser, read, urls
 from actors.v3rpc.shell import MAX_WATCH_STREAMS, DoorConfig, ListenError, serve
 
 

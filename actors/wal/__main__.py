@@ -1,4 +1,4 @@
-from actors.runtime.loop import actor_main
+from actors.runtime.actor import actor_main
 from actors.wal.shell import build
 
 if __name__ == "__main__":

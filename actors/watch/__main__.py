@@ -12,8 +12,7 @@ from collections.abc import Mapping
 
 from actors.runtime.config import NodeConfig
 from actors.runtime.curve import for_node
-from actors.runtime.logs import configure
-from actors.supervisor.flags import (
+from actors.runtime.flagtable import (
     WATCH_LIMIT_FLAGS,
     Table,
     boolean,
@@ -23,6 +22,7 @@ from actors.supervisor.flags import (
     urls,
     watch_limits,
 )
+from actors.runtime.logs import configure
 from actors.watch.shell import HubConfig, build
 
 

@@ -3,6 +3,8 @@ leases and watches, restarts, and fuzzed auth requests."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import tempfile
 import time
@@ -182,6 +184,41 @@ def test_tokens_expire_after_their_ttl_idle_and_the_sdk_logs_in_again(secure: Se
         expired = raw_call(url, ops.get("/a/x"), token)
         assert isinstance(expired, ErrorResponse) and expired.code == ErrorCode.INVALID_AUTH_TOKEN
         assert root.get("/secret").count == 1  # root's token expired too: logged in again
+        root.close()
+
+
+def test_asymmetric_jwt_tokens_as_etcd_signs_them(secure: Secure, tmp_path: os.PathLike[str]) -> None:
+    """``--auth-token jwt,pub-key=...,priv-key=...,sign-method=ES256``: the login answers a
+    token signed with the member's private key, which checks it with the public one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = os.path.join(str(tmp_path), "jwt.pem"), os.path.join(str(tmp_path), "jwt.pub")
+    with open(os.open(priv, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    with open(pub, "wb") as f:
+        f.write(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    flag = f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256,ttl=5m"
+    with running(os.path.join(str(tmp_path), "node"), 1, extra_args=["--auth-token", flag]) as node:
+        root = secure(node)
+        token = root.authenticate("alice", "apw").token
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        assert header["alg"] == "ES256"
+        url = node.endpoints[0]
+        assert isinstance(raw_call(url, ops.get("/a/x"), token), RangeResponse)
+        forged = raw_call(
+            url, ops.get("/a/x"), token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        )
+        assert isinstance(forged, ErrorResponse) and forged.code == ErrorCode.INVALID_AUTH_TOKEN
         root.close()
 
 

@@ -67,8 +67,8 @@ def test_counters_move_with_the_traffic(node: tuple[LocalCluster, str]) -> None:
         "etcd_disk_backend_commit_duration_seconds_count": 0,
     }
     before = scrape(url, reported)
-    puts = 'etcdz_server_requests_total{op="Put",code="OK"}'
-    future = 'etcdz_server_requests_total{op="Range",code="FUTURE_REV"}'
+    puts = 'etcdz_server_requests_total{code="OK",op="Put"}'
+    future = 'etcdz_server_requests_total{code="FUTURE_REV",op="Range"}'
     with cluster.client() as c:
         for i in range(20):
             c.put(f"k{i}", "v")

@@ -1,6 +1,7 @@
 """Day-2 operations on a real 3-member cluster: quota and the NOSPACE alarm with its recovery
 (compact, defrag, disarm), hash checks, and snapshots saved under a write load and restored
-into a new cluster."""
+into a new cluster (through etcdzctl, which hands the data-dir work to the server's ``etcdz``
+command, as etcdctl 3.5 hands it to etcdutl), that defragments offline and starts again."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = str(tmp_path_factory.mktemp("quota"))
     with running(root, 3, extra_args=["--quota-backend-bytes", str(QUOTA)]) as c:
         yield c
+
+
+def server(*args: str) -> subprocess.CompletedProcess[str]:
+    """The server's ``etcdz`` command (etcdutl's offline commands)."""
+    return subprocess.run(
+        [sys.executable, "-m", "actors.supervisor", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def alarms_at(endpoint: str) -> list[AlarmMember]:
@@ -130,6 +138,11 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
     assert st.revision > 1 and st.total_keys > 0 and st.total_size == os.path.getsize(path)
     shown = ctl(cluster, "snapshot", "status", path)
     assert shown.stdout.split(", ")[:3] == [f"{st.hash:x}", str(st.revision), str(st.total_keys)]
+    for mode in ("simple", "json", "table"):  # etcdzctl's and the server's read the file alike
+        assert (
+            server("snapshot", "status", path, "-w", mode).stdout
+            == ctl(cluster, "snapshot", "status", path, "-w", mode).stdout
+        )
     restored_the_same(cluster, path, st.revision, os.path.join(str(tmp_path), "restored"))
     with open(path, "r+b") as f:  # one flipped byte in the middle
         f.seek(st.total_size // 2)
@@ -138,6 +151,8 @@ def test_snapshot_saved_under_write_load_is_consistent_and_checked(
         f.write(bytes([byte[0] ^ 0xFF]))
     broken = ctl(cluster, "snapshot", "status", path)
     assert broken.returncode != 0 and "integrity check failed" in broken.stderr
+    offline = server("snapshot", "status", path)
+    assert offline.returncode == 1 and "integrity check failed" in offline.stderr
     several = ctl(cluster, "snapshot", "save", path + "2")
     assert several.returncode != 0 and "one selected node" in several.stderr
 
@@ -169,6 +184,7 @@ def restored_the_same(old: LocalCluster, path: str, revision: int, root: str) ->
             m.peer_url,
         )
         assert made.returncode == 0 and made.stdout == "" and "restored snapshot" in made.stderr, made.stderr
+        assert made.stderr.startswith("Deprecated: Use `etcdz snapshot restore` instead.\n\n")
     again = ctl(new, "snapshot", "restore", path, "--data-dir", new.members[0].data_dir)
     assert again.returncode == 1 and "exists" in again.stderr
     with old.client() as c:
@@ -185,6 +201,17 @@ def restored_the_same(old: LocalCluster, path: str, revision: int, root: str) ->
             assert len(c.member_list().members) == 3
             assert c.put("/after-restore", "x").header.revision == revision + 1
             assert not c.alarms().alarms
+            _, expected = every_key(c)
+        in_use = server("defrag", "--data-dir", new.members[0].data_dir)
+        assert in_use.returncode == 1 and "the member is running" in in_use.stderr
+        new.stop()
+        assert server("defrag", "--data-dir", new.members[0].data_dir).returncode == 0
+        assert ctl(new, "defrag", "--data-dir", new.members[1].data_dir).returncode == 0
+        new.start()
+        new.wait_ready(timeout=30)
+        for m in new.members:  # the defragmented backends hold what they held
+            with m.client(timeout=5) as c:
+                assert every_key(c) == (revision + 1, expected), m.name
     finally:
         new.stop()
 

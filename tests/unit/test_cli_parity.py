@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not installed")
 PENDING_COMMANDS: dict[str, str] = {}
 # Flags that exist in etcdctl but not, under that name, in etcdzctl: none today. A flag etcdz
 # cannot honour exists and refuses clearly (--discovery-srv, --insecure-skip-tls-verify,
-# defrag --data-dir, snapshot restore --wal-dir/--skip-hash-check, migrate).
+# snapshot restore --wal-dir/--skip-hash-check, migrate).
 PENDING_FLAGS: dict[tuple[str, str], str] = {}
 
 

@@ -132,7 +132,7 @@ def test_curve_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:
 
 def test_auth_token_is_simple_or_jwt_with_a_usable_key(tmp_path: Path) -> None:
     key = tmp_path / "jwt.key"
-    key.write_bytes(os.urandom(32))
+    key.write_bytes(os.urandom(64))
     key.chmod(0o600)
     assert resolve([], environ={}).auth_jwt is None
     config = resolve(["--auth-token", f"jwt,priv-key={key},sign-method=HS512,ttl=10m"], environ={})
@@ -145,8 +145,10 @@ def test_auth_token_is_simple_or_jwt_with_a_usable_key(tmp_path: Path) -> None:
     for value, fragment in (
         ("opaque", "must be 'simple' or 'jwt"),
         ("jwt", "needs priv-key"),
-        (f"jwt,priv-key={key},sign-method=RS256", "sign-method 'RS256'"),
-        (f"jwt,priv-key={key},pub-key=x", "unknown jwt option"),
+        (f"jwt,priv-key={key},sign-method=RS1024", "sign-method 'RS1024'"),
+        (f"jwt,priv-key={key},sign-method=RS256", "cannot load the JWT keys for RS256"),
+        (f"jwt,pub-key={tmp_path / 'x'},sign-method=ES256", "cannot read the JWT public key"),
+        (f"jwt,priv-key={key},kid=x", "unknown jwt option"),
         (f"jwt,priv-key={key},ttl=0s", "ttl must be positive"),
         (f"jwt,priv-key={key},ttl=soon", "expected a duration"),
         (f"jwt,priv-key={tmp_path / 'missing'}", "cannot read the JWT key"),

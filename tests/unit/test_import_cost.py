@@ -14,12 +14,13 @@ from proto_schemas.auth import AUTH_REQUESTS, AuthenticateRequest
 from proto_schemas.kv import PutRequest, RangeRequest
 
 WATCHED = ("etcdz", "proto_schemas", "actors", "tools", "zmq", "cbor2", "structlog", "plyvel")
+WATCHED_LIBRARIES = ("jwt", "cryptography", "prometheus_client")
 
 
 def loaded_after(statement: str) -> set[str]:
     script = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    return {m for m in out.split() if m.split(".")[0] in WATCHED}
+    return {m for m in out.split() if m.split(".")[0] in (*WATCHED, *WATCHED_LIBRARIES)}
 
 
 def test_the_cli_grammar_imports_no_client_no_messages_and_no_server_code() -> None:
@@ -70,3 +71,12 @@ def test_writes_are_never_retried_blindly() -> None:
     assert is_write(PutRequest(key=b"k")) and not is_write(RangeRequest(key=b"k"))
     for cls in AUTH_REQUESTS:
         assert is_write(cls.__new__(cls)) is (cls is not AuthenticateRequest), cls.__name__
+
+
+def test_a_member_start_loads_the_jwt_and_prometheus_libraries_only_when_used() -> None:
+    """The supervisor imports every actor's code before it forks them: PyJWT, cryptography
+    (~100 ms) and prometheus_client (~100 ms) load with JWT keys and the first scrape."""
+    loaded = loaded_after(
+        "from actors.supervisor.spawn import preload; import actors.supervisor.__main__; preload()"
+    )
+    assert {m.split(".")[0] for m in loaded} & set(WATCHED_LIBRARIES) == set()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from actors.metrics.core import BadHttp, Connections, HttpRequest, MetricsBoard, answer, parse_request
-from actors.runtime.metrics import Registry, render
+from actors.metrics.exposition import render
+from actors.runtime.metrics import Registry
 from proto_schemas.codec import decode, encode
-from proto_schemas.internal import MetricsReport
+from proto_schemas.internal import MetricFamily, MetricSample, MetricsReport
 
 
 def report(actor: str, registry: Registry) -> MetricsReport:
@@ -23,23 +24,35 @@ def test_counters_gauges_and_histograms_render_as_prometheus_text() -> None:
     for v in (0.05, 0.5, 5.0):
         h.observe(v)
     text = render(report("a", r).families)
-    assert text.splitlines() == [
+    assert text.splitlines() == [  # prometheus_client's writing: names and labels as registered
         '# HELP g A "gauge"\\nwith two lines.',
         "# TYPE g gauge",
         "g 2.5",
         "# HELP lat_seconds Latency.",
         "# TYPE lat_seconds histogram",
-        'lat_seconds_bucket{le="0.1"} 1',
-        'lat_seconds_bucket{le="1"} 2',
-        'lat_seconds_bucket{le="+Inf"} 3',
+        'lat_seconds_bucket{le="0.1"} 1.0',
+        'lat_seconds_bucket{le="1"} 2.0',
+        'lat_seconds_bucket{le="+Inf"} 3.0',
         "lat_seconds_sum 5.55",
-        "lat_seconds_count 3",
+        "lat_seconds_count 3.0",
         "# HELP req_total Requests.",
         "# TYPE req_total counter",
-        'req_total{op="Put",code="OK"} 1',
+        'req_total{code="OK",op="Put"} 1.0',  # labels in name order
     ]
     with pytest.raises(ValueError):
-        r.counter("g", "twice")
+        r.counter("req_total", "twice")
+    with pytest.raises(ValueError, match="must be named"):
+        r.counter("requests", "a counter without _total would be written back under another name")
+
+
+def test_a_family_prometheus_has_no_words_for_is_left_out() -> None:
+    good = MetricFamily(name="ok_total", kind="counter", samples=[MetricSample(name="ok_total", value=1)])
+    bad = [MetricFamily(name="odd", kind="sparkline", samples=[MetricSample(name="odd", value=1)])]
+    assert render([*bad, good]).splitlines() == [
+        "# HELP ok_total ",
+        "# TYPE ok_total counter",
+        "ok_total 1.0",
+    ]
 
 
 def test_the_same_family_from_several_processes_is_summed() -> None:
@@ -51,8 +64,8 @@ def test_the_same_family_from_several_processes_is_summed() -> None:
     board = MetricsBoard()
     for msg in hubs:
         board.report(msg, now=0.0)
-    assert "watchers 7" in board.exposition(now=1.0).splitlines()
-    assert board.exposition(now=100.0) == "\n"  # stale reports are left out
+    assert "watchers 7.0" in board.exposition(now=1.0).splitlines()
+    assert board.exposition(now=100.0) == ""  # stale reports are left out
 
 
 def board_with(has_leader: float, alarms: dict[str, float], now: float = 0.0) -> MetricsBoard:

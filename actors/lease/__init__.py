@@ -1,0 +1,1 @@
+"""The lease expirer actor: the lease table with deadlines; the leader's proposes revokes."""

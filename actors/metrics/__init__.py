@@ -1,0 +1,1 @@
+"""The metrics actor: gathers every actor's reports and serves them in Prometheus' format."""
