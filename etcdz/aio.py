@@ -141,6 +141,7 @@ class AsyncClient(Settings):
     def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, *args: Any, **options: Any) -> None:
         super().__init__(endpoints, *args, **options)
         self._ctx = zmq.asyncio.Context()
+        self._plain_ctx: zmq.Context[Any] = zmq.Context.shadow(self._ctx.underlying)  # the calls' socket
         self._conn: AioConnection | None = None
         self._ids = itertools.count(1)
         self._login_lock = asyncio.Lock()
@@ -153,7 +154,7 @@ class AsyncClient(Settings):
         if self._closed:
             raise EtcdzError("the client is closed")
         if self._conn is None:
-            self._conn = AioConnection(self._ctx, self._endpoints.current, self.secure)
+            self._conn = AioConnection(self._plain_ctx, self._endpoints.current, self.secure)
             self._conn.generation = self._endpoints.generation
         return self._conn
 
