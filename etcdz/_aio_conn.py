@@ -3,11 +3,11 @@
 Each call registers a future under its ``msg_id`` and queues its frames; the queue is sent at
 once on the loop's next turn, so the requests of every task that ran in between leave in one
 batch, and every reply waiting on the socket is read in one go when the loop sees the socket
-ready (replies come in any order; one for a call given up is dropped). A call's deadline is a
-timer on the loop that resolves its future with ``NO_REPLY``; a request that cannot leave
-(no connection to the member: ``IMMEDIATE``) within its dial time is answered ``NOT_SENT``.
-``close()`` answers every waiting call ``NO_REPLY`` (``NOT_SENT`` if still queued), so the failover rules of
-``etcdz._calls`` apply to them as to a silent member.
+ready (replies come in any order; one for a call given up is dropped). A call whose deadline
+passes is answered ``NO_REPLY`` (one timer serves the calls in deadline order); a request that
+cannot leave (no connection to the member: ``IMMEDIATE``) within its dial time is answered
+``NOT_SENT``. ``close()`` answers every waiting call ``NO_REPLY`` (``NOT_SENT`` if still
+queued), so the failover rules of ``etcdz._calls`` apply to them as to a silent member.
 
 The socket is a plain ZeroMQ socket whose file descriptor the loop watches (``add_reader``):
 pyzmq's asyncio sockets make a future and a round of flag objects per send and per receive,
@@ -44,6 +44,8 @@ class AioConnection:
         self._outbox: collections.deque[tuple[int, list[bytes], float]] = collections.deque()
         self._flush_due = False
         self._dial_timer: asyncio.TimerHandle | None = None
+        self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self._fd = self._sock.get(zmq.FD)
@@ -61,12 +63,39 @@ class AioConnection:
             if not self._flush_due:
                 self._flush_due = True
                 self._loop.call_soon(self._flush)
-            timer = self._loop.call_at(deadline, _resolve, future, NO_REPLY)
+            self._watch_deadline(msg_id, deadline)
             try:
                 return await future
             finally:
-                timer.cancel()
                 self._pending.pop(msg_id, None)
+
+    def _watch_deadline(self, msg_id: int, deadline: float) -> None:
+        """Calls of one client mostly share a timeout, so their deadlines come in order: one
+        timer for the earliest, instead of a timer made and cancelled per call."""
+        if self._deadlines and deadline < self._deadlines[-1][0]:  # a shorter timeout
+            self._loop.call_at(deadline, self._expire_one, msg_id)
+            return
+        self._deadlines.append((deadline, msg_id))
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Answer ``NO_REPLY`` to the calls whose deadline passed; forget those answered."""
+        self._deadline_timer = None
+        now, deadlines, pending = self._loop.time(), self._deadlines, self._pending
+        while deadlines:
+            deadline, msg_id = deadlines[0]
+            future = pending.get(msg_id)
+            if future is not None and not future.done():
+                if deadline > now:
+                    self._deadline_timer = self._loop.call_at(deadline, self._expire)
+                    return
+                _resolve(future, NO_REPLY)
+            deadlines.popleft()
+
+    def _expire_one(self, msg_id: int) -> None:
+        if (future := self._pending.get(msg_id)) is not None:
+            _resolve(future, NO_REPLY)
 
     def _flush(self) -> None:
         """Send every queued request that can leave now; then read what came meanwhile."""
@@ -138,8 +167,9 @@ class AioConnection:
             return
         self.closed = True
         self._loop.remove_reader(self._fd)
-        if self._dial_timer is not None:
-            self._dial_timer.cancel()
+        for timer in (self._dial_timer, self._deadline_timer):
+            if timer is not None:
+                timer.cancel()
         for msg_id, _, _ in self._outbox:  # never left
             if (future := self._pending.get(msg_id)) is not None:
                 _resolve(future, NOT_SENT)

@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import zmq
 
 from etcdz import Client
 from etcdz import aio_concurrency as aconc
 from etcdz import concurrency as conc
 from etcdz.aio import AsyncClient
-from etcdz.errors import EtcdzError
+from etcdz.errors import EtcdzError, RequestTimedOut
 from tools.cluster import LocalCluster
 from tools.workload import wait_until
 
@@ -101,6 +102,27 @@ def client_ops_put(key: str, value: str) -> object:
     from etcdz import ops
 
     return ops.put(key, value)
+
+
+def test_asyncio_calls_to_a_silent_member_end_at_their_deadline() -> None:
+    """A member that takes requests and never answers: reads time out (definite), a write may
+    have happened (indefinite), each at its deadline, with hundreds in flight."""
+    ctx = zmq.Context()
+    silent = ctx.socket(zmq.ROUTER)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+
+    async def scenario() -> list[object]:
+        async with AsyncClient([f"tcp://127.0.0.1:{port}"], timeout=1) as client:
+            calls = [client.put("/silent", "x"), *(client.get(f"/silent/{i}") for i in range(300))]
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    try:
+        write, *reads = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        silent.close(linger=0)
+        ctx.term()
+    assert isinstance(write, RequestTimedOut) and not write.definite
+    assert all(isinstance(r, RequestTimedOut) and r.definite for r in reads)
 
 
 # -- locks -------------------------------------------------------------------------------------
