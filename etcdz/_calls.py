@@ -21,7 +21,7 @@ from typing import Any
 
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
 from proto_schemas.codec import DecodeError, decode
-from proto_schemas.envelope import unpack_header
+from proto_schemas.envelope import reply_to, unpack_header
 from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse
 from proto_schemas.kv import ResponseHeader
 
@@ -72,6 +72,8 @@ def is_write(request: Any) -> bool:
 
 def reply_id(frames: list[bytes]) -> tuple[int, bytes] | None:
     """(``in_reply_to``, body) of a reply's frames; None for frames nobody can be given."""
+    if len(frames) == 2 and (in_reply_to := reply_to(frames[0])) >= 0:
+        return in_reply_to, frames[1]
     try:
         header, body = unpack_header(frames)
     except DecodeError:

@@ -12,10 +12,10 @@ are the blocking client's (``etcdz._api``, ``etcdz._calls``): the same methods, 
             async for resp in watch:
                 for event in resp.events: ...
 
-Watches are served by the watch hubs through the blocking client's watch stream (its failover
-and resume rules), started with the first watch on a thread of its own; each response is
-handed to the loop with ``call_soon_threadsafe``, so ``async for`` never blocks the loop.
-Lease keep-alives (``client.lease(ttl)``) and the ``etcdz.concurrency`` recipes are tasks.
+Watches are served by the watch hubs on one stream per client, a task on the same loop
+(``etcdz._aio_watch``) with the blocking client's failover and resume rules
+(``etcdz._watch_core``). Lease keep-alives (``client.lease(ttl)``) and the
+``etcdz.concurrency`` recipes are tasks too: the asyncio client starts no thread.
 """
 
 from __future__ import annotations
@@ -29,16 +29,18 @@ import zmq.asyncio
 
 from etcdz import ops
 from etcdz._aio_conn import AioConnection
+from etcdz._aio_watch import AioWatchStream
 from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
 from etcdz._calls import Failover, cluster_id_of, decode_reply, is_write, login_retry, relogin_cures
+from etcdz._watch_core import WatchState
 from etcdz.auth import AuthApi
-from etcdz.client import DEFAULT_ENDPOINT, Client, Txn
+from etcdz.client import DEFAULT_ENDPOINT, Txn
 from etcdz.errors import EtcdzError
-from etcdz.watcher import Watch, create_request
+from etcdz.watcher import create_request
 from proto_schemas.codec import encode
 from proto_schemas.envelope import pack
 from proto_schemas.kv import KeyValue, RangeStreamRequest, RangeStreamResponse
-from proto_schemas.watch import Event, WatchResponse
+from proto_schemas.watch import Event, WatchCreateRequest, WatchHubsRequest, WatchResponse
 
 if TYPE_CHECKING:
     import proto_schemas.maintenance
@@ -60,18 +62,10 @@ class AsyncWatch:
     """One watch: ``async for resp in watch`` (events of one revision always together) until
     ``cancel()``; a compacted start revision raises ``Compacted`` from the iteration."""
 
-    def __init__(self, client: Client, key: ops.Bytes, range_end: ops.Bytes | None, options: Any) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, stream: AioWatchStream, request: WatchCreateRequest) -> None:
+        self._stream = stream
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        request = create_request(key, range_end, **options)
-        self._watch: Watch = client.watch_stream().watch(request, sink=self._from_stream)
-
-    def _from_stream(self, item: Any) -> None:
-        """On the stream thread: hand the item to the loop (gone if the loop has closed)."""
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is left to read this watch
+        self._watch: WatchState = stream.watch(request, sink=self._queue.put_nowait)
 
     @property
     def id(self) -> int:
@@ -108,7 +102,7 @@ class AsyncWatch:
                 yield event
 
     def cancel(self) -> None:
-        self._watch.cancel()
+        self._stream.cancel(self._watch)
 
     async def __aenter__(self) -> AsyncWatch:
         return self
@@ -147,10 +141,11 @@ class AsyncClient(Settings):
     def __init__(self, endpoints: str | list[str] = DEFAULT_ENDPOINT, *args: Any, **options: Any) -> None:
         super().__init__(endpoints, *args, **options)
         self._ctx = zmq.asyncio.Context()
+        self._plain_ctx: zmq.Context[Any] = zmq.Context.shadow(self._ctx.underlying)  # the calls' socket
         self._conn: AioConnection | None = None
         self._ids = itertools.count(1)
         self._login_lock = asyncio.Lock()
-        self._sync: Client | None = None
+        self._watch_stream: AioWatchStream | None = None
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()  # keep-alives: ended by close()
 
@@ -159,7 +154,7 @@ class AsyncClient(Settings):
         if self._closed:
             raise EtcdzError("the client is closed")
         if self._conn is None:
-            self._conn = AioConnection(self._ctx, self._endpoints.current, self.secure)
+            self._conn = AioConnection(self._plain_ctx, self._endpoints.current, self.secure)
             self._conn.generation = self._endpoints.generation
         return self._conn
 
@@ -167,15 +162,6 @@ class AsyncClient(Settings):
         if self._endpoints.move(seen_generation) and self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
-
-    @property
-    def sync(self) -> Client:
-        """The blocking client behind this one's watches (made on first use)."""
-        if self._sync is None:
-            if self._closed:
-                raise EtcdzError("the client is closed")
-            self._sync = Client(**self._options)
-        return self._sync
 
     def clone(self, **changes: Any) -> AsyncClient:
         return AsyncClient(**{**self._options, **changes})
@@ -192,8 +178,8 @@ class AsyncClient(Settings):
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
-        if self._sync is not None:
-            await asyncio.to_thread(self._sync.close)  # joins the watch stream thread
+        if self._watch_stream is not None:
+            await self._watch_stream.close()
         self._ctx.term()
 
     async def __aenter__(self) -> AsyncClient:
@@ -356,7 +342,29 @@ class AsyncClient(Settings):
 
     def watch(self, key: ops.Bytes, range_end: ops.Bytes | None = None, **options: Any) -> AsyncWatch:
         """As ``Client.watch``; iterate with ``async for``. Call it from a running loop."""
-        return AsyncWatch(self.sync, key, range_end, options)
+        return AsyncWatch(self.watch_stream(), create_request(key, range_end, **options))
+
+    def watch_stream(self) -> AioWatchStream:
+        """This client's one watch stream (started on first use), shared by all its watches."""
+        if self._closed:
+            raise EtcdzError("the client is closed")
+        if self._watch_stream is None or self._watch_stream.ended:  # ended with an error: afresh
+            self._watch_stream = AioWatchStream(self, self._ctx)
+        return self._watch_stream
+
+    async def watch_hubs(self) -> list[str]:
+        """As ``Client.watch_hubs``."""
+        for _ in self._endpoints.urls:
+            urls = (await self.call(WatchHubsRequest())).urls
+            if urls:
+                return list(urls)
+            await self._move(self._endpoints.generation)
+        return []
+
+    def relogin(self) -> None:
+        """Forget the token (a hub refused it): the next call logs in again."""
+        self._token = ""
+        self._need_login = self.user is not None
 
     def watch_prefix(self, prefix: ops.Bytes, **options: Any) -> AsyncEvents:
         """Every event under ``prefix``, one at a time: ``async for event in ...``."""
@@ -368,8 +376,8 @@ class AsyncClient(Settings):
 
     def request_progress(self) -> None:
         """Ask for a progress notification on every watch of this client (does not wait)."""
-        if self._sync is not None:
-            self._sync.request_progress()
+        if self._watch_stream is not None:
+            self._watch_stream.request_progress()
 
 
 __all__ = ["AsyncClient", "AsyncEvents", "AsyncWatch"]

@@ -163,12 +163,17 @@ async def _next_events(w: AsyncWatch, session: Session | None, deadline: float |
 async def _run(
     client: AsyncClient, steps: r.Steps, session: Session | None = None, timeout: float | None = None
 ) -> Any:
+    """As ``etcdz.concurrency._run``: with a session, ``LeaseNotFound`` is ``SessionExpired``."""
     deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     driver = _drive(client, steps, session, deadline)
     try:
         async for item in driver:
             if isinstance(item, _Done):
                 return item.value
+    except LeaseNotFound:
+        if session is None:
+            raise
+        raise SessionExpired() from None
     finally:
         await driver.aclose()
     raise EtcdzError("a recipe ended without a result")  # a bug in this module
@@ -201,10 +206,7 @@ class Mutex:
     async def _hold(self, try_only: bool, timeout: float | None) -> None:
         _alive(self.session)
         steps = r.acquire(self.prefix, self.session.id, try_only=try_only)
-        try:
-            held = await _run(self.session.client, steps, self.session, timeout)
-        except LeaseNotFound:
-            raise SessionExpired() from None
+        held = await _run(self.session.client, steps, self.session, timeout)
         self.key, self.revision = held.key, held.revision
 
     async def unlock(self) -> None:
@@ -244,10 +246,7 @@ class Election:
     async def campaign(self, value: ops.Bytes, timeout: float | None = None) -> None:
         _alive(self.session)
         steps = r.acquire(self.prefix, self.session.id, ops.to_bytes(value))
-        try:
-            self._held = await _run(self.session.client, steps, self.session, timeout)
-        except LeaseNotFound:
-            raise SessionExpired() from None
+        self._held = await _run(self.session.client, steps, self.session, timeout)
 
     async def proclaim(self, value: ops.Bytes) -> None:
         if self._held is None:

@@ -232,6 +232,8 @@ class Client(Settings, RequestApi):
         from etcdz.watcher import WatchStream
 
         with self._stream_lock:
+            if self._closed:
+                raise EtcdzError("the client is closed")
             if self._watch_stream is None or (
                 self._watch_stream.error is not None and not self._watch_stream.is_alive()
             ):  # a stream that ended with an error: the next watch tries afresh

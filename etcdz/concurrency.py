@@ -162,12 +162,18 @@ def _next_events(w: Watch, session: Session | None, deadline: float | None) -> l
 def _run(
     client: Transport, steps: r.Steps, session: Session | None = None, timeout: float | None = None
 ) -> Any:
+    """Run a recipe to its result; with a session, a lease the cluster no longer has (it
+    expired before the session noticed) is ``SessionExpired``, as a lease known lost is."""
     deadline = None if timeout is None else time.monotonic() + timeout
     driver = _drive(client, steps, session, deadline)
     try:
         next(driver)
     except StopIteration as stop:
         return stop.value
+    except LeaseNotFound:
+        if session is None:
+            raise
+        raise SessionExpired() from None
     raise EtcdzError("a recipe emitted where none should")  # a bug in this module
 
 
@@ -200,10 +206,7 @@ class Mutex:
     def _hold(self, try_only: bool, timeout: float | None) -> None:
         _alive(self.session)
         steps = r.acquire(self.prefix, self.session.id, try_only=try_only)
-        try:
-            held = _run(self.session.client, steps, self.session, timeout)
-        except LeaseNotFound:
-            raise SessionExpired() from None
+        held = _run(self.session.client, steps, self.session, timeout)
         self.key, self.revision = held.key, held.revision
 
     def unlock(self) -> None:
@@ -289,10 +292,7 @@ class Election:
         """Return once this session is the leader, its value ``value``."""
         _alive(self.session)
         steps = r.acquire(self.prefix, self.session.id, ops.to_bytes(value))
-        try:
-            self._held = _run(self.session.client, steps, self.session, timeout)
-        except LeaseNotFound:
-            raise SessionExpired() from None
+        self._held = _run(self.session.client, steps, self.session, timeout)
 
     def proclaim(self, value: ops.Bytes) -> None:
         """Announce a new value as the leader (``NotLeader`` if this session is not)."""

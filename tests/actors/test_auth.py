@@ -3,6 +3,7 @@ leases and watches, restarts, and fuzzed auth requests."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 import zmq
 
 from etcdz import Client, Value, ops
+from etcdz.aio import AsyncClient
 from etcdz.errors import (
     AuthFailed,
     AuthNotEnabled,
@@ -246,6 +248,20 @@ def test_leases_and_watches_are_checked(secured: tuple[LocalCluster, Client, Cli
     with Client(node.endpoints) as anonymous:
         with pytest.raises(UserEmpty):
             anonymous.watch("/a/").get(timeout=10)
+
+    async def asyncio_watches() -> None:  # the asyncio client's stream: same token, same errors
+        async with AsyncClient(node.endpoints, user="alice", password="apw") as aio_alice:
+            since = root.put("/a/y", "3").header.revision
+            async with aio_alice.watch("/a/", prefix=True, start_revision=since) as w:
+                got = await w.get(timeout=10)
+                assert got is not None and [e.kv.value for e in got.events] == [b"3"]
+            with pytest.raises(PermissionDenied):
+                await aio_alice.watch("/secret").get(timeout=10)
+        async with AsyncClient(node.endpoints) as aio_anonymous:
+            with pytest.raises(UserEmpty):
+                await aio_anonymous.watch("/a/").get(timeout=10)
+
+    asyncio.run(asyncio.wait_for(asyncio_watches(), 60))
     with pytest.raises(Compacted):
         root.compact(root.put("/a/z", "1").header.revision)
         alice.watch("/a/", prefix=True, start_revision=1).get(timeout=10)

@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import zmq
 
 from etcdz import Client
 from etcdz import aio_concurrency as aconc
 from etcdz import concurrency as conc
 from etcdz.aio import AsyncClient
-from etcdz.errors import EtcdzError
+from etcdz.errors import EtcdzError, RequestTimedOut
 from tools.cluster import LocalCluster
 from tools.workload import wait_until
 
@@ -103,6 +104,27 @@ def client_ops_put(key: str, value: str) -> object:
     return ops.put(key, value)
 
 
+def test_asyncio_calls_to_a_silent_member_end_at_their_deadline() -> None:
+    """A member that takes requests and never answers: reads time out (definite), a write may
+    have happened (indefinite), each at its deadline, with hundreds in flight."""
+    ctx = zmq.Context()
+    silent = ctx.socket(zmq.ROUTER)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+
+    async def scenario() -> list[object]:
+        async with AsyncClient([f"tcp://127.0.0.1:{port}"], timeout=1) as client:
+            calls = [client.put("/silent", "x"), *(client.get(f"/silent/{i}") for i in range(300))]
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    try:
+        write, *reads = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        silent.close(linger=0)
+        ctx.term()
+    assert isinstance(write, RequestTimedOut) and not write.definite
+    assert all(isinstance(r, RequestTimedOut) and r.definite for r in reads)
+
+
 # -- locks -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [b"\x00\xff/lock", "/l\u00f6ck/\u2603", b"/a b\n/c"])
 def test_a_lock_with_any_bytes_in_its_name_excludes_and_hands_over_in_order(
@@ -157,6 +179,37 @@ def test_an_expired_session_is_refused_clearly_and_leaves_nothing(c: Client) -> 
     assert _keys(c, "/expired") == []
     with pytest.raises(ValueError):
         conc.Mutex(s, "")
+
+
+def test_a_lease_that_ended_before_the_session_noticed_is_an_expired_session(c: Client) -> None:
+    """The cluster refuses the lease (``LeaseNotFound``) before the keep-alive has said so:
+    the same ``SessionExpired``, and nothing is written."""
+    with conc.Session(c, ttl=30) as s:
+        c.lease_revoke(s.id)
+        for attempt in (
+            lambda: conc.Mutex(s, b"/unnoticed\xff").lock(WAIT_S),
+            lambda: conc.Mutex(s, b"/unnoticed\xff").try_lock(),
+            lambda: conc.Election(s, b"/unnoticed\x00e").campaign("x"),
+            lambda: conc.DoubleBarrier(s, "/unnoticed-db", 2).enter(WAIT_S),
+        ):
+            with pytest.raises(conc.SessionExpired):
+                attempt()
+    assert _keys(c, "/unnoticed") == []
+
+    async def scenario() -> None:
+        async with AsyncClient(c.endpoints) as client:
+            session = await aconc.Session(client, ttl=30).start()
+            await client.lease_revoke(session.id)
+            with pytest.raises(conc.SessionExpired):
+                await aconc.Mutex(session, b"/unnoticed\xff").lock(WAIT_S)
+            with pytest.raises(conc.SessionExpired):
+                await aconc.Election(session, b"/unnoticed\x00e").campaign("x")
+            with pytest.raises(conc.SessionExpired):
+                await aconc.DoubleBarrier(session, "/unnoticed-db", 2).enter(WAIT_S)
+            await session.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert _keys(c, "/unnoticed") == []
 
 
 def test_a_waiter_whose_session_ends_stops_waiting_and_deletes_nothing_of_others(c: Client) -> None:
@@ -216,21 +269,39 @@ def test_an_asyncio_task_cancelled_while_waiting_leaves_no_key(shared_node: Loca
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_a_closed_client_says_so(shared_node: LocalCluster) -> None:
+def test_a_closed_client_says_so(shared_node: LocalCluster, c: Client) -> None:
+    """Calls, sessions and the recipes of a session whose client was closed under it."""
     client = shared_node.client()
+    session = conc.Session(client, ttl=5)
     client.close()
     with pytest.raises(EtcdzError, match="closed"):
         client.get("k")
     with pytest.raises(EtcdzError, match="closed"):
         conc.Session(client, ttl=5)
+    with pytest.raises(EtcdzError, match="closed"):
+        conc.Mutex(session, "/closed/lock").lock(WAIT_S)
+    with pytest.raises(EtcdzError, match="closed"):
+        conc.Election(session, "/closed/election").campaign("x")
+    with pytest.raises(EtcdzError, match="closed"):
+        client.watch("/closed/")
 
     async def scenario() -> None:
         aclient = AsyncClient(shared_node.endpoints)
+        asession = await aconc.Session(aclient, ttl=5).start()
         await aclient.close()
         with pytest.raises(EtcdzError, match="closed"):
             await aclient.get("k")
+        with pytest.raises(EtcdzError, match="closed"):
+            await aconc.Session(aclient, ttl=5).start()
+        with pytest.raises(EtcdzError, match="closed"):
+            await aconc.Mutex(asession, "/closed/lock").lock(WAIT_S)
+        with pytest.raises(EtcdzError, match="closed"):
+            await aconc.Election(asession, "/closed/election").campaign("x")
+        with pytest.raises(EtcdzError, match="closed"):
+            aclient.watch("/closed/")
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert _keys(c, "/closed/") == []
 
 
 def test_clients_close_cleanly_with_no_thread_socket_or_task_left(shared_node: LocalCluster) -> None:

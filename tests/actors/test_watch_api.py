@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -209,6 +212,53 @@ def test_asyncio_watch(shared_node: LocalCluster) -> None:
 
     got = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert [e.kv.value for r in got for e in r.events] == [b"0", b"1"]
+
+
+def test_asyncio_watches_cancel_and_report_progress_on_the_loop_alone(shared_node: LocalCluster) -> None:
+    """No thread: the stream is a task of the client's loop (ZeroMQ's own I/O threads are not
+    Python's), and a cancelled watch's iteration ends."""
+
+    async def scenario() -> None:
+        before = set(threading.enumerate())
+        async with AsyncClient(shared_node.endpoints) as client:
+            start = (await client.put("/api/aio2/a", "0")).header.revision
+            quiet = client.watch("/api/aio2/quiet")
+            busy = client.watch_prefix("/api/aio2/", start_revision=start)
+            assert (await busy.__anext__()).kv.value == b"0"
+            noise = (await client.put("/api/aio2-noise", "x")).header.revision
+            resp = None
+            for _ in range(20):  # the hub may not have seen ``noise`` at the first request
+                client.request_progress()
+                resp = await quiet.get(timeout=1.0)
+                if resp is not None and resp.header.revision >= noise:
+                    break
+            assert resp is not None and resp.events == [] and quiet.revision >= noise
+            quiet.cancel()
+            assert [r.events async for r in quiet if r.events] == []  # over once the hub confirms
+            async with busy:
+                await client.put("/api/aio2/b", "1")
+                assert (await busy.__anext__()).kv.value == b"1"
+            assert set(threading.enumerate()) == before
+        assert set(threading.enumerate()) == before
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_client_dropped_unclosed_with_a_watch_lets_the_interpreter_exit(shared_node: LocalCluster) -> None:
+    """Its stream thread is stopped at exit, not left frozen holding what finalization needs."""
+    script = (
+        "import sys\n"
+        "from etcdz import Client\n"
+        "c = Client(sys.argv[1:])\n"
+        "assert c.watch('/api/exit').created.wait(30)\n"
+        "lost = Client(['tcp://127.0.0.1:9'], timeout=30)\n"  # its stream is still looking
+        "lost.watch('/api/exit')\n"
+        "del c, lost\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *shared_node.endpoints], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_client_that_stops_reading_does_not_slow_others_and_misses_nothing(

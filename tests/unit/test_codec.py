@@ -100,6 +100,22 @@ def test_the_empty_header_is_not_sent_and_reads_as_any_other() -> None:
     assert header == envelope.Header(token="t")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 2**64 - 1), st.integers(0, 2**64 - 1), st.text())
+def test_the_call_headers_made_and_read_without_the_codec_are_the_codecs(
+    msg_id: int, in_reply_to: int, token: str
+) -> None:
+    assert envelope.request_header(msg_id, token) == encode(envelope.Header(msg_id=msg_id, token=token))
+    assert envelope.reply_to(encode(envelope.Header(in_reply_to=in_reply_to))) == in_reply_to
+    for other in (  # anything else is left to the codec
+        envelope.Header(in_reply_to=in_reply_to, token=token or "t"),
+        envelope.Header(msg_id=msg_id, in_reply_to=in_reply_to),
+        envelope.Header(version=2, in_reply_to=in_reply_to),
+    ):
+        assert envelope.reply_to(encode(other)) == -1
+    assert envelope.reply_to(encode(envelope.Header(in_reply_to=in_reply_to))[:-1]) == -1
+
+
 def test_sizes_are_checked_before_anything_is_decoded() -> None:
     body = b"\x80" * 5000  # would decode to thousands of lists
     with pytest.raises(envelope.TooLarge) as caught:

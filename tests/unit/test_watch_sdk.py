@@ -8,8 +8,17 @@ from typing import Any, cast
 import pytest
 
 from actors.watch.core import SLOW_STREAM
-from etcdz.errors import Compacted, PermissionDenied, WatchCanceled
+from etcdz._watch_core import STOP, StreamCore, WatchState
+from etcdz.errors import (
+    ClusterIdMismatch,
+    Compacted,
+    EtcdzError,
+    PermissionDenied,
+    Unavailable,
+    WatchCanceled,
+)
 from etcdz.watcher import Watch, WatchStream
+from proto_schemas.envelope import pack
 from proto_schemas.errors import TEXTS, ErrorCode
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 from proto_schemas.watch import (
@@ -17,6 +26,9 @@ from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
     Event,
     WatchCreateRequest,
+    WatchPing,
+    WatchPong,
+    WatchRequest,
     WatchResponse,
 )
 
@@ -95,3 +107,75 @@ def test_a_watch_the_server_ends_raises_why_and_one_the_client_cancels_just_ends
     assert isinstance(denied, PermissionDenied) and not isinstance(ended, Exception)
     with pytest.raises(WatchCanceled, match="not read"):
         w._take(slow)
+
+
+# -- the stream's rules (etcdz._watch_core), shared by the thread and the asyncio task ----------
+def stream(user: bool = False) -> tuple[StreamCore, WatchState, list[Any]]:
+    core = StreamCore(has_user=user, now=0.0)
+    got: list[Any] = []
+    w = WatchState(1, WatchCreateRequest(key=b"k", start_revision=5), sink=got.append)
+    core.create(w)
+    return core, w, got
+
+
+def hub_says(core: StreamCore, msg: Any, now: float = 1.0, cluster_id: int = 7) -> list[Any]:
+    core.receive(pack(msg, in_reply_to=1), now, cluster_id)
+    return core.after_receive()
+
+
+def starts(bodies: list[Any]) -> list[int]:
+    creates = [getattr(b, "request", None) for b in bodies]
+    return [r.start_revision for r in creates if isinstance(r, WatchCreateRequest)]
+
+
+def test_a_new_hub_gets_the_handshake_then_every_watch_from_where_it_is() -> None:
+    core, w, _ = stream()
+    assert starts(core.opened("tcp://h1", 7)) == [5]
+    w._feed(resp(8, ev("k", 8)))
+    ping, again = core.opened("tcp://h2", 7)
+    assert ping == WatchPing(cluster_id=7) and starts([again]) == [9] and not w.confirmed
+
+
+def test_a_hub_that_restarted_behind_the_same_address_gets_every_watch_again() -> None:
+    core, w, _ = stream()
+    core.opened("tcp://h1", 7)
+    assert hub_says(core, WatchPong(hub_id="a", cluster_id=7)) == []
+    w._feed(resp(6, ev("k", 6)))
+    assert starts(hub_says(core, WatchPong(hub_id="b", cluster_id=7))) == [7]
+
+
+def test_a_hub_of_another_cluster_is_left_for_good_and_a_silent_one_for_a_while() -> None:
+    core, _, _ = stream()
+    core.opened("tcp://other", 7)
+    hub_says(core, WatchPong(hub_id="a", cluster_id=9))
+    assert core.left(now=1.0, heard=1.0) and core.candidates(["tcp://other"], 1e9) == []
+    assert isinstance(core.no_hub_error(["tcp://other"]), ClusterIdMismatch)
+    core.opened("tcp://quiet", 7)
+    assert not core.left(now=2.0, heard=0.0)
+    assert core.left(now=10.0, heard=0.0)  # DEAD_AFTER_S of silence
+    assert core.candidates(["tcp://quiet"], 10.0) == [] and core.candidates(["tcp://quiet"], 20.0)
+    assert core.gave_up(now=100.0, timeout=5.0) and not core.gave_up(now=1.0, timeout=5.0)
+
+
+def test_a_watch_cancelled_while_no_hub_has_it_ends_at_the_next_hub() -> None:
+    core, w, got = stream()
+    core.opened("tcp://h1", 7)
+    assert isinstance(core.cancel(w), WatchRequest)
+    assert starts(core.opened("tcp://h2", 7)) == [] and got == [STOP] and core.watches == {}
+    assert core.cancel(w) is None
+
+
+def test_a_create_refused_for_the_token_is_sent_again_after_one_login() -> None:
+    core, w, got = stream(user=True)
+    core.opened("tcp://h1", 7)
+    denied = resp(1, canceled=True, cancel_reason=TEXTS[ErrorCode.INVALID_AUTH_TOKEN])
+    assert starts(hub_says(core, denied)) == [5] and core.relogin_wanted and got == []
+    assert hub_says(core, denied) == [] and core.watches == {}  # twice: the reason is the answer
+    assert isinstance(got[0], EtcdzError)
+
+
+def test_a_stream_that_ends_ends_every_watch_with_its_error() -> None:
+    core, _, got = stream()
+    core.error = Unavailable("no watch hub is serving this cluster")
+    core.end_all()
+    assert got == [core.error] and core.watches == {}
