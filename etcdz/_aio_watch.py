@@ -16,18 +16,16 @@ import contextlib
 import itertools
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from etcdz._transport import AsyncWatchTransport
 from etcdz._watch_core import PING_S, StreamCore, WatchState
 from etcdz.errors import EtcdzError, Unavailable
 from proto_schemas.envelope import pack
 from proto_schemas.watch import WatchCreateRequest, WatchHubsRequest, WatchPing
-
-if TYPE_CHECKING:
-    from etcdz.aio import AsyncClient
 
 _DRAIN_MAX = 1000  # messages read per wake-up before the outbox and the clock get a turn
 
@@ -35,7 +33,7 @@ _DRAIN_MAX = 1000  # messages read per wake-up before the outbox and the clock g
 class AioWatchStream:
     """The connection to one hub, shared by the watches of one ``AsyncClient``."""
 
-    def __init__(self, client: AsyncClient, ctx: zmq.asyncio.Context) -> None:
+    def __init__(self, client: AsyncWatchTransport, ctx: zmq.asyncio.Context) -> None:
         self._client = client
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
