@@ -36,7 +36,8 @@ from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
 from actors.runtime.listen import bind_all, resolve_advertised
 from actors.runtime.loop import Loop
-from actors.watch.core import HubCore, batched
+from actors.watch.batching import batched
+from actors.watch.core import HubCore
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
 from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode, peek
 from proto_schemas.envelope import MAX_REQUEST_BYTES, MAX_REQUEST_ITEMS, TooLarge, pack, unpack_header

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from actors.watch.core import SLOW_STREAM
+from actors.watch.watchers import SLOW_STREAM
 from etcdz import Client, ops
 from etcdz.aio import AsyncClient
 from etcdz.errors import Compacted

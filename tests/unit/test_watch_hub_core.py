@@ -6,14 +6,17 @@ from __future__ import annotations
 from dataclasses import replace as dataclass_replace
 from typing import Any
 
-from actors.watch.core import MAX_DEFERRED, PROGRESS_ALL, SLOW_STREAM, TOO_MANY, HubCore, batched
+from actors.watch.batching import batched
+from actors.watch.core import HubCore
 from actors.watch.shell import encode_sharing
+from actors.watch.watchers import MAX_DEFERRED, SLOW_STREAM, TOO_MANY
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.codec import decode
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.kv import EventType, KeyValue, ResponseHeader
 from proto_schemas.watch import (
     CANCELED_COMPACTED,
+    PROGRESS_ALL,
     Event,
     EventBatch,
     FilterType,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.watch.core import Watcher
 from actors.watch.index import WatchIndex, prefix_end
+from actors.watch.watchers import Watcher
 
 ALPHABET = [b"", b"\x00", b"\x01", b"a", b"b", b"\xfe", b"\xff"]
 keys = st.lists(st.sampled_from(ALPHABET[1:]), max_size=4).map(b"".join)

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from actors.watch.core import SLOW_STREAM
+from actors.watch.watchers import SLOW_STREAM
 from etcdz._watch_core import STOP, StreamCore, WatchState
 from etcdz.errors import (
     ClusterIdMismatch,

@@ -1,0 +1,312 @@
+"""The watch hub's delivery: the live window, catch-up from history, events to each watcher in order.
+
+Rules (etcd's watch guarantees):
+- Every watcher has a cursor: the next revision it needs. Revisions are contiguous (every
+  revision carries at least one event), so a watcher's stream is ordered, unique and gap-free
+  as long as the cursor only ever moves to just past what was handed to it.
+- The hub keeps a *window* of recent revisions, contiguous from ``window_start`` to
+  ``revision``, filled from the backend's live stream. A live batch that does not continue the
+  window (a PUB/SUB drop, a backend restart, a snapshot install) restarts the window at the
+  batch; a heartbeat past ``revision`` empties it. Watchers whose cursor is below the window
+  catch up from history (``WatchHistoryRequest``, one in flight, from the lowest cursor) before
+  anything newer is sent to them: the gap is resynced, never skipped.
+- All events of one revision go in one response, unless the watcher asked for fragments and
+  the revision is larger than ``max_response_bytes``. A response's header revision is the
+  revision the watcher is complete up to, so a progress notification never runs ahead.
+- A slow client: when its connection's queue is full the shell hands back what it could not
+  send (``stalled``); the watchers' cursors go back to the first undelivered revision and the
+  stream rests for ``stall_retry_s``. Nothing is buffered per watcher beyond that queue; a
+  watcher that fell behind the window reads history like a late starter.
+- A watcher whose cursor is below the compacted revision is cancelled with
+  ``compact_revision`` and etcd's reason.
+- Events are matched to watchers through an interval index (``index.py``): the cost of a
+  revision is its events' matches, not the number of watchers times its events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.watch.index import WatchIndex
+from actors.watch.watchers import Outbox, Stream, Watcher, event_size, replace, reply_size
+from proto_schemas.kv import ResponseHeader
+from proto_schemas.watch import (
+    CANCELED_COMPACTED,
+    Event,
+    EventBatch,
+    WatchHistoryRequest,
+    WatchHistoryResponse,
+    WatchResponse,
+)
+
+
+class Delivery:
+    """The hub's window and sending; ``HubCore`` (``core.py``) builds it with the streams."""
+
+    max_response_bytes: int
+    window_revisions: int
+    stall_retry_s: float
+    max_queued_bytes: int
+    cluster_id: int
+    member_id: int
+    index: WatchIndex[tuple[bytes, int]]  # (route, watch id)
+    revision: int | None  # every revision <= this one has been seen
+    compact_revision: int
+    window: dict[int, list[Event]]  # revision -> its events
+    window_start: int
+    streams: dict[bytes, Stream]
+    out: Outbox
+    foreign_batches: int  # event batches of another cluster, dropped
+    _overflowing: set[bytes]  # streams whose queued replies passed the bound
+    _history_asked_at: float | None
+    _history_not_before: float
+    _stripped: dict[int, Event]  # id(event) -> the event without prev_kv
+    _headers: dict[int, ResponseHeader]
+
+    def bound(self) -> None:
+        """Bound the streams whose queued replies passed ``max_queued_bytes`` (``core.py``)."""
+        raise NotImplementedError
+
+    def _create_early(self, now: float) -> None:
+        """Create the watches asked for before the first revision was known (``creates.py``)."""
+        raise NotImplementedError
+
+    # -- the backend's live stream ------------------------------------------------------------
+    def live(self, batch: EventBatch, now: float) -> None:
+        if batch.cluster_id and self.cluster_id and batch.cluster_id != self.cluster_id:
+            self.foreign_batches += 1  # another cluster's event stream: never served
+            return
+        self.compact_revision = max(self.compact_revision, batch.compact_revision)
+        if self.revision is None:
+            self.revision = batch.first_revision - 1
+            self.window_start = batch.first_revision
+            self._create_early(now)
+        if batch.revision <= self.revision:
+            return  # seen already (a replayed or duplicated batch)
+        if batch.first_revision > self.revision + 1:
+            # A gap (or a heartbeat past what we have): what came in between is read from
+            # history by whoever needs it.
+            self.window.clear()
+            self.window_start = batch.first_revision
+            self.revision = batch.first_revision - 1
+        by_revision: dict[int, list[Event]] = {}
+        for event in batch.events:
+            if event.kv.mod_revision > self.revision:
+                by_revision.setdefault(event.kv.mod_revision, []).append(event)
+        self.window.update(by_revision)
+        self.revision = batch.revision
+        while len(self.window) > self.window_revisions:
+            self.window.pop(self.window_start, None)
+            self.window_start += 1
+        self.deliver(now)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the live events are needed: by a watcher, or to learn the first revision."""
+        return self.revision is None or any(stream.watchers for stream in self.streams.values())
+
+    def skip(self, first_revision: int, revision: int, compact_revision: int) -> None:
+        """A live batch while nobody watches (see ``watching``): note how far the backend got and
+        keep none of its events. An idle hub then costs a member almost nothing per write; a
+        watcher created later from an older revision reads those from history."""
+        self.compact_revision = max(self.compact_revision, compact_revision)
+        if self.revision is not None and revision <= self.revision:
+            return
+        self.window.clear()
+        self.revision = revision
+        self.window_start = revision + 1
+
+    def history(self, resp: WatchHistoryResponse, now: float) -> None:
+        """Events ``resp.start_revision..resp.revision`` for the watchers catching up."""
+        self._history_asked_at = None
+        if resp.revision < resp.start_revision:  # the backend has nothing newer yet
+            self._history_not_before = now + self.stall_retry_s
+        self.compact_revision = max(self.compact_revision, resp.compact_revision)
+        by_revision: dict[int, list[Event]] = {}
+        for event in resp.events:
+            by_revision.setdefault(event.kv.mod_revision, []).append(event)
+        for stream in self.streams.values():
+            if stream.resting_until > now:
+                continue
+            for w in list(stream.watchers.values()):
+                if w.cursor < self.compact_revision:
+                    self._cancel_compacted(stream, w)
+                elif resp.start_revision <= w.cursor <= resp.revision and w.cursor < self.window_start:
+                    revs = range(w.cursor, resp.revision + 1)
+                    self._send_events(stream, w, [(r, by_revision.get(r, [])) for r in revs], resp.revision)
+        self.deliver(now)
+
+    def ask_history_again(self, now: float) -> None:
+        """The hub just logged in: a history read refused for want of a token is asked again
+        now rather than after ``history_timeout_s`` (an answer to the old one is harmless:
+        events only go to watchers whose cursor is in the answer's range)."""
+        self._history_asked_at = None
+        self._history_not_before = now
+        self.deliver(now)
+
+    # -- delivery -----------------------------------------------------------------------------
+    def deliver(self, now: float) -> None:
+        """Send every watcher what the window has for it; ask history for those below it."""
+        self.bound()
+        if self.revision is None:
+            return
+        lowest: int | None = None
+        due: list[tuple[Stream, Watcher]] = []  # watchers the window has something for
+        for stream in self.streams.values():
+            if stream.resting_until > now:
+                continue
+            if stream.control:
+                control, stream.control, stream.control_bytes = stream.control, [], 0
+                for reply_to, body in control:
+                    self.out.to_client.append((stream.route, reply_to, body))
+            for w in list(stream.watchers.values()):
+                if w.cursor > self.revision:
+                    continue
+                if w.cursor < self.compact_revision:
+                    self._cancel_compacted(stream, w)
+                elif w.cursor >= self.window_start:
+                    due.append((stream, w))
+                else:
+                    lowest = w.cursor if lowest is None else min(lowest, w.cursor)
+        if due:
+            matched = self._matched(min(w.cursor for _, w in due))
+            for stream, w in due:
+                mine = [(r, events) for r, events in matched.get((stream.route, w.id), []) if r >= w.cursor]
+                self._send_events(stream, w, mine, self.revision)
+        self._stripped.clear()
+        if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
+            self._history_asked_at = now
+            self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
+
+    def _matched(self, first: int) -> dict[tuple[bytes, int], list[tuple[int, list[Event]]]]:
+        """The window's events from revision ``first`` on, per watcher whose range holds their
+        key (found through the index), by revision in order."""
+        matched: dict[tuple[bytes, int], list[tuple[int, list[Event]]]] = {}
+        assert self.revision is not None
+        for revision in range(first, self.revision + 1):
+            by_ref: dict[tuple[bytes, int], list[Event]] = {}
+            for event in self.window.get(revision, ()):
+                for ref in self.index.match(event.kv.key):
+                    by_ref.setdefault(ref, []).append(event)
+            for ref, events in by_ref.items():
+                matched.setdefault(ref, []).append((revision, events))
+        return matched
+
+    def _send_events(
+        self, stream: Stream, w: Watcher, revisions: list[tuple[int, list[Event]]], upto: int
+    ) -> None:
+        """Hand ``w`` its events of ``revisions`` (in order, from its cursor; revisions without
+        any of its events may be left out) and move the cursor past ``upto``: whole revisions
+        per response, fragments only when asked."""
+        pending: list[Event] = []
+        size = 0
+        for _, events in revisions:
+            mine = [self._without_prev(e) if not w.prev_kv else e for e in events if w.wants(e)]
+            if not mine:
+                continue
+            rev_size = sum(event_size(e) for e in mine)
+            if pending and size + rev_size > self.max_response_bytes:
+                self._events_response(stream, w, pending, pending[-1].kv.mod_revision)
+                pending, size = [], 0
+            if w.fragment and rev_size > self.max_response_bytes:
+                self._fragments(stream, w, mine)
+                continue
+            pending.extend(mine)
+            size += rev_size
+        if pending:
+            self._events_response(stream, w, pending, upto)
+        w.cursor = upto + 1
+
+    def _without_prev(self, e: Event) -> Event:
+        if e.prev_kv is None:
+            return e
+        stripped = self._stripped.get(id(e))
+        if stripped is None:
+            stripped = self._stripped[id(e)] = replace(e, prev_kv=None)
+        return stripped
+
+    def _events_response(self, stream: Stream, w: Watcher, events: list[Event], complete_to: int) -> None:
+        """``complete_to``: the header revision, up to which ``w`` has everything once this is read."""
+        w.sent_since_progress = True
+        self.out.to_client.append((stream.route, 0, self._response(w.id, complete_to, events=events)))
+
+    def _fragments(self, stream: Stream, w: Watcher, events: list[Event]) -> None:
+        chunk: list[Event] = []
+        size = 0
+        chunks: list[list[Event]] = []
+        for e in events:
+            if chunk and size + event_size(e) > self.max_response_bytes:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(e)
+            size += event_size(e)
+        chunks.append(chunk)
+        rev = events[-1].kv.mod_revision
+        for i, part in enumerate(chunks):
+            body = self._response(w.id, rev, events=part, fragment=i < len(chunks) - 1)
+            self.out.to_client.append((stream.route, 0, body))
+        w.sent_since_progress = True
+
+    def _cancel_compacted(self, stream: Stream, w: Watcher) -> None:
+        self._drop(stream, w.id)
+        body = self._response(w.id, self.revision or 0, canceled=True)
+        body = replace(body, compact_revision=self.compact_revision, cancel_reason=CANCELED_COMPACTED)
+        self._reply(stream, 0, body)
+
+    def _response(self, watch_id: int, revision: int, **fields: Any) -> WatchResponse:
+        header = self._headers.get(revision)
+        if header is None:  # one header object per revision: the shell encodes it once
+            if len(self._headers) > 64:
+                self._headers.clear()
+            header = ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id, revision=revision)
+            self._headers[revision] = header
+        return WatchResponse(header=header, watch_id=watch_id, **fields)
+
+    def _reply(self, stream: Stream, reply_to: int, body: Any) -> None:
+        if stream.control:
+            stream.control.append((reply_to, body))  # keep replies in order behind a stall
+            stream.control_bytes += reply_size(body)
+            if stream.control_bytes > self.max_queued_bytes:
+                self._overflowing.add(stream.route)  # bounded at the next delivery, not mid-loop
+        else:
+            self.out.to_client.append((stream.route, reply_to, body))
+
+    def take_outbox(self) -> Outbox:
+        out, self.out = self.out, Outbox()
+        return out
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(s.watchers) for s in self.streams.values())
+
+    # -- slow clients ---------------------------------------------------------------------------
+    def stalled(self, route: bytes, unsent: list[tuple[int, Any]], now: float) -> None:
+        """The shell could not send these (the client's queue is full): rewind and rest."""
+        stream = self.streams.get(route)
+        if stream is None:
+            return
+        stream.resting_until = now + self.stall_retry_s
+        control: list[tuple[int, Any]] = []
+        for reply_to, body in unsent:
+            if isinstance(body, WatchResponse) and body.events:
+                w = stream.watchers.get(body.watch_id)
+                if w is not None:
+                    w.cursor = min(w.cursor, body.events[0].kv.mod_revision)
+            elif isinstance(body, WatchResponse) and not body.created and not body.canceled:
+                continue  # a progress notification: a later one will say as much
+            else:
+                control.append((reply_to, body))
+        stream.control = control + stream.control
+        stream.control_bytes += sum(reply_size(b) for _, b in control)
+        if stream.control_bytes > self.max_queued_bytes:
+            self._overflowing.add(route)
+
+    def reading(self, route: bytes) -> None:
+        """A send to ``route`` went out: its client reads again, an overflow later is a new one."""
+        stream = self.streams.get(route)
+        if stream is not None:
+            stream.overflowed = False
+
+    def _drop(self, stream: Stream, watch_id: int) -> None:
+        if stream.watchers.pop(watch_id, None) is not None:
+            self.index.remove((stream.route, watch_id))
