@@ -26,7 +26,7 @@ import zmq
 
 from actors.runtime.config import member_id_for, socket_dir_for
 from actors.runtime.loop import send
-from actors.wal.files import read_identity
+from actors.wal.replay import read_identity
 from etcdz import Client
 from etcdz.errors import EtcdzError, PermissionDenied, UserEmpty
 from proto_schemas.cluster import PeerFaults

@@ -19,7 +19,7 @@ import zmq
 from actors.runtime import curve
 from actors.runtime.config import NodeConfig
 from actors.runtime.curve import Curve
-from actors.wal.files import read_identity
+from actors.wal.replay import read_identity
 from proto_schemas.cluster import JoinInfo, JoinQuery
 from proto_schemas.codec import DecodeError, decode, encode
 

@@ -1,4 +1,4 @@
-"""The WAL on disk: segment files, replay, append, group-commit sync, segment release.
+"""The WAL on disk: segment files, append, group-commit sync, segment release.
 
 Layout, as etcd's WAL (``wal/wal.go``):
 
@@ -21,67 +21,31 @@ Writes are group commits: ``append`` only encodes records into a memory buffer; 
 the buffer with one ``pwrite`` per segment it touches and one ``fdatasync``. The caller appends
 everything that arrived while the previous sync ran, then syncs once.
 
-Replay (``Wal.open`` on an existing directory) reads every segment in order (see
-``records.decode_segment`` for how a torn tail is told from corruption). A torn tail in the last
-segment is cut off and the space re-zeroed, with a warning; anything else that is damaged raises
-``WalCorruptError``: the member must not start on a WAL that lost durable data.
+Replay (``Wal.open`` on an existing directory) is in ``replay.py``: a torn tail in the last
+segment is cut off here and the space re-zeroed, with a warning.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 import structlog
 
-from actors.wal.records import (
-    CrcRecord,
-    DecodedSegment,
-    Metadata,
-    RecordEncoder,
-    SnapshotMarker,
-    WalCorruptError,
-    decode_segment,
-)
+from actors.wal.records import Metadata, RecordEncoder, SnapshotMarker
+from actors.wal.replay import SEGMENT_RE, Segment, WalContents, replay
 from proto_schemas.raft import Entry, HardState
 
-__all__ = ["Wal", "WalContents", "WalCorruptError", "WalMismatchError", "read_identity", "segment_name"]
+__all__ = ["Wal", "segment_name"]
 
-_SEGMENT_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _ENTRY_OVERHEAD = 5 + 4 + 17  # frame header + crc + term/index/type
 _HARD_STATE_BYTES = 5 + 4 + 24
 _SNAPSHOT_BYTES = 5 + 4 + 16
-_HEAD_BYTES = (5 + 4 + 4) + (5 + 4 + 16)  # a segment's CRC record and metadata record
-
-
-class WalMismatchError(Exception):
-    """The WAL belongs to another member or cluster than the one starting on it."""
 
 
 def segment_name(seq: int, first_index: int) -> str:
     return f"{seq:016x}-{first_index:016x}.wal"
-
-
-@dataclass(frozen=True, slots=True)
-class WalContents:
-    """What replay found: everything the raft core needs to restart."""
-
-    member_id: int
-    cluster_id: int
-    hard_state: HardState = field(default_factory=HardState)  # HardState() if none was saved
-    entries: list[Entry] = field(default_factory=list)  # contiguous, after ``snapshot``
-    snapshot: SnapshotMarker | None = None  # the last snapshot marker
-    torn_tail: bool = False  # a torn tail was cut off the last segment
-    torn_bytes: int = 0  # how many non-zero bytes it held
-
-
-@dataclass(slots=True)
-class _Segment:
-    seq: int
-    first_index: int
-    path: str
 
 
 @dataclass(slots=True)
@@ -107,55 +71,12 @@ def _preallocate(fd: int, size: int) -> None:
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
-_CHUNK = 1 << 20
-_ZEROS = bytes(_CHUNK)
-
-
-def _read_written(path: str) -> bytes:
-    """A segment's bytes without its trailing all-zero chunks.
-
-    Segments are pre-allocated, so most of the last one is zeros that hold no record; reading
-    and then scanning those 64 MB would cost a restarted WAL writer more than decoding its
-    records. A chunk is compared with zeros as it is read, and only the chunks up to the last
-    one holding a non-zero byte are kept: decoding sees every byte a record or a torn tail can
-    occupy, and the end of the data reads as the end of the records.
-    """
-    out = bytearray()
-    buf = bytearray(_CHUNK)  # one buffer read into again and again: fresh ones cost page faults
-    zeros = 0  # all-zero chunks read since the last one with data
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            if buf[:n] == _ZEROS[:n] if n < _CHUNK else buf == _ZEROS:
-                zeros += 1
-                continue
-            out += _ZEROS * zeros
-            out += buf[:n] if n < _CHUNK else buf
-            zeros = 0
-    return bytes(out)
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_identity(dirpath: str) -> tuple[int, int] | None:
-    """(member id, cluster id) recorded by the WAL in ``dirpath``, or None if it has none yet.
-    A restarted member takes its identity from here, as etcd does, not from its flags."""
-    if not os.path.isdir(dirpath):
-        return None
-    names = sorted(n for n in os.listdir(dirpath) if _SEGMENT_RE.match(n))
-    if not names:
-        return None
-    with open(os.path.join(dirpath, names[0]), "rb") as f:
-        head = f.read(_HEAD_BYTES)  # the CRC and metadata records only: replay checks the rest
-    for rec in decode_segment(head, names[0]).records[:2]:
-        if isinstance(rec, Metadata):
-            return rec.member_id, rec.cluster_id
-    raise WalCorruptError("wal segment has no metadata record", segment=names[0], offset=0)
 
 
 class Wal:
@@ -173,7 +94,7 @@ class Wal:
         self._metadata = metadata
         self._segment_bytes = segment_bytes
         self._log = logger
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._fd = -1
         self._offset = 0  # next write position in the current file
         self._pending: list[_Pending] = [_Pending(bytearray())]
@@ -221,7 +142,7 @@ class Wal:
         for name in os.listdir(self._dir):
             if name.endswith(".wal.tmp"):  # a cut that crashed before its rename: never synced
                 os.remove(os.path.join(self._dir, name))
-            elif _SEGMENT_RE.match(name):
+            elif SEGMENT_RE.match(name):
                 names.append(name)
         return sorted(names)
 
@@ -263,127 +184,36 @@ class Wal:
             os.close(self._fd)
         self._fd = fd
         self._offset = len(data)
-        self._segments.append(_Segment(seq, first_index, path))
+        self._segments.append(Segment(seq, first_index, path))
 
     def _replay(self, names: list[str]) -> WalContents:
-        entries: list[Entry] = []
-        hard_state: HardState | None = None
-        snapshot: SnapshotMarker | None = None
-        prev_crc: int | None = None
-        torn_bytes = 0
-        decoded: DecodedSegment | None = None
-        for i, name in enumerate(names):
-            m = _SEGMENT_RE.match(name)
-            assert m is not None
-            seq, first_index = int(m.group(1), 16), int(m.group(2), 16)
-            if self._segments and seq != self._segments[-1].seq + 1:
-                raise WalCorruptError(
-                    f"wal segment sequence has a gap before {name}: a segment is missing",
-                    segment=name,
-                    offset=0,
-                )
-            path = os.path.join(self._dir, name)
-            self._segments.append(_Segment(seq, first_index, path))
-            decoded = decode_segment(_read_written(path), name)
-            last = i == len(names) - 1
-            if decoded.first_crc is None:
-                raise WalCorruptError(
-                    "wal segment does not open with a valid CRC record", segment=name, offset=0
-                )
-            if prev_crc is not None and decoded.first_crc != prev_crc:
-                raise WalCorruptError(
-                    "wal crc chain broken: segment does not continue the previous one",
-                    segment=name,
-                    offset=0,
-                )
-            if decoded.torn and not last:
-                raise WalCorruptError(
-                    "wal segment that is not the last one ends in damaged records",
-                    segment=name,
-                    offset=decoded.good_end,
-                )
-            prev_crc = decoded.crc
-            records = decoded.records
-            md = records[1] if len(records) > 1 else None
-            if not isinstance(md, Metadata):
-                raise WalCorruptError(
-                    "wal segment has no metadata record after its CRC record",
-                    segment=name,
-                    offset=0,
-                )
-            if md != self._metadata:
-                raise WalMismatchError(
-                    f"wal in {self._dir} belongs to member {md.member_id:x} of cluster "
-                    f"{md.cluster_id:x}, not member {self._metadata.member_id:x} of cluster "
-                    f"{self._metadata.cluster_id:x}"
-                )
-            for rec in records:
-                if type(rec) is Entry:
-                    if entries:
-                        prev = entries[-1].index
-                        if rec.index <= prev:
-                            # Raft overwrote a conflicting suffix: the newer entry wins.
-                            del entries[max(rec.index - entries[0].index, 0) :]
-                        elif rec.index != prev + 1:
-                            if snapshot is None or rec.index != snapshot.index + 1:
-                                raise WalCorruptError(
-                                    f"wal entries skip from index {prev} to {rec.index}",
-                                    segment=name,
-                                    offset=-1,
-                                )
-                            entries.clear()  # the log restarts after a snapshot
-                    entries.append(rec)
-                elif type(rec) is HardState:
-                    hard_state = rec
-                elif type(rec) is SnapshotMarker:
-                    snapshot = rec
-                elif type(rec) is Metadata and rec != self._metadata:
-                    raise WalCorruptError("wal metadata changes inside a segment", segment=name)
-                else:
-                    assert type(rec) in (Metadata, CrcRecord)
-            if last and decoded.torn:
-                torn_bytes = decoded.torn
-        assert decoded is not None
-
-        # Open the last segment for appending, cutting off a torn tail first.
+        """Replay the segments (``replay.py``), then open the last one for appending, cutting
+        off a torn tail first."""
+        found = replay(self._dir, names, self._metadata)
+        self._segments = found.segments
+        torn_bytes = found.contents.torn_bytes
         current = self._segments[-1]
         name = os.path.basename(current.path)
         self._fd = os.open(current.path, os.O_RDWR)
         if torn_bytes:
-            os.ftruncate(self._fd, decoded.good_end)  # the re-allocation below re-zeroes
+            os.ftruncate(self._fd, found.good_end)  # the re-allocation below re-zeroes
             self._log.warning(
                 "wal torn tail truncated",
                 segment=name,
-                offset=decoded.good_end,
+                offset=found.good_end,
                 bytes=torn_bytes,
             )
         _preallocate(self._fd, self._segment_bytes)
         if torn_bytes:
             os.fsync(self._fd)
-        self._offset = self._seg_used = decoded.good_end
+        self._offset = self._seg_used = found.good_end
         self._seg_header = 0  # unknown and irrelevant: the segment may be cut at any time
-        self._enc = RecordEncoder(decoded.crc)
-        self._hard_state = hard_state
-        self._snapshot = snapshot
-
-        if snapshot is not None and entries and entries[0].index <= snapshot.index:
-            del entries[: snapshot.index - entries[0].index + 1]
-        if entries:
-            self._last_index, self._last_term = entries[-1].index, entries[-1].term
-        else:
-            self._last_index = max(self._segments[0].first_index - 1, 0)
-            if snapshot is not None and snapshot.index >= self._last_index:
-                self._last_index, self._last_term = snapshot.index, snapshot.term
+        self._enc = RecordEncoder(found.crc)
+        self._hard_state = found.hard_state
+        self._snapshot = found.contents.snapshot
+        self._last_index, self._last_term = found.last_index, found.last_term
         self._synced_index = self._last_index
-        return WalContents(
-            member_id=self._metadata.member_id,
-            cluster_id=self._metadata.cluster_id,
-            hard_state=hard_state if hard_state is not None else HardState(),
-            entries=entries,
-            snapshot=snapshot,
-            torn_tail=bool(torn_bytes),
-            torn_bytes=torn_bytes,
-        )
+        return found.contents
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from actors.wal import snapfiles
 from actors.wal.core import WalLog, WalWriterCore
-from actors.wal.files import Wal, WalMismatchError
+from actors.wal.files import Wal
 from actors.wal.records import WalCorruptError
+from actors.wal.replay import WalMismatchError
 from proto_schemas.cluster import SaveSnapshot, SnapshotSaved
 from proto_schemas.internal import Persist, WalLoad, WalState
 from proto_schemas.raft import Snapshot

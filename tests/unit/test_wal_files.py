@@ -9,8 +9,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors.wal.core import Batch, WalLog
-from actors.wal.files import Wal, WalContents, WalCorruptError, WalMismatchError, segment_name
-from actors.wal.records import decode_segment
+from actors.wal.files import Wal, segment_name
+from actors.wal.records import WalCorruptError, decode_segment
+from actors.wal.replay import WalContents, WalMismatchError
 from proto_schemas.raft import Entry, HardState, Snapshot, SnapshotMetadata
 
 MEMBER, CLUSTER = 0x8E9E05C52164694D, 0xCDF818194E3A8C32
