@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
 from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
-from actors.v3rpc.links import GatewayLink, HubLink, HubPool
+from actors.v3rpc.links import GatewayLink, HubLink, HubPool, Link
 from actors.v3rpc.streams import DUPLICATE, StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
@@ -106,7 +106,7 @@ async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
 
 
 class Door:
-    def __init__(self, config: DoorConfig, link: GatewayLink, ctx: zmq.asyncio.Context, log: Any) -> None:
+    def __init__(self, config: DoorConfig, link: Link, ctx: zmq.asyncio.Context, log: Any) -> None:
         self.config = config
         self.link = link
         self.ctx = ctx
@@ -366,11 +366,19 @@ class ListenError(Exception):
     """A listen URL that cannot be bound: fatal at the first start (the member says so)."""
 
 
-async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[[list[str]], None]) -> None:
+async def serve(
+    config: DoorConfig,
+    log: structlog.BoundLogger,
+    bound: Callable[[list[str]], None],
+    link: Link | None = None,
+) -> None:
+    """Serve until stopped; ``link`` reaches the gateway's core (default: a ZeroMQ client
+    connection to ``config.gateway_url``, the standalone door's)."""
     ctx = zmq.asyncio.Context()
     ctx.setsockopt(zmq.LINGER, 0)
     ctx.set(zmq.MAX_SOCKETS, config.max_watch_streams + 64)
-    link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
+    if link is None:
+        link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
     door = Door(config, link, ctx, log)
     server = grpc.aio.server(
         handlers=door.handlers(), options=server_options(config), maximum_concurrent_rpcs=config.max_rpcs

@@ -2,7 +2,7 @@
 Python etcd client from the package index, and bad input -- malformed and mutated protobuf to
 every RPC, unknown RPCs, oversize messages, streams that never read or vanish mid-stream. Each
 gets a clear status, and the door keeps serving (the same process: the supervisor logged no
-death of it)."""
+death of the gateway, which runs the member's door)."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluste
 
 
 def door_deaths(cluster: LocalCluster) -> list[str]:
-    """The supervisor's log lines about the door's process dying (it restarts a dead side, so
-    a crash would be hidden from the client but not from this log)."""
+    """The supervisor's log lines about the door's process (the member's gateway) dying: it
+    restarts a dead actor, so a crash would be hidden from the client but not from this log."""
     member = cluster.members[0]
     with open(member.log_path or "", encoding="utf-8") as f:
-        return [line for line in f if '"process": "grpc"' in line and "died" in line]
+        return [line for line in f if '"actor": "gateway"' in line and "died" in line]
 
 
 def raw_unary(channel: grpc.Channel, service: str, method: str) -> grpc.UnaryUnaryMultiCallable:
