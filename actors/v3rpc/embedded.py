@@ -134,8 +134,10 @@ class LocalLink(Link):
         except DecodeError as exc:
             return error_response(ErrorCode.INTERNAL, f"malformed answer from the gateway: {exc}")
 
-    def answered(self, answers: list[tuple[int, Any]]) -> None:
-        """A batch of the core's answers (an answer to a call that gave up is dropped)."""
+    def answered(self, answers: list[tuple[int, Any]], revision: int, raft_term: int) -> None:
+        """A batch of the core's answers (an answer to a call that gave up is dropped), and
+        the member's revision and term as the core knows them."""
+        self.revision, self.raft_term = revision, raft_term
         for msg_id, body in answers:
             waiter = self._pending.pop(msg_id, None)
             if waiter is not None and not waiter.done():
@@ -184,7 +186,8 @@ class EmbeddedDoor:
         if self.answers and self.aio is not None and self.link is not None:
             answers, self.answers = self.answers, []
             try:
-                self.aio.call_soon_threadsafe(self.link.answered, answers)
+                term = self.core.raft.term if self.core.raft is not None else 0
+                self.aio.call_soon_threadsafe(self.link.answered, answers, self.core.revision, term)
             except RuntimeError:  # the door's loop is closed: the process is stopping
                 pass
 

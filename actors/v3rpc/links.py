@@ -55,6 +55,17 @@ class Link:
     def __init__(self) -> None:
         self._hubs: list[str] = []
         self._hubs_at = -HUBS_FRESH_S
+        # The member's revision and raft term as last heard: what the door fills into a header
+        # whose source does not know them (a hub's watch responses know no term, a lease
+        # keepalive no revision), as etcd's server fills every header.
+        self.revision = 0
+        self.raft_term = 0
+
+    def heard(self, reply: Any) -> None:
+        header = getattr(reply, "header", None)
+        if header is not None:
+            self.revision = max(self.revision, header.revision)
+            self.raft_term = max(self.raft_term, header.raft_term)
 
     async def run(self) -> None:
         """Runs as long as the link works (its end is a failure of the door)."""
@@ -113,9 +124,11 @@ class GatewayLink(Link):
         finally:
             self._pending.pop(msg_id, None)
         try:
-            return decode(raw)
+            reply = decode(raw)
         except DecodeError as exc:
             return error_response(ErrorCode.INTERNAL, f"malformed reply from the gateway: {exc}")
+        self.heard(reply)
+        return reply
 
     async def _exchange(self, msg_id: int, body: bytes, token: str) -> bytes:
         async with self._slots:

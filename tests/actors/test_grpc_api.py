@@ -21,7 +21,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from proto_schemas.etcdpb import rpc_pb2
+from proto_schemas.etcdpb import rpc_pb2, rpc_pb2_grpc
 from tools.cluster import LocalCluster, free_port, running
 
 SERVICES = rpc_pb2.DESCRIPTOR.services_by_name
@@ -408,3 +408,126 @@ def test_watch_streams_past_the_bound_are_refused_with_resource_exhausted(
         for stream in streams:
             stream.cancel()
     assert serving(channel)
+
+
+def test_every_response_header_carries_cluster_member_revision_and_term(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """As etcd's server fills every header, whichever actor answered (a lease keepalive comes
+    from the lease expirer, a watch response from a hub): unary calls, the keepalive and watch
+    streams, a snapshot's pieces. The Cluster service's headers carry no revision, as etcd's."""
+    _, channel = door
+    kv, lease = rpc_pb2_grpc.KVStub(channel), rpc_pb2_grpc.LeaseStub(channel)
+    maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
+    put = kv.Put(rpc_pb2.PutRequest(key=b"h/a", value=b"1"), timeout=10)
+    granted = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10)
+    answers: dict[str, Any] = {
+        "Put": put,
+        "Range": kv.Range(rpc_pb2.RangeRequest(key=b"h/a", serializable=True), timeout=10),
+        "Txn": kv.Txn(
+            rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"h/a"))]),
+            timeout=10,
+        ),
+        "LeaseGrant": granted,
+        "LeaseTimeToLive": lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=granted.ID), timeout=10),
+        "LeaseKeepAlive": next(
+            lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=granted.ID)]), timeout=10)
+        ),
+        "LeaseKeepAlive of no lease": next(
+            lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=7)]), timeout=10)
+        ),
+        "LeaseRevoke": lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=granted.ID), timeout=10),
+        "Status": maintenance.Status(rpc_pb2.StatusRequest(), timeout=10),
+        "Alarm": maintenance.Alarm(rpc_pb2.AlarmRequest(), timeout=10),
+        "HashKV": maintenance.HashKV(rpc_pb2.HashKVRequest(), timeout=10),
+        "Snapshot": next(maintenance.Snapshot(rpc_pb2.SnapshotRequest(), timeout=30)),
+    }
+    hold = threading.Event()
+
+    def create_then_progress() -> Iterator[rpc_pb2.WatchRequest]:
+        create = rpc_pb2.WatchCreateRequest(key=b"h/a", start_revision=put.header.revision)
+        yield rpc_pb2.WatchRequest(create_request=create)
+        hold.wait(30)
+        yield rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+        hold.wait(30)
+
+    stream = rpc_pb2_grpc.WatchStub(channel).Watch(create_then_progress(), timeout=30)
+    try:
+        answers["Watch created"] = next(stream)
+        answers["Watch events"] = next(stream)
+        hold.set()
+        answers["Watch progress"] = next(stream)
+    finally:
+        hold.set()
+        stream.cancel()
+    assert answers["Watch events"].events
+    for name, answer in answers.items():
+        h = answer.header
+        assert h.cluster_id and h.member_id and h.revision and h.raft_term, f"{name}: {h}"
+    members = rpc_pb2_grpc.ClusterStub(channel).MemberList(rpc_pb2.MemberListRequest(), timeout=10)
+    h = members.header
+    assert (bool(h.cluster_id), bool(h.member_id), h.revision, bool(h.raft_term)) == (True, True, 0, True)
+
+
+def resident_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """One client opens 10,000 watch streams at once: the door's bound holds (the streams past
+    it get ``RESOURCE_EXHAUSTED``), the cancelled streams' places come back, and the gateway
+    process that runs the door neither dies nor keeps what they cost."""
+    import asyncio
+
+    cluster, channel = door
+    gateway = cluster.members[0].actor_pids()["gateway"]
+    before = resident_mib(gateway)
+    url = cluster.members[0].grpc_url.removeprefix("http://")
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"t/")).SerializeToString()
+
+    async def open_many(n: int) -> list[grpc.StatusCode]:
+        async with grpc.aio.insecure_channel(url) as aio_channel:
+            hold = asyncio.Event()
+            watch = aio_channel.stream_stream("/etcdserverpb.Watch/Watch")
+
+            async def requests() -> Any:
+                yield create
+                await hold.wait()
+
+            async def one() -> grpc.StatusCode:
+                stream = watch(requests(), timeout=120)
+                try:
+                    await stream.read()
+                    return grpc.StatusCode.OK  # created: it holds a place until cancelled
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.INTERNAL:
+                        print("DETAIL", exc.details())
+                    return exc.code()
+
+            calls = [asyncio.ensure_future(one()) for _ in range(n)]
+            codes = await asyncio.gather(*calls)
+            hold.set()
+            return codes
+
+    codes = asyncio.run(open_many(10_000))
+    created = codes.count(grpc.StatusCode.OK)
+    refused = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert 0 < created <= MAX_STREAMS and created + refused == 10_000, {c: codes.count(c) for c in set(codes)}
+    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
+    deadline = time.monotonic() + 30
+    while True:  # the places of the cancelled streams are free again
+        stream = watch(iter([create]), timeout=10)
+        try:
+            assert rpc_pb2.WatchResponse.FromString(next(stream)).created
+            break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.5)
+        finally:
+            stream.cancel()
+    assert serving(channel)
+    assert door_deaths(cluster) == []
+    assert resident_mib(gateway) - before < 150, (before, resident_mib(gateway))
