@@ -474,6 +474,12 @@ def resident_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
+# grpcio's asyncio client, when the door refused a stream while the client was still sending
+# its first request: the client's own status for its failed send (grpc/aio/_call.py), not one
+# the door sent. A stream refused.
+CLIENT_LOST_RACE = "Internal error from Core"
+
+
 def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
     door: tuple[LocalCluster, grpc.Channel],
 ) -> None:
@@ -503,8 +509,8 @@ def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
                     await stream.read()
                     return grpc.StatusCode.OK  # created: it holds a place until cancelled
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() == grpc.StatusCode.INTERNAL:
-                        print("DETAIL", exc.details())
+                    if exc.details() == CLIENT_LOST_RACE:
+                        return grpc.StatusCode.RESOURCE_EXHAUSTED
                     return exc.code()
 
             calls = [asyncio.ensure_future(one()) for _ in range(n)]
@@ -531,3 +537,91 @@ def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
     assert serving(channel)
     assert door_deaths(cluster) == []
     assert resident_mib(gateway) - before < 150, (before, resident_mib(gateway))
+
+
+VANISHING_CLIENT = """
+import sys, threading, grpc
+from proto_schemas.etcdpb import rpc_pb2
+channel = grpc.insecure_channel(sys.argv[1])
+hold = threading.Event()
+def then_wait(first):
+    yield first.SerializeToString()
+    hold.wait()
+create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"v/", prev_kv=True))
+watches = [channel.stream_stream("/etcdserverpb.Watch/Watch")(then_wait(create)) for _ in range(3)]
+for w in watches:
+    assert rpc_pb2.WatchResponse.FromString(next(w)).created
+grant = rpc_pb2.LeaseGrantRequest(TTL=60).SerializeToString()
+lease = rpc_pb2.LeaseGrantResponse.FromString(channel.unary_unary("/etcdserverpb.Lease/LeaseGrant")(grant))
+keepalive = rpc_pb2.LeaseKeepAliveRequest(ID=lease.ID)
+keep = channel.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive")(then_wait(keepalive))
+next(keep)
+snapshot = rpc_pb2.SnapshotRequest().SerializeToString()
+snap = channel.unary_stream("/etcdserverpb.Maintenance/Snapshot")(snapshot)
+next(snap)
+print("ready", flush=True)
+hold.wait()
+"""
+
+
+def test_a_client_killed_mid_stream_leaves_the_door_serving(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    """A client process killed (its connection gone, no cancel sent) with watch, keepalive and
+    snapshot streams open: the door ends them, frees their places and serves on."""
+    cluster, channel = door
+    url = cluster.members[0].grpc_url.removeprefix("http://")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", VANISHING_CLIENT, url], stdout=subprocess.PIPE, env=env, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            put = raw_unary(channel, "KV", "Put")
+            for i in range(20):  # events for the dead client's watchers
+                put(rpc_pb2.PutRequest(key=b"v/%d" % i, value=b"x" * 100).SerializeToString(), timeout=10)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"v/"))
+    deadline = time.monotonic() + 30
+    while True:  # the dead streams' places are free again
+        stream = watch(iter([create.SerializeToString()]), timeout=10)
+        try:
+            assert rpc_pb2.WatchResponse.FromString(next(stream)).created
+            break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.5)
+        finally:
+            stream.cancel()
+    assert serving(channel)
+    assert door_deaths(cluster) == []
+
+
+def test_random_and_mutated_protobuf_to_every_rpc_gets_a_status(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """The fuzz test: random bytes, and valid empty requests with random fields appended, to
+    every RPC of every service: each call ends with a status (never UNKNOWN, the sign of an
+    unhandled exception), and the door serves on. Last in this module: a random request may
+    raise an alarm or compact. MemberAdd is left out (a random peer URL that parses would add a
+    member this single-member cluster cannot reach, and lose its quorum)."""
+    cluster, channel = door
+    rng = random.Random(2323)
+    for service, method in ALL_METHODS:
+        if method == "MemberAdd":
+            continue
+        streaming = SERVICES[service].methods_by_name[method].client_streaming
+        for i in range(16):
+            if i % 2:
+                data = rng.randbytes(rng.randrange(0, 48))
+            else:  # fields with random numbers and wire types after a valid (empty) request
+                data = b"".join(
+                    bytes([rng.randrange(1, 256) & ~0x80]) + rng.randbytes(rng.randrange(1, 6))
+                    for _ in range(rng.randrange(1, 4))
+                )
+            code = call(channel, service, method, data, timeout=1.0 if streaming else 10)
+            assert code != grpc.StatusCode.UNKNOWN, f"{service}.{method} {data!r}"
+    assert serving(channel)
+    assert door_deaths(cluster) == []
