@@ -625,3 +625,29 @@ def test_random_and_mutated_protobuf_to_every_rpc_gets_a_status(
             assert code != grpc.StatusCode.UNKNOWN, f"{service}.{method} {data!r}"
     assert serving(channel)
     assert door_deaths(cluster) == []
+
+
+def test_the_door_serves_again_when_its_gateway_is_killed(door: tuple[LocalCluster, grpc.Channel]) -> None:
+    """The door runs in the gateway's process: ``kill -9`` of it ends the door too, the
+    supervisor restarts the gateway alone, and the door serves again on the same URL (the
+    client's channel reconnects). Last in the module: the other tests check that the gateway
+    never died."""
+    import signal
+
+    cluster, channel = door
+    member = cluster.members[0]
+    before = member.actor_pids()
+    os.kill(before["gateway"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        after = member.actor_pids()
+        try:
+            if after.get("gateway", before["gateway"]) != before["gateway"] and serving(channel):
+                break
+        except grpc.RpcError:
+            pass
+        assert time.monotonic() < deadline, "the door did not come back"
+        time.sleep(0.2)
+    assert {a: p for a, p in after.items() if a != "gateway"} == {
+        a: p for a, p in before.items() if a != "gateway"
+    }
