@@ -198,9 +198,12 @@ class EmbeddedDoor:
         except DoorListenError as exc:
             self.error = exc
             self.started.set()
+            return
         except BaseException as exc:
             self.log.error("gRPC door failed", error=str(exc), error_type=type(exc).__name__, exc_info=True)
-            os._exit(2)  # crash-only: the supervisor restarts the gateway, with its door
+        else:
+            self.log.error("gRPC door failed", error="its server stopped")
+        os._exit(2)  # crash-only: the supervisor restarts the gateway, with its door
 
     async def _serve(self) -> None:
         self.aio = asyncio.get_running_loop()
