@@ -125,6 +125,7 @@ def zmq_urls(urls: list[str]) -> list[str]:
 def grpc_urls(urls: list[str]) -> list[str]:
     return [u for u in urls if u.startswith(GRPC_SCHEMES)]
 
+
 # -- inside a node and between raft cores -----------------------------------------------------
 
 

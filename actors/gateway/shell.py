@@ -162,14 +162,31 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 except zmq.ZMQError:
                     log.debug("lease call not forwarded", request_id=rid)  # it times out
         for route, reply_to, body in out.to_client:
+            if door is not None and route[:1] == door.ROUTE:
+                door.answer(reply_to, body)
+                continue
             try:
                 by_tag[route[:1]].send_multipart([route[1:], *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
                 log.debug("reply dropped", error=str(exc))
 
+    door = _grpc_door(loop, core, config, log)  # the core's second front door, if configured
     loop.on_frames(clients, receiver(CLIENT), peer_address=True)
     loop.on_frames(local, receiver(LOCAL), peer_address=True)
     loop.on_messages(inbox, from_node)
     loop.every(0.05, lambda: core.tick(time.monotonic()))
     loop.after_batch(flush)
+    if door is not None:
+        loop.after_batch(door.flush)
+        door.start()
     return loop
+
+
+def _grpc_door(loop: Loop, core: GatewayCore, config: NodeConfig, log: structlog.BoundLogger) -> Any:
+    """etcd's gRPC API served by this process (``--listen-grpc-urls``), into the same core:
+    see actors/gateway/grpc_door.py (imported only then: grpc is heavy)."""
+    if not config.listen_grpc_urls:
+        return None
+    from actors.gateway.grpc_door import attach
+
+    return attach(loop, core, config, log)

@@ -173,8 +173,6 @@ class NodeSupervisor:
         }
         if self.config.listen_metrics_urls:
             sides["metrics"] = ("actors.metrics", config)
-        if self.config.listen_grpc_urls:
-            sides["grpc"] = ("actors.v3rpc", config)
         if self.config.initial_corrupt_check or self.config.corrupt_check_ms > 0:
             sides["corruption"] = ("actors.corruption", config)
         return sides

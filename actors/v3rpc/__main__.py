@@ -1,50 +1,20 @@
-"""The gRPC door: ``python -m actors.v3rpc --config PATH`` when the ``etcdz`` supervisor starts
-it beside a member (``--listen-grpc-urls``), or ``etcdz grpc-gateway --endpoints ...
---listen-grpc-urls ...`` to run one anywhere, in front of the members' client URLs (more doors,
-more gRPC clients; etcd's ``grpc-proxy`` in spirit)."""
+"""The standalone gRPC door: ``etcdz grpc-gateway --endpoints ... --listen-grpc-urls ...`` runs
+one anywhere, in front of the members' client URLs (more doors, more gRPC clients; etcd's
+``grpc-proxy`` in spirit). A member's own door (``--listen-grpc-urls``) runs in its gateway's
+process instead (actors/gateway/grpc_door.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 from collections.abc import Mapping
 
-from actors.runtime.config import NodeConfig
 from actors.runtime.curve import for_node
 from actors.runtime.flagtable import Table, parser, read, urls
 from actors.runtime.logs import configure
 from actors.runtime.loop import EXIT_FATAL
-from actors.v3rpc.shell import MAX_WATCH_STREAMS, DoorConfig, ListenError, serve
-
-
-def gateway_url(config: NodeConfig) -> str:
-    """The member's client endpoint, as a client on this host reaches it. Not the node's
-    private socket: the gateway trusts what arrives there (its own hubs) without checking
-    auth, and the door's requests are its clients' and must be checked as theirs."""
-    url = config.listen_client_urls[0]
-    return url.replace("//0.0.0.0:", "//127.0.0.1:", 1).replace("//[::]:", "//[::1]:", 1)
-
-
-def from_node(config: NodeConfig) -> DoorConfig:
-    return DoorConfig(
-        name=config.name,
-        listen_urls=config.listen_grpc_urls,
-        advertise_urls=config.advertise_grpc_urls or None,
-        gateway_url=gateway_url(config),
-        gateway_curve=config.client_curve(),
-        cluster_id=config.cluster_id,
-        member_id=config.member_id,
-        hub_curve=config.client_curve(),
-        max_request_bytes=config.max_request_bytes,
-        request_timeout_s=config.request_timeout_ms / 1000,
-        max_inflight=config.max_client_inflight,
-        # a stream holds a hub connection (a socket): the hubs' bound, within the door's own
-        max_watch_streams=min(config.watch_limits.get("max_streams", MAX_WATCH_STREAMS), MAX_WATCH_STREAMS),
-        heartbeat_path=config.heartbeat_path("grpc"),
-    )
-
+from actors.v3rpc.shell import DoorConfig, ListenError, serve
 
 # The standalone door's flags (env ETCDZ_* as the member's; the shared names mean the same).
 DOOR_FLAGS: Table = {
@@ -85,26 +55,12 @@ def standalone(argv: list[str], environ: Mapping[str, str]) -> tuple[DoorConfig,
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--config"]:
-        p = argparse.ArgumentParser(prog="etcdz-grpc")
-        p.add_argument("--config", required=True)
-        args = p.parse_args(argv)
-        node = NodeConfig.load(args.config)
-        log = configure(node.name, "grpc", node.log_format, node.log_level)
-        door = from_node(node)
-        if node.key_file:
-            log.warning(
-                "etcd's gRPC API is served in plaintext (no TLS yet) while the ZeroMQ endpoints are "
-                "encrypted: keep --listen-grpc-urls on loopback or a trusted network",
-                urls=door.listen_urls,
-            )
-    else:
-        try:
-            door, log_format, log_level = standalone(argv, os.environ)
-        except ValueError as exc:
-            sys.stderr.write(f"etcdz grpc-gateway: {exc}\n")
-            return 2
-        log = configure(door.name, "grpc", log_format, log_level)
+    try:
+        door, log_format, log_level = standalone(argv, os.environ)
+    except ValueError as exc:
+        sys.stderr.write(f"etcdz grpc-gateway: {exc}\n")
+        return 2
+    log = configure(door.name, "grpc", log_format, log_level)
     try:
         asyncio.run(serve(door, log, lambda urls: log.info("serving etcd's gRPC API", urls=urls)))
     except ListenError as exc:

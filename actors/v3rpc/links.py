@@ -1,8 +1,8 @@
-"""The gRPC door's ZeroMQ side: one DEALER to its member's gateway (its client endpoint, as
-any client: auth is checked there) shared by every call, and one DEALER per watch stream to
-a watch hub.
+"""The gRPC door's links: to the gateway's core (in the same process for a member's own door,
+actors/gateway/grpc_door.py; for a standalone door one DEALER to the members' client endpoints, as any client:
+auth is checked there) shared by every call, and one DEALER per watch stream to a watch hub.
 
-The gateway link multiplexes: each call gets a ``msg_id`` and waits for the reply whose
+The standalone door's gateway link multiplexes: each call gets a ``msg_id`` and waits for the reply whose
 ``in_reply_to`` names it, so thousands of gRPC calls share one connection; at most
 ``max_inflight`` are sent at once (the gateway refuses more per connection), the rest wait
 here. A reply that comes after its call gave up is dropped.
@@ -49,8 +49,47 @@ RELEASE_S = 2.0  # a finished stream's hub connection must be quiet within this 
 POOLED = 64  # idle hub connections kept for the next streams
 
 
-class GatewayLink:
+class Link:
+    """How the door reaches its gateway's core: ``call`` one request, get its answer."""
+
+    def __init__(self) -> None:
+        self._hubs: list[str] = []
+        self._hubs_at = -HUBS_FRESH_S
+        # The member's revision and raft term as last heard: what the door fills into a header
+        # whose source does not know them (a hub's watch responses know no term, a lease
+        # keepalive no revision), as etcd's server fills every header.
+        self.revision = 0
+        self.raft_term = 0
+
+    def heard(self, reply: Any) -> None:
+        header = getattr(reply, "header", None)
+        if header is not None:
+            self.revision = max(self.revision, header.revision)
+            self.raft_term = max(self.raft_term, header.raft_term)
+
+    async def run(self) -> None:
+        """Runs as long as the link works (its end is a failure of the door)."""
+        raise NotImplementedError
+
+    async def call(self, request: Any, token: str, timeout_s: float) -> Any:
+        """The gateway's answer (a response or an ``ErrorResponse``, never an exception);
+        waiting for a slot, for the connection and for the answer all count in ``timeout_s``."""
+        raise NotImplementedError
+
+    async def hub_url(self, now: float, timeout_s: float) -> str | None:
+        """A watch hub serving this member's events, as the member knows them."""
+        if now - self._hubs_at > HUBS_FRESH_S or not self._hubs:
+            reply = await self.call(WatchHubsRequest(), "", timeout_s)
+            if isinstance(reply, WatchHubsResponse):
+                self._hubs, self._hubs_at = list(reply.urls), now
+        return random.choice(self._hubs) if self._hubs else None
+
+
+class GatewayLink(Link):
+    """The standalone door's link: a client connection to the members' client URLs."""
+
     def __init__(self, ctx: zmq.asyncio.Context, url: str, secured: Curve | None, max_inflight: int) -> None:
+        super().__init__()
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         curvezmq.connect_as(self.sock, secured)  # type: ignore[arg-type]
@@ -62,8 +101,6 @@ class GatewayLink:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._slots = asyncio.Semaphore(max_inflight)
-        self._hubs: list[str] = []
-        self._hubs_at = -HUBS_FRESH_S
 
     async def run(self) -> None:
         """Route each reply to the call that waits for it (the link's one reader)."""
@@ -78,8 +115,6 @@ class GatewayLink:
                 waiter.set_result(body)
 
     async def call(self, request: Any, token: str, timeout_s: float) -> Any:
-        """The gateway's answer (a response or an ``ErrorResponse``, never an exception);
-        waiting for a slot, for the connection and for the answer all count in ``timeout_s``."""
         msg_id = next(self._ids)
         try:
             async with asyncio.timeout(timeout_s):
@@ -89,9 +124,11 @@ class GatewayLink:
         finally:
             self._pending.pop(msg_id, None)
         try:
-            return decode(raw)
+            reply = decode(raw)
         except DecodeError as exc:
             return error_response(ErrorCode.INTERNAL, f"malformed reply from the gateway: {exc}")
+        self.heard(reply)
+        return reply
 
     async def _exchange(self, msg_id: int, body: bytes, token: str) -> bytes:
         async with self._slots:
@@ -99,14 +136,6 @@ class GatewayLink:
             self._pending[msg_id] = waiter
             await self.sock.send_multipart(pack(body, msg_id=msg_id, token=token))
             return await waiter
-
-    async def hub_url(self, now: float, timeout_s: float) -> str | None:
-        """A watch hub serving this member's events, as the member knows them."""
-        if now - self._hubs_at > HUBS_FRESH_S or not self._hubs:
-            reply = await self.call(WatchHubsRequest(), "", timeout_s)
-            if isinstance(reply, WatchHubsResponse):
-                self._hubs, self._hubs_at = list(reply.urls), now
-        return random.choice(self._hubs) if self._hubs else None
 
 
 class HubLink:

@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from actors.runtime.curve import Curve
 from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
-from actors.v3rpc.links import GatewayLink, HubLink, HubPool
+from actors.v3rpc.links import GatewayLink, HubLink, HubPool, Link
 from actors.v3rpc.streams import DUPLICATE, StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
@@ -56,6 +56,7 @@ LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per
 LOGIN_BACKOFF_S = 0.1
 LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
 MAX_WATCH_STREAMS = 1000  # each holds a hub connection: a socket and its buffers
+CLUSTER_RPCS = frozenset(m.name for m in rpc_pb2.DESCRIPTOR.services_by_name["Cluster"].methods)
 UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
 
 
@@ -106,7 +107,7 @@ async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
 
 
 class Door:
-    def __init__(self, config: DoorConfig, link: GatewayLink, ctx: zmq.asyncio.Context, log: Any) -> None:
+    def __init__(self, config: DoorConfig, link: Link, ctx: zmq.asyncio.Context, log: Any) -> None:
         self.config = config
         self.link = link
         self.ctx = ctx
@@ -114,6 +115,18 @@ class Door:
         self.timeout_s = config.request_timeout_s + 1.0
         self.watch_streams = 0
         self.hubs = HubPool(ctx, config.hub_curve)
+
+    def fill(self, out: Message, revision: bool = True) -> Message:
+        """Complete a response's header as etcd's server does for every RPC: cluster and
+        member ids, revision and raft term (those its source left unset). The Cluster
+        service's headers carry no revision in etcd (``revision=False``): etcdctl prints them."""
+        header = out.header
+        header.cluster_id = header.cluster_id or self.config.cluster_id
+        header.member_id = header.member_id or self.config.member_id
+        if revision:
+            header.revision = header.revision or self.link.revision
+        header.raft_term = header.raft_term or self.link.raft_term
+        return out
 
     async def ask(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
         reply = await self.link.call(request, token_of(context), self.timeout_s)
@@ -144,7 +157,7 @@ class Door:
                 reply = await self.login(context, await translated(context, msg))
             else:
                 reply = await self.ask(context, await translated(context, msg))
-            out = to_pb(reply, resp)
+            out = self.fill(to_pb(reply, resp), revision=name not in CLUSTER_RPCS)
             members = list(getattr(out, "members", ()))  # MemberList, MemberAdd/Remove/...
             if any(grpc_urls(list(m.clientURLs)) for m in members) or self.config.advertise_urls:
                 for member in members:  # etcd's clients reach the members at their gRPC URLs
@@ -185,16 +198,17 @@ class Door:
                 if reply.code != ErrorCode.LEASE_NOT_FOUND:
                     await fail(context, reply)
                 # etcd answers a keepalive of an unknown lease with TTL 0, not an error
-                await context.write(rpc_pb2.LeaseKeepAliveResponse(ID=lease_id, TTL=0).SerializeToString())
+                gone = rpc_pb2.LeaseKeepAliveResponse(ID=lease_id, TTL=0)
+                await context.write(self.fill(gone).SerializeToString())
                 continue
-            await context.write(to_pb(reply, rpc_pb2.LeaseKeepAliveResponse).SerializeToString())
+            await context.write(self.fill(to_pb(reply, rpc_pb2.LeaseKeepAliveResponse)).SerializeToString())
 
     # -- Snapshot --------------------------------------------------------------------------
     async def snapshot(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
         await parse(context, rpc_pb2.SnapshotRequest, raw)
         builder = FileBuilder()
         resp = await self.ask(context, SnapshotRequest())
-        header = to_pb(resp, rpc_pb2.SnapshotResponse).header
+        header = self.fill(to_pb(resp, rpc_pb2.SnapshotResponse)).header
         blob = builder.first(resp)
         while not resp.done:
             piece = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=1, blob=blob)
@@ -234,7 +248,8 @@ class Door:
                 waited = {receive, refused, pump} if not pump.done() else {receive, refused}
                 done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
                 if refused in done:
-                    await context.write(to_pb(refused.result(), rpc_pb2.WatchResponse).SerializeToString())
+                    out = self.fill(to_pb(refused.result(), rpc_pb2.WatchResponse))
+                    await context.write(out.SerializeToString())
                     refused = None
                 if pump in done:
                     problem = pump.result()
@@ -256,11 +271,12 @@ class Door:
                     for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
                         watch_id = mine.answer(resp)
                         if watch_id is not None:
-                            out = to_pb(resp, rpc_pb2.WatchResponse)
+                            out = self.fill(to_pb(resp, rpc_pb2.WatchResponse))
                             out.watch_id = watch_id
                             await context.write(out.SerializeToString())
                             for due in mine.answered(resp.watch_id) if resp.created else []:
-                                await context.write(to_pb(due, rpc_pb2.WatchResponse).SerializeToString())
+                                out = self.fill(to_pb(due, rpc_pb2.WatchResponse))
+                                await context.write(out.SerializeToString())
                         elif resp.created and not resp.canceled:  # a former stream's: end it
                             await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
                 elif isinstance(msg, ErrorResponse):
@@ -366,11 +382,19 @@ class ListenError(Exception):
     """A listen URL that cannot be bound: fatal at the first start (the member says so)."""
 
 
-async def serve(config: DoorConfig, log: structlog.BoundLogger, bound: Callable[[list[str]], None]) -> None:
+async def serve(
+    config: DoorConfig,
+    log: structlog.BoundLogger,
+    bound: Callable[[list[str]], None],
+    link: Link | None = None,
+) -> None:
+    """Serve until stopped; ``link`` reaches the gateway's core (default: a ZeroMQ client
+    connection to ``config.gateway_url``, the standalone door's)."""
     ctx = zmq.asyncio.Context()
     ctx.setsockopt(zmq.LINGER, 0)
     ctx.set(zmq.MAX_SOCKETS, config.max_watch_streams + 64)
-    link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
+    if link is None:
+        link = GatewayLink(ctx, config.gateway_url, config.gateway_curve, config.max_inflight)
     door = Door(config, link, ctx, log)
     server = grpc.aio.server(
         handlers=door.handlers(), options=server_options(config), maximum_concurrent_rpcs=config.max_rpcs

@@ -52,9 +52,7 @@ class AioWatchers:
 
     async def _watch(self, endpoints: list[str], start_revision: int) -> None:
         async with AsyncClient(endpoints, timeout=5) as client:
-            watches = [
-                client.watch(*args, start_revision=start_revision, **kw) for _, args, kw in AIO_SPECS
-            ]
+            watches = [client.watch(*args, start_revision=start_revision, **kw) for _, args, kw in AIO_SPECS]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 120
             while loop.time() < deadline:
