@@ -35,6 +35,7 @@ import zmq
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import coalesce
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
+from actors.raft.promotion import AutoPromoter, PromotionRules, observe
 from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
@@ -49,6 +50,7 @@ from proto_schemas.cluster import (
     JoinInfo,
     JoinQuery,
     MemberChange,
+    MemberPromoteRequest,
     PeerBatch,
     PeerFaults,
     SaveSnapshot,
@@ -59,7 +61,7 @@ from proto_schemas.cluster import (
     zmq_urls,
 )
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.errors import ErrorCode
+from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.internal import (
     ActorStarted,
     Applied,
@@ -165,6 +167,17 @@ class RaftShell:
             "etcd_server_proposals_pending", "The current number of pending proposals to commit."
         )
         self.m_term = metrics.gauge("etcd_server_term", "The raft term of this member.")
+        self.m_promotions = metrics.counter(
+            "etcdz_learner_promotions_total",
+            "Learners promoted to voters, by the leader once caught up (auto) or on request (manual).",
+            ["how"],
+        )
+        ticks = -(-config.auto_promote_after_ms // config.heartbeat_interval_ms)
+        self.promoter = AutoPromoter(
+            PromotionRules(
+                max_lag=config.auto_promote_max_lag, stable_ticks=ticks, election_ticks=config.election_tick
+            )
+        )
         self.loop.on_messages(self.inbox, self.handle)
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
@@ -380,6 +393,7 @@ class RaftShell:
         node.tick()
         self.snapshots.tick(node, time.monotonic())
         self._publish(node)
+        self._auto_promote(node)
         self.calls.expire(time.monotonic())
 
     def _publish(self, node: RawNode) -> None:
@@ -402,6 +416,28 @@ class RaftShell:
             node.propose_conf_change(cc)
         except ProposalDropped:
             return
+
+    def _auto_promote(self, node: RawNode) -> None:
+        """The leader promotes a caught-up learner (the decision is ``promotion``'s): a conf
+        change like a requested promotion, marked ``auto`` for the metric."""
+        learner = self.promoter.tick(observe(node.raft, self.table.auto_learners()))
+        if learner is None:
+            return
+        try:
+            cc = self.table.plan_promote(MemberPromoteRequest(id=learner), self.fresh_nonce or 1, auto=True)
+            node.propose_conf_change(cc)
+        except (EtcdzError, ProposalDropped) as exc:
+            self.log.info("learner promotion deferred", member=f"{learner:x}", reason=str(exc))
+            return
+        st = node.status
+        self.log.info(
+            "promoting learner",
+            member=f"{learner:x}",
+            match=node.match_of(learner),
+            last_index=st.last_index,
+            max_lag=self.promoter.rules.max_lag,
+            stable_ticks=self.promoter.rules.stable_ticks,
+        )
 
     # -- output --------------------------------------------------------------------------------
     def _send_peers(self, messages: list[RaftMessage]) -> None:
@@ -520,7 +556,10 @@ class RaftShell:
                 self.log.error("undecodable conf change skipped", index=entry.index, error=str(exc))
                 continue
             node.apply_conf_change(cc)
+            was_learner = cc.node_id in self.table.members and self.table.members[cc.node_id].is_learner
             change = self.table.apply(cc)
+            if was_learner and cc.type is ConfChangeType.ADD_NODE:
+                self.m_promotions.inc(how="auto" if change is not None and change.auto else "manual")
             self.history.record(entry.index, self.table.snapshot())
             changed = True
             self.log.info(
