@@ -225,9 +225,10 @@ class LocalCluster:
                 self._ports[key] = next(p for p in iter(free_port, None) if p not in taken)
         return self._ports[key]
 
-    def add_member(self, learner: bool = False) -> Member:
+    def add_member(self, learner: bool = False, *, auto_promote: bool = True, join: bool = False) -> Member:
         """``member add`` a new member, then start it to join (``--initial-cluster-state
-        existing``); returns it once it runs (it may still be catching up)."""
+        existing``), or (``join``) start it with ``--join`` naming the running members, so that
+        it adds itself as a learner; returns it once it runs (it may still be catching up)."""
         name = topology.member_name(len(self.members))
         spec = topology.member(
             name,
@@ -236,18 +237,22 @@ class LocalCluster:
             metrics=bool(self.members[0].metrics_url),
             grpc=bool(self.members[0].grpc_url),
             state="existing",
+            join=",".join(f"tcp://{m.name}:{topology.CLIENT}" for m in self.running()) if join else "",
         )
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
         member = self._member(run)
-        with self.client() as c:
-            wait_until(
-                lambda: took_effect(
-                    lambda: c.member_add([member.peer_url], is_learner=learner),
-                    lambda: any(member.peer_url in m.peer_urls for m in c.member_list().members),
-                ),
-                timeout=30,
-                what="member add",
-            )
+        if not join:
+            with self.client() as c:
+                wait_until(
+                    lambda: took_effect(
+                        lambda: c.member_add(
+                            [member.peer_url], is_learner=learner, auto_promote=auto_promote
+                        ),
+                        lambda: any(member.peer_url in m.peer_urls for m in c.member_list().members),
+                    ),
+                    timeout=30,
+                    what="member add",
+                )
         self.members.append(member)
         self.start(member)
         return member
