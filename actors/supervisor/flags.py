@@ -140,7 +140,8 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
         "",
         "client URLs of members of a running cluster: this member adds itself as a learner "
         "(checking the cluster token and its name), catches up and is promoted by the leader; "
-        "restarted, it checks that its data dir belongs to that cluster",
+        "restarted, it checks that its data dir belongs to that cluster. A member named in "
+        "--initial-cluster bootstraps that cluster instead when no member answers",
     ),
     "auth-token": (
         str,
@@ -363,6 +364,12 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     advertise_peer = urls(str(values["initial-advertise-peer-urls"])) or listen_peer
     token = str(values["initial-cluster-token"])
     cluster = parse_initial_cluster(str(values["initial-cluster"])) or {name: advertise_peer}
+    join = urls(str(values["join"]))
+    # With --join, --initial-cluster names the members that bootstrap the cluster (a
+    # StatefulSet's first replicas); any other member adds itself.
+    may_bootstrap = bool(join) and name in cluster and len(cluster) > 1
+    if join and name not in cluster:
+        cluster = {name: advertise_peer}
     check_member(name, cluster, advertise_peer)
     peers = {member_id_for(n, peer_urls, token): n for n, peer_urls in cluster.items()}
     state = str(values["initial-cluster-state"])
@@ -395,7 +402,6 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     promote_after_ms = parse_duration_ms(str(values["auto-promote-after"]))
     if max_lag < 0 or promote_after_ms < 0:
         raise ValueError("--auto-promote-max-lag and --auto-promote-after must not be negative")
-    join = urls(str(values["join"]))
     if join and state == "existing":
         raise ValueError("--join finds the cluster itself: give no --initial-cluster-state existing")
     in_flight = int(values["max-client-requests-in-flight"])  # type: ignore[call-overload]
@@ -432,6 +438,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         auto_promote_max_lag=max_lag,
         auto_promote_after_ms=promote_after_ms,
         join=join,
+        join_may_bootstrap=may_bootstrap,
         listen_watch_urls=listen_watch,
         advertise_watch_urls=advertise_watch,
         listen_events_urls=listen_events,

@@ -1,20 +1,23 @@
 """``etcdz --join=URL,...``: a member adds itself to a running cluster, the scale-up path.
 
 Before any actor starts, the supervisor asks the cluster (through the client URLs given, as any
-client would) for its member list, then:
+client would) for its leader and member list, then:
 - with an empty data dir, adds itself as a learner that the leader promotes once caught up
   (``member add --learner``), naming itself and its ``--initial-cluster-token``: the cluster
   refuses a token other than its own and a name in use, and nothing changes. A member with our
-  peer URLs that never started is ours from an earlier start that stopped before its data dir
-  was written: it is taken, not added twice;
-- with a data dir, checks that it belongs to this cluster and to a member still in it (a
-  restart, e.g. after a crash during catch-up) and starts as it would without ``--join``.
+  peer URLs that never started is ours (an earlier start that stopped before its data dir was
+  written, or an initial member starting late): it is taken, not added twice;
+- with a data dir (a restart, e.g. after a crash during catch-up), checks that it belongs to
+  this cluster and to a member still in it; when no member answers (the whole cluster
+  restarting) the data dir is trusted, as without ``--join``;
+- named in ``--initial-cluster`` (a StatefulSet's first replicas, all started alike) with an
+  empty data dir: if no member with a leader answers, bootstraps that cluster as usual.
 Then the member starts as with ``--initial-cluster-state existing``: the leader brings it up to
 date by log or snapshot.
 
 A refusal that time cures is retried until ``JOIN_LIMIT_S``: another learner still catching up
 (one learner at a time, so two members joining at once are added one after the other), a
-membership change pending, no leader, a member unreachable.
+membership change pending, no leader, no member reachable.
 """
 
 from __future__ import annotations
@@ -48,12 +51,22 @@ class JoinRefused(RuntimeError):
 
 def join(config: NodeConfig, recorded: tuple[int, int] | None, log: structlog.BoundLogger) -> NodeConfig:
     urls = ",".join(config.join)
-    client = Client(config.join, timeout=5.0)
-    deadline = time.monotonic() + JOIN_LIMIT_S
+    client = Client(config.join, timeout=3.0)
     try:
+        if recorded is not None or config.join_may_bootstrap:
+            try:
+                found = _cluster(client)
+            except _RETRIED:
+                found = None
+            if recorded is not None:
+                return _restarted(config, recorded, found, log)
+            if found is None:
+                log.info("no member with a leader answers: bootstrapping the initial cluster", cluster=urls)
+                return dataclasses.replace(config, join=[])
+        deadline = time.monotonic() + JOIN_LIMIT_S
         while True:
             try:
-                return _join_once(config, client, recorded, log)
+                return _add(config, client, log)
             except _RETRIED as exc:
                 if time.monotonic() > deadline:
                     raise JoinRefused(f"cannot join the cluster at {urls}: {exc}") from None
@@ -65,13 +78,26 @@ def join(config: NodeConfig, recorded: tuple[int, int] | None, log: structlog.Bo
         client.close()
 
 
-def _join_once(
-    config: NodeConfig, client: Client, recorded: tuple[int, int] | None, log: structlog.BoundLogger
-) -> NodeConfig:
+def _cluster(client: Client) -> tuple[int, list[Member]] | None:
+    """The cluster's id and members, as a member that has a leader knows them (None: the
+    member answering has none, e.g. the cluster is starting)."""
+    if not client.status().leader:
+        return None
     listed = client.member_list()
-    cluster_id, members = listed.header.cluster_id, listed.members
-    if recorded is not None:
-        member_id, recorded_cluster = recorded
+    return listed.header.cluster_id, listed.members
+
+
+def _restarted(
+    config: NodeConfig,
+    recorded: tuple[int, int],
+    found: tuple[int, list[Member]] | None,
+    log: structlog.BoundLogger,
+) -> NodeConfig:
+    member_id, recorded_cluster = recorded
+    if found is None:
+        log.info("no member with a leader answers: starting from the data dir", cluster=",".join(config.join))
+    else:
+        cluster_id, members = found
         if recorded_cluster != cluster_id:
             raise JoinRefused(
                 f"the data dir {config.data_dir} belongs to cluster {recorded_cluster:x}, not to "
@@ -82,17 +108,21 @@ def _join_once(
                 f"member {member_id:x} of the data dir {config.data_dir} is no longer in cluster "
                 f"{cluster_id:x} (removed): join again with an empty data dir"
             )
-        return _joined(config, member_id, cluster_id, members)
+    return dataclasses.replace(config, member_id=member_id, cluster_id=recorded_cluster)
+
+
+def _add(config: NodeConfig, client: Client, log: structlog.BoundLogger) -> NodeConfig:
+    found = _cluster(client)
+    if found is None:
+        raise NoLeader("the member answering has no leader")
+    cluster_id, members = found
     mine = sorted(config.initial_advertise_peer_urls)
     ours = next((m for m in members if sorted(m.peer_urls) == mine), None)
     if ours is not None and ours.name:
+        lost = ": its data dir was lost; remove it (etcdzctl member remove) and join again"
         raise JoinRefused(
             f"member {ours.id:x} ({ours.name}) already runs with peer URLs {','.join(mine)}"
-            + (
-                ": its data dir was lost; remove it (etcdzctl member remove) and join again"
-                if ours.name == config.name
-                else ""
-            )
+            + (lost if ours.name == config.name else "")
         )
     if ours is None:
         added = client.member_add(
