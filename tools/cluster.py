@@ -1,6 +1,7 @@
 """Start and stop a local etcdz deployment on loopback: ``python -m tools.cluster up --members 3
 --watch-hubs 2``; ``python -m tools.cluster compose`` prints the same deployment as the
-docker-compose file (deploy/docker-compose.yml).
+docker-compose file (deploy/docker-compose.yml), ``python -m tools.cluster kubernetes`` as
+Kubernetes manifests (deploy/kubernetes/etcdz.yaml).
 
 Used by ``make run`` and by the process tests, so what a developer runs by hand is what the tests
 run and what the compose file declares. Services get counted ports (service i's client port at
@@ -438,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the deployment's services on loopback and wait for Ctrl-C")
     compose = sub.add_parser("compose", help="print the deployment as a docker-compose file")
-    for p in (up, compose):
+    kube = sub.add_parser("kubernetes", help="print the deployment as Kubernetes manifests")
+    for p in (up, compose, kube):
         p.add_argument("--members", type=int, default=3)
         p.add_argument("--watch-hubs", type=int, default=2, help="replicas of the watch hub service")
     up.add_argument("--base-port", type=int, default=2379)
@@ -447,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "compose":
         sys.stdout.write(topology.render(topology.compose(args.members, args.watch_hubs)))
+        return 0
+    if args.command == "kubernetes":
+        from tools import kubernetes
+
+        sys.stdout.write(kubernetes.render(kubernetes.manifests(args.members, args.watch_hubs)))
         return 0
     cluster = LocalCluster(
         os.path.abspath(args.data_dir),

@@ -3,11 +3,12 @@
 Rules and why:
 - Only the leader decides: only it tracks every peer's progress (``match``, ``recent_active``).
   A new leader starts counting afresh.
-- A learner is *close* while the leader heard from it within an election timeout and its
-  ``match`` is at most ``max_lag`` entries behind the leader's last index. It becomes ready once
-  it has stayed close for ``stable_ticks`` ticks in a row; falling behind (or going silent)
-  once starts the count again. So a learner is never promoted while behind, nor on a single
-  lucky acknowledgement while it still catches up.
+- A learner is *close* while the leader heard from it within an election timeout, it
+  replicates (it has acknowledged an append: a new peer counts as active before it ever
+  answered) and its ``match`` is at most ``max_lag`` entries behind the leader's last index.
+  It becomes ready once it has stayed close for ``stable_ticks`` ticks in a row; falling
+  behind (or going silent) once starts the count again. So a learner is never promoted
+  while behind, nor on a single lucky acknowledgement while it still catches up.
 - Promotion makes the learner a voter and so raises the quorum: it is proposed only when every
   other voter is healthy (heard from within an election timeout, replicating, and itself within
   ``max_lag``), and never while a membership change is pending (single-step changes, see
@@ -77,7 +78,9 @@ class AutoPromoter:
         for gone in set(self._close_since) - set(learners):
             del self._close_since[gone]
         for learner, view in learners.items():
-            if self._healthy(learner, view, last_index):
+            # Replicating: it answered an append (a new peer counts as active before it ever
+            # answered, and its match of 0 may be within the distance of a short log).
+            if view.replicating and self._healthy(learner, view, last_index):
                 self._close_since.setdefault(learner, self.now)
             else:
                 self._close_since.pop(learner, None)

@@ -50,6 +50,19 @@ def test_never_while_behind_and_falling_behind_restarts_the_count() -> None:
     assert p.tick(obs(95)) == LEARNER
 
 
+def test_a_learner_that_never_answered_is_not_close_even_with_a_short_log() -> None:
+    p = AutoPromoter(RULES)
+    new_peer = Observation(
+        is_leader=True,
+        leader_id=LEADER,
+        last_index=5,  # within the distance of its match of 0
+        conf_pending=False,
+        voters={LEADER: view(5), V2: view(5), V3: view(5)},
+        learners={LEARNER: view(0, active=True, replicating=False)},  # probing, never answered
+    )
+    assert run(p, *[new_peer] * 20) == [None] * 20
+
+
 def test_a_silent_learner_is_not_close_even_if_its_match_was() -> None:
     p = AutoPromoter(RULES)
     silent = [obs(95, learner_active=False)] * 10
