@@ -4,6 +4,8 @@ silent, or while another voter is unhealthy or a membership change is pending.""
 
 from __future__ import annotations
 
+import pytest
+
 from actors.raft.promotion import AutoPromoter, Observation, PeerView, PromotionRules
 
 LEADER, V2, V3, LEARNER = 1, 2, 3, 4
@@ -97,3 +99,22 @@ def test_one_proposal_per_period() -> None:
     assert run(p, *[obs(95)] * 6)[-1] == LEARNER
     assert run(p, *[obs(95)] * 4) == [None] * 4  # the proposal was lost: wait a period again
     assert p.tick(obs(95)) == LEARNER
+
+
+def test_the_member_table_says_which_learners_the_leader_may_promote() -> None:
+    from actors.raft.membership import MemberTable
+    from proto_schemas.cluster import Member, MemberAddRequest, MemberPromoteRequest
+    from proto_schemas.errors import ErrorCode, EtcdzError
+
+    table = MemberTable([Member(id=1, name="a", peer_urls=["tcp://h:1"])])
+    auto = table.plan_add(MemberAddRequest(peer_urls=["tcp://h:2"], is_learner=True), 2, None, 7)
+    table.apply(auto)
+    assert table.auto_learners() == {2}
+    table.apply(table.plan_promote(MemberPromoteRequest(id=2), 8, auto=True))
+    assert table.auto_learners() == set() and not table.members[2].is_learner
+    manual = MemberAddRequest(peer_urls=["tcp://h:3"], is_learner=True, auto_promote=False)
+    table.apply(table.plan_add(manual, 3, None, 9))
+    assert table.members[3].is_learner and table.auto_learners() == set()
+    with pytest.raises(EtcdzError) as refused:
+        table.plan_add(MemberAddRequest(peer_urls=["tcp://h:4"], name="a"), 4, None, 10)
+    assert refused.value.code is ErrorCode.MEMBER_NAME_EXIST
