@@ -23,6 +23,7 @@ from etcdz.errors import (
     MemberNotFound,
     MemberNotLearner,
     NotLeader,
+    NotSupportedForLearner,
     PeerURLExists,
 )
 from proto_schemas.cluster import PeerFaults
@@ -195,14 +196,29 @@ def test_a_joining_member_is_promoted_only_once_caught_up_even_killed_while_behi
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     root = str(tmp_path_factory.mktemp("join"))
-    with running(root, 3, extra_args=PROMOTION_FLAGS, metrics=True) as cluster:
+    # Snapshots every 100 entries, 20 kept: the new member catches up from a snapshot.
+    snapshots = ["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "20"]
+    with running(root, 3, extra_args=[*PROMOTION_FLAGS, *snapshots], metrics=True) as cluster:
         writer = Writer(cluster.endpoints, "/join", timeout=7.0, limit_s=240)
         writer.start()
-        wait_until(lambda: len(writer.acked) > 20, timeout=30, what="writes before the join")
+        wait_until(lambda: len(writer.acked) > 150, timeout=60, what="writes before the join")
         new = cluster.add_member(join=True)
         (learner,) = wait_until(lambda: learners(cluster), timeout=60, what="joined as a learner")
         with new.client(timeout=1.0) as c:
             wait_until(lambda: c.status().is_learner, timeout=60, what="the learner serving")
+        # A learner is a read replica: serializable reads and watches, etcd's refusal otherwise.
+        with new.client(timeout=5.0) as c:
+            wait_until(lambda: c.get("/join/", prefix=True, serializable=True).count > 150, timeout=30)
+            with pytest.raises(NotSupportedForLearner, match="rpc not supported for learner"):
+                c.put("/join/refused", "x")
+            with pytest.raises(NotSupportedForLearner):
+                c.get("/join/000000")  # linearizable
+            with c.watch("/join/", prefix=True) as w:
+                assert w.created.wait(10)
+                events = wait_until(lambda: w.get(timeout=1), timeout=20, what="events on the learner")
+                assert events.events
+        with open(new.log_path, encoding="utf-8") as f:
+            assert any('"snapshot restored"' in line for line in f)  # it fetched a snapshot
         # Its link slowed by a second, under load it stays far behind: never promoted.
         new.inject(PeerFaults(delay_ms=1000))
         until = time.monotonic() + 5
