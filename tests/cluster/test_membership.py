@@ -216,7 +216,7 @@ def test_a_joining_member_is_promoted_only_once_caught_up_even_killed_while_behi
             with c.watch("/join/", prefix=True) as w:
                 assert w.created.wait(10)
                 events = wait_until(lambda: w.get(timeout=1), timeout=20, what="events on the learner")
-                assert events.events
+                assert events is not None and events.events
         with open(new.log_path, encoding="utf-8") as f:
             assert any('"snapshot restored"' in line for line in f)  # it fetched a snapshot
         # Its link slowed by a second, under load it stays far behind: never promoted.
