@@ -186,6 +186,7 @@ class RaftShell:
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
         self._hard_state: HardState | None = None  # newer than the WAL's, not sent yet
+        self._replayed_to = 0  # the log's last index at start: entries up to it happened before
         self._term_vote = (0, 0)  # of the last hard state sent to the WAL writer
         send(self.to_wal, WalLoad(generation=self.generation))
         # Neighbours that ran on while this core restarted: the apply worker tells the applied
@@ -205,6 +206,7 @@ class RaftShell:
             self.snapshots.snap_index = snap_index
         storage.append(state.entries)
         storage.set_hard_state(state.hard_state)
+        self._replayed_to = state.entries[-1].index if state.entries else snap_index
         self._term_vote = (state.hard_state.term, state.hard_state.vote)
         self.node = RawNode(
             Config(
@@ -424,7 +426,8 @@ class RaftShell:
         if learner is None:
             return
         try:
-            cc = self.table.plan_promote(MemberPromoteRequest(id=learner), self.fresh_nonce or 1, auto=True)
+            # request id 0: no client waits for this change
+            cc = self.table.plan_promote(MemberPromoteRequest(id=learner), 0, auto=True)
             node.propose_conf_change(cc)
         except (EtcdzError, ProposalDropped) as exc:
             self.log.info("learner promotion deferred", member=f"{learner:x}", reason=str(exc))
@@ -558,7 +561,7 @@ class RaftShell:
             node.apply_conf_change(cc)
             was_learner = cc.node_id in self.table.members and self.table.members[cc.node_id].is_learner
             change = self.table.apply(cc)
-            if was_learner and cc.type is ConfChangeType.ADD_NODE:
+            if was_learner and cc.type is ConfChangeType.ADD_NODE and entry.index > self._replayed_to:
                 self.m_promotions.inc(how="auto" if change is not None and change.auto else "manual")
             self.history.record(entry.index, self.table.snapshot())
             changed = True
