@@ -539,3 +539,21 @@ def test_the_leader_promotes_a_learner_only_once_it_has_caught_up() -> None:
     change(c, 1, ADD, 4)
     assert all(conf(c, i) == ConfState(voters=[1, 2, 3, 4]) for i in c.ids)
     assert tick_leader() is None  # no learner left
+
+
+def test_a_joining_member_gets_its_read_index_before_it_knows_the_configuration() -> None:
+    """A member that joined with an empty log knows its leader from the first heartbeat but no
+    configuration until it applies the log's conf changes; the leader's answer to its
+    ReadIndex must not be dropped as coming from an unknown peer (the read would time out)."""
+    node = RawNode(Config(id=4, voters=[]), MemoryStorage())
+    node.step(RaftMessage(type=MT.HEARTBEAT, to=4, from_=1, term=2, commit=0))
+    node.advance(node.ready())
+    node.read_index(b"r1")
+    rd = node.ready()
+    assert [(m.type, m.to) for m in rd.messages] == [(MT.READ_INDEX, 1)]
+    node.advance(rd)
+    node.step(RaftMessage(type=MT.READ_INDEX_RESP, to=4, from_=1, term=2, index=7, context=b"r1"))
+    assert [(s.index, s.request_ctx) for s in node.ready().read_states] == [(7, b"r1")]
+    # A response from a peer that is neither known nor the leader is still ignored.
+    node.step(RaftMessage(type=MT.READ_INDEX_RESP, to=4, from_=3, term=2, index=9, context=b"r2"))
+    assert [s.request_ctx for s in node.ready().read_states] == [b"r1"]
