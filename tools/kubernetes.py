@@ -4,7 +4,8 @@ that the tests boot on loopback exactly what a cluster would run.
 
 - Members: a StatefulSet (``etcdz-0``, ``etcdz-1``, ... reachable as ``etcdz-N.etcdz`` through
   the headless Service ``etcdz``), one PersistentVolumeClaim each for the data dir, ready when
-  ``/health`` says so, and a PodDisruptionBudget that never lets voluntary evictions take the
+  ``/readyz`` says so (``/health``, and not a learner: the client Service sends clients only to
+  members that take writes), and a PodDisruptionBudget that never lets voluntary evictions take the
   cluster below a quorum. Every replica runs the same member service as compose
   (``topology.member``) with ``--join`` on the client Service: the first replicas, named in
   ``--initial-cluster``, bootstrap the cluster; a replica added by scaling up adds itself as a
@@ -78,7 +79,7 @@ def manifests(members: int = 3, hubs: int = 2, max_hubs: int = 10) -> list[dict[
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, *_env(env)],
         "ports": _ports(member_ports),
         "readinessProbe": {
-            "httpGet": {"path": "/health", "port": "metrics"},
+            "httpGet": {"path": "/readyz", "port": "metrics"},  # /health, and not a learner
             "periodSeconds": 5,
             "failureThreshold": 3,
         },

@@ -167,6 +167,9 @@ class RaftShell:
             "etcd_server_proposals_pending", "The current number of pending proposals to commit."
         )
         self.m_term = metrics.gauge("etcd_server_term", "The raft term of this member.")
+        self.m_is_learner = metrics.gauge(
+            "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise."
+        )
         self.m_promotions = metrics.counter(
             "etcdz_learner_promotions_total",
             "Learners promoted to voters, by the leader once caught up (auto) or on request (manual).",
@@ -635,6 +638,7 @@ class RaftShell:
         self.m_applied.set(self.applied)
         self.m_pending.set(max(0, self.storage.last_index() - st.commit) if is_leader else 0)
         self.m_term.set(st.term)
+        self.m_is_learner.set(1 if self.config.member_id in st.learners else 0)
         leader = self.table.members.get(st.leader)
         status = RaftStatus(
             member_id=self.config.member_id,

@@ -171,7 +171,7 @@ def test_the_kubernetes_manifests_are_the_rendered_topology_and_valid() -> None:
     }
     sts = kinds["StatefulSet"]["spec"]
     (member,) = sts["template"]["spec"]["containers"]
-    assert member["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert member["readinessProbe"]["httpGet"]["path"] == "/readyz"  # /health, and not a learner
     assert sts["volumeClaimTemplates"][0]["metadata"]["name"] == member["volumeMounts"][0]["name"]
     assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] == 2  # a quorum of 3 stays up
     assert (
@@ -199,7 +199,7 @@ def test_the_kubernetes_topology_serves_on_loopback_and_scales_by_join(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The StatefulSet's replicas as processes: the initial three bootstrap together, the hub
-    replicas announce themselves, every member is ready by /health; a fourth replica (a
+    replicas announce themselves, every member is ready by /readyz; a fourth replica (a
     scale-up) adds itself and is promoted; the documented scale-down removes it first."""
     import urllib.request
 
