@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_validate import utils as k8s_schemas
 
 from actors.supervisor.flags import FLAGS, env_name, resolve
 from actors.watch.__main__ import HUB_FLAGS, standalone
@@ -148,6 +147,9 @@ def kubernetes_file() -> list[dict[str, Any]]:
 
 
 def test_the_kubernetes_manifests_are_the_rendered_topology_and_valid() -> None:
+    # a test dependency (setup.cfg): imported here so that the other tests run without it
+    from kubernetes_validate import utils as k8s_schemas
+
     docs = kubernetes_file()
     assert docs == [
         yaml.safe_load(d) for d in kubernetes.render(kubernetes.manifests(3, 2)).split("---\n")[1:]
