@@ -209,10 +209,28 @@ class RequestApi(AuthApi):
     def member_list(self) -> pb.cluster.MemberListResponse:
         return self.call(pb.cluster.MemberListRequest())
 
-    def member_add(self, peer_urls: list[str], is_learner: bool = False) -> pb.cluster.MemberAddResponse:
+    def member_add(
+        self,
+        peer_urls: list[str],
+        is_learner: bool = False,
+        *,
+        auto_promote: bool = True,
+        name: str = "",
+        cluster_token: str = "",
+    ) -> pb.cluster.MemberAddResponse:
         """Add a member (a voter, or a learner that replicates but does not vote until
-        promoted); start it afterwards with ``--initial-cluster-state existing``."""
-        return self.call(pb.cluster.MemberAddRequest(peer_urls=list(peer_urls), is_learner=is_learner))
+        promoted: by the leader once it has caught up, unless ``auto_promote`` is false);
+        start it afterwards with ``--initial-cluster-state existing``. ``name`` and
+        ``cluster_token``, when given, are checked first (a name in use, another cluster)."""
+        return self.call(
+            pb.cluster.MemberAddRequest(
+                peer_urls=list(peer_urls),
+                is_learner=is_learner,
+                auto_promote=auto_promote,
+                name=name,
+                cluster_token=cluster_token,
+            )
+        )
 
     def member_remove(self, member_id: int) -> pb.cluster.MemberRemoveResponse:
         return self.call(pb.cluster.MemberRemoveRequest(id=member_id))

@@ -5,8 +5,9 @@ Both clients do the same thing around different I/O: encode a request, send it w
 from the outcome whether to return, to raise, or to try the next endpoint. The deciding lives
 here, without sockets or clocks (the shells pass ``expired``), so that the two clients cannot
 drift apart:
-- a *definite* failure that another member may not have (no leader, unavailable, stopping) or
-  no reply at all, for a read: try the next endpoint, within the call's deadline;
+- a *definite* failure that another member may not have (no leader, unavailable, stopping,
+  a learner's refusal) or no reply at all, for a read: try the next endpoint, within the
+  call's deadline;
 - no reply to a *write*: ``RequestTimedOut(definite=False)`` — it may have been applied, so
   the SDK never retries it behind the caller's back;
 - a request that never left (no connection to that member) may go elsewhere, writes too.
@@ -36,7 +37,12 @@ class _Outcome:
 
 NOT_SENT = _Outcome("NOT_SENT")  # the request never left: no connection to the endpoint
 NO_REPLY = _Outcome("NO_REPLY")  # sent, and nothing came back before the deadline
-RETRY_ELSEWHERE = {ErrorCode.NO_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.STOPPING}
+RETRY_ELSEWHERE = {
+    ErrorCode.NO_LEADER,
+    ErrorCode.UNAVAILABLE,
+    ErrorCode.STOPPING,
+    ErrorCode.NOT_SUPPORTED_FOR_LEARNER,
+}
 # Requests that may change state: one whose answer is lost is never retried behind the caller's
 # back. Named rather than listed as classes, so that a call imports only its own message's module.
 WRITES = frozenset(

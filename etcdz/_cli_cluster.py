@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -88,14 +89,16 @@ def run_member(args: argparse.Namespace, client: Client, out: Callable[[str], No
         raise fmt.ExitError(f"{mode} not supported as output format", 4)
     cluster = 0
     if args.action == "add":
-        resp = client.member_add(_urls(args.peer_urls), is_learner=args.learner)
+        resp = client.member_add(
+            _urls(args.peer_urls), is_learner=args.learner, auto_promote=args.auto_promote
+        )
         cluster = resp.header.cluster_id
         if mode == "json":
             out(fmt.to_json(_members_json(resp)))
             return 0
-        kind = "learner" if args.learner else "Member"
-        out(f"{kind} {resp.member.id:x} added to cluster {cluster:x}\n")
+        out(f"Member {resp.member.id:x} added to cluster {cluster:x}\n")
         out(_join_env(args.name, resp.member, resp.members))
+        out(_start_command(args.name, resp.member, resp.members))
         return 0
     member_id = _hex_id(args.member_id)
     if args.action == "remove":
@@ -114,22 +117,51 @@ def run_member(args: argparse.Namespace, client: Client, out: Callable[[str], No
     return 0
 
 
-def _join_env(name: str, new: Member, members: list[Member]) -> str:
-    """The environment a new member starts with (etcdctl prints ETCD_*; ours are ETCDZ_*)."""
+def _initial_cluster(name: str, new: Member, members: list[Member]) -> str:
     parts = []
     for m in members:
         member_name = name if m.id == new.id else m.name
         if not member_name:
             continue
         parts += [f"{member_name}={url}" for url in m.peer_urls]
+    return ",".join(parts)
+
+
+def _join_env(name: str, new: Member, members: list[Member]) -> str:
+    """The environment a new member starts with (etcdctl prints ETCD_*; ours are ETCDZ_*)."""
     return "\n".join(
         [
             f'ETCDZ_NAME="{name}"',
-            f'ETCDZ_INITIAL_CLUSTER="{",".join(parts)}"',
+            f'ETCDZ_INITIAL_CLUSTER="{_initial_cluster(name, new, members)}"',
             f'ETCDZ_INITIAL_ADVERTISE_PEER_URLS="{",".join(new.peer_urls)}"',
             'ETCDZ_INITIAL_CLUSTER_STATE="existing"',
         ]
     )
+
+
+def _start_command(name: str, new: Member, members: list[Member]) -> str:
+    """The same settings as one command line (listening where it advertises: behind a NAT or
+    in a container, listen on 0.0.0.0 instead), and who promotes a learner."""
+    peer_urls = ",".join(new.peer_urls)
+    command = " ".join(
+        shlex.quote(word)
+        for word in [
+            "etcdz",
+            f"--name={name}",
+            f"--initial-advertise-peer-urls={peer_urls}",
+            f"--listen-peer-urls={peer_urls}",
+            f"--initial-cluster={_initial_cluster(name, new, members)}",
+            "--initial-cluster-state=existing",
+        ]
+    )
+    lines = ["", "Start the new member with (add its client URLs and data dir):", command]
+    if new.is_learner:
+        lines.append(
+            "The leader promotes it to a voter once it has caught up."
+            if new.auto_promote
+            else f"Promote it once it has caught up: etcdzctl member promote {new.id:x}"
+        )
+    return "\n".join(lines)
 
 
 def run_move_leader(

@@ -388,6 +388,12 @@ def _cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add.add_argument("name")
     add.add_argument("--peer-urls", required=True, help="comma separated peer URLs for the new member")
     add_bool(add, "--learner", help="indicates if the new member is raft learner")
+    add_bool(
+        add,
+        "--auto-promote",
+        default=True,
+        help="the leader promotes the learner once it has caught up (false: etcd's manual promotion)",
+    )
     remove = actions.add_parser("remove", help="Removes a member from the cluster", parents=parents)
     remove.add_argument("member_id")
     update = actions.add_parser("update", help="Updates a member in the cluster", parents=parents)

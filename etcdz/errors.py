@@ -227,6 +227,21 @@ class AuthOldRevision(EtcdzError):
     code = ErrorCode.AUTH_OLD_REVISION
 
 
+class NotSupportedForLearner(EtcdzError):
+    """A learner serves serializable reads, watches and status only: the SDK goes on to the
+    next endpoint (definite: nothing happened)."""
+
+    code = ErrorCode.NOT_SUPPORTED_FOR_LEARNER
+
+
+class MemberNameExists(EtcdzError):
+    code = ErrorCode.MEMBER_NAME_EXIST
+
+
+class ClusterTokenMismatch(EtcdzError):
+    code = ErrorCode.CLUSTER_TOKEN_MISMATCH
+
+
 class Unavailable(EtcdzError):
     """No endpoint answered (all down, or unreachable)."""
 

@@ -23,6 +23,7 @@ class Member:
     peer_urls: list[str] = field(default_factory=list)
     client_urls: list[str] = field(default_factory=list)
     is_learner: bool = False
+    auto_promote: bool = False  # a learner the leader promotes once it has caught up
 
 
 @message(121)
@@ -43,6 +44,12 @@ class MemberListResponse:
 class MemberAddRequest:
     peer_urls: list[str]
     is_learner: bool = False
+    # etcdz's own fields (etcd's request has none of them): a learner is promoted by the
+    # leader once caught up unless ``auto_promote`` is false; a member adding itself
+    # (``etcdz --join``) names itself and its cluster token, checked before anything changes.
+    auto_promote: bool = True
+    name: str = ""
+    cluster_token: str = ""
 
 
 @message(124)
@@ -138,6 +145,7 @@ class MemberChange:
 
     request_id: int
     member: Member
+    auto: bool = False  # a promotion the leader decided (counted apart from requested ones)
 
 
 @message(331)

@@ -64,6 +64,9 @@ class ErrorCode(enum.IntEnum):
     PERMISSION_NOT_GRANTED = 48
     INVALID_AUTH_MGMT = 49
     AUTH_OLD_REVISION = 50
+    NOT_SUPPORTED_FOR_LEARNER = 51
+    MEMBER_NAME_EXIST = 52
+    CLUSTER_TOKEN_MISMATCH = 53
 
 
 TEXTS: dict[ErrorCode, str] = {
@@ -119,6 +122,10 @@ TEXTS: dict[ErrorCode, str] = {
     ErrorCode.PERMISSION_NOT_GRANTED: "etcdserver: permission is not granted to the role",
     ErrorCode.INVALID_AUTH_MGMT: "etcdserver: invalid auth management",
     ErrorCode.AUTH_OLD_REVISION: "etcdserver: revision of auth store is old",
+    ErrorCode.NOT_SUPPORTED_FOR_LEARNER: "etcdserver: rpc not supported for learner",
+    # etcdz's own: refusals of a member adding itself (``etcdz --join``)
+    ErrorCode.MEMBER_NAME_EXIST: "etcdserver: member name already exists",
+    ErrorCode.CLUSTER_TOKEN_MISMATCH: "etcdserver: cluster token mismatch",
 }
 
 INDEFINITE = frozenset({ErrorCode.TIMEOUT, ErrorCode.LEADER_CHANGED, ErrorCode.STOPPING})
@@ -133,6 +140,7 @@ _DETAILED = frozenset(
         ErrorCode.INTERNAL,
         ErrorCode.MEMBER_BAD_URLS,
         ErrorCode.CLUSTER_ID_MISMATCH,  # which clusters: a hub's, a client's
+        ErrorCode.MEMBER_NAME_EXIST,
     }
 )
 

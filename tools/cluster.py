@@ -1,6 +1,7 @@
 """Start and stop a local etcdz deployment on loopback: ``python -m tools.cluster up --members 3
 --watch-hubs 2``; ``python -m tools.cluster compose`` prints the same deployment as the
-docker-compose file (deploy/docker-compose.yml).
+docker-compose file (deploy/docker-compose.yml), ``python -m tools.cluster kubernetes`` as
+Kubernetes manifests (deploy/kubernetes/etcdz.yaml).
 
 Used by ``make run`` and by the process tests, so what a developer runs by hand is what the tests
 run and what the compose file declares. Services get counted ports (service i's client port at
@@ -225,9 +226,10 @@ class LocalCluster:
                 self._ports[key] = next(p for p in iter(free_port, None) if p not in taken)
         return self._ports[key]
 
-    def add_member(self, learner: bool = False) -> Member:
+    def add_member(self, learner: bool = False, *, auto_promote: bool = True, join: bool = False) -> Member:
         """``member add`` a new member, then start it to join (``--initial-cluster-state
-        existing``); returns it once it runs (it may still be catching up)."""
+        existing``), or (``join``) start it with ``--join`` naming the running members, so that
+        it adds itself as a learner; returns it once it runs (it may still be catching up)."""
         name = topology.member_name(len(self.members))
         spec = topology.member(
             name,
@@ -236,18 +238,22 @@ class LocalCluster:
             metrics=bool(self.members[0].metrics_url),
             grpc=bool(self.members[0].grpc_url),
             state="existing",
+            join=",".join(f"tcp://{m.name}:{topology.CLIENT}" for m in self.running()) if join else "",
         )
         (run,) = topology.on_loopback({"services": {name: spec}}, self.root, self._port)
         member = self._member(run)
-        with self.client() as c:
-            wait_until(
-                lambda: took_effect(
-                    lambda: c.member_add([member.peer_url], is_learner=learner),
-                    lambda: any(member.peer_url in m.peer_urls for m in c.member_list().members),
-                ),
-                timeout=30,
-                what="member add",
-            )
+        if not join:
+            with self.client() as c:
+                wait_until(
+                    lambda: took_effect(
+                        lambda: c.member_add(
+                            [member.peer_url], is_learner=learner, auto_promote=auto_promote
+                        ),
+                        lambda: any(member.peer_url in m.peer_urls for m in c.member_list().members),
+                    ),
+                    timeout=30,
+                    what="member add",
+                )
         self.members.append(member)
         self.start(member)
         return member
@@ -433,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the deployment's services on loopback and wait for Ctrl-C")
     compose = sub.add_parser("compose", help="print the deployment as a docker-compose file")
-    for p in (up, compose):
+    kube = sub.add_parser("kubernetes", help="print the deployment as Kubernetes manifests")
+    for p in (up, compose, kube):
         p.add_argument("--members", type=int, default=3)
         p.add_argument("--watch-hubs", type=int, default=2, help="replicas of the watch hub service")
     up.add_argument("--base-port", type=int, default=2379)
@@ -442,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "compose":
         sys.stdout.write(topology.render(topology.compose(args.members, args.watch_hubs)))
+        return 0
+    if args.command == "kubernetes":
+        from tools import kubernetes
+
+        sys.stdout.write(kubernetes.render(kubernetes.manifests(args.members, args.watch_hubs)))
         return 0
     cluster = LocalCluster(
         os.path.abspath(args.data_dir),

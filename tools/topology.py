@@ -47,8 +47,11 @@ def member(
     metrics: bool = True,
     grpc: bool = True,
     state: str = "new",
+    join: str = "",
 ) -> dict[str, Any]:
-    """One member's service: its own volume, etcd-style flags as ``ETCDZ_*`` variables."""
+    """One member's service: its own volume, etcd-style flags as ``ETCDZ_*`` variables.
+    With ``join`` (client URLs of a running cluster) it adds itself (``etcdz --join``) instead
+    of naming an initial cluster."""
     env = {
         "ETCDZ_NAME": name,
         "ETCDZ_DATA_DIR": DATA_DIR,
@@ -66,6 +69,9 @@ def member(
         "ETCDZ_ADVERTISE_EVENTS_URLS": f"tcp://{name}:{EVENTS}",
         "ETCDZ_WATCH_HUBS": str(hubs),
     }
+    if join:
+        del env["ETCDZ_INITIAL_CLUSTER"], env["ETCDZ_INITIAL_CLUSTER_STATE"]
+        env["ETCDZ_JOIN"] = join
     if hubs:
         env["ETCDZ_LISTEN_WATCH_URLS"] = f"tcp://0.0.0.0:{WATCH}"
         env["ETCDZ_ADVERTISE_WATCH_URLS"] = f"tcp://{name}:{WATCH}"

@@ -27,6 +27,7 @@ class Writer(threading.Thread):
         self.limit_s = limit_s
         self.acked: list[str] = []
         self.unknown: list[str] = []
+        self.failed: list[str] = []  # every error seen, as "key: text" (definite ones too)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -39,6 +40,7 @@ class Writer(threading.Thread):
                 self.client.put(key, key)
                 self.acked.append(key)
             except EtcdzError as exc:
+                self.failed.append(f"{key}: {exc}")
                 if not exc.definite:
                     self.unknown.append(key)
                 time.sleep(0.02)

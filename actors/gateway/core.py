@@ -48,6 +48,11 @@ Rules (etcd's v3 server, preflight order as etcd's):
   checks alone and refuses once the auth store has moved past it. Passwords are hashed
   here before ``user add`` / ``passwd`` are proposed. Requests arriving on the node's own
   socket (``local``: its watch hubs) are the node's and are not checked.
+- A learner (etcd's rule, ``isRPCSupportedForLearner``) serves serializable reads, status,
+  member lists, hash checks and its watch hubs' history reads, and refuses writes, linearizable
+  reads, lease calls and membership or auth changes with ``etcdserver: rpc not supported for
+  learner`` (definite: the SDK goes on to another member). It has no vote: a linearizable
+  read or a write through it would only add a hop to the leader it cannot vouch for.
 - Every request gets exactly one answer (or, for a streamed range, one per chunk). A request
   with no answer after ``request_timeout_s`` gets ``etcdserver: request timed out``
   (indefinite for writes: it may yet be applied).
@@ -338,6 +343,8 @@ class GatewayCore:
                 self._announced(request, hub or bool(user), local, now)
             self._reply(route, header.msg_id, self._watch_hubs(now, hub or bool(user)))
             return
+        if self.raft is not None and self.raft.is_learner and not local and _refused_on_learner(request):
+            raise EtcdzError(ErrorCode.NOT_SUPPORTED_FOR_LEARNER)
         rid = next(self._ids)
         if isinstance(request, LeaseGrantRequest):
             # Decided here, once, so every member applies the same grant (as etcd's server).
@@ -865,6 +872,10 @@ def _is_write(request: Any) -> bool:
     # Every txn goes through raft, read-only ones included: one ordered path keeps a txn's
     # compares and reads atomic with respect to every write, at the cost of a log entry.
     return isinstance(request, _WRITES)
+
+
+def _refused_on_learner(request: Any) -> bool:
+    return _is_write(request) or _is_linearizable(request) or isinstance(request, LEASE_CALLS)
 
 
 def _is_linearizable(request: Any) -> bool:

@@ -13,7 +13,9 @@ A report older than ``STALE_S`` (its actor died or hangs) is left out of ``/metr
 fresh report from the raft core the member is not healthy. Health as etcd's: a leader and no
 alarm (and, etcdz's own, none of the member's actors down or hung -- the supervisor's census,
 read at each request -- and none of its watch hubs down); ``{"health":"true"}`` with
-200, else ``{"health":"false","reason":...}`` with 503.
+200, else ``{"health":"false","reason":...}`` with 503. ``/readyz`` answers the same way,
+and also 503 (``LEARNER``) while the member is a learner: a load balancer in front of the
+members (a Kubernetes Service) sends clients only to members that take writes.
 
 Connections (``Connections``): an orchestrator probes ``/health`` and restarts a member that does
 not answer, so connections that never finish their request must not keep it from answering.
@@ -99,6 +101,17 @@ class MetricsBoard:
         hubs_down = self.value(now, "gateway", "etcdz_watch_hubs_down")
         if hubs_down and hubs_down[0][1] > 0:
             return False, "WATCH HUB DOWN"
+        return True, ""
+
+    def ready(self, now: float) -> tuple[bool, str]:
+        """Healthy and a voter: where a load balancer may send clients (a learner refuses
+        writes and linearizable reads; it is ready once promoted)."""
+        ok, reason = self.health(now)
+        if not ok:
+            return ok, reason
+        learner = self.value(now, "raft", "etcd_server_is_learner")
+        if learner and learner[0][1] > 0:
+            return False, "LEARNER"
         return True, ""
 
 
@@ -203,8 +216,8 @@ def answer(board: MetricsBoard, request: HttpRequest, now: float) -> bytes:
     if request.path == "/metrics":
         body = board.exposition(now).encode()
         out = response(200, body, CONTENT_TYPE)
-    elif request.path == "/health":
-        ok, reason = board.health(now)
+    elif request.path in ("/health", "/readyz"):
+        ok, reason = board.health(now) if request.path == "/health" else board.ready(now)
         out = response(200 if ok else 503, health_body(ok, reason), "application/json")
     else:
         return response(404, b"404 page not found\n")

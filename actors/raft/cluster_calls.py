@@ -106,6 +106,8 @@ class ClusterCalls:
         if started is not None:
             started = started | {self.config.member_id}
         if isinstance(req, MemberAddRequest):
+            if req.cluster_token and req.cluster_token != self.config.initial_cluster_token:
+                raise EtcdzError(ErrorCode.CLUSTER_TOKEN_MISMATCH)
             new_id = self._rng.getrandbits(64) or 1
             cc = table.plan_add(req, new_id, started, rid)
         elif isinstance(req, MemberRemoveRequest):

@@ -115,7 +115,9 @@ class MemberTable:
             self.removed.add(cc.node_id)
         elif cc.type is ConfChangeType.ADD_NODE:
             base = current if current is not None else member
-            self.members[cc.node_id] = dataclasses.replace(base, id=cc.node_id, is_learner=False)
+            self.members[cc.node_id] = dataclasses.replace(
+                base, id=cc.node_id, is_learner=False, auto_promote=False
+            )
         elif cc.type is ConfChangeType.ADD_LEARNER_NODE:
             if current is None:
                 self.members[cc.node_id] = dataclasses.replace(member, id=cc.node_id, is_learner=True)
@@ -136,6 +138,8 @@ class MemberTable:
         check_urls(req.peer_urls)
         if self._urls_taken(req.peer_urls):
             raise EtcdzError(ErrorCode.PEER_URL_EXIST)
+        if req.name and any(m.name == req.name for m in self.members.values()):
+            raise EtcdzError(ErrorCode.MEMBER_NAME_EXIST, repr(req.name))
         if new_id in self.members or new_id in self.removed:
             raise EtcdzError(ErrorCode.MEMBER_EXIST)
         if req.is_learner:
@@ -148,7 +152,12 @@ class MemberTable:
             if started is not None and len(started & set(voters)) < quorum(len(voters) + 1):
                 raise EtcdzError(ErrorCode.MEMBER_NOT_ENOUGH_STARTED)
             kind = ConfChangeType.ADD_NODE
-        member = Member(id=new_id, peer_urls=list(req.peer_urls), is_learner=req.is_learner)
+        member = Member(
+            id=new_id,
+            peer_urls=list(req.peer_urls),
+            is_learner=req.is_learner,
+            auto_promote=req.is_learner and req.auto_promote,
+        )
         return self._change(kind, member, request_id)
 
     def plan_remove(self, req: MemberRemoveRequest, started: set[int] | None, request_id: int) -> ConfChange:
@@ -171,13 +180,16 @@ class MemberTable:
         updated = dataclasses.replace(member, peer_urls=list(req.peer_urls))
         return self._change(ConfChangeType.UPDATE_NODE, updated, request_id)
 
-    def plan_promote(self, req: MemberPromoteRequest, request_id: int) -> ConfChange:
+    def plan_promote(self, req: MemberPromoteRequest, request_id: int, auto: bool = False) -> ConfChange:
         member = self._get(req.id)
         if not member.is_learner:
             raise EtcdzError(ErrorCode.MEMBER_NOT_LEARNER)
-        return self._change(
-            ConfChangeType.ADD_NODE, dataclasses.replace(member, is_learner=False), request_id
-        )
+        promoted = dataclasses.replace(member, is_learner=False, auto_promote=False)
+        return self._change(ConfChangeType.ADD_NODE, promoted, request_id, auto)
+
+    def auto_learners(self) -> set[int]:
+        """The learners the leader promotes by itself once they have caught up."""
+        return {i for i, m in self.members.items() if m.is_learner and m.auto_promote}
 
     def plan_publish(
         self, member_id: int, name: str, client_urls: list[str], nonce: int
@@ -196,8 +208,8 @@ class MemberTable:
         return member
 
     @staticmethod
-    def _change(kind: ConfChangeType, member: Member, request_id: int) -> ConfChange:
-        context = encode(MemberChange(request_id=request_id, member=member))
+    def _change(kind: ConfChangeType, member: Member, request_id: int, auto: bool = False) -> ConfChange:
+        context = encode(MemberChange(request_id=request_id, member=member, auto=auto))
         return ConfChange(type=kind, node_id=member.id, context=context)
 
 

@@ -119,12 +119,14 @@ class RawNode:
 
     def step(self, msg: RaftMessage) -> None:
         """A message from a peer. Local-only types, and responses from unknown peers, are
-        ignored; a forwarded proposal the leader cannot take is dropped (the follower's client
-        times out, as with etcd)."""
+        ignored -- but for the leader's answer to a ReadIndex: a member that joined knows its
+        leader before it has applied the conf changes that name it; a forwarded proposal the
+        leader cannot take is dropped (the follower's client times out, as with etcd)."""
         if msg.type in LOCAL_MESSAGES:
             return
         if msg.from_ not in self.raft.prs and msg.type in _RESPONSES:
-            return
+            if not (msg.type is MessageType.READ_INDEX_RESP and msg.from_ == self.raft.lead):
+                return
         try:
             self.raft.step(msg)
         except ProposalDropped:

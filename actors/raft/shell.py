@@ -35,6 +35,7 @@ import zmq
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import hold_commit_only
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
+from actors.raft.promotion import AutoPromoter, PromotionRules, observe
 from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role, must_sync
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
@@ -49,6 +50,7 @@ from proto_schemas.cluster import (
     JoinInfo,
     JoinQuery,
     MemberChange,
+    MemberPromoteRequest,
     PeerBatch,
     PeerFaults,
     SaveSnapshot,
@@ -59,7 +61,7 @@ from proto_schemas.cluster import (
     zmq_urls,
 )
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.errors import ErrorCode
+from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.internal import (
     ActorStarted,
     Applied,
@@ -166,6 +168,20 @@ class RaftShell:
             "etcd_server_proposals_pending", "The current number of pending proposals to commit."
         )
         self.m_term = metrics.gauge("etcd_server_term", "The raft term of this member.")
+        self.m_is_learner = metrics.gauge(
+            "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise."
+        )
+        self.m_promotions = metrics.counter(
+            "etcdz_learner_promotions_total",
+            "Learners promoted to voters, by the leader once caught up (auto) or on request (manual).",
+            ["how"],
+        )
+        ticks = -(-config.auto_promote_after_ms // config.heartbeat_interval_ms)
+        self.promoter = AutoPromoter(
+            PromotionRules(
+                max_lag=config.auto_promote_max_lag, stable_ticks=ticks, election_ticks=config.election_tick
+            )
+        )
         self.loop.on_messages(self.inbox, self.handle)
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
@@ -175,6 +191,7 @@ class RaftShell:
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
         self._hard_state: HardState | None = None  # newer than the WAL's, not sent yet
+        self._replayed_to = 0  # the log's last index at start: entries up to it happened before
         self._term_vote = (0, 0)  # of the last hard state sent to the WAL writer
         send(self.to_wal, WalLoad(generation=self.generation))
         # Neighbours that ran on while this core restarted: the apply worker tells the applied
@@ -194,6 +211,7 @@ class RaftShell:
             self.snapshots.snap_index = snap_index
         storage.append(state.entries)
         storage.set_hard_state(state.hard_state)
+        self._replayed_to = state.entries[-1].index if state.entries else snap_index
         self._term_vote = (state.hard_state.term, state.hard_state.vote)
         self.node = RawNode(
             Config(
@@ -382,6 +400,7 @@ class RaftShell:
         node.tick()
         self.snapshots.tick(node, time.monotonic())
         self._publish(node)
+        self._auto_promote(node)
         self.calls.expire(time.monotonic())
 
     def _publish(self, node: RawNode) -> None:
@@ -404,6 +423,29 @@ class RaftShell:
             node.propose_conf_change(cc)
         except ProposalDropped:
             return
+
+    def _auto_promote(self, node: RawNode) -> None:
+        """The leader promotes a caught-up learner (the decision is ``promotion``'s): a conf
+        change like a requested promotion, marked ``auto`` for the metric."""
+        learner = self.promoter.tick(observe(node.raft, self.table.auto_learners()))
+        if learner is None:
+            return
+        try:
+            # request id 0: no client waits for this change
+            cc = self.table.plan_promote(MemberPromoteRequest(id=learner), 0, auto=True)
+            node.propose_conf_change(cc)
+        except (EtcdzError, ProposalDropped) as exc:
+            self.log.info("learner promotion deferred", member=f"{learner:x}", reason=str(exc))
+            return
+        st = node.status
+        self.log.info(
+            "promoting learner",
+            member=f"{learner:x}",
+            match=node.match_of(learner),
+            last_index=st.last_index,
+            max_lag=self.promoter.rules.max_lag,
+            stable_ticks=self.promoter.rules.stable_ticks,
+        )
 
     # -- output --------------------------------------------------------------------------------
     def _send_peers(self, messages: list[RaftMessage]) -> None:
@@ -533,7 +575,10 @@ class RaftShell:
                 self.log.error("undecodable conf change skipped", index=entry.index, error=str(exc))
                 continue
             node.apply_conf_change(cc)
+            was_learner = cc.node_id in self.table.members and self.table.members[cc.node_id].is_learner
             change = self.table.apply(cc)
+            if was_learner and cc.type is ConfChangeType.ADD_NODE and entry.index > self._replayed_to:
+                self.m_promotions.inc(how="auto" if change is not None and change.auto else "manual")
             self.history.record(entry.index, self.table.snapshot())
             changed = True
             self.log.info(
@@ -606,6 +651,7 @@ class RaftShell:
         self.m_applied.set(self.applied)
         self.m_pending.set(max(0, self.storage.last_index() - st.commit) if is_leader else 0)
         self.m_term.set(st.term)
+        self.m_is_learner.set(1 if self.config.member_id in st.learners else 0)
         leader = self.table.members.get(st.leader)
         status = RaftStatus(
             member_id=self.config.member_id,

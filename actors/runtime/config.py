@@ -47,6 +47,10 @@ class NodeConfig:
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
     request_timeout_ms: int = 7000
+    auto_promote_max_lag: int = 1000  # entries a learner may be behind and still be promoted
+    auto_promote_after_ms: int = 1000  # how long it must have stayed that close
+    join: list[str] = field(default_factory=list)  # client URLs of a cluster to add ourselves to
+    join_may_bootstrap: bool = False  # named in --initial-cluster: bootstrap it if nobody answers
     max_gap_committed_applied: int = 5000
     wal_segment_bytes: int = 64 * 1024**2
     listen_watch_urls: list[str] = field(default_factory=list)

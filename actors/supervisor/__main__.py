@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = configure(config.name, "supervisor", config.log_format, config.log_level)
     try:
-        config = resolve_identity(config)
+        config = resolve_identity(config, log)
         return NodeSupervisor(config, log).run()
     except (DataDirError, JoinError, WalCorruptError) as exc:
         log.error("cannot start", error=str(exc))

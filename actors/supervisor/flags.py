@@ -115,6 +115,26 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     ),
     "heartbeat-interval": (int, 100, "time (in milliseconds) of a heartbeat interval"),
     "election-timeout": (int, 1000, "time (in milliseconds) for an election to timeout"),
+    "auto-promote-max-lag": (
+        int,
+        1000,
+        "the leader promotes a learner added with auto-promotion (the default of member add "
+        "--learner and of --join) once its log is at most this many entries behind the leader's",
+    ),
+    "auto-promote-after": (
+        str,
+        "1s",
+        "... and has stayed that close for this long, every other voter being healthy and no "
+        "membership change pending",
+    ),
+    "join": (
+        str,
+        "",
+        "client URLs of members of a running cluster: this member adds itself as a learner "
+        "(checking the cluster token and its name), catches up and is promoted by the leader; "
+        "restarted, it checks that its data dir belongs to that cluster. A member named in "
+        "--initial-cluster bootstraps that cluster instead when no member answers",
+    ),
     "auth-token": (
         str,
         "simple",
@@ -275,6 +295,12 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     advertise_peer = urls(str(values["initial-advertise-peer-urls"])) or listen_peer
     token = str(values["initial-cluster-token"])
     cluster = parse_initial_cluster(str(values["initial-cluster"])) or {name: advertise_peer}
+    join = urls(str(values["join"]))
+    # With --join, --initial-cluster names the members that bootstrap the cluster (a
+    # StatefulSet's first replicas); any other member adds itself.
+    may_bootstrap = bool(join) and name in cluster and len(cluster) > 1
+    if join and name not in cluster:
+        cluster = {name: advertise_peer}
     check_member(name, cluster, advertise_peer)
     peers = {member_id_for(n, peer_urls, token): n for n, peer_urls in cluster.items()}
     state = str(values["initial-cluster-state"])
@@ -303,6 +329,12 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
     election = int(values["election-timeout"])  # type: ignore[call-overload]
     if heartbeat <= 0 or election < 5 * heartbeat:
         raise ValueError("--election-timeout must be at least 5 times --heartbeat-interval")
+    max_lag = int(values["auto-promote-max-lag"])  # type: ignore[call-overload]
+    promote_after_ms = parse_duration_ms(str(values["auto-promote-after"]))
+    if max_lag < 0 or promote_after_ms < 0:
+        raise ValueError("--auto-promote-max-lag and --auto-promote-after must not be negative")
+    if join and state == "existing":
+        raise ValueError("--join finds the cluster itself: give no --initial-cluster-state existing")
     in_flight = int(values["max-client-requests-in-flight"])  # type: ignore[call-overload]
     in_flight_bytes = int(values["max-client-bytes-in-flight"])  # type: ignore[call-overload]
     if in_flight < 1 or in_flight_bytes < 1:
@@ -334,6 +366,10 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         snapshot_catchup_entries=int(values["experimental-snapshot-catchup-entries"]),  # type: ignore[call-overload]
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
+        auto_promote_max_lag=max_lag,
+        auto_promote_after_ms=promote_after_ms,
+        join=join,
+        join_may_bootstrap=may_bootstrap,
         listen_watch_urls=listen_watch,
         advertise_watch_urls=advertise_watch,
         listen_events_urls=listen_events,

@@ -7,6 +7,7 @@
 - Joining an existing cluster (``--initial-cluster-state existing``) with an empty data dir:
   ``member add`` chose the id, so ask the members named by ``--initial-cluster`` which member
   has our peer URLs (a ``JoinQuery`` on their peer port).
+- ``--join``: the member adds itself, or checks that its data dir is of that cluster (join.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import structlog
 import zmq
 
 from actors.runtime import curve
@@ -31,8 +33,15 @@ class JoinError(RuntimeError):
     pass
 
 
-def resolve_identity(config: NodeConfig) -> NodeConfig:
+def resolve_identity(config: NodeConfig, log: structlog.BoundLogger) -> NodeConfig:
     recorded = read_identity(config.wal_dir)
+    if config.join:
+        from actors.supervisor.join import JoinRefused, join
+
+        try:
+            return join(config, recorded, log)
+        except JoinRefused as exc:
+            raise JoinError(str(exc)) from None
     if recorded is not None:
         member_id, cluster_id = recorded
     elif config.initial_cluster_state == "existing":

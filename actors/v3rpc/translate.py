@@ -81,6 +81,9 @@ STATUS: dict[ErrorCode, str] = {
     ErrorCode.PERMISSION_NOT_GRANTED: "FAILED_PRECONDITION",
     ErrorCode.INVALID_AUTH_MGMT: "INVALID_ARGUMENT",
     ErrorCode.AUTH_OLD_REVISION: "INVALID_ARGUMENT",
+    ErrorCode.NOT_SUPPORTED_FOR_LEARNER: "UNAVAILABLE",  # etcd 3.4's (3.5 says FAILED_PRECONDITION)
+    ErrorCode.MEMBER_NAME_EXIST: "FAILED_PRECONDITION",
+    ErrorCode.CLUSTER_TOKEN_MISMATCH: "FAILED_PRECONDITION",
 }
 NOT_CAPABLE = "etcdserver: not capable"  # etcd's answer to an RPC this server does not offer
 UNMARSHAL = "grpc: error unmarshalling request"  # grpc-go's text for undecodable bytes

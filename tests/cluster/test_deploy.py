@@ -1,6 +1,9 @@
 """deploy/docker-compose.yml: it is what tools/topology.py renders, it uses only flags etcdz
 accepts with ports and initial cluster that agree, and its services, booted on loopback by the
-launcher, serve: 3 members and 2 watch hubs, a watcher on each hub sees every put."""
+launcher, serve: 3 members and 2 watch hubs, a watcher on each hub sees every put.
+deploy/kubernetes/etcdz.yaml: rendered from the same topology, valid against Kubernetes'
+schemas (kubernetes-validate, offline), and booted on loopback it serves, scales up by a replica
+that joins by itself and is promoted, and scales down by the documented step."""
 
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ import yaml
 from actors.supervisor.flags import FLAGS, env_name, resolve
 from actors.watch.__main__ import HUB_FLAGS, standalone
 from etcdz import Client
-from tools import topology
+from tools import kubernetes, topology
 from tools.cluster import LocalCluster, running
+from tools.workload import wait_until
+
+KUBERNETES_VERSION = "1.30"  # the oldest release whose schemas the manifests must pass
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 
@@ -133,3 +139,106 @@ def test_the_compose_services_serve_on_loopback(deployed: LocalCluster) -> None:
                 resp = w.get(timeout=1)
                 seen += [e.kv.key.decode() for e in resp.events] if resp else []
             assert seen == puts, name
+
+
+def kubernetes_file() -> list[dict[str, Any]]:
+    with open(os.path.join(DEPLOY, "kubernetes", "etcdz.yaml"), encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def test_the_kubernetes_manifests_are_the_rendered_topology_and_valid() -> None:
+    # a test dependency (setup.cfg): imported here so that the other tests run without it
+    from kubernetes_validate import utils as k8s_schemas
+
+    docs = kubernetes_file()
+    assert docs == [
+        yaml.safe_load(d) for d in kubernetes.render(kubernetes.manifests(3, 2)).split("---\n")[1:]
+    ], (
+        "deploy/kubernetes/etcdz.yaml differs from tools/kubernetes.py: "
+        "python -m tools.cluster kubernetes > deploy/kubernetes/etcdz.yaml"
+    )
+    for doc in docs:
+        k8s_schemas.validate(doc, KUBERNETES_VERSION, strict=True)
+    broken = json_copy(docs[2])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = 5
+    with pytest.raises(k8s_schemas.ValidationError):  # the schemas are really checked
+        k8s_schemas.validate(broken, KUBERNETES_VERSION, strict=True)
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+    }
+    sts = kinds["StatefulSet"]["spec"]
+    (member,) = sts["template"]["spec"]["containers"]
+    assert member["readinessProbe"]["httpGet"]["path"] == "/readyz"  # /health, and not a learner
+    assert sts["volumeClaimTemplates"][0]["metadata"]["name"] == member["volumeMounts"][0]["name"]
+    assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] == 2  # a quorum of 3 stays up
+    assert (
+        kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"]
+        == kinds["Deployment"]["metadata"]["name"]
+    )
+    # Every replica runs flags etcdz accepts; the first three bootstrap, a fourth joins.
+    doc = kubernetes.as_compose(docs, replicas=4)
+    configs = {
+        name: resolve([], environ=s["environment"])
+        for name, s in doc["services"].items()
+        if "command" not in s
+    }
+    assert [c.join_may_bootstrap for c in configs.values()] == [True, True, True, False]
+    assert all(c.join for c in configs.values())
+    hub = doc["services"][kubernetes.HUBS]
+    assert set(hub["environment"]) <= {env_name(f) for f in HUB_FLAGS}
+
+
+def json_copy(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def test_the_kubernetes_topology_serves_on_loopback_and_scales_by_join(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The StatefulSet's replicas as processes: the initial three bootstrap together, the hub
+    replicas announce themselves, every member is ready by /readyz; a fourth replica (a
+    scale-up) adds itself and is promoted; the documented scale-down removes it first."""
+    import urllib.request
+
+    doc = kubernetes.as_compose(kubernetes_file(), replicas=4)
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("kubernetes")), doc=doc)
+    initial, extra = cluster.members[:3], cluster.members[3]
+    try:
+        for service in [*initial, *cluster.hubs]:
+            cluster.start(service)
+        for m in initial:
+            cluster.wait_ready(timeout=30, member=m)
+        with cluster.client() as c:
+            wait_until(lambda: len(c.watch_hubs()) == 2, timeout=30, what="both hubs announced")
+            c.put("/k8s/before", "1")
+        for m in initial:
+            with urllib.request.urlopen(
+                m.metrics_url.replace("0.0.0.0", "127.0.0.1") + "/health", timeout=5
+            ) as r:
+                assert r.status == 200  # the readiness probe's answer
+        cluster.start(extra)  # kubectl scale statefulset etcdz --replicas=4
+
+        def four_voters() -> bool:
+            with cluster.client() as c:
+                members = c.member_list().members
+            return len(members) == 4 and not any(m.is_learner for m in members)
+
+        wait_until(four_voters, timeout=90, what="the fourth replica joined and promoted")
+        cluster.wait_ready(timeout=30, member=extra)
+        with extra.client(timeout=5) as c:
+            assert c.get("/k8s/before").kvs[0].value == b"1"
+        # Scaling down: remove the member first, then the replica goes (kubectl scale).
+        with initial[0].client(timeout=7) as c:
+            c.member_remove(extra.member_id)
+            assert len(c.member_list().members) == 3
+        cluster.stop(extra)
+        with cluster.client() as c:
+            c.put("/k8s/after", "2")
+            assert sorted(m.name for m in c.member_list().members) == ["etcdz-0", "etcdz-1", "etcdz-2"]
+    finally:
+        cluster.stop()

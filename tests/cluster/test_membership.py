@@ -1,12 +1,19 @@
 """Membership on real members: add (learner), promote, remove under load, leader transfer,
-a member whose data dir was wiped, and etcdctl's member commands."""
+a member whose data dir was wiped, etcdctl's member commands, and a member that joins by
+itself (``etcdz --join``): slowed, killed and restarted while behind, promoted by the leader
+only once caught up; joins refused for a wrong token, a name in use or another cluster's data
+dir; two joining at once added one after the other."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +24,16 @@ from etcdz.errors import (
     MemberNotFound,
     MemberNotLearner,
     NotLeader,
+    NotSupportedForLearner,
     PeerURLExists,
 )
-from tools.cluster import LocalCluster, running
+from proto_schemas.cluster import PeerFaults
+from tools import topology
+from tools.cluster import LocalCluster, Member, running
 from tools.workload import Writer, check_writes, took_effect, wait_until
+
+MAX_LAG = 5  # entries: a learner whose link is slowed by a second is far behind this under load
+PROMOTION_FLAGS = ["--auto-promote-max-lag", str(MAX_LAG), "--auto-promote-after", "1s"]
 
 
 @pytest.fixture
@@ -49,7 +62,7 @@ def test_add_a_learner_promote_it_and_remove_an_old_member_under_load(cluster: L
     writer = Writer(cluster.endpoints, "/members")
     writer.start()
     wait_until(lambda: len(writer.acked) > 5, what="writes before the change")
-    new = cluster.add_member(learner=True)
+    new = cluster.add_member(learner=True, auto_promote=False)  # etcd's manual promotion
     with new.client(timeout=3.0) as c:
         # A learner replicates: its local (serializable) view catches up with the leader's.
         wait_until(lambda: c.get("/members/", prefix=True, serializable=True).count >= 5, timeout=20)
@@ -139,6 +152,8 @@ def test_move_leader_and_member_commands_as_etcdctl(cluster: LocalCluster) -> No
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("learner ") or added.stdout.startswith("Member ")
     assert 'ETCDZ_INITIAL_CLUSTER_STATE="existing"' in added.stdout
+    assert "etcdz --name=m9 --initial-advertise-peer-urls=tcp://127.0.0.1:1" in added.stdout
+    assert "The leader promotes it to a voter once it has caught up." in added.stdout
     new_id = added.stdout.split()[1]
     removed = ctl(cluster, "member", "remove", new_id)
     assert removed.stdout.strip().startswith(f"Member {new_id} removed from cluster")
@@ -156,3 +171,131 @@ def test_a_member_whose_data_dir_was_wiped_is_refused(cluster: LocalCluster) -> 
     assert victim.proc.wait(30) == 1
     with open(victim.log_path, encoding="utf-8") as f:
         assert "data dir was lost" in f.read()
+
+
+def learners(cluster: LocalCluster) -> list[int]:
+    with cluster.client() as c:
+        return [m.id for m in c.member_list().members if m.is_learner]
+
+
+def promotions(cluster: LocalCluster) -> list[tuple[int, int]]:
+    """(learner's match, leader's last index) each time a leader proposed a promotion (read
+    from its log, where the member's actors write lines side by side)."""
+    found = []
+    for m in cluster.members:
+        with open(m.log_path, encoding="utf-8") as f:
+            found += [
+                (int(x[0]), int(x[1]))
+                for x in re.findall(r'"match": (\d+), "last_index": (\d+)[^\n]*"promoting learner"', f.read())
+            ]
+    return found
+
+
+def metric(member: Member, name: str) -> float:
+    with urllib.request.urlopen(member.metrics_url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_a_joining_member_is_promoted_only_once_caught_up_even_killed_while_behind(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = str(tmp_path_factory.mktemp("join"))
+    # Snapshots every 100 entries, 20 kept: the new member catches up from a snapshot.
+    snapshots = ["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "20"]
+    with running(root, 3, extra_args=[*PROMOTION_FLAGS, *snapshots], metrics=True) as cluster:
+        writer = Writer(cluster.endpoints, "/join", timeout=7.0, limit_s=240)
+        writer.start()
+        wait_until(lambda: len(writer.acked) > 150, timeout=60, what="writes before the join")
+        new = cluster.add_member(join=True)
+        (learner,) = wait_until(lambda: learners(cluster), timeout=60, what="joined as a learner")
+        with new.client(timeout=1.0) as c:
+            wait_until(lambda: c.status().is_learner, timeout=60, what="the learner serving")
+        # A learner is a read replica: serializable reads and watches, etcd's refusal otherwise.
+        with new.client(timeout=5.0) as c:
+            wait_until(lambda: c.get("/join/", prefix=True, serializable=True).count > 150, timeout=30)
+            with pytest.raises(NotSupportedForLearner, match="rpc not supported for learner"):
+                c.put("/join/refused", "x")
+            with pytest.raises(NotSupportedForLearner):
+                c.get("/join/000000")  # linearizable
+            with c.watch("/join/", prefix=True) as w:
+                assert w.created.wait(10)
+                events = wait_until(lambda: w.get(timeout=1), timeout=20, what="events on the learner")
+                assert events is not None and events.events
+        with open(new.log_path, encoding="utf-8") as f:
+            assert any('"snapshot restored"' in line for line in f)  # it fetched a snapshot
+        # Its link slowed by a second, under load it stays far behind: never promoted.
+        new.inject(PeerFaults(delay_ms=1000))
+        until = time.monotonic() + 5
+        while time.monotonic() < until:
+            assert learners(cluster) == [learner]
+            time.sleep(0.2)
+        cluster.kill(new)  # killed during its catch-up ...
+        assert learners(cluster) == [learner]
+        cluster.start(new)  # ... restarted with --join again: its data dir is this cluster's
+        wait_until(lambda: not learners(cluster), timeout=90, what="automatic promotion")
+        at_promotion = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > at_promotion + 20, timeout=30, what="writes after")
+        writer.finish()
+        assert writer.failed == []  # the join, the kill and the promotion failed no request
+        assert new.member_id == learner
+        for m in cluster.members:
+            with m.client(timeout=7.0) as c:
+                check_writes(c, writer)
+        proposed = promotions(cluster)
+        assert proposed and all(last - match <= MAX_LAG for match, last in proposed)
+        leader = cluster.leader()
+        assert metric(leader, 'etcdz_learner_promotions_total{how="auto"}') == 1
+        with open(new.log_path, encoding="utf-8") as f:
+            assert sum('"joined as a learner"' in line for line in f) == 1  # added once, restarted once
+
+
+def joiner(cluster: LocalCluster, name: str, **env: str) -> Member:
+    """A member started with --join to ``cluster`` (not counted among its members)."""
+    spec = topology.member(
+        name, "", join=",".join(f"tcp://{m.name}:{topology.CLIENT}" for m in cluster.members)
+    )
+    (run,) = topology.on_loopback({"services": {name: spec}}, cluster.root, cluster._port)
+    member = Member(run.instance, {**run.env, **env}, run.command, list(cluster.extra_args))
+    cluster.start(member)
+    return member
+
+
+def refused(member: Member, text: str) -> None:
+    assert member.proc is not None and member.proc.wait(60) == 1
+    with open(member.log_path, encoding="utf-8") as f:
+        log = f.read()
+    assert text in log, log[-2000:]
+
+
+def test_joins_are_checked_and_taken_one_after_the_other(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = str(tmp_path_factory.mktemp("joins"))
+    with running(root, 1, extra_args=PROMOTION_FLAGS) as cluster:
+        with cluster.client() as c:
+            before = c.member_list().members
+        refused(joiner(cluster, "stranger", ETCDZ_INITIAL_CLUSTER_TOKEN="other"), "cluster token mismatch")
+        refused(joiner(cluster, "dup", ETCDZ_NAME="etcdz-1"), "member name already exists")
+        with cluster.client() as c:
+            assert c.member_list().members == before  # nothing changed
+        # Two at once: one learner at a time, the second added once the first is promoted.
+        first, second = cluster.add_member(join=True), cluster.add_member(join=True)
+        seen: set[int] = set()
+
+        def both_voters() -> bool:
+            with cluster.client() as c:
+                members = c.member_list().members
+            assert sum(m.is_learner for m in members) <= 1
+            seen.update(m.id for m in members if m.is_learner)
+            return len(members) == 3 and not any(m.is_learner for m in members)
+
+        wait_until(both_voters, timeout=120, what="both joined and promoted")
+        assert seen <= {first.member_id, second.member_id}
+        cluster.wait_ready(member=second)
+        # A data dir of another cluster is refused before anything changes.
+        with running(str(tmp_path_factory.mktemp("other")), 1) as other:
+            alien_dir = other.members[0].data_dir
+        alien = joiner(cluster, "alien", ETCDZ_DATA_DIR=alien_dir)
+        refused(alien, "belongs to cluster")
+        with cluster.client() as c:
+            assert len(c.member_list().members) == 3
+        assert os.path.isdir(alien_dir)

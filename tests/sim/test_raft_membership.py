@@ -505,3 +505,55 @@ def test_a_waiting_node_accepts_a_snapshot_and_adopts_its_configuration() -> Non
     snap = Snapshot(metadata=SnapshotMetadata(index=7, term=2, conf_state=ConfState(voters=[1, 4])))
     node.step(RaftMessage(type=MT.SNAP, to=4, from_=1, term=2, snapshot=snap))
     assert node.conf_state == ConfState(voters=[1, 4]) and node.status.leader == 1
+
+
+def test_the_leader_promotes_a_learner_only_once_it_has_caught_up() -> None:
+    """The automatic promotion (actors/raft/promotion.py) on real raft cores: a learner cut
+    off while the log grows is never proposed; healed, it catches up, stays close for the
+    whole period, and the leader proposes it; the promotion commits and applies like a
+    requested one, and the new voter counts in the quorum."""
+    from actors.raft.promotion import AutoPromoter, PromotionRules, observe
+
+    c = Cluster(3, bootstrap=True)
+    elect(c, 1)
+    c.add_node(4)
+    change(c, 1, ADD_LEARNER, 4)
+    promoter = AutoPromoter(PromotionRules(max_lag=5, stable_ticks=4, election_ticks=10))
+
+    def tick_leader() -> int | None:
+        c.tick(1)
+        c.stabilize()
+        return promoter.tick(observe(c.node(1).raft, {4}))
+
+    c.isolate(4)
+    for k in range(20):
+        for j in range(6):
+            c.propose(1, b"w%d-%d" % (k, j))
+        c.stabilize()
+        assert tick_leader() is None  # 4 falls behind and goes silent: never proposed
+    c.heal()
+    chosen = [tick_leader() for _ in range(8)]
+    assert chosen.count(4) == 1 and chosen[:4] == [None] * 4  # close for the whole period first
+    match = c.node(1).match_of(4)
+    assert match is not None and c.node(1).status.last_index - match <= 5
+    change(c, 1, ADD, 4)
+    assert all(conf(c, i) == ConfState(voters=[1, 2, 3, 4]) for i in c.ids)
+    assert tick_leader() is None  # no learner left
+
+
+def test_a_joining_member_gets_its_read_index_before_it_knows_the_configuration() -> None:
+    """A member that joined with an empty log knows its leader from the first heartbeat but no
+    configuration until it applies the log's conf changes; the leader's answer to its
+    ReadIndex must not be dropped as coming from an unknown peer (the read would time out)."""
+    node = RawNode(Config(id=4, voters=[]), MemoryStorage())
+    node.step(RaftMessage(type=MT.HEARTBEAT, to=4, from_=1, term=2, commit=0))
+    node.advance(node.ready())
+    node.read_index(b"r1")
+    rd = node.ready()
+    assert [(m.type, m.to) for m in rd.messages] == [(MT.READ_INDEX, 1)]
+    node.advance(rd)
+    node.step(RaftMessage(type=MT.READ_INDEX_RESP, to=4, from_=1, term=2, index=7, context=b"r1"))
+    assert [(s.index, s.request_ctx) for s in node.ready().read_states] == [(7, b"r1")]
+    # A response from a peer that is neither known nor the leader is still ignored.
+    node.step(RaftMessage(type=MT.READ_INDEX_RESP, to=4, from_=3, term=2, index=9, context=b"r2"))
+    assert [s.request_ctx for s in node.ready().read_states] == [b"r1"]

@@ -58,11 +58,58 @@ def test_every_member_computes_the_same_ids() -> None:
         (["--initial-cluster-state", "maybe"], "new' or 'existing"),
         (["--max-watchers-per-stream", "0"], "--max-watchers-per-stream must be at least 1"),
         (["--max-client-requests-in-flight", "0"], "in-flight must be at least 1"),
+        (["--join", "tcp://127.0.0.1:1", "--initial-cluster-state", "existing"], "--join finds the cluster"),
+        (["--join", "http://127.0.0.1:1"], "tcp://host:port"),
+        (["--auto-promote-max-lag", "-1"], "must not be negative"),
     ],
 )
 def test_bad_flags_say_what_is_wrong(argv: list[str], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         resolve(argv, environ={})
+
+
+def test_join_adds_a_member_unless_it_is_named_to_bootstrap_the_cluster() -> None:
+    assert resolve([], environ={}).join == []
+    joiner = resolve(
+        ["--name", "d", "--listen-peer-urls", "tcp://127.0.0.1:4", "--join", "tcp://h:2379"], environ={}
+    )
+    assert joiner.join == ["tcp://h:2379"] and not joiner.join_may_bootstrap
+    cluster = "a=tcp://127.0.0.1:1,b=tcp://127.0.0.1:2"
+    # A replica named in --initial-cluster may bootstrap it; another adds itself, whatever the list.
+    a = resolve(
+        [
+            "--name",
+            "a",
+            "--listen-peer-urls",
+            "tcp://127.0.0.1:1",
+            "--initial-cluster",
+            cluster,
+            "--join",
+            "tcp://h:1",
+        ],
+        environ={},
+    )
+    c = resolve(
+        [
+            "--name",
+            "c",
+            "--listen-peer-urls",
+            "tcp://127.0.0.1:3",
+            "--initial-cluster",
+            cluster,
+            "--join",
+            "tcp://h:1",
+        ],
+        environ={},
+    )
+    assert a.join_may_bootstrap and len(a.initial_cluster) == 2
+    assert not c.join_may_bootstrap and c.initial_cluster == {"c": ["tcp://127.0.0.1:3"]}
+    promote = resolve(["--auto-promote-max-lag", "50", "--auto-promote-after", "3s"], environ={})
+    assert (promote.auto_promote_max_lag, promote.auto_promote_after_ms) == (50, 3000)
+    assert (resolve([], environ={}).auto_promote_max_lag, resolve([], environ={}).auto_promote_after_ms) == (
+        1000,
+        1000,
+    )
 
 
 def test_env_names() -> None:

@@ -574,3 +574,33 @@ def test_a_client_may_have_only_so_many_requests_and_bytes_in_flight() -> None:
         ask(big, PutRequest(key=b"k", value=b"v" * 290), msg_id=i + 1, route=b"greedy")
     (refused,) = replies(big)
     assert refused[1] == 3 and error_code(refused) == ErrorCode.TOO_MANY_REQUESTS
+
+
+def test_a_learner_serves_serializable_reads_and_refuses_the_rest_as_etcd() -> None:
+    core = make()
+    core.internal(
+        RaftStatus(member_id=1, cluster_id=2, term=3, leader=5, commit=10, applied=10, is_learner=True), 0
+    )
+    refused = [
+        PutRequest(key=b"k", value=b"v"),
+        DeleteRangeRequest(key=b"k"),
+        TxnRequest(),
+        RangeRequest(key=b"k"),  # linearizable
+        LeaseGrantRequest(ttl=10),
+        LeaseKeepAliveRequest(id=1),
+        MemberAddRequest(peer_urls=["tcp://127.0.0.1:1"]),
+        CompactionRequest(revision=1),
+    ]
+    for i, request in enumerate(refused):
+        ask(core, request, msg_id=i)
+    got = replies(core)
+    assert len(got) == len(refused)
+    for reply in got:
+        assert error_code(reply) == ErrorCode.NOT_SUPPORTED_FOR_LEARNER and reply[2].definite
+        assert reply[2].message == "etcdserver: rpc not supported for learner"
+    ask(core, RangeRequest(key=b"k", serializable=True), msg_id=20)
+    ask(core, StatusRequest(), msg_id=21)
+    ask(core, MemberListRequest(), msg_id=22)
+    out = core.take_outbox()
+    assert out.to_client == []
+    assert len(out.to_mvcc) == 2 and len(out.to_raft) == 1  # the read and status, the member list

@@ -88,6 +88,19 @@ def test_health_needs_a_leader_no_alarm_and_a_live_raft_core() -> None:
     assert MetricsBoard().health(0.0) == (False, "RAFT NOT RUNNING")
 
 
+def test_a_learner_is_healthy_but_not_ready_for_client_traffic() -> None:
+    board = board_with(1, {})
+    assert board.ready(1.0) == (True, "")
+    raft = Registry()
+    raft.gauge("etcd_server_has_leader", "").set(1)
+    raft.gauge("etcd_server_is_learner", "").set(1)
+    board.report(report("raft", raft), now=0.0)
+    assert board.health(1.0) == (True, "") and board.ready(1.0) == (False, "LEARNER")
+    out = answer(board, HttpRequest("GET", "/readyz"), 1.0)
+    assert out.startswith(b"HTTP/1.1 503") and out.endswith(b'{"health":"false","reason":"LEARNER"}')
+    assert answer(board, HttpRequest("GET", "/health"), 1.0).startswith(b"HTTP/1.1 200")
+
+
 def test_a_member_with_a_watch_hub_down_is_not_healthy() -> None:
     board = board_with(1, {})
     gateway = Registry()
