@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.raft.progress import ProgressState
-from actors.raft.raft import Raft, Role
+from actors.raft.raft import Raft
+from actors.raft.state import Role
 
 
 @dataclass(frozen=True)

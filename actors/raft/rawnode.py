@@ -23,15 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.raft import confchange
-from actors.raft.raft import (
-    LOCAL_MESSAGES,
-    Config,
-    LogLost,
-    ProposalDropped,
-    Raft,
-    Role,
-    SoftState,
-)
+from actors.raft.raft import Raft
+from actors.raft.state import LOCAL_MESSAGES, Config, LogLost, ProposalDropped, Role, SoftState
 from actors.raft.storage import Storage
 from proto_schemas.codec import encode
 from proto_schemas.raft import (

@@ -1,5 +1,9 @@
 """The raft core's shell: feeds the pure RawNode and carries out its Ready.
 
+Its parts: ``shell_members.py`` (the member table), ``shell_peers.py`` (the other members),
+``shell_status.py`` (the status and metrics); this module starts the core, takes its inputs
+and hands out its Readys.
+
 Start-up: ask the WAL writer for what it replayed (``WalLoad`` -> ``WalState``), fill the
 storage with it (snapshot, then entries, then hard state), rebuild the member table from the
 snapshot, then start ticking. A member of a new cluster with an empty WAL bootstraps its log
@@ -16,11 +20,6 @@ read states to the gateway; advance. Then the status (``RaftStatus``): to the ga
 when the leader, the term or the member table changed, otherwise (commit and applied only,
 every batch under load) at most every ``STATUS_REFRESH_S``; to the lease expirer only on the
 former.
-
-Other members' corruption checkers ask for this member's hash on the peer port (``HashQuery``):
-the backend computes it (``ReadRequest`` with ``reply_to="raft"``) and the answer goes back to
-the asker's connection. At most ``MAX_HASH_QUERIES`` wait at a time (a hash walks the whole
-backend); more are dropped and the asker counts the member as not answering.
 """
 
 from __future__ import annotations
@@ -35,8 +34,9 @@ import zmq
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import hold_commit_only
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
-from actors.raft.promotion import AutoPromoter, PromotionRules, observe
-from actors.raft.rawnode import Config, LogLost, ProposalDropped, RawNode, Ready, Role, must_sync
+from actors.raft.promotion import AutoPromoter, PromotionRules
+from actors.raft.rawnode import Config, ProposalDropped, RawNode, Ready, Role, must_sync
+from actors.raft.shell_status import StatusShell
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
 from actors.raft.transport import PeerTransport
@@ -45,23 +45,13 @@ from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
 from proto_schemas.cluster import (
     ClusterCall,
-    HashAnswer,
-    HashQuery,
-    JoinInfo,
-    JoinQuery,
-    MemberChange,
-    MemberPromoteRequest,
-    PeerBatch,
     PeerFaults,
     SaveSnapshot,
-    SnapshotChunk,
     SnapshotInstalled,
     SnapshotPiece,
     SnapshotSaved,
-    zmq_urls,
 )
-from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.errors import ErrorCode, EtcdzError
+from proto_schemas.errors import ErrorCode
 from proto_schemas.internal import (
     ActorStarted,
     Applied,
@@ -69,41 +59,28 @@ from proto_schemas.internal import (
     ApplyFrom,
     BackendState,
     BackendStateRequest,
-    InternalRequest,
     Persist,
     Persisted,
     Propose,
     ProposeFailed,
-    RaftStatus,
     ReadIndexRequest,
     ReadIndexResponse,
-    ReadRequest,
     ReadResult,
     WalLoad,
     WalState,
 )
-from proto_schemas.kv import HashKVRequest
 from proto_schemas.raft import (
-    ConfChange,
-    ConfChangeType,
-    Entry,
-    EntryType,
     HardState,
-    MessageType,
     RaftMessage,
-    Snapshot,
 )
 
-STATUS_REFRESH_S = 0.02  # commit/applied-only status changes reach the gateway at most this often
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
 COMMIT_HOLD_S = 0.002  # longest an append carrying only a commit index waits for entries to ride with
 RESYNC_BYTES = 4 << 20  # committed entries per ``Apply`` when the apply worker asks for them again
-MAX_HASH_QUERIES = 8  # peers' hash queries waiting for the backend at once
-HASH_QUERY_TIMEOUT_S = 30.0  # forgotten after this (the asker has given up long before)
 
 
-class RaftShell:
+class RaftShell(StatusShell):
     def __init__(self, config: NodeConfig, log: structlog.BoundLogger) -> None:
         self.config = config
         self.log = log
@@ -342,57 +319,6 @@ class RaftShell:
         except ProposalDropped:
             send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
 
-    def from_peers(self, frames: list[list[bytes]]) -> None:
-        self.peers.receive(frames, self._from_peer, self._join_info, self._hash_query)
-
-    def _hash_query(self, asker: bytes, query: HashQuery) -> None:
-        """Another member's corruption checker wants our hash: the backend computes it."""
-        now = time.monotonic()
-        self._hash_queries = {r: q for r, q in self._hash_queries.items() if q[2] > now}
-        if len(self._hash_queries) >= MAX_HASH_QUERIES:
-            self.log.warning("hash query dropped", reason="too many waiting", sender=f"{query.from_:x}")
-            return
-        read_id = next(self._hash_ids)
-        self._hash_queries[read_id] = (asker, query.query_id, now + HASH_QUERY_TIMEOUT_S)
-        term = self.node.status.term if self.node is not None else 0
-        body = encode(HashKVRequest(revision=query.revision))
-        send(self.to_mvcc, ReadRequest(read_id=read_id, body=body, raft_term=term, reply_to="raft"))
-
-    def _hash_answered(self, result: ReadResult) -> None:
-        waiting = self._hash_queries.pop(result.read_id, None)
-        if waiting is not None:
-            asker, query_id, _ = waiting
-            answer = HashAnswer(query_id=query_id, member_id=self.config.member_id, body=result.body)
-            self.peers.answer_hash(asker, answer)
-
-    def _join_info(self, query: JoinQuery) -> JoinInfo:
-        """Tell a member that is joining which id ``member add`` gave it."""
-        urls = sorted(query.peer_urls)
-        for member in self.table.members.values():
-            if sorted(member.peer_urls) == urls:
-                return JoinInfo(cluster_id=self.config.cluster_id, member_id=member.id)
-        return JoinInfo(
-            cluster_id=self.config.cluster_id,
-            error=f"no member with peer URLs {','.join(urls)}: add it first (etcdzctl member add)",
-        )
-
-    def _from_peer(self, msg: PeerBatch | SnapshotChunk) -> None:
-        node = self.node
-        if node is None:
-            return  # not started yet: raft retransmits
-        if isinstance(msg, PeerBatch):
-            for m in msg.messages:
-                if m.to == self.config.member_id:
-                    try:
-                        node.step(m)
-                    except LogLost as exc:
-                        raise FatalError(
-                            f"{exc}; remove this member (etcdzctl member remove) and add it again "
-                            "with an empty data dir"
-                        ) from exc
-        else:
-            self.snapshots.chunk(msg)
-
     def tick(self) -> None:
         node = self.node
         if node is None:
@@ -403,75 +329,7 @@ class RaftShell:
         self._auto_promote(node)
         self.calls.expire(time.monotonic())
 
-    def _publish(self, node: RawNode) -> None:
-        """Record our name and client URLs in the member table (etcd's publish), once there is
-        a leader to take the proposal; retried every tick until the table shows them. The
-        gRPC URLs are client URLs too (http://): etcd's clients find the members by them, while
-        etcdz's own clients use only the ZeroMQ ones (``zmq_urls``)."""
-        if node.status.leader == 0 or self.config.member_id not in self.table.members:
-            return
-        nonce = self.fresh_nonce or 1
-        cc = self.table.plan_publish(
-            self.config.member_id,
-            self.config.name,
-            [*self.config.advertise_client_urls, *self.config.advertise_grpc_urls],
-            nonce,
-        )
-        if cc is None or not self.calls.may_publish(time.monotonic()):
-            return
-        try:
-            node.propose_conf_change(cc)
-        except ProposalDropped:
-            return
-
-    def _auto_promote(self, node: RawNode) -> None:
-        """The leader promotes a caught-up learner (the decision is ``promotion``'s): a conf
-        change like a requested promotion, marked ``auto`` for the metric."""
-        learner = self.promoter.tick(observe(node.raft, self.table.auto_learners()))
-        if learner is None:
-            return
-        try:
-            # request id 0: no client waits for this change
-            cc = self.table.plan_promote(MemberPromoteRequest(id=learner), 0, auto=True)
-            node.propose_conf_change(cc)
-        except (EtcdzError, ProposalDropped) as exc:
-            self.log.info("learner promotion deferred", member=f"{learner:x}", reason=str(exc))
-            return
-        st = node.status
-        self.log.info(
-            "promoting learner",
-            member=f"{learner:x}",
-            match=node.match_of(learner),
-            last_index=st.last_index,
-            max_lag=self.promoter.rules.max_lag,
-            stable_ticks=self.promoter.rules.stable_ticks,
-        )
-
     # -- output --------------------------------------------------------------------------------
-    def _send_peers(self, messages: list[RaftMessage]) -> None:
-        rest = self.snapshots.outgoing(messages, time.monotonic()) if messages else []
-        failed = self.peers.send(rest) if rest else []
-        node = self.node
-        for peer in failed:
-            if node is not None:
-                node.report_unreachable(peer)
-        if failed:
-            self._fail_forwarded([m for m in rest if m.to in failed and m.type is MessageType.PROP])
-
-    def _fail_forwarded(self, props: list[RaftMessage]) -> None:
-        """Proposals forwarded to a leader we cannot reach never left this member: say so at
-        once (a definite error the client may retry) instead of letting them time out."""
-        rids = []
-        for m in props:
-            for entry in m.entries:
-                if entry.type == EntryType.NORMAL and entry.data:
-                    try:
-                        rids.append(decode(entry.data, expect=InternalRequest).request_id)
-                    except DecodeError:
-                        continue
-        if rids:
-            send(self.to_gateway, ProposeFailed(request_ids=rids, code=ErrorCode.NO_LEADER))
-
     def flush(self) -> None:
         node = self.node
         if node is None:
@@ -514,12 +372,6 @@ class RaftShell:
                 self.loop.after(COMMIT_HOLD_S, self._release_held)
         self._report_status(node)
 
-    def _release_held(self) -> None:
-        """Send the entry-less appends no newer append has carried along meanwhile."""
-        held, self._held = self._held, {}
-        if held:
-            self._send_peers(list(held.values()))
-
     def _persist(self, rd: Ready) -> None:
         """Hand the WAL writer what must be durable. A Ready in which only the commit index
         moved sends nothing: commit is knowledge a restarted member learns again (from the
@@ -545,128 +397,6 @@ class RaftShell:
             ),
         )
         self._hard_state = None
-
-    def _restored(self, snap: Snapshot) -> None:
-        """The core adopted a snapshot from the leader (the backend already holds it)."""
-        index = snap.metadata.index
-        self.table = MemberTable.restore(snap.data)
-        self.history = MembershipLog(index, self.table.snapshot())
-        self.snapshots.snap_index = index
-        self._table_changed()
-        send(self.to_apply, Apply(entries=[], restored=index))
-        self.log.info(
-            "snapshot restored", index=index, term=snap.metadata.term, members=len(self.table.members)
-        )
-
-    def _table_changed(self) -> None:
-        """The mesh follows the member table: connect to members, refuse removed ones."""
-        self._table_epoch += 1
-        self.peers.set_peers(self.table.peer_urls())
-        self.peers.removed = frozenset(self.table.removed)
-
-    def _apply_conf_changes(self, node: RawNode, entries: list[Entry]) -> bool:
-        changed = False
-        for entry in entries:
-            if entry.type != EntryType.CONF_CHANGE:
-                continue
-            try:
-                cc = decode(entry.data, expect=ConfChange)
-            except DecodeError as exc:
-                self.log.error("undecodable conf change skipped", index=entry.index, error=str(exc))
-                continue
-            node.apply_conf_change(cc)
-            was_learner = cc.node_id in self.table.members and self.table.members[cc.node_id].is_learner
-            change = self.table.apply(cc)
-            if was_learner and cc.type is ConfChangeType.ADD_NODE and entry.index > self._replayed_to:
-                self.m_promotions.inc(how="auto" if change is not None and change.auto else "manual")
-            self.history.record(entry.index, self.table.snapshot())
-            changed = True
-            self.log.info(
-                "membership changed",
-                change=cc.type.name,
-                member=f"{cc.node_id:x}",
-                index=entry.index,
-                voters=len(self.table.voters()),
-                members=len(self.table.members),
-            )
-            self._check_identity(cc, change)
-            if change is not None:
-                for reply in self.calls.applied(change.request_id, cc, self.table, node):
-                    send(self.to_gateway, reply)
-        if changed:
-            self._table_changed()
-        return changed
-
-    def _campaign_if_alone(self, node: RawNode) -> None:
-        """The only voter needs no election timeout: it campaigns as soon as it knows it is
-        alone, at start from a snapshot's member table or once the log's conf changes have
-        been applied again after a restart (the table is empty until then)."""
-        if node.status.leader == 0 and self.table.voters() == [self.config.member_id]:
-            node.campaign()
-
-    def _check_identity(self, cc: ConfChange, change: MemberChange | None) -> None:
-        me = self.config.member_id
-        if cc.node_id != me:
-            return
-        if cc.type is ConfChangeType.REMOVE_NODE:
-            raise FatalError(f"member {me:x} has been permanently removed from the cluster")
-        if not self.fresh_nonce or cc.type is not ConfChangeType.UPDATE_NODE or change is None:
-            return
-        if change.request_id == self.fresh_nonce:
-            self.fresh_nonce = 0  # our own publish: from here on the log is ours
-        elif change.member.client_urls:
-            # We bootstrapped an empty log in this start, yet the log holds a publish of us we
-            # did not make: this member existed before and its data dir was lost.
-            raise FatalError(
-                f"member {me:x} has already been bootstrapped and its data dir was lost; remove it "
-                "(etcdzctl member remove) and add it again (member add) with an empty data dir"
-            )
-
-    def _leader_changed(self, leader: int, term: int) -> None:
-        if leader:
-            self.m_leader_changes.inc()
-            self.log.info("leader changed", previous=f"{self.leader:x}", leader=f"{leader:x}", term=term)
-        else:
-            self.log.warning("leader lost", previous=f"{self.leader:x}", term=term)
-        self.leader = leader
-
-    def _report_status(self, node: RawNode) -> None:
-        """Tell the gateway (and, on a role change, the lease expirer) where raft is: at once
-        when the term, the leader or the member table changed, else at most every
-        ``STATUS_REFRESH_S`` (under load commit and applied move on every flush)."""
-        st = node.status
-        key = (st.term, st.leader, self._table_epoch, st.commit, self.applied)
-        last = self._status_key
-        if key == last:
-            return
-        role_changed = key[:3] != last[:3]
-        now = time.monotonic()
-        if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
-            return  # sent with a later flush or the next tick
-        self._status_key, self._status_sent_at = key, now
-        is_leader = st.leader == self.config.member_id
-        self.m_has_leader.set(1 if st.leader else 0)
-        self.m_is_leader.set(1 if is_leader else 0)
-        self.m_committed.set(st.commit)
-        self.m_applied.set(self.applied)
-        self.m_pending.set(max(0, self.storage.last_index() - st.commit) if is_leader else 0)
-        self.m_term.set(st.term)
-        self.m_is_learner.set(1 if self.config.member_id in st.learners else 0)
-        leader = self.table.members.get(st.leader)
-        status = RaftStatus(
-            member_id=self.config.member_id,
-            cluster_id=self.config.cluster_id,
-            term=st.term,
-            leader=st.leader,
-            commit=st.commit,
-            applied=self.applied,
-            is_learner=self.config.member_id in st.learners,
-            leader_client_urls=zmq_urls(leader.client_urls) if leader is not None else [],
-        )
-        send(self.to_gateway, status)
-        if role_changed:  # the expirer cares who leads, not how far the log got
-            send(self.to_lease, status)
-            self.loop.report_now()  # /health follows a new leader at once, not up to a second later
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
