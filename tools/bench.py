@@ -322,6 +322,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--progress", action="store_true", help="draw the progress bar even if stderr is no TTY")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     args = p.parse_args(argv)
+    if args.command == "txn-cas" and args.client == "aio":
+        p.error("txn-cas reads each swap's answer before the next: it runs on blocking clients")
     if args.txn_ops > args.key_space_size:
         p.error("--txn-ops cannot exceed --key-space-size (a txn may not put one key twice)")
     args.conns = args.conns or (1 if args.client == "aio" else args.clients)
