@@ -24,6 +24,7 @@ import zmq.asyncio
 from etcdz._transport import AsyncWatchTransport
 from etcdz._watch_core import PING_S, StreamCore, WatchState
 from etcdz.errors import EtcdzError, Unavailable
+from etcdz.watcher import dealer_to_hub
 from proto_schemas.envelope import pack
 from proto_schemas.watch import WatchCreateRequest, WatchHubsRequest, WatchPing
 
@@ -127,14 +128,8 @@ class AioWatchStream:
             await asyncio.sleep(0.2)
 
     def _open(self, url: str) -> zmq.asyncio.Socket | None:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        self._client.secure(sock)
-        try:
-            sock.connect(url)
-        except zmq.ZMQError as exc:  # an announced URL ZeroMQ cannot use
-            sock.close(linger=0)
-            self._core.fail(url, f"invalid hub URL ({exc})")
+        sock: zmq.asyncio.Socket | None = dealer_to_hub(self._ctx, url, self._client.secure, self._core)
+        if sock is None:
             return None
         self._outbox = self._core.opened(url, self._client.cluster_id)
         self._connected = True

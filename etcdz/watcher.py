@@ -128,6 +128,21 @@ class Events:
         self.cancel()
 
 
+def dealer_to_hub(ctx: Any, url: str, secure: Callable[[Any], None], core: StreamCore) -> Any:
+    """A DEALER of ``ctx`` (a blocking or an asyncio context) connected to the hub at ``url``;
+    None, with the hub marked failed in ``core``, for an announced URL ZeroMQ cannot use."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    secure(sock)
+    try:
+        sock.connect(url)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        core.fail(url, f"invalid hub URL ({exc})")
+        return None
+    return sock
+
+
 class WatchStream(threading.Thread):
     """The connection to one hub, shared by the watches of one client."""
 
@@ -243,16 +258,9 @@ class WatchStream(threading.Thread):
         return None
 
     def _open(self, url: str) -> zmq.Socket[bytes] | None:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        self._client.secure(sock)
-        try:
-            sock.connect(url)
-        except zmq.ZMQError as exc:  # an announced URL ZeroMQ cannot use
-            sock.close(linger=0)
-            self._core.fail(url, f"invalid hub URL ({exc})")
-            return None
-        self._send(sock, self._core.opened(url, self._client.cluster_id))
+        sock: zmq.Socket[bytes] | None = dealer_to_hub(self._ctx, url, self._client.secure, self._core)
+        if sock is not None:
+            self._send(sock, self._core.opened(url, self._client.cluster_id))
         return sock
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:

@@ -76,6 +76,23 @@ def call(
     return grpc.StatusCode.OK
 
 
+def wait_for_a_free_stream_place(channel: grpc.Channel, limit_s: float = 30.0) -> None:
+    """Until a new watch stream is created (refusals with RESOURCE_EXHAUSTED meanwhile)."""
+    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"free/"))
+    deadline = time.monotonic() + limit_s
+    while True:
+        stream = watch(iter([create.SerializeToString()]), timeout=10)
+        try:
+            assert rpc_pb2.WatchResponse.FromString(next(stream)).created
+            return
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.5)
+        finally:
+            stream.cancel()
+
+
 def serving(channel: grpc.Channel) -> bool:
     stub = raw_unary(channel, "KV", "Range")
     reply = rpc_pb2.RangeResponse.FromString(
@@ -515,7 +532,6 @@ def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
     gateway = cluster.members[0].actor_pids()["gateway"]
     before = resident_mib(gateway)
     url = cluster.members[0].grpc_url.removeprefix("http://")
-    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"t/")).SerializeToString()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", MANY_STREAMS_CLIENT, url, "10000", CLIENT_LOST_RACE],
@@ -528,18 +544,7 @@ def test_ten_thousand_streams_at_once_are_bounded_and_leave_the_door_serving(
     codes = json.loads(out.stdout.strip().splitlines()[-1])
     created, refused = codes.get("OK", 0), codes.get("RESOURCE_EXHAUSTED", 0)
     assert 0 < created <= MAX_STREAMS and created + refused == 10_000, codes
-    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
-    deadline = time.monotonic() + 30
-    while True:  # the places of the cancelled streams are free again
-        stream = watch(iter([create]), timeout=10)
-        try:
-            assert rpc_pb2.WatchResponse.FromString(next(stream)).created
-            break
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.5)
-        finally:
-            stream.cancel()
+    wait_for_a_free_stream_place(channel)  # the places of the client's streams come back
     assert serving(channel)
     assert door_deaths(cluster) == []
     assert resident_mib(gateway) - before < 150, (before, resident_mib(gateway))
@@ -588,19 +593,7 @@ def test_a_client_killed_mid_stream_leaves_the_door_serving(door: tuple[LocalClu
         finally:
             proc.kill()
             proc.wait(timeout=30)
-    watch = channel.stream_stream("/etcdserverpb.Watch/Watch")
-    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"v/"))
-    deadline = time.monotonic() + 30
-    while True:  # the dead streams' places are free again
-        stream = watch(iter([create.SerializeToString()]), timeout=10)
-        try:
-            assert rpc_pb2.WatchResponse.FromString(next(stream)).created
-            break
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.5)
-        finally:
-            stream.cancel()
+    wait_for_a_free_stream_place(channel)  # the dead streams' places come back
     assert serving(channel)
     assert door_deaths(cluster) == []
 
