@@ -10,8 +10,10 @@ may use a file an earlier one wrote (``snapshot save`` then ``snapshot status``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -86,7 +88,22 @@ def test_the_examples_of_a_page_run_against_a_real_node(
             argv = ["bash", "-e", "-o", "pipefail", "-c", code]
         else:
             argv = [sys.executable, "-c", code]
-        done = subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL
+        # A session of its own: whatever the example leaves running (a `&` job) is killed with
+        # it, on success and on timeout alike.
+        proc = subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        assert done.returncode == 0, f"{e.page}:{e.line} failed:\n{done.stdout}\n{done.stderr}"
+        try:
+            out, err = proc.communicate(timeout=180)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert proc.returncode == 0, f"{e.page}:{e.line} failed:\n{out}\n{err}"
