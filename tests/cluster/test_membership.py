@@ -203,12 +203,17 @@ def test_a_joining_member_is_promoted_only_once_caught_up_even_killed_while_behi
     root = str(tmp_path_factory.mktemp("join"))
     # Snapshots every 100 entries, 20 kept: the new member catches up from a snapshot.
     snapshots = ["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "20"]
-    with running(root, 3, extra_args=[*PROMOTION_FLAGS, *snapshots], metrics=True) as cluster:
+    # A learner must be close for 3 s before it is promoted: longer than it takes this test to
+    # slow its link once it has joined, so it cannot be promoted (rightly) before that.
+    promotion = ["--auto-promote-max-lag", str(MAX_LAG), "--auto-promote-after", "3s"]
+    with running(root, 3, extra_args=[*promotion, *snapshots], metrics=True) as cluster:
         writer = Writer(cluster.endpoints, "/join", timeout=7.0, limit_s=240)
         writer.start()
         wait_until(lambda: len(writer.acked) > 150, timeout=60, what="writes before the join")
         new = cluster.add_member(join=True)
         (learner,) = wait_until(lambda: learners(cluster), timeout=60, what="joined as a learner")
+        # Its link slowed by a second, under load it stays far behind: never promoted.
+        new.inject(PeerFaults(delay_ms=1000))
         with new.client(timeout=1.0) as c:
             wait_until(lambda: c.status().is_learner, timeout=60, what="the learner serving")
         # A learner is a read replica: serializable reads and watches, etcd's refusal otherwise.
@@ -224,8 +229,6 @@ def test_a_joining_member_is_promoted_only_once_caught_up_even_killed_while_behi
                 assert events is not None and events.events
         with open(new.log_path, encoding="utf-8") as f:
             assert any('"snapshot restored"' in line for line in f)  # it fetched a snapshot
-        # Its link slowed by a second, under load it stays far behind: never promoted.
-        new.inject(PeerFaults(delay_ms=1000))
         until = time.monotonic() + 5
         while time.monotonic() < until:
             assert learners(cluster) == [learner]
