@@ -37,6 +37,11 @@ class Header:
     msg_id: int = 0
     in_reply_to: int = 0
     token: str = ""  # from Authenticate; checked by the gateway when auth is enabled
+    # A client's write session (exactly-once writes, see actors/mvcc/sessions.py): its id, and
+    # the lowest msg_id among its writes not yet answered. A write keeps its msg_id on every
+    # attempt, so (client_id, msg_id) names it wherever it is sent again.
+    client_id: int = 0
+    acked: int = 0
 
 
 # Most messages between a node's actors carry the empty header: it is not sent at all (one
@@ -45,20 +50,24 @@ PLAIN_HEADER = Header()
 _PLAIN_FRAME = encode(PLAIN_HEADER)
 
 
-def pack(body: Any, msg_id: int = 0, in_reply_to: int = 0, token: str = "") -> list[bytes]:
+def pack(
+    body: Any, msg_id: int = 0, in_reply_to: int = 0, token: str = "", client_id: int = 0, acked: int = 0
+) -> list[bytes]:
     """Frames for one message; ``body`` may be a message or its already-encoded bytes."""
     raw = body if isinstance(body, bytes) else encode(body)
-    if not (msg_id or in_reply_to or token):
+    if not (msg_id or in_reply_to or token or client_id):
         return [raw]
-    if not in_reply_to and 0 < msg_id < 1 << 64:
-        return [request_header(msg_id, token), raw]
-    return [encode(Header(msg_id=msg_id, in_reply_to=in_reply_to, token=token)), raw]
+    if not in_reply_to and 0 < msg_id < 1 << 64 and 0 <= client_id < 1 << 64 and 0 <= acked < 1 << 64:
+        return [request_header(msg_id, token, client_id, acked), raw]
+    header = Header(msg_id=msg_id, in_reply_to=in_reply_to, token=token, client_id=client_id, acked=acked)
+    return [encode(header), raw]
 
 
 # A client's request header and a member's reply header are written and read on every call
 # without the codec (a client's CPU per call is mostly such fixed costs): the bytes are
-# exactly ``encode(Header(...))``'s — tag, array of five, type id 1, version, msg_id,
-# in_reply_to, token — so the other end cannot tell (tests/unit/test_codec.py checks it).
+# exactly ``encode(Header(...))``'s — tag, array of seven, type id 1, version, msg_id,
+# in_reply_to, token, client_id, acked — so the other end cannot tell (tests/unit/test_codec.py
+# checks it).
 _HEADER_PREFIX = _PLAIN_FRAME[:6]  # tag 27001, array(5), type id 1, version 1
 _tokens: dict[str, bytes] = {}
 
@@ -75,32 +84,35 @@ def _cbor_uint(n: int) -> bytes:
     return b"\x1b" + n.to_bytes(8, "big")
 
 
-def request_header(msg_id: int, token: str) -> bytes:
-    """``encode(Header(msg_id=msg_id, token=token))`` (0 < msg_id < 2**64), made directly."""
+def request_header(msg_id: int, token: str, client_id: int = 0, acked: int = 0) -> bytes:
+    """``encode(Header(msg_id=..., token=..., client_id=..., acked=...))`` (each int below
+    2**64, msg_id above 0), made directly."""
     token_bytes = _tokens.get(token)
     if token_bytes is None:
         if len(_tokens) > 64:  # tokens change rarely; never let them pile up
             _tokens.clear()
         token_bytes = _tokens[token] = cbor2.dumps(token)
-    return _HEADER_PREFIX + _cbor_uint(msg_id) + b"\x00" + token_bytes
+    session = _cbor_uint(client_id) + _cbor_uint(acked)
+    return _HEADER_PREFIX + _cbor_uint(msg_id) + b"\x00" + token_bytes + session
 
 
 def reply_to(raw: bytes) -> int:
     """``in_reply_to`` of a reply's header frame made as a member makes them (no msg_id, no
-    token); -1 for any other header, to be decoded instead."""
+    token, no session); -1 for any other header, to be decoded instead."""
     n = len(raw)
-    if n < 9 or not raw.startswith(_REPLY_PREFIX) or raw[-1] != 0x60:
+    if n < 11 or not raw.startswith(_REPLY_PREFIX) or not raw.endswith(_REPLY_SUFFIX):
         return -1
     first = raw[7]
     if first < 24:
-        return first if n == 9 else -1
+        return first if n == 11 else -1
     width = _UINT_WIDTH.get(first, 0)
-    if not width or n != 9 + width:
+    if not width or n != 11 + width:
         return -1
     return int.from_bytes(raw[8 : 8 + width], "big")
 
 
 _REPLY_PREFIX = _HEADER_PREFIX + b"\x00"  # msg_id 0
+_REPLY_SUFFIX = b"\x60\x00\x00"  # no token, client_id 0, acked 0
 _UINT_WIDTH = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}
 
 

@@ -44,7 +44,9 @@ from proto_schemas.raft import Entry, HardState, RaftMessage, Snapshot
 class InternalRequest:
     """The payload of a normal raft entry: a client write and the id its result is routed by.
     ``user`` is who proposed it (None: the node itself), checked against the auth store at
-    ``auth_revision``; applied under a newer one, it is checked again."""
+    ``auth_revision``; applied under a newer one, it is checked again. ``client_id`` (0: none),
+    ``seq`` and ``acked`` name the write in its session, so that a second copy of it in the
+    log is answered without being applied again (actors/mvcc/sessions.py)."""
 
     request_id: int
     request: (
@@ -76,6 +78,9 @@ class InternalRequest:
     )
     user: str | None = None
     auth_revision: int = 0
+    client_id: int = 0
+    seq: int = 0
+    acked: int = 0
 
 
 @message(301)

@@ -40,6 +40,7 @@ import heapq
 import hmac
 import itertools
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -170,6 +171,13 @@ class GatewayCore(Routing):
         self._propose_data = []
         self._propose_ids = []
         self._own = {}  # request id -> (own proposal, deadline)
+        # Exactly-once writes (actors/mvcc/sessions.py): a write from a client without a session
+        # of its own gets this gateway's (its request id is the sequence number), so that what
+        # a restarted raft core or a changed leader lost can be proposed again.
+        self.session_id = (int.from_bytes(random_bytes(8), "big") >> 1) | 1
+        self._open_own = OrderedDict()  # this session's writes not yet answered, oldest first
+        self._session_writes = {}  # (client id, seq) -> request id, for clients' sessions
+        self._copies_due = False  # propose every pending write again once a leader is known
         self._state_probe = next(self._ids)
         self.out.to_mvcc.append(BackendStateRequest(read_id=self._state_probe))
 
@@ -229,6 +237,8 @@ class GatewayCore(Routing):
             return
         if self.raft is not None and self.raft.is_learner and not local and refused_on_learner(request):
             raise EtcdzError(ErrorCode.NOT_SUPPORTED_FOR_LEARNER)
+        if header.client_id and is_write(request) and self._copy_arrived(route, header):
+            return
         rid = next(self._ids)
         if isinstance(request, LeaseGrantRequest):
             # Decided here, once, so every member applies the same grant (as etcd's server).
@@ -265,10 +275,10 @@ class GatewayCore(Routing):
         )
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:
             raise EtcdzError(ErrorCode.TOO_MANY_REQUESTS)
+        if write:
+            self._open_session(rid, pending, header)
         self._pending[rid] = pending
-        held = self._inflight.setdefault(route, [0, 0])
-        held[0] += 1
-        held[1] += len(body)
+        self._count_in(pending)
         heapq.heappush(self._deadlines, (pending.deadline, rid))
         if isinstance(request, StatusRequest):
             self._at_backend.add(rid)
@@ -282,6 +292,31 @@ class GatewayCore(Routing):
                 self._route(rid)
         else:
             self._read(rid)
+
+    def _copy_arrived(self, route: bytes, header: Header) -> bool:
+        """A client sent again a write still pending here (it lost its connection, then
+        reconnected): the answer goes to the new connection, and nothing is proposed again."""
+        rid = self._session_writes.get((header.client_id, header.msg_id))
+        pending = self._pending.get(rid) if rid is not None else None
+        if pending is None:
+            return False
+        if pending.route != route:
+            self._count_out(pending)
+            pending.route = route
+            self._count_in(pending)
+        return True
+
+    def _open_session(self, rid: int, pending: Pending, header: Header) -> None:
+        """Name a write in its session: the client's (checked: ids the log can record), or this
+        gateway's."""
+        if header.client_id:
+            if not (0 < header.client_id < 1 << 64 and 0 <= header.acked <= header.msg_id < 1 << 64):
+                raise EtcdzError(ErrorCode.BAD_REQUEST, "malformed write session (client_id, msg_id, acked)")
+            pending.client_id, pending.seq, pending.acked = header.client_id, header.msg_id, header.acked
+            self._session_writes[(header.client_id, header.msg_id)] = rid
+        else:
+            self._open_own[rid] = None
+            pending.client_id, pending.seq, pending.acked = self.session_id, rid, next(iter(self._open_own))
 
     def _announced(self, hub: HubAnnounce, trusted: bool, local: bool, now: float) -> None:
         """Remember a hub that proved it is one (see ``_dispatch``), its URLs checked, at most
@@ -324,8 +359,10 @@ class GatewayCore(Routing):
             pending = self._pending.get(rid)
             if pending is None:
                 continue
-            # Held: never proposed, or its proposals were all dropped -- it did not happen.
-            self._fail(rid, ErrorCode.NO_LEADER if rid in self._held else ErrorCode.TIMEOUT)
+            # Held: never proposed, or its proposals were all dropped -- it did not happen
+            # (unless a copy of it had been proposed: the original may yet commit).
+            dropped = rid in self._held and not pending.copies
+            self._fail(rid, ErrorCode.NO_LEADER if dropped else ErrorCode.TIMEOUT)
         if self._held:
             self._held = [rid for rid in self._held if rid in self._pending]
             if self.raft is not None and self.raft.leader:  # proposals dropped on their way

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,10 @@ class Replies:
     _propose_data: list[bytes]
     _propose_ids: list[int]
     _own: dict[int, tuple[Any, float]]
+    session_id: int
+    _open_own: OrderedDict[int, None]
+    _session_writes: dict[tuple[int, int], int]
+    _copies_due: bool
     _state_probe: int
 
     def header(self, revision: int) -> ResponseHeader:
@@ -95,12 +100,24 @@ class Replies:
         pending = self._pending.pop(rid, None)
         self._at_backend.discard(rid)
         if pending is not None:
-            held = self._inflight[pending.route]
-            held[0] -= 1
-            held[1] -= len(pending.body)
-            if not held[0]:
-                del self._inflight[pending.route]
+            self._count_out(pending)
+            if pending.client_id == self.session_id:
+                self._open_own.pop(rid, None)
+            elif pending.client_id:
+                self._session_writes.pop((pending.client_id, pending.seq), None)
         return pending
+
+    def _count_out(self, pending: Pending) -> None:
+        held = self._inflight[pending.route]
+        held[0] -= 1
+        held[1] -= len(pending.body)
+        if not held[0]:
+            del self._inflight[pending.route]
+
+    def _count_in(self, pending: Pending) -> None:
+        held = self._inflight.setdefault(pending.route, [0, 0])
+        held[0] += 1
+        held[1] += len(pending.body)
 
     def _answer(self, rid: int, body: bytes) -> None:
         pending = self._settle(rid)

@@ -88,6 +88,12 @@ class Pending:
     auth_revision: int = 0
     token: str = ""  # the client's, passed on with a forwarded lease call
     issued: str = ""  # a login's new token, handed out once the login is applied
+    # A write's session (its client's, or the gateway's own): see actors/mvcc/sessions.py.
+    client_id: int = 0
+    seq: int = 0
+    acked: int = 0
+    proposal: bytes = b""  # the encoded entry, once proposed (a copy is the same bytes)
+    copies: int = 0  # proposed again after a raft core restart or a leader change
 
 
 @dataclass(slots=True)

@@ -10,6 +10,12 @@ Rules (etcd's v3 server):
   leader``, definite: it never reached the log); a dead leader stays known for at most an
   election timeout. Dropped while no leader is known, it is refused at once (a cut-off
   member: the client goes elsewhere).
+- Every write is named in a session (its client's, or the gateway's own) so that a copy of it
+  in the log is answered without being applied again (actors/mvcc/sessions.py). That makes it
+  safe to propose again what may have been lost: after the raft core restarted or the leader
+  changed, every pending write is proposed again once a leader is known. A client's copy that
+  arrives while the write is still pending here is not proposed again: the answer goes to the
+  copy's connection.
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend. A ReadIndex asked of a leader that
@@ -86,13 +92,19 @@ class Routing(Access):
             else:
                 self.out.to_leader.append((rid, pending.body, pending.token))
         elif pending.write:
-            proposal = InternalRequest(
-                request_id=rid,
-                request=pending.request,
-                user=pending.user,
-                auth_revision=pending.auth_revision,
-            )
-            self._propose_data.append(encode(proposal))
+            if not pending.proposal:
+                pending.proposal = encode(
+                    InternalRequest(
+                        request_id=rid,
+                        request=pending.request,
+                        user=pending.user,
+                        auth_revision=pending.auth_revision,
+                        client_id=pending.client_id,
+                        seq=pending.seq,
+                        acked=pending.acked,
+                    )
+                )
+            self._propose_data.append(pending.proposal)
             self._propose_ids.append(rid)
         else:
             self._need_index.append(rid)
@@ -145,6 +157,8 @@ class Routing(Access):
                 self._leader_changed()
             self.raft = msg
             self.applied = max(self.applied, msg.applied)
+            if msg.leader and self._copies_due:
+                self._propose_copies()
             if msg.leader and self._held:
                 held, self._held = self._held, []
                 for rid in held:
@@ -157,6 +171,8 @@ class Routing(Access):
                     self._own_done(rid, msg.code, now)
                 elif msg.code == ErrorCode.NO_LEADER and self._retry_dropped(rid):
                     self._held.append(rid)  # dropped before the log: proposed again soon
+                elif rid in self._pending and self._pending[rid].copies:
+                    pass  # a copy was dropped; the first proposal may yet commit: wait for it
                 else:
                     self._fail(rid, msg.code)
         elif isinstance(msg, BackendState):
@@ -169,13 +185,31 @@ class Routing(Access):
     def _neighbour_started(self, actor: str) -> None:
         """A raft core or a backend started while this gateway ran on (restarted alone, or
         the node's start): what was asked of the old one is never answered. Reads fail at once
-        with a definite error the SDK retries; writes are left to time out (a proposal the old
-        core took may still commit)."""
+        with a definite error the SDK retries; writes are proposed again (to a new raft core,
+        which may have lost them; past a new backend, which may have applied them but died
+        before it answered): a copy of a write the log has already is answered from the
+        backend's sessions, not applied twice."""
         if actor == "raft":
             self._leader_changed()
         elif actor == "mvcc":
             for rid in list(self._at_backend):
                 self._fail(rid, ErrorCode.UNAVAILABLE)
+            self._copies_due = True
+            if self.raft is not None and self.raft.leader:
+                self._propose_copies()
+
+    def _propose_copies(self) -> None:
+        """Propose again every write proposed before the raft core restarted or the leader
+        changed: the copy that reaches the log second is answered without being applied
+        (actors/mvcc/sessions.py), so a write is neither lost with a dead leader nor done twice,
+        and its client waits for it instead of timing out."""
+        self._copies_due = False
+        held = set(self._held)
+        for rid, pending in self._pending.items():
+            if pending.proposal and rid not in held:
+                pending.copies += 1
+                self._propose_data.append(pending.proposal)
+                self._propose_ids.append(rid)
 
     def _retry_dropped(self, rid: int) -> bool:
         """Whether a proposal the raft core dropped is tried again: while a leader is known
@@ -185,7 +219,10 @@ class Routing(Access):
 
     def _leader_changed(self) -> None:
         """A ReadIndex asked of the old leader may never be answered: fail those reads at once
-        with etcd's ``leader changed`` (a read changed nothing, so the client may retry)."""
+        with etcd's ``leader changed`` (a read changed nothing, so the client may retry). A
+        proposal the old leader (or the old raft core) took may be lost: every pending write is
+        proposed again once a leader is known (``_propose_copies``)."""
+        self._copies_due = True
         rounds, self._index_rounds = self._index_rounds, {}
         for rids in rounds.values():
             for rid in rids:

@@ -10,7 +10,8 @@ Key spaces (leases and alarms at the end of this file):
   the same write batch as the data they describe.
 
 The auth store (actors/auth/store.py) keeps users under ``U``, roles under ``P`` and
-``m`` + ``auth_enabled``/``auth_revision`` in the same database.
+``m`` + ``auth_enabled``/``auth_revision`` in the same database; the write sessions of
+exactly-once writes (sessions.py) live under ``s``.
 
 ``enc`` escapes 0x00 as 00 FF and terminates with 00 01, which keeps byte order (a key sorts
 before every longer key it prefixes), so LevelDB's order over ``k`` keys is user-key order.
@@ -122,3 +123,12 @@ def alarm_key(member_id: int, alarm: int) -> bytes:
 
 def split_alarm_key(akey: bytes) -> tuple[int, int]:
     return int.from_bytes(akey[1:9], "big"), akey[9]
+
+
+# Write sessions (sessions.py): ``s`` + client id (8 BE) -> CBOR [acked, last index, {seq: answer}].
+SESSION = b"s"
+SESSION_END = b"t"
+
+
+def session_key(client_id: int) -> bytes:
+    return SESSION + client_id.to_bytes(8, "big")

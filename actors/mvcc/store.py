@@ -12,6 +12,8 @@ Rules (etcd's mvcc package):
   WAL replay re-applies exactly what is missing.
 - Reads inside a batch (txn compares, txn ranges, prev_kv) see the batch's earlier writes
   (``reads.py``: the merged view over the versions staged here).
+- A second copy of a write in the log (same client session and sequence number) is answered
+  as the first was, and applies nothing (``sessions.py``).
 - Every key change is also an ``Event`` (with the previous version), in revision order, for
   the watch hubs; a request that fails leaves none.
 
@@ -31,10 +33,11 @@ from actors.mvcc import keys as K
 from actors.mvcc.alarms import AlarmTable
 from actors.mvcc.leases import LeaseTable
 from actors.mvcc.reads import StoreReads, with_header
+from actors.mvcc.sessions import SessionTable
 from actors.mvcc.txn import compare_holds
 from proto_schemas.auth import AUTH_REQUESTS
 from proto_schemas.codec import encode
-from proto_schemas.errors import ErrorCode, EtcdzError
+from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import ApplyResult, InternalRequest
 from proto_schemas.kv import (
     CompactionRequest,
@@ -62,6 +65,9 @@ from proto_schemas.lease import (
 from proto_schemas.maintenance import AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType
 from proto_schemas.watch import Event
 
+# The answer to a copy of a write its client has had the answer to: nobody waits for it.
+_LATE_COPY = encode(error_response(ErrorCode.BAD_REQUEST, "a late copy of a write already answered"))
+
 
 class MvccStore(StoreReads):
     """The store: its state and its one writer, ``apply``; the reads come from ``StoreReads``."""
@@ -76,6 +82,7 @@ class MvccStore(StoreReads):
         self.leases = LeaseTable(db)
         self.alarms = AlarmTable(db)
         self.auth = AuthStore(db)
+        self.sessions = SessionTable(db)
         self._overlay = {}
         self._overlay_keys = []
         self._wb: Any = None
@@ -94,6 +101,11 @@ class MvccStore(StoreReads):
             for index, term, req in requests:
                 if index <= self.consistent_index:
                     continue
+                if req.client_id and (answer := self.sessions.answered(req.client_id, req.seq)) is not None:
+                    body = answer if isinstance(answer, bytes) else _LATE_COPY
+                    results.append(ApplyResult(request_id=req.request_id, body=body))
+                    self.consistent_index = index
+                    continue
                 self._term = term
                 if isinstance(req.request, CompactionRequest):
                     self._commit()  # compaction must see every earlier write on disk
@@ -107,7 +119,10 @@ class MvccStore(StoreReads):
                 except Exception as exc:  # a bug must not become a poison entry that loops
                     response = EtcdzError(ErrorCode.INTERNAL, repr(exc)).to_response()
                     del self._events[events_before:]
-                results.append(ApplyResult(request_id=req.request_id, body=encode(response)))
+                body = encode(response)
+                if req.client_id:
+                    self.sessions.record(req.client_id, req.seq, req.acked, body, index)
+                results.append(ApplyResult(request_id=req.request_id, body=body))
                 self.consistent_index = index
             self.consistent_index = max(self.consistent_index, last_index)
             self._commit()
@@ -128,6 +143,7 @@ class MvccStore(StoreReads):
             for main, sub, record in versions:
                 self._wb.put(K.index_key(key, main, sub), record)
                 self._wb.put(K.history_key(main, sub), key)
+        self.sessions.flush(self._wb)
         self._wb.put(K.META_CONSISTENT_INDEX, K.int_bytes(self.consistent_index))
         self._wb.put(K.META_REVISION, K.int_bytes(self.current_revision))
         self._wb.put(K.META_COMPACT, K.int_bytes(self.compact_revision))

@@ -16,8 +16,9 @@ the rest of the node serves on. Every actor resynchronises with the neighbours t
 - the raft core's appends not yet acknowledged die with the WAL writer: the two restart
   together, the new writer replaying the WAL for the new core.
 The gateway fails what it asked of a restarted raft core (read index rounds) or backend
-(reads) at once, with errors the SDK retries; a write proposed to a dead raft core may still
-commit, so it waits for its timeout. An actor whose restart set died quickly
+(reads) at once, with errors the SDK retries, and proposes again the writes it had proposed
+to a restarted raft core (a copy of a write the log has already is answered, not applied:
+actors/mvcc/sessions.py). An actor whose restart set died quickly
 ``ESCALATE_AFTER`` times in a row restarts the whole node from disk (one_for_all: SIGTERM,
 then SIGKILL after a grace period), which needs only the WAL and the backend. Restarts that
 keep failing back off (as circus does), and give up after ``MAX_QUICK_FAILURES`` node starts

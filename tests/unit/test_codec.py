@@ -101,19 +101,36 @@ def test_the_empty_header_is_not_sent_and_reads_as_any_other() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 2**64 - 1), st.integers(0, 2**64 - 1), st.text())
+@given(
+    st.integers(1, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.text(),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+)
 def test_the_call_headers_made_and_read_without_the_codec_are_the_codecs(
-    msg_id: int, in_reply_to: int, token: str
+    msg_id: int, in_reply_to: int, token: str, client_id: int, acked: int
 ) -> None:
     assert envelope.request_header(msg_id, token) == encode(envelope.Header(msg_id=msg_id, token=token))
+    made = envelope.request_header(msg_id, token, client_id, acked)
+    assert made == encode(envelope.Header(msg_id=msg_id, token=token, client_id=client_id, acked=acked))
     assert envelope.reply_to(encode(envelope.Header(in_reply_to=in_reply_to))) == in_reply_to
     for other in (  # anything else is left to the codec
         envelope.Header(in_reply_to=in_reply_to, token=token or "t"),
         envelope.Header(msg_id=msg_id, in_reply_to=in_reply_to),
         envelope.Header(version=2, in_reply_to=in_reply_to),
+        envelope.Header(in_reply_to=in_reply_to, client_id=client_id or 1),
+        envelope.Header(in_reply_to=in_reply_to, acked=acked or 1),
     ):
         assert envelope.reply_to(encode(other)) == -1
     assert envelope.reply_to(encode(envelope.Header(in_reply_to=in_reply_to))[:-1]) == -1
+
+
+def test_a_header_without_a_write_session_still_decodes() -> None:
+    """Clients made before exactly-once writes send five fields: no session, the rest as ever."""
+    old = cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [1, envelope.PROTOCOL_VERSION, 7, 0, "tok"]))
+    header, body = envelope.unpack_header([old, b"b"])
+    assert (header.msg_id, header.token, header.client_id, header.acked, body) == (7, "tok", 0, 0, b"b")
 
 
 def test_sizes_are_checked_before_anything_is_decoded() -> None:

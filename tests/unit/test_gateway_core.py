@@ -15,6 +15,7 @@ from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.internal import (
+    ActorStarted,
     ApplyResult,
     BackendState,
     BackendStateRequest,
@@ -604,3 +605,98 @@ def test_a_learner_serves_serializable_reads_and_refuses_the_rest_as_etcd() -> N
     out = core.take_outbox()
     assert out.to_client == []
     assert len(out.to_mvcc) == 2 and len(out.to_raft) == 1  # the read and status, the member list
+
+
+# -- exactly-once writes: sessions, copies ----------------------------------------------------
+def ask_in_session(core: GatewayCore, request: Any, seq: int, acked: int, route: bytes = b"c") -> None:
+    core.client_message(route, pack(request, msg_id=seq, client_id=99, acked=acked), 0.0)
+
+
+def answered(index: int, rid: int, body: bytes) -> Results:
+    return Results(applied_index=index, results=[ApplyResult(request_id=rid, body=body)])
+
+
+def test_a_write_is_named_in_its_clients_session_or_the_gateways() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask_in_session(core, PutRequest(key=b"a"), seq=5, acked=4)
+    ask(core, PutRequest(key=b"b"), msg_id=6)
+    ask(core, PutRequest(key=b"c"), msg_id=7)
+    (propose,) = core.take_outbox().to_raft
+    a, b, c = (decode(data, InternalRequest) for data in propose.data)
+    assert (a.client_id, a.seq, a.acked) == (99, 5, 4)
+    assert b.client_id == c.client_id == core.session_id != 0
+    assert (b.seq, c.seq) == (b.request_id, c.request_id)
+    assert b.acked == c.acked == b.seq  # the oldest write of the gateway's session not answered
+    core.internal(Results(applied_index=11, results=[ApplyResult(request_id=b.request_id, body=b"x")]), 1)
+    ask(core, PutRequest(key=b"d"), msg_id=8)
+    (propose,) = core.take_outbox().to_raft
+    assert decode(propose.data[0], InternalRequest).acked == c.seq
+
+
+def test_a_clients_copy_of_a_pending_write_is_answered_on_its_new_connection_not_proposed() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask_in_session(core, PutRequest(key=b"a"), seq=5, acked=5, route=b"old")
+    (propose,) = core.take_outbox().to_raft
+    ask_in_session(core, PutRequest(key=b"a"), seq=5, acked=5, route=b"new")  # reconnected
+    assert core.take_outbox().to_raft == []
+    core.internal(answered(11, propose.request_ids[0], b"r"), 1)
+    assert core.take_outbox().to_client == [(b"new", 5, b"r")]
+    ask_in_session(core, PutRequest(key=b"a"), seq=5, acked=5, route=b"new")  # answered: goes to the log
+    (again,) = core.take_outbox().to_raft  # and the backend answers it from the session
+    assert decode(again.data[0], InternalRequest).seq == 5
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        Header(msg_id=5, client_id=2**64),
+        Header(msg_id=5, client_id=1, acked=6),
+        Header(msg_id=5, client_id=-1),
+    ],
+)
+def test_a_malformed_session_is_refused(header: Header) -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    core.client_message(b"c", [encode(header), encode(PutRequest(key=b"k"))], 0.0)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.BAD_REQUEST and core.take_outbox().to_raft == []
+
+
+def test_pending_writes_are_proposed_again_after_a_raft_core_restart_once_a_leader_is_known() -> None:
+    core = make(request_timeout_s=5.0)
+    core.internal(LEADER, 0)
+    ask(core, PutRequest(key=b"k"), msg_id=1)
+    ask_in_session(core, PutRequest(key=b"j"), seq=2, acked=2)
+    (propose,) = core.take_outbox().to_raft
+    core.internal(ActorStarted(actor="raft"), 0.5)
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=3, leader=0, commit=10, applied=10), 0.6)
+    assert core.take_outbox().to_raft == []  # no leader yet: a copy would only be dropped
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=2, commit=10, applied=10), 1.0)
+    (copies,) = core.take_outbox().to_raft
+    assert (copies.data, copies.request_ids) == (propose.data, propose.request_ids)  # the same bytes
+    core.internal(ProposeFailed(request_ids=copies.request_ids, code=ErrorCode.NO_LEADER), 1.1)
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=0, commit=10, applied=10), 1.2)
+    core.internal(ProposeFailed(request_ids=copies.request_ids, code=ErrorCode.NO_LEADER), 1.3)
+    assert replies(core) == []  # the first proposals may yet commit: no definite failure
+    core.tick(5.5)
+    assert {error_code(r) for r in replies(core)} == {ErrorCode.TIMEOUT}
+
+
+def test_pending_writes_are_proposed_again_when_the_leader_changes_or_the_backend_restarts() -> None:
+    core = make()
+    core.internal(LEADER, 0)
+    ask(core, PutRequest(key=b"k"), msg_id=1)
+    (propose,) = core.take_outbox().to_raft
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=4, leader=3, commit=10, applied=10), 1.0)
+    (copy,) = core.take_outbox().to_raft
+    assert copy.data == propose.data
+    core.internal(ActorStarted(actor="mvcc"), 1.5)  # it may have applied it and died unheard
+    (copy,) = core.take_outbox().to_raft
+    assert copy.data == propose.data
+    core.internal(answered(11, propose.request_ids[0], b"r"), 2)
+    core.internal(answered(12, propose.request_ids[0], b"r"), 2)  # the copy's answer
+    assert core.take_outbox().to_client == [(b"c", 1, b"r")]  # answered once
+    core.internal(RaftStatus(member_id=1, cluster_id=2, term=5, leader=1, commit=12, applied=12), 3.0)
+    assert core.take_outbox().to_raft == []  # nothing pending, nothing copied
