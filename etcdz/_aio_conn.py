@@ -6,8 +6,9 @@ batch, and every reply waiting on the socket is read in one go when the loop see
 ready (replies come in any order; one for a call given up is dropped). A call whose deadline
 passes is answered ``NO_REPLY`` (one timer serves the calls in deadline order); a request that
 cannot leave (no connection to the member: ``IMMEDIATE``) within its dial time is answered
-``NOT_SENT``. ``close()`` answers every waiting call ``NO_REPLY`` (``NOT_SENT`` if still
-queued), so the failover rules of ``etcdz._calls`` apply to them as to a silent member.
+``NOT_SENT``. A dropped connection (the socket's monitor reports it at once) answers every call
+sent and not answered ``LOST``, and so does ``close()`` (``NOT_SENT`` if still queued): the
+failover rules of ``etcdz._calls`` decide what each becomes.
 
 The socket is a plain ZeroMQ socket whose file descriptor the loop watches (``add_reader``):
 pyzmq's asyncio sockets make a future and a round of flag objects per send and per receive,
@@ -26,8 +27,8 @@ from typing import Any
 
 import zmq
 
-from etcdz._calls import MAX_IN_FLIGHT, NO_REPLY, NOT_SENT, reply_id
-from etcdz._conn import dealer
+from etcdz._calls import LOST, MAX_IN_FLIGHT, NO_REPLY, NOT_SENT, reply_id
+from etcdz._conn import close_monitored, dealer, monitor
 
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 _MORE, _LAST = int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.NOBLOCK)
@@ -50,13 +51,19 @@ class AioConnection:
         self.closed = False
         self._fd = self._sock.get(zmq.FD)
         self._loop.add_reader(self._fd, self._on_events)
+        self._monitor: zmq.Socket[bytes] = monitor(self._sock)
+        self._monitor_fd = self._monitor.get(zmq.FD)
+        self._loop.add_reader(self._monitor_fd, self._on_monitor)
 
     async def exchange(self, msg_id: int, frames: list[bytes], deadline: float, dial_s: float) -> object:
-        """The reply's body (bytes), ``NOT_SENT`` or ``NO_REPLY``; ``deadline`` on the loop's clock."""
+        """The reply's body (bytes), ``NOT_SENT``, ``NO_REPLY`` or ``LOST``; ``deadline`` on the
+        loop's clock."""
         async with self._slots:
             now = self._loop.time()
             if self.closed or now >= deadline:
                 return NOT_SENT
+            if not self._pending:  # a drop reported while nothing was in flight concerns no call
+                self._drain_monitor()
             future: asyncio.Future[object] = self._loop.create_future()
             self._pending[msg_id] = future
             self._outbox.append((msg_id, frames, min(deadline, now + dial_s)))
@@ -162,11 +169,29 @@ class AioConnection:
             self._flush_due = True
             self._loop.call_soon(self._flush)
 
+    def _drain_monitor(self) -> bool:
+        dropped = False
+        while _events(self._monitor) & _POLLIN:
+            self._monitor.recv_multipart(zmq.NOBLOCK)
+            dropped = True
+        return dropped
+
+    def _on_monitor(self) -> None:
+        """The connection dropped: what was sent on it and not answered never will be."""
+        if self.closed or not self._drain_monitor():
+            return
+        self._on_events()  # what arrived before the drop
+        queued = {item[0] for item in self._outbox}
+        for msg_id, future in self._pending.items():
+            if msg_id not in queued:
+                _resolve(future, LOST)
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._loop.remove_reader(self._fd)
+        self._loop.remove_reader(self._monitor_fd)
         for timer in (self._dial_timer, self._deadline_timer):
             if timer is not None:
                 timer.cancel()
@@ -175,8 +200,8 @@ class AioConnection:
                 _resolve(future, NOT_SENT)
         self._outbox.clear()
         for future in self._pending.values():
-            _resolve(future, NO_REPLY)
-        self._sock.close(linger=0)
+            _resolve(future, LOST)
+        close_monitored(self._sock, self._monitor)
 
 
 def _events(sock: zmq.Socket[bytes]) -> int:

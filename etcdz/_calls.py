@@ -8,8 +8,13 @@ drift apart:
 - a *definite* failure that another member may not have (no leader, unavailable, stopping,
   a learner's refusal) or no reply at all, for a read: try the next endpoint, within the
   call's deadline;
-- no reply to a *write*: ``RequestTimedOut(definite=False)`` — it may have been applied, so
-  the SDK never retries it behind the caller's back;
+- a connection lost with the call in flight (the member's gateway died; ``LOST``, seen at once
+  through the socket's monitor): send it again, to the next endpoint (the same one if it is
+  the only one), writes too: every write carries its client's session and keeps its msg_id
+  on every attempt, so a copy of a write that was applied is answered, not applied again
+  (``WriteSession``; actors/mvcc/sessions.py on the members);
+- no reply to a *write* by its deadline: ``RequestTimedOut(definite=False)`` — it may have
+  been applied, and there is no time left to ask again;
 - a request that never left (no connection to that member) may go elsewhere, writes too.
 With many calls in flight on one connection, a move to the next endpoint is made once for a
 given connection (``Endpoints.move``), not once per call that saw it fail.
@@ -18,11 +23,14 @@ given connection (``Endpoints.move``), not once per call that saw it fail.
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from etcdz.errors import EtcdzError, RequestTimedOut, Unavailable, from_response
 from proto_schemas.codec import DecodeError, decode
-from proto_schemas.envelope import reply_to, unpack_header
+from proto_schemas.envelope import pack, reply_to, unpack_header
 from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse
 from proto_schemas.kv import ResponseHeader
 
@@ -37,12 +45,17 @@ class _Outcome:
 
 NOT_SENT = _Outcome("NOT_SENT")  # the request never left: no connection to the endpoint
 NO_REPLY = _Outcome("NO_REPLY")  # sent, and nothing came back before the deadline
+LOST = _Outcome("LOST")  # sent, and the connection it left on is gone: no answer can come on it
+LOST_RETRIES = 8  # a call is sent again after a lost connection at most this often
 RETRY_ELSEWHERE = {
     ErrorCode.NO_LEADER,
     ErrorCode.UNAVAILABLE,
     ErrorCode.STOPPING,
     ErrorCode.NOT_SUPPORTED_FOR_LEARNER,
 }
+# Refusals of a request before it reached the log: of a write's later attempt, they leave the
+# write's fate to its earlier attempts.
+COPY_REFUSALS = RETRY_ELSEWHERE | {ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TIMEOUT}
 # Requests that may change state: one whose answer is lost is never retried behind the caller's
 # back. Named rather than listed as classes, so that a call imports only its own message's module.
 WRITES = frozenset(
@@ -130,6 +143,38 @@ class Step:
     done: bool = False
 
 
+class WriteSession:
+    """A client's write session: its id, and its writes not yet answered (oldest first), whose
+    first is the ``acked`` every write names (answers below it may be forgotten by the
+    members). A write's sequence number is its msg_id, the same on every attempt."""
+
+    def __init__(self, ids: Any) -> None:
+        self.client_id = secrets.randbits(63) | 1
+        self._ids = ids
+        self._open: OrderedDict[int, None] = OrderedDict()
+        self._lock = threading.Lock()  # ids taken in the order they are listed (threads)
+
+    def open(self) -> int:
+        with self._lock:
+            seq = next(self._ids)
+            self._open[seq] = None
+            return seq
+
+    def attempt(self, body: bytes, seq: int, token: str) -> tuple[int, list[bytes]]:
+        """The msg_id and frames of one attempt of a call: a write (``seq`` from ``open``)
+        keeps its number and names the session; anything else gets a fresh msg_id."""
+        if not seq:
+            msg_id = next(self._ids)
+            return msg_id, pack(body, msg_id=msg_id, token=token)
+        with self._lock:
+            acked = next(iter(self._open))
+        return seq, pack(body, msg_id=seq, token=token, client_id=self.client_id, acked=acked)
+
+    def close(self, seq: int) -> None:
+        with self._lock:
+            self._open.pop(seq, None)
+
+
 class Failover:
     """One call's attempts across endpoints (what the old single-threaded loop decided inline)."""
 
@@ -137,12 +182,19 @@ class Failover:
         self._endpoints = endpoints
         self._write = write
         self.tried = 0
+        self.lost = 0
 
     def step(self, outcome: Any, expired: bool) -> Step:
-        """``outcome``: NOT_SENT, NO_REPLY or the decoded reply; ``expired``: the deadline passed."""
+        """``outcome``: NOT_SENT, NO_REPLY, LOST or the decoded reply; ``expired``: the
+        deadline passed."""
         self.tried += 1
         last = self.tried >= len(self._endpoints.urls) or expired
         names = ", ".join(self._endpoints.urls)
+        if outcome is LOST:
+            self.lost += 1
+            return self._again(expired)
+        if self.lost and _refused_copy(outcome):
+            return self._again(expired)  # about this attempt, not the call: an earlier one left
         if outcome is NOT_SENT:
             return Step(move=True, error=Unavailable(f"no endpoint reachable: {names}") if last else None)
         if outcome is NO_REPLY:
@@ -157,6 +209,21 @@ class Failover:
                 return Step(move=True)
             return Step(error=from_response(outcome))
         return Step(response=outcome, done=True)
+
+    def _again(self, expired: bool) -> Step:
+        """Send again after a lost connection, until the deadline: writes too (see above)."""
+        if expired or self.tried > LOST_RETRIES + len(self._endpoints.urls):
+            return Step(move=True, error=RequestTimedOut(definite=not self._write))
+        return Step(move=True)
+
+
+def _refused_copy(outcome: Any) -> bool:
+    """Whether a member refused this attempt before it reached the log, or it never left:
+    after an earlier attempt of the same write was lost in flight, that says nothing of the
+    write, which may have been applied."""
+    if outcome is NOT_SENT:
+        return True
+    return isinstance(outcome, ErrorResponse) and outcome.code in COPY_REFUSALS
 
 
 def cluster_id_of(response: Any) -> int:

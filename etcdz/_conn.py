@@ -8,9 +8,11 @@ request (its own and the followers'), receives every reply and hands each to the
 of which takes over. A follower queues its request, wakes the leader through an inproc pipe
 and waits for its reply. One thread alone never waits for anyone: it leads its own call.
 
-``close()`` from any thread: the socket is closed by the leader, or at once if there is none;
-calls still waiting get ``NO_REPLY`` (sent) or ``NOT_SENT`` (still queued), so the client's
-failover rules apply to them as to a member that went silent.
+A lost connection (the member's gateway died: the socket's monitor reports the disconnect at
+once) answers every call sent and not answered ``LOST``: no reply can come for it. ``close()``
+from any thread: the socket is closed by the leader, or at once if there is none; calls still
+waiting get ``LOST`` (sent) or ``NOT_SENT`` (still queued). The client's failover rules
+(etcdz._calls) decide what each of those becomes.
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ from typing import Any
 
 import zmq
 
-from etcdz._calls import NO_REPLY, NOT_SENT, reply_id
+from etcdz._calls import LOST, NO_REPLY, NOT_SENT, reply_id
 
 _PENDING = object()
 _wake_ids = itertools.count(1)
+
+
+def monitor(sock: zmq.Socket[Any]) -> Any:
+    """A socket that receives a message whenever ``sock``'s connection drops."""
+    return sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+
+def close_monitored(sock: zmq.Socket[Any], watcher: zmq.Socket[Any]) -> None:
+    sock.disable_monitor()
+    watcher.close(linger=0)
+    sock.close(linger=0)
 
 
 def dealer(ctx: zmq.Context[Any], url: str, configure: Callable[[zmq.Socket[Any]], None]) -> Any:
@@ -51,6 +64,7 @@ class Connection:
         self.url = url
         self.generation = 0  # the client's endpoint generation this connection was made for
         self._sock: zmq.Socket[bytes] = dealer(ctx, url, configure)
+        self._monitor: zmq.Socket[bytes] = monitor(self._sock)
         address = f"inproc://etcdz-call-{next(_wake_ids)}-{id(self)}"
         self._wake_in = ctx.socket(zmq.PAIR)
         self._wake_in.bind(address)
@@ -64,7 +78,7 @@ class Connection:
         self.shut = threading.Event()
 
     def exchange(self, msg_id: int, frames: list[bytes], deadline: float, dial_s: float) -> object:
-        """The reply's body (bytes), ``NOT_SENT`` or ``NO_REPLY``."""
+        """The reply's body (bytes), ``NOT_SENT``, ``NO_REPLY`` or ``LOST``."""
         with self._cond:
             if self._closing:
                 return NOT_SENT
@@ -107,9 +121,14 @@ class Connection:
             pass  # wakes are queued already: the leader will look at the outbox
 
     def _lead(self, msg_id: int, deadline: float) -> object:
+        with self._cond:
+            in_flight = len(self._replies) > len(self._outbox)
+        if not in_flight:  # a drop reported while nothing was in flight concerns no call
+            self._drain_monitor()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_in, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while True:
             self._flush()
             with self._cond:
@@ -128,6 +147,8 @@ class Connection:
                     self._wake_in.recv()
             if self._sock in ready:
                 self._receive()
+            if self._monitor in ready:
+                self._disconnected()
 
     def _flush(self) -> None:
         """Send every queued request (the leader only)."""
@@ -168,6 +189,21 @@ class Connection:
                     self._replies[in_reply_to] = body
             self._cond.notify_all()
 
+    def _disconnected(self) -> None:
+        """The connection dropped: what was sent on it and not answered never will be."""
+        self._drain_monitor()
+        self._receive()  # what arrived before the drop
+        with self._cond:
+            queued = {item[0] for item in self._outbox}
+            for msg_id, got in self._replies.items():
+                if got is _PENDING and msg_id not in queued:
+                    self._replies[msg_id] = LOST
+            self._cond.notify_all()
+
+    def _drain_monitor(self) -> None:
+        while self._monitor.poll(0):
+            self._monitor.recv_multipart()
+
     def close(self) -> None:
         """Close from any thread; the socket goes now, or when the leader sees the wake-up."""
         with self._cond:
@@ -188,8 +224,8 @@ class Connection:
         self._outbox.clear()
         for msg_id, got in self._replies.items():
             if got is _PENDING:
-                self._replies[msg_id] = NOT_SENT if msg_id in queued else NO_REPLY
-        self._sock.close(linger=0)
+                self._replies[msg_id] = NOT_SENT if msg_id in queued else LOST
+        close_monitored(self._sock, self._monitor)
         self._wake_in.close(linger=0)
         self._wake_out.close(linger=0)
         self.shut.set()

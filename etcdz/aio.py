@@ -31,14 +31,21 @@ from etcdz import ops
 from etcdz._aio_conn import AioConnection
 from etcdz._aio_watch import AioWatchStream
 from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
-from etcdz._calls import Failover, cluster_id_of, decode_reply, is_write, login_retry, relogin_cures
+from etcdz._calls import (
+    Failover,
+    WriteSession,
+    cluster_id_of,
+    decode_reply,
+    is_write,
+    login_retry,
+    relogin_cures,
+)
 from etcdz._watch_core import WatchState
 from etcdz.auth import AuthApi
 from etcdz.client import DEFAULT_ENDPOINT, Txn
 from etcdz.errors import EtcdzError
 from etcdz.watcher import create_request
 from proto_schemas.codec import encode
-from proto_schemas.envelope import pack
 from proto_schemas.kv import KeyValue, RangeStreamRequest, RangeStreamResponse
 from proto_schemas.watch import Event, WatchCreateRequest, WatchHubsRequest, WatchResponse
 
@@ -144,6 +151,7 @@ class AsyncClient(Settings):
         self._plain_ctx: zmq.Context[Any] = zmq.Context.shadow(self._ctx.underlying)  # the calls' socket
         self._conn: AioConnection | None = None
         self._ids = itertools.count(1)
+        self._session = WriteSession(self._ids)
         self._login_lock = asyncio.Lock()
         self._watch_stream: AioWatchStream | None = None
         self._closed = False
@@ -201,18 +209,22 @@ class AsyncClient(Settings):
         loop = asyncio.get_running_loop()
         body = encode(request)
         deadline = loop.time() + (self.timeout if timeout is None else timeout)
-        write = is_write(request)
-        token = await self._logged_in(deadline)
+        seq = self._session.open() if is_write(request) else 0  # the same on every attempt
         try:
-            return await self._call(body, deadline, write, token)
-        except EtcdzError as exc:
-            if not relogin_cures(self.user, exc):
-                raise
-        async with self._login_lock:
-            if self._token == token:
-                await self._login(deadline)
-            token = self._token
-        return await self._call(body, deadline, write, token)
+            token = await self._logged_in(deadline)
+            try:
+                return await self._call(body, deadline, seq, token)
+            except EtcdzError as exc:
+                if not relogin_cures(self.user, exc):
+                    raise
+            async with self._login_lock:
+                if self._token == token:
+                    await self._login(deadline)
+                token = self._token
+            return await self._call(body, deadline, seq, token)
+        finally:
+            if seq:
+                self._session.close(seq)
 
     async def _logged_in(self, deadline: float) -> str:
         if self._need_login:
@@ -227,7 +239,7 @@ class AsyncClient(Settings):
         body = encode(self.login_request())
         for attempt in itertools.count():
             try:
-                response = await self._call(body, deadline, False, "")
+                response = await self._call(body, deadline, 0, "")
             except EtcdzError as exc:
                 delay = login_retry(exc, attempt, loop.time() >= deadline)
                 if delay is None:
@@ -240,15 +252,14 @@ class AsyncClient(Settings):
             break
         self._need_login = False
 
-    async def _call(self, body: bytes, deadline: float, write: bool, token: str) -> Any:
+    async def _call(self, body: bytes, deadline: float, seq: int, token: str) -> Any:
+        """As the blocking client's: a write keeps its ``seq`` as its msg_id on every attempt."""
         loop = asyncio.get_running_loop()
-        attempts = Failover(self._endpoints, write)
+        attempts = Failover(self._endpoints, bool(seq))
         while True:
             conn = self._connection()
-            msg_id = next(self._ids)
-            got = await conn.exchange(
-                msg_id, pack(body, msg_id=msg_id, token=token), deadline, self.dial_timeout
-            )
+            msg_id, frames = self._session.attempt(body, seq, token)
+            got = await conn.exchange(msg_id, frames, deadline, self.dial_timeout)
             outcome = decode_reply(got, conn.url) if isinstance(got, bytes) else got
             self.cluster_id = cluster_id_of(outcome) or self.cluster_id
             step = attempts.step(outcome, loop.time() >= deadline)

@@ -29,11 +29,19 @@ if TYPE_CHECKING:
 import proto_schemas as pb  # a protocol module is imported by the first call that uses it
 from etcdz import ops
 from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
-from etcdz._calls import WRITES, Failover, cluster_id_of, decode_reply, is_write, login_retry, relogin_cures
+from etcdz._calls import (
+    WRITES,
+    Failover,
+    WriteSession,
+    cluster_id_of,
+    decode_reply,
+    is_write,
+    login_retry,
+    relogin_cures,
+)
 from etcdz._conn import Connection
 from etcdz.errors import EtcdzError
 from proto_schemas.codec import encode
-from proto_schemas.envelope import pack
 from proto_schemas.kv import (
     KeyValue,
     RangeStreamRequest,
@@ -60,6 +68,7 @@ class Client(Settings, RequestApi):
         self._ctx = zmq.Context()
         self._conn: Connection | None = None
         self._ids = itertools.count(1)
+        self._session = WriteSession(self._ids)
         self._lock = threading.Lock()  # the connection and the endpoint choice
         self._login_lock = threading.Lock()
         self._stream_lock = threading.Lock()
@@ -126,18 +135,22 @@ class Client(Settings, RequestApi):
         """Send any etcdz request message and return its response message (or raise)."""
         body = encode(request)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        write = is_write(request)
-        token = self._logged_in(deadline)
+        seq = self._session.open() if is_write(request) else 0  # the same on every attempt
         try:
-            return self._call(body, deadline, write, token)
-        except EtcdzError as exc:
-            if not relogin_cures(self.user, exc):
-                raise
-        with self._login_lock:
-            if self._token == token:  # nobody logged in again meanwhile
-                self._login(deadline)
-            token = self._token
-        return self._call(body, deadline, write, token)
+            token = self._logged_in(deadline)
+            try:
+                return self._call(body, deadline, seq, token)
+            except EtcdzError as exc:
+                if not relogin_cures(self.user, exc):
+                    raise
+            with self._login_lock:
+                if self._token == token:  # nobody logged in again meanwhile
+                    self._login(deadline)
+                token = self._token
+            return self._call(body, deadline, seq, token)
+        finally:
+            if seq:
+                self._session.close(seq)
 
     def _logged_in(self, deadline: float) -> str:
         if self._need_login:
@@ -163,7 +176,7 @@ class Client(Settings, RequestApi):
         body = encode(self.login_request())
         for attempt in itertools.count():
             try:
-                response = self._call(body, deadline, False, "")
+                response = self._call(body, deadline, 0, "")
             except EtcdzError as exc:
                 delay = login_retry(exc, attempt, time.monotonic() >= deadline)
                 if delay is None:
@@ -176,13 +189,13 @@ class Client(Settings, RequestApi):
             break
         self._need_login = False
 
-    def _call(self, body: bytes, deadline: float, write: bool, token: str) -> Any:
-        """One request, with failover."""
-        attempts = Failover(self._endpoints, write)
+    def _call(self, body: bytes, deadline: float, seq: int, token: str) -> Any:
+        """One request, with failover; a write (``seq``: its number in the client's session)
+        keeps it as its msg_id on every attempt."""
+        attempts = Failover(self._endpoints, bool(seq))
         while True:
             conn = self._connection()
-            msg_id = next(self._ids)
-            frames = pack(body, msg_id=msg_id, token=token)
+            msg_id, frames = self._session.attempt(body, seq, token)
             got = conn.exchange(msg_id, frames, deadline, self.dial_timeout)
             outcome = decode_reply(got, conn.url) if isinstance(got, bytes) else got
             self.cluster_id = cluster_id_of(outcome) or self.cluster_id

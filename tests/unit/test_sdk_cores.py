@@ -4,12 +4,22 @@ lock recipe driven step by step as its drivers drive it."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
 from etcdz import _recipes as r
-from etcdz._calls import NO_REPLY, NOT_SENT, Endpoints, Failover, login_retry
+from etcdz._calls import (
+    LOST,
+    LOST_RETRIES,
+    NO_REPLY,
+    NOT_SENT,
+    Endpoints,
+    Failover,
+    WriteSession,
+    login_retry,
+)
 from etcdz.errors import (
     AuthFailed,
     AuthNotEnabled,
@@ -20,6 +30,7 @@ from etcdz.errors import (
     Unavailable,
 )
 from etcdz.lease import Renewal
+from proto_schemas.envelope import unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.kv import (
     CompareResult,
@@ -58,6 +69,43 @@ def test_no_leader_is_retried_elsewhere_other_errors_are_raised() -> None:
     assert isinstance(denied.error, LeaseNotFound) and not denied.move
     answer = PutResponse(header=ResponseHeader())
     assert Failover(Endpoints(THREE), write=True).step(answer, expired=False).response is answer
+
+
+def test_a_call_lost_with_its_connection_is_sent_again_until_its_deadline_writes_too() -> None:
+    for write in (False, True):
+        attempts = Failover(Endpoints(["tcp://only:1"]), write=write)
+        step = attempts.step(LOST, expired=False)
+        assert step.move and step.error is None  # the same endpoint again: it is the only one
+        # an earlier attempt left: a later one refused or never sent says nothing of the call
+        assert attempts.step(NOT_SENT, expired=False).error is None
+        busy = ErrorResponse(code=ErrorCode.TOO_MANY_REQUESTS, message="etcdserver: too many requests")
+        assert attempts.step(busy, expired=False).error is None
+        last = attempts.step(NOT_SENT, expired=True)
+        assert isinstance(last.error, RequestTimedOut) and last.error.definite is (not write)
+    attempts = Failover(Endpoints(THREE), write=True)
+    for _ in range(LOST_RETRIES + len(THREE)):
+        assert attempts.step(LOST, expired=False).error is None
+    assert isinstance(attempts.step(LOST, expired=False).error, RequestTimedOut)  # bounded in count too
+
+
+def test_a_write_keeps_its_number_on_every_attempt_and_names_the_oldest_open_one() -> None:
+    session = WriteSession(itertools.count(1))
+    first, second = session.open(), session.open()
+    read_id, _ = session.attempt(b"r", 0, "")
+    assert read_id == 3  # reads and writes share the numbers; a read has no session
+    for _ in range(2):
+        msg_id, frames = session.attempt(b"w", second, "t")
+        header, body = unpack_header(frames)
+        assert (msg_id, header.msg_id, header.client_id, header.acked, body) == (
+            second,
+            second,
+            session.client_id,
+            first,
+            b"w",
+        )
+    session.close(first)
+    assert unpack_header(session.attempt(b"w", second, "t")[1])[0].acked == second
+    assert WriteSession(itertools.count(1)).client_id != session.client_id
 
 
 def test_many_calls_that_saw_one_connection_fail_move_the_client_once() -> None:
