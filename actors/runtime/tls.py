@@ -21,9 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from actors.runtime.flagtable import boolean
 
 GRPC_TLS_FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
@@ -67,6 +64,8 @@ def _read(path: str, flag: str) -> bytes:
 
 def _public(key: Any) -> bytes:
     """A public key (or a private key's public half) as DER bytes, to compare keys by."""
+    from cryptography.hazmat.primitives import serialization
+
     public = key.public_key() if hasattr(key, "private_bytes") else key
     return bytes(
         public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -74,7 +73,11 @@ def _public(key: Any) -> bytes:
 
 
 def load(cert_file: str, key_file: str, trusted_ca_file: str = "", client_cert_auth: bool = False) -> GrpcTls:
-    """The files, read and checked: raises ValueError naming the flag at fault."""
+    """The files, read and checked: raises ValueError naming the flag at fault. (cryptography
+    loads only then: ~100 ms every member start would pay otherwise.)"""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     if client_cert_auth and not trusted_ca_file:
         raise ValueError(
             "--grpc-client-cert-auth needs --grpc-trusted-ca-file (the CA of the clients' certificates)"
