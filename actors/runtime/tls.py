@@ -102,16 +102,21 @@ def load(cert_file: str, key_file: str, trusted_ca_file: str = "", client_cert_a
         ) from None
     if _public(chain[0].public_key()) != _public(private):
         raise ValueError(f"--grpc-key-file: {key_file} is not the key of the certificate in --grpc-cert-file")
-    trusted = b""
-    if trusted_ca_file:
-        trusted = _read(trusted_ca_file, "grpc-trusted-ca-file")
-        try:
-            x509.load_pem_x509_certificates(trusted)
-        except ValueError as exc:
-            raise ValueError(
-                f"--grpc-trusted-ca-file: {trusted_ca_file} holds no PEM certificate ({exc})"
-            ) from None
+    trusted = _trusted(trusted_ca_file) if trusted_ca_file else b""
     return GrpcTls(cert, key, trusted, client_cert_auth)
+
+
+def _trusted(trusted_ca_file: str) -> bytes:
+    from cryptography import x509
+
+    trusted = _read(trusted_ca_file, "grpc-trusted-ca-file")
+    try:
+        x509.load_pem_x509_certificates(trusted)
+    except ValueError as exc:
+        raise ValueError(
+            f"--grpc-trusted-ca-file: {trusted_ca_file} holds no PEM certificate ({exc})"
+        ) from None
+    return trusted
 
 
 def grpc_urls(value: str, flag: str) -> list[str]:
@@ -157,10 +162,16 @@ def files(values: Mapping[str, object]) -> TlsFiles:
 
 def check(given: TlsFiles, listen_urls: list[str]) -> None:
     """Raise ValueError (naming the flag) unless the door can serve ``listen_urls`` with
-    ``given``: files given are read and checked even when every URL is http (as etcd reads
-    them at start), and an https URL needs the certificate and its key."""
-    if any(url.startswith("https://") for url in listen_urls) or given.given:
+    ``given``: an https URL needs the certificate and its key; files given are read and
+    checked even when every URL is http (as etcd reads them at start; a certificate without
+    its key, or the reverse, is refused there too)."""
+    if any(url.startswith("https://") for url in listen_urls) or given.cert_file or given.key_file:
         given.load()
+        return
+    if given.client_cert_auth and not given.trusted_ca_file:
+        raise ValueError("--grpc-client-cert-auth needs --grpc-trusted-ca-file")
+    if given.trusted_ca_file:
+        _trusted(given.trusted_ca_file)
 
 
 def plaintext_warning(listen_urls: list[str], given: TlsFiles) -> str:

@@ -305,6 +305,12 @@ def test_grpc_tls_flags_are_checked_before_anything_starts(tmp_path: Path) -> No
         (["--listen-grpc-urls", "grpcs://127.0.0.1:1"], "http://host:port or https://host:port"),
         # an http URL serves plaintext, but files given must still be usable (as etcd reads them)
         (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-cert-file", str(junk), *pair[2:]], "no PEM"),
+        (
+            ["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-cert-file", pki.server_cert],
+            "--grpc-key-file",
+        ),
+        (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-client-cert-auth"], "--grpc-trusted-ca-file"),
+        (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-trusted-ca-file", str(junk)], "no PEM"),
     ):
         with pytest.raises(ValueError, match=fragment):
             resolve(argv, environ={})
@@ -331,6 +337,10 @@ def test_grpc_tls_flags_are_checked_before_anything_starts(tmp_path: Path) -> No
     assert door_config(plain).tls is None  # etcd: http ignores the files, with a warning
     assert "serve plaintext" in plaintext_warning(plain.listen_grpc_urls, tls_files(plain))
     assert plaintext_warning(cfg.listen_grpc_urls, tls_files(cfg)) == ""
+    client_side = resolve(
+        ["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-trusted-ca-file", pki.ca], environ={}
+    )
+    assert client_side.grpc_trusted_ca_file == pki.ca and door_config(client_side).tls is None
 
 
 def test_the_standalone_grpc_door_takes_the_same_tls_flags(tmp_path: Path) -> None:
