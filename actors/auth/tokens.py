@@ -13,11 +13,18 @@ Rules (etcd's simple token keeper):
   each costs a deliberately slow hash on the gateway's thread; one source gets at most half of
   the overall rate, so it cannot drain it for everybody. Beyond any, ``too many requests``
   (the SDK waits and tries again).
+- A gRPC client's verified TLS certificate names its user when it sends no token (etcd's
+  "CommonName as user"): its door hands the gateway a certificate token, ``cert_token``, the
+  user's name under an HMAC of a secret only the gateway and its doors hold (the member's door
+  is in its process; a door elsewhere derives it from the members' Curve key, as the gateway
+  does). It passes wherever a token does (a watch hub's check, a lease call sent on to the
+  leader) and no client can make one up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 LOGIN_BURST = 5
@@ -30,6 +37,25 @@ MAX_TOKENS = 1_000_000  # a flood of logins cannot grow the table without bound
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+CERT_PREFIX = "etcdz-cert."  # never the start of a simple token (base64) or a JWT ("eyJ")
+
+
+def cert_token(secret: bytes, user: str) -> str:
+    """The token a door passes for a client whose verified certificate names ``user``."""
+    mac = hmac.new(secret, user.encode(), hashlib.sha256).hexdigest()
+    return f"{CERT_PREFIX}{mac}.{user}"
+
+
+def cert_user(secret: bytes, token: str) -> str | None:
+    """The user of a certificate token made with ``secret``; None for any other token."""
+    if not secret or not token.startswith(CERT_PREFIX):
+        return None
+    _, sep, user = token[len(CERT_PREFIX) :].partition(".")
+    if not sep or not hmac.compare_digest(cert_token(secret, user), token):
+        return None
+    return user
 
 
 class TokenKeeper:

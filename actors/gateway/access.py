@@ -2,7 +2,9 @@
 
 Rules (see actors/auth): while auth is enabled, every request but a login, the status ones and
 a hub's token check carries a token (``user name is empty`` if not, ``invalid auth token`` if
-unknown or expired) whose user must hold what the request needs (``permission denied``).
+unknown or expired) whose user must hold what the request needs (``permission denied``). A
+gRPC door's certificate token (tokens.py) names the user of a verified client certificate; a
+user it names who does not exist is denied, as etcd denies an unknown Common Name.
 The user and the auth revision checked against travel in the proposal, so apply checks again
 if the store changed; a linearizable read's permission is checked after its ReadIndex wait, as
 etcd does (``routing.py``), so a permission revoked before the read began is honoured on every
@@ -24,7 +26,7 @@ from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from actors.auth.perms import Anyone, Need, needs
 from actors.auth.store import AuthView
-from actors.auth.tokens import TokenKeeper, digest
+from actors.auth.tokens import TokenKeeper, cert_user, digest
 from actors.gateway.replies import Replies
 from actors.gateway.requests import is_linearizable
 from proto_schemas.auth import (
@@ -58,6 +60,11 @@ class Access(Replies):
     def _token_user(self, token: str, now: float) -> str:
         if not token:
             raise EtcdzError(ErrorCode.USER_EMPTY)
+        certified = cert_user(self.cert_secret, token)
+        if certified is not None:  # a verified TLS certificate's Common Name (a gRPC door's word)
+            if certified not in self.auth.users:
+                raise EtcdzError(ErrorCode.PERMISSION_DENIED)  # etcd: no such user to check
+            return certified
         if self.jwt is not None:
             return self._jwt_user(self.jwt, token)
         user = self.tokens.user(token, now)

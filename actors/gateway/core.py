@@ -107,6 +107,7 @@ class GatewayCore(Routing):
         auth_token_ttl_s: float = 300.0,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         hub_token: str = "",
+        cert_secret: bytes = b"",
         local_hubs: int = 0,
         open_hubs: bool = False,
         jwt: JwtTokens | None = None,
@@ -132,6 +133,7 @@ class GatewayCore(Routing):
         self.logins = LoginLimiter()
         self._random = random_bytes
         self.hub_token = hub_token  # hubs on other hosts holding the members' key present it
+        self.cert_secret = cert_secret  # gRPC doors' certificate tokens (tokens.cert_token)
         self.local_hubs = LocalHubs(local_hubs)
         self.open_hubs = open_hubs  # --experimental-allow-unauthenticated-hubs
         self._token_sweep = 0.0

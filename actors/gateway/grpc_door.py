@@ -34,6 +34,7 @@ from actors.gateway.core import GatewayCore
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import ListenError
 from actors.runtime.loop import Loop
+from actors.runtime.tls import TlsFiles, plaintext_warning
 from actors.v3rpc.links import Link
 from actors.v3rpc.shell import MAX_WATCH_STREAMS, DoorConfig, serve
 from actors.v3rpc.shell import ListenError as DoorListenError
@@ -46,7 +47,10 @@ SOURCE = "grpc"  # the address the core's login limiter counts the door's logins
 START_TIMEOUT_S = 30.0
 
 
-def door_config(config: NodeConfig) -> DoorConfig:
+def door_config(config: NodeConfig, cert_secret: bytes = b"") -> DoorConfig:
+    """The member's door settings; its TLS files are read here (ValueError if unusable)."""
+    given = tls_files(config)
+    secure = any(url.startswith("https://") for url in config.listen_grpc_urls)
     return DoorConfig(
         name=config.name,
         listen_urls=config.listen_grpc_urls,
@@ -60,17 +64,35 @@ def door_config(config: NodeConfig) -> DoorConfig:
         max_inflight=config.max_client_inflight,
         # a stream holds a hub connection (a socket): the hubs' bound, within the door's own
         max_watch_streams=min(config.watch_limits.get("max_streams", MAX_WATCH_STREAMS), MAX_WATCH_STREAMS),
+        tls=given.load() if secure else None,
+        cert_secret=cert_secret,
+    )
+
+
+def tls_files(config: NodeConfig) -> TlsFiles:
+    return TlsFiles(
+        cert_file=config.grpc_cert_file,
+        key_file=config.grpc_key_file,
+        trusted_ca_file=config.grpc_trusted_ca_file,
+        client_cert_auth=config.grpc_client_cert_auth,
     )
 
 
 def attach(loop: Loop, core: GatewayCore, config: NodeConfig, log: structlog.BoundLogger) -> EmbeddedDoor:
     """The member's door, to ``start`` once the gateway's loop is built."""
-    door = door_config(config)
-    if config.key_file:
+    try:
+        door = door_config(config, core.cert_secret)
+    except ValueError as exc:  # a TLS file changed since the start's check
+        raise ListenError(str(exc)) from None
+    ignored = plaintext_warning(door.listen_urls, tls_files(config))
+    if ignored:
+        log.warning(ignored)
+    plain = [url for url in door.listen_urls if url.startswith("http://")]
+    if config.key_file and plain:
         log.warning(
-            "etcd's gRPC API is served in plaintext (no TLS yet) while the ZeroMQ endpoints are "
-            "encrypted: keep --listen-grpc-urls on loopback or a trusted network",
-            urls=door.listen_urls,
+            "etcd's gRPC API is served in plaintext on http:// URLs while the ZeroMQ endpoints "
+            "are encrypted: serve it on https:// (--grpc-cert-file) or keep it on loopback",
+            urls=plain,
         )
     return EmbeddedDoor(loop, core, door, log)
 

@@ -55,6 +55,7 @@ class Replies:
     logins: LoginLimiter
     _random: Callable[[int], bytes]
     hub_token: str
+    cert_secret: bytes
     local_hubs: LocalHubs
     open_hubs: bool
     _token_sweep: float

@@ -64,6 +64,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         unsafe_local_reads=failpoints.enabled("gateway-skip-read-index"),
         auth_token_ttl_s=config.auth_token_ttl_s,
         hub_token=curve.hub_token(config.client_curve()),
+        # a member's own door shares its process: without the members' key, a secret of its own
+        cert_secret=curve.door_secret(config.client_curve()) or os.urandom(32),
         local_hubs=config.watch_hubs,
         open_hubs=config.allow_unauthenticated_hubs,
         jwt=_jwt(config),

@@ -63,8 +63,12 @@ class NodeConfig:
     max_client_inflight_bytes: int = 64 << 20
     allow_unauthenticated_hubs: bool = False  # hubs may announce over the client port unproven
     listen_metrics_urls: list[str] = field(default_factory=list)  # http://host:port
-    listen_grpc_urls: list[str] = field(default_factory=list)  # http://host:port: etcd's gRPC API
+    listen_grpc_urls: list[str] = field(default_factory=list)  # http(s)://host:port: etcd's gRPC API
     advertise_grpc_urls: list[str] = field(default_factory=list)
+    grpc_cert_file: str = ""  # PEM: TLS of the https:// gRPC URLs (actors/runtime/tls.py)
+    grpc_key_file: str = ""
+    grpc_trusted_ca_file: str = ""
+    grpc_client_cert_auth: bool = False
     watch_progress_notify_ms: int = 600_000
     auth_token_ttl_s: int = 300
     auth_jwt: JwtOptions | None = None  # --auth-token jwt,...; None: simple tokens

@@ -92,6 +92,16 @@ def hub_token(client: Curve | None) -> str:
     return hmac.new(client.pair.secret, b"etcdz hub token", hashlib.sha256).hexdigest()
 
 
+def door_secret(client: Curve | None) -> bytes:
+    """The secret under which a gRPC door vouches for a client certificate's user (see
+    actors/auth/tokens.py): derived from the members' client key pair, so every member and a
+    standalone door holding that pair share it; empty without a key (a member then makes up
+    one for its own door)."""
+    if client is None:
+        return b""
+    return hmac.new(client.pair.secret, b"etcdz certificate users", hashlib.sha256).digest()
+
+
 def serve(sock: zmq.Socket[bytes], curve: Curve | None, domain: str) -> None:
     """Make ``sock`` a Curve server (before it binds)."""
     if curve is None:

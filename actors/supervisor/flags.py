@@ -27,6 +27,9 @@ from actors.runtime.flagtable import (
     watch_limits,
 )
 from actors.runtime.flagtable import parser as table_parser
+from actors.runtime.tls import GRPC_TLS_FLAGS, grpc_urls
+from actors.runtime.tls import check as check_grpc_tls
+from actors.runtime.tls import files as grpc_tls_files
 
 __all__ = ["FLAGS", "Table", "boolean", "env_name", "parse_duration_ms", "parser", "read", "resolve", "urls"]
 
@@ -70,10 +73,12 @@ FLAGS: dict[str, tuple[Callable[[str], object], object, str]] = {
     "listen-grpc-urls": (
         str,
         "",
-        "http://host:port URLs to serve etcd's v3 gRPC API on, for etcdctl and etcd's client "
-        "libraries (off by default; a port of 0 is a free port)",
+        "http://host:port or https://host:port (TLS: --grpc-cert-file) URLs to serve etcd's v3 "
+        "gRPC API on, for etcdctl and etcd's client libraries (off by default; a port of 0 is a "
+        "free port)",
     ),
     "advertise-grpc-urls": (str, "", "gRPC URLs of this member told to clients (default: the listen URLs)"),
+    **GRPC_TLS_FLAGS,
     "watch-hubs": (int, 1, "watch hubs to start with this member (0: none)"),
     "experimental-allow-unauthenticated-hubs": (
         boolean,
@@ -273,6 +278,18 @@ def _curve_settings(values: Mapping[str, object]) -> dict[str, Any]:
     return found
 
 
+def _grpc_tls_settings(values: Mapping[str, object], listen_grpc: list[str]) -> dict[str, Any]:
+    """The gRPC door's TLS flags, their files read and checked now (actors/runtime/tls.py)."""
+    given = grpc_tls_files(values)
+    check_grpc_tls(given, listen_grpc)
+    return {
+        "grpc_cert_file": given.cert_file,
+        "grpc_key_file": given.key_file,
+        "grpc_trusted_ca_file": given.trusted_ca_file,
+        "grpc_client_cert_auth": given.client_cert_auth,
+    }
+
+
 def check_member(name: str, cluster: dict[str, list[str]], advertise_peer: list[str]) -> None:
     """This member's entry in ``--initial-cluster`` names its peer URLs (etcd's checks)."""
     if name not in cluster:
@@ -341,6 +358,7 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         raise ValueError(
             "--max-client-requests-in-flight and --max-client-bytes-in-flight must be at least 1"
         )
+    listen_grpc = grpc_urls(str(values["listen-grpc-urls"]), "--listen-grpc-urls")
     return NodeConfig(
         name=name,
         data_dir=os.path.abspath(data_dir),
@@ -380,9 +398,10 @@ def resolve(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None
         max_client_inflight_bytes=in_flight_bytes,
         allow_unauthenticated_hubs=open_hubs,
         listen_metrics_urls=_http_urls(str(values["listen-metrics-urls"])),
-        listen_grpc_urls=_http_urls(str(values["listen-grpc-urls"]), "--listen-grpc-urls"),
-        advertise_grpc_urls=_http_urls(str(values["advertise-grpc-urls"]), "--advertise-grpc-urls")
-        or _http_urls(str(values["listen-grpc-urls"]), "--listen-grpc-urls"),
+        listen_grpc_urls=listen_grpc,
+        advertise_grpc_urls=grpc_urls(str(values["advertise-grpc-urls"]), "--advertise-grpc-urls")
+        or listen_grpc,
+        **_grpc_tls_settings(values, listen_grpc),
         watch_progress_notify_ms=parse_duration_ms(
             str(values["experimental-watch-progress-notify-interval"])
         ),

@@ -8,6 +8,10 @@ to a watch hub, one hub connection per stream (links.py); LeaseKeepAlive streams
 keepalive calls one after another; Snapshot streams the pieces of the member's copy as an
 etcdz snapshot file.
 
+TLS (``https://`` URLs) and client certificates: see actors/runtime/tls.py; a verified
+certificate's Common Name reaches the gateway as a certificate token (``Door.token``), on the
+same path as a client's token, so the gateway's auth is the only auth.
+
 Bounds, so that no client makes the process grow: at most ``max_rpcs`` calls and streams at
 once (grpcio answers ``RESOURCE_EXHAUSTED`` beyond), at most ``max_watch_streams`` watch
 streams (each holds a hub connection), ``max_inflight`` calls at the gateway, a receive limit
@@ -28,8 +32,10 @@ import structlog
 import zmq.asyncio
 from google.protobuf.message import DecodeError, Message
 
+from actors.auth.tokens import cert_token
 from actors.runtime.curve import Curve
 from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
+from actors.runtime.tls import GrpcTls
 from actors.v3rpc.links import GatewayLink, HubLink, HubPool, Link
 from actors.v3rpc.streams import DUPLICATE, StreamWatchers
 from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
@@ -63,7 +69,7 @@ UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one versi
 @dataclass(frozen=True)
 class DoorConfig:
     name: str
-    listen_urls: list[str]  # http://host:port
+    listen_urls: list[str]  # http://host:port, https://host:port (TLS with ``tls``)
     gateway_url: str  # the member's client URL (never the node's trusted private socket)
     gateway_curve: Curve | None = None
     cluster_id: int = 0
@@ -76,6 +82,8 @@ class DoorConfig:
     max_watch_streams: int = MAX_WATCH_STREAMS
     max_inflight: int = 1000
     heartbeat_path: str = ""
+    tls: GrpcTls | None = None  # the https URLs' certificate, key and client CAs
+    cert_secret: bytes = b""  # vouches for a verified client certificate's user (auth/tokens.py)
 
 
 def token_of(context: grpc.aio.ServicerContext) -> str:
@@ -84,6 +92,12 @@ def token_of(context: grpc.aio.ServicerContext) -> str:
         if key in ("token", "authorization"):
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
     return ""
+
+
+def common_name(context: grpc.aio.ServicerContext) -> str:
+    """The Common Name of the client's certificate, as the TLS handshake verified it."""
+    names = context.auth_context().get("x509_common_name") or []
+    return names[0].decode("utf-8", "replace") if names else ""
 
 
 async def fail(context: grpc.aio.ServicerContext, error: ErrorResponse) -> None:
@@ -115,6 +129,18 @@ class Door:
         self.timeout_s = config.request_timeout_s + 1.0
         self.watch_streams = 0
         self.hubs = HubPool(ctx, config.hub_curve)
+        # etcd's "CommonName as user": only a certificate the handshake verified names one
+        self.cert_users = bool(config.tls and config.tls.client_cert_auth and config.cert_secret)
+
+    def token(self, context: grpc.aio.ServicerContext) -> str:
+        """What the gateway checks a call's auth by: its token; without one, on a connection
+        whose client certificate was verified, a certificate token for its Common Name (the
+        gateway then takes that name as the user, as etcd does)."""
+        token = token_of(context)
+        if token or not self.cert_users:
+            return token
+        user = common_name(context)
+        return cert_token(self.config.cert_secret, user) if user else ""
 
     def fill(self, out: Message, revision: bool = True) -> Message:
         """Complete a response's header as etcd's server does for every RPC: cluster and
@@ -129,7 +155,7 @@ class Door:
         return out
 
     async def ask(self, context: grpc.aio.ServicerContext, request: Any) -> Any:
-        reply = await self.link.call(request, token_of(context), self.timeout_s)
+        reply = await self.link.call(request, self.token(context), self.timeout_s)
         if isinstance(reply, ErrorResponse):
             await fail(context, reply)
         return reply
@@ -193,7 +219,7 @@ class Door:
             msg = await parse(context, rpc_pb2.LeaseKeepAliveRequest, raw)
             lease_id = msg.ID
             request = LeaseKeepAliveRequest(id=lease_id)
-            reply = await self.link.call(request, token_of(context), self.timeout_s)
+            reply = await self.link.call(request, self.token(context), self.timeout_s)
             if isinstance(reply, ErrorResponse):
                 if reply.code != ErrorCode.LEASE_NOT_FOUND:
                     await fail(context, reply)
@@ -232,7 +258,7 @@ class Door:
         # connection freed), not when the handler next happens to write to it.
         handler = asyncio.current_task()
         context.add_done_callback(lambda _: handler.cancel() if handler is not None else None)
-        hub = self.hubs.take(url, token_of(context))
+        hub = self.hubs.take(url, self.token(context))
         mine = StreamWatchers()
         refusals: asyncio.Queue[WatchResponse] = asyncio.Queue(maxsize=16)  # the door's own answers
         pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine, refusals))
@@ -371,6 +397,17 @@ def server_options(config: DoorConfig) -> list[tuple[str, Any]]:
     ]
 
 
+def credentials(tls: GrpcTls) -> grpc.ServerCredentials:
+    """TLS with the door's certificate; with client-cert-auth, a client certificate signed by
+    one of the trusted CAs is required and verified in the handshake (grpc's
+    REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, etcd's RequireAndVerifyClientCert)."""
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)],
+        root_certificates=tls.trusted_ca if tls.client_cert_auth else None,
+        require_client_auth=tls.client_cert_auth,
+    )
+
+
 async def beat(path: str) -> None:
     """Touch the heartbeat file every second: the supervisor kills a side whose beat stops."""
     while True:
@@ -401,14 +438,19 @@ async def serve(
     )
     urls = []
     for url in config.listen_urls:
-        host = url.removeprefix("http://").removeprefix("https://")
+        scheme, _, host = url.partition("://")
         try:
-            port = server.add_insecure_port(host)
+            if scheme != "https":
+                port = server.add_insecure_port(host)
+            elif config.tls is None:
+                raise ListenError(f"--listen-grpc-urls {url} needs --grpc-cert-file and --grpc-key-file")
+            else:
+                port = server.add_secure_port(host, credentials(config.tls))
         except RuntimeError as exc:
             raise ListenError(f"cannot listen on --listen-grpc-urls {url}: {exc}") from None
         if port == 0:
             raise ListenError(f"cannot listen on --listen-grpc-urls {url}: address in use or invalid")
-        urls.append(f"http://{host.rpartition(':')[0]}:{port}")
+        urls.append(f"{scheme}://{host.rpartition(':')[0]}:{port}")
     await server.start()
     bound(urls)
     tasks = [asyncio.ensure_future(link.run())]

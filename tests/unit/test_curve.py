@@ -10,7 +10,7 @@ import zmq
 from zmq.auth import create_certificates
 from zmq.utils import z85
 
-from actors.runtime.curve import KeyFileError, for_node, load_pair, zap_reply
+from actors.runtime.curve import KeyFileError, door_secret, for_node, load_pair, zap_reply
 
 
 def request(key: bytes, mechanism: bytes = b"CURVE") -> list[bytes]:
@@ -43,3 +43,16 @@ def test_key_files_must_be_private_and_hold_a_secret(tmp_path: Path) -> None:
     curve = for_node(secret, True, "")
     assert curve is not None and curve.allowed == frozenset({pair.public}) and curve.server == pair.public
     assert for_node("", True, "") is None
+
+
+def test_the_door_secret_is_the_same_wherever_the_members_key_is_and_none_without_it(tmp_path: Path) -> None:
+    """Every member and a standalone gRPC door holding the members' key pair vouch for a client
+    certificate's user under the same secret; another pair gives another one."""
+    _, members = create_certificates(str(tmp_path), "members")
+    _, other = create_certificates(str(tmp_path), "other")
+    for secret in (members, other):
+        os.chmod(secret, 0o600)
+    here, there = door_secret(for_node(members, False, "")), door_secret(for_node(members, True, ""))
+    assert len(here) == 32 and here == there
+    assert door_secret(for_node(other, False, "")) != here
+    assert door_secret(None) == b""

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from zmq.auth import create_certificates
 
+from actors.gateway.grpc_door import door_config, tls_files
 from actors.runtime.config import NodeConfig
+from actors.runtime.tls import plaintext_warning
 from actors.supervisor.flags import FLAGS, env_name, resolve
 from actors.watch.__main__ import from_node, standalone
+from tools.pki import issue
 
 
 def test_defaults_are_etcds() -> None:
@@ -273,3 +276,85 @@ def free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_grpc_tls_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    """https:// needs a certificate and its key, client-cert-auth a CA; each file is read and
+    checked at start, and the error names the flag (etcd's names, prefixed: --key-file and
+    --client-cert-auth are the CurveZMQ ones)."""
+    pki = issue(str(tmp_path / "pki"), ["alice"])
+    https = ["--listen-grpc-urls", "https://127.0.0.1:2384"]
+    pair = ["--grpc-cert-file", pki.server_cert, "--grpc-key-file", pki.server_key]
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for argv, fragment in (
+        (https, "needs --grpc-cert-file and --grpc-key-file: --grpc-cert-file is not set"),
+        ([*https, "--grpc-cert-file", pki.server_cert], "--grpc-key-file is not set"),
+        (
+            [*https, *pair[:2], "--grpc-key-file", pki.clients["alice"][1]],
+            "--grpc-key-file: .* is not the key",
+        ),
+        (
+            [*https, "--grpc-cert-file", str(tmp_path / "none.pem"), *pair[2:]],
+            "--grpc-cert-file: cannot read",
+        ),
+        ([*https, "--grpc-cert-file", str(junk), *pair[2:]], "--grpc-cert-file: .* holds no PEM certificate"),
+        ([*https, *pair[:2], "--grpc-key-file", str(junk)], "--grpc-key-file: .* holds no unencrypted PEM"),
+        ([*https, *pair, "--grpc-client-cert-auth"], "--grpc-client-cert-auth needs --grpc-trusted-ca-file"),
+        ([*https, *pair, "--grpc-trusted-ca-file", str(junk)], "--grpc-trusted-ca-file: .* holds no PEM"),
+        (["--listen-grpc-urls", "grpcs://127.0.0.1:1"], "http://host:port or https://host:port"),
+        # an http URL serves plaintext, but files given must still be usable (as etcd reads them)
+        (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-cert-file", str(junk), *pair[2:]], "no PEM"),
+        (
+            ["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-cert-file", pki.server_cert],
+            "--grpc-key-file",
+        ),
+        (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-client-cert-auth"], "--grpc-trusted-ca-file"),
+        (["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-trusted-ca-file", str(junk)], "no PEM"),
+    ):
+        with pytest.raises(ValueError, match=fragment):
+            resolve(argv, environ={})
+    env = {
+        "ETCDZ_LISTEN_GRPC_URLS": "https://127.0.0.1:2384",
+        "ETCDZ_GRPC_CERT_FILE": pki.server_cert,
+        "ETCDZ_GRPC_KEY_FILE": pki.server_key,
+        "ETCDZ_GRPC_TRUSTED_CA_FILE": pki.ca,
+        "ETCDZ_GRPC_CLIENT_CERT_AUTH": "true",
+    }
+    cfg = resolve([], environ=env)
+    assert cfg.listen_grpc_urls == cfg.advertise_grpc_urls == ["https://127.0.0.1:2384"]
+    assert (cfg.grpc_cert_file, cfg.grpc_trusted_ca_file, cfg.grpc_client_cert_auth) == (
+        pki.server_cert,
+        pki.ca,
+        True,
+    )
+    assert type(cfg).from_json(cfg.to_json()) == cfg  # as the gateway reads it
+    door = door_config(cfg, b"s" * 32)
+    assert (
+        door.tls is not None and door.tls.client_cert_auth and door.tls.trusted_ca.startswith(b"-----BEGIN")
+    )
+    plain = resolve(["--listen-grpc-urls", "http://127.0.0.1:1", *pair], environ={})
+    assert door_config(plain).tls is None  # etcd: http ignores the files, with a warning
+    assert "serve plaintext" in plaintext_warning(plain.listen_grpc_urls, tls_files(plain))
+    assert plaintext_warning(cfg.listen_grpc_urls, tls_files(cfg)) == ""
+    client_side = resolve(
+        ["--listen-grpc-urls", "http://127.0.0.1:1", "--grpc-trusted-ca-file", pki.ca], environ={}
+    )
+    assert client_side.grpc_trusted_ca_file == pki.ca and door_config(client_side).tls is None
+
+
+def test_the_standalone_grpc_door_takes_the_same_tls_flags(tmp_path: Path) -> None:
+    from actors.v3rpc.__main__ import standalone as standalone_door
+
+    pki = issue(str(tmp_path / "pki"), [])
+    alone = ["--endpoints", "tcp://127.0.0.1:2379", "--listen-grpc-urls", "https://127.0.0.1:0"]
+    with pytest.raises(ValueError, match="--grpc-cert-file is not set"):
+        standalone_door(alone, {})
+    env = {"ETCDZ_GRPC_CERT_FILE": pki.server_cert, "ETCDZ_GRPC_KEY_FILE": pki.server_key}
+    door, _, _, warnings = standalone_door(alone, env)
+    assert door.tls is not None and not door.tls.client_cert_auth and warnings == []
+    assert door.cert_secret == b""  # without the members' key it cannot vouch for a user
+    checked = [*alone, "--grpc-trusted-ca-file", pki.ca, "--grpc-client-cert-auth"]
+    door, _, _, warnings = standalone_door(checked, env)
+    assert door.tls is not None and door.tls.client_cert_auth
+    assert any("without --key-file" in w for w in warnings)

@@ -10,7 +10,7 @@ from test_gateway_core import LEADER, make, replies
 
 from actors.auth.jwt import JwtTokens
 from actors.auth.passwords import hash_password
-from actors.auth.tokens import LOGIN_BURST, digest
+from actors.auth.tokens import LOGIN_BURST, cert_token, digest
 from actors.gateway.core import GatewayCore
 from etcdz import ops
 from proto_schemas.auth import (
@@ -209,6 +209,31 @@ def test_a_hubs_check_of_a_watchers_token() -> None:
     send(plain, AuthCheckRequest(token="", key=b"/anything"))
     ((_, _, ok),) = replies(plain)
     assert isinstance(ok, AuthCheckResponse) and ok.user == ""  # auth disabled: anyone may watch
+
+
+def test_a_doors_certificate_token_names_the_user_of_a_verified_client_certificate() -> None:
+    """etcd's "CommonName as user", on the token's own path: made under the gateway's secret,
+    it passes as its user's token (a proposal, a hub's check); under another secret, or at a
+    gateway without one, it is no token; a name that is no user is denied, as in etcd."""
+    secret = b"s" * 32
+    core = secured(cert_secret=secret)
+    send(core, ops.put("/k", "1"), token=cert_token(secret, "root"))
+    (proposal,) = proposed(core)
+    assert (proposal.user, proposal.auth_revision) == ("root", 7)
+    send(core, ops.put("/a/x", "1"), token=cert_token(secret, "alice"))
+    assert error(core) == ErrorCode.PERMISSION_DENIED
+    send(core, AuthCheckRequest(token=cert_token(secret, "alice"), key=b"/a/", range_end=b"/a0"))
+    ((_, _, ok),) = replies(core)
+    assert isinstance(ok, AuthCheckResponse) and ok.user == "alice"
+    send(core, ops.get("/a/x", serializable=True), token=cert_token(secret, "bob"))
+    assert error(core) == ErrorCode.PERMISSION_DENIED
+    send(core, ops.put("/k", "1"), token=cert_token(b"t" * 32, "root"))
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN
+    send(core, ops.put("/k", "1"), token=cert_token(secret, "root")[:-1] + "x")
+    assert error(core) == ErrorCode.INVALID_AUTH_TOKEN
+    without = secured()
+    send(without, ops.put("/k", "1"), token=cert_token(secret, "root"))
+    assert error(without) == ErrorCode.INVALID_AUTH_TOKEN
 
 
 def test_a_streamed_range_resumed_outside_its_range_is_refused_before_any_check() -> None:
