@@ -16,8 +16,8 @@ import pytest
 
 from actors.runtime.config import ACTORS
 from actors.supervisor.node import RESTART_SET
-from tools.cluster import LocalCluster
 from etcdz.aio import AsyncClient
+from tools.cluster import LocalCluster
 from tools.workload import Writer, check_writes, wait_serving, wait_until
 
 
