@@ -6,8 +6,10 @@ from the outcome whether to return, to raise, or to try the next endpoint. The d
 here, without sockets or clocks (the shells pass ``expired``), so that the two clients cannot
 drift apart:
 - a *definite* failure that another member may not have (no leader, unavailable, stopping,
-  a learner's refusal) or no reply at all, for a read: try the next endpoint, within the
-  call's deadline;
+  a learner's refusal): try the next endpoint, and after every round of them, pause (50 ms,
+  doubling up to 0.5 s), until the call's deadline, as clientv3 retries ``Unavailable``: an
+  election leaves every member without a leader for about an election timeout;
+- no reply at all, for a read: try the next endpoint, within the call's deadline;
 - a connection lost with the call in flight (the member's gateway died; ``LOST``, seen at once
   through the socket's monitor): send it again, to the next endpoint (the same one if it is
   the only one), writes too: every write carries its client's session and keeps its msg_id
@@ -46,7 +48,9 @@ class _Outcome:
 NOT_SENT = _Outcome("NOT_SENT")  # the request never left: no connection to the endpoint
 NO_REPLY = _Outcome("NO_REPLY")  # sent, and nothing came back before the deadline
 LOST = _Outcome("LOST")  # sent, and the connection it left on is gone: no answer can come on it
-LOST_RETRIES = 8  # a call is sent again after a lost connection at most this often
+RETRY_LIMIT = 32  # attempts of one call at most (the deadline usually ends them first)
+BACKOFF_S = 0.05  # the pause after a round of every endpoint, doubled each round ...
+BACKOFF_MAX_S = 0.5  # ... up to this
 RETRY_ELSEWHERE = {
     ErrorCode.NO_LEADER,
     ErrorCode.UNAVAILABLE,
@@ -141,6 +145,7 @@ class Step:
     error: EtcdzError | None = None
     response: Any = None
     done: bool = False
+    delay: float = 0.0  # seconds to wait before the next attempt
 
 
 class WriteSession:
@@ -192,9 +197,9 @@ class Failover:
         names = ", ".join(self._endpoints.urls)
         if outcome is LOST:
             self.lost += 1
-            return self._again(expired)
-        if self.lost and _refused_copy(outcome):
-            return self._again(expired)  # about this attempt, not the call: an earlier one left
+            return self._again(expired, RequestTimedOut(definite=not self._write))
+        if self.lost and _refused_copy(outcome):  # about this attempt, not the call: an earlier one left
+            return self._again(expired, RequestTimedOut(definite=not self._write))
         if outcome is NOT_SENT:
             return Step(move=True, error=Unavailable(f"no endpoint reachable: {names}") if last else None)
         if outcome is NO_REPLY:
@@ -205,16 +210,20 @@ class Failover:
                 return Step(move=True, error=error)
             return Step(move=True)
         if isinstance(outcome, ErrorResponse):
-            if outcome.code in RETRY_ELSEWHERE and not last:
-                return Step(move=True)
+            if outcome.code in RETRY_ELSEWHERE:
+                return self._again(expired, from_response(outcome))
             return Step(error=from_response(outcome))
         return Step(response=outcome, done=True)
 
-    def _again(self, expired: bool) -> Step:
-        """Send again after a lost connection, until the deadline: writes too (see above)."""
-        if expired or self.tried > LOST_RETRIES + len(self._endpoints.urls):
-            return Step(move=True, error=RequestTimedOut(definite=not self._write))
-        return Step(move=True)
+    def _again(self, expired: bool, error: EtcdzError) -> Step:
+        """Try again on the next endpoint until the deadline (then raise ``error``), pausing
+        once every endpoint was tried: an election takes about an election timeout, and a
+        restarted gateway a moment."""
+        if expired or self.tried >= RETRY_LIMIT:
+            return Step(move=True, error=error)
+        rounds = self.tried // len(self._endpoints.urls)
+        delay = min(BACKOFF_S * 2 ** (rounds - 1), BACKOFF_MAX_S) if rounds else 0.0
+        return Step(move=True, delay=delay)
 
 
 def _refused_copy(outcome: Any) -> bool:

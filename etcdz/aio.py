@@ -269,6 +269,8 @@ class AsyncClient(Settings):
                 raise step.error
             if step.done:
                 return step.response
+            if step.delay:
+                await asyncio.sleep(min(step.delay, max(0.0, deadline - loop.time())))
 
     # -- the shared request API (see etcdz._api and etcdz.auth) -----------------------------
     get = _awaited(RequestApi.get)

@@ -206,6 +206,8 @@ class Client(Settings, RequestApi):
                 raise step.error
             if step.done:
                 return step.response
+            if step.delay:
+                time.sleep(min(step.delay, max(0.0, deadline - time.monotonic())))
 
     def transaction(self) -> Txn:
         """``client.transaction().when(Value("k") == "v").then(ops.put("k", "w")).commit()``."""

@@ -1,13 +1,14 @@
 """What one dead actor costs the clients of a 3-member cluster: failed requests per kill.
 
-    python -m tools.bench actor-kill [--clients 16] [--kills 3] [--window 5]
+    python -m tools.bench actor-kill [--clients 16] [--kills 3] [--window 5] [--actors raft,wal]
 
 Starts three members (with a watch hub, metrics and the periodic corruption check each) and
 ``--clients`` closed-loop writers spread over the members' client URLs. For each target — every
 actor of a follower, every actor of the leader, and as the baseline the whole leader (kill -9
 of its supervisor and actors) — it kills it ``--kills`` times and counts the puts that failed
-(any error: timed out, unavailable, no leader...) from the kill to ``--window`` seconds after
-it, and how long until every writer succeeded again. Kills are ``STABLE_AFTER_S`` apart: closer
+(any error: timed out, unavailable, no leader...; each put's deadline ``--timeout``, etcdctl's
+default of 5 s) from the kill to ``--window`` seconds after it, the errors seen, and how long
+until every writer succeeded again. Kills are ``STABLE_AFTER_S`` apart: closer
 ones look like a crash loop to the supervisor, which backs off and then stops the member.
 """
 
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from actors.supervisor.node import STABLE_AFTER_S
 from etcdz import Client
@@ -38,7 +40,8 @@ class Load:
 
     endpoints: list[str]
     clients: int
-    failures: list[float] = field(default_factory=list)
+    timeout_s: float = 5.0
+    failures: list[tuple[float, str]] = field(default_factory=list)  # (when, error text)
     last_ok: dict[int, float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -52,7 +55,7 @@ class Load:
     def _run(self, i: int) -> None:
         endpoint = self.endpoints[i % len(self.endpoints)]
         others = [e for e in self.endpoints if e != endpoint]
-        with Client([endpoint, *others], timeout=2.0) as c:
+        with Client([endpoint, *others], timeout=self.timeout_s) as c:
             n = 0
             while not self.stop.is_set():
                 n += 1
@@ -60,14 +63,14 @@ class Load:
                     c.put(f"/kill/{i}/{n % 64}", "x" * 64)
                     with self._lock:
                         self.last_ok[i] = time.monotonic()
-                except EtcdzError:
+                except EtcdzError as exc:
                     with self._lock:
-                        self.failures.append(time.monotonic())
+                        self.failures.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
                     time.sleep(0.02)
 
-    def failed_between(self, start: float, end: float) -> int:
+    def failed_between(self, start: float, end: float) -> list[str]:
         with self._lock:
-            return sum(1 for t in self.failures if start <= t <= end)
+            return [error for t, error in self.failures if start <= t <= end]
 
     def all_ok_since(self, t: float) -> bool:
         with self._lock:
@@ -85,22 +88,29 @@ def _kill(cluster: LocalCluster, member: Member, actor: str) -> None:
 
 
 def run(
-    clients: int, kills: int, window_s: float, actors: tuple[str, ...] = ACTORS, whole_leader: bool = True
-) -> dict[str, dict[str, float]]:
-    results: dict[str, dict[str, float]] = {}
+    clients: int,
+    kills: int,
+    window_s: float,
+    actors: tuple[str, ...] = ACTORS,
+    whole_leader: bool = True,
+    timeout_s: float = 5.0,
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
     extra = ["--experimental-corrupt-check-time", "5s"]
     with tempfile.TemporaryDirectory(prefix="etcdz-actor-kill-") as root:
         cluster = LocalCluster(root, 3, metrics=True, extra_args=extra)
         cluster.start()
         try:
             cluster.wait_ready(timeout=60)
-            load = Load(cluster.endpoints, clients)
+            load = Load(cluster.endpoints, clients, timeout_s)
             threads = load.start()
             time.sleep(2.0)
             targets = [(a, "follower") for a in actors] + [(a, "leader") for a in actors]
             targets += [("member", "leader")] if whole_leader else []
             for actor, role in targets:
-                failed, recovered = [], []
+                failed: list[int] = []
+                recovered: list[float] = []
+                errors: set[str] = set()
                 for _ in range(kills):
                     leader = cluster.leader(timeout=30)
                     member = (
@@ -113,7 +123,9 @@ def run(
                         time.sleep(0.05)
                     recovered.append(time.monotonic() - killed_at)
                     time.sleep(max(0.0, killed_at + window_s - time.monotonic()))
-                    failed.append(load.failed_between(killed_at, killed_at + window_s))
+                    seen = load.failed_between(killed_at, killed_at + window_s)
+                    failed.append(len(seen))
+                    errors.update(seen)
                     cluster.wait_ready(timeout=60)
                     # Let the restart count as stable, or the next kill looks like a crash loop
                     # to the supervisor (which backs off, then stops the member).
@@ -122,6 +134,7 @@ def run(
                     "failed_median": statistics.median(failed),
                     "failed_max": max(failed),
                     "all_writing_again_s": round(statistics.median(recovered), 2),
+                    "errors": sorted(errors),
                 }
             load.stop.set()
             for t in threads:
@@ -136,9 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--kills", type=int, default=3, help="kills of each target")
     p.add_argument("--window", type=float, default=5.0, help="seconds after a kill whose failures count")
+    p.add_argument("--actors", default=",".join(ACTORS), help="the actors to kill, comma-separated")
+    p.add_argument("--no-whole-leader", action="store_true", help="skip the whole leader's kill")
+    p.add_argument(
+        "--timeout", type=float, default=5.0, help="each put's deadline (etcdctl's --command-timeout: 5 s)"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    results = run(args.clients, args.kills, args.window)
+    actors = tuple(a for a in args.actors.split(",") if a)
+    results = run(args.clients, args.kills, args.window, actors, not args.no_whole_leader, args.timeout)
     if args.json:
         sys.stdout.write(json.dumps(results) + "\n")
         return 0
@@ -146,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     for what, r in results.items():
         failed = f"{r['failed_median']:g} / {r['failed_max']:g}"
         sys.stdout.write(f"{what:<26} {failed:>25} {r['all_writing_again_s']:>22.2f}\n")
+        for error in r["errors"]:
+            sys.stdout.write(f"    {error}\n")
     return 0
 
 

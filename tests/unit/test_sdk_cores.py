@@ -12,9 +12,9 @@ import pytest
 from etcdz import _recipes as r
 from etcdz._calls import (
     LOST,
-    LOST_RETRIES,
     NO_REPLY,
     NOT_SENT,
+    RETRY_LIMIT,
     Endpoints,
     Failover,
     WriteSession,
@@ -25,6 +25,7 @@ from etcdz.errors import (
     AuthNotEnabled,
     EtcdzError,
     LeaseNotFound,
+    NoLeader,
     RequestTimedOut,
     TooManyRequests,
     Unavailable,
@@ -61,10 +62,22 @@ def test_a_write_without_a_reply_is_never_retried_and_is_indefinite() -> None:
     assert unsent.move and unsent.error is None  # never sent: safe to send elsewhere
 
 
-def test_no_leader_is_retried_elsewhere_other_errors_are_raised() -> None:
+def test_no_leader_is_retried_elsewhere_then_again_after_a_pause_until_the_deadline() -> None:
+    """As clientv3 retries Unavailable: every member is without a leader during an election."""
     attempts = Failover(Endpoints(THREE), write=True)
     no_leader = ErrorResponse(code=ErrorCode.NO_LEADER, message="etcdserver: no leader")
-    assert attempts.step(no_leader, expired=False).move
+    delays = []
+    for _ in range(9):
+        step = attempts.step(no_leader, expired=False)
+        assert step.move and step.error is None
+        delays.append(step.delay)
+    assert delays == [0.0, 0.0, 0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.2]  # a pause after each round
+    last = attempts.step(no_leader, expired=True)
+    assert isinstance(last.error, NoLeader) and last.error.definite
+
+
+def test_other_errors_are_raised() -> None:
+    attempts = Failover(Endpoints(THREE), write=True)
     denied = attempts.step(ErrorResponse(code=ErrorCode.LEASE_NOT_FOUND, message="x"), expired=False)
     assert isinstance(denied.error, LeaseNotFound) and not denied.move
     answer = PutResponse(header=ResponseHeader())
@@ -83,7 +96,7 @@ def test_a_call_lost_with_its_connection_is_sent_again_until_its_deadline_writes
         last = attempts.step(NOT_SENT, expired=True)
         assert isinstance(last.error, RequestTimedOut) and last.error.definite is (not write)
     attempts = Failover(Endpoints(THREE), write=True)
-    for _ in range(LOST_RETRIES + len(THREE)):
+    for _ in range(RETRY_LIMIT - 1):
         assert attempts.step(LOST, expired=False).error is None
     assert isinstance(attempts.step(LOST, expired=False).error, RequestTimedOut)  # bounded in count too
 
