@@ -119,8 +119,8 @@ def test_startup_benchmark_times_the_cli_and_every_actors_start() -> None:
 def test_actor_kill_benchmark_counts_failed_puts_per_kill() -> None:
     results = bench_actor_kill.run(clients=2, kills=1, window_s=1.0, actors=("lease",), whole_leader=False)
     assert set(results) == {"lease of the follower", "lease of the leader"}
-    for r in results.values():
-        assert r["failed_median"] >= 0 and 0 <= r["all_writing_again_s"] < 60
+    for r in results.values():  # a lease expirer's death costs the writers nothing
+        assert (r["failed_max"], r["errors"]) == (0, []) and 0 <= r["all_writing_again_s"] < 60
 
 
 def test_profile_tool_profiles_every_actor_under_a_load(
