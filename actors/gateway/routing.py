@@ -28,6 +28,7 @@ Rules (etcd's v3 server):
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from typing import Any
 
@@ -35,7 +36,7 @@ from actors.auth.perms import needs
 from actors.gateway.access import Access
 from actors.gateway.requests import LEASE_CALLS, Outbox, error_code
 from proto_schemas.codec import encode
-from proto_schemas.errors import ErrorCode, EtcdzError
+from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
     ActorStarted,
     BackendState,
@@ -188,15 +189,29 @@ class Routing(Access):
         with a definite error the SDK retries; writes are proposed again (to a new raft core,
         which may have lost them; past a new backend, which may have applied them but died
         before it answered): a copy of a write the log has already is answered from the
-        backend's sessions, not applied twice."""
+        backend's sessions, not applied twice. A client's write with a session of its own is
+        sent back instead when the raft core restarted (``unavailable``, indefinite): a new
+        raft core is the last of the member's actors to serve again (it waits for a leader,
+        and catches up with it), so the client's copy of the write goes to another member."""
         if actor == "raft":
             self._leader_changed()
+            own = self.session_id
+            for rid in [rid for rid, p in self._pending.items() if p.write and p.client_id != own]:
+                self._send_elsewhere(rid)
         elif actor == "mvcc":
             for rid in list(self._at_backend):
                 self._fail(rid, ErrorCode.UNAVAILABLE)
             self._copies_due = True
             if self.raft is not None and self.raft.leader:
                 self._propose_copies()
+
+    def _send_elsewhere(self, rid: int) -> None:
+        pending = self._settle(rid)
+        if pending is None:
+            return
+        answer = dataclasses.replace(error_response(ErrorCode.UNAVAILABLE), definite=False)
+        self.out.to_client.append((pending.route, pending.msg_id, answer))
+        self.m_requests.inc(op=pending.op, code=ErrorCode.UNAVAILABLE.name)
 
     def _propose_copies(self) -> None:
         """Propose again every write proposed before the raft core restarted or the leader
