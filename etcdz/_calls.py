@@ -60,8 +60,9 @@ RETRY_ELSEWHERE = {
 # Refusals of a request before it reached the log: of a write's later attempt, they leave the
 # write's fate to its earlier attempts.
 COPY_REFUSALS = RETRY_ELSEWHERE | {ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TIMEOUT}
-# Requests that may change state: one whose answer is lost is never retried behind the caller's
-# back. Named rather than listed as classes, so that a call imports only its own message's module.
+# Requests that may change state: each carries its client's write session (``WriteSession``), so
+# that a copy sent again is applied once. Named rather than listed as classes, so that a call
+# imports only its own message's module.
 WRITES = frozenset(
     {
         "PutRequest",
@@ -195,7 +196,7 @@ class Failover:
         self.tried += 1
         last = self.tried >= len(self._endpoints.urls) or expired
         names = ", ".join(self._endpoints.urls)
-        if outcome is LOST:
+        if outcome is LOST or _sent_back(outcome):
             self.lost += 1
             return self._again(expired, RequestTimedOut(definite=not self._write))
         if self.lost and _refused_copy(outcome):  # about this attempt, not the call: an earlier one left
@@ -224,6 +225,12 @@ class Failover:
         rounds = self.tried // len(self._endpoints.urls)
         delay = min(BACKOFF_S * 2 ** (rounds - 1), BACKOFF_MAX_S) if rounds else 0.0
         return Step(move=True, delay=delay)
+
+
+def _sent_back(outcome: Any) -> bool:
+    """A member sent the call back after it may have reached the log (its raft core restarted):
+    to be sent elsewhere, as a call lost in flight is."""
+    return isinstance(outcome, ErrorResponse) and outcome.code in RETRY_ELSEWHERE and not outcome.definite
 
 
 def _refused_copy(outcome: Any) -> bool:

@@ -101,6 +101,14 @@ def test_a_call_lost_with_its_connection_is_sent_again_until_its_deadline_writes
     assert isinstance(attempts.step(LOST, expired=False).error, RequestTimedOut)  # bounded in count too
 
 
+def test_a_write_sent_back_indefinitely_goes_elsewhere_and_ends_indefinite() -> None:
+    attempts = Failover(Endpoints(THREE), write=True)
+    back = ErrorResponse(code=ErrorCode.UNAVAILABLE, message="etcdserver: unavailable", definite=False)
+    assert attempts.step(back, expired=False).move
+    last = attempts.step(NOT_SENT, expired=True)  # its first copy may be in the log
+    assert isinstance(last.error, RequestTimedOut) and last.error.definite is False
+
+
 def test_a_write_keeps_its_number_on_every_attempt_and_names_the_oldest_open_one() -> None:
     session = WriteSession(itertools.count(1))
     first, second = session.open(), session.open()
