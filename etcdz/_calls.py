@@ -57,6 +57,9 @@ RETRY_ELSEWHERE = {
     ErrorCode.STOPPING,
     ErrorCode.NOT_SUPPORTED_FOR_LEARNER,
 }
+# Of those, the ones that pass (an election, a restart): asked again until the deadline. A
+# learner refuses until it is promoted: each endpoint is asked once.
+RETRY_UNTIL_DEADLINE = RETRY_ELSEWHERE - {ErrorCode.NOT_SUPPORTED_FOR_LEARNER}
 # Refusals of a request before it reached the log: of a write's later attempt, they leave the
 # write's fate to its earlier attempts.
 COPY_REFUSALS = RETRY_ELSEWHERE | {ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TIMEOUT}
@@ -189,6 +192,7 @@ class Failover:
         self._write = write
         self.tried = 0
         self.lost = 0
+        self.refused: EtcdzError | None = None  # the last refusal, said if the deadline passes
 
     def step(self, outcome: Any, expired: bool) -> Step:
         """``outcome``: NOT_SENT, NO_REPLY, LOST or the decoded reply; ``expired``: the
@@ -202,7 +206,8 @@ class Failover:
         if self.lost and _refused_copy(outcome):  # about this attempt, not the call: an earlier one left
             return self._again(expired, RequestTimedOut(definite=not self._write))
         if outcome is NOT_SENT:
-            return Step(move=True, error=Unavailable(f"no endpoint reachable: {names}") if last else None)
+            error = self.refused or Unavailable(f"no endpoint reachable: {names}")
+            return Step(move=True, error=error if last else None)
         if outcome is NO_REPLY:
             if self._write:
                 return Step(move=True, error=RequestTimedOut(definite=False))
@@ -211,8 +216,11 @@ class Failover:
                 return Step(move=True, error=error)
             return Step(move=True)
         if isinstance(outcome, ErrorResponse):
-            if outcome.code in RETRY_ELSEWHERE:
-                return self._again(expired, from_response(outcome))
+            if outcome.code in RETRY_UNTIL_DEADLINE:
+                self.refused = from_response(outcome)
+                return self._again(expired, self.refused)
+            if outcome.code in RETRY_ELSEWHERE and not last:
+                return Step(move=True)
             return Step(error=from_response(outcome))
         return Step(response=outcome, done=True)
 

@@ -26,6 +26,7 @@ from etcdz.errors import (
     EtcdzError,
     LeaseNotFound,
     NoLeader,
+    NotSupportedForLearner,
     RequestTimedOut,
     TooManyRequests,
     Unavailable,
@@ -74,6 +75,13 @@ def test_no_leader_is_retried_elsewhere_then_again_after_a_pause_until_the_deadl
     assert delays == [0.0, 0.0, 0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.2]  # a pause after each round
     last = attempts.step(no_leader, expired=True)
     assert isinstance(last.error, NoLeader) and last.error.definite
+    attempts = Failover(Endpoints(THREE[:1]), write=True)
+    assert attempts.step(no_leader, expired=False).error is None
+    cut = attempts.step(NOT_SENT, expired=True)  # the deadline cut the last dial short
+    assert isinstance(cut.error, NoLeader)  # what the member said, not "unreachable"
+    learner = ErrorResponse(code=ErrorCode.NOT_SUPPORTED_FOR_LEARNER, message="x")
+    refused = Failover(Endpoints(THREE[:1]), write=True).step(learner, expired=False)
+    assert isinstance(refused.error, NotSupportedForLearner)  # a learner refuses until promoted
 
 
 def test_other_errors_are_raised() -> None:
