@@ -5,10 +5,11 @@ Both clients do the same thing around different I/O: encode a request, send it w
 from the outcome whether to return, to raise, or to try the next endpoint. The deciding lives
 here, without sockets or clocks (the shells pass ``expired``), so that the two clients cannot
 drift apart:
-- a *definite* failure that another member may not have (no leader, unavailable, stopping,
-  a learner's refusal): try the next endpoint, and after every round of them, pause (50 ms,
-  doubling up to 0.5 s), until the call's deadline, as clientv3 retries ``Unavailable``: an
-  election leaves every member without a leader for about an election timeout;
+- a *definite* failure that another member may not have (no leader, leader changed,
+  unavailable, stopping, a learner's refusal): try the next endpoint, and after every round
+  of them, pause (50 ms, doubling up to 0.5 s), until the call's deadline (a learner's refusal:
+  each endpoint once), as clientv3 retries ``Unavailable``: an election leaves every member
+  without a leader for about an election timeout;
 - no reply at all, for a read: try the next endpoint, within the call's deadline;
 - a connection lost with the call in flight (the member's gateway died; ``LOST``, seen at once
   through the socket's monitor): send it again, to the next endpoint (the same one if it is
@@ -53,6 +54,7 @@ BACKOFF_S = 0.05  # the pause after a round of every endpoint, doubled each roun
 BACKOFF_MAX_S = 0.5  # ... up to this
 RETRY_ELSEWHERE = {
     ErrorCode.NO_LEADER,
+    ErrorCode.LEADER_CHANGED,  # a linearizable read's ReadIndex asked of a leader that lost office
     ErrorCode.UNAVAILABLE,
     ErrorCode.STOPPING,
     ErrorCode.NOT_SUPPORTED_FOR_LEARNER,

@@ -79,6 +79,8 @@ def test_no_leader_is_retried_elsewhere_then_again_after_a_pause_until_the_deadl
     assert attempts.step(no_leader, expired=False).error is None
     cut = attempts.step(NOT_SENT, expired=True)  # the deadline cut the last dial short
     assert isinstance(cut.error, NoLeader)  # what the member said, not "unreachable"
+    changed = ErrorResponse(code=ErrorCode.LEADER_CHANGED, message="etcdserver: leader changed")
+    assert Failover(Endpoints(THREE[:1]), write=False).step(changed, expired=False).error is None
     learner = ErrorResponse(code=ErrorCode.NOT_SUPPORTED_FOR_LEARNER, message="x")
     refused = Failover(Endpoints(THREE[:1]), write=True).step(learner, expired=False)
     assert isinstance(refused.error, NotSupportedForLearner)  # a learner refuses until promoted
