@@ -38,7 +38,7 @@ from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
 from actors.runtime.tls import GrpcTls
 from actors.v3rpc.links import GatewayLink, HubLink, HubPool, Link
 from actors.v3rpc.streams import DUPLICATE, StreamWatchers
-from actors.v3rpc.translate import UNMARSHAL, Untranslatable, status_of, to_cbor, to_pb
+from actors.v3rpc.translate import UNMARSHAL, Untranslatable, cancel_reason, status_of, to_cbor, to_pb
 from etcdz.snapshot import FileBuilder
 from proto_schemas.cluster import grpc_urls
 from proto_schemas.errors import ErrorCode, ErrorResponse
@@ -64,6 +64,13 @@ LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISIO
 MAX_WATCH_STREAMS = 1000  # each holds a hub connection: a socket and its buffers
 CLUSTER_RPCS = frozenset(m.name for m in rpc_pb2.DESCRIPTOR.services_by_name["Cluster"].methods)
 UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
+
+
+def watch_pb(resp: WatchResponse) -> rpc_pb2.WatchResponse:
+    out = to_pb(resp, rpc_pb2.WatchResponse)
+    if out.canceled:
+        out.cancel_reason = cancel_reason(out.cancel_reason)
+    return out
 
 
 @dataclass(frozen=True)
@@ -274,7 +281,7 @@ class Door:
                 waited = {receive, refused, pump} if not pump.done() else {receive, refused}
                 done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
                 if refused in done:
-                    out = self.fill(to_pb(refused.result(), rpc_pb2.WatchResponse))
+                    out = self.fill(watch_pb(refused.result()))
                     await context.write(out.SerializeToString())
                     refused = None
                 if pump in done:
@@ -297,11 +304,11 @@ class Door:
                     for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
                         watch_id = mine.answer(resp)
                         if watch_id is not None:
-                            out = self.fill(to_pb(resp, rpc_pb2.WatchResponse))
+                            out = self.fill(watch_pb(resp))
                             out.watch_id = watch_id
                             await context.write(out.SerializeToString())
                             for due in mine.answered(resp.watch_id) if resp.created else []:
-                                out = self.fill(to_pb(due, rpc_pb2.WatchResponse))
+                                out = self.fill(watch_pb(due))
                                 await context.write(out.SerializeToString())
                         elif resp.created and not resp.canceled:  # a former stream's: end it
                             await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))

@@ -24,7 +24,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from proto_schemas.errors import ErrorCode, ErrorResponse
+from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse
 
 CBOR_MODULES = ("kv", "watch", "lease", "cluster", "maintenance", "auth")
 
@@ -110,6 +110,16 @@ class Untranslatable(ValueError):
 def status_of(error: ErrorResponse) -> tuple[str, str]:
     """The gRPC status (code name, message) etcd gives for this error."""
     return STATUS.get(error.code, "UNKNOWN"), error.message
+
+
+def cancel_reason(reason: str) -> str:
+    """A watch's cancel reason as etcd words it: a watch refused for want of permission carries
+    the gRPC error's text (``rpc error: code = PermissionDenied desc = etcdserver: permission
+    denied``), which etcdctl prints; the hubs and the ZeroMQ SDK keep etcd's plain text."""
+    if reason != TEXTS[ErrorCode.PERMISSION_DENIED]:
+        return reason
+    code = "".join(part.title() for part in STATUS[ErrorCode.PERMISSION_DENIED].split("_"))
+    return f"rpc error: code = {code} desc = {reason}"
 
 
 def snake(name: str) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from actors.v3rpc.translate import STATUS, Untranslatable, snake, status_of, to_cbor, to_pb
+from actors.v3rpc.translate import STATUS, Untranslatable, cancel_reason, snake, status_of, to_cbor, to_pb
 from proto_schemas import cluster, kv, lease, maintenance, watch
 from proto_schemas.codec import decode, encode
-from proto_schemas.errors import ErrorCode, error_response
+from proto_schemas.errors import TEXTS, ErrorCode, error_response
 from proto_schemas.etcdpb import auth_pb2, kv_pb2, rpc_pb2
 
 # (message, field, number) as etcd's api/etcdserverpb, mvccpb and authpb define them
@@ -217,3 +217,9 @@ def test_watch_ids_are_etcds_over_the_hubs_own() -> None:
     assert mine.hub_ids() == {40, 42}
     assert mine.create(0, hub_ids.__next__) == 43  # 2: ids 0 and 1 are taken, 7 is free again
     assert mine.to_client[43] == 2
+
+
+def test_a_watch_refused_for_permission_is_cancelled_with_etcds_words() -> None:
+    denied = cancel_reason(TEXTS[ErrorCode.PERMISSION_DENIED])
+    assert denied == "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+    assert cancel_reason("a reason of the hub's") == "a reason of the hub's"
