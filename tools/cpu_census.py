@@ -2,6 +2,7 @@
 
     python -m tools.cpu_census --members 3 put --seconds 8
     python -m tools.cpu_census --members 1 range --consistency s --seconds 8
+    python -m tools.cpu_census --members 3 put --seconds 8 --protocol grpc
 
 Starts a cluster (no standalone hubs), reads each actor's CPU time (user + system, Linux
 ``/proc/<pid>/stat``) before and after the load of ``tools.bench`` (arguments after the
@@ -44,9 +45,12 @@ def own_cpu_seconds() -> float:
 
 
 def run(members: int, bench_args: list[str]) -> dict[str, Any]:
+    """``bench_args`` with ``--protocol grpc``: the members serve etcd's gRPC API and the load
+    goes through it (the door's cost is then the gateway's)."""
+    grpc = "grpc" in bench_args and bench_args[bench_args.index("grpc") - 1] == "--protocol"
     with (
         tempfile.TemporaryDirectory(prefix="etcdz-cpu-") as root,
-        running(root, members, watch_hubs=0) as cluster,
+        running(root, members, watch_hubs=0, grpc=grpc) as cluster,
     ):
         leader = cluster.leader()
         order = [leader] + [m for m in cluster.members if m is not leader]
@@ -54,7 +58,8 @@ def run(members: int, bench_args: list[str]) -> dict[str, Any]:
         before = {k: cpu_seconds(p) for k, p in pids.items()}
         own_before = own_cpu_seconds()
         began = time.monotonic()
-        args = bench.parse_args([*bench_args, "--endpoints", ",".join(cluster.endpoints)])
+        urls = [m.grpc_url for m in cluster.members] if grpc else cluster.endpoints
+        args = bench.parse_args([*bench_args, "--endpoints", ",".join(urls)])
         s = bench.measure(args)
         elapsed = time.monotonic() - began
         own_after = own_cpu_seconds()
