@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,15 +42,38 @@ def free_port() -> int:
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free right now (held open together so none is drawn twice)."""
-    socks = [socket.socket() for _ in range(n)]
+    """``n`` distinct ports free right now (held open together so none is drawn twice), drawn
+    below the kernel's ephemeral range: a port the kernel hands out for port 0 is also what it
+    gives the next outgoing connection, which could take it before the member binds it."""
+    low = _ephemeral_low()
+    socks: list[socket.socket] = []
     try:
-        for s in socks:
+        for _ in range(50 * n):
+            if len(socks) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", random.randrange(max(1024, low - 12_000), low)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:  # a crowded range: what the kernel gives
+            s = socket.socket()
             s.bind(("127.0.0.1", 0))
+            socks.append(s)
         return [int(s.getsockname()[1]) for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass

@@ -161,8 +161,8 @@ def test_with_auth_the_client_certificates_common_name_is_the_user(doors: Doors)
     # a watch checks the name at the member's watch hub, on the token's path
     watch = etcdctl(doors.member, "watch", "other", "--rev=1", tls=alice)
     # etcd's words, which etcdctl prints: the gRPC error's text as the cancel reason
-    denied = "watch was canceled (rpc error: code = PermissionDenied desc = etcdserver: permission denied)"
-    assert denied in watch.stdout + watch.stderr
+    canceled = "watch was canceled (rpc error: code = PermissionDenied desc = etcdserver: permission denied)"
+    assert canceled in watch.stdout + watch.stderr
     with channel(doors.member, doors.pki, user=USER) as known:
         assert put(known, b"app/py", b"1").header.revision > 0
         with pytest.raises(grpc.RpcError) as failed:
