@@ -150,7 +150,7 @@ def _compile(cls: type) -> _Spec:
         checkers,
         required,
         _compile_payload(cls._type_id, [(n, hints[n]) for n in names]),  # type: ignore[attr-defined]
-        _compile_build(cls, names, checkers),
+        _compile_build(cls, names, checkers, [hints[n] for n in names]),
     )
     _BY_ID[spec.type_id] = spec
     _BY_CLS[cls] = spec
@@ -215,12 +215,71 @@ def _compile_payload(type_id: int, hints: list[Any]) -> Callable[[Any], list[Any
     return eval(f"lambda m: [{items}]", {"t": _tree})  # noqa: S307
 
 
-def _compile_build(cls: type, names: tuple[str, ...], checkers: tuple[Checker, ...]) -> Callable[[Any], Any]:
-    """``lambda v: cls(a=check_a(v[0], 0), ...)`` made once per class, for a message that
-    carries every field (the common case; fewer fields take the generic path)."""
-    args = ", ".join(f"{n}=c{i}(v[{i}], 0)" for i, n in enumerate(names))
-    scope = {"cls": cls, **{f"c{i}": c for i, c in enumerate(checkers)}}
-    return eval(f"lambda v: cls({args})", scope)  # noqa: S307 (built from field names only)
+def _compile_build(
+    cls: type, names: tuple[str, ...], checkers: tuple[Checker, ...], hints: list[Any]
+) -> Callable[[Any], Any]:
+    """A function made once per class that takes the decoded ``[type_id, a, b, ...]`` of a
+    message carrying every field (the common case; fewer fields take the generic path) and
+    returns the checked message. The usual case of each field is checked inline (``type(x) is
+    int``, a small int, a None) and only anything else goes to the field's checker, which
+    raises the precise error; the slots are then set directly: the frozen dataclass's
+    ``__init__`` (keyword parsing, a ``object.__setattr__`` per field) cost as much as all the
+    checks together. What the result holds is exactly what ``cls(**checked)`` would hold."""
+    scope: dict[str, Any] = {"cls": cls, "new": object.__new__, "LO": -(2**63), "HI": 2**64}
+    lines = ["def build(v):"]
+    for i, (name, tp) in enumerate(zip(names, hints, strict=True)):
+        scope[f"c{i}"] = checkers[i]
+        scope[f"s{i}"] = cls.__dict__[name].__set__  # the slot's own descriptor
+        lines += [f"    x{i} = v[{i + 1}]", *_inline_check(i, tp, scope)]
+    lines.append("    o = new(cls)")
+    lines += [f"    s{i}(o, x{i})" for i in range(len(names))]
+    lines.append("    return o")
+    exec("\n".join(lines), scope)  # noqa: S102 (built from field names and types only)
+    return scope["build"]
+
+
+def _inline_check(i: int, tp: Any, scope: dict[str, Any]) -> list[str]:
+    """Source lines that leave field ``i``'s checked value in ``x{i}``: the common case inline,
+    the rest through checker ``c{i}`` (which raises for what it refuses)."""
+    x, slow = f"x{i}", f"x{i} = c{i}(x{i}, 0)"
+    if tp is Any:
+        return []
+    if tp is int:
+        return [f"    if type({x}) is not int or not LO <= {x} < HI: {slow}"]
+    if tp in (bool, bytes, str, float):
+        scope[f"t{i}"] = tp
+        return [f"    if type({x}) is not t{i}: {slow}"]
+    if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        scope[f"m{i}"] = dict(tp._value2member_map_)
+        return [
+            f"    e{i} = m{i}.get({x}) if type({x}) is int else None",
+            f"    {x} = c{i}({x}, 0) if e{i} is None else e{i}",
+        ]
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if all(_is_message_or_none(a) for a in typing.get_args(tp)):
+            scope[f"t{i}"] = frozenset(typing.get_args(tp))
+            return [f"    if type({x}) not in t{i}: {slow}"]
+        if type(None) in typing.get_args(tp):
+            return [f"    if {x} is not None: {slow}"]
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            scope[f"t{i}"] = item
+            return [
+                f"    if not {x} and (type({x}) is tuple or type({x}) is list): {x} = []",
+                f"    elif (type({x}) is tuple or type({x}) is list) and all(type(e) is t{i} for e in {x}):"
+                f" {x} = list({x})",
+                f"    else: {slow}",
+            ]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        scope[f"t{i}"] = tp
+        return [f"    if type({x}) is not t{i}: {slow}"]
+    return [f"    {slow}"]
+
+
+def _is_message_or_none(tp: Any) -> bool:
+    return tp is type(None) or (isinstance(tp, type) and dataclasses.is_dataclass(tp))
 
 
 def _checker_for(tp: Any, where: str) -> Checker:
@@ -229,6 +288,15 @@ def _checker_for(tp: Any, where: str) -> Checker:
         return lambda v, d: v
     if origin in (Union, types.UnionType):
         options = [_checker_for(a, where) for a in typing.get_args(tp)]
+        if all(_is_message_or_none(a) for a in typing.get_args(tp)):
+            allowed = frozenset(typing.get_args(tp))
+
+            def check_one_of(v: Any, d: int) -> Any:
+                if type(v) not in allowed:
+                    raise DecodeError(f"{where}: value of type {type(v).__name__} not allowed")
+                return v
+
+            return check_one_of
 
         def check_union(v: Any, d: int) -> Any:
             for opt in options:
@@ -390,17 +458,17 @@ def _message(tag: cbor2.CBORTag, immutable: bool = False) -> Any:
     if tag.tag != MESSAGE_TAG:
         raise DecodeError(f"CBOR tag {tag.tag} is not allowed")
     body = tag.value
-    if not isinstance(body, list | tuple) or not body or type(body[0]) is not int:
+    if (type(body) is not tuple and type(body) is not list) or not body or type(body[0]) is not int:
         raise DecodeError("malformed message: expected [type_id, fields...]")
-    spec = _spec_of(body[0])
+    spec = _BY_ID.get(body[0]) or _spec_of(body[0])
     if spec is None:
         raise DecodeError(f"unknown message type {body[0]}")
-    values = body[1:]
-    if not spec.required <= len(values) <= len(spec.names):
-        raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
     try:
-        if len(values) == len(spec.names):
-            return spec.build(values)
+        if len(body) == len(spec.names) + 1:
+            return spec.build(body)
+        values = body[1:]
+        if not spec.required <= len(values) <= len(spec.names):
+            raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
         kwargs = {
             name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
         }

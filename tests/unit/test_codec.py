@@ -326,3 +326,58 @@ def test_an_item_budget_bounds_what_a_frame_may_expand_to() -> None:
     assert codec.count_items(encode(put), 64) == 9  # tag, array, type id and six fields
     txn = TxnRequest(success=[PutRequest(key=b"k%d" % i, value=b"v") for i in range(128)])
     assert decode(encode(txn), max_items=len(encode(txn)) - 1) == txn
+
+
+_FIELD_VALUES = (
+    st.sampled_from(
+        [
+            0,
+            7,
+            -1,
+            2**64 - 1,
+            -(2**63),
+            2**64,
+            -(2**63) - 1,
+            True,
+            False,
+            None,
+            b"",
+            b"k",
+            "",
+            "s",
+            1.5,
+            (),
+            [],
+        ]
+        + [(b"x",), 1, 2, 3]
+    )
+    | st.builds(lambda: (KeyValue(key=b"k"),))
+    | st.builds(lambda: ResponseHeader(revision=3))
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(codec.registered())), st.data())
+def test_a_message_carrying_every_field_is_checked_as_any_other(type_id: int, data: st.DataObject) -> None:
+    """A message with all its fields takes the generated builder (the usual case checked inline):
+    it accepts and refuses exactly what the field checkers do, and builds the same message."""
+    spec = codec._spec_of(type_id)
+    assert spec is not None
+    # Each field keeps its default or takes one of many values, right or wrong for its type.
+    values = [
+        data.draw(_FIELD_VALUES if f.default is dataclasses.MISSING else st.just(f.default) | _FIELD_VALUES)
+        for f in dataclasses.fields(spec.cls)
+    ]
+    try:
+        expected = spec.cls(
+            **{n: check(v, 0) for n, check, v in zip(spec.names, spec.checkers, values, strict=True)}
+        )
+    except (DecodeError, TypeError, ValueError):
+        expected = None
+    try:
+        built = codec._message(cbor2.CBORTag(codec.MESSAGE_TAG, (type_id, *values)))
+    except DecodeError:
+        built = None
+    assert built == expected
+    if built is not None:
+        assert all(type(getattr(built, n)) is type(getattr(expected, n)) for n in spec.names)
