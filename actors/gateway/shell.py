@@ -27,7 +27,7 @@ from actors.gateway.core import GatewayCore
 from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import bind_all
-from actors.runtime.loop import Loop, send
+from actors.runtime.loop import NOBLOCK, Loop, send, send_frames
 from proto_schemas.codec import DecodeError
 from proto_schemas.envelope import pack, unpack_header
 from proto_schemas.internal import ActorStarted
@@ -160,7 +160,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 try:
                     if sock is None:
                         raise zmq.Again()
-                    sock.send_multipart(pack(body, msg_id=rid, token=token), zmq.NOBLOCK)
+                    send_frames(sock, pack(body, msg_id=rid, token=token), NOBLOCK)
                 except zmq.ZMQError:
                     log.debug("lease call not forwarded", request_id=rid)  # it times out
         for route, reply_to, body in out.to_client:
@@ -168,7 +168,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 door.answer(reply_to, body)
                 continue
             try:
-                by_tag[route[:1]].send_multipart([route[1:], *pack(body, in_reply_to=reply_to)], zmq.NOBLOCK)
+                send_frames(by_tag[route[:1]], [route[1:], *pack(body, in_reply_to=reply_to)], NOBLOCK)
             except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN)
                 log.debug("reply dropped", error=str(exc))
 

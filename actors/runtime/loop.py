@@ -192,23 +192,13 @@ class Loop:
             wait_ms = math.ceil((self._timers[0][0] - time.monotonic()) * 1000)
             timeout_ms = max(0, min(timeout_ms, wait_ms))
         try:
-            ready = dict(self.poller.poll(timeout_ms))
+            ready = zmq.zmq_poll(self.poller.sockets, timeout_ms)
         except zmq.ZMQError as exc:
             if exc.errno == errno.EINTR:  # a signal arrived
                 return
             raise
-        for sock in ready:
-            batch: list[list[bytes]] = []
-            addressed = sock in self._addressed
-            while len(batch) < DRAIN_CAP:
-                try:
-                    if addressed:
-                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        batch.append([_peer_address(parts[-1]), *(p.bytes for p in parts)])
-                    else:
-                        batch.append(sock.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
+        for sock, _ in ready:
+            batch = _drain(sock, sock in self._addressed)
             if batch:
                 self._handlers[sock](batch)
         now = time.monotonic()
@@ -220,6 +210,38 @@ class Loop:
             fn()
         for fn in self._flushers:
             fn()
+
+
+NOBLOCK = int(zmq.NOBLOCK)  # flags as plain ints: combining pyzmq's flag enums costs a call each
+_EVENTS, _POLLIN, _SNDMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.SNDMORE)
+CHECKED_DRAIN = 4  # messages after which a drain stops asking whether more wait
+
+
+def _drain(sock: zmq.Socket[bytes], addressed: bool) -> list[list[bytes]]:
+    """Every message waiting on ``sock`` (up to ``DRAIN_CAP``), each as its frames (with the
+    peer's address first if ``addressed``). Why not ``recv_multipart`` until ``zmq.Again``:
+    pyzmq builds the exception with its error text (~6 us) and asks ``RCVMORE`` of the socket
+    per message (~2 us), while a drain usually finds one or two messages; so the first
+    ``CHECKED_DRAIN`` receives ask the socket whether another waits (~2 us) and read "more"
+    from the frame itself, and only a longer drain ends on ``Again``."""
+    batch: list[list[bytes]] = []
+    recv, get = sock.recv, sock.getsockopt
+    try:
+        while True:
+            frame = recv(NOBLOCK, copy=False)
+            if frame.more or addressed:
+                parts = [frame]
+                while parts[-1].more:
+                    parts.append(recv(NOBLOCK, copy=False))
+                frames = [p.bytes for p in parts]
+                batch.append([_peer_address(parts[-1]), *frames] if addressed else frames)
+            else:
+                batch.append([frame.bytes])
+            n = len(batch)
+            if n >= DRAIN_CAP or (n <= CHECKED_DRAIN and not get(_EVENTS) & _POLLIN):  # type: ignore[operator]  # an int option
+                return batch
+    except zmq.Again:
+        return batch
 
 
 def _peer_address(frame: zmq.Frame) -> bytes:
@@ -242,11 +264,16 @@ def touch_heartbeat(path: str) -> None:
 
 def send(sock: zmq.Socket[bytes], body: Any, msg_id: int = 0, in_reply_to: int = 0, flags: int = 0) -> None:
     """Send one message (a registered message or its encoded bytes) on an internal socket."""
-    frames = pack(body, msg_id=msg_id, in_reply_to=in_reply_to)
-    if len(frames) == 1:
-        sock.send(frames[0], flags)  # far cheaper than a multipart send of one frame
-    else:
-        sock.send_multipart(frames, flags)
+    send_frames(sock, pack(body, msg_id=msg_id, in_reply_to=in_reply_to), flags)
+
+
+def send_frames(sock: zmq.Socket[bytes], frames: list[bytes], flags: int = 0) -> None:
+    """``sock.send_multipart(frames, flags)`` at less than half its cost (2.7 against 6.1 us
+    for two frames): pyzmq's version checks every part and combines its flag enums per part."""
+    last = len(frames) - 1
+    for i in range(last):
+        sock.send(frames[i], _SNDMORE | flags)
+    sock.send(frames[last], flags)
 
 
 def with_metrics(loop: Loop, config: Any, actor: str) -> Loop:
