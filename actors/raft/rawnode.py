@@ -211,9 +211,13 @@ class RawNode:
     def has_ready(self) -> bool:
         r = self.raft
         log = r.log
-        return bool(
-            r.soft_state() != self._prev_soft
-            or r.hard_state() != self._prev_hard
+        soft, hard = self._prev_soft, self._prev_hard
+        return bool(  # the states compared field by field: this runs on every turn of the loop
+            r.lead != soft.leader
+            or r.role is not soft.role
+            or r.term != hard.term
+            or r.vote != hard.vote
+            or log.committed != hard.commit
             or log.unstable.next_entries()
             or log.unstable.next_snapshot() is not None
             or log.has_next_committed_entries()
@@ -269,6 +273,11 @@ class RawNode:
         return start, chunks
 
     # -- views ----------------------------------------------------------------------------------
+
+    def position(self) -> tuple[int, int, int]:
+        """(term, leader, commit): what a status report depends on, without building one."""
+        r = self.raft
+        return r.term, r.lead, r.log.committed
 
     @property
     def status(self) -> Status:

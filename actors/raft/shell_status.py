@@ -57,8 +57,8 @@ class StatusShell(PeerShell):
         """Tell the gateway (and, on a role change, the lease expirer) where raft is: at once
         when the term, the leader or the member table changed, else at most every
         ``STATUS_REFRESH_S`` (under load commit and applied move on every flush)."""
-        st = node.status
-        key = (st.term, st.leader, self._table_epoch, st.commit, self.applied)
+        term, leader, commit = node.position()
+        key = (term, leader, self._table_epoch, commit, self.applied)
         last = self._status_key
         if key == last:
             return
@@ -67,6 +67,7 @@ class StatusShell(PeerShell):
         if not role_changed and now - self._status_sent_at < STATUS_REFRESH_S:
             return  # sent with a later flush or the next tick
         self._status_key, self._status_sent_at = key, now
+        st = node.status
         is_leader = st.leader == self.config.member_id
         self.m_has_leader.set(1 if st.leader else 0)
         self.m_is_leader.set(1 if is_leader else 0)
@@ -75,7 +76,7 @@ class StatusShell(PeerShell):
         self.m_pending.set(max(0, self.storage.last_index() - st.commit) if is_leader else 0)
         self.m_term.set(st.term)
         self.m_is_learner.set(1 if self.config.member_id in st.learners else 0)
-        leader = self.table.members.get(st.leader)
+        member = self.table.members.get(st.leader)
         status = RaftStatus(
             member_id=self.config.member_id,
             cluster_id=self.config.cluster_id,
@@ -84,7 +85,7 @@ class StatusShell(PeerShell):
             commit=st.commit,
             applied=self.applied,
             is_learner=self.config.member_id in st.learners,
-            leader_client_urls=zmq_urls(leader.client_urls) if leader is not None else [],
+            leader_client_urls=zmq_urls(member.client_urls) if member is not None else [],
         )
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got
