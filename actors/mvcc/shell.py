@@ -10,7 +10,9 @@ worker: one hop less per write, and a restarting apply worker loses no answer.
 After each apply batch is committed, its events go out on a PUB socket for the watch hubs (one
 ``EventBatch`` per batch, revisions contiguous), with a heartbeat of the current revision every
 ``HEARTBEAT_S`` so that a hub that missed a batch notices. PUB never blocks the backend: under
-overload it drops, and the hubs read what they missed back from history.
+overload it drops, and the hubs read what they missed back from history. The socket is an XPUB
+so that the backend knows whether any hub listens (an idle hub unsubscribes): with none, a
+batch is not even encoded, as a PUB socket would have dropped it unsent.
 """
 
 from __future__ import annotations
@@ -109,14 +111,29 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     # Hubs on other hosts authenticate with the members' key pair; clients' keys are refused.
     events_curve = config.events_curve()
     curve.guard(loop, events_curve)
-    events = loop.ctx.socket(zmq.PUB)
+    events = loop.ctx.socket(zmq.XPUB)
     events.setsockopt(zmq.SNDHWM, EVENTS_HWM)
     events.setsockopt(zmq.LINGER, 0)
     curve.serve(events, events_curve, "events")
     events.bind(config.events_url)
     bind_all(events, config.listen_events_urls, "--listen-events-urls")
+    # Topics some hub subscribes to: an XPUB reports a topic's first subscription (b"\x01"
+    # + topic) and its last one's end (b"\x00" + topic), a hub's disconnection included.
+    topics: set[bytes] = set()
+
+    def subscriptions(batch: list[list[bytes]]) -> None:
+        for frames in batch:
+            change = frames[-1]
+            if change[:1] == b"\x01":
+                topics.add(change[1:])
+            elif change[:1] == b"\x00":
+                topics.discard(change[1:])
+
+    loop.on_frames(events, subscriptions)
 
     def publish(first_revision: int, batch_events: list[Any]) -> None:
+        if not topics:
+            return  # no hub listens: PUB would drop the batch, so it is not made at all
         batch = EventBatch(
             first_revision=first_revision,
             revision=store.current_revision,
