@@ -21,6 +21,7 @@ from etcdz.errors import EtcdzError
 from proto_schemas import codec
 from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
 from proto_schemas.codec import decode, encode
+from proto_schemas.lease import LeaseKeepAliveRequest, LeaseQuery
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
 from tools import fuzz
 from tools.cluster import LocalCluster, free_port, running
@@ -179,6 +180,7 @@ def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: Local
         ),
         encode(SnapshotChunk(cluster_id=cluster_id, from_=7, snap_id=1, seq=0, pairs=[b"k", b"v"])),
         encode(JoinQuery(peer_urls=[bait_url])),
+        encode(LeaseQuery(cluster_id=cluster_id, from_=7, query_id=1, request=LeaseKeepAliveRequest(id=1))),
     ]
     try:
         for _ in range(500):
