@@ -124,7 +124,7 @@ class RaftStatus:
     commit: int
     applied: int
     is_learner: bool = False
-    leader_client_urls: list[str] = field(default_factory=list)  # where lease calls are forwarded
+    leader_peer_urls: list[str] = field(default_factory=list)  # where lease calls are passed on (LeaseQuery)
 
 
 @message(306)

@@ -148,10 +148,12 @@ class LeaseTableRequest:
 @message(353)
 @wire
 class LeaseCall:
-    """Gateway -> lease expirer: a keep-alive or time-to-live question (leader only)."""
+    """Gateway -> lease expirer: a keep-alive or time-to-live question (leader only); from the
+    raft core, a follower's (``LeaseQuery``)."""
 
     read_id: int
     request: LeaseKeepAliveRequest | LeaseTimeToLiveRequest
+    reply_to: str = "gateway"  # the actor whose inbox gets the answer (a ReadResult)
 
 
 @message(354)
@@ -163,3 +165,29 @@ class LeaseRead:
     read_id: int
     request: LeaseTimeToLiveRequest
     remaining: int  # -1: the expirer does not know the lease
+    reply_to: str = "gateway"  # the call's (LeaseCall.reply_to)
+
+
+@message(355)
+@wire
+class LeaseQuery:
+    """A follower's gateway passes a client's keep-alive or time-to-live to the leader on the
+    leader's peer port, as etcd's followers do (leasehttp on the peer URLs): member-to-member
+    calls travel on the peer mesh (authenticated by its Curve keys when set), and the follower
+    has checked the client's auth itself, so the call carries no client token or user."""
+
+    cluster_id: int
+    from_: int
+    query_id: int
+    request: LeaseKeepAliveRequest | LeaseTimeToLiveRequest
+
+
+@message(356)
+@wire
+class LeaseAnswer:
+    """The leader's answer to a ``LeaseQuery``: an encoded ``LeaseKeepAliveResponse``,
+    ``LeaseTimeToLiveResponse`` or ``ErrorResponse``."""
+
+    query_id: int
+    member_id: int
+    body: bytes

@@ -17,8 +17,9 @@ Rules (etcd's simple token keeper):
   "CommonName as user"): its door hands the gateway a certificate token, ``cert_token``, the
   user's name under an HMAC of a secret only the gateway and its doors hold (the member's door
   is in its process; a door elsewhere derives it from the members' Curve key, as the gateway
-  does). It passes wherever a token does (a watch hub's check, a lease call sent on to the
-  leader) and no client can make one up.
+  does). It passes wherever a token does at that member (its own watch hubs' checks too) and no
+  client can make one up; no member passes a client's token on to another (a follower checks a
+  lease call itself before passing it to the leader's peer port).
 """
 
 from __future__ import annotations

@@ -272,7 +272,6 @@ class GatewayCore(Routing):
             request_op(request),
             user,
             self.auth.revision,
-            header.token,
             issued,
         )
         if write and self.raft is not None and self.raft.commit - self.applied > self.max_gap:

@@ -86,7 +86,6 @@ class Pending:
     op: str = ""  # for the request metrics
     user: str | None = None  # who asked (None: the node itself), checked at ``auth_revision``
     auth_revision: int = 0
-    token: str = ""  # the client's, passed on with a forwarded lease call
     issued: str = ""  # a login's new token, handed out once the login is applied
     # A write's session (its client's, or the gateway's own): see actors/mvcc/sessions.py.
     client_id: int = 0
@@ -104,7 +103,7 @@ class Outbox:
     to_raft: list[Any] = field(default_factory=list)
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
-    to_leader: list[tuple[int, bytes, str]] = field(default_factory=list)  # (request id, body, token)
+    to_leader: list[tuple[int, Any]] = field(default_factory=list)  # (request id, lease call) for the leader
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 

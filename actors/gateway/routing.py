@@ -20,8 +20,9 @@ Rules (etcd's v3 server):
   ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend. A ReadIndex asked of a leader that
   changed fails with ``leader changed``.
-- Lease keep-alives and time-to-lives are answered by the leader's lease expirer, forwarded to
-  the leader's gateway if need be.
+- Lease keep-alives and time-to-lives are answered by the leader's lease expirer; a follower
+  checks the client's auth, then passes the call on to the leader's peer port (``LeaseQuery``,
+  as etcd's followers do) and checks a time-to-live's keys on the answer.
 - The gateway proposes on its own the NOSPACE alarm (at most once a second) and
   auto-compactions; nobody waits for their outcome (an auto-compaction's is logged).
 """
@@ -91,7 +92,8 @@ class Routing(Access):
             if self.raft is not None and self.raft.leader == self.member_id:
                 self.out.to_lease.append(LeaseCall(read_id=rid, request=pending.request))
             else:
-                self.out.to_leader.append((rid, pending.body, pending.token))
+                # on the leader's peer port (LeaseQuery): auth was checked here, it carries none
+                self.out.to_leader.append((rid, pending.request))
         elif pending.write:
             if not pending.proposal:
                 pending.proposal = encode(
@@ -123,7 +125,7 @@ class Routing(Access):
         self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
 
     def forwarded_reply(self, rid: int, body: bytes) -> None:
-        """The leader's gateway answered a lease call we forwarded (its body, unchanged)."""
+        """The leader answered a lease call we passed on (its expirer's body, unchanged)."""
         self._answer(rid, body)
 
     def internal(self, msg: Any, now: float) -> None:

@@ -28,9 +28,10 @@ from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import bind_all
 from actors.runtime.loop import NOBLOCK, Loop, send, send_frames
-from proto_schemas.codec import DecodeError
-from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.envelope import pack
 from proto_schemas.internal import ActorStarted
+from proto_schemas.lease import LeaseAnswer, LeaseQuery
 
 # Messages queued per client connection each way: as many as it may have in flight by default
 # (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
@@ -98,12 +99,14 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     send(to_raft, ActorStarted(actor="gateway"))  # where raft is, when restarted alone
     to_mvcc = loop.outbox(config.inbox("mvcc"))
     to_lease = loop.outbox(config.inbox("lease"))
-    leader: dict[str, Any] = {"urls": [], "sock": None}  # a client connection to the leader's gateway
+    leader: dict[str, Any] = {"urls": [], "sock": None}  # a connection to the leader's peer port
+    peer_curve = config.peer_curve()
 
     def leader_socket() -> zmq.Socket[bytes] | None:
-        """Lease calls on a follower go to the leader's gateway (keep-alives are not
-        replicated); reconnect whenever the leader changes."""
-        urls = core.raft.leader_client_urls if core.raft is not None else []
+        """Lease calls on a follower go to the leader's lease expirer (keep-alives are not
+        replicated), on the leader's peer port as a member's ``LeaseQuery``; reconnect
+        whenever the leader changes."""
+        urls = core.raft.leader_peer_urls if core.raft is not None else []
         if urls != leader["urls"]:
             if leader["sock"] is not None:
                 loop.forget(leader["sock"])
@@ -114,8 +117,9 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 sock = loop.ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.setsockopt(zmq.SNDHWM, CLIENT_HWM)
-                curve.connect_as(sock, client_curve)
-                sock.connect(urls[0])
+                curve.connect_as(sock, peer_curve)
+                for url in urls:
+                    sock.connect(url)
                 loop.on_frames(sock, from_leader)
                 leader["sock"] = sock
         return leader["sock"]
@@ -123,10 +127,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def from_leader(batch: list[list[bytes]]) -> None:
         for frames in batch:
             try:
-                header, body = unpack_header(frames)
+                answer = decode(frames[-1], expect=LeaseAnswer)
             except DecodeError:
                 continue
-            core.forwarded_reply(header.in_reply_to, bytes(body))
+            core.forwarded_reply(answer.query_id, answer.body)
 
     def receiver(tag: bytes) -> Callable[[list[list[bytes]]], None]:
         def from_clients(batch: list[list[bytes]]) -> None:
@@ -156,11 +160,14 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_lease, msg)
         if out.to_leader:
             sock = leader_socket()
-            for rid, body, token in out.to_leader:
+            for rid, request in out.to_leader:
+                query = LeaseQuery(
+                    cluster_id=config.cluster_id, from_=config.member_id, query_id=rid, request=request
+                )
                 try:
                     if sock is None:
                         raise zmq.Again()
-                    send_frames(sock, pack(body, msg_id=rid, token=token), NOBLOCK)
+                    sock.send(encode(query), NOBLOCK)
                 except zmq.ZMQError:
                     log.debug("lease call not forwarded", request_id=rid)  # it times out
         for route, reply_to, body in out.to_client:

@@ -136,14 +136,15 @@ class LeaseShell:
 
     def _call(self, msg: LeaseCall, now: float) -> None:
         if not self.leading:
-            self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
+            self._reply(msg, error_response(ErrorCode.NOT_LEADER))
             return
         request = msg.request
         if isinstance(request, LeaseTimeToLiveRequest):
             # The backend knows the granted TTL and the keys; only we know the time left.
             remaining = self.core.remaining(request.id, now)
             left = -1 if remaining is None else remaining
-            send(self.to_mvcc, LeaseRead(read_id=msg.read_id, request=request, remaining=left))
+            read = LeaseRead(read_id=msg.read_id, request=request, remaining=left, reply_to=msg.reply_to)
+            send(self.to_mvcc, read)
             return
         if self._keep_alive(msg, now) is not Wait.DONE:
             self.held.hold(msg, now)
@@ -151,7 +152,7 @@ class LeaseShell:
     def _keep_alive(self, msg: LeaseCall, now: float) -> Wait:
         """Renew and answer, or say what the call waits for (see ``Held``)."""
         if not self.leading:  # demoted while the call was held
-            self._reply(msg.read_id, error_response(ErrorCode.NOT_LEADER))
+            self._reply(msg, error_response(ErrorCode.NOT_LEADER))
             return Wait.DONE
         ttl = self.core.keep_alive(msg.request.id, now)
         if ttl is None:
@@ -164,15 +165,17 @@ class LeaseShell:
             member_id=self.config.member_id,
             raft_term=self.status.term if self.status else 0,
         )
-        self._reply(msg.read_id, LeaseKeepAliveResponse(header=header, id=msg.request.id, ttl=ttl))
+        self._reply(msg, LeaseKeepAliveResponse(header=header, id=msg.request.id, ttl=ttl))
         return Wait.DONE
 
     def _retry_held(self, now: float) -> None:
         for msg in self.held.retry(lambda call: self._keep_alive(call, now), now):
-            self._reply(msg.read_id, error_response(ErrorCode.LEASE_NOT_FOUND))
+            self._reply(msg, error_response(ErrorCode.LEASE_NOT_FOUND))
 
-    def _reply(self, read_id: int, body: object) -> None:
-        send(self.to_gateway, ReadResult(read_id=read_id, body=encode(body)))
+    def _reply(self, call: LeaseCall, body: object) -> None:
+        """To the gateway, or to the raft core for a follower's call (``LeaseQuery``)."""
+        to = self.to_raft if call.reply_to == "raft" else self.to_gateway
+        send(to, ReadResult(read_id=call.read_id, body=encode(body)))
 
     # -- expiry --------------------------------------------------------------------------------
     def tick(self) -> None:

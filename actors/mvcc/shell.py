@@ -403,7 +403,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 send(outs["lease"], LeaseEvents(index=store.consistent_index, events=table, initial=True))
             elif isinstance(msg, LeaseRead):
                 response = store.lease_time_to_live(msg.request, msg.remaining)
-                send(outs["gateway"], ReadResult(read_id=msg.read_id, body=encode(response)))
+                to = outs.get(msg.reply_to, outs["gateway"])
+                send(to, ReadResult(read_id=msg.read_id, body=encode(response)))
             elif isinstance(msg, SnapshotChunk):
                 install(msg)
 

@@ -115,8 +115,9 @@ class RaftShell(StatusShell):
             initial_urls=[u for urls in config.initial_cluster.values() for u in urls],
         )
         self.calls = ClusterCalls(config, log)
-        self._hash_ids = itertools.count(1)
+        self._hash_ids = itertools.count(1)  # read ids of the peers' hash and lease queries
         self._hash_queries: dict[int, tuple[bytes, int, float]] = {}  # read id -> (asker, query id, deadline)
+        self._lease_queries: dict[int, tuple[bytes, int, float]] = {}  # the same, for lease queries
         self.snapshots = Snapshots(
             cluster_id=config.cluster_id,
             member_id=config.member_id,
@@ -229,7 +230,7 @@ class RaftShell(StatusShell):
     def handle(self, msgs: list[object]) -> None:
         for msg in msgs:
             if isinstance(msg, ReadResult):
-                self._hash_answered(msg)
+                self._peer_answered(msg)
                 continue
             if isinstance(msg, WalState):
                 if self.node is None:

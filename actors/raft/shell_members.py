@@ -70,6 +70,8 @@ class MemberShell:
     _replayed_to: int
     _hash_ids: itertools.count[int]
     _hash_queries: dict[int, tuple[bytes, int, float]]
+    _lease_queries: dict[int, tuple[bytes, int, float]]
+    to_lease: zmq.Socket[bytes]
     _held: dict[int, RaftMessage]
 
     def _join_info(self, query: JoinQuery) -> JoinInfo:

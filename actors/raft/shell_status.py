@@ -16,9 +16,6 @@ from actors.raft.shell_peers import PeerShell
 from actors.raft.storage import MemoryStorage
 from actors.runtime.loop import Loop, send
 from actors.runtime.metrics import Counter, Gauge
-from proto_schemas.cluster import (
-    zmq_urls,
-)
 from proto_schemas.internal import (
     RaftStatus,
 )
@@ -85,7 +82,7 @@ class StatusShell(PeerShell):
             commit=st.commit,
             applied=self.applied,
             is_learner=self.config.member_id in st.learners,
-            leader_client_urls=zmq_urls(member.client_urls) if member is not None else [],
+            leader_peer_urls=list(member.peer_urls) if member is not None else [],
         )
         send(self.to_gateway, status)
         if role_changed:  # the expirer cares who leads, not how far the log got

@@ -23,8 +23,9 @@ Why this shape:
   ``--initial-cluster`` without belonging to another member of the table. Such a sender is
   reached at those URLs until the member table names it.
 - A member's ``HashQuery`` (its corruption checker asking for our hash) is handed to
-  ``on_hash`` with the asker's routing identity, and answered later with ``answer_hash``;
-  one from another cluster or from a member that is not in our table is dropped.
+  ``on_hash``, its ``LeaseQuery`` (a follower's gateway passing on a lease keep-alive or
+  time-to-live) to ``on_lease``, with the asker's routing identity, and answered later with
+  ``answer``; one from another cluster or from a member that is not in our table is dropped.
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ from proto_schemas.cluster import (
     SnapshotChunk,
 )
 from proto_schemas.codec import DecodeError, decode, encode
+from proto_schemas.lease import LeaseAnswer, LeaseQuery
 from proto_schemas.raft import RaftMessage
 
 MSG_HWM = 10_000
 SNAP_HWM = 8
 MAX_PEER_FRAME = 64 * 1024 * 1024
 MAX_PEER_ITEMS = 1 << 22  # CBOR items in one frame (a batch of ~500k small entries): ~250 MB at worst
-PEER_MESSAGES = (PeerBatch, SnapshotChunk, JoinQuery, HashQuery)  # what a peer frame may hold
+PEER_MESSAGES = (PeerBatch, SnapshotChunk, JoinQuery, HashQuery, LeaseQuery)  # what a peer frame may hold
 WARN_EVERY_S = 1.0  # one warning per drop reason at most this often
 URL_SCHEMES = ("tcp", "ipc")
 
@@ -235,6 +237,7 @@ class PeerTransport:
         on_batch: Callable[[PeerBatch | SnapshotChunk], None],
         on_join: Callable[[JoinQuery], JoinInfo],
         on_hash: Callable[[bytes, HashQuery], None] | None = None,
+        on_lease: Callable[[bytes, LeaseQuery], None] | None = None,
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
@@ -243,7 +246,7 @@ class PeerTransport:
             try:
                 msg = decode(
                     parts[1],
-                    expect=(PeerBatch, SnapshotChunk, JoinQuery, HashQuery),
+                    expect=PEER_MESSAGES,
                     max_items=MAX_PEER_ITEMS,
                 )
             except DecodeError as exc:
@@ -253,7 +256,10 @@ class PeerTransport:
                 self._answer(parts[0], on_join(msg))
                 continue
             if isinstance(msg, HashQuery):
-                self._hash_query(parts[0], msg, on_hash)
+                self._member_query(parts[0], msg, on_hash)
+                continue
+            if isinstance(msg, LeaseQuery):
+                self._member_query(parts[0], msg, on_lease)
                 continue
             if msg.cluster_id != self.cluster_id:
                 self._drop("cluster ID mismatch", sender=f"{msg.from_:x}")
@@ -295,22 +301,20 @@ class PeerTransport:
         except zmq.ZMQError as exc:  # the asker is gone
             self.log.debug("join answer dropped", error=str(exc))
 
-    # -- member-to-member hash queries (the corruption checker) ----------------------------------
-    def _hash_query(
-        self, identity: bytes, query: HashQuery, on_hash: Callable[[bytes, HashQuery], None] | None
+    # -- member-to-member queries (the corruption checker's hashes, followers' lease calls) -------
+    def _member_query(
+        self, identity: bytes, query: HashQuery | LeaseQuery, handler: Callable[[bytes, Any], None] | None
     ) -> None:
-        if query.cluster_id != self.cluster_id or query.from_ not in self.known or on_hash is None:
-            self.log.warning(
-                "hash query dropped", reason="not a member of this cluster", sender=f"{query.from_:x}"
-            )
+        if query.cluster_id != self.cluster_id or query.from_ not in self.known or handler is None:
+            self._drop(f"{type(query).__name__} not from a member of this cluster", sender=f"{query.from_:x}")
             return
-        on_hash(identity, query)
+        handler(identity, query)
 
-    def answer_hash(self, identity: bytes, answer: HashAnswer) -> None:
+    def answer(self, identity: bytes, answer: HashAnswer | LeaseAnswer) -> None:
         try:
             self.inbox.send_multipart([identity, encode(answer)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the asker is gone
-            self.log.debug("hash answer dropped", error=str(exc))
+            self.log.debug("peer answer dropped", error=str(exc))
 
     def close(self) -> None:
         for peer in self.peers.values():

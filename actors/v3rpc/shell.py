@@ -3,10 +3,10 @@
 Every unary call is decoded here (bytes in, so that undecodable protobuf gets grpc-go's own
 ``Internal`` status instead of an exception), translated (translate.py), sent to the member's
 gateway on its client endpoint (as any client: auth is checked there), and the answer
-translated back; an etcdz error becomes the gRPC status etcd gives for it. Watch streams go
-to a watch hub, one hub connection per stream (links.py); LeaseKeepAlive streams are
-keepalive calls one after another; Snapshot streams the pieces of the member's copy as an
-etcdz snapshot file.
+translated back; an etcdz error becomes the gRPC status etcd gives for it (calls.py). Watch
+streams go to a watch hub, one hub connection per stream (watch_stream.py); LeaseKeepAlive
+streams are keepalive calls one after another; Snapshot streams the pieces of the member's copy
+as an etcdz snapshot file.
 
 TLS (``https://`` URLs) and client certificates: see actors/runtime/tls.py; a verified
 certificate's Common Name reaches the gateway as a certificate token (``Door.token``), on the
@@ -15,14 +15,12 @@ same path as a client's token, so the gateway's auth is the only auth.
 Bounds, so that no client makes the process grow: at most ``max_rpcs`` calls and streams at
 once (grpcio answers ``RESOURCE_EXHAUSTED`` beyond), at most ``max_watch_streams`` watch
 streams (each holds a hub connection), ``max_inflight`` calls at the gateway, a receive limit
-of the request limit plus etcd's 512 KiB of gRPC overhead; a watch stream's client that never
-reads stops its hub connection (see links.py).
+of the request limit plus etcd's 512 KiB of gRPC overhead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,47 +28,31 @@ from typing import Any
 import grpc
 import structlog
 import zmq.asyncio
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from actors.auth.tokens import cert_token
 from actors.runtime.curve import Curve
 from actors.runtime.loop import HEARTBEAT_S, touch_heartbeat
 from actors.runtime.tls import GrpcTls
-from actors.v3rpc.links import GatewayLink, HubLink, HubPool, Link
-from actors.v3rpc.streams import DUPLICATE, StreamWatchers
-from actors.v3rpc.translate import UNMARSHAL, Untranslatable, cancel_reason, status_of, to_cbor, to_pb
+from actors.v3rpc.calls import common_name, fail, parse, token_of, translated
+from actors.v3rpc.links import GatewayLink, HubPool, Link
+from actors.v3rpc.translate import to_pb
+from actors.v3rpc.watch_stream import WatchStreams
 from etcdz.snapshot import FileBuilder
 from proto_schemas.cluster import grpc_urls
 from proto_schemas.errors import ErrorCode, ErrorResponse
 from proto_schemas.etcdpb import rpc_pb2
-from proto_schemas.kv import HashKVRequest, ResponseHeader
+from proto_schemas.kv import HashKVRequest
 from proto_schemas.lease import LeaseKeepAliveRequest
 from proto_schemas.maintenance import SnapshotRequest
-from proto_schemas.watch import (
-    DUPLICATE_WATCH_ID,
-    WatchCancelRequest,
-    WatchCreateRequest,
-    WatchRequest,
-    WatchResponse,
-    WatchResponses,
-)
 
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing over --max-request-bytes
-PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
-HUB_DEAD_AFTER_S = 10.0
 LOGIN_ATTEMPTS = 6  # 0.1 + 0.2 + ... + 1.6 s: past a burst of the gateway's per-address limit
 LOGIN_BACKOFF_S = 0.1
 LOGIN_RETRY = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.AUTH_OLD_REVISION})
 MAX_WATCH_STREAMS = 1000  # each holds a hub connection: a socket and its buffers
 CLUSTER_RPCS = frozenset(m.name for m in rpc_pb2.DESCRIPTOR.services_by_name["Cluster"].methods)
 UNSERVED = frozenset({"Downgrade"})  # etcd 3.5's downgrade: etcdz has one version; UNIMPLEMENTED
-
-
-def watch_pb(resp: WatchResponse) -> rpc_pb2.WatchResponse:
-    out = to_pb(resp, rpc_pb2.WatchResponse)
-    if out.canceled:
-        out.cancel_reason = cancel_reason(out.cancel_reason)
-    return out
 
 
 @dataclass(frozen=True)
@@ -93,40 +75,6 @@ class DoorConfig:
     cert_secret: bytes = b""  # vouches for a verified client certificate's user (auth/tokens.py)
 
 
-def token_of(context: grpc.aio.ServicerContext) -> str:
-    """The auth token, in the ``token`` metadata as clientv3 sends it."""
-    for key, value in context.invocation_metadata() or ():
-        if key in ("token", "authorization"):
-            return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return ""
-
-
-def common_name(context: grpc.aio.ServicerContext) -> str:
-    """The Common Name of the client's certificate, as the TLS handshake verified it."""
-    names = context.auth_context().get("x509_common_name") or []
-    return names[0].decode("utf-8", "replace") if names else ""
-
-
-async def fail(context: grpc.aio.ServicerContext, error: ErrorResponse) -> None:
-    code, message = status_of(error)
-    await context.abort(getattr(grpc.StatusCode, code), message)
-
-
-async def parse(context: grpc.aio.ServicerContext, cls: type[Message], raw: bytes) -> Message:
-    try:
-        return cls.FromString(raw)
-    except (DecodeError, RuntimeWarning, ValueError) as exc:
-        await context.abort(grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}")
-        raise  # not reached: abort raises
-
-
-async def translated(context: grpc.aio.ServicerContext, msg: Message) -> Any:
-    try:
-        return to_cbor(msg)
-    except Untranslatable as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-
-
 class Door:
     def __init__(self, config: DoorConfig, link: Link, ctx: zmq.asyncio.Context, log: Any) -> None:
         self.config = config
@@ -134,8 +82,16 @@ class Door:
         self.ctx = ctx
         self.log = log
         self.timeout_s = config.request_timeout_s + 1.0
-        self.watch_streams = 0
-        self.hubs = HubPool(ctx, config.hub_curve)
+        self.watches = WatchStreams(
+            link=link,
+            hubs=HubPool(ctx, config.hub_curve),
+            token=self.token,
+            fill=self.fill,
+            cluster_id=config.cluster_id,
+            member_id=config.member_id,
+            max_streams=config.max_watch_streams,
+            timeout_s=self.timeout_s,
+        )
         # etcd's "CommonName as user": only a certificate the handshake verified names one
         self.cert_users = bool(config.tls and config.tls.client_cert_auth and config.cert_secret)
 
@@ -251,129 +207,10 @@ class Door:
         last = rpc_pb2.SnapshotResponse(header=header, remaining_bytes=0, blob=blob + builder.end())
         await context.write(last.SerializeToString())
 
-    # -- Watch -----------------------------------------------------------------------------
-    async def watch(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        if self.watch_streams >= self.config.max_watch_streams:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
-        loop = asyncio.get_running_loop()
-        url = await self.link.hub_url(loop.time(), self.timeout_s)
-        if url is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: no watch hub serves this member")
-            return
-        self.watch_streams += 1
-        # A stream the client cancels or drops ends here at once (its place and its hub
-        # connection freed), not when the handler next happens to write to it.
-        handler = asyncio.current_task()
-        context.add_done_callback(lambda _: handler.cancel() if handler is not None else None)
-        hub = self.hubs.take(url, self.token(context))
-        mine = StreamWatchers()
-        refusals: asyncio.Queue[WatchResponse] = asyncio.Queue(maxsize=16)  # the door's own answers
-        pump = asyncio.ensure_future(self._watch_requests(requests, hub, mine, refusals))
-        receive: asyncio.Future[Any] | None = None
-        refused: asyncio.Future[WatchResponse] | None = None
-        reusable = True
-        try:
-            await hub.hello(self.config.cluster_id)
-            quiet = 0.0
-            while True:
-                receive = receive or asyncio.ensure_future(hub.receive())
-                refused = refused or asyncio.ensure_future(refusals.get())
-                waited = {receive, refused, pump} if not pump.done() else {receive, refused}
-                done, _ = await asyncio.wait(waited, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED)
-                if refused in done:
-                    out = self.fill(watch_pb(refused.result()))
-                    await context.write(out.SerializeToString())
-                    refused = None
-                if pump in done:
-                    problem = pump.result()
-                    if problem is not None:
-                        await context.abort(*problem)
-                    # else the client closed its side: as etcd's, the stream goes on sending
-                    # until the client cancels it
-                if not done:
-                    quiet += PING_S
-                    if quiet >= HUB_DEAD_AFTER_S:
-                        reusable = False
-                        await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch hub unreachable")
-                    await hub.hello(self.config.cluster_id)
-                    continue
-                if receive not in done:
-                    continue
-                quiet, msg, receive = 0.0, receive.result(), None
-                if isinstance(msg, WatchResponses | WatchResponse):
-                    for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
-                        watch_id = mine.answer(resp)
-                        if watch_id is not None:
-                            out = self.fill(watch_pb(resp))
-                            out.watch_id = watch_id
-                            await context.write(out.SerializeToString())
-                            for due in mine.answered(resp.watch_id) if resp.created else []:
-                                out = self.fill(watch_pb(due))
-                                await context.write(out.SerializeToString())
-                        elif resp.created and not resp.canceled:  # a former stream's: end it
-                            await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
-                elif isinstance(msg, ErrorResponse):
-                    reusable = False
-                    await fail(context, msg)
-        finally:
-            self.watch_streams -= 1
-            pump.cancel()
-            for waiting in (receive, refused):
-                if waiting is not None:
-                    waiting.cancel()
-            if reusable:
-                self.hubs.give_back(url, hub, mine.hub_ids())
-            else:
-                hub.close()
-
-    async def _watch_requests(
-        self,
-        requests: AsyncIterator[bytes],
-        hub: HubLink,
-        mine: StreamWatchers,
-        refusals: asyncio.Queue[WatchResponse],
-    ) -> tuple[Any, str] | None:
-        """Client -> hub, watch ids turned into the hub's; the status to end the stream with, or
-        None when the client is done. A create for an id the stream holds is refused here, as
-        etcd refuses it (created and canceled at once, watch id -1)."""
-        async for raw in requests:
-            try:
-                msg = rpc_pb2.WatchRequest.FromString(raw)
-            except (DecodeError, RuntimeWarning, ValueError) as exc:
-                return grpc.StatusCode.INTERNAL, f"{UNMARSHAL}: {exc}"
-            try:
-                request = to_cbor(msg)
-            except Untranslatable as exc:
-                return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-            inner = request.request
-            if isinstance(inner, WatchCreateRequest):
-                hub_id = mine.create(inner.watch_id, hub.next_watch_id)
-                if hub_id is None:
-                    refusal = WatchResponse(
-                        header=ResponseHeader(
-                            cluster_id=self.config.cluster_id, member_id=self.config.member_id
-                        ),
-                        watch_id=DUPLICATE,
-                        created=True,
-                        canceled=True,
-                        cancel_reason=DUPLICATE_WATCH_ID,
-                    )
-                    for now in mine.refuse(refusal):
-                        await refusals.put(now)
-                    continue
-                request = WatchRequest(request=dataclasses.replace(inner, watch_id=hub_id))
-            elif isinstance(inner, WatchCancelRequest):
-                hub_id = mine.cancel(inner.watch_id)
-                if hub_id is None:
-                    continue  # no such watcher: nothing happens, as in etcd
-                request = WatchRequest(request=WatchCancelRequest(watch_id=hub_id))
-            await hub.send(request)
-        return None
-
     # -- the services ----------------------------------------------------------------------
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         streams: dict[str, Callable[..., Any]] = {
-            "Watch": grpc.stream_stream_rpc_method_handler(self.guarded("Watch", self.watch)),
+            "Watch": grpc.stream_stream_rpc_method_handler(self.guarded("Watch", self.watches.watch)),
             "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(
                 self.guarded("LeaseKeepAlive", self.keep_alive)
             ),

@@ -1,9 +1,10 @@
 """etcd's client TLS at the gRPC door, with etcd's own etcdctl (3.4, ETCDCTL_API=3) and grpcio:
-a member's door on https:// requiring client certificates signed by the test CA, and a
-standalone door (``etcdz grpc-gateway``) on https:// without client certificates in front of
-it. With auth enabled, a client certificate's Common Name is the user of a request without a
-token (etcd's "CommonName as user"); a token wins. A start with an https:// URL and no
-certificate stops at once, naming the flag."""
+three members without the members' key pair, each member's door on https:// requiring client
+certificates signed by the test CA, and a standalone door (``etcdz grpc-gateway``) on https://
+without client certificates in front of them. With auth enabled, a client certificate's Common
+Name is the user of a request without a token (etcd's "CommonName as user"); a token wins; a
+follower passes such a client's lease calls on to the leader. A start with an https:// URL and
+no certificate stops at once, naming the flag."""
 
 from __future__ import annotations
 
@@ -20,32 +21,39 @@ import grpc
 import pytest
 
 from proto_schemas.etcdpb import rpc_pb2
-from tools.cluster import LocalCluster, free_port, running
+from tools.cluster import LocalCluster, free_port
 from tools.pki import Pki, issue
 
 ETCDCTL = shutil.which("etcdctl")
 USER = "alice"  # the client certificate's Common Name, a user once auth is enabled
+MEMBERS = 3  # a leader and followers: lease calls are the leader's
 
 
 @dataclass
 class Doors:
     cluster: LocalCluster
     pki: Pki
-    member: str  # host:port of the member's door: TLS, client certificates required
+    member: str  # host:port of the first member's door: TLS, client certificates required
     standalone: str  # host:port of the standalone door: TLS, no client certificates
+    members: list[str]  # host:port of every member's door
 
 
 @pytest.fixture(scope="module")
 def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
     root = tmp_path_factory.mktemp("grpc-tls")
     pki = issue(str(root / "pki"), [USER, "stranger"])
-    member = f"127.0.0.1:{free_port()}"
     tls = [
-        *("--listen-grpc-urls", f"https://{member}", "--advertise-grpc-urls", f"https://{member}"),
         *("--grpc-cert-file", pki.server_cert, "--grpc-key-file", pki.server_key),
         *("--grpc-trusted-ca-file", pki.ca, "--grpc-client-cert-auth"),
     ]
-    with running(str(root / "cluster"), 1, extra_args=tls) as cluster:
+    cluster = LocalCluster(str(root / "cluster"), MEMBERS, grpc=True, extra_args=tls)
+    for m in cluster.members:  # each member's door on https://
+        for name in ("ETCDZ_LISTEN_GRPC_URLS", "ETCDZ_ADVERTISE_GRPC_URLS"):
+            m.env[name] = m.env[name].replace("http://", "https://")
+    members = [m.grpc_url.removeprefix("https://") for m in cluster.members]
+    cluster.start()
+    try:
+        cluster.wait_ready(timeout=60)
         standalone = f"127.0.0.1:{free_port()}"
         env = {**os.environ, "ETCDZ_GRPC_CERT_FILE": pki.server_cert, "ETCDZ_GRPC_KEY_FILE": pki.server_key}
         with open(root / "door.log", "wb") as log:
@@ -56,10 +64,12 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
                 env=env,
             )
         try:
-            yield Doors(cluster, pki, member, standalone)
+            yield Doors(cluster, pki, members[0], standalone, members)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    finally:
+        cluster.stop()
 
 
 def etcdctl(endpoint: str, *args: str, tls: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -130,7 +140,7 @@ def test_client_certificate_auth_refuses_a_client_without_one_at_the_handshake(d
 
 def test_with_auth_the_client_certificates_common_name_is_the_user(doors: Doors) -> None:
     """etcd's rule: no token, auth enabled -> the verified certificate's Common Name is the
-    user; a token (--user) wins. Last in this module: it leaves auth enabled."""
+    user; a token (--user) wins. It leaves auth enabled for the next test."""
     ca = ("--cacert", doors.pki.ca)
     alice = (*ca, "--cert", doors.pki.clients[USER][0], "--key", doors.pki.clients[USER][1])
     stranger = (*ca, "--cert", doors.pki.clients["stranger"][0], "--key", doors.pki.clients["stranger"][1])
@@ -169,6 +179,38 @@ def test_with_auth_the_client_certificates_common_name_is_the_user(doors: Doors)
             put(known, b"other", b"1")
     assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert failed.value.details() == "etcdserver: permission denied"
+
+
+def status(endpoint: str, pki: Pki) -> rpc_pb2.StatusResponse:
+    with channel(endpoint, pki, user=USER) as chan:
+        raw = chan.unary_unary("/etcdserverpb.Maintenance/Status")(
+            rpc_pb2.StatusRequest().SerializeToString(), timeout=10
+        )
+    return rpc_pb2.StatusResponse.FromString(raw)
+
+
+def test_a_certificate_alone_keeps_a_lease_alive_and_asks_its_time_through_a_follower(doors: Doors) -> None:
+    """Auth on (the test before), no token, no members' key pair: a follower checks the
+    certificate's user itself and passes keep-alives and time-to-lives on to the leader's lease
+    expirer on its peer port, as etcd's followers do; a time-to-live's keys are checked against
+    the user here. A certificate naming no user is still denied."""
+    ca = ("--cacert", doors.pki.ca)
+    alice = (*ca, "--cert", doors.pki.clients[USER][0], "--key", doors.pki.clients[USER][1])
+    stranger = (*ca, "--cert", doors.pki.clients["stranger"][0], "--key", doors.pki.clients["stranger"][1])
+    follower = next(d for d in doors.members if (s := status(d, doors.pki)).leader != s.header.member_id)
+    granted = etcdctl(follower, "lease", "grant", "60", tls=alice)
+    assert granted.returncode == 0, granted.stderr
+    lease = granted.stdout.split()[1]  # "lease 694d79ada4e6c82c granted with TTL(60s)"
+    assert etcdctl(follower, "put", "--lease", lease, "app/leased", "1", tls=alice).stdout == "OK\n"
+    kept = etcdctl(follower, "lease", "keep-alive", "--once", lease, tls=alice)
+    assert kept.stdout == f"lease {lease} keepalived with TTL(60)\n", kept.stderr
+    ttl = etcdctl(follower, "lease", "timetolive", lease, tls=alice)
+    assert ttl.stdout.startswith(f"lease {lease} granted with TTL(60s), remaining("), ttl.stderr
+    keys = etcdctl(follower, "lease", "timetolive", "--keys", lease, tls=alice)
+    assert keys.stdout.endswith("attached keys([app/leased])\n"), keys.stderr
+    for call in (["keep-alive", "--once", lease], ["timetolive", lease]):
+        out = etcdctl(follower, "lease", *call, tls=stranger)
+        assert out.returncode != 0 and "etcdserver: permission denied" in out.stderr, (call, out)
 
 
 def test_an_https_url_without_a_certificate_stops_the_start_naming_the_flag(tmp_path: Path) -> None:

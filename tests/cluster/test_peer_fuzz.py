@@ -21,6 +21,7 @@ from etcdz.errors import EtcdzError
 from proto_schemas import codec
 from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
 from proto_schemas.codec import decode, encode
+from proto_schemas.lease import LeaseKeepAliveRequest, LeaseQuery
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
 from tools import fuzz
 from tools.cluster import LocalCluster, free_port, running
@@ -155,6 +156,37 @@ def test_only_verified_peers_are_heard_and_connected() -> None:
         ctx.destroy(linger=0)
 
 
+def test_lease_queries_are_passed_on_only_from_members_of_this_cluster() -> None:
+    """A follower's lease call (``LeaseQuery``) carries no user: the leader takes it from a
+    member of its table and its cluster only, as it takes raft messages."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    transport = PeerTransport(
+        ctx,
+        member_id=1,
+        cluster_id=7,
+        listen_urls=["tcp://127.0.0.1:*"],
+        advertise_urls=["tcp://127.0.0.1:1"],
+        log=structlog.get_logger(),
+        initial_urls=["tcp://127.0.0.1:1"],
+    )
+    asked: list[tuple[bytes, int]] = []
+    call = LeaseKeepAliveRequest(id=5)
+    try:
+        transport.set_peers({1: ["tcp://127.0.0.1:1"], 2: [f"tcp://127.0.0.1:{free_port()}"]})
+        for from_, cluster_id, query_id in ((2, 7, 1), (99, 7, 2), (2, 8, 3), (1, 8, 4)):
+            query = LeaseQuery(cluster_id=cluster_id, from_=from_, query_id=query_id, request=call)
+            transport.receive(
+                [[b"asker", encode(query)]],
+                lambda m: None,
+                lambda q: JoinInfo(cluster_id=7),
+                on_lease=lambda who, q: asked.append((who, q.query_id)),
+            )
+        assert asked == [(b"asker", 1)] and transport.refused == 3
+    finally:
+        transport.close()
+        ctx.destroy(linger=0)
+
+
 def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: LocalCluster) -> None:
     target = cluster.members[1]
     pids = target.actor_pids()
@@ -179,6 +211,7 @@ def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: Local
         ),
         encode(SnapshotChunk(cluster_id=cluster_id, from_=7, snap_id=1, seq=0, pairs=[b"k", b"v"])),
         encode(JoinQuery(peer_urls=[bait_url])),
+        encode(LeaseQuery(cluster_id=cluster_id, from_=7, query_id=1, request=LeaseKeepAliveRequest(id=1))),
     ]
     try:
         for _ in range(500):

@@ -71,6 +71,10 @@ def test_a_trusted_client_reads_writes_and_watches(secured: LocalCluster) -> Non
         with c.watch("/s/", prefix=True, start_revision=start) as w:
             got = w.get(timeout=10)
             assert got is not None and got.events[0].kv.value == b"1"
+        lease = c.lease_grant(30).id
+    for member in secured.members:  # a follower passes keep-alives on over the keyed peer mesh
+        with member.client(timeout=5.0) as one:
+            assert one.lease_keep_alive_once(lease).ttl > 0
 
 
 def test_clients_without_the_right_keys_are_refused_and_change_nothing(
