@@ -104,6 +104,9 @@ class Outbox:
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
     to_leader: list[tuple[int, Any]] = field(default_factory=list)  # (request id, lease call) for the leader
+    # This batch's writes as a proposal for the leader's peer port, and the same for the local
+    # raft core should that port not take it (see ``Routing.take_outbox``)
+    at_leader: tuple[Any, Any] | None = None
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from actors.auth.perms import needs
 from actors.gateway.access import Access
 from actors.gateway.requests import LEASE_CALLS, Outbox, error_code
+from proto_schemas.cluster import PeerBatch
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
@@ -54,6 +55,7 @@ from proto_schemas.internal import (
 from proto_schemas.kv import CompactionRequest, StatusResponse
 from proto_schemas.lease import LeaseCall
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
+from proto_schemas.raft import Entry, MessageType, RaftMessage
 
 ALARM_RETRY_S = 1.0  # NOSPACE is proposed again at most this often while puts keep coming
 VERSION = "3.5.0"  # the etcd API version etcdz speaks
@@ -279,7 +281,20 @@ class Routing(Access):
 
     def take_outbox(self) -> Outbox:
         if self._propose_data:
-            self.out.to_raft.append(Propose(data=self._propose_data, request_ids=self._propose_ids))
+            proposal = Propose(data=self._propose_data, request_ids=self._propose_ids)
+            raft = self.raft
+            if raft is not None and raft.leader not in (0, self.member_id) and raft.leader_peer_urls:
+                # A follower's raft core would only pass the writes on to the leader (raft's
+                # MsgProp): they go to the leader's peer port as that message instead, one
+                # process hop less for every write a follower takes. The raft core gets them
+                # only if that port cannot take them now (and refuses them without a leader).
+                entries = [Entry(term=0, index=0, data=d) for d in proposal.data]
+                me = self.member_id
+                forward = RaftMessage(type=MessageType.PROP, to=raft.leader, from_=me, entries=entries)
+                batch = PeerBatch(cluster_id=self.cluster_id, from_=me, messages=[forward])
+                self.out.at_leader = (batch, proposal)
+            else:
+                self.out.to_raft.append(proposal)
             self._propose_data, self._propose_ids = [], []
         if self._need_index:
             round_id = next(self._ids)

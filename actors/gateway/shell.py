@@ -154,6 +154,15 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             getattr(log, str(fields.pop("level", "info")))(event, **fields)
         for msg in out.to_raft:
             send(to_raft, msg)
+        if out.at_leader is not None:
+            batch, proposal = out.at_leader
+            try:
+                sock = leader_socket()
+                if sock is None:
+                    raise zmq.Again()
+                sock.send(encode(batch), NOBLOCK)
+            except zmq.ZMQError:
+                send(to_raft, proposal)  # the raft core passes it on, or refuses it without a leader
         for msg in out.to_mvcc:
             send(to_mvcc, msg)
         for msg in out.to_lease:

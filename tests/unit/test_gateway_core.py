@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from typing import Any
 
@@ -10,7 +11,13 @@ import pytest
 
 from actors.gateway import compactor
 from actors.gateway.core import MAX_HUBS, GatewayCore
-from proto_schemas.cluster import ClusterCall, MemberAddRequest, MemberListRequest, MemberListResponse
+from proto_schemas.cluster import (
+    ClusterCall,
+    MemberAddRequest,
+    MemberListRequest,
+    MemberListResponse,
+    PeerBatch,
+)
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
@@ -49,6 +56,7 @@ from proto_schemas.lease import (
     LeaseTimeToLiveRequest,
 )
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
+from proto_schemas.raft import MessageType
 from proto_schemas.watch import HubAnnounce, WatchHistoryRequest, WatchHubsRequest
 
 LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
@@ -104,6 +112,28 @@ def test_a_write_is_proposed_once_and_answered_with_the_backend_bytes() -> None:
     core.internal(Results(applied_index=11, results=[ApplyResult(request_id=first.request_id, body=body)]), 1)
     out = core.take_outbox()
     assert out.to_client == [(b"c", 7, body)]  # forwarded as is, not re-encoded
+
+
+def test_a_followers_writes_go_to_the_leaders_peer_port_as_raft_would_pass_them_on() -> None:
+    """On a follower the raft core would only forward the batch (raft's MsgProp): the gateway
+    sends that message to the leader's peer port itself, with the proposal for its own raft
+    core should that port not take it; without the leader's peer URLs the raft core gets it."""
+    core = make()
+    core.internal(dataclasses.replace(LEADER, leader=3, leader_peer_urls=["tcp://127.0.0.1:9"]), 0)
+    ask(core, PutRequest(key=b"k", value=b"v"), msg_id=7)
+    ask(core, PutRequest(key=b"k2", value=b"v"), msg_id=8)
+    out = core.take_outbox()
+    assert out.to_raft == [] and out.at_leader is not None
+    batch, fallback = out.at_leader
+    assert isinstance(batch, PeerBatch) and isinstance(fallback, Propose)
+    assert (batch.cluster_id, batch.from_) == (2, 1)
+    (forward,) = batch.messages
+    assert (forward.type, forward.to, forward.from_, forward.term) == (MessageType.PROP, 3, 1, 0)
+    assert [e.data for e in forward.entries] == fallback.data and len(fallback.data) == 2
+    core.internal(dataclasses.replace(LEADER, leader=3), 1)  # the leader's peer URLs unknown
+    ask(core, PutRequest(key=b"k3"), msg_id=9, now=1)
+    out = core.take_outbox()
+    assert out.at_leader is None and isinstance(out.to_raft[0], Propose)
 
 
 def test_writes_wait_for_a_leader_then_fail_with_no_leader() -> None:
