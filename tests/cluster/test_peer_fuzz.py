@@ -111,18 +111,23 @@ def beat(sender: int, cluster_id: int = 7, urls: list[str] | None = None) -> lis
     return [b"id", encode(batch)]
 
 
-def test_only_verified_peers_are_heard_and_connected() -> None:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    member2, joining = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    transport = PeerTransport(
+def _member_one(ctx: zmq.Context[zmq.Socket[bytes]], initial_urls: list[str]) -> PeerTransport:
+    """The transport of member 1 of cluster 7, listening on a free loopback port."""
+    return PeerTransport(
         ctx,
         member_id=1,
         cluster_id=7,
         listen_urls=["tcp://127.0.0.1:*"],
         advertise_urls=["tcp://127.0.0.1:1"],
         log=structlog.get_logger(),
-        initial_urls=["tcp://127.0.0.1:1", member2, joining],
+        initial_urls=initial_urls,
     )
+
+
+def test_only_verified_peers_are_heard_and_connected() -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    member2, joining = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    transport = _member_one(ctx, ["tcp://127.0.0.1:1", member2, joining])
     heard: list[int] = []
 
     def receive(*frames: list[bytes]) -> None:
@@ -160,15 +165,7 @@ def test_lease_queries_are_passed_on_only_from_members_of_this_cluster() -> None
     """A follower's lease call (``LeaseQuery``) carries no user: the leader takes it from a
     member of its table and its cluster only, as it takes raft messages."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    transport = PeerTransport(
-        ctx,
-        member_id=1,
-        cluster_id=7,
-        listen_urls=["tcp://127.0.0.1:*"],
-        advertise_urls=["tcp://127.0.0.1:1"],
-        log=structlog.get_logger(),
-        initial_urls=["tcp://127.0.0.1:1"],
-    )
+    transport = _member_one(ctx, ["tcp://127.0.0.1:1"])
     asked: list[tuple[bytes, int]] = []
     call = LeaseKeepAliveRequest(id=5)
     try:
