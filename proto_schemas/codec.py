@@ -287,7 +287,6 @@ def _checker_for(tp: Any, where: str) -> Checker:
     if tp is Any:
         return lambda v, d: v
     if origin in (Union, types.UnionType):
-        options = [_checker_for(a, where) for a in typing.get_args(tp)]
         if all(_is_message_or_none(a) for a in typing.get_args(tp)):
             allowed = frozenset(typing.get_args(tp))
 
@@ -297,6 +296,7 @@ def _checker_for(tp: Any, where: str) -> Checker:
                 return v
 
             return check_one_of
+        options = [_checker_for(a, where) for a in typing.get_args(tp)]
 
         def check_union(v: Any, d: int) -> Any:
             for opt in options:
