@@ -21,9 +21,10 @@ from typing import Any, cast
 
 from actors.mvcc.txn import in_range, validate_txn
 from proto_schemas.auth import AUTH_REQUESTS, AuthCheckRequest
-from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS
+from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, PeerBatch
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
+from proto_schemas.internal import Propose
 from proto_schemas.kv import (
     CompactionRequest,
     DeleteRangeRequest,
@@ -38,6 +39,7 @@ from proto_schemas.lease import (
     LeaseGrantRequest,
     LeaseKeepAliveRequest,
     LeaseLeasesRequest,
+    LeaseQuery,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
 )
@@ -103,10 +105,10 @@ class Outbox:
     to_raft: list[Any] = field(default_factory=list)
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
-    to_leader: list[tuple[int, Any]] = field(default_factory=list)  # (request id, lease call) for the leader
-    # This batch's writes as a proposal for the leader's peer port, and the same for the local
-    # raft core should that port not take it (see ``Routing.take_outbox``)
-    at_leader: tuple[Any, Any] | None = None
+    to_leader: list[LeaseQuery] = field(default_factory=list)  # lease calls for the leader's peer port
+    # This batch's writes as raft's proposal for the leader's peer port, and the same for the
+    # local raft core should that port not take it (see ``Routing.take_outbox``)
+    at_leader: tuple[PeerBatch, Propose] | None = None
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 

@@ -53,7 +53,7 @@ from proto_schemas.internal import (
     Results,
 )
 from proto_schemas.kv import CompactionRequest, StatusResponse
-from proto_schemas.lease import LeaseCall
+from proto_schemas.lease import LeaseCall, LeaseQuery
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
 from proto_schemas.raft import Entry, MessageType, RaftMessage
 
@@ -94,8 +94,11 @@ class Routing(Access):
             if self.raft is not None and self.raft.leader == self.member_id:
                 self.out.to_lease.append(LeaseCall(read_id=rid, request=pending.request))
             else:
-                # on the leader's peer port (LeaseQuery): auth was checked here, it carries none
-                self.out.to_leader.append((rid, pending.request))
+                # on the leader's peer port: auth was checked here, the query carries none
+                query = LeaseQuery(
+                    cluster_id=self.cluster_id, from_=self.member_id, query_id=rid, request=pending.request
+                )
+                self.out.to_leader.append(query)
         elif pending.write:
             if not pending.proposal:
                 pending.proposal = encode(

@@ -31,7 +31,7 @@ from actors.runtime.loop import NOBLOCK, Loop, send, send_frames
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack
 from proto_schemas.internal import ActorStarted
-from proto_schemas.lease import LeaseAnswer, LeaseQuery
+from proto_schemas.lease import LeaseAnswer
 
 # Messages queued per client connection each way: as many as it may have in flight by default
 # (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
@@ -124,6 +124,18 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 leader["sock"] = sock
         return leader["sock"]
 
+    def to_leader_port(msg: object) -> bool:
+        """Whether ``msg`` left for the leader's peer port (not without a known leader, nor
+        while its connection's queue is full)."""
+        sock = leader_socket()
+        if sock is None:
+            return False
+        try:
+            sock.send(encode(msg), NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        return True
+
     def from_leader(batch: list[list[bytes]]) -> None:
         for frames in batch:
             try:
@@ -156,29 +168,15 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             send(to_raft, msg)
         if out.at_leader is not None:
             batch, proposal = out.at_leader
-            try:
-                sock = leader_socket()
-                if sock is None:
-                    raise zmq.Again()
-                sock.send(encode(batch), NOBLOCK)
-            except zmq.ZMQError:
+            if not to_leader_port(batch):
                 send(to_raft, proposal)  # the raft core passes it on, or refuses it without a leader
         for msg in out.to_mvcc:
             send(to_mvcc, msg)
         for msg in out.to_lease:
             send(to_lease, msg)
-        if out.to_leader:
-            sock = leader_socket()
-            for rid, request in out.to_leader:
-                query = LeaseQuery(
-                    cluster_id=config.cluster_id, from_=config.member_id, query_id=rid, request=request
-                )
-                try:
-                    if sock is None:
-                        raise zmq.Again()
-                    sock.send(encode(query), NOBLOCK)
-                except zmq.ZMQError:
-                    log.debug("lease call not forwarded", request_id=rid)  # it times out
+        for query in out.to_leader:
+            if not to_leader_port(query):
+                log.debug("lease call not forwarded", request_id=query.query_id)  # it times out
         for route, reply_to, body in out.to_client:
             if door is not None and route[:1] == door.ROUTE:
                 door.answer(reply_to, body)

@@ -378,10 +378,11 @@ def test_keep_alives_go_to_the_local_expirer_on_the_leader_and_are_forwarded_els
     ask(follower, LeaseTimeToLiveRequest(id=9, keys=True), msg_id=5)
     out = follower.take_outbox()
     assert out.to_lease == []
-    ((rid, request),) = out.to_leader  # for the leader's peer port: the call, no token or user
-    assert request == LeaseTimeToLiveRequest(id=9, keys=True)
+    (query,) = out.to_leader  # for the leader's peer port: the call, no token or user
+    assert query.request == LeaseTimeToLiveRequest(id=9, keys=True)
+    assert (query.cluster_id, query.from_) == (2, 4)
     answer = encode(LeaseKeepAliveResponse(header=ResponseHeader(), id=9, ttl=5))
-    follower.forwarded_reply(rid, answer)
+    follower.forwarded_reply(query.query_id, answer)
     assert follower.take_outbox().to_client == [(b"c", 5, answer)]
 
 
