@@ -3,7 +3,8 @@
     python -m proto_schemas.cddl > etcdz.cddl
 
 Generated from the same classes the codec uses, so it cannot drift from the wire format: each
-message is ``#6.27001([type_id, field...])`` with trailing defaulted fields optional.
+message is ``[type_id, field...]`` with trailing defaulted fields optional (decoders also read
+the form earlier versions wrote, each message inside tag 27001).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typing
 from typing import Any, Union
 
 import proto_schemas  # noqa: F401  (registers every message)
-from proto_schemas.codec import MESSAGE_TAG, registered
+from proto_schemas.codec import registered
 
 
 def _name(cls: type) -> str:
@@ -41,7 +42,7 @@ def _type(tp: Any) -> str:
 
 
 def render() -> str:
-    lines = [f"; etcdz wire messages: #6.{MESSAGE_TAG}([type_id, fields...])", ""]
+    lines = ["; etcdz wire messages: [type_id, fields...]", ""]
     enums: dict[str, type[enum.IntEnum]] = {}
     for type_id, cls in registered().items():
         hints = typing.get_type_hints(cls)
@@ -53,7 +54,7 @@ def render() -> str:
             optional = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
             parts.append(f"{'? ' if optional else ''}{f.name}: {_type(tp)}")
         body = ", ".join([str(type_id), *parts])
-        lines.append(f"{_name(cls)} = #6.{MESSAGE_TAG}([{body}])")
+        lines.append(f"{_name(cls)} = [{body}]")
     lines.append("")
     for name, tp in sorted(enums.items()):
         lines.append(

@@ -4,14 +4,18 @@ Rules:
 - A message is a frozen, slotted, keyword-only dataclass (``@wire``) registered with
   ``@message(type_id)``.
   The id is part of the wire format: never reuse or renumber one.
-- On the wire a message is the CBOR tag ``MESSAGE_TAG`` around ``[type_id, field1, field2, ...]``
-  in declaration order. Nested messages are tagged the same way, so a field typed as a union of
-  messages (etcd's ``RequestOp``) needs no separate discriminator.
+- On the wire a message is the CBOR array ``[type_id, field1, field2, ...]``, fields in
+  declaration order, nested messages the same way: the schema says which fields hold messages,
+  and the type id leading each one tells the members of a union (etcd's ``RequestOp``) apart.
+  Decoding builds a message top-down from its fields' types. Earlier versions wrapped every
+  message in the CBOR tag ``MESSAGE_TAG``; that form is still read (entries in a WAL, values in
+  a backend, snapshots written before), never written: a tag costs cbor2's encoder three
+  Python-level ABC checks and its decoder a call back per message.
 - Decoding checks every field against its annotation. Anything else -- bytes that are not CBOR,
   an unknown type id, a wrong arity, a wrong type, absurd nesting -- raises ``DecodeError``
   (a definite error: the request never happened). Nothing received is ever unpickled or eval'd
   (the per-class encode and build functions are generated at registration from field names).
-- Only plain CBOR and ``MESSAGE_TAG`` are accepted: every other tag (cbor2 would otherwise
+- Only plain CBOR (and the old ``MESSAGE_TAG``) is accepted: every other tag (cbor2 would otherwise
   build bignums, fractions, dates, sets, shared and string references from them, some at
   quadratic cost or as graphs that grow exponentially when walked), every map (no message has
   one) and every indefinite-length item is refused while decoding, before it is built.
@@ -80,6 +84,7 @@ class _Spec:
     required: int  # fields without defaults
     payload: Callable[[Any], list[Any]]  # message -> [type_id, field values...]
     build: Callable[[Any], Any]  # all field values, as received -> checked message
+    child: Callable[[Any], Any]  # a value received where this class is expected -> message
 
 
 # Where each block of type ids is defined: a decoder that meets an id of a module not yet
@@ -143,14 +148,17 @@ def _compile(cls: type) -> _Spec:
     required = sum(
         1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
+    type_id: int = cls._type_id  # type: ignore[attr-defined]
+    build = _compile_build(cls, names, checkers, [hints[n] for n in names])
     spec = _Spec(
         cls,
-        cls._type_id,  # type: ignore[attr-defined]
+        type_id,
         names,
         checkers,
         required,
-        _compile_payload(cls._type_id, [(n, hints[n]) for n in names]),  # type: ignore[attr-defined]
-        _compile_build(cls, names, checkers, [hints[n] for n in names]),
+        _compile_payload(type_id, [(n, hints[n]) for n in names]),
+        build,
+        _compile_child(cls, type_id, len(names) + 1, build),
     )
     _BY_ID[spec.type_id] = spec
     _BY_CLS[cls] = spec
@@ -238,6 +246,86 @@ def _compile_build(
     return scope["build"]
 
 
+def _compile_child(cls: type, type_id: int, arity: int, build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The function that turns a value received where a ``cls`` is expected into one: the
+    usual ``[type_id, every field]`` goes straight to ``build``; anything else (fewer fields, a
+    message the old tagged form built already, a wrong shape) takes ``_child_slow``."""
+
+    def child(v: Any) -> Any:
+        if type(v) is list and len(v) == arity and v[0] == type_id:
+            return build(v)
+        return _child_slow(v, cls)
+
+    return child
+
+
+def _child_slow(v: Any, cls: type) -> Any:
+    if type(v) is cls:
+        return v  # built from the old tagged form
+    spec = _spec_for(cls)
+    assert spec is not None
+    if type(v) is not list or not v or type(v[0]) is not int:
+        raise DecodeError(f"expected a {cls.__name__} message, got {type(v).__name__}")
+    if v[0] != spec.type_id:
+        found = _spec_of(v[0])
+        name = found.cls.__name__ if found is not None else f"unknown type {v[0]}"
+        raise DecodeError(f"expected a {cls.__name__} message, got {name}")
+    return _from_body(spec, v)
+
+
+def _from_body(spec: _Spec, body: list[Any] | tuple[Any, ...]) -> Any:
+    """A message from its ``[type_id, fields...]`` (the id already matched); trailing fields
+    left out take their defaults."""
+    try:
+        if len(body) == len(spec.names) + 1:
+            return spec.build(body)
+        values = body[1:]
+        if not spec.required <= len(values) <= len(spec.names):
+            raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
+        kwargs = {
+            name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
+        }
+        return spec.cls(**kwargs)
+    except DecodeError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+
+
+def _lazy_child(cls: type) -> list[Callable[[Any], Any]]:
+    """A cell holding ``cls``'s child function, filled the first time it is called: a class
+    is compiled when first used, and a field may name a class that names this one back."""
+    cell: list[Callable[[Any], Any]] = []
+
+    def first(v: Any) -> Any:
+        spec = _spec_for(cls)
+        if spec is None:
+            raise TypeError(f"{cls.__name__} is not a registered message")
+        cell[0] = spec.child
+        return spec.child(v)
+
+    cell.append(first)
+    return cell
+
+
+def _one_of(allowed: frozenset[type], where: str) -> Callable[[Any], Any]:
+    """The builder of a field typed as a union of messages: the received list's type id
+    says which one."""
+
+    def one_of(v: Any) -> Any:
+        spec = _BY_ID.get(v[0]) if v and type(v[0]) is int else None
+        if spec is None and v and type(v[0]) is int:
+            spec = _spec_of(v[0])
+            if spec is None:
+                raise DecodeError(f"{where}: unknown message type {v[0]}")
+        if spec is None or spec.cls not in allowed:
+            got = spec.cls.__name__ if spec is not None else "a list"
+            raise DecodeError(f"{where}: value of type {got} not allowed")
+        return spec.child(v)
+
+    return one_of
+
+
 def _inline_check(i: int, tp: Any, scope: dict[str, Any]) -> list[str]:
     """Source lines that leave field ``i``'s checked value in ``x{i}``: the common case inline,
     the rest through checker ``c{i}`` (which raises for what it refuses)."""
@@ -258,23 +346,23 @@ def _inline_check(i: int, tp: Any, scope: dict[str, Any]) -> list[str]:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         if all(_is_message_or_none(a) for a in typing.get_args(tp)):
-            scope[f"t{i}"] = frozenset(typing.get_args(tp))
-            return [f"    if type({x}) not in t{i}: {slow}"]
+            scope[f"t{i}"] = allowed = frozenset(typing.get_args(tp))
+            scope[f"u{i}"] = _one_of(allowed, f"{tp}")
+            return [f"    if type({x}) is list: {x} = u{i}({x})", f"    elif type({x}) not in t{i}: {slow}"]
         if type(None) in typing.get_args(tp):
             return [f"    if {x} is not None: {slow}"]
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(item, type) and dataclasses.is_dataclass(item):
-            scope[f"t{i}"] = item
+            scope[f"t{i}"], scope[f"k{i}"] = item, _lazy_child(item)
             return [
-                f"    if not {x} and (type({x}) is tuple or type({x}) is list): {x} = []",
-                f"    elif (type({x}) is tuple or type({x}) is list) and all(type(e) is t{i} for e in {x}):"
-                f" {x} = list({x})",
+                f"    if type({x}) is list: {x} = [k{i}[0](e) for e in {x}]",
+                f"    elif type({x}) is tuple and all(type(e) is t{i} for e in {x}): {x} = list({x})",
                 f"    else: {slow}",
             ]
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        scope[f"t{i}"] = tp
-        return [f"    if type({x}) is not t{i}: {slow}"]
+        scope[f"t{i}"], scope[f"k{i}"] = tp, _lazy_child(tp)
+        return [f"    if type({x}) is list: {x} = k{i}[0]({x})", f"    elif type({x}) is not t{i}: {slow}"]
     return [f"    {slow}"]
 
 
@@ -289,8 +377,11 @@ def _checker_for(tp: Any, where: str) -> Checker:
     if origin in (Union, types.UnionType):
         if all(_is_message_or_none(a) for a in typing.get_args(tp)):
             allowed = frozenset(typing.get_args(tp))
+            one_of = _one_of(allowed, where)
 
             def check_one_of(v: Any, d: int) -> Any:
+                if type(v) is list:
+                    return one_of(v)
                 if type(v) not in allowed:
                     raise DecodeError(f"{where}: value of type {type(v).__name__} not allowed")
                 return v
@@ -374,8 +465,11 @@ def _checker_for(tp: Any, where: str) -> Checker:
 
         return check_scalar
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        child = _lazy_child(tp)
 
         def check_message(v: Any, d: int) -> Any:
+            if type(v) is list:
+                return child[0](v)
             if type(v) is not tp:
                 raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__}")
             return v
@@ -425,14 +519,14 @@ def _default(encoder: cbor2.CBOREncoder, value: Any) -> None:
     spec = _spec_for(type(value))
     if spec is None:
         raise TypeError(f"{type(value).__name__} is not a registered message")
-    encoder.encode(cbor2.CBORTag(MESSAGE_TAG, spec.payload(value)))
+    encoder.encode(spec.payload(value))
 
 
 def _tree(value: Any) -> Any:
-    """A message (or a value holding messages) as tags, lists and scalars."""
+    """A message (or a value holding messages) as lists and scalars."""
     spec = _BY_CLS.get(type(value))
     if spec is not None:
-        return cbor2.CBORTag(MESSAGE_TAG, spec.payload(value))
+        return spec.payload(value)
     if type(value) is list or type(value) is tuple:
         return [_tree(v) for v in value]
     if type(value) is dict:
@@ -441,7 +535,7 @@ def _tree(value: Any) -> Any:
         return value
     spec = _spec_for(type(value))  # a message whose class is not compiled yet
     if spec is not None:
-        return cbor2.CBORTag(MESSAGE_TAG, spec.payload(value))
+        return spec.payload(value)
     # What the default hook writes (``Encoded``) or refuses; never left to cbor2's own search
     # for an encoder, which imports a dozen modules (email, uuid, ...) the first time.
     return value
@@ -452,31 +546,23 @@ def encode(msg: Any) -> bytes:
     return cbor2.dumps(_tree(msg), default=_default)
 
 
-def _message(tag: cbor2.CBORTag, immutable: bool = False) -> Any:
-    """Rebuild one message bottom-up (cbor2 calls this tag hook once the tag's content is
-    decoded), checking it against its schema; refuse any other tag."""
-    if tag.tag != MESSAGE_TAG:
-        raise DecodeError(f"CBOR tag {tag.tag} is not allowed")
-    body = tag.value
+def _message(body: Any) -> Any:
+    """A message from the ``[type_id, fields...]`` received where any message may stand (the
+    top of a frame, the old tagged form), checked against its schema."""
     if (type(body) is not tuple and type(body) is not list) or not body or type(body[0]) is not int:
         raise DecodeError("malformed message: expected [type_id, fields...]")
     spec = _BY_ID.get(body[0]) or _spec_of(body[0])
     if spec is None:
         raise DecodeError(f"unknown message type {body[0]}")
-    try:
-        if len(body) == len(spec.names) + 1:
-            return spec.build(body)
-        values = body[1:]
-        if not spec.required <= len(values) <= len(spec.names):
-            raise DecodeError(f"{spec.cls.__name__}: expected {len(spec.names)} fields, got {len(values)}")
-        kwargs = {
-            name: check(v, 0) for name, check, v in zip(spec.names, spec.checkers, values, strict=False)
-        }
-        return spec.cls(**kwargs)
-    except DecodeError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+    return _from_body(spec, body)
+
+
+def _tagged(tag: cbor2.CBORTag, immutable: bool = False) -> Any:
+    """The old form: cbor2 calls this tag hook once the tag's content is decoded (so the
+    message is built bottom-up); any other tag is refused."""
+    if tag.tag != MESSAGE_TAG:
+        raise DecodeError(f"CBOR tag {tag.tag} is not allowed")
+    return _message(tag.value)
 
 
 def _refuser(number: int) -> Callable[[Any, bool], Any]:
@@ -493,7 +579,7 @@ def _refuse_map(value: Any, immutable: bool = False) -> Any:
 # cbor2's options for every decode (the message tag goes through the tag hook: measured
 # faster than a semantic decoder of its own).
 _OPTIONS: dict[str, Any] = {
-    "tag_hook": _message,
+    "tag_hook": _tagged,
     "object_hook": _refuse_map,
     "semantic_decoders": {t: _refuser(t) for t in NATIVE_TAGS},
     "max_depth": MAX_DEPTH,
@@ -547,6 +633,8 @@ def decode(
         count_items(data, max_items)
     try:
         value = cbor2.loads(data, **_OPTIONS)
+        if type(value) is list and value and type(value[0]) is int:
+            value = _message(value)
     except DecodeError:
         raise
     except RecursionError:
@@ -583,7 +671,7 @@ def peek(data: bytes, cls: type, count: int) -> list[int]:
     except Exception as exc:  # cbor2 raises several types for malformed input
         cause = exc.__cause__
         raise (cause if isinstance(cause, DecodeError) else DecodeError(f"malformed CBOR: {exc}")) from None
-    body = value.value if type(value) is cbor2.CBORTag and value.tag == MESSAGE_TAG else None
+    body = value.value if type(value) is cbor2.CBORTag and value.tag == MESSAGE_TAG else value
     if not isinstance(body, list | tuple) or len(body) <= count or body[0] != spec.type_id:
         raise DecodeError(f"unexpected message: expected {cls.__name__}")
     head = list(body[1 : count + 1])

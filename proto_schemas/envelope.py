@@ -65,10 +65,10 @@ def pack(
 
 # A client's request header and a member's reply header are written and read on every call
 # without the codec (a client's CPU per call is mostly such fixed costs): the bytes are
-# exactly ``encode(Header(...))``'s — tag, array of seven, type id 1, version, msg_id,
+# exactly ``encode(Header(...))``'s — array of seven, type id 1, version, msg_id,
 # in_reply_to, token, client_id, acked — so the other end cannot tell (tests/unit/test_codec.py
 # checks it).
-_HEADER_PREFIX = _PLAIN_FRAME[:6]  # tag 27001, array(5), type id 1, version 1
+_HEADER_PREFIX = _PLAIN_FRAME[:3]  # array(7), type id 1, version 1
 _tokens: dict[str, bytes] = {}
 
 
@@ -100,19 +100,21 @@ def reply_to(raw: bytes) -> int:
     """``in_reply_to`` of a reply's header frame made as a member makes them (no msg_id, no
     token, no session); -1 for any other header, to be decoded instead."""
     n = len(raw)
-    if n < 11 or not raw.startswith(_REPLY_PREFIX) or not raw.endswith(_REPLY_SUFFIX):
+    if n < _REPLY_SHORTEST or not raw.startswith(_REPLY_PREFIX) or not raw.endswith(_REPLY_SUFFIX):
         return -1
-    first = raw[7]
+    first = raw[_AT]
     if first < 24:
-        return first if n == 11 else -1
+        return first if n == _REPLY_SHORTEST else -1
     width = _UINT_WIDTH.get(first, 0)
-    if not width or n != 11 + width:
+    if not width or n != _REPLY_SHORTEST + width:
         return -1
-    return int.from_bytes(raw[8 : 8 + width], "big")
+    return int.from_bytes(raw[_AT + 1 : _AT + 1 + width], "big")
 
 
 _REPLY_PREFIX = _HEADER_PREFIX + b"\x00"  # msg_id 0
 _REPLY_SUFFIX = b"\x60\x00\x00"  # no token, client_id 0, acked 0
+_AT = len(_REPLY_PREFIX)  # where in_reply_to starts
+_REPLY_SHORTEST = _AT + 1 + len(_REPLY_SUFFIX)
 _UINT_WIDTH = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}
 
 

@@ -26,11 +26,11 @@ _TAGS = [*NATIVE_TAGS, 6, 24, 32, 1000, MESSAGE_TAG - 1, MESSAGE_TAG + 1, 2**32,
 def shared_txns(depth: int, fanout: int = 2) -> bytes:
     """A TxnRequest whose nested txns share one another (tags 28/29): a few hundred bytes that
     decode to ``fanout**depth`` txns to check (shareable indices count from the outside in)."""
-    raw = b"\xd8\x1c" + cbor2.dumps(cbor2.CBORTag(MESSAGE_TAG, [109]))  # 109: TxnRequest
+    raw = b"\xd8\x1c" + cbor2.dumps([109])  # 109: TxnRequest
     for level in range(1, depth):
         ref = b"\xd8\x1d" + cbor2.dumps(depth - level)
         success = bytes([0x80 + fanout]) + raw + ref * (fanout - 1)
-        raw = b"\xd8\x1c\xd9\x69\x79\x84\x18\x6d\x80" + success + b"\x80"
+        raw = b"\xd8\x1c\x84\x18\x6d\x80" + success + b"\x80"
     return raw
 
 

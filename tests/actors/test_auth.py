@@ -25,7 +25,6 @@ from etcdz.errors import (
     RootUserNotExist,
     UserEmpty,
 )
-from proto_schemas import codec
 from proto_schemas.auth import AuthenticateRequest, UserAddRequest
 from proto_schemas.codec import decode
 from proto_schemas.envelope import pack, unpack_header
@@ -315,7 +314,7 @@ def test_fuzzed_auth_requests_get_typed_errors_and_the_node_keeps_serving(
         (239, ["r", "not a permission"]),
         (241, [1, 2, 3, 4, 5]),
     ):
-        wrong = cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [type_id, *fields]))
+        wrong = cbor2.dumps([type_id, *fields])
         answer = raw_call(url, wrong, token)
         assert isinstance(answer, ErrorResponse) and answer.code == ErrorCode.BAD_REQUEST
     assert member.actor_pids() == pids  # no process died

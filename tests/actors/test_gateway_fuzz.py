@@ -55,7 +55,11 @@ def garbage(rng: random.Random) -> list[bytes]:
         fields: list[object] = [
             rng.choice([0, -1, 2**63, b"", "s", [], None, True, 1.5]) for _ in range(rng.randrange(8))
         ]
-        return [header, cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, [tid, *fields]))]
+        message = [tid, *fields]  # as written now, or in the old tagged form (still read)
+        return [
+            header,
+            cbor2.dumps(cbor2.CBORTag(codec.MESSAGE_TAG, message) if rng.random() < 0.2 else message),
+        ]
     if kind == 4:  # deep nesting
         return [header, b"\x81" * rng.randrange(50, 3000) + b"\x00"]
     return [header, cbor2.dumps({"op": "put", "key": rng.randbytes(4)})]
