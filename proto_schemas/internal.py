@@ -1,9 +1,11 @@
 """Messages between the actors of one node (never seen by clients). Type ids 300-399.
 
 The pipeline of a write: gateway ``Propose`` -> raft core ``Persist`` -> WAL writer
-``Persisted`` -> raft core ``Apply`` -> apply worker ``ApplyBatch`` -> MVCC backend
-``ApplyDone`` -> apply worker ``Results`` -> gateway. Entry payloads are ``InternalRequest``
-bytes, encoded once by the gateway and decoded once by the backend.
+``Persisted`` -> raft core ``Apply`` -> apply worker ``ApplyBatch`` -> MVCC backend ``Results``
+-> gateway (and ``ApplyDone`` -> apply worker). Entry payloads are ``InternalRequest`` bytes,
+encoded once by the gateway and decoded once by the backend; the committed entries themselves
+are encoded once by the raft core and decoded once by the backend (``Committed``): the apply
+worker orders them by the indexes ``Apply`` names and passes the bytes on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from proto_schemas.auth import (
     UserListRequest,
     UserRevokeRoleRequest,
 )
-from proto_schemas.codec import message, wire
+from proto_schemas.codec import encode, message, wire
 from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest
 from proto_schemas.lease import LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest
@@ -169,14 +171,33 @@ class WalState:
 @message(310)
 @wire
 class Apply:
-    entries: list[Entry]
+    """Committed entries from the raft core: ``committed`` is an encoded ``Committed`` (empty:
+    none) holding entries ``first`` to ``last``."""
+
+    committed: bytes = b""
+    first: int = 0
+    last: int = 0
     restored: int = 0  # a snapshot brought the backend to this index: skip what it covers
     resync: bool = False  # the answer to ``ApplyFrom``: every ``Apply`` before it is stale
+
+    @classmethod
+    def of(cls, entries: list[Entry], restored: int = 0, resync: bool = False) -> Apply:
+        if not entries:
+            return cls(restored=restored, resync=resync)
+        raw = encode(Committed(entries=entries))
+        first, last = entries[0].index, entries[-1].index
+        return cls(committed=raw, first=first, last=last, restored=restored, resync=resync)
 
 
 @message(311)
 @wire
 class ApplyBatch:
+    committed: list[bytes]  # encoded ``Committed``, one after the other in the log
+
+
+@message(375)
+@wire
+class Committed:
     entries: list[Entry]
 
 

@@ -10,6 +10,9 @@ Rules:
   below its consistent index, so a batch the old worker sent still applies once.
 - One batch is in flight at a time; whatever commits meanwhile forms the next batch (up to
   ``max_batch`` entries), so under load one LevelDB write batch carries many requests.
+- The entries stay as the raft core encoded them (``Committed``): the worker goes by the
+  indexes each ``Apply`` names and passes the bytes on, decoding only the rare ``Apply`` that
+  overlaps what it holds (a restarted raft core's replay, a snapshot covering part of it).
 - A snapshot installed from the leader moves the applied index forward at once (the backend
   already holds everything up to it).
 - The backend sends each batch's results to the gateway and its lease events to the lease
@@ -26,8 +29,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from proto_schemas.internal import Applied, Apply, ApplyBatch, ApplyDone, ApplyFrom, BackendState, Results
-from proto_schemas.raft import Entry
+from proto_schemas.codec import decode, encode
+from proto_schemas.internal import (
+    Applied,
+    Apply,
+    ApplyBatch,
+    ApplyDone,
+    ApplyFrom,
+    BackendState,
+    Committed,
+    Results,
+)
 
 APPLIED_REFRESH_S = 0.02
 
@@ -44,7 +56,7 @@ class ApplyCore:
         self.max_batch = max_batch
         self.applied: int | None = None  # unknown until the backend reports it
         self.resyncing = True  # until the raft core answered ``ApplyFrom``
-        self._queue: deque[Entry] = deque()
+        self._queue: deque[tuple[int, int, bytes]] = deque()  # (first, last, encoded Committed)
         self._last_queued = 0
         self._in_flight = False
         self._told = 0  # the applied index the raft core last heard
@@ -66,23 +78,26 @@ class ApplyCore:
             self.resyncing = False
         if msg.restored:
             self.on_restored(msg.restored, out)
-        if self.resyncing:
-            return  # sent before the raft core heard where the backend is: it sends them again
-        for entry in msg.entries:
-            if entry.index <= self._last_queued:
-                continue  # replayed by a restarted raft core, or already applied
-            if entry.index != self._last_queued + 1:
-                raise RuntimeError(f"committed entries out of order: {entry.index} after {self._last_queued}")
-            self._queue.append(entry)
-            self._last_queued = entry.index
+        if self.resyncing or msg.last <= self._last_queued:
+            # Sent before the raft core heard where the backend is (it sends them again), or
+            # replayed by a restarted raft core, or already applied.
+            return
+        chunk = _after(msg.first, msg.last, msg.committed, self._last_queued)
+        if chunk[0] != self._last_queued + 1:
+            raise RuntimeError(f"committed entries out of order: {chunk[0]} after {self._last_queued}")
+        self._queue.append(chunk)
+        self._last_queued = msg.last
 
     def on_restored(self, index: int, out: ApplyOutbox) -> None:
         """A snapshot from the leader replaced the backend up to ``index``: what is queued at
         or below it is covered, and the next committed entry is ``index + 1``."""
         if self.applied is None:
             return  # the backend's state, asked for already, covers it
-        while self._queue and self._queue[0].index <= index:
-            self._queue.popleft()
+        while self._queue and self._queue[0][0] <= index:
+            first, last, raw = self._queue.popleft()
+            if last > index:
+                self._queue.appendleft(_after(first, last, raw, index))
+                break
         self._last_queued = max(self._last_queued, index)
         self.applied = max(self.applied, index)
         out.to_gateway.append(Results(applied_index=index))
@@ -110,7 +125,17 @@ class ApplyCore:
     def next_batch(self, out: ApplyOutbox) -> None:
         if self._in_flight or self.applied is None or not self._queue:
             return
-        n = min(self.max_batch, len(self._queue))
-        batch = [self._queue.popleft() for _ in range(n)]
-        out.to_mvcc.append(ApplyBatch(entries=batch))
+        first, _, raw = self._queue.popleft()
+        batch = [raw]
+        while self._queue and self._queue[0][1] - first < self.max_batch:
+            batch.append(self._queue.popleft()[2])
+        out.to_mvcc.append(ApplyBatch(committed=batch))
         self._in_flight = True
+
+
+def _after(first: int, last: int, raw: bytes, index: int) -> tuple[int, int, bytes]:
+    """The chunk of entries ``first``..``last`` without those at or below ``index``."""
+    if first > index:
+        return first, last, raw
+    kept = [e for e in decode(raw, Committed).entries if e.index > index]
+    return kept[0].index, last, encode(Committed(entries=kept))

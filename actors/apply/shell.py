@@ -31,7 +31,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             if isinstance(msg, Apply):
                 core.on_apply(msg, out)
                 if msg.resync:
-                    log.info("committed entries resynced", applied=core.applied, entries=len(msg.entries))
+                    log.info("committed entries resynced", applied=core.applied, up_to=msg.last)
             elif isinstance(msg, ActorStarted):
                 core.on_raft_started(out)
             elif isinstance(msg, ApplyDone):

@@ -41,6 +41,7 @@ from proto_schemas.internal import (
     ApplyBatch,
     ApplyDone,
     BackendStateRequest,
+    Committed,
     InternalRequest,
     ReadRequest,
     ReadResult,
@@ -244,14 +245,17 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
 
     def apply(batch: ApplyBatch) -> None:
         requests: list[tuple[int, int, InternalRequest]] = []
-        for entry in batch.entries:
-            if entry.type != EntryType.NORMAL or not entry.data:
-                continue
-            try:
-                requests.append((entry.index, entry.term, decode(entry.data, InternalRequest)))
-            except DecodeError as exc:  # the gateway validated it; a bad entry is a bug
-                log.error("undecodable entry skipped", index=entry.index, error=str(exc))
-        last = batch.entries[-1].index
+        last = 0
+        for raw in batch.committed:
+            entries = decode(raw, Committed).entries
+            last = entries[-1].index
+            for entry in entries:
+                if entry.type != EntryType.NORMAL or not entry.data:
+                    continue
+                try:
+                    requests.append((entry.index, entry.term, decode(entry.data, InternalRequest)))
+                except DecodeError as exc:  # the gateway validated it; a bad entry is a bug
+                    log.error("undecodable entry skipped", index=entry.index, error=str(exc))
         revision_before = store.current_revision
         compacted_before = store.compact_revision
         alarms_before = set(store.alarms.raised)

@@ -302,7 +302,7 @@ class RaftShell(StatusShell):
         start, chunks = node.handed_out(index, RESYNC_BYTES)
         restored = start - 1 if start > index else 0
         for i, entries in enumerate(chunks or [[]]):
-            send(self.to_apply, Apply(entries=entries, restored=restored if i == 0 else 0, resync=i == 0))
+            send(self.to_apply, Apply.of(entries, restored=restored if i == 0 else 0, resync=i == 0))
         sent = sum(len(c) for c in chunks)
         self.log.info("apply worker resynced", start=index, restored=restored, entries=sent)
 
@@ -355,7 +355,7 @@ class RaftShell(StatusShell):
             self._outgoing.extend(rd.messages)
             if rd.committed_entries:
                 table_changed = self._apply_conf_changes(node, rd.committed_entries)
-                send(self.to_apply, Apply(entries=list(rd.committed_entries)))
+                send(self.to_apply, Apply.of(list(rd.committed_entries)))
             for rs in rd.read_states:
                 send(
                     self.to_gateway,

@@ -136,7 +136,7 @@ class MemberShell:
         self.history = MembershipLog(index, self.table.snapshot())
         self.snapshots.snap_index = index
         self._table_changed()
-        send(self.to_apply, Apply(entries=[], restored=index))
+        send(self.to_apply, Apply(restored=index))
         self.log.info(
             "snapshot restored", index=index, term=snap.metadata.term, members=len(self.table.members)
         )
