@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,7 +66,6 @@ class StoreReads:
     # pending versions of the batch being applied: key -> [(main, sub, record)]
     _overlay: dict[bytes, list[tuple[int, int, bytes]]]
     _overlay_keys: list[bytes]
-    _newest: Newest
 
     def header(self, raft_term: int | None = None) -> ResponseHeader:
         return ResponseHeader(
@@ -262,21 +260,14 @@ class StoreReads:
 
     def _iter_db(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
         if not range_end:
-            newest = self._newest.get(key, rev)
-            if newest is None:
-                newest = (0, None)
-                prefix = K.INDEX + K.enc(key)
-                for ikey, raw in self.db.iterator(
-                    start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True
-                ):
-                    newest = (K.split_index_key(ikey)[1], raw)
-                    break
-                self._newest.learned(key, rev, *newest)
-            main, raw = newest
-            if raw is not None:
-                kv = _to_kv(key, main, raw)
+            prefix = K.INDEX + K.enc(key)
+            for ikey, raw in self.db.iterator(
+                start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True
+            ):
+                kv = _to_kv(key, K.split_index_key(ikey)[1], raw)
                 if kv is not None:
                     yield kv
+                return
             return
         start = K.INDEX + K.enc(key)
         stop = K.INDEX_END if range_end == b"\0" else K.INDEX + K.enc(range_end)
@@ -296,56 +287,6 @@ class StoreReads:
             kv = _to_kv(K.dec(group), *best)
             if kv is not None:
                 yield kv
-
-
-class Newest:
-    """Each key's newest version in LevelDB (its main revision and record; ``None`` for a key
-    with none), for the keys read or written lately: a put reads the version it replaces, and a
-    read of a single key at the newest revision needs nothing else, so neither seeks LevelDB for
-    a key met recently. The backend is LevelDB's only writer and tells this cache every version
-    it commits (``written``), so nothing here is ever stale; it holds at most ``max_keys`` keys
-    and ``max_bytes`` of records, the least recently used going first."""
-
-    def __init__(self, db_revision: int, max_keys: int = 65_536, max_bytes: int = 16 << 20) -> None:
-        self.db_revision = db_revision  # the revision LevelDB holds everything up to
-        self.max_keys = max_keys
-        self.max_bytes = max_bytes
-        self._held: OrderedDict[bytes, tuple[int, bytes | None]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: bytes, rev: int) -> tuple[int, bytes | None] | None:
-        """The newest version of ``key`` at ``rev``, if known here (None: ask LevelDB)."""
-        newest = self._held.get(key)
-        if newest is None or newest[0] > rev:
-            return None  # unknown, or a read of an older revision
-        self._held.move_to_end(key)
-        return newest
-
-    def learned(self, key: bytes, rev: int, main: int, raw: bytes | None) -> None:
-        """LevelDB's newest version of ``key`` at ``rev``: it is the newest of all when ``rev``
-        is at or past what LevelDB holds."""
-        if rev >= self.db_revision:
-            self._put(key, main, raw)
-
-    def written(self, key: bytes, main: int, raw: bytes) -> None:
-        self._put(key, main, raw)
-
-    def clear(self) -> None:
-        self._held.clear()
-        self._bytes = 0
-
-    def _put(self, key: bytes, main: int, raw: bytes | None) -> None:
-        size = len(key) + (len(raw) if raw is not None else 0)
-        old = self._held.pop(key, None)
-        if old is not None:
-            self._bytes -= len(key) + (len(old[1]) if old[1] is not None else 0)
-        if size > self.max_bytes // 256:
-            return  # a large value: not worth the room
-        self._held[key] = (main, raw)
-        self._bytes += size
-        while self._bytes > self.max_bytes or len(self._held) > self.max_keys:
-            gone, (_, gone_raw) = self._held.popitem(last=False)
-            self._bytes -= len(gone) + (len(gone_raw) if gone_raw is not None else 0)
 
 
 def _to_kv(key: bytes, main: int, raw: bytes) -> KeyValue | None:

@@ -32,7 +32,7 @@ from actors.mvcc import compaction
 from actors.mvcc import keys as K
 from actors.mvcc.alarms import AlarmTable
 from actors.mvcc.leases import LeaseTable
-from actors.mvcc.reads import Newest, StoreReads, with_header
+from actors.mvcc.reads import StoreReads, with_header
 from actors.mvcc.sessions import SessionTable
 from actors.mvcc.txn import compare_holds
 from proto_schemas.auth import AUTH_REQUESTS
@@ -85,7 +85,6 @@ class MvccStore(StoreReads):
         self.sessions = SessionTable(db)
         self._overlay = {}
         self._overlay_keys = []
-        self._newest = Newest(self.current_revision)
         self._wb: Any = None
         self._term = 0
         self._events: list[Event] = []
@@ -149,10 +148,6 @@ class MvccStore(StoreReads):
         self._wb.put(K.META_REVISION, K.int_bytes(self.current_revision))
         self._wb.put(K.META_COMPACT, K.int_bytes(self.compact_revision))
         self._wb.write()
-        for key, versions in self._overlay.items():
-            main, _, record = versions[-1]
-            self._newest.written(key, main, record)
-        self._newest.db_revision = self.current_revision
         self._wb = self.db.write_batch()
         self._overlay.clear()
         self._overlay_keys.clear()
@@ -301,9 +296,6 @@ class MvccStore(StoreReads):
             raise EtcdzError(ErrorCode.FUTURE_REV)
         compaction.compact(self.db, self._wb, revision)
         self.compact_revision = revision
-        # Compaction keeps each key's newest version (a tombstone goes, and reads as none either
-        # way): nothing cached turns wrong. Cleared all the same; compactions are rare.
-        self._newest.clear()
 
 
 class _Writes:

@@ -127,8 +127,6 @@ def test_store_agrees_with_model(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
     store = MvccStore(db, cluster_id=1, member_id=1)
-    if seed % 2:  # a cache of each key's newest version that holds two keys: evicting all along
-        store._newest.max_keys = 2
     model = Model()
     index = 0
     try:

@@ -10,7 +10,6 @@ from typing import Any
 import plyvel
 import pytest
 
-from actors.mvcc.reads import Newest
 from actors.mvcc.store import MvccStore
 from etcdz import ops
 from etcdz.ops import Value, Version
@@ -228,24 +227,3 @@ def test_hash_kv_follows_history(tmp_path: Path) -> None:
     a.apply(ops.put("k", "3"))
     assert a.store.hash_kv(0)[0] != b.store.hash_kv(0)[0]
     assert a.store.hash_kv(3)[0] == b.store.hash_kv(3)[0]
-
-
-def test_the_newest_versions_cache_is_bounded_and_answers_only_what_it_knows() -> None:
-    newest = Newest(db_revision=10, max_keys=3, max_bytes=256 * 64)
-    newest.learned(b"old", 5, 3, b"r")  # read at an older revision than LevelDB holds: not kept
-    assert newest.get(b"old", 10) is None
-    newest.learned(b"absent", 10, 0, None)  # read at the newest: no version at all
-    assert newest.get(b"absent", 7) == (0, None)
-    newest.written(b"k", 11, b"v1")
-    assert newest.get(b"k", 11) == (11, b"v1") and newest.get(b"k", 10) is None  # older: ask LevelDB
-    newest.written(b"big", 12, b"x" * 200)  # over max_bytes / 256: never held
-    assert newest.get(b"big", 12) is None
-    newest.written(b"a", 12, b"1")
-    newest.get(b"absent", 12)  # used lately: "k" is now the least recently used
-    newest.written(b"b", 13, b"2")
-    assert newest.get(b"k", 13) is None and newest.get(b"absent", 13) == (0, None)
-    by_bytes = Newest(db_revision=0, max_keys=1_000, max_bytes=25_600)  # records up to 100 bytes
-    for n in range(300):
-        by_bytes.written(b"%03d" % n, n + 1, b"v" * 96)
-    assert 25_600 - 99 <= by_bytes._bytes <= 25_600
-    assert by_bytes.get(b"000", 300) is None and by_bytes.get(b"299", 300) == (300, b"v" * 96)
