@@ -211,16 +211,29 @@ def _compile_payload(type_id: int, hints: list[Any]) -> Callable[[Any], list[Any
     as the plain CBOR tree cbor2 encodes without calling back (``t`` converts what may hold
     messages); enum fields go out as plain ints (the same CBOR, minus the encoder's slow path
     for int subclasses)."""
-    fields = []
-    for name, tp in hints:
-        if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
-            fields.append(f"int(m.{name})")
-        elif tp in _PLAIN:
-            fields.append(f"m.{name}")
-        else:
-            fields.append(f"t(m.{name})")
-    items = ", ".join([str(type_id), *fields])
+    items = ", ".join([str(type_id), *(_payload_of(f"m.{name}", tp) for name, tp in hints)])
     return eval(f"lambda m: [{items}]", {"t": _tree})  # noqa: S307
+
+
+def _payload_of(value: str, tp: Any) -> str:
+    """The expression that puts field ``value`` of type ``tp`` into the CBOR tree: scalars (a
+    list of them, an optional one) as they are, cbor2 writes them without calling back; a
+    message or a list of messages through ``t`` (an ``Encoded`` one included); a None without
+    a call."""
+    if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        return f"int({value})"
+    if tp in _PLAIN:
+        return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and args[0] in _PLAIN:
+        return value
+    if origin is list:
+        return f"[t(e) for e in {value}]"
+    if origin in (Union, types.UnionType) and type(None) in args:
+        if all(a in _PLAIN or a is type(None) for a in args):
+            return value
+        return f"(None if {value} is None else t({value}))"
+    return f"t({value})"
 
 
 def _compile_build(
@@ -634,7 +647,8 @@ def decode(
     try:
         value = cbor2.loads(data, **_OPTIONS)
         if type(value) is list and value and type(value[0]) is int:
-            value = _message(value)
+            spec = _BY_ID.get(value[0])
+            value = spec.child(value) if spec is not None else _message(value)
     except DecodeError:
         raise
     except RecursionError:
