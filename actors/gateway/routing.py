@@ -131,6 +131,18 @@ class Routing(Access):
 
     def forwarded_reply(self, rid: int, body: bytes) -> None:
         """The leader answered a lease call we passed on (its expirer's body, unchanged)."""
+        self._lease_answered(rid, body)
+
+    def _lease_answered(self, rid: int, body: bytes) -> None:
+        """A lease expirer's answer. ``not leader`` (the member the call went to lost the
+        leadership on the way) is not the client's to handle: as etcd's server forwards a
+        renewal again until its deadline, the call is routed again at the next status that
+        names a leader, the way a dropped proposal is."""
+        pending = self._pending.get(rid)
+        if pending is not None and isinstance(pending.request, LEASE_CALLS):
+            if error_code(body) is ErrorCode.NOT_LEADER:
+                self._held.append(rid)
+                return
         self._answer(rid, body)
 
     def internal(self, msg: Any, now: float) -> None:
@@ -147,10 +159,10 @@ class Routing(Access):
                 else:
                     self._answer(result.request_id, result.body)
             self._release_reads()
-        elif isinstance(msg, ReadResult):
+        elif isinstance(msg, ReadResult):  # a read's, or the local lease expirer's
             if error_code(msg.body) is ErrorCode.CORRUPT:  # the backend failed its checksums
                 self._raise_alarm(AlarmType.CORRUPT, now)
-            self._answer(msg.read_id, msg.body)
+            self._lease_answered(msg.read_id, msg.body)
         elif isinstance(msg, ReadIndexResponse):
             rids = self._index_rounds.pop(msg.read_id, [])
             if msg.code is not None:

@@ -386,6 +386,26 @@ def test_keep_alives_go_to_the_local_expirer_on_the_leader_and_are_forwarded_els
     assert follower.take_outbox().to_client == [(b"c", 5, answer)]
 
 
+def test_a_lease_call_that_reaches_a_former_leader_is_routed_again_to_the_new_one() -> None:
+    """The member a keep-alive went to lost the leadership on the way: the client does not see
+    its "not leader"; the call goes to the leader the next status names (as etcd's server
+    forwards a renewal again until its deadline)."""
+    follower = make(member_id=4)
+    follower.internal(LEADER, 0)  # member 1 leads
+    ask(follower, LeaseKeepAliveRequest(id=9), msg_id=5)
+    (query,) = follower.take_outbox().to_leader
+    follower.forwarded_reply(query.query_id, encode(error_response(ErrorCode.NOT_LEADER)))
+    out = follower.take_outbox()
+    assert out.to_client == [] and out.to_leader == []
+    follower.internal(RaftStatus(member_id=4, cluster_id=2, term=4, leader=4, commit=10, applied=10), 0.1)
+    out = follower.take_outbox()  # now this member leads: its own expirer takes the call
+    (call,) = out.to_lease
+    assert call.request == LeaseKeepAliveRequest(id=9) and out.to_client == []
+    answer = encode(LeaseKeepAliveResponse(header=ResponseHeader(), id=9, ttl=5))
+    follower.internal(ReadResult(read_id=call.read_id, body=answer), 0.2)
+    assert follower.take_outbox().to_client == [(b"c", 5, answer)]
+
+
 def test_keep_alives_wait_for_a_leader_and_time_out_as_definite() -> None:
     core = make(request_timeout_s=1.0)
     ask(core, LeaseKeepAliveRequest(id=9), msg_id=1)
