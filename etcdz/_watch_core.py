@@ -9,7 +9,9 @@ it returns, so the two cannot drift apart:
   or below that revision are dropped should any arrive twice (``WatchState._feed``);
 - a hub that pongs another cluster's id or refuses the handshake is left at once and not tried
   again until some hub works; a silent one (``DEAD_AFTER_S``) is left alone that long;
-- a hub that answers with a new identity restarted and forgot us: every watch is created again;
+- a hub that answers with a new identity restarted and forgot us, and one that numbers our
+  stream anew no longer knows this connection (ZeroMQ connected again under the socket, or it
+  dropped the stream for silence): either way every watch is created again;
 - a create refused for a token the cluster no longer takes is retried once after a new login.
 """
 
@@ -135,6 +137,7 @@ class StreamCore:
         self.has_user = has_user
         self.hub = ""
         self.hub_id = ""
+        self.hub_stream = 0  # the hub's number for our stream, from its pongs
         self.answered = False  # the current hub answered the handshake
         self.last_good = now  # when a hub of this cluster last answered
         self.failed: dict[str, tuple[str, float]] = {}  # hub URL -> (why, left alone until)
@@ -170,7 +173,7 @@ class StreamCore:
         """A connection to ``url`` is made: the handshake, then every watch from where it is."""
         self.hub = url
         self.failed.pop(url, None)  # its cool-off is over: a fresh chance
-        self.hub_id = ""
+        self.hub_id, self.hub_stream = "", 0
         self.answered = False
         return [WatchPing(cluster_id=cluster_id), *self._resume_all()]
 
@@ -245,13 +248,13 @@ class StreamCore:
         self.answered = True
         self.last_good = now
         self.failed.clear()  # a working hub: those that failed may be tried again later
-        if self.hub_id and msg.hub_id != self.hub_id:
-            # The hub restarted at the same address and forgot us: nothing it says counts for
-            # a watch until it has created that watch again.
+        if self.hub_id and (msg.hub_id, msg.stream) != (self.hub_id, self.hub_stream):
+            # The hub restarted at the same address, or holds our stream no more: nothing it
+            # says counts for a watch until it has created that watch again.
             self._recreate = True
             for w in self.watches.values():
                 w.confirmed = False
-        self.hub_id = msg.hub_id
+        self.hub_id, self.hub_stream = msg.hub_id, msg.stream
 
     def _dispatch(self, resp: WatchResponse) -> None:
         if resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create

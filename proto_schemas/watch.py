@@ -104,12 +104,15 @@ class WatchPing:
 @message(167)
 @wire
 class WatchPong:
-    """``hub_id`` changes when the hub restarts (its watchers are gone then: create them again);
+    """``hub_id`` changes when the hub restarts, ``stream`` when the hub no longer knows this
+    connection (ZeroMQ connected again under the socket, or the hub dropped the stream for
+    silence): either way its watchers are gone, and the client creates them again.
     ``cluster_id`` is the cluster the hub serves (0: not known yet), checked by the client."""
 
     revision: int = 0
     hub_id: str = ""
     cluster_id: int = 0
+    stream: int = 0  # the hub's number for this connection's stream (0: a hub that has none)
 
 
 @message(168)

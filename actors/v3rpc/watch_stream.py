@@ -3,7 +3,10 @@ watch ids mapped to the hub's (streams.py).
 
 A stream takes a connection from the pool, pumps the client's requests to the hub and the hub's
 answers to the client, and pings a quiet hub: one silent for ``HUB_DEAD_AFTER_S`` ends the
-stream as unavailable. At most ``max_watch_streams`` streams at once (each holds a hub
+stream as unavailable, and so does a pong saying the hub no longer holds the stream's watchers
+(it restarted, or ZeroMQ connected again under the socket): the client then creates its
+watches again from where they are, as etcd's clients do when a stream breaks, instead of
+waiting for events that will not come. At most ``max_watch_streams`` streams at once (each holds a hub
 connection); a client that cancels or drops its stream frees its place at once, and one that
 never reads stops its hub connection (see links.py). A stream that ended cleanly gives its
 connection back for the next one.
@@ -31,6 +34,7 @@ from proto_schemas.watch import (
     DUPLICATE_WATCH_ID,
     WatchCancelRequest,
     WatchCreateRequest,
+    WatchPong,
     WatchRequest,
     WatchResponse,
     WatchResponses,
@@ -38,6 +42,7 @@ from proto_schemas.watch import (
 
 PING_S = 3.0  # a quiet hub connection is pinged this often (a hub drops streams idle for 10 s)
 HUB_DEAD_AFTER_S = 10.0
+HUB_LOST = "etcdserver: watch hub lost this stream's watchers"
 
 
 def watch_pb(resp: WatchResponse) -> rpc_pb2.WatchResponse:
@@ -84,6 +89,7 @@ class WatchStreams:
         try:
             await hub.hello(self.cluster_id)
             quiet = 0.0
+            holder: tuple[str, int] | None = None  # the hub and hub stream holding our watchers
             while True:
                 receive = receive or asyncio.ensure_future(hub.receive())
                 refused = refused or asyncio.ensure_future(refusals.get())
@@ -121,6 +127,12 @@ class WatchStreams:
                                 await context.write(out.SerializeToString())
                         elif resp.created and not resp.canceled:  # a former stream's: end it
                             await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=resp.watch_id)))
+                elif isinstance(msg, WatchPong):
+                    if holder is None:
+                        holder = (msg.hub_id, msg.stream)
+                    elif (msg.hub_id, msg.stream) != holder:
+                        reusable = False
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, HUB_LOST)
                 elif isinstance(msg, ErrorResponse):
                     reusable = False
                     await fail(context, msg)

@@ -103,6 +103,7 @@ class HubCore(Creates):
         self._headers = {}
         self._checks = {}
         self._check_ids = itertools.count(1)
+        self._serials = itertools.count(1)
         self.out = Outbox()
         self.foreign_batches = 0
 
@@ -113,7 +114,7 @@ class HubCore(Creates):
             if len(self.streams) >= self.max_streams:
                 self.out.to_client.append((route, msg_id, error_response(ErrorCode.TOO_MANY_REQUESTS)))
                 return
-            stream = self.streams[route] = Stream(route, now)
+            stream = self.streams[route] = Stream(route, now, serial=next(self._serials))
         stream.last_heard = now
         if isinstance(request, WatchPing) and request.cluster_id and self.cluster_id:
             stream.foreign = request.cluster_id != self.cluster_id
@@ -125,7 +126,12 @@ class HubCore(Creates):
             if stream.control:  # stalled: only the latest answer is worth keeping
                 kept = [(r, b) for r, b in stream.control if not isinstance(b, WatchPong)]
                 stream.control, stream.control_bytes = kept, sum(reply_size(b) for _, b in kept)
-            pong = WatchPong(revision=self.revision or 0, hub_id=self.hub_id, cluster_id=self.cluster_id)
+            pong = WatchPong(
+                revision=self.revision or 0,
+                hub_id=self.hub_id,
+                cluster_id=self.cluster_id,
+                stream=stream.serial,
+            )
             self._reply(stream, msg_id, pong)
             return
         if stream.overflowed:

@@ -57,6 +57,7 @@ class Stream:
     checking: int = 0  # its creates waiting for a member's word (see Check)
     deferred: list[tuple[int, Any, str]] = field(default_factory=list)  # requests behind a check
     foreign: bool = False  # its client means another cluster (see WatchPing)
+    serial: int = 0  # told in every pong: a stream made anew for a connection gets a new one
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,33 @@ def test_watch_streams_that_vanish_or_never_read_leave_the_door_serving(
     assert door_deaths(cluster) == []
 
 
+def test_a_watch_stream_whose_hub_restarted_ends_as_unavailable_instead_of_going_silent(
+    door: tuple[LocalCluster, grpc.Channel],
+) -> None:
+    """The member's hub dies and its supervisor starts it again: the watchers it held are gone,
+    so the door ends the stream with UNAVAILABLE (etcd's clients then watch again from their
+    last revision) rather than keeping it open with nothing behind it."""
+    cluster, channel = door
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"hub-restart"))
+    hold = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        yield create.SerializeToString()
+        hold.wait(60)
+
+    stream = channel.stream_stream("/etcdserverpb.Watch/Watch")(requests(), timeout=60)
+    try:
+        assert rpc_pb2.WatchResponse.FromString(next(stream)).created
+        os.kill(cluster.members[0].actor_pids()["watch0"], 9)
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:  # nothing is put: the stream may only end
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
+    finally:
+        hold.set()
+        stream.cancel()
+
+
 def test_python_etcd3_put_get_txn_watch_lease_lock(door: tuple[LocalCluster, grpc.Channel]) -> None:
     if not os.path.exists(ETCD3_PYTHON):
         pytest.skip("python-etcd3's virtualenv is not there (make etcd3-venv)")

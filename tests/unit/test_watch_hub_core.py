@@ -312,7 +312,7 @@ def test_ping_cancel_idle_streams_and_bad_requests() -> None:
     hub = started(10, stream_idle_s=5.0)
     hub.client(C, 4, WatchPing(), 0.0)
     ((_, reply_to, pong),) = hub.take_outbox().to_client
-    assert reply_to == 4 and pong == WatchPong(revision=10)
+    assert reply_to == 4 and pong == WatchPong(revision=10, stream=1)
     create(hub, "a", watch_id=1)
     hub.client(C, 5, WatchRequest(request=WatchCancelRequest(watch_id=1)), 0.1)
     assert [(r.watch_id, r.canceled) for r in responses(hub)] == [(1, False), (1, True)]
@@ -321,6 +321,23 @@ def test_ping_cancel_idle_streams_and_bad_requests() -> None:
     assert isinstance(err, ErrorResponse)
     hub.tick(10.0)
     assert hub.streams == {}
+
+
+def test_every_pong_numbers_the_stream_and_a_stream_made_anew_gets_a_new_number() -> None:
+    """A connection ZeroMQ made again under the client's socket, or a stream dropped for
+    silence, is a new stream without watchers: its new number tells the client so."""
+    hub = started(10, stream_idle_s=5.0)
+
+    def pong(route: bytes, now: float) -> int:
+        hub.client(route, 1, WatchPing(), now)
+        ((_, _, answer),) = hub.take_outbox().to_client
+        assert isinstance(answer, WatchPong)
+        return answer.stream
+
+    first = pong(C, 0.0)
+    assert pong(C, 1.0) == first and pong(b"other", 1.0) != first  # same stream; another one
+    hub.tick(7.0)  # C silent since 1.0: dropped
+    assert pong(C, 7.5) not in (first, 0)
 
 
 def test_streams_and_watchers_per_stream_are_capped_with_etcds_error() -> None:

@@ -144,6 +144,18 @@ def test_a_hub_that_restarted_behind_the_same_address_gets_every_watch_again() -
     assert starts(hub_says(core, WatchPong(hub_id="b", cluster_id=7))) == [7]
 
 
+def test_a_hub_that_no_longer_knows_the_stream_gets_every_watch_again() -> None:
+    """Same hub, new stream number: ZeroMQ connected again under the socket (the hub holds
+    the watches under the old connection, and events for it go nowhere) or the hub dropped
+    the stream; silence would follow, so every watch is created again from where it is."""
+    core, w, _ = stream()
+    core.opened("tcp://h1", 7)
+    assert hub_says(core, WatchPong(hub_id="a", cluster_id=7, stream=3)) == []
+    w._feed(resp(6, ev("k", 6)))
+    assert hub_says(core, WatchPong(hub_id="a", cluster_id=7, stream=3)) == []
+    assert starts(hub_says(core, WatchPong(hub_id="a", cluster_id=7, stream=4))) == [7]
+
+
 def test_a_hub_of_another_cluster_is_left_for_good_and_a_silent_one_for_a_while() -> None:
     core, _, _ = stream()
     core.opened("tcp://other", 7)
