@@ -439,3 +439,31 @@ def test_a_watch_survives_its_connection_to_the_hub_being_cut_and_made_again(
             w.cancel()
     finally:
         relay.close()
+
+
+def test_an_asyncio_watch_survives_its_hub_connection_being_cut_and_made_again(
+    shared_node: LocalCluster,
+) -> None:
+    """The same for the asyncio client, whose stream is a task around the same stream rules."""
+    with shared_node.client() as probe:
+        (hub_url, *_) = probe.watch_hubs()
+    relay = Relay(hub_url)
+
+    async def scenario() -> list[bytes]:
+        async with AsyncClient(shared_node.endpoints, timeout=5, watch_endpoints=[relay.url]) as client:
+            start = (await client.put("relay/aio", "0")).header.revision
+            values: list[bytes] = []
+            async with client.watch("relay/aio", start_revision=start) as w:
+                first = await w.get(timeout=WAIT_S)
+                values += [e.kv.value for e in (first.events if first else [])]
+                assert relay.cut() == 1
+                await asyncio.to_thread(wait_until, lambda: len(relay.pairs) == 1, WAIT_S, "reconnecting")
+                await client.put("relay/aio", "1")
+                second = await w.get(timeout=WAIT_S)
+                values += [e.kv.value for e in (second.events if second else [])]
+            return values
+
+    try:
+        assert asyncio.run(asyncio.wait_for(scenario(), 60)) == [b"0", b"1"]
+    finally:
+        relay.close()
