@@ -359,9 +359,9 @@ def _inline_check(i: int, tp: Any, scope: dict[str, Any]) -> list[str]:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         if all(_is_message_or_none(a) for a in typing.get_args(tp)):
-            scope[f"t{i}"] = allowed = frozenset(typing.get_args(tp))
-            scope[f"u{i}"] = _one_of(allowed, f"{tp}")
-            return [f"    if type({x}) is list: {x} = u{i}({x})", f"    elif type({x}) not in t{i}: {slow}"]
+            scope[f"t{i}"] = frozenset(typing.get_args(tp))
+            # a list is built by the checker, whose refusals name the field
+            return [f"    if type({x}) is list or type({x}) not in t{i}: {slow}"]
         if type(None) in typing.get_args(tp):
             return [f"    if {x} is not None: {slow}"]
     if origin is list:

@@ -74,6 +74,8 @@ def test_a_message_is_a_plain_array_and_the_old_tagged_form_is_still_read() -> N
     [
         ([109, [[104, b"k"]]], "expected a Compare message, got PutRequest"),
         ([109, [], [[108, b"k"]]], "value of type Compare not allowed"),
+        # a union field of a message with every field: the refusal names the field all the same
+        ([300, 1, [108, b"k"], None, 0, 0, 0, 0], "InternalRequest.request: value of type Compare"),
         ([109, [], [[99999]]], "unknown message type 99999"),
         ([109, [], [[]]], "not allowed"),
         ([109, [], [b"k"]], "not allowed"),
