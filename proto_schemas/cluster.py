@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import field
 
 from proto_schemas.codec import message, wire
+from proto_schemas.errors import ErrorCode
 from proto_schemas.kv import ResponseHeader
 from proto_schemas.raft import RaftMessage, Snapshot
 
@@ -300,3 +301,28 @@ class HashAnswer:
     query_id: int
     member_id: int
     body: bytes
+
+
+@message(343)
+@wire
+class ReadIndexQuery:
+    """A follower's gateway asks the leader's peer port for a linearizable read point for one
+    batch of its reads, as its raft core would with raft's MsgReadIndex, one process hop less
+    on each way: the leader confirms its leadership by a heartbeat round and answers with its
+    commit index at the time the query arrived."""
+
+    cluster_id: int
+    from_: int
+    query_id: int
+
+
+@message(344)
+@wire
+class ReadIndexAnswer:
+    """The leader's answer to a ``ReadIndexQuery``: the read point, or why there is none
+    (``no leader``: its raft core has not started or knows no leader; ``leader changed``)."""
+
+    query_id: int
+    member_id: int
+    index: int = 0
+    code: ErrorCode | None = None

@@ -21,10 +21,10 @@ from typing import Any, cast
 
 from actors.mvcc.txn import in_range, validate_txn
 from proto_schemas.auth import AUTH_REQUESTS, AuthCheckRequest
-from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, PeerBatch
+from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, PeerBatch, ReadIndexQuery
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
-from proto_schemas.internal import Propose
+from proto_schemas.internal import Propose, ReadIndexRequest
 from proto_schemas.kv import (
     CompactionRequest,
     DeleteRangeRequest,
@@ -97,6 +97,9 @@ class Pending:
     copies: int = 0  # proposed again after a raft core restart or a leader change
 
 
+ToLeader = PeerBatch | ReadIndexQuery | LeaseQuery  # what a follower's gateway sends the leader's peer port
+
+
 @dataclass(slots=True)
 class Outbox:
     """What one batch produced; the shell sends each list once."""
@@ -105,10 +108,10 @@ class Outbox:
     to_raft: list[Any] = field(default_factory=list)
     to_mvcc: list[Any] = field(default_factory=list)
     to_lease: list[Any] = field(default_factory=list)
-    to_leader: list[LeaseQuery] = field(default_factory=list)  # lease calls for the leader's peer port
-    # This batch's writes as raft's proposal for the leader's peer port, and the same for the
-    # local raft core should that port not take it (see ``Routing.take_outbox``)
-    at_leader: tuple[PeerBatch, Propose] | None = None
+    # For the leader's peer port (a follower's writes as raft's proposal, its ReadIndex query,
+    # its lease calls), each with what goes to the local raft core should that port not take
+    # it, or None: the call then times out (see ``Routing.take_outbox``)
+    at_leader: list[tuple[ToLeader, Propose | ReadIndexRequest | None]] = field(default_factory=list)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
 
 

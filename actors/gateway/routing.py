@@ -17,7 +17,8 @@ Rules (etcd's v3 server):
   arrives while the write is still pending here is not proposed again: the answer goes to the
   copy's connection.
 - Linearizable reads go through ReadIndex: all reads that arrive in one batch share one
-  ``ReadIndexRequest``; each waits until applied >= the returned index, then goes to the
+  round (asked of the local raft core on the leader, of the leader's peer port on a follower,
+  see ``take_outbox``); each waits until applied >= the returned index, then goes to the
   backend. Serializable reads go straight to the backend. A ReadIndex asked of a leader that
   changed fails with ``leader changed``.
 - Lease keep-alives and time-to-lives are answered by the leader's lease expirer; a follower
@@ -36,7 +37,7 @@ from typing import Any
 from actors.auth.perms import needs
 from actors.gateway.access import Access
 from actors.gateway.requests import LEASE_CALLS, Outbox, error_code
-from proto_schemas.cluster import PeerBatch
+from proto_schemas.cluster import PeerBatch, ReadIndexAnswer, ReadIndexQuery
 from proto_schemas.codec import encode
 from proto_schemas.errors import ErrorCode, EtcdzError, error_response
 from proto_schemas.internal import (
@@ -53,7 +54,7 @@ from proto_schemas.internal import (
     Results,
 )
 from proto_schemas.kv import CompactionRequest, StatusResponse
-from proto_schemas.lease import LeaseCall, LeaseQuery
+from proto_schemas.lease import LeaseAnswer, LeaseCall, LeaseQuery
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
 from proto_schemas.raft import Entry, MessageType, RaftMessage
 
@@ -98,7 +99,7 @@ class Routing(Access):
                 query = LeaseQuery(
                     cluster_id=self.cluster_id, from_=self.member_id, query_id=rid, request=pending.request
                 )
-                self.out.to_leader.append(query)
+                self.out.at_leader.append((query, None))
         elif pending.write:
             if not pending.proposal:
                 pending.proposal = encode(
@@ -129,9 +130,14 @@ class Routing(Access):
         self._at_backend.add(rid)
         self.out.to_mvcc.append(ReadRequest(read_id=rid, body=pending.body, raft_term=term))
 
-    def forwarded_reply(self, rid: int, body: bytes) -> None:
-        """The leader answered a lease call we passed on (its expirer's body, unchanged)."""
-        self._lease_answered(rid, body)
+    def leader_answered(self, answer: LeaseAnswer | ReadIndexAnswer, now: float) -> None:
+        """The leader answered on its peer port: a lease call we passed on (its expirer's body,
+        unchanged) or a ReadIndex query (as our raft core would have)."""
+        if isinstance(answer, LeaseAnswer):
+            self._lease_answered(answer.query_id, answer.body)
+        else:
+            read_point = ReadIndexResponse(read_id=answer.query_id, index=answer.index, code=answer.code)
+            self.internal(read_point, now)
 
     def _lease_answered(self, rid: int, body: bytes) -> None:
         """A lease expirer's answer. ``not leader`` (the member the call went to lost the
@@ -295,19 +301,21 @@ class Routing(Access):
         )
 
     def take_outbox(self) -> Outbox:
+        """A follower's raft core would only pass its gateway's writes on to the leader (raft's
+        MsgProp) and its ReadIndex rounds too (MsgReadIndex, and the answer back): both go
+        to the leader's peer port instead, one process hop less each way. The raft core gets
+        them only if that port cannot take them now (and refuses them without a leader)."""
+        raft = self.raft
+        leader = raft.leader if raft is not None and raft.leader_peer_urls else 0
+        me = self.member_id
+        elsewhere = leader not in (0, me)
         if self._propose_data:
             proposal = Propose(data=self._propose_data, request_ids=self._propose_ids)
-            raft = self.raft
-            if raft is not None and raft.leader not in (0, self.member_id) and raft.leader_peer_urls:
-                # A follower's raft core would only pass the writes on to the leader (raft's
-                # MsgProp): they go to the leader's peer port as that message instead, one
-                # process hop less for every write a follower takes. The raft core gets them
-                # only if that port cannot take them now (and refuses them without a leader).
+            if elsewhere:
                 entries = [Entry(term=0, index=0, data=d) for d in proposal.data]
-                me = self.member_id
-                forward = RaftMessage(type=MessageType.PROP, to=raft.leader, from_=me, entries=entries)
+                forward = RaftMessage(type=MessageType.PROP, to=leader, from_=me, entries=entries)
                 batch = PeerBatch(cluster_id=self.cluster_id, from_=me, messages=[forward])
-                self.out.at_leader = (batch, proposal)
+                self.out.at_leader.append((batch, proposal))
             else:
                 self.out.to_raft.append(proposal)
             self._propose_data, self._propose_ids = [], []
@@ -315,6 +323,11 @@ class Routing(Access):
             round_id = next(self._ids)
             self._index_rounds[round_id] = self._need_index
             self._need_index = []
-            self.out.to_raft.append(ReadIndexRequest(read_id=round_id))
+            asked = ReadIndexRequest(read_id=round_id)
+            if elsewhere:
+                query = ReadIndexQuery(cluster_id=self.cluster_id, from_=me, query_id=round_id)
+                self.out.at_leader.append((query, asked))
+            else:
+                self.out.to_raft.append(asked)
         out, self.out = self.out, Outbox()
         return out

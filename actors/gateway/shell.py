@@ -28,6 +28,7 @@ from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import bind_all
 from actors.runtime.loop import NOBLOCK, Loop, send, send_frames
+from proto_schemas.cluster import ReadIndexAnswer
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.envelope import pack
 from proto_schemas.internal import ActorStarted
@@ -139,10 +140,10 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
     def from_leader(batch: list[list[bytes]]) -> None:
         for frames in batch:
             try:
-                answer = decode(frames[-1], expect=LeaseAnswer)
+                answer = decode(frames[-1], expect=(LeaseAnswer, ReadIndexAnswer))
             except DecodeError:
                 continue
-            core.forwarded_reply(answer.query_id, answer.body)
+            core.leader_answered(answer, time.monotonic())
 
     def receiver(tag: bytes) -> Callable[[list[list[bytes]]], None]:
         def from_clients(batch: list[list[bytes]]) -> None:
@@ -166,17 +167,17 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
             getattr(log, str(fields.pop("level", "info")))(event, **fields)
         for msg in out.to_raft:
             send(to_raft, msg)
-        if out.at_leader is not None:
-            batch, proposal = out.at_leader
-            if not to_leader_port(batch):
-                send(to_raft, proposal)  # the raft core passes it on, or refuses it without a leader
+        for msg, fallback in out.at_leader:
+            if to_leader_port(msg):
+                continue
+            if fallback is not None:
+                send(to_raft, fallback)  # the raft core passes it on, or refuses it without a leader
+            else:  # a lease call: it times out
+                log.debug("call not forwarded to the leader", kind=type(msg).__name__)
         for msg in out.to_mvcc:
             send(to_mvcc, msg)
         for msg in out.to_lease:
             send(to_lease, msg)
-        for query in out.to_leader:
-            if not to_leader_port(query):
-                log.debug("lease call not forwarded", request_id=query.query_id)  # it times out
         for route, reply_to, body in out.to_client:
             if door is not None and route[:1] == door.ROUTE:
                 door.answer(reply_to, body)

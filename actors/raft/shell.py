@@ -24,7 +24,6 @@ former.
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 
@@ -36,6 +35,7 @@ from actors.raft.coalesce import hold_commit_only
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
 from actors.raft.promotion import AutoPromoter, PromotionRules
 from actors.raft.rawnode import Config, ProposalDropped, RawNode, Ready, Role, must_sync
+from actors.raft.shell_peers import peer_queries
 from actors.raft.shell_status import StatusShell
 from actors.raft.snapshots import Snapshots
 from actors.raft.storage import MemoryStorage
@@ -115,9 +115,7 @@ class RaftShell(StatusShell):
             initial_urls=[u for urls in config.initial_cluster.values() for u in urls],
         )
         self.calls = ClusterCalls(config, log)
-        self._hash_ids = itertools.count(1)  # read ids of the peers' hash and lease queries
-        self._hash_queries: dict[int, tuple[bytes, int, float]] = {}  # read id -> (asker, query id, deadline)
-        self._lease_queries: dict[int, tuple[bytes, int, float]] = {}  # the same, for lease queries
+        self.queries = peer_queries()  # other members' queries waiting for an answer
         self.snapshots = Snapshots(
             cluster_id=config.cluster_id,
             member_id=config.member_id,
@@ -347,6 +345,7 @@ class RaftShell(StatusShell):
                 )
                 if rd.soft_state.leader != self.leader:
                     self._leader_changed(rd.soft_state.leader, node.status.term)
+                    self._read_queries_lost()
                 for reply in self.calls.leader_changed(rd.soft_state.leader):
                     send(self.to_gateway, reply)
             if rd.snapshot is not None:
@@ -357,10 +356,9 @@ class RaftShell(StatusShell):
                 table_changed = self._apply_conf_changes(node, rd.committed_entries)
                 send(self.to_apply, Apply.of(list(rd.committed_entries)))
             for rs in rd.read_states:
-                send(
-                    self.to_gateway,
-                    ReadIndexResponse(read_id=int.from_bytes(rs.request_ctx, "big"), index=rs.index),
-                )
+                if not self._read_point(rs.request_ctx, rs.index):
+                    read_id = int.from_bytes(rs.request_ctx, "big")
+                    send(self.to_gateway, ReadIndexResponse(read_id=read_id, index=rs.index))
             node.advance(rd)
             if table_changed:  # raft campaigns only once its conf changes count as applied
                 self._campaign_if_alone(node)

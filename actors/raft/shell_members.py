@@ -13,7 +13,6 @@ Rules:
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import structlog
@@ -21,6 +20,7 @@ import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.membership import MembershipLog, MemberTable
+from actors.raft.peer_queries import PeerQueries
 from actors.raft.promotion import AutoPromoter, observe
 from actors.raft.rawnode import ProposalDropped, RawNode
 from actors.raft.snapshots import Snapshots
@@ -68,9 +68,7 @@ class MemberShell:
     m_promotions: Counter
     _table_epoch: int
     _replayed_to: int
-    _hash_ids: itertools.count[int]
-    _hash_queries: dict[int, tuple[bytes, int, float]]
-    _lease_queries: dict[int, tuple[bytes, int, float]]
+    queries: PeerQueries
     to_lease: zmq.Socket[bytes]
     _held: dict[int, RaftMessage]
 

@@ -1,28 +1,38 @@
 """The raft shell's peers: messages in and out, held commit-only appends, other members' queries.
 
-Other members' corruption checkers ask for this member's hash on the peer port (``HashQuery``):
-the backend computes it (``ReadRequest`` with ``reply_to="raft"``) and the answer goes back to
-the asker's connection. At most ``MAX_HASH_QUERIES`` wait at a time (a hash walks the whole
-backend); more are dropped and the asker counts the member as not answering.
-
-Followers' gateways pass their clients' lease keep-alives and time-to-lives on to the leader
-here (``LeaseQuery``, as etcd's followers do on the peer URLs): the lease expirer answers
-(``LeaseCall`` with ``reply_to="raft"``; a member that no longer leads answers ``not leader``)
-and the answer goes back to the asker's connection. The follower checked its client's auth; at
-most ``MAX_LEASE_QUERIES`` wait at a time, more are dropped (the client's call times out).
+Other members ask this member on its peer port (``peer_queries.py`` keeps them until answered;
+the answer goes back to the asker's connection):
+- ``HashQuery``: another member's corruption checker wants our hash. The backend computes it
+  (``ReadRequest`` with ``reply_to="raft"``); at most ``MAX_HASH_QUERIES`` wait at a time (a
+  hash walks the whole backend), more are dropped and the asker counts us as not answering.
+- ``LeaseQuery``: a follower's gateway passes on its client's lease keep-alive or time-to-live,
+  as etcd's followers do on the peer URLs. Our lease expirer answers (``LeaseCall`` with
+  ``reply_to="raft"``; a member that no longer leads answers ``not leader``). The follower
+  checked its client's auth.
+- ``ReadIndexQuery``: a follower's gateway wants a read point for a batch of linearizable
+  reads. Raft takes it as its own ReadIndex (context ``QUERY_CONTEXT`` + the local id), which
+  joins the next heartbeat round; a query that arrives while no leader is known is answered
+  ``no leader`` at once, and every one still waiting when the leader changes ``leader changed``
+  (raft dropped them), so the follower's reads never wait for a lost answer.
+Lease and ReadIndex queries: at most ``MAX_MEMBER_QUERIES`` of each wait at a time, more are
+dropped (the client's call times out).
 """
 
 from __future__ import annotations
 
 import time
 
+from actors.raft.peer_queries import PeerQueries
 from actors.raft.rawnode import LogLost
 from actors.raft.shell_members import MemberShell
+from actors.raft.transport import MemberQuery
 from actors.runtime.loop import FatalError, send
 from proto_schemas.cluster import (
     HashAnswer,
     HashQuery,
     PeerBatch,
+    ReadIndexAnswer,
+    ReadIndexQuery,
     SnapshotChunk,
 )
 from proto_schemas.codec import DecodeError, decode, encode
@@ -42,54 +52,73 @@ from proto_schemas.raft import (
 )
 
 MAX_HASH_QUERIES = 8  # peers' hash queries waiting for the backend at once
-HASH_QUERY_TIMEOUT_S = 30.0  # forgotten after this (the asker has given up long before)
-MAX_LEASE_QUERIES = 10_000  # followers' lease calls waiting for the expirer at once
-LEASE_QUERY_TIMEOUT_S = 30.0  # forgotten after this (a keep-alive times out in seconds)
+MAX_MEMBER_QUERIES = 10_000  # followers' lease calls (or ReadIndex queries) waiting at once
+QUERY_TIMEOUT_S = 30.0  # forgotten after this when full (the asker has given up long before)
+QUERY_CONTEXT = b"q"  # a ReadIndex context that is a member's query, not our gateway's round
+
+
+def peer_queries() -> PeerQueries:
+    return PeerQueries(
+        {
+            HashQuery: (MAX_HASH_QUERIES, QUERY_TIMEOUT_S),
+            LeaseQuery: (MAX_MEMBER_QUERIES, QUERY_TIMEOUT_S),
+            ReadIndexQuery: (MAX_MEMBER_QUERIES, QUERY_TIMEOUT_S),
+        }
+    )
 
 
 class PeerShell(MemberShell):
     """What comes from and goes to the other members."""
 
     def from_peers(self, frames: list[list[bytes]]) -> None:
-        self.peers.receive(frames, self._from_peer, self._join_info, self._hash_query, self._lease_query)
+        self.peers.receive(frames, self._from_peer, self._join_info, self._member_query)
 
-    def _hash_query(self, asker: bytes, query: HashQuery) -> None:
-        """Another member's corruption checker wants our hash: the backend computes it."""
-        now = time.monotonic()
-        self._hash_queries = {r: q for r, q in self._hash_queries.items() if q[2] > now}
-        if len(self._hash_queries) >= MAX_HASH_QUERIES:
-            self.log.warning("hash query dropped", reason="too many waiting", sender=f"{query.from_:x}")
+    def _member_query(self, asker: bytes, query: MemberQuery) -> None:
+        node = self.node
+        if isinstance(query, ReadIndexQuery) and (node is None or node.status.leader == 0):
+            member_id = self.config.member_id
+            answer = ReadIndexAnswer(query_id=query.query_id, member_id=member_id, code=ErrorCode.NO_LEADER)
+            self.peers.answer(asker, answer)
             return
-        read_id = next(self._hash_ids)
-        self._hash_queries[read_id] = (asker, query.query_id, now + HASH_QUERY_TIMEOUT_S)
-        term = self.node.status.term if self.node is not None else 0
-        body = encode(HashKVRequest(revision=query.revision))
-        send(self.to_mvcc, ReadRequest(read_id=read_id, body=body, raft_term=term, reply_to="raft"))
-
-    def _lease_query(self, asker: bytes, query: LeaseQuery) -> None:
-        """A follower passes on a client's lease call: our expirer answers (on a leader)."""
-        now = time.monotonic()
-        if len(self._lease_queries) >= MAX_LEASE_QUERIES:  # answers lost to an expirer restart
-            self._lease_queries = {r: q for r, q in self._lease_queries.items() if q[2] > now}
-            if len(self._lease_queries) >= MAX_LEASE_QUERIES:
-                self.log.debug("lease query dropped", reason="too many waiting", sender=f"{query.from_:x}")
-                return
-        read_id = next(self._hash_ids)
-        self._lease_queries[read_id] = (asker, query.query_id, now + LEASE_QUERY_TIMEOUT_S)
-        send(self.to_lease, LeaseCall(read_id=read_id, request=query.request, reply_to="raft"))
+        local_id = self.queries.add(asker, type(query), query.query_id, time.monotonic())
+        if local_id is None:
+            self.log.debug("member query dropped", kind=type(query).__name__, sender=f"{query.from_:x}")
+            return
+        if isinstance(query, HashQuery):
+            term = node.status.term if node is not None else 0
+            body = encode(HashKVRequest(revision=query.revision))
+            send(self.to_mvcc, ReadRequest(read_id=local_id, body=body, raft_term=term, reply_to="raft"))
+        elif isinstance(query, LeaseQuery):
+            send(self.to_lease, LeaseCall(read_id=local_id, request=query.request, reply_to="raft"))
+        elif node is not None:
+            node.read_index(QUERY_CONTEXT + local_id.to_bytes(8, "big"))
 
     def _peer_answered(self, result: ReadResult) -> None:
-        """The backend's answer to a peer's hash query or the expirer's to its lease query."""
-        member_id = self.config.member_id
-        waiting = self._hash_queries.pop(result.read_id, None)
-        if waiting is not None:
-            asker, query_id, _ = waiting
-            self.peers.answer(asker, HashAnswer(query_id=query_id, member_id=member_id, body=result.body))
+        """The backend's answer to a hash query or the expirer's to a lease query."""
+        waiting = self.queries.pop(result.read_id)
+        if waiting is None:
             return
-        waiting = self._lease_queries.pop(result.read_id, None)
+        kind = HashAnswer if waiting.kind is HashQuery else LeaseAnswer
+        answer = kind(query_id=waiting.query_id, member_id=self.config.member_id, body=result.body)
+        self.peers.answer(waiting.asker, answer)
+
+    def _read_point(self, ctx: bytes, index: int) -> bool:
+        """Whether the read state of ``ctx`` answered a member's ReadIndex query (else it is
+        the gateway's)."""
+        if ctx[:1] != QUERY_CONTEXT or len(ctx) != 9:
+            return False
+        waiting = self.queries.pop(int.from_bytes(ctx[1:], "big"))
         if waiting is not None:
-            asker, query_id, _ = waiting
-            self.peers.answer(asker, LeaseAnswer(query_id=query_id, member_id=member_id, body=result.body))
+            answer = ReadIndexAnswer(query_id=waiting.query_id, member_id=self.config.member_id, index=index)
+            self.peers.answer(waiting.asker, answer)
+        return True
+
+    def _read_queries_lost(self) -> None:
+        """The leader changed: raft dropped the reads it had not answered."""
+        member_id, code = self.config.member_id, ErrorCode.LEADER_CHANGED
+        for waiting in self.queries.pop_all(ReadIndexQuery):
+            answer = ReadIndexAnswer(query_id=waiting.query_id, member_id=member_id, code=code)
+            self.peers.answer(waiting.asker, answer)
 
     def _from_peer(self, msg: PeerBatch | SnapshotChunk) -> None:
         node = self.node

@@ -22,10 +22,12 @@ Why this shape:
   membership changes), a sender whose advertised URLs are all valid and all named by
   ``--initial-cluster`` without belonging to another member of the table. Such a sender is
   reached at those URLs until the member table names it.
-- A member's ``HashQuery`` (its corruption checker asking for our hash) is handed to
-  ``on_hash``, its ``LeaseQuery`` (a follower's gateway passing on a lease keep-alive or
-  time-to-live) to ``on_lease``, with the asker's routing identity, and answered later with
-  ``answer``; one from another cluster or from a member that is not in our table is dropped.
+- A member's query (``MEMBER_QUERIES``: its corruption checker asking for our hash, its
+  gateway passing on a lease keep-alive or time-to-live, or asking for a ReadIndex) is handed
+  to ``on_query`` with the asker's routing identity, and answered later with ``answer``; one
+  from another cluster or from a member that is not in our table is dropped, and so is one
+  from a member whose messages are blocked by injected faults (a partition cuts its gateway
+  off too; its raft messages and forwarded proposals are blocked the same way).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from proto_schemas.cluster import (
     JoinQuery,
     PeerBatch,
     PeerFaults,
+    ReadIndexAnswer,
+    ReadIndexQuery,
     SnapshotChunk,
 )
 from proto_schemas.codec import DecodeError, decode, encode
@@ -59,7 +63,9 @@ MSG_HWM = 10_000
 SNAP_HWM = 8
 MAX_PEER_FRAME = 64 * 1024 * 1024
 MAX_PEER_ITEMS = 1 << 22  # CBOR items in one frame (a batch of ~500k small entries): ~250 MB at worst
-PEER_MESSAGES = (PeerBatch, SnapshotChunk, JoinQuery, HashQuery, LeaseQuery)  # what a peer frame may hold
+MemberQuery = HashQuery | LeaseQuery | ReadIndexQuery
+MEMBER_QUERIES = (HashQuery, LeaseQuery, ReadIndexQuery)  # answered later to the asker's connection
+PEER_MESSAGES = (PeerBatch, SnapshotChunk, JoinQuery, *MEMBER_QUERIES)  # what a peer frame may hold
 WARN_EVERY_S = 1.0  # one warning per drop reason at most this often
 URL_SCHEMES = ("tcp", "ipc")
 
@@ -236,8 +242,7 @@ class PeerTransport:
         frames: list[list[bytes]],
         on_batch: Callable[[PeerBatch | SnapshotChunk], None],
         on_join: Callable[[JoinQuery], JoinInfo],
-        on_hash: Callable[[bytes, HashQuery], None] | None = None,
-        on_lease: Callable[[bytes, LeaseQuery], None] | None = None,
+        on_query: Callable[[bytes, MemberQuery], None] | None = None,
     ) -> None:
         for parts in frames:
             if len(parts) != 2:  # ROUTER: [sender identity, frame]
@@ -255,11 +260,8 @@ class PeerTransport:
             if isinstance(msg, JoinQuery):
                 self._answer(parts[0], on_join(msg))
                 continue
-            if isinstance(msg, HashQuery):
-                self._member_query(parts[0], msg, on_hash)
-                continue
-            if isinstance(msg, LeaseQuery):
-                self._member_query(parts[0], msg, on_lease)
+            if isinstance(msg, MEMBER_QUERIES):
+                self._member_query(parts[0], msg, on_query)
                 continue
             if msg.cluster_id != self.cluster_id:
                 self._drop("cluster ID mismatch", sender=f"{msg.from_:x}")
@@ -301,16 +303,18 @@ class PeerTransport:
         except zmq.ZMQError as exc:  # the asker is gone
             self.log.debug("join answer dropped", error=str(exc))
 
-    # -- member-to-member queries (the corruption checker's hashes, followers' lease calls) -------
+    # -- member-to-member queries (hashes, followers' lease calls and ReadIndex rounds) --------
     def _member_query(
-        self, identity: bytes, query: HashQuery | LeaseQuery, handler: Callable[[bytes, Any], None] | None
+        self, identity: bytes, query: MemberQuery, handler: Callable[[bytes, MemberQuery], None] | None
     ) -> None:
         if query.cluster_id != self.cluster_id or query.from_ not in self.known or handler is None:
             self._drop(f"{type(query).__name__} not from a member of this cluster", sender=f"{query.from_:x}")
             return
+        if query.from_ in self.blocked:
+            return
         handler(identity, query)
 
-    def answer(self, identity: bytes, answer: HashAnswer | LeaseAnswer) -> None:
+    def answer(self, identity: bytes, answer: HashAnswer | LeaseAnswer | ReadIndexAnswer) -> None:
         try:
             self.inbox.send_multipart([identity, encode(answer)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the asker is gone

@@ -19,7 +19,15 @@ from actors.raft.membership import url_problem
 from actors.raft.transport import URL_SCHEMES, PeerTransport
 from etcdz.errors import EtcdzError
 from proto_schemas import codec
-from proto_schemas.cluster import JoinInfo, JoinQuery, PeerBatch, SnapshotChunk
+from proto_schemas.cluster import (
+    JoinInfo,
+    JoinQuery,
+    PeerBatch,
+    PeerFaults,
+    ReadIndexAnswer,
+    ReadIndexQuery,
+    SnapshotChunk,
+)
 from proto_schemas.codec import decode, encode
 from proto_schemas.lease import LeaseKeepAliveRequest, LeaseQuery
 from proto_schemas.raft import Entry, EntryType, MessageType, RaftMessage
@@ -161,24 +169,41 @@ def test_only_verified_peers_are_heard_and_connected() -> None:
         ctx.destroy(linger=0)
 
 
-def test_lease_queries_are_passed_on_only_from_members_of_this_cluster() -> None:
-    """A follower's lease call (``LeaseQuery``) carries no user: the leader takes it from a
-    member of its table and its cluster only, as it takes raft messages."""
+def test_member_queries_are_passed_on_only_from_reachable_members_of_this_cluster() -> None:
+    """A follower's lease call (``LeaseQuery``) or ReadIndex (``ReadIndexQuery``) carries no
+    user: the leader takes it from a member of its table and its cluster only, as it takes
+    raft messages, and not from a member that injected faults cut off (a partition cuts off
+    the member's gateway too)."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     transport = _member_one(ctx, ["tcp://127.0.0.1:1"])
-    asked: list[tuple[bytes, int]] = []
+    asked: list[tuple[bytes, str, int]] = []
     call = LeaseKeepAliveRequest(id=5)
+
+    def receive(query: LeaseQuery | ReadIndexQuery) -> None:
+        transport.receive(
+            [[b"asker", encode(query)]],
+            lambda m: None,
+            lambda q: JoinInfo(cluster_id=7),
+            lambda who, q: asked.append((who, type(q).__name__, q.query_id)),
+        )
+
     try:
-        transport.set_peers({1: ["tcp://127.0.0.1:1"], 2: [f"tcp://127.0.0.1:{free_port()}"]})
+        transport.set_peers(
+            {
+                1: ["tcp://127.0.0.1:1"],
+                2: [f"tcp://127.0.0.1:{free_port()}"],
+                3: [f"tcp://127.0.0.1:{free_port()}"],
+            }
+        )
         for from_, cluster_id, query_id in ((2, 7, 1), (99, 7, 2), (2, 8, 3), (1, 8, 4)):
-            query = LeaseQuery(cluster_id=cluster_id, from_=from_, query_id=query_id, request=call)
-            transport.receive(
-                [[b"asker", encode(query)]],
-                lambda m: None,
-                lambda q: JoinInfo(cluster_id=7),
-                on_lease=lambda who, q: asked.append((who, q.query_id)),
-            )
-        assert asked == [(b"asker", 1)] and transport.refused == 3
+            receive(LeaseQuery(cluster_id=cluster_id, from_=from_, query_id=query_id, request=call))
+            receive(ReadIndexQuery(cluster_id=cluster_id, from_=from_, query_id=query_id))
+        assert asked == [(b"asker", "LeaseQuery", 1), (b"asker", "ReadIndexQuery", 1)]
+        assert transport.refused == 6
+        transport.inject(PeerFaults(blocked=[3]))
+        receive(ReadIndexQuery(cluster_id=7, from_=3, query_id=5))
+        receive(ReadIndexQuery(cluster_id=7, from_=2, query_id=6))
+        assert asked[2:] == [(b"asker", "ReadIndexQuery", 6)]
     finally:
         transport.close()
         ctx.destroy(linger=0)
@@ -209,6 +234,7 @@ def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: Local
         encode(SnapshotChunk(cluster_id=cluster_id, from_=7, snap_id=1, seq=0, pairs=[b"k", b"v"])),
         encode(JoinQuery(peer_urls=[bait_url])),
         encode(LeaseQuery(cluster_id=cluster_id, from_=7, query_id=1, request=LeaseKeepAliveRequest(id=1))),
+        encode(ReadIndexQuery(cluster_id=cluster_id, from_=7, query_id=1)),
     ]
     try:
         for _ in range(500):
@@ -245,3 +271,32 @@ def test_the_peer_port_survives_garbage_and_messages_from_nowhere(cluster: Local
             time.sleep(0.5)
     assert target.actor_pids() == pids
     assert LocalCluster.hashes_agree(cluster.members)
+
+
+def test_a_members_read_index_query_is_answered_with_a_read_point_past_every_acknowledged_write(
+    cluster: LocalCluster,
+) -> None:
+    """A follower's gateway asks the leader's peer port for its reads' ReadIndex: the answer
+    covers every write acknowledged before the query (a heartbeat round confirmed the
+    leadership). Asked of a follower's peer port, its raft core passes the query on to the
+    leader and the answer comes back the same."""
+    leader = cluster.leader()
+    follower, asker = (m for m in cluster.members if m is not leader)
+    with cluster.client() as c:
+        cluster_id = c.status().header.cluster_id
+        c.put("/readindex", "v")
+    with leader.client() as c:
+        acknowledged = c.status().raft_index
+    ctx = zmq.Context()
+    try:
+        for query_id, asked in enumerate((leader, follower), start=1):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(asked.peer_url)
+            sock.send(encode(ReadIndexQuery(cluster_id=cluster_id, from_=asker.member_id, query_id=query_id)))
+            assert sock.poll(30_000), f"{asked.name} did not answer"
+            answer = decode(sock.recv(), expect=ReadIndexAnswer)
+            assert (answer.query_id, answer.member_id, answer.code) == (query_id, asked.member_id, None)
+            assert answer.index >= acknowledged
+    finally:
+        ctx.destroy(linger=0)

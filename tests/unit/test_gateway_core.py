@@ -17,6 +17,8 @@ from proto_schemas.cluster import (
     MemberListRequest,
     MemberListResponse,
     PeerBatch,
+    ReadIndexAnswer,
+    ReadIndexQuery,
 )
 from proto_schemas.codec import decode, encode
 from proto_schemas.envelope import Header, pack
@@ -49,10 +51,12 @@ from proto_schemas.kv import (
     TxnRequest,
 )
 from proto_schemas.lease import (
+    LeaseAnswer,
     LeaseCall,
     LeaseGrantRequest,
     LeaseKeepAliveRequest,
     LeaseKeepAliveResponse,
+    LeaseQuery,
     LeaseTimeToLiveRequest,
 )
 from proto_schemas.maintenance import AlarmAction, AlarmRequest, AlarmType
@@ -123,8 +127,8 @@ def test_a_followers_writes_go_to_the_leaders_peer_port_as_raft_would_pass_them_
     ask(core, PutRequest(key=b"k", value=b"v"), msg_id=7)
     ask(core, PutRequest(key=b"k2", value=b"v"), msg_id=8)
     out = core.take_outbox()
-    assert out.to_raft == [] and out.at_leader is not None
-    batch, fallback = out.at_leader
+    assert out.to_raft == []
+    ((batch, fallback),) = out.at_leader
     assert isinstance(batch, PeerBatch) and isinstance(fallback, Propose)
     assert (batch.cluster_id, batch.from_) == (2, 1)
     (forward,) = batch.messages
@@ -133,7 +137,7 @@ def test_a_followers_writes_go_to_the_leaders_peer_port_as_raft_would_pass_them_
     core.internal(dataclasses.replace(LEADER, leader=3), 1)  # the leader's peer URLs unknown
     ask(core, PutRequest(key=b"k3"), msg_id=9, now=1)
     out = core.take_outbox()
-    assert out.at_leader is None and isinstance(out.to_raft[0], Propose)
+    assert out.at_leader == [] and isinstance(out.to_raft[0], Propose)
 
 
 def test_writes_wait_for_a_leader_then_fail_with_no_leader() -> None:
@@ -171,6 +175,55 @@ def test_linearizable_reads_share_one_read_index_round_and_wait_for_apply() -> N
     body = encode(RangeResponse(header=ResponseHeader(revision=4)))
     core.internal(ReadResult(read_id=reads[1].read_id, body=body), 0)
     assert core.take_outbox().to_client == [(b"c", 2, body)]
+
+
+def test_a_followers_read_index_round_goes_to_the_leaders_peer_port() -> None:
+    """On a follower the raft core would only pass the round on to the leader and its answer
+    back: the gateway asks the leader's peer port itself (``ReadIndexQuery``), with the round
+    for its own raft core should that port not take it. The answer releases the reads once
+    this member has applied up to the leader's index; a refusal fails them."""
+    core = make(member_id=4)
+    core.internal(dataclasses.replace(LEADER, member_id=4, leader_peer_urls=["tcp://127.0.0.1:9"]), 0)
+    ask(core, RangeRequest(key=b"a"), msg_id=1)
+    ask(core, RangeRequest(key=b"b"), msg_id=2)
+    out = core.take_outbox()
+    assert out.to_raft == [] and out.to_mvcc == []
+    ((query, fallback),) = out.at_leader
+    assert isinstance(query, ReadIndexQuery) and (query.cluster_id, query.from_) == (2, 4)
+    assert fallback == ReadIndexRequest(read_id=query.query_id)
+    core.leader_answered(ReadIndexAnswer(query_id=query.query_id, member_id=1, index=12), 0.1)
+    assert core.take_outbox().to_mvcc == []  # applied is 10 < 12
+    core.internal(Results(applied_index=12), 0.1)
+    assert [decode(r.body) for r in core.take_outbox().to_mvcc] == [
+        RangeRequest(key=b"a"),
+        RangeRequest(key=b"b"),
+    ]
+
+    ask(core, RangeRequest(key=b"c"), msg_id=3, now=0.2)
+    ((query, _),) = core.take_outbox().at_leader
+    assert isinstance(query, ReadIndexQuery)
+    core.leader_answered(
+        ReadIndexAnswer(query_id=query.query_id, member_id=1, code=ErrorCode.LEADER_CHANGED), 0.3
+    )
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.LEADER_CHANGED
+    core.leader_answered(
+        ReadIndexAnswer(query_id=query.query_id, member_id=1, index=13), 0.4
+    )  # late: ignored
+    assert core.take_outbox().to_mvcc == []
+
+
+def test_a_read_index_round_asked_of_a_leader_that_changed_fails_at_once() -> None:
+    core = make(member_id=4)
+    core.internal(dataclasses.replace(LEADER, member_id=4, leader_peer_urls=["tcp://127.0.0.1:9"]), 0)
+    ask(core, RangeRequest(key=b"a"), msg_id=1)
+    ((query, _),) = core.take_outbox().at_leader
+    assert isinstance(query, ReadIndexQuery)
+    core.internal(dataclasses.replace(LEADER, member_id=4, term=4, leader=2), 0.1)
+    (reply,) = replies(core)
+    assert error_code(reply) == ErrorCode.LEADER_CHANGED
+    core.leader_answered(ReadIndexAnswer(query_id=query.query_id, member_id=1, index=12), 0.2)
+    assert core.take_outbox().to_mvcc == []  # the old leader's late answer serves nothing
 
 
 def test_serializable_reads_skip_read_index() -> None:
@@ -371,18 +424,20 @@ def test_keep_alives_go_to_the_local_expirer_on_the_leader_and_are_forwarded_els
     out = leader.take_outbox()
     (call,) = out.to_lease
     assert isinstance(call, LeaseCall) and call.request == LeaseKeepAliveRequest(id=9)
-    assert out.to_leader == [] and out.to_raft == []
+    assert out.at_leader == [] and out.to_raft == []
 
     follower = make(member_id=4)
     follower.internal(LEADER, 0)  # member 1 leads
     ask(follower, LeaseTimeToLiveRequest(id=9, keys=True), msg_id=5)
     out = follower.take_outbox()
     assert out.to_lease == []
-    (query,) = out.to_leader  # for the leader's peer port: the call, no token or user
+    ((query, fallback),) = out.at_leader  # for the leader's peer port: the call, no token or user
+    assert fallback is None  # no raft core to pass it on: it times out if that port is full
+    assert isinstance(query, LeaseQuery)
     assert query.request == LeaseTimeToLiveRequest(id=9, keys=True)
     assert (query.cluster_id, query.from_) == (2, 4)
     answer = encode(LeaseKeepAliveResponse(header=ResponseHeader(), id=9, ttl=5))
-    follower.forwarded_reply(query.query_id, answer)
+    follower.leader_answered(LeaseAnswer(query_id=query.query_id, member_id=1, body=answer), 0.1)
     assert follower.take_outbox().to_client == [(b"c", 5, answer)]
 
 
@@ -393,10 +448,12 @@ def test_a_lease_call_that_reaches_a_former_leader_is_routed_again_to_the_new_on
     follower = make(member_id=4)
     follower.internal(LEADER, 0)  # member 1 leads
     ask(follower, LeaseKeepAliveRequest(id=9), msg_id=5)
-    (query,) = follower.take_outbox().to_leader
-    follower.forwarded_reply(query.query_id, encode(error_response(ErrorCode.NOT_LEADER)))
+    ((query, _),) = follower.take_outbox().at_leader
+    assert isinstance(query, LeaseQuery)
+    refused = encode(error_response(ErrorCode.NOT_LEADER))
+    follower.leader_answered(LeaseAnswer(query_id=query.query_id, member_id=1, body=refused), 0.05)
     out = follower.take_outbox()
-    assert out.to_client == [] and out.to_leader == []
+    assert out.to_client == [] and out.at_leader == []
     follower.internal(RaftStatus(member_id=4, cluster_id=2, term=4, leader=4, commit=10, applied=10), 0.1)
     out = follower.take_outbox()  # now this member leads: its own expirer takes the call
     (call,) = out.to_lease
@@ -410,7 +467,7 @@ def test_keep_alives_wait_for_a_leader_and_time_out_as_definite() -> None:
     core = make(request_timeout_s=1.0)
     ask(core, LeaseKeepAliveRequest(id=9), msg_id=1)
     out = core.take_outbox()
-    assert out.to_lease == [] and out.to_leader == []
+    assert out.to_lease == [] and out.at_leader == []
     core.tick(1.5)
     (reply,) = replies(core)
     assert error_code(reply) == ErrorCode.NO_LEADER and reply[2].definite
