@@ -31,37 +31,42 @@ from proto_schemas.raft import MessageType, RaftMessage
 
 
 def coalesce(messages: list[RaftMessage]) -> list[RaftMessage]:
-    """``messages`` with neighbouring appends (and append answers) to one peer merged."""
-    out: list[RaftMessage] = []
-    last_for: dict[int, int] = {}  # peer -> index in ``out`` of the last message to it
+    """``messages`` with neighbouring appends (and append answers) to one peer merged. A run of
+    appends becomes one message at the end, built once: a flush under load may hold a dozen."""
+    runs: list[list[RaftMessage]] = []
+    last_for: dict[int, int] = {}  # peer -> index in ``runs`` of the last run to it
     for m in messages:
         at = last_for.get(m.to)
         if at is not None:
-            merged = _merge(out[at], m)
-            if merged is not None:
-                out[at] = merged
+            run = runs[at]
+            if _continues(run[-1], m):
+                if m.type is MessageType.APP:
+                    run.append(m)
+                else:
+                    run[-1] = m  # an answer acknowledges everything its predecessor did
                 continue
-        last_for[m.to] = len(out)
-        out.append(m)
-    return out
+        last_for[m.to] = len(runs)
+        runs.append([m])
+    return [run[0] if len(run) == 1 else _joined(run) for run in runs]
 
 
-def _merge(first: RaftMessage, second: RaftMessage) -> RaftMessage | None:
+def _continues(first: RaftMessage, second: RaftMessage) -> bool:
+    """Whether ``second`` may be merged into ``first`` (the last of a run)."""
     if first.term != second.term or first.type is not second.type:
-        return None
+        return False
     if first.type is MessageType.APP:
         last_index = first.index + len(first.entries)
         last_term = first.entries[-1].term if first.entries else first.log_term
-        if second.index != last_index or second.log_term != last_term:
-            return None
-        return dataclasses.replace(
-            first, entries=[*first.entries, *second.entries], commit=max(first.commit, second.commit)
-        )
+        return second.index == last_index and second.log_term == last_term
     if first.type is MessageType.APP_RESP:
-        if first.reject or second.reject or second.index < first.index:
-            return None
-        return second
-    return None
+        return not (first.reject or second.reject or second.index < first.index)
+    return False
+
+
+def _joined(run: list[RaftMessage]) -> RaftMessage:
+    """One append for a run of appends that continue each other."""
+    entries = [e for m in run for e in m.entries]
+    return dataclasses.replace(run[0], entries=entries, commit=max(m.commit for m in run))
 
 
 def hold_commit_only(
