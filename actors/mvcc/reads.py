@@ -221,8 +221,21 @@ class StoreReads:
 
     # -- the merged view (LevelDB + the batch's pending versions) --------------------------------
     def _latest(self, key: bytes, rev: int) -> KeyValue | None:
-        found = self._kvs(key, b"", rev)
-        return found[0] if found else None
+        """One key's live version at ``rev``: the batch's newest pending version of it up to
+        ``rev`` if there is one (a tombstone: none), else LevelDB's newest. Every put, delete of
+        one key and single-key compare asks this, so it looks at that key alone."""
+        staged = self._overlay.get(key)
+        if staged:
+            best = None
+            for main, _sub, record in staged:  # in revision order
+                if main <= rev:
+                    best = (main, record)
+            if best is not None:
+                return _to_kv(key, *best)
+        prefix = K.INDEX + K.enc(key)
+        for ikey, raw in self.db.iterator(start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True):
+            return _to_kv(key, K.split_index_key(ikey)[1], raw)
+        return None
 
     def _kvs(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
         return list(self._iter(key, range_end, rev))
@@ -230,6 +243,11 @@ class StoreReads:
     def _iter(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
         """Live kvs at ``rev`` in key order, for a single key (empty range_end), a range, or
         every key from ``key`` on (range_end ``\\0``)."""
+        if not range_end:
+            kv = self._latest(key, rev)
+            if kv is not None:
+                yield kv
+            return
         pending = self._pending_in(key, range_end, rev) if self._overlay else {}
         db = self._iter_db(key, range_end, rev)
         if not pending:
@@ -259,16 +277,6 @@ class StoreReads:
         return out
 
     def _iter_db(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
-        if not range_end:
-            prefix = K.INDEX + K.enc(key)
-            for ikey, raw in self.db.iterator(
-                start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True
-            ):
-                kv = _to_kv(key, K.split_index_key(ikey)[1], raw)
-                if kv is not None:
-                    yield kv
-                return
-            return
         start = K.INDEX + K.enc(key)
         stop = K.INDEX_END if range_end == b"\0" else K.INDEX + K.enc(range_end)
         group: bytes | None = None
