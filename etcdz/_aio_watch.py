@@ -22,11 +22,11 @@ import zmq
 import zmq.asyncio
 
 from etcdz._transport import AsyncWatchTransport
-from etcdz._watch_core import PING_S, StreamCore, WatchState
+from etcdz._watch_core import PING_S, StreamCore, WatchState, ping
 from etcdz.errors import EtcdzError, Unavailable
 from etcdz.watcher import dealer_to_hub
 from proto_schemas.envelope import pack
-from proto_schemas.watch import WatchCreateRequest, WatchHubsRequest, WatchPing
+from proto_schemas.watch import WatchCreateRequest, WatchHubsRequest
 
 _DRAIN_MAX = 1000  # messages read per wake-up before the outbox and the clock get a turn
 
@@ -174,7 +174,7 @@ class AioWatchStream:
                 if core.left(now, heard):
                     return  # a hub of another cluster, or a silent one: move the stream
                 if now - sent >= PING_S:
-                    self._outbox.append(WatchPing())
+                    self._outbox.append(ping())
         finally:
             for pending in (recv, waiter):
                 if pending is not None:

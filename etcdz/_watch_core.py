@@ -128,6 +128,12 @@ class WatchState:
         return item
 
 
+def ping(cluster_id: int = 0) -> WatchPing:
+    """A ping of this SDK's streams: it reads shared responses (one response on the wire for
+    many of its watchers, given to each: ``WatchResponses.each``)."""
+    return WatchPing(cluster_id=cluster_id, shared=True)
+
+
 class StreamCore:
     """The watches of one stream and its hub: the shell connects, sends what the methods
     return (request bodies, to be packed with the client's token) and reports the time."""
@@ -175,7 +181,7 @@ class StreamCore:
         self.failed.pop(url, None)  # its cool-off is over: a fresh chance
         self.hub_id, self.hub_stream = "", 0
         self.answered = False
-        return [WatchPing(cluster_id=cluster_id), *self._resume_all()]
+        return [ping(cluster_id), *self._resume_all()]
 
     def left(self, now: float, heard: float) -> bool:
         """Whether to leave the current hub: it serves another cluster, or went silent."""
@@ -224,7 +230,7 @@ class StreamCore:
         if isinstance(msg, WatchPong):
             self._pong(msg, now, cluster_id)
         elif isinstance(msg, WatchResponses):
-            for resp in msg.responses:
+            for resp in msg.each():
                 self._dispatch(resp)
         elif isinstance(msg, WatchResponse):
             self._dispatch(msg)

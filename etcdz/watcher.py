@@ -34,7 +34,7 @@ import zmq
 
 from etcdz import ops
 from etcdz._transport import Transport
-from etcdz._watch_core import DEAD_AFTER_S, FOREIGN, PING_S, StreamCore, WatchState
+from etcdz._watch_core import DEAD_AFTER_S, FOREIGN, PING_S, StreamCore, WatchState, ping
 from etcdz.errors import EtcdzError, Unavailable
 from proto_schemas.envelope import pack
 from proto_schemas.watch import (
@@ -42,7 +42,6 @@ from proto_schemas.watch import (
     FilterType,
     WatchCreateRequest,
     WatchHubsRequest,
-    WatchPing,
     WatchResponse,
 )
 
@@ -287,7 +286,7 @@ class WatchStream(threading.Thread):
             if core.left(now, heard):
                 return  # a hub of another cluster, or a silent one: move the stream
             if now - sent >= PING_S:
-                self._send(sock, [WatchPing()])
+                self._send(sock, [ping()])
                 sent = now
 
     def _run_commands(self, sock: zmq.Socket[bytes] | None, now: float) -> float | None:

@@ -14,6 +14,7 @@ through a member's gateway, like any serializable read.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import field
 
@@ -83,12 +84,34 @@ class WatchResponse:
     events: list[Event] = field(default_factory=list)
 
 
+@message(171)
+@wire
+class SharedWatchResponse:
+    """One response for several watchers of a stream: each of ``watch_ids`` gets ``response``
+    (whose own ``watch_id`` is 0) as if it came alone. A put that many watchers of one stream
+    see is then encoded, sent and decoded once, not once per watcher; only a client that said
+    in its pings that it reads these gets them (``WatchPing.shared``)."""
+
+    watch_ids: list[int]
+    response: WatchResponse
+
+
 @message(170)
 @wire
 class WatchResponses:
     """Hub -> client: responses for the stream's watchers, in the order they were made."""
 
-    responses: list[WatchResponse] = field(default_factory=list)
+    responses: list[WatchResponse | SharedWatchResponse] = field(default_factory=list)
+
+    def each(self) -> list[WatchResponse]:
+        """Every watcher's response, a shared one given to each of its watchers in turn."""
+        out: list[WatchResponse] = []
+        for r in self.responses:
+            if isinstance(r, SharedWatchResponse):
+                out.extend(dataclasses.replace(r.response, watch_id=i) for i in r.watch_ids)
+            else:
+                out.append(r)
+        return out
 
 
 @message(166)
@@ -96,9 +119,11 @@ class WatchResponses:
 class WatchPing:
     """Client -> hub when the stream is idle: keeps the stream and proves the hub alive. The
     first one is the handshake: ``cluster_id`` (0: not known) is the cluster the client means;
-    a hub of another cluster refuses the stream (``cluster ID mismatch``)."""
+    a hub of another cluster refuses the stream (``cluster ID mismatch``). ``shared``: the
+    client reads ``SharedWatchResponse`` (every ping of a stream says the same)."""
 
     cluster_id: int = 0
+    shared: bool = False
 
 
 @message(167)

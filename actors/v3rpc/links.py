@@ -158,7 +158,7 @@ class HubLink:
         await self.sock.send_multipart(pack(body, msg_id=next(self._ids), token=self.token))
 
     async def hello(self, cluster_id: int) -> None:
-        await self.send(WatchPing(cluster_id=cluster_id))
+        await self.send(WatchPing(cluster_id=cluster_id, shared=True))  # reads shared responses
 
     async def receive(self) -> Any:
         """The hub's next message, or an ``ErrorResponse`` for one that cannot be read."""
@@ -204,7 +204,7 @@ class HubPool:
                     if isinstance(msg, WatchPong):
                         pongs -= 1
                     elif isinstance(msg, WatchResponses | WatchResponse):
-                        late = msg.responses if isinstance(msg, WatchResponses) else [msg]
+                        late = msg.each() if isinstance(msg, WatchResponses) else [msg]
                         created = {r.watch_id for r in late if r.created and not r.canceled}
                         if created:  # a create in flight when the stream ended
                             pongs += await self._cancel(hub, created)
@@ -223,5 +223,5 @@ class HubPool:
     async def _cancel(hub: HubLink, watch_ids: set[int]) -> int:
         for watch_id in watch_ids:
             await hub.send(WatchRequest(request=WatchCancelRequest(watch_id=watch_id)))
-        await hub.send(WatchPing())
+        await hub.send(WatchPing(shared=True))
         return 1

@@ -116,7 +116,7 @@ class WatchStreams:
                     continue
                 quiet, msg, receive = 0.0, receive.result(), None
                 if isinstance(msg, WatchResponses | WatchResponse):
-                    for resp in msg.responses if isinstance(msg, WatchResponses) else [msg]:
+                    for resp in msg.each() if isinstance(msg, WatchResponses) else [msg]:
                         watch_id = mine.answer(resp)
                         if watch_id is not None:
                             out = self.fill(watch_pb(resp))

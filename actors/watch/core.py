@@ -123,6 +123,7 @@ class HubCore(Creates):
             self._reply(stream, msg_id, error_response(ErrorCode.CLUSTER_ID_MISMATCH, detail))
             return
         if isinstance(request, WatchPing):
+            stream.shared = request.shared
             if stream.control:  # stalled: only the latest answer is worth keeping
                 kept = [(r, b) for r, b in stream.control if not isinstance(b, WatchPong)]
                 stream.control, stream.control_bytes = kept, sum(reply_size(b) for _, b in kept)

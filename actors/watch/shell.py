@@ -36,10 +36,10 @@ from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
 from actors.runtime.listen import bind_all, resolve_advertised
 from actors.runtime.loop import Loop
-from actors.watch.batching import batched
+from actors.watch.batching import batched, encode_sharing
 from actors.watch.core import HubCore
 from proto_schemas.auth import AuthenticateRequest, AuthenticateResponse
-from proto_schemas.codec import DecodeError, Encoded, Template, decode, encode, peek
+from proto_schemas.codec import DecodeError, Template, decode, peek
 from proto_schemas.envelope import MAX_REQUEST_BYTES, MAX_REQUEST_ITEMS, TooLarge, pack, unpack_header
 from proto_schemas.errors import RELOGIN, ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
@@ -47,8 +47,6 @@ from proto_schemas.watch import (
     HubAnnounce,
     WatchHistoryResponse,
     WatchHubsResponse,
-    WatchResponse,
-    WatchResponses,
 )
 
 CLIENT_SNDHWM = 256  # sends queued per client before it counts as slow
@@ -283,6 +281,11 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         "Watch streams whose client did not read its replies, so that its watches were canceled.",
     )
 
+    def grouped(route: bytes) -> bool:
+        """Whether the client of ``route`` reads shared responses (it says so in its pings)."""
+        stream = core.streams.get(route)
+        return stream is not None and stream.shared
+
     def flush() -> None:
         now = time.monotonic()
         out = core.take_outbox()
@@ -291,7 +294,7 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         sent: set[bytes] = set()
         for send in batched(out.to_client, BATCH_BYTES):
             if send.route in failed or not reply(
-                send.route, send.reply_to, encode_sharing(send.body, shared)
+                send.route, send.reply_to, encode_sharing(send.body, shared, grouped(send.route))
             ):
                 failed.setdefault(send.route, []).extend(send.items)
             else:
@@ -343,31 +346,3 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
     announce()
     log.info("watch hub listening", urls=bound, advertised=advertise, hub_id=hub_id)
     return loop
-
-
-def encode_sharing(body: Any, shared: dict[tuple[Any, ...], Template]) -> bytes:
-    """Encode a send; responses that differ only in their watch id (one revision for many
-    watchers) are encoded once, as a template, per flush (``shared`` is keyed by the ids of
-    the response's parts: the objects stay alive until the flush ends)."""
-    if isinstance(body, WatchResponses):
-        parts = [Encoded(_shared(r, shared)) for r in body.responses]
-        return encode(WatchResponses(responses=parts))  # type: ignore[arg-type]
-    if isinstance(body, WatchResponse):
-        return _shared(body, shared)
-    return encode(body)
-
-
-def _shared(resp: WatchResponse, shared: dict[tuple[Any, ...], Template]) -> bytes:
-    key = (
-        id(resp.header),
-        resp.created,
-        resp.canceled,
-        resp.compact_revision,
-        resp.cancel_reason,
-        resp.fragment,
-        *map(id, resp.events),
-    )
-    template = shared.get(key)
-    if template is None:
-        template = shared[key] = Template(resp, "watch_id")
-    return template.encode(resp.watch_id)

@@ -58,6 +58,7 @@ class Stream:
     deferred: list[tuple[int, Any, str]] = field(default_factory=list)  # requests behind a check
     foreign: bool = False  # its client means another cluster (see WatchPing)
     serial: int = 0  # told in every pong: a stream made anew for a connection gets a new one
+    shared: bool = False  # its client reads ``SharedWatchResponse`` (see WatchPing)
 
 
 @dataclass(frozen=True)

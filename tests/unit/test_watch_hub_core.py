@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace as dataclass_replace
 from typing import Any
 
-from actors.watch.batching import batched
+from actors.watch.batching import batched, encode_sharing
 from actors.watch.core import HubCore
-from actors.watch.shell import encode_sharing
 from actors.watch.watchers import MAX_DEFERRED, SLOW_STREAM, TOO_MANY
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.codec import decode
@@ -20,6 +19,7 @@ from proto_schemas.watch import (
     Event,
     EventBatch,
     FilterType,
+    SharedWatchResponse,
     WatchCancelRequest,
     WatchCreateRequest,
     WatchHistoryRequest,
@@ -483,6 +483,27 @@ def test_shared_encoding_is_the_plain_encoding() -> None:
     assert isinstance(got, WatchResponses) and got == send.body and len(got.responses) == 4
     assert got.responses[-1].watch_id == PROGRESS_ALL
     assert len(shared) == 3  # with and without prev_kv, and the progress: 3 encodings for 4
+
+
+def test_a_client_that_reads_shared_responses_gets_one_for_each_run_of_watchers_alike() -> None:
+    """Neighbouring responses alike but for their watch id go as one ``SharedWatchResponse``
+    to a client whose pings say it reads them; each watcher gets the same as before, in order."""
+    hub = started(0)
+    hub.client(C, 1, WatchPing(shared=True), 0.0)
+    for n in range(5):
+        create(hub, "a", prev_kv=n == 3)
+    hub.take_outbox()
+    hub.live(batch(put("a", 1, prev="old")), 0.1)
+    hub.live(batch(put("a", 2)), 0.1)
+    (send,) = batched(hub.take_outbox().to_client, max_bytes=1 << 20)
+    assert hub.streams[C].shared
+    got = decode(encode_sharing(send.body, {}, grouped=True))
+    assert isinstance(got, WatchResponses) and isinstance(send.body, WatchResponses)
+    assert got.each() == send.body.responses  # what every watcher gets, in the same order
+    wire = [r.watch_ids if isinstance(r, SharedWatchResponse) else r.watch_id for r in got.responses]
+    assert wire == [[1, 2, 3], 4, 5, [1, 2, 3, 4, 5]]  # 4 wants prev_kv at revision 1
+    plain = decode(encode_sharing(send.body, {}))  # a client that did not say so: one per watcher
+    assert isinstance(plain, WatchResponses) and plain.responses == send.body.responses
 
 
 def test_a_watch_is_created_only_once_a_member_allowed_its_token_and_refused_as_etcd_otherwise() -> None:

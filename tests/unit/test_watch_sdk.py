@@ -25,11 +25,13 @@ from proto_schemas.watch import (
     CANCELED_COMPACTED,
     DUPLICATE_WATCH_ID,
     Event,
+    SharedWatchResponse,
     WatchCreateRequest,
     WatchPing,
     WatchPong,
     WatchRequest,
     WatchResponse,
+    WatchResponses,
 )
 
 
@@ -38,7 +40,7 @@ def ev(key: str, rev: int) -> Event:
 
 
 def resp(rev: int, *events: Event, **kw: Any) -> WatchResponse:
-    return WatchResponse(header=ResponseHeader(revision=rev), watch_id=1, events=list(events), **kw)
+    return WatchResponse(header=ResponseHeader(revision=rev), events=list(events), **{"watch_id": 1, **kw})
 
 
 def watch(start: int = 0) -> tuple[Watch, list[Any]]:
@@ -133,7 +135,7 @@ def test_a_new_hub_gets_the_handshake_then_every_watch_from_where_it_is() -> Non
     assert starts(core.opened("tcp://h1", 7)) == [5]
     w._feed(resp(8, ev("k", 8)))
     ping, again = core.opened("tcp://h2", 7)
-    assert ping == WatchPing(cluster_id=7) and starts([again]) == [9] and not w.confirmed
+    assert ping == WatchPing(cluster_id=7, shared=True) and starts([again]) == [9] and not w.confirmed
 
 
 def test_a_hub_that_restarted_behind_the_same_address_gets_every_watch_again() -> None:
@@ -191,3 +193,16 @@ def test_a_stream_that_ends_ends_every_watch_with_its_error() -> None:
     core.error = Unavailable("no watch hub is serving this cluster")
     core.end_all()
     assert got == [core.error] and core.watches == {}
+
+
+def test_a_shared_response_reaches_each_of_its_watchers_as_their_own() -> None:
+    core, first, got_first = stream()
+    got_second: list[Any] = []
+    second = WatchState(2, WatchCreateRequest(key=b"k", start_revision=5), sink=got_second.append)
+    core.create(second)
+    core.opened("tcp://h1", 7)
+    shared = SharedWatchResponse(watch_ids=[1, 2], response=resp(6, ev("k", 6), watch_id=0))
+    hub_says(core, WatchResponses(responses=[shared, resp(7, ev("k", 7))]))
+    assert keys(got_first) == [(6, b"k"), (7, b"k")]
+    assert keys(got_second) == [(6, b"k")]
+    assert [r.watch_id for r in got_first] == [1, 1] and got_second[0].watch_id == 2
