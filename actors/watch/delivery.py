@@ -34,6 +34,7 @@ from proto_schemas.watch import (
     CANCELED_COMPACTED,
     Event,
     EventBatch,
+    SharedWatchResponse,
     WatchHistoryRequest,
     WatchHistoryResponse,
     WatchResponse,
@@ -226,9 +227,24 @@ class Delivery:
         return stripped
 
     def _events_response(self, stream: Stream, w: Watcher, events: list[Event], complete_to: int) -> None:
-        """``complete_to``: the header revision, up to which ``w`` has everything once this is read."""
+        """``complete_to``: the header revision, up to which ``w`` has everything once this is
+        read. When the response just made for the watcher before it in this stream holds the
+        same (a put seen by many watchers of one key), ``w`` joins it: one
+        ``SharedWatchResponse`` for the run, one object and one encoding whatever its length."""
         w.sent_since_progress = True
-        self.out.to_client.append((stream.route, 0, self._response(w.id, complete_to, events=events)))
+        out = self.out.to_client
+        if out:
+            route, reply_to, last = out[-1]
+            if route == stream.route and not reply_to and _alike(last, self._header(complete_to), events):
+                if isinstance(last, SharedWatchResponse):
+                    last.watch_ids.append(w.id)  # made here, not handed out yet
+                else:
+                    joined = SharedWatchResponse(
+                        watch_ids=[last.watch_id, w.id], response=replace(last, watch_id=0)
+                    )
+                    out[-1] = (route, 0, joined)
+                return
+        out.append((stream.route, 0, self._response(w.id, complete_to, events=events)))
 
     def _fragments(self, stream: Stream, w: Watcher, events: list[Event]) -> None:
         chunk: list[Event] = []
@@ -254,13 +270,16 @@ class Delivery:
         self._reply(stream, 0, body)
 
     def _response(self, watch_id: int, revision: int, **fields: Any) -> WatchResponse:
+        return WatchResponse(header=self._header(revision), watch_id=watch_id, **fields)
+
+    def _header(self, revision: int) -> ResponseHeader:
         header = self._headers.get(revision)
         if header is None:  # one header object per revision: the shell encodes it once
             if len(self._headers) > 64:
                 self._headers.clear()
             header = ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id, revision=revision)
             self._headers[revision] = header
-        return WatchResponse(header=header, watch_id=watch_id, **fields)
+        return header
 
     def _reply(self, stream: Stream, reply_to: int, body: Any) -> None:
         if stream.control:
@@ -288,7 +307,12 @@ class Delivery:
         stream.resting_until = now + self.stall_retry_s
         control: list[tuple[int, Any]] = []
         for reply_to, body in unsent:
-            if isinstance(body, WatchResponse) and body.events:
+            if isinstance(body, SharedWatchResponse):
+                for watch_id in body.watch_ids:
+                    w = stream.watchers.get(watch_id)
+                    if w is not None:
+                        w.cursor = min(w.cursor, body.response.events[0].kv.mod_revision)
+            elif isinstance(body, WatchResponse) and body.events:
                 w = stream.watchers.get(body.watch_id)
                 if w is not None:
                     w.cursor = min(w.cursor, body.events[0].kv.mod_revision)
@@ -310,3 +334,16 @@ class Delivery:
     def _drop(self, stream: Stream, watch_id: int) -> None:
         if stream.watchers.pop(watch_id, None) is not None:
             self.index.remove((stream.route, watch_id))
+
+
+def _alike(last: Any, header: ResponseHeader, events: list[Event]) -> bool:
+    """Whether the events response ``last`` (alone or shared) says what a watcher's response
+    with ``header`` and ``events`` would: the same header object and the same event objects."""
+    resp = last.response if isinstance(last, SharedWatchResponse) else last
+    return (
+        isinstance(resp, WatchResponse)
+        and resp.header is header
+        and not (resp.created or resp.canceled or resp.fragment)
+        and len(resp.events) == len(events)
+        and all(a is b for a, b in zip(resp.events, events, strict=True))
+    )

@@ -281,20 +281,16 @@ def build(config: HubConfig, log: structlog.BoundLogger) -> Loop:
         "Watch streams whose client did not read its replies, so that its watches were canceled.",
     )
 
-    def grouped(route: bytes) -> bool:
-        """Whether the client of ``route`` reads shared responses (it says so in its pings)."""
-        stream = core.streams.get(route)
-        return stream is not None and stream.shared
-
     def flush() -> None:
         now = time.monotonic()
         out = core.take_outbox()
         shared: dict[tuple[Any, ...], Template] = {}
         failed: dict[bytes, list[tuple[int, Any]]] = {}
         sent: set[bytes] = set()
-        for send in batched(out.to_client, BATCH_BYTES):
+        grouped = frozenset(route for route, stream in core.streams.items() if stream.shared)
+        for send in batched(out.to_client, BATCH_BYTES, grouped):
             if send.route in failed or not reply(
-                send.route, send.reply_to, encode_sharing(send.body, shared, grouped(send.route))
+                send.route, send.reply_to, encode_sharing(send.body, shared)
             ):
                 failed.setdefault(send.route, []).extend(send.items)
             else:

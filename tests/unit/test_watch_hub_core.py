@@ -77,7 +77,11 @@ def answer_checks(hub: HubCore, answer: Any, now: float = 0.0) -> list[AuthCheck
 
 
 def responses(hub: HubCore) -> list[WatchResponse]:
-    return [body for _, _, body in hub.take_outbox().to_client if isinstance(body, WatchResponse)]
+    """What the watchers get, in order: a shared response once for each of its watchers."""
+    bodies = [
+        b for _, _, b in hub.take_outbox().to_client if isinstance(b, WatchResponse | SharedWatchResponse)
+    ]
+    return WatchResponses(responses=bodies).each()
 
 
 def events_of(resps: list[WatchResponse]) -> list[tuple[int, bytes]]:
@@ -261,6 +265,24 @@ def test_a_slow_client_is_rewound_and_served_again_without_gap_or_duplicate() ->
     hub.tick(0.8)
     got = [b for _, _, b in first] + responses(hub)
     assert events_of(got) == [(1, b"a"), (2, b"a"), (3, b"a")]
+
+
+def test_a_shared_response_that_could_not_be_sent_is_sent_again_to_each_of_its_watchers() -> None:
+    hub = started(0, stall_retry_s=0.5)
+    for _ in range(3):
+        create(hub, "a")
+    hub.take_outbox()
+    hub.live(batch(put("a", 1)), 0.1)
+    (unsent,) = hub.take_outbox().to_client
+    assert isinstance(unsent[2], SharedWatchResponse) and unsent[2].watch_ids == [1, 2, 3]
+    hub.stalled(C, [(0, unsent[2])], 0.1)
+    hub.live(batch(put("a", 2)), 0.2)
+    assert hub.take_outbox().to_client == []  # resting
+    hub.tick(0.7)
+    got = responses(hub)
+    assert sorted((r.watch_id, e.kv.mod_revision) for r in got for e in r.events) == [
+        (w, rev) for w in (1, 2, 3) for rev in (1, 2)
+    ]
 
 
 def test_a_watcher_that_fell_out_of_the_window_reads_history() -> None:
@@ -452,7 +474,7 @@ def test_responses_for_one_client_go_out_together_in_order_replies_alone() -> No
     mine = [s for s in sends if s.route == C]
     assert [type(s.body).__name__ for s in mine] == ["WatchResponses", "WatchPong", "WatchResponses"]
     assert [s.reply_to for s in mine] == [0, 8, 0]
-    first = mine[0].body.responses
+    first = mine[0].body.responses  # the core's one shared response, one per watcher again
     assert [(r.watch_id, r.events[0].kv.mod_revision) for r in first] == [(n, 1) for n in range(1, 6)]
     assert [b for _, b in mine[0].items] == first  # what goes back to ``stalled`` if unsent
     other = [s for s in sends if s.route == b"other"]
@@ -462,10 +484,10 @@ def test_responses_for_one_client_go_out_together_in_order_replies_alone() -> No
 
 def test_a_batch_stays_near_its_byte_limit() -> None:
     hub = started(0)
-    for _ in range(10):
-        create(hub, "a")
+    for n in range(10):
+        create(hub, f"k{n}")
     hub.take_outbox()
-    hub.live(batch(put("a", 1, "x" * 1000)), 0.1)
+    hub.live(batch(*(put(f"k{n}", 1, "x" * 1000) for n in range(10))), 0.1)
     sends = batched(hub.take_outbox().to_client, max_bytes=3000)
     assert [len(s.items) for s in sends] == [2, 2, 2, 2, 2]
 
@@ -479,15 +501,16 @@ def test_shared_encoding_is_the_plain_encoding() -> None:
     hub.client(C, 9, WatchRequest(request=WatchProgressRequest()), 0.1)
     (send,) = batched(hub.take_outbox().to_client, max_bytes=1 << 20)
     shared: dict[Any, Any] = {}
-    got = decode(encode_sharing(send.body, shared))
+    got = decode(encode_sharing(send.body, shared))  # a client that reads no shared responses
     assert isinstance(got, WatchResponses) and got == send.body and len(got.responses) == 4
-    assert got.responses[-1].watch_id == PROGRESS_ALL
+    assert got.each()[-1].watch_id == PROGRESS_ALL
     assert len(shared) == 3  # with and without prev_kv, and the progress: 3 encodings for 4
 
 
-def test_a_client_that_reads_shared_responses_gets_one_for_each_run_of_watchers_alike() -> None:
-    """Neighbouring responses alike but for their watch id go as one ``SharedWatchResponse``
-    to a client whose pings say it reads them; each watcher gets the same as before, in order."""
+def test_a_run_of_watchers_that_get_the_same_share_one_response() -> None:
+    """A run of a stream's watchers that get the same response (header and events) share one
+    ``SharedWatchResponse``, sent as it is to a client whose pings say it reads them and as
+    one response per watcher, in the same order, to any other."""
     hub = started(0)
     hub.client(C, 1, WatchPing(shared=True), 0.0)
     for n in range(5):
@@ -495,15 +518,21 @@ def test_a_client_that_reads_shared_responses_gets_one_for_each_run_of_watchers_
     hub.take_outbox()
     hub.live(batch(put("a", 1, prev="old")), 0.1)
     hub.live(batch(put("a", 2)), 0.1)
-    (send,) = batched(hub.take_outbox().to_client, max_bytes=1 << 20)
+    out = hub.take_outbox().to_client
     assert hub.streams[C].shared
-    got = decode(encode_sharing(send.body, {}, grouped=True))
-    assert isinstance(got, WatchResponses) and isinstance(send.body, WatchResponses)
-    assert got.each() == send.body.responses  # what every watcher gets, in the same order
+    (send,) = batched(out, max_bytes=1 << 20, grouped=frozenset({C}))
+    got = decode(encode_sharing(send.body, {}))
+    assert isinstance(got, WatchResponses) and got == send.body
     wire = [r.watch_ids if isinstance(r, SharedWatchResponse) else r.watch_id for r in got.responses]
     assert wire == [[1, 2, 3], 4, 5, [1, 2, 3, 4, 5]]  # 4 wants prev_kv at revision 1
-    plain = decode(encode_sharing(send.body, {}))  # a client that did not say so: one per watcher
-    assert isinstance(plain, WatchResponses) and plain.responses == send.body.responses
+    (plain_send,) = batched(out, max_bytes=1 << 20)  # a client that did not say so: one per watcher
+    plain = decode(encode_sharing(plain_send.body, {}))
+    assert isinstance(plain, WatchResponses) and plain.responses == got.each()
+    assert [(r.watch_id, r.header.revision) for r in plain.each()] == [
+        *((n, 1) for n in range(1, 6)),
+        *((n, 2) for n in range(1, 6)),
+    ]
+    assert [b for _, b in plain_send.items] == plain.responses  # rewound one by one if unsent
 
 
 def test_a_watch_is_created_only_once_a_member_allowed_its_token_and_refused_as_etcd_otherwise() -> None:
