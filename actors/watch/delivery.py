@@ -153,6 +153,8 @@ class Delivery:
             return
         lowest: int | None = None
         due: list[tuple[Stream, Watcher]] = []  # watchers the window has something for
+        # Every watcher of every stream is looked at on every tick: the loop is kept lean.
+        revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
         for stream in self.streams.values():
             if stream.resting_until > now:
                 continue
@@ -160,20 +162,25 @@ class Delivery:
                 control, stream.control, stream.control_bytes = stream.control, [], 0
                 for reply_to, body in control:
                     self.out.to_client.append((stream.route, reply_to, body))
-            for w in list(stream.watchers.values()):
-                if w.cursor > self.revision:
+            gone: list[Watcher] = []
+            for w in stream.watchers.values():
+                cursor = w.cursor
+                if cursor > revision:
                     continue
-                if w.cursor < self.compact_revision:
-                    self._cancel_compacted(stream, w)
-                elif w.cursor >= self.window_start:
+                if cursor < compacted:
+                    gone.append(w)
+                elif cursor >= window_start:
                     due.append((stream, w))
                 else:
-                    lowest = w.cursor if lowest is None else min(lowest, w.cursor)
+                    lowest = cursor if lowest is None else min(lowest, cursor)
+            for w in gone:
+                self._cancel_compacted(stream, w)
         if due:
             matched = self._matched(min(w.cursor for _, w in due))
+            done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
             for stream, w in due:
                 mine = [(r, events) for r, events in matched.get((stream.route, w.id), []) if r >= w.cursor]
-                self._send_events(stream, w, mine, self.revision)
+                self._send_events(stream, w, mine, self.revision, done)
         self._stripped.clear()
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
             self._history_asked_at = now
@@ -194,11 +201,29 @@ class Delivery:
         return matched
 
     def _send_events(
-        self, stream: Stream, w: Watcher, revisions: list[tuple[int, list[Event]]], upto: int
+        self,
+        stream: Stream,
+        w: Watcher,
+        revisions: list[tuple[int, list[Event]]],
+        upto: int,
+        done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] | None = None,
     ) -> None:
         """Hand ``w`` its events of ``revisions`` (in order, from its cursor; revisions without
         any of its events may be left out) and move the cursor past ``upto``: whole revisions
-        per response, fragments only when asked."""
+        per response, fragments only when asked. ``done`` remembers, within one delivery, what
+        was sent for the same events and filters: the next watcher alike gets the same
+        responses without filtering and sizing them again (and joins them, see
+        ``_events_response``)."""
+        key: tuple[Any, ...] = ()
+        if done is not None and not w.fragment:
+            key = (w.prev_kv, w.no_put, w.no_delete, upto, *((r, *map(id, evs)) for r, evs in revisions))
+            sent = done.get(key)
+            if sent is not None:
+                for events, complete_to in sent:
+                    self._events_response(stream, w, events, complete_to)
+                w.cursor = upto + 1
+                return
+        made: list[tuple[list[Event], int]] = []
         pending: list[Event] = []
         size = 0
         for _, events in revisions:
@@ -207,6 +232,7 @@ class Delivery:
                 continue
             rev_size = sum(event_size(e) for e in mine)
             if pending and size + rev_size > self.max_response_bytes:
+                made.append((pending, pending[-1].kv.mod_revision))
                 self._events_response(stream, w, pending, pending[-1].kv.mod_revision)
                 pending, size = [], 0
             if w.fragment and rev_size > self.max_response_bytes:
@@ -215,8 +241,11 @@ class Delivery:
             pending.extend(mine)
             size += rev_size
         if pending:
+            made.append((pending, upto))
             self._events_response(stream, w, pending, upto)
         w.cursor = upto + 1
+        if key and done is not None:
+            done[key] = made
 
     def _without_prev(self, e: Event) -> Event:
         if e.prev_kv is None:
