@@ -359,7 +359,7 @@ def _responses(frames: list[bytes]) -> list[WatchResponse]:
     _, body = unpack_header(frames)
     msg = decode(body)
     if isinstance(msg, WatchResponses):
-        return list(msg.responses)
+        return msg.each()
     return [msg] if isinstance(msg, WatchResponse) else []
 
 
