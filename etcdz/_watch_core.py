@@ -102,10 +102,11 @@ class WatchState:
         if resp.fragment:
             self._fragments.extend(events)
             return True
+        whole = len(events) == len(resp.events)  # nothing left out: the hub's response as it is
         if self._fragments:
-            events, self._fragments = self._fragments + events, []
+            events, self._fragments, whole = self._fragments + events, [], False
         self.revision = max(self.revision, resp.header.revision)
-        self._put(dataclasses.replace(resp, events=events, fragment=False))
+        self._put(resp if whole else dataclasses.replace(resp, events=events, fragment=False))
         return True
 
     def _put(self, item: Any) -> None:

@@ -104,14 +104,24 @@ class WatchResponses:
     responses: list[WatchResponse | SharedWatchResponse] = field(default_factory=list)
 
     def each(self) -> list[WatchResponse]:
-        """Every watcher's response, a shared one given to each of its watchers in turn."""
+        """Every watcher's response, a shared one given to each of its watchers in turn (each
+        with a list of events of its own, as if it had come alone)."""
         out: list[WatchResponse] = []
         for r in self.responses:
             if isinstance(r, SharedWatchResponse):
-                out.extend(dataclasses.replace(r.response, watch_id=i) for i in r.watch_ids)
+                shared = r.response
+                fields = {f: getattr(shared, f) for f in _RESPONSE_FIELDS}  # once, not per watcher
+                events = shared.events
+                out.extend(WatchResponse(watch_id=i, events=list(events), **fields) for i in r.watch_ids)
             else:
                 out.append(r)
         return out
+
+
+# A shared response's fields that each of its watchers' responses takes as they are
+_RESPONSE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(WatchResponse) if f.name not in {"watch_id", "events"}
+)
 
 
 @message(166)

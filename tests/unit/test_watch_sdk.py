@@ -206,3 +206,4 @@ def test_a_shared_response_reaches_each_of_its_watchers_as_their_own() -> None:
     assert keys(got_first) == [(6, b"k"), (7, b"k")]
     assert keys(got_second) == [(6, b"k")]
     assert [r.watch_id for r in got_first] == [1, 1] and got_second[0].watch_id == 2
+    assert got_first[0].events is not got_second[0].events  # each watcher's own, as if it came alone
