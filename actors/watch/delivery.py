@@ -373,6 +373,9 @@ def _alike(last: Any, header: ResponseHeader, events: list[Event]) -> bool:
         isinstance(resp, WatchResponse)
         and resp.header is header
         and not (resp.created or resp.canceled or resp.fragment)
-        and len(resp.events) == len(events)
-        and all(a is b for a, b in zip(resp.events, events, strict=True))
+        and (resp.events is events or _same(resp.events, events))  # ``is``: a watcher alike's list
     )
+
+
+def _same(these: list[Event], those: list[Event]) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
