@@ -136,6 +136,7 @@ class Creates(Delivery):
             self._cancel_compacted(stream, w)
             return
         stream.watchers[watch_id] = w
+        stream.settled = -1  # a watcher that may need what the others had
         self.index.add((stream.route, watch_id), w.key, w.range_end)
 
     def _create_early(self, now: float) -> None:

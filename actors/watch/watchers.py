@@ -59,6 +59,7 @@ class Stream:
     foreign: bool = False  # its client means another cluster (see WatchPing)
     serial: int = 0  # told in every pong: a stream made anew for a connection gets a new one
     shared: bool = False  # its client reads ``SharedWatchResponse`` (see WatchPing)
+    settled: int = -1  # every watcher had everything up to this revision (-1: look again)
 
 
 @dataclass(frozen=True)

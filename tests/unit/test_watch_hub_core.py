@@ -285,6 +285,29 @@ def test_a_shared_response_that_could_not_be_sent_is_sent_again_to_each_of_its_w
     ]
 
 
+def test_a_settled_stream_is_looked_at_again_for_a_new_or_rewound_watcher() -> None:
+    """A stream whose watchers have everything is skipped until something changes: a watcher
+    created in it from an older revision still gets that revision, and so does one rewound."""
+    hub = started(0, stall_retry_s=0.5)
+    create(hub, "a")
+    hub.take_outbox()
+    hub.live(batch(put("a", 1)), 0.1)
+    assert events_of(responses(hub)) == [(1, b"a")]
+    hub.tick(0.15)
+    assert hub.streams[C].settled == 1 and responses(hub) == []
+    create(hub, "a", start_revision=1, now=0.2)  # the window still holds revision 1
+    hub.tick(0.25)
+    assert events_of(responses(hub)) == [(1, b"a")]
+    hub.live(batch(put("a", 2)), 0.3)
+    sent = hub.take_outbox().to_client
+    hub.stalled(C, [(0, b) for _, _, b in sent], 0.3)
+    hub.tick(0.9)
+    assert sorted((r.watch_id, e.kv.mod_revision) for r in responses(hub) for e in r.events) == [
+        (1, 2),
+        (2, 2),
+    ]
+
+
 def test_a_watcher_that_fell_out_of_the_window_reads_history() -> None:
     hub = started(0, window_revisions=3, stall_retry_s=0.5)
     create(hub, "a", start_revision=1)
