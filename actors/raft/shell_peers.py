@@ -81,8 +81,14 @@ class PeerShell(MemberShell):
             self.peers.answer(asker, answer)
             return
         local_id = self.queries.add(asker, type(query), query.query_id, time.monotonic())
-        if local_id is None:
-            self.log.debug("member query dropped", kind=type(query).__name__, sender=f"{query.from_:x}")
+        if local_id is None:  # a hash walks the whole backend: an operator should hear of that one
+            level = self.log.warning if isinstance(query, HashQuery) else self.log.debug
+            level(
+                "member query dropped",
+                reason="too many waiting",
+                kind=type(query).__name__,
+                sender=f"{query.from_:x}",
+            )
             return
         if isinstance(query, HashQuery):
             term = node.status.term if node is not None else 0
