@@ -43,6 +43,8 @@ def run_one(
         "hubs": hubs,
         "hubs_used": s["hubs"],
         "events_delivered": s["events_delivered"],
+        "watchers_short": s["watchers_short"],
+        "watchers_doubled": s["watchers_doubled"],
         "events_expected": s["events_expected"],
         "events_per_s": s["events_per_s"],
         "p99_ms": s["latency_ms"]["p99"],

@@ -100,6 +100,7 @@ def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: Loca
     )
     assert s["puts"] >= 10 and s["hubs"] == 1
     assert s["events_delivered"] == s["events_expected"] == s["puts"] * 40
+    assert s["watchers_short"] == s["watchers_doubled"] == 0  # each watcher saw each put once
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p99"] <= s["latency_ms"]["max"]
 
 
