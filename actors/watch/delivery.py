@@ -188,7 +188,8 @@ class Delivery:
             matched = self._matched(min(w.cursor for _, w in due))
             done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
             for stream, w in due:
-                mine = [(r, events) for r, events in matched.get((stream.route, w.id), []) if r >= w.cursor]
+                revs = matched.get((stream.route, w.id), [])
+                mine = revs if not revs or revs[0][0] >= w.cursor else [x for x in revs if x[0] >= w.cursor]
                 self._send_events(stream, w, mine, self.revision, done)
         self._stripped.clear()
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
@@ -197,16 +198,27 @@ class Delivery:
 
     def _matched(self, first: int) -> dict[tuple[bytes, int], list[tuple[int, list[Event]]]]:
         """The window's events from revision ``first`` on, per watcher whose range holds their
-        key (found through the index), by revision in order."""
+        key (found through the index), by revision in order. Watchers that match the same
+        events of a revision share one ``(revision, events)`` entry, so that ``_send_events``
+        knows them alike by the entries' identity."""
         matched: dict[tuple[bytes, int], list[tuple[int, list[Event]]]] = {}
         assert self.revision is not None
         for revision in range(first, self.revision + 1):
+            events = self.window.get(revision, [])
+            if len(events) == 1:  # most revisions: every watcher it matches gets the same entry
+                entry = (revision, events)
+                for ref in self.index.match(events[0].kv.key):
+                    matched.setdefault(ref, []).append(entry)
+                continue
             by_ref: dict[tuple[bytes, int], list[Event]] = {}
-            for event in self.window.get(revision, ()):
+            for event in events:
                 for ref in self.index.match(event.kv.key):
                     by_ref.setdefault(ref, []).append(event)
-            for ref, events in by_ref.items():
-                matched.setdefault(ref, []).append((revision, events))
+            entries: dict[tuple[int, ...], tuple[int, list[Event]]] = {}
+            for ref, mine in by_ref.items():
+                key = tuple(map(id, mine))
+                entry = entries.get(key) or entries.setdefault(key, (revision, mine))
+                matched.setdefault(ref, []).append(entry)
         return matched
 
     def _send_events(
@@ -225,7 +237,7 @@ class Delivery:
         ``_events_response``)."""
         key: tuple[Any, ...] = ()
         if done is not None and not w.fragment:
-            key = (w.prev_kv, w.no_put, w.no_delete, upto, *((r, *map(id, evs)) for r, evs in revisions))
+            key = (w.prev_kv, w.no_put, w.no_delete, upto, *map(id, revisions))  # entries: ``_matched``
             sent = done.get(key)
             if sent is not None:
                 for events, complete_to in sent:
