@@ -54,6 +54,13 @@ def run_one(
     }
 
 
+def _short(r: dict[str, Any]) -> str:
+    """What the events count hides: watchers that got fewer or more events than puts."""
+    if not (r["watchers_short"] or r["watchers_doubled"]):
+        return ""
+    return f" ({r['watchers_short']} watchers short, {r['watchers_doubled']} with more)"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| hubs | events delivered / expected | events/s | p99 | hub CPU per event "
@@ -62,7 +69,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['hubs']} | {r['events_delivered']:,} / {r['events_expected']:,} "
+            f"| {r['hubs']} | {r['events_delivered']:,} / {r['events_expected']:,}{_short(r)} "
             f"| {r['events_per_s']:,.0f} | {r['p99_ms']:.0f} ms | {r['hub_cpu_us_per_event']:.1f} us "
             f"| {r['events_per_hub_cpu_s']:,} "
             f"| {r['events_per_hub_cpu_s'] * r['hubs']:,} events/s |"

@@ -177,4 +177,6 @@ def test_hub_comparison_counts_each_hubs_cpu_per_event() -> None:
         assert r["events_delivered"] == r["events_expected"] > 0
         assert len(r["hub_cpu_s"]) == n and r["hub_cpu_us_per_event"] > 0
     assert rows[1]["hubs_used"] == 2  # the streams were spread over both hubs
-    assert "| 2 | " in bench_hubs.format_table(rows)
+    assert "| 2 | " in bench_hubs.format_table(rows) and "short" not in bench_hubs.format_table(rows)
+    short = {**rows[0], "watchers_short": 3}
+    assert "(3 watchers short, 0 with more)" in bench_hubs.format_table([short])
