@@ -95,6 +95,12 @@ class SharedWatchResponse:
     watch_ids: list[int]
     response: WatchResponse
 
+    def each(self) -> list[WatchResponse]:
+        """Each watcher's response, with a list of events of its own, as if it had come alone."""
+        fields = {f: getattr(self.response, f) for f in _RESPONSE_FIELDS}  # once, not per watcher
+        events = self.response.events
+        return [WatchResponse(watch_id=i, events=list(events), **fields) for i in self.watch_ids]
+
 
 @message(170)
 @wire
@@ -109,10 +115,7 @@ class WatchResponses:
         out: list[WatchResponse] = []
         for r in self.responses:
             if isinstance(r, SharedWatchResponse):
-                shared = r.response
-                fields = {f: getattr(shared, f) for f in _RESPONSE_FIELDS}  # once, not per watcher
-                events = shared.events
-                out.extend(WatchResponse(watch_id=i, events=list(events), **fields) for i in r.watch_ids)
+                out.extend(r.each())
             else:
                 out.append(r)
         return out

@@ -38,7 +38,7 @@ def batched(
     for route, reply_to, body in to_client:
         items = by_route.setdefault(route, [])
         if isinstance(body, SharedWatchResponse) and route not in grouped:
-            items.extend((reply_to, r) for r in WatchResponses(responses=[body]).each())
+            items.extend((reply_to, r) for r in body.each())
         else:
             items.append((reply_to, body))
     sends: list[Batch] = []

@@ -156,7 +156,7 @@ class Delivery:
             return
         lowest: int | None = None
         due: list[tuple[Stream, Watcher]] = []  # watchers the window has something for
-        # Every watcher of every stream is looked at on every tick: the loop is kept lean.
+        # Every watcher of a stream not settled is looked at on every tick: the loop is kept lean.
         revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
         for stream in self.streams.values():
             if stream.resting_until > now:
@@ -216,8 +216,7 @@ class Delivery:
                     by_ref.setdefault(ref, []).append(event)
             entries: dict[tuple[int, ...], tuple[int, list[Event]]] = {}
             for ref, mine in by_ref.items():
-                key = tuple(map(id, mine))
-                entry = entries.get(key) or entries.setdefault(key, (revision, mine))
+                entry = entries.setdefault(tuple(map(id, mine)), (revision, mine))
                 matched.setdefault(ref, []).append(entry)
         return matched
 
@@ -358,15 +357,13 @@ class Delivery:
         stream.settled = -1  # its watchers are rewound below
         control: list[tuple[int, Any]] = []
         for reply_to, body in unsent:
-            if isinstance(body, SharedWatchResponse):
-                for watch_id in body.watch_ids:
+            events = _events_of(body) if isinstance(body, SharedWatchResponse | WatchResponse) else []
+            if events:
+                ids = body.watch_ids if isinstance(body, SharedWatchResponse) else [body.watch_id]
+                for watch_id in ids:
                     w = stream.watchers.get(watch_id)
                     if w is not None:
-                        w.cursor = min(w.cursor, body.response.events[0].kv.mod_revision)
-            elif isinstance(body, WatchResponse) and body.events:
-                w = stream.watchers.get(body.watch_id)
-                if w is not None:
-                    w.cursor = min(w.cursor, body.events[0].kv.mod_revision)
+                        w.cursor = min(w.cursor, events[0].kv.mod_revision)
             elif isinstance(body, WatchResponse) and not body.created and not body.canceled:
                 continue  # a progress notification: a later one will say as much
             else:
@@ -397,6 +394,10 @@ def _alike(last: Any, header: ResponseHeader, events: list[Event]) -> bool:
         and not (resp.created or resp.canceled or resp.fragment)
         and (resp.events is events or _same(resp.events, events))  # ``is``: a watcher alike's list
     )
+
+
+def _events_of(body: WatchResponse | SharedWatchResponse) -> list[Event]:
+    return body.response.events if isinstance(body, SharedWatchResponse) else body.events
 
 
 def _same(these: list[Event], those: list[Event]) -> bool:
