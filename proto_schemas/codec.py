@@ -108,7 +108,11 @@ MODULES: tuple[tuple[int, int, str], ...] = (
 
 _BY_ID: dict[int, _Spec] = {}
 _BY_CLS: dict[type, _Spec] = {}
-_PENDING: dict[int, type] = {}  # registered, not yet compiled (each is, the first time it is used)
+# Registered, not yet compiled (each is, the first time it is used). A class leaves it only
+# once its spec is published: a thread that finds a class neither here nor compiled can then
+# look again and find it compiled. Threads meeting a class together (the SDK decodes on a
+# thread per watch stream and on the caller's) may each compile it; the specs are alike.
+_PENDING: dict[int, type] = {}
 
 
 @typing.dataclass_transform(frozen_default=True, kw_only_default=True)
@@ -140,7 +144,6 @@ def _resolve() -> None:
 def _compile(cls: type) -> _Spec:
     """A class's checkers and its encode and build functions, made when it is first used
     (annotations may name classes defined later; and a process uses few of the classes)."""
-    del _PENDING[cls._type_id]  # type: ignore[attr-defined]
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     names = tuple(f.name for f in fields)
@@ -162,14 +165,16 @@ def _compile(cls: type) -> _Spec:
     )
     _BY_ID[spec.type_id] = spec
     _BY_CLS[cls] = spec
+    _PENDING.pop(type_id, None)  # after publishing (see _PENDING)
     return spec
 
 
 def _spec_for(cls: type) -> _Spec | None:
     """The spec of a registered class, compiled if it is not yet."""
     spec = _BY_CLS.get(cls)
-    if spec is None and _PENDING.get(getattr(cls, "_type_id", None)) is cls:  # type: ignore[arg-type]
-        spec = _compile(cls)
+    if spec is None:
+        pending = _PENDING.get(getattr(cls, "_type_id", None))  # type: ignore[arg-type]
+        spec = _compile(cls) if pending is cls else _BY_CLS.get(cls)  # or another thread did
     return spec
 
 
@@ -190,8 +195,7 @@ def _spec_of(type_id: Any) -> _Spec | None:
             if module is not None:
                 importlib.import_module(module)
         cls = _PENDING.get(type_id)
-        if cls is not None:
-            spec = _compile(cls)
+        spec = _compile(cls) if cls is not None else _BY_ID.get(type_id)  # or another thread did
     return spec
 
 

@@ -279,6 +279,59 @@ def test_a_message_of_a_module_not_yet_imported_decodes() -> None:
     assert done.stdout.split() == ["False", "LeaseGrantRequest", "5", "7"]
 
 
+_RACE = """
+import sys, threading
+from proto_schemas import codec
+sys.setswitchinterval(1e-6)  # a thread switch anywhere: the compile race shows at once
+raws = [bytes.fromhex(h) for h in sys.argv[1:]]
+errors = []
+barrier = threading.Barrier(8)
+
+def reader():
+    barrier.wait()
+    for raw in raws:
+        try:
+            codec.decode(raw)
+        except Exception as exc:
+            errors.append(repr(exc))
+
+threads = [threading.Thread(target=reader) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(errors), errors[:3])
+"""
+
+
+def test_threads_meeting_a_message_type_first_together_all_decode_it() -> None:
+    """The SDK decodes on several threads (a watch stream each, the caller's): each message
+    class is compiled the first time any thread meets it, and a thread meeting it meanwhile
+    must wait for that, not find the type unknown (a watch response dropped as undecodable is
+    an event lost). A fresh interpreter, eight threads, messages of types none has seen."""
+    from proto_schemas.lease import LeaseGrantRequest, LeaseKeepAliveResponse
+    from proto_schemas.watch import SharedWatchResponse, WatchResponses
+
+    header = ResponseHeader(revision=2)
+    event = Event(type=EventType.PUT, kv=KeyValue(key=b"k", value=b"v", mod_revision=2))
+    shared = SharedWatchResponse(watch_ids=[1, 2], response=WatchResponse(header=header, events=[event]))
+    messages = [
+        WatchResponses(responses=[shared, WatchResponse(header=header, watch_id=3, created=True)]),
+        PutRequest(key=b"k", value=b"v"),
+        LeaseGrantRequest(ttl=5, id=7),
+        LeaseKeepAliveResponse(header=header, id=7, ttl=5),
+    ]
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", _RACE, *(encode(m).hex() for m in messages)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert done.stdout.strip() == "0 []"
+
+
 def _in_put(item: bytes) -> bytes:
     """A PutRequest whose value field is the raw CBOR ``item``."""
     return b"\xd9\x69\x79\x83\x18\x68\x41k" + item
