@@ -8,7 +8,9 @@ it returns, so the two cannot drift apart:
   and every live watch again, from the last revision it delivered + 1: no gap, and events at
   or below that revision are dropped should any arrive twice (``WatchState._feed``);
 - a hub that pongs another cluster's id or refuses the handshake is left at once and not tried
-  again until some hub works; a silent one (``DEAD_AFTER_S``) is left alone that long;
+  again until some hub works; a silent one (``DEAD_AFTER_S``) is left alone that long, and one
+  that sent a message this SDK cannot read is left too (it may have held events) and tried
+  again after ``UNREADABLE_COOL_OFF_S``;
 - a hub that answers with a new identity restarted and forgot us, and one that numbers our
   stream anew no longer knows this connection (ZeroMQ connected again under the socket, or it
   dropped the stream for silence): either way every watch is created again;
@@ -42,6 +44,7 @@ from proto_schemas.watch import (
 
 PING_S = 1.0
 DEAD_AFTER_S = 3.0
+UNREADABLE_COOL_OFF_S = PING_S  # a hub that sent what this SDK cannot read: tried again after
 FOREIGN = "another cluster's hub"
 STOP = object()  # queued for a watch that ended without an error
 _LOGIN_CURES = frozenset(TEXTS[c] for c in RELOGIN)  # as for calls: what a fresh login cures
@@ -222,7 +225,10 @@ class StreamCore:
         try:
             _, body = unpack_header(frames)
             msg = decode(body)
-        except DecodeError:
+        except DecodeError as exc:
+            # It may have held events: skipping it would leave a gap no one sees. The stream
+            # moves instead (a new connection, every watch from its last delivered revision).
+            self.fail(self.hub, f"sent an unreadable message ({exc})", now + UNREADABLE_COOL_OFF_S)
             return
         if isinstance(msg, ErrorResponse):
             if msg.code == ErrorCode.CLUSTER_ID_MISMATCH:

@@ -171,6 +171,19 @@ def test_a_hub_of_another_cluster_is_left_for_good_and_a_silent_one_for_a_while(
     assert core.gave_up(now=100.0, timeout=5.0) and not core.gave_up(now=1.0, timeout=5.0)
 
 
+def test_a_message_the_sdk_cannot_read_moves_the_stream_and_loses_no_event() -> None:
+    """An unreadable message may have held events: it is not skipped (a silent gap) but the
+    stream moves, and the next connection creates every watch from its last revision."""
+    core, w, got = stream()
+    core.opened("tcp://h1", 7)
+    w._feed(resp(6, ev("k", 6)))
+    core.receive([b"", b"\xff not cbor"], 1.0, 7)
+    assert core.left(now=1.0, heard=1.0)
+    assert core.candidates(["tcp://h1"], 1.0) == [] and core.candidates(["tcp://h1"], 1.0 + 5)
+    assert "unreadable" in str(core.no_hub_error(["tcp://h1"]))
+    assert starts(core.opened("tcp://h1", 7)[1:]) == [7] and len(got) == 1
+
+
 def test_a_watch_cancelled_while_no_hub_has_it_ends_at_the_next_hub() -> None:
     core, w, got = stream()
     core.opened("tcp://h1", 7)
