@@ -1,8 +1,9 @@
 """The watch hub's logic, without sockets or a clock: clients' streams and their requests, bounds, time.
 
-Its parts: ``watchers.py`` (the records), ``delivery.py`` (the live window, catch-up and
-sending, with etcd's ordering guarantees), ``creates.py`` (auth checks of creates, creating
-watchers), ``batching.py`` (the outbox as sends); this module puts them together.
+Its parts: ``watchers.py`` (the records), ``cohorts.py`` (watches kept as cohorts),
+``delivery.py`` (the live window, catch-up and sending, with etcd's ordering guarantees),
+``creates.py`` (auth checks of creates, creating watchers), ``batching.py`` (the outbox as
+sends); this module puts them together.
 
 Rules:
 - Bounds, so that no client grows the hub without limit: at most ``max_streams`` streams (a
@@ -30,6 +31,7 @@ import dataclasses
 import itertools
 from typing import Any
 
+from actors.watch import cohorts
 from actors.watch.creates import Creates
 from actors.watch.index import WatchIndex
 from actors.watch.watchers import (
@@ -161,7 +163,7 @@ class HubCore(Creates):
             self._drop(stream, inner.watch_id)  # (a create being checked: the cancel waited for it)
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
-            done = [w.cursor - 1 for w in stream.watchers.values()]
+            done = [w.cursor - 1 for w in stream.cohorts]
             at = min([*done, self.revision or 0])
             self._reply(stream, 0, self._response(PROGRESS_ALL, at))
         self.deliver(now)
@@ -169,8 +171,7 @@ class HubCore(Creates):
     def gone(self, route: bytes) -> None:
         stream = self.streams.pop(route, None)
         if stream is not None:
-            for watch_id in stream.watchers:
-                self.index.remove((route, watch_id))
+            cohorts.forget(stream, self.index)
             self._forget_checks(lambda c: c.route == route)
 
     def bound(self) -> None:
@@ -226,8 +227,9 @@ class HubCore(Creates):
         elif now >= self._next_progress and self.revision is not None:
             self._next_progress = now + self.progress_interval_s
             for stream in self.streams.values():
-                for w in stream.watchers.values():
+                for w in stream.cohorts:
                     if w.progress_notify and w.cursor == self.revision + 1 and not w.sent_since_progress:
-                        self._reply(stream, 0, self._response(w.id, self.revision))
+                        for watch_id in w.ids:  # one: such a watch keeps a cohort of its own
+                            self._reply(stream, 0, self._response(watch_id, self.revision))
                     w.sent_since_progress = False
         self.deliver(now)

@@ -19,8 +19,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from actors.watch import cohorts
 from actors.watch.delivery import Delivery
-from actors.watch.watchers import TOO_MANY, Check, Stream, Watcher, behind_checks, replace
+from actors.watch.watchers import TOO_MANY, Check, Cohort, Stream, behind_checks, replace
 from proto_schemas.auth import AuthCheckRequest, AuthCheckResponse
 from proto_schemas.errors import TEXTS, ErrorCode, ErrorResponse
 from proto_schemas.watch import AUTO_WATCH_ID, DUPLICATE_WATCH_ID, FilterType, WatchCreateRequest
@@ -120,8 +121,8 @@ class Creates(Delivery):
             self._refuse(stream, req, TOO_MANY)
             return
         filters = set(req.filters)
-        w = Watcher(
-            id=watch_id,
+        new = Cohort(
+            ids={watch_id: None},
             key=req.key,
             range_end=req.range_end,
             cursor=req.start_revision if req.start_revision > 0 else self.revision + 1,
@@ -132,12 +133,11 @@ class Creates(Delivery):
             fragment=req.fragment,
         )
         self._reply(stream, 0, self._response(watch_id, self.revision, created=True))
-        if w.cursor < self.compact_revision:
-            self._cancel_compacted(stream, w)
+        if new.cursor < self.compact_revision:
+            self._cancel_compacted(stream, new)
             return
-        stream.watchers[watch_id] = w
+        cohorts.join(stream, self.index, watch_id, new)
         stream.settled = -1  # a watcher that may need what the others had
-        self.index.add((stream.route, watch_id), w.key, w.range_end)
 
     def _create_early(self, now: float) -> None:
         early, self._early = self._early, []

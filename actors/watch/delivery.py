@@ -20,15 +20,18 @@ Rules (etcd's watch guarantees):
 - A watcher whose cursor is below the compacted revision is cancelled with
   ``compact_revision`` and etcd's reason.
 - Events are matched to watchers through an interval index (``index.py``): the cost of a
-  revision is its events' matches, not the number of watchers times its events.
+  revision is its events' matches, not the number of watchers times its events. The index,
+  the cursors and the sending hold cohorts (``cohorts.py``): the watches of a stream that
+  asked the same and need the same revision next cost one match and one response together.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from actors.watch import cohorts
 from actors.watch.index import WatchIndex
-from actors.watch.watchers import Outbox, Stream, Watcher, event_size, replace, reply_size
+from actors.watch.watchers import Cohort, Outbox, Stream, event_size, replace, reply_size
 from proto_schemas.kv import ResponseHeader
 from proto_schemas.watch import (
     CANCELED_COMPACTED,
@@ -50,7 +53,7 @@ class Delivery:
     max_queued_bytes: int
     cluster_id: int
     member_id: int
-    index: WatchIndex[tuple[bytes, int]]  # (route, watch id)
+    index: WatchIndex[Cohort]
     revision: int | None  # every revision <= this one has been seen
     compact_revision: int
     window: dict[int, list[Event]]  # revision -> its events
@@ -129,7 +132,7 @@ class Delivery:
         for stream in self.streams.values():
             if stream.resting_until > now:
                 continue
-            for w in list(stream.watchers.values()):
+            for w in list(stream.cohorts):
                 if w.cursor < self.compact_revision:
                     self._cancel_compacted(stream, w)
                 elif resp.start_revision <= w.cursor <= resp.revision and w.cursor < self.window_start:
@@ -155,8 +158,8 @@ class Delivery:
         if self.revision is None:
             return
         lowest: int | None = None
-        due: list[tuple[Stream, Watcher]] = []  # watchers the window has something for
-        # Every watcher of a stream not settled is looked at on every tick: the loop is kept lean.
+        due: list[tuple[Stream, Cohort]] = []  # cohorts the window has something for
+        # Every cohort of a stream not settled is looked at on every tick: the loop is kept lean.
         revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
         for stream in self.streams.values():
             if stream.resting_until > now:
@@ -167,9 +170,9 @@ class Delivery:
                     self.out.to_client.append((stream.route, reply_to, body))
             if stream.settled == revision:
                 continue  # each of its watchers had everything up to ``revision`` at the last look
-            gone: list[Watcher] = []
+            gone: list[Cohort] = []
             behind = False
-            for w in stream.watchers.values():
+            for w in stream.cohorts:
                 cursor = w.cursor
                 if cursor > revision:
                     continue
@@ -188,7 +191,7 @@ class Delivery:
             matched = self._matched(min(w.cursor for _, w in due))
             done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
             for stream, w in due:
-                revs = matched.get((stream.route, w.id), [])
+                revs = matched.get(w, [])
                 mine = revs if not revs or revs[0][0] >= w.cursor else [x for x in revs if x[0] >= w.cursor]
                 self._send_events(stream, w, mine, self.revision, done)
         self._stripped.clear()
@@ -196,12 +199,12 @@ class Delivery:
             self._history_asked_at = now
             self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
 
-    def _matched(self, first: int) -> dict[tuple[bytes, int], list[tuple[int, list[Event]]]]:
-        """The window's events from revision ``first`` on, per watcher whose range holds their
-        key (found through the index), by revision in order. Watchers that match the same
+    def _matched(self, first: int) -> dict[Cohort, list[tuple[int, list[Event]]]]:
+        """The window's events from revision ``first`` on, per cohort whose range holds their
+        key (found through the index), by revision in order. Cohorts that match the same
         events of a revision share one ``(revision, events)`` entry, so that ``_send_events``
         knows them alike by the entries' identity."""
-        matched: dict[tuple[bytes, int], list[tuple[int, list[Event]]]] = {}
+        matched: dict[Cohort, list[tuple[int, list[Event]]]] = {}
         assert self.revision is not None
         for revision in range(first, self.revision + 1):
             events = self.window.get(revision, [])
@@ -210,7 +213,7 @@ class Delivery:
                 for ref in self.index.match(events[0].kv.key):
                     matched.setdefault(ref, []).append(entry)
                 continue
-            by_ref: dict[tuple[bytes, int], list[Event]] = {}
+            by_ref: dict[Cohort, list[Event]] = {}
             for event in events:
                 for ref in self.index.match(event.kv.key):
                     by_ref.setdefault(ref, []).append(event)
@@ -223,7 +226,7 @@ class Delivery:
     def _send_events(
         self,
         stream: Stream,
-        w: Watcher,
+        w: Cohort,
         revisions: list[tuple[int, list[Event]]],
         upto: int,
         done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] | None = None,
@@ -275,27 +278,34 @@ class Delivery:
             stripped = self._stripped[id(e)] = replace(e, prev_kv=None)
         return stripped
 
-    def _events_response(self, stream: Stream, w: Watcher, events: list[Event], complete_to: int) -> None:
+    def _events_response(self, stream: Stream, w: Cohort, events: list[Event], complete_to: int) -> None:
         """``complete_to``: the header revision, up to which ``w`` has everything once this is
-        read. When the response just made for the watcher before it in this stream holds the
-        same (a put seen by many watchers of one key), ``w`` joins it: one
-        ``SharedWatchResponse`` for the run, one object and one encoding whatever its length."""
+        read. A cohort of several watches gets one ``SharedWatchResponse`` naming them all; when
+        the response just made for the cohort before it in this stream holds the same (a put
+        seen by cohorts of one key with other filters or cursors that came out alike), ``w``
+        joins it: one object and one encoding for the run, whatever its length."""
         w.sent_since_progress = True
         out = self.out.to_client
         if out:
             route, reply_to, last = out[-1]
             if route == stream.route and not reply_to and _alike(last, self._header(complete_to), events):
                 if isinstance(last, SharedWatchResponse):
-                    last.watch_ids.append(w.id)  # made here, not handed out yet
+                    last.watch_ids.extend(w.ids)  # made here, not handed out yet
                 else:
                     joined = SharedWatchResponse(
-                        watch_ids=[last.watch_id, w.id], response=replace(last, watch_id=0)
+                        watch_ids=[last.watch_id, *w.ids], response=replace(last, watch_id=0)
                     )
                     out[-1] = (route, 0, joined)
                 return
-        out.append((stream.route, 0, self._response(w.id, complete_to, events=events)))
+        if len(w.ids) == 1:
+            out.append((stream.route, 0, self._response(next(iter(w.ids)), complete_to, events=events)))
+        else:
+            body = SharedWatchResponse(
+                watch_ids=list(w.ids), response=self._response(0, complete_to, events=events)
+            )
+            out.append((stream.route, 0, body))
 
-    def _fragments(self, stream: Stream, w: Watcher, events: list[Event]) -> None:
+    def _fragments(self, stream: Stream, w: Cohort, events: list[Event]) -> None:
         chunk: list[Event] = []
         size = 0
         chunks: list[list[Event]] = []
@@ -307,16 +317,18 @@ class Delivery:
             size += event_size(e)
         chunks.append(chunk)
         rev = events[-1].kv.mod_revision
-        for i, part in enumerate(chunks):
-            body = self._response(w.id, rev, events=part, fragment=i < len(chunks) - 1)
-            self.out.to_client.append((stream.route, 0, body))
+        for watch_id in w.ids:  # one: a watch asking for fragments keeps a cohort of its own
+            for i, part in enumerate(chunks):
+                body = self._response(watch_id, rev, events=part, fragment=i < len(chunks) - 1)
+                self.out.to_client.append((stream.route, 0, body))
         w.sent_since_progress = True
 
-    def _cancel_compacted(self, stream: Stream, w: Watcher) -> None:
-        self._drop(stream, w.id)
-        body = self._response(w.id, self.revision or 0, canceled=True)
-        body = replace(body, compact_revision=self.compact_revision, cancel_reason=CANCELED_COMPACTED)
-        self._reply(stream, 0, body)
+    def _cancel_compacted(self, stream: Stream, w: Cohort) -> None:
+        for watch_id in list(w.ids):
+            self._drop(stream, watch_id)
+            body = self._response(watch_id, self.revision or 0, canceled=True)
+            body = replace(body, compact_revision=self.compact_revision, cancel_reason=CANCELED_COMPACTED)
+            self._reply(stream, 0, body)
 
     def _response(self, watch_id: int, revision: int, **fields: Any) -> WatchResponse:
         return WatchResponse(header=self._header(revision), watch_id=watch_id, **fields)
@@ -356,18 +368,23 @@ class Delivery:
         stream.resting_until = now + self.stall_retry_s
         stream.settled = -1  # its watchers are rewound below
         control: list[tuple[int, Any]] = []
+        rewound: dict[Cohort, dict[int, int]] = {}  # cohort -> its unsent watches' first revisions
         for reply_to, body in unsent:
             events = _events_of(body) if isinstance(body, SharedWatchResponse | WatchResponse) else []
             if events:
                 ids = body.watch_ids if isinstance(body, SharedWatchResponse) else [body.watch_id]
+                first = events[0].kv.mod_revision
                 for watch_id in ids:
                     w = stream.watchers.get(watch_id)
                     if w is not None:
-                        w.cursor = min(w.cursor, events[0].kv.mod_revision)
+                        unsent_from = rewound.setdefault(w, {})
+                        unsent_from[watch_id] = min(unsent_from.get(watch_id, first), first)
             elif isinstance(body, WatchResponse) and not body.created and not body.canceled:
                 continue  # a progress notification: a later one will say as much
             else:
                 control.append((reply_to, body))
+        for w, unsent_from in rewound.items():
+            self._rewind(stream, w, unsent_from)
         stream.control = control + stream.control
         stream.control_bytes += sum(reply_size(b) for _, b in control)
         if stream.control_bytes > self.max_queued_bytes:
@@ -379,9 +396,20 @@ class Delivery:
         if stream is not None:
             stream.overflowed = False
 
+    def _rewind(self, stream: Stream, w: Cohort, unsent_from: dict[int, int]) -> None:
+        """Send again from ``unsent_from[id]`` on to each of those watches of ``w``: the whole
+        cohort when they are all of it and alike, else they leave it (a send that failed part
+        way through a cohort's responses, one per watch, for a client that reads no shared)."""
+        firsts = set(unsent_from.values())
+        if len(unsent_from) == len(w.ids) and len(firsts) == 1:
+            w.cursor = min(w.cursor, firsts.pop())
+            return
+        for first in sorted(firsts):
+            ids = [i for i, f in unsent_from.items() if f == first]
+            cohorts.split(stream, self.index, w, ids, min(w.cursor, first))
+
     def _drop(self, stream: Stream, watch_id: int) -> None:
-        if stream.watchers.pop(watch_id, None) is not None:
-            self.index.remove((stream.route, watch_id))
+        cohorts.leave(stream, self.index, watch_id)
 
 
 def _alike(last: Any, header: ResponseHeader, events: list[Event]) -> bool:

@@ -1,4 +1,4 @@
-"""The watch hub's records (watchers, streams, creates being checked, the outbox) and their costs."""
+"""The watch hub's records (cohorts of watches, streams, creates being checked, the outbox), costs."""
 
 from __future__ import annotations
 
@@ -16,18 +16,33 @@ MAX_DEFERRED = 1024  # requests of one stream waiting behind creates being check
 RESPONSE_OVERHEAD = 48
 
 
-@dataclass
-class Watcher:
-    id: int
+@dataclass(eq=False)  # one record per cohort, known by its identity (the index's reference)
+class Cohort:
+    """Watches of one stream that asked for the same range with the same filters and need the
+    same next revision (``cursor``): one record, matched, filtered, sent and rewound once, and
+    one ``SharedWatchResponse`` naming every id. A watch created from the revision a cohort of
+    its kind is at joins it (10,000 watches of a key created while nothing was written are a
+    handful of cohorts); one whose send failed apart from the others of its cohort leaves it
+    (``Delivery.stalled``). A watch asking for progress notifications or fragments keeps a
+    cohort of its own (its notifications and fragments are its own)."""
+
+    ids: dict[int, None]  # the watch ids, in the order they were created
     key: bytes
     range_end: bytes
-    cursor: int  # next revision this watcher needs
+    cursor: int  # next revision these watches need
     prev_kv: bool = False
     no_put: bool = False
     no_delete: bool = False
     progress_notify: bool = False
     fragment: bool = False
     sent_since_progress: bool = False
+
+    @property
+    def kind(self) -> tuple[bytes, bytes, bool, bool, bool] | None:
+        """What a watch must have asked to join this cohort; None: it takes no one."""
+        if self.progress_notify or self.fragment:
+            return None
+        return (self.key, self.range_end, self.prev_kv, self.no_put, self.no_delete)
 
     def wants(self, event: Event) -> bool:
         if (self.no_put and event.type == EventType.PUT) or (
@@ -48,7 +63,9 @@ class Watcher:
 class Stream:
     route: bytes
     last_heard: float
-    watchers: dict[int, Watcher] = field(default_factory=dict)
+    watchers: dict[int, Cohort] = field(default_factory=dict)  # watch id -> its cohort
+    cohorts: dict[Cohort, None] = field(default_factory=dict)  # each once, oldest first
+    joinable: dict[tuple[Any, ...], Cohort] = field(default_factory=dict)  # kind -> newest cohort
     control: list[tuple[int, Any]] = field(default_factory=list)  # replies to resend first
     resting_until: float = 0.0
     next_id: int = 1

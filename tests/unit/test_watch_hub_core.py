@@ -531,7 +531,8 @@ def test_shared_encoding_is_the_plain_encoding() -> None:
 
 
 def test_a_run_of_watchers_that_get_the_same_share_one_response() -> None:
-    """A run of a stream's watchers that get the same response (header and events) share one
+    """A stream's watches that asked the same from the same revision are one cohort, and a run
+    of cohorts that get the same response (header and events) share one
     ``SharedWatchResponse``, sent as it is to a client whose pings say it reads them and as
     one response per watcher, in the same order, to any other."""
     hub = started(0)
@@ -547,13 +548,14 @@ def test_a_run_of_watchers_that_get_the_same_share_one_response() -> None:
     got = decode(encode_sharing(send.body, {}))
     assert isinstance(got, WatchResponses) and got == send.body
     wire = [r.watch_ids if isinstance(r, SharedWatchResponse) else r.watch_id for r in got.responses]
-    assert wire == [[1, 2, 3], 4, 5, [1, 2, 3, 4, 5]]  # 4 wants prev_kv at revision 1
+    # 5 asked what 1-3 asked and joined their cohort; 4 wants prev_kv, which revision 1 has
+    assert wire == [[1, 2, 3, 5], 4, [1, 2, 3, 5, 4]]
     (plain_send,) = batched(out, max_bytes=1 << 20)  # a client that did not say so: one per watcher
     plain = decode(encode_sharing(plain_send.body, {}))
     assert isinstance(plain, WatchResponses) and plain.responses == got.each()
     assert [(r.watch_id, r.header.revision) for r in plain.each()] == [
-        *((n, 1) for n in range(1, 6)),
-        *((n, 2) for n in range(1, 6)),
+        *((n, 1) for n in (1, 2, 3, 5, 4)),
+        *((n, 2) for n in (1, 2, 3, 5, 4)),
     ]
     assert [b for _, b in plain_send.items] == plain.responses  # rewound one by one if unsent
 
@@ -678,3 +680,75 @@ def test_a_stream_is_answered_in_the_order_it_asked() -> None:
     answer_checks(hub, AuthCheckResponse(header=ResponseHeader()), 0.2)
     got = [(b.watch_id, b.created, b.canceled) for _, _, b in hub.take_outbox().to_client]
     assert got == [(2, True, False), (1, False, True), (PROGRESS_ALL, False, False)]
+
+
+def test_watches_asking_the_same_from_the_same_revision_are_one_cohort() -> None:
+    """One cohort is matched, sent and rewound once: watches of a key created at one revision
+    with the same filters share it; another revision, other filters, a progress or fragment
+    watch each make one of their own."""
+    hub = started(10)
+    for _ in range(3):
+        create(hub, "a")
+    create(hub, "a", prev_kv=True)
+    create(hub, "a", progress_notify=True)
+    create(hub, "a", start_revision=12)
+    assert [list(c.ids) for c in hub.streams[C].cohorts] == [[1, 2, 3], [4], [5], [6]]
+    assert len(hub.index) == 4
+    hub.live(batch(put("a", 11)), 0.1)
+    hub.take_outbox()
+    hub.live(batch(put("a", 12)), 0.2)
+    (shared,) = [b for _, _, b in hub.take_outbox().to_client]  # all six alike at revision 12
+    assert isinstance(shared, SharedWatchResponse) and shared.watch_ids == [1, 2, 3, 4, 5, 6]
+    create(hub, "a")  # from now: joins the newest cohort of its kind, which needs 13 next too
+    assert [list(c.ids) for c in hub.streams[C].cohorts] == [[1, 2, 3], [4], [5], [6, 7]]
+
+
+def test_a_watch_cancelled_leaves_its_cohort_and_the_last_one_ends_it() -> None:
+    hub = started(10)
+    for _ in range(3):
+        create(hub, "a")
+    hub.take_outbox()
+    hub.client(C, 2, WatchRequest(request=WatchCancelRequest(watch_id=2)), 0.1)
+    hub.live(batch(put("a", 11)), 0.2)
+    got = responses(hub)
+    assert [(r.watch_id, r.canceled, events_of([r])) for r in got] == [
+        (2, True, []),
+        (1, False, [(11, b"a")]),
+        (3, False, [(11, b"a")]),
+    ]
+    for watch_id in (1, 3):
+        hub.client(C, 3, WatchRequest(request=WatchCancelRequest(watch_id=watch_id)), 0.3)
+    assert hub.streams[C].cohorts == {} and len(hub.index) == 0 and hub.watcher_count == 0
+
+
+def test_watches_whose_send_failed_apart_from_their_cohort_leave_it_and_get_it_again() -> None:
+    """A client that reads no shared responses gets one per watch, sent in batches: when the
+    first batch went out and the next did not, the watches of that one are sent the revision
+    again, the others are not (nothing doubled, nothing lost), and the cohort splits."""
+    hub = started(0, stall_retry_s=0.5)
+    for _ in range(4):
+        create(hub, "a")
+    hub.take_outbox()
+    hub.live(batch(put("a", 1)), 0.1)
+    first, second = batched(hub.take_outbox().to_client, max_bytes=200)  # 2 watches each
+    assert [b.watch_id for _, b in first.items] == [1, 2]
+    hub.stalled(C, second.items, 0.1)
+    assert [list(c.ids) for c in hub.streams[C].cohorts] == [[1, 2], [3, 4]]
+    hub.live(batch(put("a", 2)), 0.2)
+    assert hub.take_outbox().to_client == []  # resting
+    hub.tick(0.7)
+    got = sorted((r.watch_id, e.kv.mod_revision) for r in responses(hub) for e in r.events)
+    assert got == [(1, 2), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)]
+
+
+def test_a_cohort_behind_the_compaction_ends_every_watch_of_it() -> None:
+    hub = started(0, window_revisions=2)
+    for _ in range(2):
+        create(hub, "a", start_revision=1)
+    hub.live(batch(put("a", 5), compact=4), 0.1)  # a gap: 1..4 come from history, compacted
+    got = [r for r in responses(hub) if r.canceled]
+    assert [(r.watch_id, r.compact_revision, r.cancel_reason) for r in got] == [
+        (1, 4, CANCELED_COMPACTED),
+        (2, 4, CANCELED_COMPACTED),
+    ]
+    assert hub.streams[C].cohorts == {} and len(hub.index) == 0

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.watch.index import WatchIndex, prefix_end
-from actors.watch.watchers import Watcher
+from actors.watch.watchers import Cohort
 
 ALPHABET = [b"", b"\x00", b"\x01", b"a", b"b", b"\xfe", b"\xff"]
 keys = st.lists(st.sampled_from(ALPHABET[1:]), max_size=4).map(b"".join)
@@ -29,7 +29,7 @@ def ranges(draw: st.DrawFn) -> tuple[bytes, bytes]:
 
 def scan(watchers: dict[int, tuple[bytes, bytes]], key: bytes) -> list[int]:
     def holds(start: bytes, end: bytes) -> bool:
-        return Watcher(id=0, key=start, range_end=end, cursor=0).wants_key(key)
+        return Cohort(ids={0: None}, key=start, range_end=end, cursor=0).wants_key(key)
 
     return sorted(ref for ref, (start, end) in watchers.items() if holds(start, end))
 

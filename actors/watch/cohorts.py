@@ -1,0 +1,72 @@
+"""A stream's watches kept as cohorts (``watchers.Cohort``): joining, leaving and splitting one,
+with the index of ranges kept in step (one entry per cohort, not per watch).
+
+A stream holds each watch id's cohort (``Stream.watchers``), each cohort once
+(``Stream.cohorts``, oldest first: the order responses are made in) and, per kind of watch,
+the newest cohort a watch of that kind may join (``Stream.joinable``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from actors.watch.index import WatchIndex
+from actors.watch.watchers import Cohort, Stream
+
+
+def join(stream: Stream, index: WatchIndex[Cohort], watch_id: int, new: Cohort) -> None:
+    """Add watch ``watch_id`` (``new``: a cohort of it alone) to ``stream``: to the newest cohort
+    of its kind if that one needs the same revision next, else as a cohort of its own."""
+    kind = new.kind
+    cohort = stream.joinable.get(kind) if kind is not None else None
+    if cohort is not None and cohort.cursor == new.cursor:
+        cohort.ids[watch_id] = None
+        stream.watchers[watch_id] = cohort
+        return
+    _add(stream, index, new)
+
+
+def leave(stream: Stream, index: WatchIndex[Cohort], watch_id: int) -> bool:
+    """Take ``watch_id`` out of its cohort (the cohort ends with its last watch); False if the
+    stream does not hold it."""
+    cohort = stream.watchers.pop(watch_id, None)
+    if cohort is None:
+        return False
+    del cohort.ids[watch_id]
+    if not cohort.ids:
+        _remove(stream, index, cohort)
+    return True
+
+
+def split(stream: Stream, index: WatchIndex[Cohort], cohort: Cohort, ids: Iterable[int], cursor: int) -> None:
+    """Move ``ids`` of ``cohort`` to a cohort of their own that needs ``cursor`` next (their
+    send failed while the others' went out)."""
+    moved = dataclasses.replace(cohort, ids=dict.fromkeys(ids), cursor=cursor)
+    for watch_id in moved.ids:
+        del cohort.ids[watch_id]
+    if not cohort.ids:
+        _remove(stream, index, cohort)
+    _add(stream, index, moved)
+
+
+def forget(stream: Stream, index: WatchIndex[Cohort]) -> None:
+    """The stream is gone: its cohorts leave the index."""
+    for cohort in stream.cohorts:
+        index.remove(cohort)
+
+
+def _add(stream: Stream, index: WatchIndex[Cohort], cohort: Cohort) -> None:
+    for watch_id in cohort.ids:
+        stream.watchers[watch_id] = cohort
+    stream.cohorts[cohort] = None
+    index.add(cohort, cohort.key, cohort.range_end)
+    if cohort.kind is not None:
+        stream.joinable[cohort.kind] = cohort
+
+
+def _remove(stream: Stream, index: WatchIndex[Cohort], cohort: Cohort) -> None:
+    del stream.cohorts[cohort]
+    index.remove(cohort)
+    if cohort.kind is not None and stream.joinable.get(cohort.kind) is cohort:
+        del stream.joinable[cohort.kind]
