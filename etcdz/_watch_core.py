@@ -78,6 +78,16 @@ class WatchState:
 
     def _feed(self, resp: WatchResponse) -> bool:
         """Take one response from the hub; False once the watch is over."""
+        events = resp.events
+        if (
+            events
+            and events[0].kv.mod_revision > self.revision
+            and not (self._fragments or resp.fragment or resp.created or resp.canceled)
+        ):
+            # The usual response, whole and new (its events are in order): handed on as it is.
+            self.revision = max(self.revision, resp.header.revision)
+            self._put(resp)
+            return True
         if resp.created and not resp.canceled:
             self.confirmed = True
             self._relogins = 0
@@ -237,8 +247,13 @@ class StreamCore:
         if isinstance(msg, WatchPong):
             self._pong(msg, now, cluster_id)
         elif isinstance(msg, WatchResponses):
-            for resp in msg.each():
-                self._dispatch(resp)
+            watches = self.watches
+            for resp in msg.each():  # thousands a put: the usual case without a call more
+                w = watches.get(resp.watch_id)
+                if w is None or resp.canceled:
+                    self._dispatch(resp)
+                elif not w._feed(resp):
+                    del watches[w.id]
         elif isinstance(msg, WatchResponse):
             self._dispatch(msg)
 
@@ -271,21 +286,24 @@ class StreamCore:
 
     def _dispatch(self, resp: WatchResponse) -> None:
         if resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
-            targets = [w for w in self.watches.values() if w.confirmed]
+            for w in [w for w in self.watches.values() if w.confirmed]:
+                self._hand(w, resp)
         else:
             one = self.watches.get(resp.watch_id)
-            targets = [one] if one is not None else []
-        for w in targets:
-            if self._needs_login(w, resp):
-                continue
-            if not w._feed(resp):
-                self.watches.pop(w.id, None)
+            if one is not None:
+                self._hand(one, resp)
+
+    def _hand(self, w: WatchState, resp: WatchResponse) -> None:
+        if resp.canceled and self._needs_login(w, resp):
+            return
+        if not w._feed(resp):
+            self.watches.pop(w.id, None)
 
     def _needs_login(self, w: WatchState, resp: WatchResponse) -> bool:
         """A create refused for a token the cluster no longer takes (expired, a member
         restarted, older than the auth store) or for want of one (auth enabled since this
         client found it off): log in again and re-create it, once per refusal streak."""
-        if not (resp.canceled and resp.cancel_reason in _LOGIN_CURES and self.has_user):
+        if not (resp.cancel_reason in _LOGIN_CURES and self.has_user):
             return False
         if w._relogins >= 1:
             return False

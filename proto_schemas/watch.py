@@ -96,10 +96,21 @@ class SharedWatchResponse:
     response: WatchResponse
 
     def each(self) -> list[WatchResponse]:
-        """Each watcher's response, with a list of events of its own, as if it had come alone."""
-        fields = {f: getattr(self.response, f) for f in _RESPONSE_FIELDS}  # once, not per watcher
-        events = self.response.events
-        return [WatchResponse(watch_id=i, events=list(events), **fields) for i in self.watch_ids]
+        """Each watcher's response, with a list of events of its own, as if it had come alone.
+        Made by setting the slots (``_SLOT``), as the decoder builds messages: the frozen
+        dataclass's ``__init__`` was most of a receiver's cost per watcher."""
+        source = self.response
+        fixed = [(_SLOT[f], getattr(source, f)) for f in _RESPONSE_FIELDS]  # once, not per watcher
+        set_id, set_events, events, new = _SLOT["watch_id"], _SLOT["events"], source.events, object.__new__
+        out = []
+        for watch_id in self.watch_ids:
+            resp = new(WatchResponse)
+            for set_field, value in fixed:
+                set_field(resp, value)
+            set_id(resp, watch_id)
+            set_events(resp, list(events))
+            out.append(resp)
+        return out
 
 
 @message(170)
@@ -125,6 +136,7 @@ class WatchResponses:
 _RESPONSE_FIELDS = tuple(
     f.name for f in dataclasses.fields(WatchResponse) if f.name not in {"watch_id", "events"}
 )
+_SLOT = {f.name: WatchResponse.__dict__[f.name].__set__ for f in dataclasses.fields(WatchResponse)}
 
 
 @message(166)
