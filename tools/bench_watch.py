@@ -24,6 +24,7 @@ import struct
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from etcdz import Client
@@ -94,7 +95,11 @@ def run(
     seconds: float,
     val_size: int,
     hubs: list[str] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
+    """The load and its summary; ``on_ready`` is called once every watch is created, just
+    before the first put (``tools.bench_hubs`` reads the hubs' CPU time there, so that the
+    creates are not counted as delivery)."""
     ctx = mp.get_context("spawn")
     ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     counts = ctx.RawArray("q", procs)
@@ -127,6 +132,8 @@ def run(
         if not created:
             raise SystemExit("some watches were never created")
         hubs_used.update(used)
+    if on_ready is not None:
+        on_ready()
     puts = 0
     padding = b"x" * max(0, val_size - STAMP.size)
     with Client(endpoints, timeout=10) as c:
