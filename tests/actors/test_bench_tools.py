@@ -175,7 +175,13 @@ def test_hub_comparison_counts_each_hubs_cpu_per_event() -> None:
     rows = [bench_hubs.run_one(n, watchers=20, streams=4, put_rate=10, seconds=1.0, procs=1) for n in (1, 2)]
     for n, r in zip((1, 2), rows, strict=True):
         assert r["events_delivered"] == r["events_expected"] > 0
-        assert len(r["hub_cpu_s"]) == n and r["hub_cpu_us_per_event"] > 0
+        # CPU is read in clock ticks and counted from the last create on: a load this small
+        # may cost the hubs less than one tick, so the check is the accounting (each hub's
+        # CPU, shown to 10 ms, summed and divided by the events delivered)
+        per_event = sum(r["hub_cpu_s"].values()) / r["events_delivered"] * 1e6
+        rounding = n * 0.005 / r["events_delivered"] * 1e6
+        assert len(r["hub_cpu_s"]) == n
+        assert r["hub_cpu_us_per_event"] == pytest.approx(per_event, abs=rounding)
     assert rows[1]["hubs_used"] == 2  # the streams were spread over both hubs
     assert "| 2 | " in bench_hubs.format_table(rows) and "short" not in bench_hubs.format_table(rows)
     short = {**rows[0], "watchers_short": 3}
