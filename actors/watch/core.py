@@ -93,6 +93,7 @@ class HubCore(Creates):
         self.cluster_id = cluster_id
         self.member_id = member_id
         self.revision = None
+        self.head = 0  # every synced cohort has everything up to this revision
         self.compact_revision = 0
         self.window = {}
         self.window_start = 1
@@ -163,7 +164,7 @@ class HubCore(Creates):
             self._drop(stream, inner.watch_id)  # (a create being checked: the cancel waited for it)
             self._reply(stream, 0, self._response(inner.watch_id, self.revision or 0, canceled=True))
         elif isinstance(inner, WatchProgressRequest):
-            done = [w.cursor - 1 for w in stream.cohorts]
+            done = [cohorts.cursor(stream, w, self.head) - 1 for w in stream.cohorts]
             at = min([*done, self.revision or 0])
             self._reply(stream, 0, self._response(PROGRESS_ALL, at))
         self.deliver(now)
@@ -228,7 +229,8 @@ class HubCore(Creates):
             self._next_progress = now + self.progress_interval_s
             for stream in self.streams.values():
                 for w in stream.cohorts:
-                    if w.progress_notify and w.cursor == self.revision + 1 and not w.sent_since_progress:
+                    at = cohorts.cursor(stream, w, self.head)
+                    if w.progress_notify and at == self.revision + 1 and not w.sent_since_progress:
                         for watch_id in w.ids:  # one: such a watch keeps a cohort of its own
                             self._reply(stream, 0, self._response(watch_id, self.revision))
                     w.sent_since_progress = False

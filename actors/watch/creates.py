@@ -122,6 +122,7 @@ class Creates(Delivery):
             return
         filters = set(req.filters)
         new = Cohort(
+            route=stream.route,
             ids={watch_id: None},
             key=req.key,
             range_end=req.range_end,
@@ -136,8 +137,7 @@ class Creates(Delivery):
         if new.cursor < self.compact_revision:
             self._cancel_compacted(stream, new)
             return
-        cohorts.join(stream, self.index, watch_id, new)
-        stream.settled = -1  # a watcher that may need what the others had
+        cohorts.join(stream, self.index, watch_id, new, self.head)
 
     def _create_early(self, now: float) -> None:
         early, self._early = self._early, []

@@ -23,6 +23,11 @@ Rules (etcd's watch guarantees):
   revision is its events' matches, not the number of watchers times its events. The index,
   the cursors and the sending hold cohorts (``cohorts.py``): the watches of a stream that
   asked the same and need the same revision next cost one match and one response together.
+- A cohort that has everything up to the hub's ``head`` is *synced*: a new revision reaches
+  only the synced cohorts its events match; the others are complete up to it without being
+  looked at (their cursor is ``head + 1``). New, rewound and catching-up cohorts are *lagging*
+  (``Stream.lagging``), looked at on each delivery until they have everything; a gap in the
+  live stream, or a window that moved past ``head``, makes every cohort lagging.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Delivery:
     member_id: int
     index: WatchIndex[Cohort]
     revision: int | None  # every revision <= this one has been seen
+    head: int  # every synced cohort (not in its stream's ``lagging``) has everything up to here
     compact_revision: int
     window: dict[int, list[Event]]  # revision -> its events
     window_start: int
@@ -82,7 +88,7 @@ class Delivery:
             return
         self.compact_revision = max(self.compact_revision, batch.compact_revision)
         if self.revision is None:
-            self.revision = batch.first_revision - 1
+            self.revision = self.head = batch.first_revision - 1
             self.window_start = batch.first_revision
             self._create_early(now)
         if batch.revision <= self.revision:
@@ -90,9 +96,10 @@ class Delivery:
         if batch.first_revision > self.revision + 1:
             # A gap (or a heartbeat past what we have): what came in between is read from
             # history by whoever needs it.
+            self._unsync_all()
             self.window.clear()
             self.window_start = batch.first_revision
-            self.revision = batch.first_revision - 1
+            self.revision = self.head = batch.first_revision - 1
         by_revision: dict[int, list[Event]] = {}
         for event in batch.events:
             if event.kv.mod_revision > self.revision:
@@ -117,7 +124,7 @@ class Delivery:
         if self.revision is not None and revision <= self.revision:
             return
         self.window.clear()
-        self.revision = revision
+        self.revision = self.head = revision  # no cohort to bring along: nobody watches
         self.window_start = revision + 1
 
     def history(self, resp: WatchHistoryResponse, now: float) -> None:
@@ -132,7 +139,7 @@ class Delivery:
         for stream in self.streams.values():
             if stream.resting_until > now:
                 continue
-            for w in list(stream.cohorts):
+            for w in list(stream.lagging):  # a synced cohort is past the window's start
                 if w.cursor < self.compact_revision:
                     self._cancel_compacted(stream, w)
                 elif resp.start_revision <= w.cursor <= resp.revision and w.cursor < self.window_start:
@@ -150,54 +157,98 @@ class Delivery:
 
     # -- delivery -----------------------------------------------------------------------------
     def deliver(self, now: float) -> None:
-        """Send every watcher what the window has for it; ask history for those below it. A
-        stream all of whose watchers had everything up to the newest revision at the last look
-        (``Stream.settled``) is not looked at again until a revision comes or a watcher of it
-        is created or rewound: the ticks (20 a second) do not walk 10,000 idle watchers."""
+        """Send every cohort what the window has for it; ask history for those below it. The
+        synced cohorts (complete up to ``head``) get the new revisions' events they match, found
+        through the index: those it does not match are not looked at, so a revision costs its
+        matches, not the number of watches. The lagging ones (``Stream.lagging``: new, rewound,
+        catching up) are each looked at until they have everything, and then are synced."""
         self.bound()
         if self.revision is None:
             return
-        lowest: int | None = None
-        due: list[tuple[Stream, Cohort]] = []  # cohorts the window has something for
-        # Every cohort of a stream not settled is looked at on every tick: the loop is kept lean.
-        revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
         for stream in self.streams.values():
-            if stream.resting_until > now:
-                continue
-            if stream.control:
+            if stream.control and stream.resting_until <= now:  # replies held by a stall first
                 control, stream.control, stream.control_bytes = stream.control, [], 0
                 for reply_to, body in control:
                     self.out.to_client.append((stream.route, reply_to, body))
-            if stream.settled == revision:
-                continue  # each of its watchers had everything up to ``revision`` at the last look
+        if self.head < self.revision:
+            if self.head + 1 < self.window_start:
+                self._unsync_all()  # the window no longer holds what they need: from history
+            else:
+                self._deliver_synced(now)
+            self.head = self.revision
+        self._deliver_lagging(now)
+        self._stripped.clear()
+
+    def _deliver_synced(self, now: float) -> None:
+        """Revisions ``head + 1`` to ``revision`` to the synced cohorts they match, a stream's
+        together (so that alike ones share a response). A synced cohort of a stream resting
+        after a stall waits as a lagging one."""
+        assert self.revision is not None
+        done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
+        by_stream: dict[bytes, list[tuple[Cohort, list[tuple[int, list[Event]]]]]] = {}
+        for w, revs in self._matched(self.head + 1).items():
+            stream = self.streams.get(w.route)
+            if stream is None or w in stream.lagging:
+                continue
+            if stream.resting_until > now:
+                w.cursor = self.head + 1
+                stream.lagging[w] = None
+                continue
+            by_stream.setdefault(w.route, []).append((w, revs))
+        for route, matched in by_stream.items():
+            stream = self.streams[route]
+            for w, revs in matched:
+                self._send_events(stream, w, revs, self.revision, done)
+
+    def _deliver_lagging(self, now: float) -> None:
+        """Each lagging cohort: what the window has for it (then it is synced), history for
+        those below the window, the end for those below the compaction."""
+        assert self.revision is not None
+        lowest: int | None = None
+        due: list[tuple[Stream, Cohort]] = []  # cohorts the window has something for
+        revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
+        for stream in self.streams.values():
+            if not stream.lagging or stream.resting_until > now:
+                continue
+            done_with: list[Cohort] = []
             gone: list[Cohort] = []
-            behind = False
-            for w in stream.cohorts:
+            for w in stream.lagging:
                 cursor = w.cursor
                 if cursor > revision:
-                    continue
-                if cursor < compacted:
+                    done_with.append(w)
+                elif cursor < compacted:
                     gone.append(w)
                 elif cursor >= window_start:
                     due.append((stream, w))
+                    done_with.append(w)  # served below, up to ``revision``
                 else:
                     lowest = cursor if lowest is None else min(lowest, cursor)
-                    behind = True
+            for w in done_with:
+                del stream.lagging[w]
             for w in gone:
                 self._cancel_compacted(stream, w)
-            if not behind:  # the due ones are served below, up to ``revision``
-                stream.settled = revision
         if due:
             matched = self._matched(min(w.cursor for _, w in due))
             done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
             for stream, w in due:
                 revs = matched.get(w, [])
                 mine = revs if not revs or revs[0][0] >= w.cursor else [x for x in revs if x[0] >= w.cursor]
-                self._send_events(stream, w, mine, self.revision, done)
-        self._stripped.clear()
+                self._send_events(stream, w, mine, revision, done)
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
             self._history_asked_at = now
             self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
+
+    def _unsync_all(self) -> None:
+        """Every synced cohort becomes lagging (a gap in the live stream, or a window that
+        moved past them)."""
+        for stream in self.streams.values():
+            self._unsync(stream)
+
+    def _unsync(self, stream: Stream) -> None:
+        """The synced cohorts of ``stream`` become lagging, needing ``head + 1`` next."""
+        for w in [w for w in stream.cohorts if w not in stream.lagging]:
+            w.cursor = self.head + 1
+            stream.lagging[w] = None
 
     def _matched(self, first: int) -> dict[Cohort, list[tuple[int, list[Event]]]]:
         """The window's events from revision ``first`` on, per cohort whose range holds their
@@ -366,7 +417,7 @@ class Delivery:
         if stream is None:
             return
         stream.resting_until = now + self.stall_retry_s
-        stream.settled = -1  # its watchers are rewound below
+        self._unsync(stream)  # all looked at after the rest; the unsent rewound below
         control: list[tuple[int, Any]] = []
         rewound: dict[Cohort, dict[int, int]] = {}  # cohort -> its unsent watches' first revisions
         for reply_to, body in unsent:

@@ -26,10 +26,11 @@ class Cohort:
     (``Delivery.stalled``). A watch asking for progress notifications or fragments keeps a
     cohort of its own (its notifications and fragments are its own)."""
 
+    route: bytes  # its stream's
     ids: dict[int, None]  # the watch ids, in the order they were created
     key: bytes
     range_end: bytes
-    cursor: int  # next revision these watches need
+    cursor: int  # next revision these watches need (while lagging: see ``Stream.lagging``)
     prev_kv: bool = False
     no_put: bool = False
     no_delete: bool = False
@@ -76,7 +77,10 @@ class Stream:
     foreign: bool = False  # its client means another cluster (see WatchPing)
     serial: int = 0  # told in every pong: a stream made anew for a connection gets a new one
     shared: bool = False  # its client reads ``SharedWatchResponse`` (see WatchPing)
-    settled: int = -1  # every watcher had everything up to this revision (-1: look again)
+    # Cohorts that may not have everything up to the hub's ``head``: new, rewound, catching up.
+    # The others are *synced*: complete up to ``head`` (their ``cursor`` is not kept up to
+    # date), and a revision costs the hub only the synced cohorts it matches.
+    lagging: dict[Cohort, None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

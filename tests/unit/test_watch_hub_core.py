@@ -285,16 +285,16 @@ def test_a_shared_response_that_could_not_be_sent_is_sent_again_to_each_of_its_w
     ]
 
 
-def test_a_settled_stream_is_looked_at_again_for_a_new_or_rewound_watcher() -> None:
-    """A stream whose watchers have everything is skipped until something changes: a watcher
-    created in it from an older revision still gets that revision, and so does one rewound."""
+def test_a_synced_cohort_is_looked_at_again_when_new_or_rewound() -> None:
+    """A cohort that has everything is not looked at until a revision it matches comes: a
+    watch created from an older revision still gets that revision, and so does one rewound."""
     hub = started(0, stall_retry_s=0.5)
     create(hub, "a")
     hub.take_outbox()
     hub.live(batch(put("a", 1)), 0.1)
     assert events_of(responses(hub)) == [(1, b"a")]
     hub.tick(0.15)
-    assert hub.streams[C].settled == 1 and responses(hub) == []
+    assert hub.streams[C].lagging == {} and responses(hub) == []
     create(hub, "a", start_revision=1, now=0.2)  # the window still holds revision 1
     hub.tick(0.25)
     assert events_of(responses(hub)) == [(1, b"a")]
@@ -752,3 +752,32 @@ def test_a_cohort_behind_the_compaction_ends_every_watch_of_it() -> None:
         (2, 4, CANCELED_COMPACTED),
     ]
     assert hub.streams[C].cohorts == {} and len(hub.index) == 0
+
+
+def test_a_watch_its_revisions_passed_by_still_gets_the_next_of_its_key_and_a_gap_for_it() -> None:
+    """A cohort that has everything is not looked at for revisions it does not match; it is
+    still complete up to each of them (progress says so), gets the next event of its key, and
+    across a gap in the live stream reads what it missed from history."""
+    hub = started(0, window_revisions=3)
+    create(hub, "a")
+    create(hub, "b")
+    hub.take_outbox()
+    for rev in range(1, 6):
+        hub.live(batch(put("a", rev)), 0.1)
+    assert {r.watch_id for r in responses(hub)} == {1}
+    hub.client(C, 2, WatchRequest(request=WatchProgressRequest()), 0.2)
+    (progress,) = responses(hub)
+    assert progress.watch_id == PROGRESS_ALL and progress.header.revision == 5
+    hub.live(batch(put("b", 6)), 0.3)
+    (got,) = responses(hub)
+    assert (got.watch_id, events_of([got]), got.header.revision) == (2, [(6, b"b")], 6)
+    hub.live(batch(put("a", 9)), 0.4)  # 7 and 8 dropped on the way
+    out = hub.take_outbox()
+    assert out.to_client == [] and out.to_backend == [(0, WatchHistoryRequest(start_revision=7))]
+    missed = WatchHistoryResponse(
+        header=ResponseHeader(), start_revision=7, revision=8, events=[put("b", 7), put("a", 8)]
+    )
+    hub.history(missed, 0.5)
+    got_by_watch = {(r.watch_id, e.kv.mod_revision) for r in responses(hub) for e in r.events}
+    assert got_by_watch == {(2, 7), (1, 8), (1, 9)}
+    assert hub.streams[C].lagging == {}

@@ -29,7 +29,7 @@ def ranges(draw: st.DrawFn) -> tuple[bytes, bytes]:
 
 def scan(watchers: dict[int, tuple[bytes, bytes]], key: bytes) -> list[int]:
     def holds(start: bytes, end: bytes) -> bool:
-        return Cohort(ids={0: None}, key=start, range_end=end, cursor=0).wants_key(key)
+        return Cohort(route=b"", ids={0: None}, key=start, range_end=end, cursor=0).wants_key(key)
 
     return sorted(ref for ref, (start, end) in watchers.items() if holds(start, end))
 
