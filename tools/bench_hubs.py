@@ -26,7 +26,7 @@ from tools.cpu_census import cpu_seconds
 
 
 def run_one(
-    hubs: int, watchers: int, streams: int, put_rate: float, seconds: float, procs: int = 2
+    hubs: int, watchers: int, streams: int, put_rate: float, seconds: float, procs: int = 2, keys: int = 1
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="etcdz-hubs-") as root,
@@ -38,7 +38,16 @@ def run_one(
             before.update({h.name: cpu_seconds(h.pid) for h in cluster.hubs})
 
         s = bench_watch.run(
-            cluster.endpoints, watchers, streams, procs, put_rate, seconds, 256, cluster.watch_urls, ready
+            cluster.endpoints,
+            watchers,
+            streams,
+            procs,
+            put_rate,
+            seconds,
+            256,
+            cluster.watch_urls,
+            ready,
+            keys,
         )
         cpu = {h.name: cpu_seconds(h.pid) - before[h.name] for h in cluster.hubs}
     delivered = max(1, s["events_delivered"])
@@ -88,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=21)
     p.add_argument("--put-rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--keys", type=int, default=1, help="keys the watchers and the puts spread over")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     args = p.parse_args(argv)
     counts = [int(n) for n in args.hubs.split(",")]
-    rows = [run_one(n, args.watchers, args.streams, args.put_rate, args.seconds) for n in counts]
+    rows = [
+        run_one(n, args.watchers, args.streams, args.put_rate, args.seconds, keys=args.keys) for n in counts
+    ]
     sys.stdout.write(json.dumps(rows, indent=1) + "\n" if args.output == "json" else format_table(rows))
     return 0
 

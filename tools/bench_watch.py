@@ -8,6 +8,9 @@ long a put takes to reach its watchers.
 each; a stream goes to one of the hubs the cluster advertises), in ``--procs`` receiving
 processes. One writer puts at ``--put-rate`` per second for ``--seconds``; each value carries
 its send time, so every delivered event gives one put→event latency (wall clock, one machine).
+With ``--keys N`` watcher n watches key n mod N and put i writes key i mod N: each put then
+reaches watchers / N of them (10,000 watchers on 10,000 keys: one), which shows what a put
+costs a hub whose watchers it mostly does not concern.
 The summary: events expected and delivered, events/s from the first put to the last event,
 latency percentiles over every event, and how many watchers got fewer events than there were
 puts or more (a watch must see each once: either is a bug, named rather than averaged away).
@@ -42,7 +45,9 @@ def receiver(
     index: int,
     first_stream: int,
     streams: int,
+    first_watcher: int,
     watchers: int,
+    keys: int,
     ready: Any,
     stop: Any,
     results: Any,
@@ -74,7 +79,9 @@ def receiver(
         pinned = [hubs[n % len(hubs)]] if hubs else None
         clients.append(Client(endpoints[first:] + endpoints[:first], timeout=10, watch_endpoints=pinned))
     watches = [
-        clients[n % streams].watch_stream().watch(create_request(KEY), sink=sink_of(n))
+        clients[n % streams]
+        .watch_stream()
+        .watch(create_request(key_of(first_watcher + n, keys)), sink=sink_of(n))
         for n in range(watchers)
     ]
     created = all(w.created.wait(30) for w in watches)
@@ -96,6 +103,7 @@ def run(
     val_size: int,
     hubs: list[str] | None = None,
     on_ready: Callable[[], None] | None = None,
+    keys: int = 1,
 ) -> dict[str, Any]:
     """The load and its summary; ``on_ready`` is called once every watch is created, just
     before the first put (``tools.bench_hubs`` reads the hubs' CPU time there, so that the
@@ -114,7 +122,9 @@ def run(
                 i,
                 sum(stream_split[:i]),
                 stream_split[i],
+                sum(split[:i]),
                 split[i],
+                keys,
                 ready,
                 stop,
                 results,
@@ -145,24 +155,28 @@ def run(
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            c.put(KEY, STAMP.pack(time.time()) + padding)
+            c.put(key_of(puts, keys), STAMP.pack(time.time()) + padding)
             puts += 1
             next_at += interval
-    expected = puts * watchers
+    puts_of = [puts // keys + (1 if k < puts % keys else 0) for k in range(keys)]  # per key
+    expected = sum(puts_of[n % keys] for n in range(watchers))
     deadline = time.monotonic() + TAIL_S
     while sum(counts) < expected and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
     latencies = array("d")
     last_event = began
-    per_watcher = array("q")
+    seen_by: dict[int, bytes] = {}  # receiving process -> its watchers' event counts
     for _ in workers:
-        _, raw, last, seen = results.get(timeout=60)
+        index, raw, last, seen = results.get(timeout=60)
         part = array("d")
         part.frombytes(raw)
         latencies.extend(part)
         last_event = max(last_event, last)
-        per_watcher.frombytes(seen)
+        seen_by[index] = seen
+    per_watcher = array("q")  # by watcher number across the processes, as keys were given
+    for index in sorted(seen_by):
+        per_watcher.frombytes(seen_by[index])
     for w in workers:
         w.join(10)
     lat = sorted(latencies)
@@ -178,11 +192,16 @@ def run(
         "puts": puts,
         "events_expected": expected,
         "events_delivered": len(lat),
-        "watchers_short": sum(1 for n in per_watcher if n < puts),
-        "watchers_doubled": sum(1 for n in per_watcher if n > puts),
+        "watchers_short": sum(1 for n, got in enumerate(per_watcher) if got < puts_of[n % keys]),
+        "watchers_doubled": sum(1 for n, got in enumerate(per_watcher) if got > puts_of[n % keys]),
         "events_per_s": round(len(lat) / span, 1),
         "latency_ms": {f"p{p:g}": pct(p) for p in (50, 90, 99, 99.9)} | {"max": pct(100)},
     }
+
+
+def key_of(n: int, keys: int) -> str:
+    """The key of watcher (or put) ``n`` with ``keys`` keys."""
+    return KEY if keys == 1 else f"{KEY}/{n % keys}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--put-rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--keys", type=int, default=1, help="keys the watchers and the puts spread over")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     args = p.parse_args(argv)
     s = run(
@@ -204,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         args.put_rate,
         args.seconds,
         args.val_size,
+        keys=args.keys,
     )
     if args.output == "json":
         sys.stdout.write(json.dumps(s, indent=1) + "\n")

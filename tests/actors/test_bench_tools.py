@@ -104,6 +104,18 @@ def test_watch_benchmark_delivers_every_event_to_every_watcher(shared_node: Loca
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p99"] <= s["latency_ms"]["max"]
 
 
+def test_watch_benchmark_over_many_keys_gives_each_watcher_its_keys_events(shared_node: LocalCluster) -> None:
+    """With --keys, watcher n watches key n mod keys and put i writes key i mod keys: each
+    watcher gets the puts of its key, once (10 watchers over 3 keys, across 2 processes; 20
+    puts give the keys 7, 7 and 6 events, so a watcher counted against another's key shows)."""
+    s = bench_watch.run(
+        shared_node.endpoints, watchers=10, streams=4, procs=2, put_rate=20, seconds=1, val_size=64, keys=3
+    )
+    per_key = [s["puts"] // 3 + (1 if k < s["puts"] % 3 else 0) for k in range(3)]
+    assert s["events_delivered"] == s["events_expected"] == sum(per_key[n % 3] for n in range(10))
+    assert s["watchers_short"] == s["watchers_doubled"] == 0
+
+
 def test_recovery_benchmark_measures_each_kill() -> None:
     summary = bench_recovery.run(["gateway"], rounds=1)
     assert 0 < summary["gateway"]["median_s"] <= summary["gateway"]["max_s"] < 60
