@@ -300,9 +300,10 @@ class StreamCore:
             self.watches.pop(w.id, None)
 
     def _needs_login(self, w: WatchState, resp: WatchResponse) -> bool:
-        """A create refused for a token the cluster no longer takes (expired, a member
-        restarted, older than the auth store) or for want of one (auth enabled since this
-        client found it off): log in again and re-create it, once per refusal streak."""
+        """Whether the cancel ``resp`` is a create refused for a token the cluster no longer
+        takes (expired, a member restarted, older than the auth store) or for want of one (auth
+        enabled since this client found it off): log in again and re-create it, once per
+        refusal streak."""
         if not (resp.cancel_reason in _LOGIN_CURES and self.has_user):
             return False
         if w._relogins >= 1:
