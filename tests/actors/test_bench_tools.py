@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -13,6 +15,7 @@ from tools import (
     bench,
     bench_actor_kill,
     bench_compare,
+    bench_hub_core,
     bench_hubs,
     bench_memory,
     bench_recovery,
@@ -114,6 +117,20 @@ def test_watch_benchmark_over_many_keys_gives_each_watcher_its_keys_events(share
     per_key = [s["puts"] // 3 + (1 if k < s["puts"] % 3 else 0) for k in range(3)]
     assert s["events_delivered"] == s["events_expected"] == sum(per_key[n % 3] for n in range(10))
     assert s["watchers_short"] == s["watchers_doubled"] == 0
+
+
+def test_hub_core_benchmark_creates_every_watch_and_times_puts_and_ticks() -> None:
+    r = bench_hub_core.run(watchers=300, streams=30, keys=300, puts=50)
+    assert (r["watchers"], r["streams"], r["keys"]) == (300, 30, 300)  # it exits if one is missing
+    assert r["create_s"] > 0 and r["us_per_put"] > 0 and r["us_per_tick"] > 0
+    assert "300 watchers, 30 streams, 300 keys: created in" in _text(bench_hub_core.main, "--watchers", "300")
+
+
+def _text(main: Any, *argv: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--streams", "30", "--keys", "300", "--puts", "20", *argv]) == 0
+    return out.getvalue()
 
 
 def test_recovery_benchmark_measures_each_kill() -> None:
