@@ -83,6 +83,7 @@ class HubCore(Creates):
         self.max_queued_bytes = max_queued_bytes
         self.index = WatchIndex()
         self._overflowing = set()
+        self._unsettled = {}
         self.overflows = 0  # streams whose watches were cancelled for an unread, full queue
         self.max_response_bytes = max_response_bytes
         self.window_revisions = window_revisions
@@ -171,6 +172,7 @@ class HubCore(Creates):
 
     def gone(self, route: bytes) -> None:
         stream = self.streams.pop(route, None)
+        self._unsettled.pop(route, None)
         if stream is not None:
             cohorts.forget(stream, self.index)
             self._forget_checks(lambda c: c.route == route)
@@ -209,6 +211,7 @@ class HubCore(Creates):
             notices.append((0, replace(body, cancel_reason=SLOW_STREAM)))
         stream.control = notices
         stream.control_bytes = 0  # see _reply_size
+        self._unsettled[stream.route] = None  # the notices go out at the next delivery
         self.out.overflowed.append((stream.route, len(notices)))
 
     # -- time ---------------------------------------------------------------------------------

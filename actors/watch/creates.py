@@ -138,6 +138,7 @@ class Creates(Delivery):
             self._cancel_compacted(stream, new)
             return
         cohorts.join(stream, self.index, watch_id, new, self.head)
+        self._unsettled[stream.route] = None  # the new watch is looked at in the next delivery
 
     def _create_early(self, now: float) -> None:
         early, self._early = self._early, []

@@ -68,6 +68,9 @@ class Delivery:
     out: Outbox
     foreign_batches: int  # event batches of another cluster, dropped
     _overflowing: set[bytes]  # streams whose queued replies passed the bound
+    # Streams with lagging cohorts or replies held by a stall: what a delivery walks (with many
+    # streams, walking them all on every request and tick made accepting them quadratic)
+    _unsettled: dict[bytes, None]
     _history_asked_at: float | None
     _history_not_before: float
     _stripped: dict[int, Event]  # id(event) -> the event without prev_kv
@@ -136,7 +139,7 @@ class Delivery:
         by_revision: dict[int, list[Event]] = {}
         for event in resp.events:
             by_revision.setdefault(event.kv.mod_revision, []).append(event)
-        for stream in self.streams.values():
+        for stream in self._unsettled_streams():  # where the lagging cohorts are
             if stream.resting_until > now:
                 continue
             for w in list(stream.lagging):  # a synced cohort is past the window's start
@@ -165,7 +168,7 @@ class Delivery:
         self.bound()
         if self.revision is None:
             return
-        for stream in self.streams.values():
+        for stream in self._unsettled_streams():
             if stream.control and stream.resting_until <= now:  # replies held by a stall first
                 control, stream.control, stream.control_bytes = stream.control, [], 0
                 for reply_to, body in control:
@@ -193,6 +196,7 @@ class Delivery:
             if stream.resting_until > now:
                 w.cursor = self.head + 1
                 stream.lagging[w] = None
+                self._unsettled[stream.route] = None
                 continue
             by_stream.setdefault(w.route, []).append((w, revs))
         for route, matched in by_stream.items():
@@ -207,8 +211,8 @@ class Delivery:
         lowest: int | None = None
         due: list[tuple[Stream, Cohort]] = []  # cohorts the window has something for
         revision, compacted, window_start = self.revision, self.compact_revision, self.window_start
-        for stream in self.streams.values():
-            if not stream.lagging or stream.resting_until > now:
+        for stream in self._unsettled_streams():
+            if stream.resting_until > now:
                 continue
             done_with: list[Cohort] = []
             gone: list[Cohort] = []
@@ -227,6 +231,8 @@ class Delivery:
                 del stream.lagging[w]
             for w in gone:
                 self._cancel_compacted(stream, w)
+            if not (stream.lagging or stream.control):
+                del self._unsettled[stream.route]
         if due:
             matched = self._matched(min(w.cursor for _, w in due))
             done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
@@ -237,6 +243,17 @@ class Delivery:
         if lowest is not None and self._history_asked_at is None and now >= self._history_not_before:
             self._history_asked_at = now
             self.out.to_backend.append((0, WatchHistoryRequest(start_revision=lowest)))
+
+    def _unsettled_streams(self) -> list[Stream]:
+        """The streams a delivery must look at (those gone meanwhile are forgotten)."""
+        streams = []
+        for route in list(self._unsettled):
+            stream = self.streams.get(route)
+            if stream is None:
+                del self._unsettled[route]
+            else:
+                streams.append(stream)
+        return streams
 
     def _unsync_all(self) -> None:
         """Every synced cohort becomes lagging (a gap in the live stream, or a window that
@@ -249,6 +266,7 @@ class Delivery:
         for w in [w for w in stream.cohorts if w not in stream.lagging]:
             w.cursor = self.head + 1
             stream.lagging[w] = None
+        self._unsettled[stream.route] = None
 
     def _matched(self, first: int) -> dict[Cohort, list[tuple[int, list[Event]]]]:
         """The window's events from revision ``first`` on, per cohort whose range holds their
