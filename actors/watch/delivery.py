@@ -194,9 +194,7 @@ class Delivery:
             if stream is None or w in stream.lagging:
                 continue
             if stream.resting_until > now:
-                w.cursor = self.head + 1
-                stream.lagging[w] = None
-                self._unsettled[stream.route] = None
+                self._lag(stream, w)
                 continue
             by_stream.setdefault(w.route, []).append((w, revs))
         for route, matched in by_stream.items():
@@ -262,10 +260,15 @@ class Delivery:
             self._unsync(stream)
 
     def _unsync(self, stream: Stream) -> None:
-        """The synced cohorts of ``stream`` become lagging, needing ``head + 1`` next."""
+        """The synced cohorts of ``stream`` become lagging; the stream is looked at next time."""
         for w in [w for w in stream.cohorts if w not in stream.lagging]:
-            w.cursor = self.head + 1
-            stream.lagging[w] = None
+            self._lag(stream, w)
+        self._unsettled[stream.route] = None
+
+    def _lag(self, stream: Stream, w: Cohort) -> None:
+        """Synced ``w`` becomes lagging, needing ``head + 1`` next."""
+        w.cursor = self.head + 1
+        stream.lagging[w] = None
         self._unsettled[stream.route] = None
 
     def _matched(self, first: int) -> dict[Cohort, list[tuple[int, list[Event]]]]:
