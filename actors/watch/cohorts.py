@@ -33,22 +33,20 @@ def join(stream: Stream, index: WatchIndex[Cohort], watch_id: int, new: Cohort, 
     _add(stream, index, new)
 
 
-def leave(stream: Stream, index: WatchIndex[Cohort], watch_id: int) -> bool:
-    """Take ``watch_id`` out of its cohort (the cohort ends with its last watch); False if the
-    stream does not hold it."""
+def leave(stream: Stream, index: WatchIndex[Cohort], watch_id: int) -> None:
+    """Take ``watch_id`` out of its cohort, if the stream holds it (the cohort ends with its
+    last watch)."""
     cohort = stream.watchers.pop(watch_id, None)
-    if cohort is None:
-        return False
-    del cohort.ids[watch_id]
-    if not cohort.ids:
-        _remove(stream, index, cohort)
-    return True
+    if cohort is not None:
+        del cohort.ids[watch_id]
+        if not cohort.ids:
+            _remove(stream, index, cohort)
 
 
-def split(stream: Stream, index: WatchIndex[Cohort], cohort: Cohort, ids: Iterable[int], cursor: int) -> None:
-    """Move ``ids`` of ``cohort`` to a cohort of their own that needs ``cursor`` next (their
-    send failed while the others' went out)."""
-    moved = dataclasses.replace(cohort, ids=dict.fromkeys(ids), cursor=cursor)
+def split(stream: Stream, index: WatchIndex[Cohort], cohort: Cohort, ids: Iterable[int], needs: int) -> None:
+    """Move ``ids`` of ``cohort`` to a cohort of their own that needs revision ``needs`` next
+    (their send failed while the others' went out)."""
+    moved = dataclasses.replace(cohort, ids=dict.fromkeys(ids), cursor=needs)
     for watch_id in moved.ids:
         del cohort.ids[watch_id]
     if not cohort.ids:
