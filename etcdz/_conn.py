@@ -204,6 +204,11 @@ class Connection:
         while self._monitor.poll(0):
             self._monitor.recv_multipart()
 
+    @property
+    def closed(self) -> bool:
+        """Closed (by a move of the client to another connection, or the client's close)."""
+        return self._closing
+
     def close(self) -> None:
         """Close from any thread; the socket goes now, or when the leader sees the wake-up."""
         with self._cond:

@@ -32,6 +32,7 @@ from etcdz._aio_conn import AioConnection
 from etcdz._aio_watch import AioWatchStream
 from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
 from etcdz._calls import (
+    NOT_SENT,
     Failover,
     WriteSession,
     cluster_id_of,
@@ -260,6 +261,8 @@ class AsyncClient(Settings):
             conn = self._connection()
             msg_id, frames = self._session.attempt(body, seq, token)
             got = await conn.exchange(msg_id, frames, deadline, self.dial_timeout)
+            if got is NOT_SENT and conn.closed:
+                continue  # another call moved the client on before ours left: on the new connection
             outcome = decode_reply(got, conn.url) if isinstance(got, bytes) else got
             self.cluster_id = cluster_id_of(outcome) or self.cluster_id
             step = attempts.step(outcome, loop.time() >= deadline)

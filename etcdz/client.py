@@ -30,6 +30,7 @@ import proto_schemas as pb  # a protocol module is imported by the first call th
 from etcdz import ops
 from etcdz._api import RequestApi, Settings, disarm_request, disarm_targets, disarmed, next_chunk
 from etcdz._calls import (
+    NOT_SENT,
     WRITES,
     Failover,
     WriteSession,
@@ -197,6 +198,8 @@ class Client(Settings, RequestApi):
             conn = self._connection()
             msg_id, frames = self._session.attempt(body, seq, token)
             got = conn.exchange(msg_id, frames, deadline, self.dial_timeout)
+            if got is NOT_SENT and conn.closed:
+                continue  # another call moved the client on before ours left: on the new connection
             outcome = decode_reply(got, conn.url) if isinstance(got, bytes) else got
             self.cluster_id = cluster_id_of(outcome) or self.cluster_id
             step = attempts.step(outcome, time.monotonic() >= deadline)
