@@ -177,26 +177,22 @@ class Delivery:
             if self.head + 1 < self.window_start:
                 self._unsync_all()  # the window no longer holds what they need: from history
             else:
-                self._deliver_synced(now)
+                self._deliver_synced()
             self.head = self.revision
         self._deliver_lagging(now)
         self._stripped.clear()
 
-    def _deliver_synced(self, now: float) -> None:
+    def _deliver_synced(self) -> None:
         """Revisions ``head + 1`` to ``revision`` to the synced cohorts they match, a stream's
-        together (so that alike ones share a response). A synced cohort of a stream resting
-        after a stall waits as a lagging one."""
+        together (so that alike ones share a response). A stream resting after a stall has no
+        synced cohort (``stalled`` made them all lagging, and only a delivery that looks at the
+        stream syncs one), so nothing here is sent to a client that is not reading."""
         assert self.revision is not None
         done: dict[tuple[Any, ...], list[tuple[list[Event], int]]] = {}
         by_stream: dict[bytes, list[tuple[Cohort, list[tuple[int, list[Event]]]]]] = {}
         for w, revs in self._matched(self.head + 1).items():
-            stream = self.streams.get(w.route)
-            if stream is None or w in stream.lagging:
-                continue
-            if stream.resting_until > now:
-                self._lag(stream, w)
-                continue
-            by_stream.setdefault(w.route, []).append((w, revs))
+            if w not in self.streams[w.route].lagging:  # a lagging one goes from its own cursor
+                by_stream.setdefault(w.route, []).append((w, revs))
         for route, matched in by_stream.items():
             stream = self.streams[route]
             for w, revs in matched:
@@ -262,13 +258,8 @@ class Delivery:
     def _unsync(self, stream: Stream) -> None:
         """The synced cohorts of ``stream`` become lagging; the stream is looked at next time."""
         for w in [w for w in stream.cohorts if w not in stream.lagging]:
-            self._lag(stream, w)
-        self._unsettled[stream.route] = None
-
-    def _lag(self, stream: Stream, w: Cohort) -> None:
-        """Synced ``w`` becomes lagging, needing ``head + 1`` next."""
-        w.cursor = self.head + 1
-        stream.lagging[w] = None
+            w.cursor = self.head + 1
+            stream.lagging[w] = None
         self._unsettled[stream.route] = None
 
     def _matched(self, first: int) -> dict[Cohort, list[tuple[int, list[Event]]]]:
