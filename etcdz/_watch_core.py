@@ -247,13 +247,8 @@ class StreamCore:
         if isinstance(msg, WatchPong):
             self._pong(msg, now, cluster_id)
         elif isinstance(msg, WatchResponses):
-            watches = self.watches
-            for resp in msg.each():  # thousands a put: the usual case without a call more
-                w = watches.get(resp.watch_id)
-                if w is None or resp.canceled:
-                    self._dispatch(resp)
-                elif not w._feed(resp):
-                    del watches[w.id]
+            for resp in msg.each():
+                self._dispatch(resp)
         elif isinstance(msg, WatchResponse):
             self._dispatch(msg)
 
@@ -285,13 +280,16 @@ class StreamCore:
         self.hub_id, self.hub_stream = msg.hub_id, msg.stream
 
     def _dispatch(self, resp: WatchResponse) -> None:
-        if resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
+        """One response to its watch (thousands a put: the usual case costs one lookup)."""
+        one = self.watches.get(resp.watch_id)
+        if one is not None and not resp.canceled:
+            if not one._feed(resp):
+                del self.watches[one.id]
+        elif resp.watch_id == PROGRESS_ALL:  # not for watches this hub has yet to create
             for w in [w for w in self.watches.values() if w.confirmed]:
                 self._hand(w, resp)
-        else:
-            one = self.watches.get(resp.watch_id)
-            if one is not None:
-                self._hand(one, resp)
+        elif one is not None:
+            self._hand(one, resp)
 
     def _hand(self, w: WatchState, resp: WatchResponse) -> None:
         if resp.canceled and self._needs_login(w, resp):
