@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import random
 import sys
@@ -140,16 +141,27 @@ MakeOp = Callable[[Conn, random.Random, int], Callable[[], object]]
 
 
 def run_load(
-    conns: list[Conn], clients: int, seconds: float, total: int, make_op: MakeOp, progress: bool = False
+    conns: list[Conn],
+    clients: int,
+    seconds: float,
+    total: int,
+    make_op: MakeOp,
+    progress: bool = False,
+    rate: float = 0.0,
 ) -> tuple[Result, float]:
     """Run ``clients`` threads, client ``i`` on ``conns[i % len(conns)]``, each looping the
     request ``make_op`` built for it (before the clock starts) until ``seconds`` have passed or
-    ``total`` requests were issued by all; the merged outcomes and the elapsed seconds."""
+    ``total`` requests were issued by all; the merged outcomes and the elapsed seconds. With
+    ``rate`` (requests per second, all clients together), the n-th request starts no earlier
+    than n / ``rate`` seconds after the start, as etcd's benchmark ``--rate`` limits: the same
+    offered load for every run, so that CPU per request compares across code versions."""
     results = [Result() for _ in range(clients)]
+    slots = itertools.count()
     remaining = [total]
     lock = threading.Lock()
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
+    began = [0.0]
 
     def worker(i: int) -> None:
         rng = random.Random(i)
@@ -166,6 +178,10 @@ def run_load(
                     if remaining[0] <= 0:
                         return
                     remaining[0] -= 1
+            if rate:
+                wait = began[0] + next(slots) / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             t0 = time.perf_counter()
             try:
                 op()
@@ -178,8 +194,8 @@ def run_load(
     for t in threads:
         t.start()
     stop_at[0] = time.monotonic() + (seconds if not total else 3600)
+    began[0] = time.perf_counter()
     start_gate.wait()
-    began = time.perf_counter()
 
     def done() -> int:
         return sum(r.done for r in results)
@@ -187,7 +203,7 @@ def run_load(
     with Progress(done, total, seconds, sys.stderr) if progress else contextlib.nullcontext():
         for t in threads:
             t.join()
-    elapsed = time.perf_counter() - began
+    elapsed = time.perf_counter() - began[0]
     merged = Result()
     for r in results:
         merged.latencies.extend(r.latencies)
@@ -310,6 +326,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--seconds", type=float, default=10.0, help="run this long (unless --total is given)")
     p.add_argument("--total", type=int, default=0, help="stop after this many requests instead")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="at most this many requests per second, all clients together (0: no limit)",
+    )
     p.add_argument("--key-size", type=int, default=8)
     p.add_argument("--val-size", type=int, default=256)
     p.add_argument("--key-space-size", type=int, default=10_000)
@@ -324,6 +346,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.command == "txn-cas" and args.client == "aio":
         p.error("txn-cas reads each swap's answer before the next: it runs on blocking clients")
+    if args.rate and args.client == "aio":
+        p.error("--rate paces the blocking clients (--client sync)")
     if args.txn_ops > args.key_space_size:
         p.error("--txn-ops cannot exceed --key-space-size (a txn may not put one key twice)")
     args.conns = args.conns or (1 if args.client == "aio" else args.clients)
@@ -353,7 +377,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         make_op = load_for(args, conns[0])
         progress = args.progress or sys.stderr.isatty()
-        result, elapsed = run_load(conns, args.clients, args.seconds, args.total, make_op, progress)
+        result, elapsed = run_load(
+            conns, args.clients, args.seconds, args.total, make_op, progress, rate=args.rate
+        )
     finally:
         for c in conns:
             c.close()
