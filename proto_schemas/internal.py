@@ -139,6 +139,7 @@ class Persist:
     messages: list[RaftMessage] = field(default_factory=list)
     snapshot: Snapshot | None = None  # installed from the leader: saved before the entries
     generation: int = 0  # the raft core's, as in its ``WalLoad`` (see actors/wal/core.py)
+    seq: int = 0  # counts the core's Persists, echoed in ``Persisted`` (actors/raft/persisting.py)
 
 
 @message(307)
@@ -147,6 +148,8 @@ class Persisted:
     last_index: int
     last_term: int
     messages: list[RaftMessage] = field(default_factory=list)
+    generation: int = 0  # of the batch's last ``Persist``
+    seq: int = 0  # of the batch's last ``Persist``: every one up to it is durable
 
 
 @message(308)

@@ -15,12 +15,11 @@ Rules (only neighbours in one peer's sequence are merged, so no message overtake
   second: an answer for index ``i`` acknowledges everything up to ``i``. Rejections, heartbeats,
   votes and snapshots are never merged.
 
-A commit index alone is worth little on its own: an append that carries no entries (the leader's
-commit moved, nothing new to send) is held back briefly (``hold_commit_only``), and the next
-append to that peer, which continues it, carries the commit instead. A follower then steps,
-answers and is answered once per batch of entries rather than once more per commit. Only the
-delivery is delayed, which raft tolerates; the shell sends what it holds after a few
-milliseconds at most.
+An append that carries only a commit index (the leader's commit moved, nothing new to send)
+goes out at once, as in etcd. It used to be held back for the next append to carry; now that a
+follower answers it without a trip through its WAL writer (persisting.py) it costs little, and
+under load the leader's rounds come a group-commit delay apart (group_commit.py), so holding it
+mostly delayed the followers' applies, and with them the answers to their clients.
 """
 
 from __future__ import annotations
@@ -67,23 +66,3 @@ def _joined(run: list[RaftMessage]) -> RaftMessage:
     """One append for a run of appends that continue each other."""
     entries = [e for m in run for e in m.entries]
     return dataclasses.replace(run[0], entries=entries, commit=max(m.commit for m in run))
-
-
-def hold_commit_only(
-    messages: list[RaftMessage], held: dict[int, RaftMessage]
-) -> tuple[list[RaftMessage], dict[int, RaftMessage]]:
-    """What to send now, and which entry-less appends to hold back (by peer).
-
-    ``held`` (what an earlier flush held) goes out ahead of anything newer to the same peer,
-    merged with it where ``coalesce`` can; a peer whose last message is an entry-less append
-    gets that append held instead of sent."""
-    if held:
-        peers = {m.to for m in messages}
-        messages = [*(m for p, m in held.items() if p in peers), *messages]
-        held = {p: m for p, m in held.items() if p not in peers}
-    out = coalesce(messages)
-    last_for = {m.to: i for i, m in enumerate(out)}
-    hold = {i for i in last_for.values() if out[i].type is MessageType.APP and not out[i].entries}
-    if not hold:
-        return out, held
-    return [m for i, m in enumerate(out) if i not in hold], {**held, **{out[i].to: out[i] for i in hold}}

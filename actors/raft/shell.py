@@ -31,10 +31,11 @@ import structlog
 import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
-from actors.raft.coalesce import hold_commit_only
+from actors.raft.coalesce import coalesce
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
+from actors.raft.persisting import Persisting
 from actors.raft.promotion import AutoPromoter, PromotionRules
-from actors.raft.rawnode import Config, ProposalDropped, RawNode, Ready, Role, must_sync
+from actors.raft.rawnode import Config, ProposalDropped, RawNode, Ready, Role
 from actors.raft.shell_peers import peer_queries
 from actors.raft.shell_status import StatusShell
 from actors.raft.snapshots import Snapshots
@@ -59,7 +60,6 @@ from proto_schemas.internal import (
     ApplyFrom,
     BackendState,
     BackendStateRequest,
-    Persist,
     Persisted,
     Propose,
     ProposeFailed,
@@ -70,13 +70,11 @@ from proto_schemas.internal import (
     WalState,
 )
 from proto_schemas.raft import (
-    HardState,
     RaftMessage,
 )
 
 HELD_RELEASE_S = 0.005  # how often frames held back by an injected delay are looked at (only
 # once a delay was injected: a member never faulted keeps its idle loop quiet)
-COMMIT_HOLD_S = 0.002  # longest an append carrying only a commit index waits for entries to ride with
 RESYNC_BYTES = 4 << 20  # committed entries per ``Apply`` when the apply worker asks for them again
 
 
@@ -162,13 +160,11 @@ class RaftShell(StatusShell):
         self.loop.on_frames(self.peers.inbox, self.from_peers)
         self.loop.every(config.heartbeat_interval_ms / 1000, self.tick)
         self._releasing = False  # the timer for delayed peer frames is running
-        self._held: dict[int, RaftMessage] = {}  # entry-less appends held back, by peer (coalesce.py)
         self.loop.after_batch(self.flush)
         self._apply_from: int | None = None  # an ``ApplyFrom`` heard before the WAL was loaded
         self.generation = random.getrandbits(63) | 1  # this core's, for the WAL writer
-        self._hard_state: HardState | None = None  # newer than the WAL's, not sent yet
         self._replayed_to = 0  # the log's last index at start: entries up to it happened before
-        self._term_vote = (0, 0)  # of the last hard state sent to the WAL writer
+        self.persisting = Persisting()
         send(self.to_wal, WalLoad(generation=self.generation))
         # Neighbours that ran on while this core restarted: the apply worker tells the applied
         # index again, the gateway fails read index rounds asked of the old core.
@@ -188,7 +184,7 @@ class RaftShell(StatusShell):
         storage.append(state.entries)
         storage.set_hard_state(state.hard_state)
         self._replayed_to = state.entries[-1].index if state.entries else snap_index
-        self._term_vote = (state.hard_state.term, state.hard_state.vote)
+        self.persisting.loaded(state.hard_state)
         self.node = RawNode(
             Config(
                 id=self.config.member_id,
@@ -264,6 +260,8 @@ class RaftShell(StatusShell):
                 else:
                     node.read_index(msg.read_id.to_bytes(8, "big"))
             elif isinstance(msg, Persisted):
+                if msg.generation == self.generation:  # not a dead predecessor's write
+                    self.persisting.persisted(msg.seq)
                 node.on_persisted(msg.last_index, msg.last_term)
                 self._outgoing.extend(msg.messages)  # sent with this iteration's flush
             elif isinstance(msg, Applied):
@@ -364,38 +362,15 @@ class RaftShell(StatusShell):
                 self._campaign_if_alone(node)
         if self._outgoing:
             outgoing, self._outgoing = self._outgoing, []
-            had_held = bool(self._held)
-            now, self._held = hold_commit_only(outgoing, self._held)
-            self._send_peers(now)
-            if self._held and not had_held:
-                self.loop.after(COMMIT_HOLD_S, self._release_held)
+            self._send_peers(coalesce(outgoing))
         self._report_status(node)
 
     def _persist(self, rd: Ready) -> None:
-        """Hand the WAL writer what must be durable. A Ready in which only the commit index
-        moved sends nothing: commit is knowledge a restarted member learns again (from the
-        leader, or as the lone voter from its own log), so it rides along with the next entries
-        or vote instead of costing a message, a WAL write and an acknowledgement per commit."""
-        hs = rd.hard_state
-        if hs is not None:
-            self._hard_state = hs
-        term_vote = (hs.term, hs.vote) if hs is not None else self._term_vote
-        if not rd.messages_after_persist and not must_sync(
-            term_vote, self._term_vote, bool(rd.entries), rd.snapshot is not None
-        ):
-            return
-        self._term_vote = term_vote
-        send(
-            self.to_wal,
-            Persist(
-                entries=list(rd.entries),
-                hard_state=self._hard_state,
-                messages=list(rd.messages_after_persist),
-                snapshot=rd.snapshot,
-                generation=self.generation,
-            ),
-        )
-        self._hard_state = None
+        """Hand the WAL writer what must be durable (``persisting.py``)."""
+        persist, now = self.persisting.take(rd, self.generation)
+        if persist is not None:
+            send(self.to_wal, persist)
+        self._outgoing.extend(now)
 
 
 def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:

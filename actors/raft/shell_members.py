@@ -44,7 +44,6 @@ from proto_schemas.raft import (
     ConfChangeType,
     Entry,
     EntryType,
-    RaftMessage,
     Snapshot,
 )
 
@@ -70,7 +69,6 @@ class MemberShell:
     _replayed_to: int
     queries: PeerQueries
     to_lease: zmq.Socket[bytes]
-    _held: dict[int, RaftMessage]
 
     def _join_info(self, query: JoinQuery) -> JoinInfo:
         """Tell a member that is joining which id ``member add`` gave it."""

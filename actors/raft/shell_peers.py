@@ -166,9 +166,3 @@ class PeerShell(MemberShell):
                         continue
         if rids:
             send(self.to_gateway, ProposeFailed(request_ids=rids, code=ErrorCode.NO_LEADER))
-
-    def _release_held(self) -> None:
-        """Send the entry-less appends no newer append has carried along meanwhile."""
-        held, self._held = self._held, {}
-        if held:
-            self._send_peers(list(held.values()))

@@ -14,7 +14,9 @@ Rules:
   makes it durable anyway. Without this every write cost each member a second fsync.
 - The raft messages of a batch (a follower's append response, a vote) are released only in the
   ``Persisted`` built after that batch is durable: nothing is acknowledged before it is on disk
-  (Raft thesis 3.8: persist before responding).
+  (Raft thesis 3.8: persist before responding). It names the generation and sequence number
+  of the batch's last ``Persist``, so that the raft core knows when none is still on its way
+  (actors/raft/persisting.py).
 - ``WalLog`` mirrors what a replay of the WAL would find now, so that a raft core restarted
   alone loads its log from the running writer instead of a writer that replays the files. Each
   raft core names itself with a random ``generation`` in ``WalLoad`` and every ``Persist``:
@@ -39,6 +41,7 @@ class Batch(NamedTuple):
     messages: list[RaftMessage]
     snapshot: Snapshot | None = None
     must_sync: bool = True
+    last: tuple[int, int] = (0, 0)  # (generation, seq) of its last ``Persist``
 
 
 class WalWriterCore:
@@ -54,6 +57,7 @@ class WalWriterCore:
         self._messages: list[RaftMessage] = []
         self._snapshot: Snapshot | None = None
         self._open = False  # something was added since the last take_batch
+        self._last = (0, 0)  # (generation, seq) of the last ``Persist`` added to the open batch
         self._term_vote = (hard_state.term, hard_state.vote) if hard_state else (0, 0)  # last handed out
         self._in_flight: Batch | None = None
         self.generation = 0  # the raft core's that loaded last (0: none yet)
@@ -78,6 +82,7 @@ class WalWriterCore:
         if msg.hard_state is not None:
             self._hard_state = msg.hard_state
         self._messages.extend(msg.messages)
+        self._last = (msg.generation, msg.seq)
         self._open = True
         return True
 
@@ -91,7 +96,7 @@ class WalWriterCore:
         term_vote = (hs.term, hs.vote) if hs is not None else self._term_vote
         sync = must_sync(term_vote, self._term_vote, bool(self._entries), self._snapshot is not None)
         self._term_vote = term_vote
-        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot, sync)
+        batch = Batch(self._entries, self._hard_state, self._messages, self._snapshot, sync, self._last)
         self._entries, self._hard_state, self._messages, self._snapshot = [], None, [], None
         self._open = False
         if batch.snapshot is not None:
@@ -120,6 +125,8 @@ class WalWriterCore:
             last_index=self.last_index,
             last_term=self.last_term,
             messages=list(done.messages) if done is not None else [],
+            generation=done.last[0] if done is not None else 0,
+            seq=done.last[1] if done is not None else 0,
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.raft.coalesce import coalesce, hold_commit_only
+from actors.raft.coalesce import coalesce
 from proto_schemas.raft import Entry, MessageType, RaftMessage
 
 APP, RESP, BEAT = MessageType.APP, MessageType.APP_RESP, MessageType.HEARTBEAT
@@ -63,22 +63,3 @@ def test_append_answers_keep_the_last_success_and_every_rejection() -> None:
     assert coalesce([resp(11), resp(9, reject=True), resp(12)]) == [resp(11), resp(9, reject=True), resp(12)]
     assert coalesce([resp(12), resp(11)]) == [resp(12), resp(11)]  # behind: not merged
     assert coalesce([resp(12), resp(13, term=3)]) == [resp(12), resp(13, term=3)]
-
-
-def test_an_append_carrying_only_a_commit_is_held_until_entries_can_carry_it() -> None:
-    beat = RaftMessage(type=BEAT, to=3, from_=1, term=2, commit=12)
-    now, held = hold_commit_only([app(2, 12, 2, [], commit=12), beat, app(3, 12, 2, [], commit=12)], {})
-    assert now == [beat] and held == {2: app(2, 12, 2, [], commit=12), 3: app(3, 12, 2, [], commit=12)}
-    # The next flush to peer 2 has entries: they carry the commit; peer 3 stays held.
-    now, held = hold_commit_only([app(2, 12, 2, [13], commit=12)], held)
-    assert now == [app(2, 12, 2, [13], commit=12)] and held == {3: app(3, 12, 2, [], commit=12)}
-
-
-def test_a_held_append_goes_out_before_newer_messages_to_its_peer() -> None:
-    """What cannot merge with it (a vote, a heartbeat) still follows it, never overtakes it."""
-    beat = RaftMessage(type=BEAT, to=2, from_=1, term=3, commit=12)
-    now, held = hold_commit_only([beat], {2: app(2, 12, 2, [], commit=12)})
-    assert now == [app(2, 12, 2, [], commit=12), beat] and held == {}
-    # An append with entries is never held, nor one that entries follow in the same flush.
-    now, held = hold_commit_only([app(2, 12, 2, [], commit=12), app(2, 12, 2, [13], commit=12)], {})
-    assert now == [app(2, 12, 2, [13], commit=12)] and held == {}

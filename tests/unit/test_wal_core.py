@@ -25,21 +25,37 @@ def test_nothing_added_means_no_batch() -> None:
 
 def test_everything_since_the_last_batch_is_one_batch() -> None:
     core = WalWriterCore()
-    core.add(Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)]))
-    core.add(Persist(entries=ents(3, 3), hard_state=HardState(term=1, vote=1, commit=2)))
-    core.add(Persist(messages=[resp(3, 3)]))
+    core.add(Persist(entries=ents(1, 2), hard_state=HardState(term=1, vote=1), messages=[resp(2, 2)], seq=1))
+    core.add(Persist(entries=ents(3, 3), hard_state=HardState(term=1, vote=1, commit=2), seq=2))
+    core.add(Persist(messages=[resp(3, 3)], seq=3))
     batch = core.take_batch()
-    assert batch == Batch(ents(1, 3), HardState(term=1, vote=1, commit=2), [resp(2, 2), resp(3, 3)])
-    entries, hard_state, messages, snapshot, must_sync = batch  # also a plain tuple
+    assert batch == Batch(
+        ents(1, 3), HardState(term=1, vote=1, commit=2), [resp(2, 2), resp(3, 3)], last=(0, 3)
+    )
+    entries, hard_state, messages, snapshot, must_sync, last = batch  # also a plain tuple
     assert snapshot is None and must_sync
     assert core.take_batch() is None
     # What arrives while that batch is being synced goes into the next one.
-    core.add(Persist(entries=ents(4, 4), messages=[resp(2, 4)]))
+    core.add(Persist(entries=ents(4, 4), messages=[resp(2, 4)], seq=4))
     ack = core.persisted(batch)
-    assert ack == Persisted(last_index=3, last_term=1, messages=[resp(2, 2), resp(3, 3)])
+    assert ack == Persisted(last_index=3, last_term=1, messages=[resp(2, 2), resp(3, 3)], seq=3)
     nxt = core.take_batch()
     assert nxt is not None and nxt.entries == ents(4, 4) and nxt.hard_state is None
-    assert core.persisted(nxt) == Persisted(last_index=4, last_term=1, messages=[resp(2, 4)])
+    assert core.persisted(nxt) == Persisted(last_index=4, last_term=1, messages=[resp(2, 4)], seq=4)
+
+
+def test_an_ack_names_the_generation_and_sequence_number_of_its_batchs_last_persist() -> None:
+    """What the raft core counts its writes still on their way by (actors/raft/persisting.py)."""
+    core = WalWriterCore()
+    core.add(Persist(entries=ents(1, 1), generation=5, seq=8))
+    core.add(Persist(entries=ents(2, 2), generation=5, seq=9))
+    ack = core.persisted(core.take_batch())
+    assert (ack.generation, ack.seq) == (5, 9)
+    core.generation = 7  # a new raft core loaded: its writes count from 1 again
+    assert not core.add(Persist(entries=ents(3, 3), generation=5, seq=10))
+    core.add(Persist(entries=ents(3, 3), generation=7, seq=1))
+    ack = core.persisted(core.take_batch())
+    assert (ack.generation, ack.seq) == (7, 1)
 
 
 def test_conflicting_suffix_within_a_batch_is_never_written() -> None:
