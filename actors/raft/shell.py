@@ -32,6 +32,7 @@ import zmq
 
 from actors.raft.cluster_calls import ClusterCalls
 from actors.raft.coalesce import coalesce
+from actors.raft.group_commit import GroupCommit
 from actors.raft.membership import MembershipLog, MemberTable, bootstrap_changes
 from actors.raft.persisting import Persisting
 from actors.raft.promotion import AutoPromoter, PromotionRules
@@ -86,6 +87,10 @@ class RaftShell(StatusShell):
         self.node: RawNode | None = None
         self.applied = 0
         self._outgoing: list[RaftMessage] = []  # to peers, sent once at the end of the flush
+        self.group_commit: GroupCommit[Propose | RaftMessage] = GroupCommit(
+            config.group_commit_delay_ms / 1000, config.group_commit_siblings
+        )
+        self._group_commit_armed = False  # a timer will release what group_commit holds
         self._status_sent_at = 0.0
         self._status_key: tuple[int, ...] = ()  # (term, leader, table epoch, commit, applied) last sent
         self._table_epoch = 0  # bumped on every membership change
@@ -253,7 +258,7 @@ class RaftShell(StatusShell):
             if node is None:
                 self._refuse(msg)
             elif isinstance(msg, Propose):
-                self._propose(node, msg)
+                self._offer_proposal(msg)
             elif isinstance(msg, ReadIndexRequest):
                 if node.status.leader == 0:
                     send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
@@ -307,6 +312,36 @@ class RaftShell(StatusShell):
             send(self.to_gateway, ProposeFailed(request_ids=msg.request_ids, code=ErrorCode.NO_LEADER))
         elif isinstance(msg, ReadIndexRequest):
             send(self.to_gateway, ReadIndexResponse(read_id=msg.read_id, code=ErrorCode.NO_LEADER))
+
+    def _offer_proposal(self, proposal: Propose | RaftMessage) -> None:
+        """Step a proposal (the gateway's, or a follower's forwarded one) now, or, on a leader
+        under load, hold it to share the next round with others (group_commit.py)."""
+        node = self.node
+        assert node is not None
+        if node.position()[1] != self.config.member_id:  # not the leader: forwarded at once
+            self._step_proposal(node, proposal)
+            return
+        now = time.monotonic()
+        size = len(proposal.data) if isinstance(proposal, Propose) else len(proposal.entries)
+        for p in self.group_commit.offer(proposal, size, now):
+            self._step_proposal(node, p)
+        due = self.group_commit.due
+        if due is not None and not self._group_commit_armed:
+            self._group_commit_armed = True
+            self.loop.after(max(0.0, due - now), self._release_proposals)
+
+    def _release_proposals(self) -> None:
+        self._group_commit_armed = False
+        node = self.node
+        assert node is not None
+        for p in self.group_commit.release(time.monotonic()):
+            self._step_proposal(node, p)
+
+    def _step_proposal(self, node: RawNode, proposal: Propose | RaftMessage) -> None:
+        if isinstance(proposal, Propose):
+            self._propose(node, proposal)
+        else:
+            node.step(proposal)
 
     def _propose(self, node: RawNode, msg: Propose) -> None:
         if not msg.data:

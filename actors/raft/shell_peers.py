@@ -73,6 +73,10 @@ class PeerShell(MemberShell):
     def from_peers(self, frames: list[list[bytes]]) -> None:
         self.peers.receive(frames, self._from_peer, self._join_info, self._member_query)
 
+    def _offer_proposal(self, proposal: RaftMessage) -> None:
+        """Step a follower's proposal now or hold it for a shared round (shell.py)."""
+        raise NotImplementedError
+
     def _member_query(self, asker: bytes, query: MemberQuery) -> None:
         node = self.node
         if isinstance(query, ReadIndexQuery) and (node is None or node.status.leader == 0):
@@ -133,6 +137,9 @@ class PeerShell(MemberShell):
         if isinstance(msg, PeerBatch):
             for m in msg.messages:
                 if m.to == self.config.member_id:
+                    if m.type is MessageType.PROP:
+                        self._offer_proposal(m)
+                        continue
                     try:
                         node.step(m)
                     except LogLost as exc:

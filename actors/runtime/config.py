@@ -45,6 +45,8 @@ class NodeConfig:
     snapshot_count: int = 100_000
     snapshot_catchup_entries: int = 5000
     heartbeat_interval_ms: int = 100
+    group_commit_delay_ms: int = 5  # actors/raft/group_commit.py (0: off)
+    group_commit_siblings: int = 4
     election_timeout_ms: int = 1000
     request_timeout_ms: int = 7000
     auto_promote_max_lag: int = 1000  # entries a learner may be behind and still be promoted

@@ -25,6 +25,8 @@ def test_defaults_are_etcds() -> None:
     assert cfg.max_request_bytes == 1536 * 1024
     assert (cfg.heartbeat_interval_ms, cfg.election_timeout_ms) == (100, 1000)
     assert cfg.election_tick == 10
+    assert (cfg.group_commit_delay_ms, cfg.group_commit_siblings) == (5, 4)
+    assert resolve(["--group-commit-delay", "0s"], environ={}).group_commit_delay_ms == 0
     assert cfg.peers == {cfg.member_id: "default"}
 
 
@@ -58,6 +60,9 @@ def test_every_member_computes_the_same_ids() -> None:
         (["--listen-client-urls", "http://127.0.0.1:1"], "tcp://host:port"),
         (["--snapshot-count", "many"], "expected int"),
         (["--election-timeout", "200"], "at least 5 times"),
+        (["--group-commit-delay", "5"], "duration like"),
+        (["--group-commit-delay", "200ms"], "tenth of --election-timeout"),
+        (["--group-commit-siblings", "0"], "siblings at least 1"),
         (["--initial-cluster-state", "maybe"], "new' or 'existing"),
         (["--max-watchers-per-stream", "0"], "--max-watchers-per-stream must be at least 1"),
         (["--max-client-requests-in-flight", "0"], "in-flight must be at least 1"),
