@@ -253,6 +253,23 @@ class ReadResult:
     body: bytes
 
 
+@message(376)
+@wire
+class ReadBatch:
+    """The reads a gateway sends its backend in one turn of its loop, as one message: a message
+    costs each end more than the read (docs/performance.md)."""
+
+    reads: list[ReadRequest]
+
+
+@message(377)
+@wire
+class ReadResults:
+    """The answers to one ``ReadBatch``."""
+
+    results: list[ReadResult]
+
+
 @message(318)
 @wire
 class BackendStateRequest:

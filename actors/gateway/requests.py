@@ -24,7 +24,7 @@ from proto_schemas.auth import AUTH_REQUESTS, AuthCheckRequest
 from proto_schemas.cluster import CLUSTER_CHANGES, CLUSTER_REQUESTS, PeerBatch, ReadIndexQuery
 from proto_schemas.codec import DecodeError, decode, encode
 from proto_schemas.errors import ErrorCode, ErrorResponse, EtcdzError, error_response
-from proto_schemas.internal import Propose, ReadIndexRequest
+from proto_schemas.internal import Propose, ReadBatch, ReadIndexRequest, ReadRequest
 from proto_schemas.kv import (
     CompactionRequest,
     DeleteRangeRequest,
@@ -113,6 +113,23 @@ class Outbox:
     # it, or None: the call then times out (see ``Routing.take_outbox``)
     at_leader: list[tuple[ToLeader, Propose | ReadIndexRequest | None]] = field(default_factory=list)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields) to log
+
+
+def batched_reads(to_mvcc: list[Any]) -> list[Any]:
+    """``to_mvcc`` with each run of two or more reads in one ``ReadBatch`` (the backend answers
+    in order, so nothing overtakes anything)."""
+    out: list[Any] = []
+    run: list[ReadRequest] = []
+    for msg in [*to_mvcc, None]:
+        if isinstance(msg, ReadRequest):
+            run.append(msg)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else ReadBatch(reads=run))
+            run = []
+        if msg is not None:
+            out.append(msg)
+    return out
 
 
 WRITES = (

@@ -51,6 +51,7 @@ from proto_schemas.internal import (
     ReadIndexResponse,
     ReadRequest,
     ReadResult,
+    ReadResults,
     Results,
 )
 from proto_schemas.kv import CompactionRequest, StatusResponse
@@ -151,6 +152,11 @@ class Routing(Access):
                 return
         self._answer(rid, body)
 
+    def _read_answered(self, result: ReadResult, now: float) -> None:
+        if error_code(result.body) is ErrorCode.CORRUPT:  # the backend failed its checksums
+            self._raise_alarm(AlarmType.CORRUPT, now)
+        self._lease_answered(result.read_id, result.body)
+
     def internal(self, msg: Any, now: float) -> None:
         if isinstance(msg, Results):
             self.applied = max(self.applied, msg.applied_index)
@@ -166,9 +172,10 @@ class Routing(Access):
                     self._answer(result.request_id, result.body)
             self._release_reads()
         elif isinstance(msg, ReadResult):  # a read's, or the local lease expirer's
-            if error_code(msg.body) is ErrorCode.CORRUPT:  # the backend failed its checksums
-                self._raise_alarm(AlarmType.CORRUPT, now)
-            self._lease_answered(msg.read_id, msg.body)
+            self._read_answered(msg, now)
+        elif isinstance(msg, ReadResults):
+            for answer in msg.results:
+                self._read_answered(answer, now)
         elif isinstance(msg, ReadIndexResponse):
             rids = self._index_rounds.pop(msg.read_id, [])
             if msg.code is not None:

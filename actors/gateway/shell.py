@@ -24,6 +24,7 @@ import zmq
 from actors.auth import jwt
 from actors.gateway import compactor
 from actors.gateway.core import GatewayCore
+from actors.gateway.requests import batched_reads
 from actors.runtime import curve, failpoints
 from actors.runtime.config import NodeConfig
 from actors.runtime.listen import bind_all
@@ -174,7 +175,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 send(to_raft, fallback)  # the raft core passes it on, or refuses it without a leader
             else:  # a lease call: it times out
                 log.debug("call not forwarded to the leader", kind=type(msg).__name__)
-        for msg in out.to_mvcc:
+        for msg in batched_reads(out.to_mvcc):
             send(to_mvcc, msg)
         for msg in out.to_lease:
             send(to_lease, msg)

@@ -43,8 +43,10 @@ from proto_schemas.internal import (
     BackendStateRequest,
     Committed,
     InternalRequest,
+    ReadBatch,
     ReadRequest,
     ReadResult,
+    ReadResults,
     Results,
 )
 from proto_schemas.kv import HashKVRequest, RangeRequest, RangeStreamRequest
@@ -294,6 +296,17 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         send(outs["apply"], ApplyDone(applied_index=applied))
 
     def read(req: ReadRequest) -> None:
+        send(outs.get(req.reply_to, outs["gateway"]), answer(req))
+
+    def read_batch(batch: ReadBatch) -> None:
+        """One ``ReadResults`` per asker (a gateway's batch names only the gateway)."""
+        answers: dict[str, list[ReadResult]] = {}
+        for req in batch.reads:
+            answers.setdefault(req.reply_to, []).append(answer(req))
+        for reply_to, results in answers.items():
+            send(outs.get(reply_to, outs["gateway"]), ReadResults(results=results))
+
+    def answer(req: ReadRequest) -> ReadResult:
         try:
             request = decode(req.body)
             response: Any
@@ -324,7 +337,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         except plyvel.CorruptionError as exc:  # refused, not served: the gateway raises CORRUPT
             log.error("backend corruption detected", error=str(exc))
             body = encode(error_response(ErrorCode.CORRUPT))
-        send(outs.get(req.reply_to, outs["gateway"]), ReadResult(read_id=req.read_id, body=body))
+        return ReadResult(read_id=req.read_id, body=body)
 
     def defragment() -> DefragmentResponse:
         """etcd's defrag: the live records are copied into a fresh LevelDB that replaces the
@@ -396,6 +409,8 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
                 apply(msg)
             elif isinstance(msg, ReadRequest):
                 read(msg)
+            elif isinstance(msg, ReadBatch):
+                read_batch(msg)
             elif isinstance(msg, BackendStateRequest):
                 state(msg)
             elif isinstance(msg, SnapshotPull):

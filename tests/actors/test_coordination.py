@@ -74,6 +74,11 @@ def test_asyncio_client_has_thousands_of_calls_in_flight_on_one_connection(share
             await asyncio.gather(*(client.put(f"/aio/many/{i}", str(i)) for i in range(1500)))
             replies = await asyncio.gather(*(client.get(f"/aio/many/{i}") for i in range(1500)))
             assert [r.kvs[0].value for r in replies] == [str(i).encode() for i in range(1500)]
+            # Served straight by the backend, many to a message (ReadBatch): each its own answer.
+            replies = await asyncio.gather(
+                *(client.get(f"/aio/many/{i}", serializable=True) for i in range(1499, -1, -1))
+            )
+            assert [r.kvs[0].value for r in replies] == [str(i).encode() for i in range(1499, -1, -1)]
             assert len(client._background) == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 120))

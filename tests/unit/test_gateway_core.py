@@ -11,6 +11,7 @@ import pytest
 
 from actors.gateway import compactor
 from actors.gateway.core import MAX_HUBS, GatewayCore
+from actors.gateway.requests import batched_reads
 from proto_schemas.cluster import (
     ClusterCall,
     MemberAddRequest,
@@ -32,6 +33,7 @@ from proto_schemas.internal import (
     Propose,
     ProposeFailed,
     RaftStatus,
+    ReadBatch,
     ReadIndexRequest,
     ReadIndexResponse,
     ReadRequest,
@@ -811,3 +813,12 @@ def test_pending_writes_are_proposed_again_when_the_leader_changes_or_the_backen
     assert core.take_outbox().to_client == [(b"c", 1, b"r")]  # answered once
     core.internal(RaftStatus(member_id=1, cluster_id=2, term=5, leader=1, commit=12, applied=12), 3.0)
     assert core.take_outbox().to_raft == []  # nothing pending, nothing copied
+
+
+def test_a_turns_reads_go_to_the_backend_as_one_message_and_keep_their_place() -> None:
+    r1, r2, r3 = (ReadRequest(read_id=i, body=b"x") for i in (1, 2, 3))
+    probe = BackendStateRequest(read_id=9)
+    assert batched_reads([r1]) == [r1]
+    assert batched_reads([r1, r2, probe, r3]) == [ReadBatch(reads=[r1, r2]), probe, r3]
+    assert batched_reads([probe, r1, r2, r3]) == [probe, ReadBatch(reads=[r1, r2, r3])]
+    assert batched_reads([]) == []
