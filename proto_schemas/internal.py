@@ -6,6 +6,9 @@ The pipeline of a write: gateway ``Propose`` -> raft core ``Persist`` -> WAL wri
 encoded once by the gateway and decoded once by the backend; the committed entries themselves
 are encoded once by the raft core and decoded once by the backend (``Committed``): the apply
 worker orders them by the indexes ``Apply`` names and passes the bytes on.
+
+A read: gateway ``ReadRequest`` (the reads of one turn of its loop as one ``ReadBatch``) ->
+MVCC backend ``ReadResult`` (``ReadResults``) -> gateway.
 """
 
 from __future__ import annotations
