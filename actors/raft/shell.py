@@ -155,6 +155,11 @@ class RaftShell(StatusShell):
             "Learners promoted to voters, by the leader once caught up (auto) or on request (manual).",
             ["how"],
         )
+        self.m_group_commit = metrics.counter(
+            "etcdz_group_commit_proposals_total",
+            "Proposals the leader stepped at once, or held to share a round (--group-commit-delay).",
+            ["how"],
+        )
         ticks = -(-config.auto_promote_after_ms // config.heartbeat_interval_ms)
         self.promoter = AutoPromoter(
             PromotionRules(
@@ -326,6 +331,7 @@ class RaftShell(StatusShell):
         for p in self.group_commit.offer(proposal, size, now):
             self._step_proposal(node, p)
         due = self.group_commit.due
+        self.m_group_commit.inc(how="held" if due is not None else "at_once")
         if due is not None and not self._group_commit_armed:
             self._group_commit_armed = True
             self.loop.after(max(0.0, due - now), self._release_proposals)
