@@ -92,6 +92,9 @@ class GatewayLink(Link):
         super().__init__()
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # Replies waiting to be read: up to max_inflight, and ZeroMQ counts what was read only
+        # in steps of half the mark (as the SDK's connection: etcdz/_conn.py).
+        self.sock.setsockopt(zmq.RCVHWM, 2 * max_inflight + 64)
         curvezmq.connect_as(self.sock, secured)  # type: ignore[arg-type]
         # A standalone door names several members (comma-separated): calls go round-robin to
         # those connected, and none waits queued for a member that is not.
