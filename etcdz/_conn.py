@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from etcdz._calls import LOST, MAX_IN_FLIGHT, NO_REPLY, NOT_SENT, reply_id
+from proto_schemas.envelope import reply_queue
 
 _PENDING = object()
 _wake_ids = itertools.count(1)
@@ -52,9 +53,7 @@ def dealer(ctx: zmq.Context[Any], url: str, configure: Callable[[zmq.Socket[Any]
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-    # Replies waiting to be read: up to MAX_IN_FLIGHT, and ZeroMQ counts what was read only in
-    # steps of half the mark (the gateway's side does the same: actors/gateway/shell.py).
-    sock.setsockopt(zmq.RCVHWM, 2 * MAX_IN_FLIGHT + 64)
+    sock.setsockopt(zmq.RCVHWM, reply_queue(MAX_IN_FLIGHT))
     configure(sock)
     sock.connect(url)
     return sock

@@ -30,6 +30,17 @@ MAX_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes (a watch h
 MAX_REQUEST_ITEMS = 1 << 16  # CBOR items in one client request (a txn of 128 ops has ~1,500)
 
 
+def reply_queue(max_in_flight: int) -> int:
+    """Replies a connection's socket may queue (ZeroMQ's high-water mark) when it carries at
+    most ``max_in_flight`` calls: a gateway's reply pipe to a client, a client's receive side.
+    A reader that keeps up is never owed more than its calls in flight, but a ZeroMQ pipe tells
+    its writer of the reader's progress only every half of its mark: with the mark at the
+    in-flight limit, a burst of answers to a full window made the next answers find the pipe
+    "full" (dropped by a gateway, the calls waiting out their deadline). Twice the limit never
+    drops a reply so owed; a client that does not read still has its replies dropped past it."""
+    return 2 * max_in_flight + 64
+
+
 @message(1)
 @wire
 class Header:

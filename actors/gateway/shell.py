@@ -31,7 +31,7 @@ from actors.runtime.listen import bind_all
 from actors.runtime.loop import NOBLOCK, Loop, send, send_frames
 from proto_schemas.cluster import ReadIndexAnswer
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.envelope import pack
+from proto_schemas.envelope import pack, reply_queue
 from proto_schemas.internal import ActorStarted
 from proto_schemas.lease import LeaseAnswer
 
@@ -39,16 +39,6 @@ from proto_schemas.lease import LeaseAnswer
 # (``--max-client-requests-in-flight``); past it ZeroMQ stops reading that connection (TCP
 # pushes back).
 CLIENT_HWM = 1_000
-
-
-def reply_hwm(max_in_flight: int) -> int:
-    """Replies queued per client connection. A client that reads its replies never has more
-    owed to it than its requests in flight, but a ZeroMQ pipe learns of its reader's progress
-    only every half of its high-water mark: with the mark at the in-flight limit, a burst of
-    answers to a full window made the next answers find the pipe "full" and be dropped (the
-    calls then waited out their deadline). Twice the limit never drops a reply so owed; a client
-    that does not read still has its replies dropped past it, not hoarded."""
-    return 2 * max_in_flight + 64
 CLIENT = b"C"
 LOCAL = b"L"
 
@@ -96,7 +86,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         sock = loop.ctx.socket(zmq.ROUTER)
         curve.serve(sock, secured, "clients")
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.SNDHWM, reply_hwm(config.max_client_inflight))
+        sock.setsockopt(zmq.SNDHWM, reply_queue(config.max_client_inflight))
         sock.setsockopt(zmq.RCVHWM, CLIENT_HWM)
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * config.max_request_bytes + 65536)
         sock.setsockopt(zmq.LINGER, 0)

@@ -30,7 +30,7 @@ import zmq.asyncio
 from actors.runtime import curve as curvezmq
 from actors.runtime.curve import Curve
 from proto_schemas.codec import DecodeError, decode, encode
-from proto_schemas.envelope import pack, unpack_header
+from proto_schemas.envelope import pack, reply_queue, unpack_header
 from proto_schemas.errors import ErrorCode, ErrorResponse, error_response
 from proto_schemas.watch import (
     WatchCancelRequest,
@@ -92,9 +92,7 @@ class GatewayLink(Link):
         super().__init__()
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        # Replies waiting to be read: up to max_inflight, and ZeroMQ counts what was read only
-        # in steps of half the mark (as the SDK's connection: etcdz/_conn.py).
-        self.sock.setsockopt(zmq.RCVHWM, 2 * max_inflight + 64)
+        self.sock.setsockopt(zmq.RCVHWM, reply_queue(max_inflight))
         curvezmq.connect_as(self.sock, secured)  # type: ignore[arg-type]
         # A standalone door names several members (comma-separated): calls go round-robin to
         # those connected, and none waits queued for a member that is not.
