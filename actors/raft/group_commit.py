@@ -15,6 +15,9 @@ The rule, PostgreSQL's ``commit_delay`` / ``commit_siblings`` applied to raft ro
   load of at least ``siblings / delay_s`` requests a second the leader starts one round per
   ``delay_s``.
 - ``delay_s`` 0 turns it off (every proposal at once, as etcd does).
+- A leader alone (no other member to replicate to) releases every proposal at once: its round
+  is a WAL write, which batches by itself (entries arriving during an fsync go with the next),
+  and measured on one member the hold halved the write rate without saving CPU.
 
 Held proposals are only delayed, never dropped: one that reaches a member no longer leader
 when it is released is forwarded or refused there as any proposal would be.
@@ -43,8 +46,13 @@ class GroupCommit(Generic[T]):
         """When the held proposals must go (None: none held)."""
         return self._last_release + self.delay_s if self._held else None
 
-    def offer(self, proposal: T, requests: int, now: float) -> list[T]:
-        """What to step now: ``[proposal]``, or nothing if it is held until ``due``."""
+    def offer(self, proposal: T, requests: int, now: float, alone: bool = False) -> list[T]:
+        """What to step now: ``[proposal]`` (with anything held, if ``alone``), or nothing if
+        it is held until ``due``."""
+        if alone:  # anything still held (the peers just left) goes first, in order
+            held, self._held = self._held, []
+            self._mark(now, (self._held_requests if held else 0) + requests)
+            return [*held, proposal]
         if self._held:
             self._held.append(proposal)
             self._held_requests += requests

@@ -328,7 +328,8 @@ class RaftShell(StatusShell):
             return
         now = time.monotonic()
         size = len(proposal.data) if isinstance(proposal, Propose) else len(proposal.entries)
-        for p in self.group_commit.offer(proposal, size, now):
+        alone = len(node.raft.prs) == 1
+        for p in self.group_commit.offer(proposal, size, now, alone):
             self._step_proposal(node, p)
         due = self.group_commit.due
         self.m_group_commit.inc(how="held" if due is not None else "at_once")

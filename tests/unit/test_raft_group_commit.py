@@ -54,3 +54,20 @@ def test_a_delay_of_zero_holds_nothing() -> None:
     for i in range(5):
         assert gc.offer(str(i), 100, 1.0) == [str(i)]
     assert gc.due is None
+
+
+def test_a_leader_alone_holds_nothing_under_any_load() -> None:
+    """Its round is a WAL write that batches by itself: a hold would only add latency."""
+    gc: GroupCommit[str] = GroupCommit(DELAY, siblings=1)
+    for i in range(5):
+        assert gc.offer(str(i), 100, 1.0 + i / 1000, alone=True) == [str(i)]
+    assert gc.due is None
+
+
+def test_proposals_held_before_the_peers_left_go_first_once_alone() -> None:
+    gc: GroupCommit[str] = GroupCommit(DELAY, siblings=2)
+    gc.offer("a", 2, 0.0)
+    assert gc.offer("b", 1, 0.001) == []
+    assert gc.offer("c", 1, 0.002, alone=True) == ["b", "c"]
+    assert gc.due is None
+    assert gc.release(0.1) == []  # the armed timer finds nothing left
