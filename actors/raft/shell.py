@@ -45,6 +45,7 @@ from actors.raft.transport import PeerTransport
 from actors.runtime import curve
 from actors.runtime.config import NodeConfig
 from actors.runtime.loop import FatalError, Loop, send
+from actors.runtime.round_trace import APPENDED, COMMITTED, OFFERED, PERSISTED, from_environment
 from proto_schemas.cluster import (
     ClusterCall,
     PeerFaults,
@@ -91,6 +92,7 @@ class RaftShell(StatusShell):
             config.group_commit_delay_ms / 1000, config.group_commit_siblings
         )
         self._group_commit_armed = False  # a timer will release what group_commit holds
+        self.trace = from_environment(config.name)  # tools/round_trace.py; None: off
         self._status_sent_at = 0.0
         self._status_key: tuple[int, ...] = ()  # (term, leader, table epoch, commit, applied) last sent
         self._table_epoch = 0  # bumped on every membership change
@@ -270,6 +272,8 @@ class RaftShell(StatusShell):
                 else:
                     node.read_index(msg.read_id.to_bytes(8, "big"))
             elif isinstance(msg, Persisted):
+                if self.trace:
+                    self.trace.record(PERSISTED, msg.last_index)
                 if msg.generation == self.generation:  # not a dead predecessor's write
                     self.persisting.persisted(msg.seq)
                 node.on_persisted(msg.last_index, msg.last_term)
@@ -328,6 +332,8 @@ class RaftShell(StatusShell):
             return
         now = time.monotonic()
         size = len(proposal.data) if isinstance(proposal, Propose) else len(proposal.entries)
+        if self.trace:
+            self.trace.record(OFFERED, size)
         alone = len(node.raft.prs) == 1
         for p in self.group_commit.offer(proposal, size, now, alone):
             self._step_proposal(node, p)
@@ -392,6 +398,8 @@ class RaftShell(StatusShell):
                 self._restored(rd.snapshot)
             self._persist(rd)
             self._outgoing.extend(rd.messages)
+            if self.trace:
+                self._trace(rd)
             if rd.committed_entries:
                 table_changed = self._apply_conf_changes(node, rd.committed_entries)
                 send(self.to_apply, Apply.of(list(rd.committed_entries)))
@@ -406,6 +414,13 @@ class RaftShell(StatusShell):
             outgoing, self._outgoing = self._outgoing, []
             self._send_peers(coalesce(outgoing))
         self._report_status(node)
+
+    def _trace(self, rd: Ready) -> None:
+        assert self.trace is not None
+        if rd.entries:
+            self.trace.record(APPENDED, rd.entries[0].index, rd.entries[-1].index)
+        if rd.committed_entries:
+            self.trace.record(COMMITTED, rd.committed_entries[0].index, rd.committed_entries[-1].index)
 
     def _persist(self, rd: Ready) -> None:
         """Hand the WAL writer what must be durable (``persisting.py``)."""

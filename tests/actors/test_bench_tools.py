@@ -23,6 +23,7 @@ from tools import (
     bench_watch,
     cpu_census,
     profile,
+    round_trace,
 )
 from tools.cluster import LocalCluster
 from tools.etcd_cluster import ETCD
@@ -164,6 +165,19 @@ def test_profile_tool_profiles_every_actor_under_a_load(
     for actor in ("raft", "wal", "apply", "mvcc", "gateway", "lease"):
         assert re.search(rf"^== {actor} on \S+ \(leader\): [\d.]+ s busy, \d+ us/request", text, re.M), actor
     assert len(list(out.glob("*.prof"))) >= 6  # every actor wrote its profile when it stopped
+
+
+def test_round_trace_times_every_stage_of_the_rounds_on_three_members(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert round_trace.main(["--members", "3", "put", "--clients", "4", "--total", "300"]) == 0
+    text = capsys.readouterr().out
+    assert "300 requests" in text
+    assert re.search(r"^\d+ rounds/s on the leader, [\d.]+ entries per round$", text, re.M), text
+    stage_lines = [line for line in text.splitlines() if line.startswith("  ")]
+    assert len(stage_lines) == 3 + 2 * 3  # the leader's three stages, three per follower
+    for line in stage_lines:  # every stage saw entries in the load's middle
+        assert re.search(r"p50 +[\d.]+  p90 +[\d.]+  mean +[\d.]+ ms$", line), line
 
 
 def test_memory_benchmark_counts_the_keys_and_restarts_the_node() -> None:
