@@ -66,6 +66,8 @@ class StoreReads:
     # pending versions of the batch being applied: key -> [(main, sub, record)]
     _overlay: dict[bytes, list[tuple[int, int, bytes]]]
     _overlay_keys: list[bytes]
+    _wb: Any  # the open apply batch's LevelDB write batch (None between batches)
+    _seeker: Any  # the open batch's raw iterator for single-key lookups (see ``_lookup``)
 
     def header(self, raft_term: int | None = None) -> ResponseHeader:
         return ResponseHeader(
@@ -233,9 +235,28 @@ class StoreReads:
             if best is not None:
                 return _to_kv(key, *best)
         prefix = K.INDEX + K.enc(key)
-        for ikey, raw in self.db.iterator(start=prefix, stop=prefix + K.rev_bytes(rev + 1, 0), reverse=True):
-            return _to_kv(key, K.split_index_key(ikey)[1], raw)
+        it = self._lookup()
+        it.seek(prefix + K.rev_bytes(rev + 1, 0))  # past the newest version at ``rev``...
+        if it.valid():
+            it.prev()  # ... and back to it
+        else:
+            it.seek_to_last()
+        if it.valid():
+            ikey = it.key()
+            if ikey.startswith(prefix):  # ``enc`` is prefix-free: one key's versions only
+                return _to_kv(key, K.split_index_key(ikey)[1], it.value())
         return None
+
+    def _lookup(self) -> Any:
+        """A raw iterator for ``_latest``. Making one costs more than the seek (LevelDB pins the
+        memtables and every table file), so an apply batch makes one for all its lookups: the
+        database does not change until the batch commits (its writes wait in the overlay), and
+        ``_commit`` drops it. Between batches each read makes its own, which sees every commit."""
+        if self._wb is None:
+            return self.db.raw_iterator()
+        if self._seeker is None:
+            self._seeker = self.db.raw_iterator()
+        return self._seeker
 
     def _kvs(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
         return list(self._iter(key, range_end, rev))

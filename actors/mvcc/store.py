@@ -86,6 +86,7 @@ class MvccStore(StoreReads):
         self._overlay = {}
         self._overlay_keys = []
         self._wb: Any = None
+        self._seeker: Any = None
         self._term = 0
         self._events: list[Event] = []
 
@@ -127,7 +128,7 @@ class MvccStore(StoreReads):
             self.consistent_index = max(self.consistent_index, last_index)
             self._commit()
         finally:
-            self._wb = None
+            self._wb = self._seeker = None
             self._overlay.clear()
             self._overlay_keys.clear()
         return results
@@ -149,6 +150,7 @@ class MvccStore(StoreReads):
         self._wb.put(K.META_COMPACT, K.int_bytes(self.compact_revision))
         self._wb.write()
         self._wb = self.db.write_batch()
+        self._seeker = None  # it would not see what was just written
         self._overlay.clear()
         self._overlay_keys.clear()
 

@@ -21,6 +21,9 @@ class Verified:
     def iterator(self, **options: Any) -> Any:
         return self._db.iterator(verify_checksums=True, **options)
 
+    def raw_iterator(self, **options: Any) -> Any:
+        return self._db.raw_iterator(verify_checksums=True, **options)
+
     def snapshot(self) -> Verified:
         return Verified(self._db.snapshot())
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from proto_schemas.codec import decode
+from proto_schemas.internal import Committed, InternalRequest
 from tools import (
     bench,
     bench_actor_kill,
@@ -18,6 +20,7 @@ from tools import (
     bench_hub_core,
     bench_hubs,
     bench_memory,
+    bench_mvcc_core,
     bench_recovery,
     bench_startup,
     bench_watch,
@@ -178,6 +181,19 @@ def test_round_trace_times_every_stage_of_the_rounds_on_three_members(
     assert len(stage_lines) == 3 + 2 * 3  # the leader's three stages, three per follower
     for line in stage_lines:  # every stage saw entries in the load's middle
         assert re.search(r"p50 +[\d.]+  p90 +[\d.]+  mean +[\d.]+ ms$", line), line
+
+
+def test_mvcc_core_benchmark_applies_every_put_and_times_the_second_half() -> None:
+    r = bench_mvcc_core.run(puts=700, batch=7, key_size=8, key_space=50, val_size=64)
+    assert (r["puts"], r["batch"]) == (700, 7)
+    assert 0 < r["us_per_put_best"] <= r["us_per_put_median"]
+
+
+def test_mvcc_core_benchmark_batches_are_what_the_backend_receives() -> None:
+    raws = bench_mvcc_core.batches(puts=10, batch=4, key_size=5, key_space=0, val_size=3)
+    assert [len(decode(raw, Committed).entries) for raw in raws] == [4, 4, 2]
+    first = decode(decode(raws[0], Committed).entries[0].data, InternalRequest)
+    assert first.request.key == b"00001" and len(first.request.value) == 3 and first.client_id
 
 
 def test_memory_benchmark_counts_the_keys_and_restarts_the_node() -> None:

@@ -1,0 +1,110 @@
+"""The backend's apply alone: what a put costs it, without sockets or other processes.
+
+    python -m tools.bench_mvcc_core --puts 40000 --batch 7
+    python -m tools.bench_mvcc_core --key-size 276 --val-size 1024 --key-space 0   # check perf's shape
+
+Builds the committed entries the backend receives (``Committed`` of ``--batch`` puts each, as
+the raft core encodes them; keys from ``--key-space`` keys, 0: every put a new key), then has an
+``MvccStore`` on a fresh LevelDB apply them as the backend's shell does: decode the entries,
+apply them in one write batch, take the events, encode the ``Results``. The first half of the
+batches fills the store; the second half is timed in six parts of this process's CPU time, and
+the best and the median part are printed per put. The census (``tools.cpu_census``) gives the
+backend's cost in a cluster, which adds receiving, sending and a busy machine's cache misses;
+this one isolates the store's own work, so a change to it can be compared within a few percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from typing import Any
+
+import plyvel
+
+from actors.mvcc.store import MvccStore
+from actors.mvcc.verified import Verified
+from proto_schemas.codec import decode, encode
+from proto_schemas.internal import Committed, InternalRequest, Results
+from proto_schemas.kv import PutRequest
+from proto_schemas.raft import Entry, EntryType
+
+PARTS = 6
+CLIENTS = 16  # write sessions the puts come from
+
+
+def batches(puts: int, batch: int, key_size: int, key_space: int, val_size: int) -> list[bytes]:
+    rng = random.Random(1)
+    value = os.urandom(val_size)
+    out = []
+    for first in range(1, puts + 1, batch):
+        entries = []
+        for index in range(first, min(first + batch, puts + 1)):
+            n = rng.randrange(key_space) if key_space else index
+            req = InternalRequest(
+                request_id=index,
+                request=PutRequest(key=b"%0*d" % (key_size, n), value=value),
+                client_id=1 + index % CLIENTS,
+                seq=index,
+                acked=max(0, index - CLIENTS),
+            )
+            entries.append(Entry(index=index, term=1, type=EntryType.NORMAL, data=encode(req)))
+        out.append(encode(Committed(entries=entries)))
+    return out
+
+
+def apply_all(store: MvccStore, raws: list[bytes]) -> None:
+    for raw in raws:
+        entries = decode(raw, Committed).entries
+        requests = [(e.index, e.term, decode(e.data, InternalRequest)) for e in entries]
+        results = store.apply(requests, last_index=entries[-1].index)
+        store.take_events()
+        encode(Results(applied_index=entries[-1].index, results=results, revision=store.current_revision))
+
+
+def run(puts: int, batch: int, key_size: int, key_space: int, val_size: int) -> dict[str, Any]:
+    raws = batches(puts, batch, key_size, key_space, val_size)
+    with tempfile.TemporaryDirectory(prefix="etcdz-mvcc-core-") as path:
+        db = plyvel.DB(path, create_if_missing=True)
+        try:
+            store = MvccStore(Verified(db), cluster_id=1, member_id=1)
+            half = len(raws) // 2
+            apply_all(store, raws[:half])
+            timed = raws[half:]
+            size = max(1, len(timed) // PARTS)
+            per_put = []
+            for i in range(PARTS):
+                part = timed[i * size : (i + 1) * size]
+                started = time.process_time()
+                apply_all(store, part)
+                per_put.append((time.process_time() - started) / max(1, len(part) * batch) * 1e6)
+        finally:
+            db.close()
+    per_put.sort()
+    return {
+        "puts": puts,
+        "batch": batch,
+        "us_per_put_best": round(per_put[0], 1),
+        "us_per_put_median": round(per_put[len(per_put) // 2], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.bench_mvcc_core")
+    p.add_argument("--puts", type=int, default=40_000)
+    p.add_argument("--batch", type=int, default=7, help="puts per apply batch")
+    p.add_argument("--key-size", type=int, default=8)
+    p.add_argument("--key-space", type=int, default=10_000, help="0: every put a new key")
+    p.add_argument("--val-size", type=int, default=256)
+    args = p.parse_args(argv)
+    result = run(args.puts, args.batch, args.key_size, args.key_space, args.val_size)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
