@@ -6,7 +6,8 @@
 Builds the committed entries the backend receives (``Committed`` of ``--batch`` puts each, as
 the raft core encodes them; keys from ``--key-space`` keys, 0: every put a new key), then has an
 ``MvccStore`` on a fresh LevelDB apply them as the backend's shell does: decode the entries,
-apply them in one write batch, take the events, encode the ``Results``. The first half of the
+apply them in one write batch, take the events (made only with ``--events``, as a backend
+makes them only while a watch hub subscribes), encode the ``Results``. The first half of the
 batches fills the store; the second half is timed in six parts of this process's CPU time, and
 the best and the median part are printed per put. The census (``tools.cpu_census``) gives the
 backend's cost in a cluster, which adds receiving, sending and a busy machine's cache misses;
@@ -66,12 +67,15 @@ def apply_all(store: MvccStore, raws: list[bytes]) -> None:
         encode(Results(applied_index=entries[-1].index, results=results, revision=store.current_revision))
 
 
-def run(puts: int, batch: int, key_size: int, key_space: int, val_size: int) -> dict[str, Any]:
+def run(
+    puts: int, batch: int, key_size: int, key_space: int, val_size: int, events: bool = False
+) -> dict[str, Any]:
     raws = batches(puts, batch, key_size, key_space, val_size)
     with tempfile.TemporaryDirectory(prefix="etcdz-mvcc-core-") as path:
         db = plyvel.DB(path, create_if_missing=True)
         try:
             store = MvccStore(Verified(db), cluster_id=1, member_id=1)
+            store.events_wanted = events
             half = len(raws) // 2
             apply_all(store, raws[:half])
             timed = raws[half:]
@@ -88,6 +92,7 @@ def run(puts: int, batch: int, key_size: int, key_space: int, val_size: int) -> 
     return {
         "puts": puts,
         "batch": batch,
+        "events": events,
         "us_per_put_best": round(per_put[0], 1),
         "us_per_put_median": round(per_put[len(per_put) // 2], 1),
     }
@@ -100,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-size", type=int, default=8)
     p.add_argument("--key-space", type=int, default=10_000, help="0: every put a new key")
     p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--events", action="store_true", help="make the events, as for a subscribed hub")
     args = p.parse_args(argv)
-    result = run(args.puts, args.batch, args.key_size, args.key_space, args.val_size)
+    result = run(args.puts, args.batch, args.key_size, args.key_space, args.val_size, args.events)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

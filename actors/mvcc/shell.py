@@ -261,6 +261,7 @@ def build(config: NodeConfig, log: structlog.BoundLogger) -> Loop:
         revision_before = store.current_revision
         compacted_before = store.compact_revision
         alarms_before = set(store.alarms.raised)
+        store.events_wanted = bool(topics)  # no hub listens: publish() would drop them
         started = time.perf_counter()
         results = store.apply(requests, last_index=last)
         m_commit.observe(time.perf_counter() - started)

@@ -108,3 +108,15 @@ def test_history_past_the_end_and_below_the_compaction(h: Harness) -> None:
     h.one(CompactionRequest(revision=5))
     (after,) = h.store.history(5, 1 << 20).events
     assert after.type == EventType.PUT and after.kv.key == b"b"
+
+
+def test_no_event_is_made_while_nobody_listens(h: Harness) -> None:
+    """The shell turns events off while no hub subscribes; the writes are the same."""
+    h.store.events_wanted = False
+    h.apply(ops.put("a", "1"), ops.put("b", "1"))
+    h.one(ops.delete("a"))
+    assert h.store.take_events() == [] and h.store.current_revision == 4
+    h.store.events_wanted = True
+    h.one(ops.put("a", "2"))
+    assert brief(h.store.take_events()) == [("PUT", 5, b"a", None)]
+    assert h.get("a").kvs[0].create_revision == 5  # created again after its delete
