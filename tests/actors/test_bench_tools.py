@@ -13,10 +13,12 @@ import pytest
 
 from proto_schemas.codec import decode
 from proto_schemas.internal import Committed, InternalRequest
+from proto_schemas.kv import PutResponse
 from tools import (
     bench,
     bench_actor_kill,
     bench_compare,
+    bench_gateway_core,
     bench_hub_core,
     bench_hubs,
     bench_memory,
@@ -194,6 +196,25 @@ def test_mvcc_core_benchmark_batches_are_what_the_backend_receives() -> None:
     assert [len(decode(raw, Committed).entries) for raw in raws] == [4, 4, 2]
     first = decode(decode(raws[0], Committed).entries[0].data, InternalRequest)
     assert first.request.key == b"00001" and len(first.request.value) == 3 and first.client_id
+
+
+@pytest.mark.parametrize("op", ["put", "get"])
+def test_gateway_core_benchmark_answers_every_request(op: str) -> None:
+    r = bench_gateway_core.run(total=280, batch=7, op=op, val_size=32)
+    assert (r["op"], r["requests"]) == (op, 280)
+    assert 0 < r["us_per_request_best"] <= r["us_per_request_median"]
+
+
+def test_gateway_core_benchmark_turn_answers_each_client_once() -> None:
+    core = bench_gateway_core.leader_core()
+    batch = bench_gateway_core.requests(7, "put", 8)
+    for route, frames in batch:
+        core.client_message(route, frames, 0.0)
+    out = core.take_outbox()
+    bench_gateway_core.answer(core, out.to_raft, b"v", 2)
+    replies = core.take_outbox().to_client
+    assert sorted(reply_to for _, reply_to, _ in replies) == list(range(1, 8))
+    assert all(isinstance(decode(body), PutResponse) for _, _, body in replies)
 
 
 def test_memory_benchmark_counts_the_keys_and_restarts_the_node() -> None:
