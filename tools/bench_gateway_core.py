@@ -58,8 +58,10 @@ def leader_core() -> GatewayCore:
     )
     (probe,) = core.take_outbox().to_mvcc
     assert isinstance(probe, BackendStateRequest)
-    state = dict(consistent_index=0, revision=1, compact_revision=0, db_size=0, db_size_in_use=0)
-    core.internal(BackendState(read_id=probe.read_id, **state), 0.0)
+    state = BackendState(
+        read_id=probe.read_id, consistent_index=0, revision=1, compact_revision=0, db_size=0, db_size_in_use=0
+    )
+    core.internal(state, 0.0)
     core.internal(LEADER, 0.0)
     core.take_outbox()
     return core

@@ -13,7 +13,7 @@ import pytest
 
 from proto_schemas.codec import decode
 from proto_schemas.internal import Committed, InternalRequest
-from proto_schemas.kv import PutResponse
+from proto_schemas.kv import PutRequest, PutResponse
 from tools import (
     bench,
     bench_actor_kill,
@@ -195,7 +195,8 @@ def test_mvcc_core_benchmark_batches_are_what_the_backend_receives() -> None:
     raws = bench_mvcc_core.batches(puts=10, batch=4, key_size=5, key_space=0, val_size=3)
     assert [len(decode(raw, Committed).entries) for raw in raws] == [4, 4, 2]
     first = decode(decode(raws[0], Committed).entries[0].data, InternalRequest)
-    assert first.request.key == b"00001" and len(first.request.value) == 3 and first.client_id
+    assert isinstance(first.request, PutRequest) and first.client_id
+    assert first.request.key == b"00001" and len(first.request.value) == 3
 
 
 @pytest.mark.parametrize("op", ["put", "get"])
