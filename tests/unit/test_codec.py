@@ -154,6 +154,10 @@ def test_the_call_headers_made_and_read_without_the_codec_are_the_codecs(
     made = envelope.request_header(msg_id, token, client_id, acked)
     assert made == encode(envelope.Header(msg_id=msg_id, token=token, client_id=client_id, acked=acked))
     assert envelope.reply_to(encode(envelope.Header(in_reply_to=in_reply_to))) == in_reply_to
+    if in_reply_to:  # a member's reply header
+        assert envelope.pack(b"b", in_reply_to=in_reply_to)[0] == encode(
+            envelope.Header(in_reply_to=in_reply_to)
+        )
     for other in (  # anything else is left to the codec
         envelope.Header(in_reply_to=in_reply_to, token=token or "t"),
         envelope.Header(msg_id=msg_id, in_reply_to=in_reply_to),
