@@ -202,6 +202,11 @@ class RawNode:
             return None
         return self.raft.prs[peer].match
 
+    @property
+    def replicates(self) -> bool:
+        """Whether a round reaches another member (a voter or a learner) than this one."""
+        return len(self.raft.prs) > 1
+
     def report_unreachable(self, to: int) -> None:
         """A message to ``to`` could not be sent: stop pipelining to it, probe instead."""
         self.raft.report_unreachable(to)

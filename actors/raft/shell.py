@@ -334,8 +334,7 @@ class RaftShell(StatusShell):
         size = len(proposal.data) if isinstance(proposal, Propose) else len(proposal.entries)
         if self.trace:
             self.trace.record(OFFERED, size)
-        alone = len(node.raft.prs) == 1
-        for p in self.group_commit.offer(proposal, size, now, alone):
+        for p in self.group_commit.offer(proposal, size, now, alone=not node.replicates):
             self._step_proposal(node, p)
         due = self.group_commit.due
         self.m_group_commit.inc(how="held" if due is not None else "at_once")
