@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import io
 import types
 import typing
 from collections.abc import Callable
@@ -649,7 +650,7 @@ def decode(
     if max_items is not None and len(data) > max_items:
         count_items(data, max_items)
     try:
-        value = cbor2.loads(data, **_OPTIONS)
+        value = cbor2.loads(data, **_OPTIONS) if max_items is None else _loads_whole(data)
         if type(value) is list and value and type(value[0]) is int:
             spec = _BY_ID.get(value[0])
             value = spec.child(value) if spec is not None else _message(value)
@@ -664,6 +665,16 @@ def decode(
         raise DecodeError(f"malformed CBOR: {exc}") from None
     if expect is not None and not isinstance(value, expect):
         raise DecodeError(f"unexpected message type {type(value).__name__}")
+    return value
+
+
+def _loads_whole(data: bytes) -> Any:
+    """``cbor2.loads`` for input from the network, which must be one CBOR item and nothing
+    after it: ``loads`` ignores whatever follows the first item (0.7 us more per message)."""
+    fp = io.BytesIO(data)
+    value = cbor2.CBORDecoder(fp, **_OPTIONS).decode()
+    if fp.tell() != len(data):
+        raise DecodeError(f"malformed CBOR: {len(data) - fp.tell()} bytes after the message")
     return value
 
 

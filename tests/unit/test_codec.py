@@ -416,6 +416,16 @@ def test_huge_declared_lengths_fail_fast() -> None:
                 decode(raw, max_items=0)
 
 
+def test_input_from_the_network_is_one_message_and_nothing_after_it() -> None:
+    """cbor2 reads the first item and ignores the rest; a client's frame holding more than its
+    message is malformed, not quietly cut short."""
+    put = encode(PutRequest(key=b"k"))
+    assert decode(put, max_items=64) == PutRequest(key=b"k")
+    for extra in (b"\x00", put, b"\xff"):
+        with pytest.raises(DecodeError, match="bytes after the message"):
+            decode(put + extra, max_items=64)
+
+
 def test_an_item_budget_bounds_what_a_frame_may_expand_to() -> None:
     flood = b"\x9a" + (1 << 20).to_bytes(4, "big") + b"\x80" * (1 << 20)  # a million empty lists
     with pytest.raises(DecodeError, match="more than 4096 CBOR items"):

@@ -270,6 +270,10 @@ def test_read_index_failure_fails_the_reads() -> None:
         ([encode(Header(msg_id=1)), cbor2.dumps(Fraction(1 << 4000, 3))], ErrorCode.BAD_REQUEST),
         ([encode(Header(msg_id=1)), b"\xd8\x1c\x81\xd8\x1d\x00"], ErrorCode.BAD_REQUEST),  # shared ref
         (
+            [encode(Header(msg_id=1)), encode(PutRequest(key=b"k")) + b"\x00"],
+            ErrorCode.BAD_REQUEST,
+        ),  # trailing
+        (
             [
                 encode(Header(msg_id=1)),
                 encode(TxnRequest(success=[PutRequest(key=b"k%d" % i) for i in range(5)])),
