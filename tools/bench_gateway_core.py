@@ -8,8 +8,8 @@ write session, framed as the SDK frames them), and its outbox is encoded as the 
 send it (the ``Propose`` or ``ReadBatch``, the replies' frames); then the backend's answer
 comes back (one ``Results`` with a ``PutResponse`` per put, or one ``ReadResults``, encoded
 here: the backend's share, counted in too) and the replies are framed. The first half of the
-batches warms up; the second half is timed in six parts of this process's CPU time (best and
-median part per request). For a figure that does not move with the machine's other tenants,
+batches warms up; the second half is timed (``tools/core_timing.py``: best and median part per
+request). For a figure that does not move with the machine's other tenants,
 count instructions instead (docs/performance.md, "Counting instructions instead of time").
 The census (``tools.cpu_census``) gives the gateway's cost in a cluster, which adds ZeroMQ's
 sends and receives.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from actors.gateway.core import GatewayCore
@@ -40,8 +39,8 @@ from proto_schemas.internal import (
     Results,
 )
 from proto_schemas.kv import KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader
+from tools.core_timing import cpu_per_item
 
-PARTS = 6
 CLIENTS = 16
 LEADER = RaftStatus(member_id=1, cluster_id=2, term=3, leader=1, commit=10, applied=10)
 
@@ -117,25 +116,13 @@ def run(total: int, batch: int, op: str, val_size: int) -> dict[str, Any]:
     reqs = requests(total, op, val_size)
     batches = [reqs[i : i + batch] for i in range(0, len(reqs), batch)]
     value = b"v" * val_size
-    half = len(batches) // 2
-    for n, b in enumerate(batches[:half]):
-        turn(core, b, value, n + 2)
-    timed = batches[half:]
-    size = max(1, len(timed) // PARTS)
-    per_request = []
-    for i in range(PARTS):
-        part = timed[i * size : (i + 1) * size]
-        started = time.process_time()
-        for n, b in enumerate(part):
-            turn(core, b, value, half + n + 2)
-        per_request.append((time.process_time() - started) / max(1, len(part) * batch) * 1e6)
-    per_request.sort()
+    best, median = cpu_per_item(batches, batch, lambda i, b: turn(core, b, value, i + 2))
     return {
         "op": op,
         "requests": total,
         "batch": batch,
-        "us_per_request_best": round(per_request[0], 1),
-        "us_per_request_median": round(per_request[len(per_request) // 2], 1),
+        "us_per_request_best": best,
+        "us_per_request_median": median,
     }
 
 

@@ -8,8 +8,8 @@ the raft core encodes them; keys from ``--key-space`` keys, 0: every put a new k
 ``MvccStore`` on a fresh LevelDB apply them as the backend's shell does: decode the entries,
 apply them in one write batch, take the events (made only with ``--events``, as a backend
 makes them only while a watch hub subscribes), encode the ``Results``. The first half of the
-batches fills the store; the second half is timed in six parts of this process's CPU time, and
-the best and the median part are printed per put. The census (``tools.cpu_census``) gives the
+batches fills the store; the second half is timed (``tools/core_timing.py``: the best and the
+median of six parts of this process's CPU time, per put). The census (``tools.cpu_census``) gives the
 backend's cost in a cluster, which adds receiving, sending and a busy machine's cache misses;
 this one isolates the store's own work, so a change to it can be compared within a few percent.
 """
@@ -22,7 +22,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 from typing import Any
 
 import plyvel
@@ -33,8 +32,8 @@ from proto_schemas.codec import decode, encode
 from proto_schemas.internal import Committed, InternalRequest, Results
 from proto_schemas.kv import PutRequest
 from proto_schemas.raft import Entry, EntryType
+from tools.core_timing import cpu_per_item
 
-PARTS = 6
 CLIENTS = 16  # write sessions the puts come from
 
 
@@ -76,25 +75,15 @@ def run(
         try:
             store = MvccStore(Verified(db), cluster_id=1, member_id=1)
             store.events_wanted = events
-            half = len(raws) // 2
-            apply_all(store, raws[:half])
-            timed = raws[half:]
-            size = max(1, len(timed) // PARTS)
-            per_put = []
-            for i in range(PARTS):
-                part = timed[i * size : (i + 1) * size]
-                started = time.process_time()
-                apply_all(store, part)
-                per_put.append((time.process_time() - started) / max(1, len(part) * batch) * 1e6)
+            best, median = cpu_per_item(raws, batch, lambda _i, raw: apply_all(store, [raw]))
         finally:
             db.close()
-    per_put.sort()
     return {
         "puts": puts,
         "batch": batch,
         "events": events,
-        "us_per_put_best": round(per_put[0], 1),
-        "us_per_put_median": round(per_put[len(per_put) // 2], 1),
+        "us_per_put_best": best,
+        "us_per_put_median": median,
     }
 
 

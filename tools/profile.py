@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from actors.runtime.loop import PROFILE_VARIABLE
 from tools import bench
 from tools.bench_report import summary
-from tools.cluster import LocalCluster
+from tools.instrumented import run_load
 
 
 @dataclass
@@ -85,28 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     root = tempfile.mkdtemp(prefix="etcdz-profile-")
     out = ours.out or os.path.join(root, "profiles")
     os.makedirs(out, exist_ok=True)
-    cluster = LocalCluster(os.path.join(root, "cluster"), ours.members)
-    for m in cluster.members:
-        m.env[PROFILE_VARIABLE] = out
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=30)
-        leader = cluster.leader()
-        follower = next((m for m in cluster.members if m is not leader), None)
-        args.endpoints = cluster.endpoints
-        conns = bench.open_conns("etcdz", args.endpoints, args.conns)
-        try:
-            make_op = bench.load_for(args, conns[0])
-            result, elapsed = bench.run_load(conns, args.clients, args.seconds, args.total, make_op)
-        finally:
-            for c in conns:
-                c.close()
-    finally:
-        cluster.stop()
-    s = summary(result.latencies, result.errors, elapsed)
-    nodes = {leader.name: "leader"}
-    if follower is not None:
-        nodes[follower.name] = "follower"
+    run = run_load(ours.members, {PROFILE_VARIABLE: out}, args, root)
+    s = summary(run.result.latencies, run.result.errors, run.elapsed)
+    nodes = {run.leader: "leader"}
+    if run.follower is not None:
+        nodes[run.follower] = "follower"
     profiles = [read(os.path.join(out, f), ours.top) for f in sorted(os.listdir(out)) if f.endswith(".prof")]
     sys.stdout.write(
         f"{args.command} on {ours.members} member(s), {args.clients} clients, under cProfile: "

@@ -20,14 +20,13 @@ import bisect
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from actors.runtime.round_trace import APPENDED, COMMITTED, OFFERED, PERSISTED, TRACE_VARIABLE
 from tools import bench
 from tools.bench_report import summary
-from tools.cluster import LocalCluster
+from tools.instrumented import run_load
 
 EDGE_NS = 500_000_000  # of the load's start and end, left out (at most a tenth of it each)
 
@@ -132,32 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     root = tempfile.mkdtemp(prefix="etcdz-rounds-")
     out = os.path.join(root, "rounds")
     os.makedirs(out)
-    cluster = LocalCluster(os.path.join(root, "cluster"), ours.members)
-    for m in cluster.members:
-        m.env[TRACE_VARIABLE] = out
-    cluster.start()
-    try:
-        cluster.wait_ready(timeout=30)
-        cluster.leader()
-        args.endpoints = cluster.endpoints
-        conns = bench.open_conns("etcdz", args.endpoints, args.conns)
-        try:
-            make_op = bench.load_for(args, conns[0])
-            began = time.monotonic_ns()
-            result, elapsed = bench.run_load(
-                conns, args.clients, args.seconds, args.total, make_op, rate=args.rate
-            )
-            ended = time.monotonic_ns()
-        finally:
-            for c in conns:
-                c.close()
-    finally:
-        cluster.stop()
-    s = summary(result.latencies, result.errors, elapsed)
+    run = run_load(ours.members, {TRACE_VARIABLE: out}, args, root)
+    s = summary(run.result.latencies, run.result.errors, run.elapsed)
     pct = s.get("percentiles_s", {})
     members = read_dir(out)
-    edge = min(EDGE_NS, (ended - began) // 10)
-    start, end = began + edge, ended - edge
+    edge = min(EDGE_NS, (run.ended_ns - run.began_ns) // 10)
+    start, end = run.began_ns + edge, run.ended_ns - edge
     lines = [
         f"{args.command} on {ours.members} member(s), {args.clients} clients: {s['requests']} requests, "
         f"{s.get('requests_per_s', 0)} requests/s, p50 {pct.get('p50', 0) * 1e3:.2f} ms, "
