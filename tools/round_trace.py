@@ -64,9 +64,14 @@ def parse(lines: Iterable[str]) -> MemberRounds:
     return m
 
 
+def leader_of(members: dict[str, MemberRounds], start_ns: int, end_ns: int) -> str:
+    """The member that heard the proposals in [start, end): the leader of the load."""
+    return max(members, key=lambda n: sum(1 for t, _ in members[n].offers if start_ns <= t < end_ns))
+
+
 def stages(members: dict[str, MemberRounds], start_ns: int, end_ns: int) -> list[tuple[str, list[int]]]:
     """Each stage's durations (ns) over the entries the leader appended in [start, end)."""
-    leader_name = max(members, key=lambda n: sum(1 for t, _ in members[n].offers if start_ns <= t < end_ns))
+    leader_name = leader_of(members, start_ns, end_ns)
     leader = members[leader_name]
     entries = [i for i, t in leader.appended.items() if start_ns <= t < end_ns and i in leader.committed]
     round_starts = [t for t, _, _ in leader.rounds]
@@ -96,7 +101,7 @@ def _gaps(begin: dict[int, int], end: dict[int, int], entries: list[int]) -> lis
 
 
 def rounds_summary(members: dict[str, MemberRounds], start_ns: int, end_ns: int) -> str:
-    leader = max(members.values(), key=lambda m: sum(1 for t, _ in m.offers if start_ns <= t < end_ns))
+    leader = members[leader_of(members, start_ns, end_ns)]
     rounds = [(t, a, b) for t, a, b in leader.rounds if start_ns <= t < end_ns]
     if not rounds:
         return "no rounds"
