@@ -10,7 +10,9 @@ stops it; then it prints one table: requests/s, p50 and p99 of both, and etcdz's
 as a fraction of etcd's. Only one cluster runs at a time, so neither competes with the other
 for the CPU. etcd is driven through its JSON gateway over keep-alive HTTP, etcdz through the
 SDK: Python clients of about the same cost (see ``tools.etcd_http``), which the table shows
-(the benchmark process's CPU per request: the clients share the machine with the cluster).
+(the benchmark process's CPU per request: the clients share the machine with the cluster),
+beside the servers' CPU per request (every process of the cluster, from ``/proc``): on a
+machine the load saturates, the rate follows what a request costs both sides.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from tools import bench
 from tools.cluster import running
-from tools.cpu_census import own_cpu_seconds
+from tools.cpu_census import cpu_seconds, own_cpu_seconds
 from tools.etcd_cluster import EtcdCluster
 
 LOADS: dict[str, list[str]] = {  # name -> tools.bench arguments
@@ -42,17 +44,23 @@ SETTLE_S = 1.0  # after start-up: let elections and the first compactions pass
 
 
 @contextmanager
-def started(target: str, members: int, root: str) -> Iterator[str]:
-    """A fresh cluster of ``target`` with ``members``; yields its endpoints."""
+def started(target: str, members: int, root: str) -> Iterator[tuple[str, list[int]]]:
+    """A fresh cluster of ``target`` with ``members``; yields its endpoints and the pids of
+    every process serving them (etcdz: each member's supervisor and its actors)."""
     if target == "etcd":
         with EtcdCluster(f"{root}/etcd", members) as etcd:
             time.sleep(SETTLE_S)
-            yield etcd.endpoints
+            yield etcd.endpoints, [p.pid for p in etcd.procs]
         return
     with running(f"{root}/etcdz", members, watch_hubs=0) as cluster:
         cluster.leader()
         time.sleep(SETTLE_S)
-        yield ",".join(cluster.endpoints)
+        pids = [pid for m in cluster.members for pid in (m.pid, *m.actor_pids().values())]
+        yield ",".join(cluster.endpoints), pids
+
+
+def servers_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def run(members: int, loads: list[str], seconds: float, clients: int, val_size: int) -> dict[str, Any]:
@@ -60,14 +68,16 @@ def run(members: int, loads: list[str], seconds: float, clients: int, val_size: 
     for target in ("etcd", "etcdz"):
         with (
             tempfile.TemporaryDirectory(prefix="bench-compare-") as root,
-            started(target, members, root) as eps,
+            started(target, members, root) as (eps, pids),
         ):
             for load in loads:
                 argv = LOADS[load] + ["--target", target, "--endpoints", eps]
                 argv += ["--seconds", str(seconds), "--clients", str(clients), "--val-size", str(val_size)]
-                before = own_cpu_seconds()
+                before, servers_before = own_cpu_seconds(), servers_cpu_seconds(pids)
                 s = bench.measure(bench.parse_args(argv))
-                client_us = (own_cpu_seconds() - before) / max(1, s["requests"]) * 1e6
+                n = max(1, s["requests"])
+                client_us = (own_cpu_seconds() - before) / n * 1e6
+                server_us = (servers_cpu_seconds(pids) - servers_before) / n * 1e6
                 pct = s.get("percentiles_s", {})
                 results.setdefault(load, {})[target] = {
                     "rps": s.get("requests_per_s", 0.0),
@@ -75,6 +85,7 @@ def run(members: int, loads: list[str], seconds: float, clients: int, val_size: 
                     "p99_ms": pct.get("p99", 0.0) * 1000,
                     "errors": sum(s["errors"].values()),
                     "client_us": client_us,
+                    "server_us": server_us,
                 }
     for r in results.values():
         r["ratio"] = r["etcdz"]["rps"] / r["etcd"]["rps"] if r["etcd"]["rps"] else 0.0
@@ -87,14 +98,15 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['seconds']:g} s per load",
         "",
         "| load | etcd req/s | etcd p50 | etcd p99 | etcdz req/s | etcdz p50 | etcdz p99 | etcdz / etcd "
-        "| client CPU per request, etcd / etcdz |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server CPU per request, etcd / etcdz | client CPU per request, etcd / etcdz |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for load, r in result["loads"].items():
         e, z = r["etcd"], r["etcdz"]
         lines.append(
             f"| {load} | {e['rps']:,.0f} | {e['p50_ms']:.1f} ms | {e['p99_ms']:.1f} ms "
             f"| {z['rps']:,.0f} | {z['p50_ms']:.1f} ms | {z['p99_ms']:.1f} ms | {r['ratio']:.2f} "
+            f"| {e['server_us']:.0f} / {z['server_us']:.0f} us "
             f"| {e['client_us']:.0f} / {z['client_us']:.0f} us |"
         )
     errors = {f"{load} {t}": r[t]["errors"] for load, r in result["loads"].items() for t in ("etcd", "etcdz")}

@@ -234,9 +234,10 @@ def test_compare_runs_both_stores_alike_and_tabulates_them() -> None:
             assert r[target]["rps"] > 0 and r[target]["errors"] == 0, (load, target)
             assert 0 < r[target]["p50_ms"] <= r[target]["p99_ms"]
             assert r[target]["client_us"] > 0  # the clients' own CPU, measured
+            assert r[target]["server_us"] > 0  # and every server process's
         assert r["ratio"] == pytest.approx(r["etcdz"]["rps"] / r["etcd"]["rps"])
     table = bench_compare.format_table(result)
-    row = r"^\| put \| [\d,]+ \| [\d.]+ ms \| [\d.]+ ms \| [\d,]+ \| .* \| [\d.]+ \| \d+ / \d+ us \|$"
+    row = r"^\| put \| [\d,]+ \| [\d.]+ ms \| [\d.]+ ms \| [\d,]+ \| .* \| [\d.]+ (\| \d+ / \d+ us ){2}\|$"
     assert re.search(row, table, re.M), table
 
 
