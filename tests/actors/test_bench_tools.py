@@ -13,7 +13,7 @@ import pytest
 
 from proto_schemas.codec import decode
 from proto_schemas.internal import Committed, InternalRequest
-from proto_schemas.kv import PutRequest, PutResponse
+from proto_schemas.kv import PutRequest, PutResponse, TxnRequest
 from tools import (
     bench,
     bench_actor_kill,
@@ -197,6 +197,19 @@ def test_mvcc_core_benchmark_batches_are_what_the_backend_receives() -> None:
     first = decode(decode(raws[0], Committed).entries[0].data, InternalRequest)
     assert isinstance(first.request, PutRequest) and first.client_id
     assert first.request.key == b"00001" and len(first.request.value) == 3
+
+
+def test_mvcc_core_benchmark_txns_put_distinct_keys() -> None:
+    raws = bench_mvcc_core.batches(puts=6, batch=3, key_size=4, key_space=5, val_size=3, txn_ops=4)
+    entries = [e for raw in raws for e in decode(raw, Committed).entries]
+    requests = [decode(e.data, InternalRequest).request for e in entries]
+    txns = [r for r in requests if isinstance(r, TxnRequest) and not r.compare]
+    assert len(txns) == len(requests) == 6
+    for txn in txns:
+        keys = {op.key for op in txn.success if isinstance(op, PutRequest)}
+        assert len(keys) == len(txn.success) == 4
+    r = bench_mvcc_core.run(puts=140, batch=7, key_size=8, key_space=50, val_size=16, txn_ops=4)
+    assert r["txn_ops"] == 4 and 0 < r["us_per_put_best"] <= r["us_per_put_median"]
 
 
 @pytest.mark.parametrize("op", ["put", "get"])
