@@ -152,15 +152,20 @@ class Replies:
                 return encode(exc.to_response())
         return body
 
-    def _fail(self, rid: int, code: ErrorCode) -> None:
+    def _fail(self, rid: int, code: ErrorCode, definite: bool | None = None) -> None:
+        """Answer a pending request with ``code``. A read that failed changed nothing (definite);
+        a write is as definite as the code says, unless ``definite`` says otherwise (a write
+        handed back to be tried elsewhere may already be in the log)."""
         pending = self._settle(rid)
         if pending is None:
             return
         response = error_response(code)
-        if not pending.write:  # a read that timed out changed nothing
-            response = dataclasses.replace(response, definite=True)
+        if not pending.write:
+            definite = True
         else:
             self.m_failed.inc()
+        if definite is not None and definite != response.definite:
+            response = dataclasses.replace(response, definite=definite)
         self.out.to_client.append((pending.route, pending.msg_id, response))
         self.m_requests.inc(op=pending.op, code=code.name)
 

@@ -30,7 +30,6 @@ Rules (etcd's v3 server):
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from typing import Any
 
@@ -39,7 +38,7 @@ from actors.gateway.access import Access
 from actors.gateway.requests import LEASE_CALLS, Outbox, error_code
 from proto_schemas.cluster import PeerBatch, ReadIndexAnswer, ReadIndexQuery
 from proto_schemas.codec import encode
-from proto_schemas.errors import ErrorCode, EtcdzError, error_response
+from proto_schemas.errors import ErrorCode, EtcdzError
 from proto_schemas.internal import (
     ActorStarted,
     BackendState,
@@ -229,21 +228,13 @@ class Routing(Access):
             self._leader_changed()
             own = self.session_id
             for rid in [rid for rid, p in self._pending.items() if p.write and p.client_id != own]:
-                self._send_elsewhere(rid)
+                self._fail(rid, ErrorCode.UNAVAILABLE, definite=False)
         elif actor == "mvcc":
             for rid in list(self._at_backend):
                 self._fail(rid, ErrorCode.UNAVAILABLE)
             self._copies_due = True
             if self.raft is not None and self.raft.leader:
                 self._propose_copies()
-
-    def _send_elsewhere(self, rid: int) -> None:
-        pending = self._settle(rid)
-        if pending is None:
-            return
-        answer = dataclasses.replace(error_response(ErrorCode.UNAVAILABLE), definite=False)
-        self.out.to_client.append((pending.route, pending.msg_id, answer))
-        self.m_requests.inc(op=pending.op, code=ErrorCode.UNAVAILABLE.name)
 
     def _propose_copies(self) -> None:
         """Propose again every write proposed before the raft core restarted or the leader
