@@ -274,6 +274,12 @@ def refused(member: Member, text: str) -> None:
 def test_joins_are_checked_and_taken_one_after_the_other(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = str(tmp_path_factory.mktemp("joins"))
     with running(root, 1, extra_args=PROMOTION_FLAGS) as cluster:
+
+        def published() -> bool:  # a member publishes its client URLs through raft after its start
+            with cluster.client() as c:
+                return all(m.client_urls for m in c.member_list().members)
+
+        wait_until(published, timeout=60, what="the member's client URLs published")
         with cluster.client() as c:
             before = c.member_list().members
         refused(joiner(cluster, "stranger", ETCDZ_INITIAL_CLUSTER_TOKEN="other"), "cluster token mismatch")
