@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from actors.runtime.round_trace import APPENDED, COMMITTED, OFFERED, PERSISTED, TRACE_VARIABLE
 from tools import bench
-from tools.bench_report import summary
+from tools.bench_report import percentile_index, summary
 from tools.instrumented import run_load
 
 EDGE_NS = 500_000_000  # of the load's start and end, left out (at most a tenth of it each)
@@ -114,8 +114,8 @@ def percentiles(values: list[int]) -> str:
     if not values:
         return "(none)"
     v = sorted(values)
-    pick = lambda q: v[min(len(v) - 1, int(q * len(v)))] / 1e6  # noqa: E731
-    return f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  mean {sum(v) / len(v) / 1e6:6.2f} ms"
+    p50, p90 = (v[percentile_index(len(v), p)] / 1e6 for p in (50, 90))
+    return f"p50 {p50:6.2f}  p90 {p90:6.2f}  mean {sum(v) / len(v) / 1e6:6.2f} ms"
 
 
 def read_dir(directory: str) -> dict[str, MemberRounds]:
