@@ -604,23 +604,27 @@ def test_lock_behaves_and_prints_as_etcdctl(shared_node: LocalCluster, etcd: str
 
 
 def _elect_transcript(endpoint: str, tool: str) -> list[object]:
+    """What a user sees of elect: a leader printed, a second campaign taking over when the first
+    resigns, an observer printing each leader in turn and nothing more; bad arguments. The
+    observer's lines are read as they come (a slow start only delays them)."""
     name = f"/t-{tool}-elect"
     observer = _ctl(endpoint, "elect", "-l", name, tool=tool)
-    time.sleep(0.5)
+    assert observer.stdout is not None
     first = _ctl(endpoint, "elect", name, "p1", tool=tool)
     assert first.stdout is not None
     shown = [first.stdout.readline(), first.stdout.readline()]
+    seen = [observer.stdout.readline(), observer.stdout.readline()]
     second = _ctl(endpoint, "elect", name, "p2", tool=tool)
-    time.sleep(0.5)
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=30)
     assert second.stdout is not None
     shown += [second.stdout.readline(), second.stdout.readline()]
+    seen += [observer.stdout.readline(), observer.stdout.readline()]
     second.send_signal(signal.SIGINT)
     second.communicate(timeout=30)
-    time.sleep(0.5)
+    time.sleep(0.5)  # room for a line the observer should not print
     observer.send_signal(signal.SIGINT)
-    observed = observer.communicate(timeout=30)[0]
+    observed = b"".join(seen) + observer.communicate(timeout=30)[0]
     return [
         [b"KEY\n" if line.startswith(f"{name}/".encode()) else line for line in shown],
         observed == b"".join(shown),
