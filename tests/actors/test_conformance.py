@@ -88,18 +88,31 @@ def test_etcdzctl_matches_etcdctl(etcd: str, node: LocalCluster) -> None:
 def _watch_output(
     ctl: list[str], watch_args: list[str], steps: list[tuple[list[str], bytes]]
 ) -> tuple[int, bytes, bytes]:
-    """Start ``watch`` with ``watch_args``, run ``steps`` beside it, then stop it: its output."""
-    env = {**os.environ, "ETCDCTL_API": "3"}
+    """Start ``watch`` with ``watch_args`` (a range that holds ``w/a``), run ``steps`` beside it,
+    then stop it: its output.
+
+    A watch without ``--rev`` starts at the revision the first step writes, so a slow start of
+    the watcher misses nothing; a last put to ``w/a`` of a value naming the watch tells when the
+    watcher has printed everything."""
+    last = "end of " + " ".join(watch_args)
+    if "--rev" not in watch_args:
+        header = run([*ctl, "get", "w/", "-w", "json"], b"")[1]
+        watch_args = [*watch_args, "--rev", str(int(header.split(b'"revision":')[1].split(b",")[0]) + 1)]
     watcher = subprocess.Popen(
-        [*ctl, "watch", *watch_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        [*ctl, "watch", *watch_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ETCDCTL_API": "3"},
     )
-    time.sleep(1.5)  # the watch is established (the SDK and etcdctl both print nothing until events)
-    for args, stdin in steps:
+    for args, stdin in [*steps, (["put", "w/a", last], b"")]:
         run([*ctl, *args], stdin)
-    time.sleep(3.0)  # the last events reach the watcher
+    assert watcher.stdout is not None
+    lines: list[bytes] = []
+    while not lines or lines[-1] not in (f"{last}\n".encode(), b""):  # bounded by the test timeout
+        lines.append(watcher.stdout.readline())
     watcher.terminate()
     out, err = watcher.communicate(timeout=10)
-    return watcher.returncode, out, err
+    return watcher.returncode, b"".join(lines) + out, err
 
 
 def test_etcdzctl_watch_prints_as_etcdctl(etcd: str, node: LocalCluster) -> None:
