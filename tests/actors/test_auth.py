@@ -171,17 +171,17 @@ def raw_call(url: str, body: object, token: str = "", source: str = "") -> objec
 def test_tokens_expire_after_their_ttl_idle_and_the_sdk_logs_in_again(secure: Secure) -> None:
     with (
         tempfile.TemporaryDirectory() as root_dir,
-        running(root_dir, 1, extra_args=["--auth-token-ttl", "2"]) as node,
+        running(root_dir, 1, extra_args=["--auth-token-ttl", "3"]) as node,
     ):
         root = secure(node)
         token = root.authenticate("alice", "apw").token
         url = node.endpoints[0]
         assert isinstance(raw_call(url, ops.get("/a/x"), token), RangeResponse)
-        time.sleep(1.2)
+        time.sleep(1.8)  # idle gaps of 1.8 s, 1.2 s short of the TTL (room for a loaded machine)
         assert isinstance(raw_call(url, ops.get("/a/x"), token), RangeResponse)  # renewed by use
-        time.sleep(1.2)
+        time.sleep(1.8)  # 3.6 s since the login: only the renewal keeps it
         assert isinstance(raw_call(url, ops.get("/a/x"), token), RangeResponse)
-        time.sleep(3.0)
+        time.sleep(4.5)
         expired = raw_call(url, ops.get("/a/x"), token)
         assert isinstance(expired, ErrorResponse) and expired.code == ErrorCode.INVALID_AUTH_TOKEN
         assert root.get("/secret").count == 1  # root's token expired too: logged in again
