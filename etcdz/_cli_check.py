@@ -246,6 +246,39 @@ def go_quote(text: str) -> str:
 # -- the shell: threads, the clock, the members --------------------------------------------------
 
 
+def refuse_used_prefix(first: Client, prefix: str) -> None:
+    """A check writes under its prefix and deletes all of it afterwards: never a user's keys."""
+    if first.get(prefix, prefix=True, limit=1).kvs:  # etcdctl's words, its name included
+        raise fmt.ExitError(
+            f"prefix {go_quote(prefix)} has keys. Delete with etcdctl del --prefix {prefix} first",
+            EXIT_INVALID_INPUT,
+        )
+
+
+def clean_up(
+    first: Client,
+    args: argparse.Namespace,
+    endpoints: list[str],
+    connect: Callable[..., Client],
+    say: Callable[[str], None],
+) -> None:
+    """After a check's load, as etcdctl: delete the prefix, then compact at that revision and
+    defragment every endpoint if asked (``--auto-compact``, ``--auto-defrag``)."""
+    deleted = first.call(ops.delete(args.prefix, prefix=True), timeout=CLEANUP_TIMEOUT_S)
+    if args.auto_compact:
+        rev = deleted.header.revision
+        say(f"Compacting with revision {rev}")
+        # etcdctl compacts physically (WithCompactPhysical)
+        first.call(CompactionRequest(revision=rev, physical=True), timeout=CLEANUP_TIMEOUT_S)
+        say(f"Compacted with revision {rev}")
+    if args.auto_defrag:
+        for endpoint in endpoints:
+            say(f"Defragmenting {go_quote(endpoint)}")
+            with connect([endpoint]) as client:
+                client.defragment()
+            say(f"Defragmented {go_quote(endpoint)}")
+
+
 def run(
     args: argparse.Namespace,
     endpoints: list[str],
@@ -262,25 +295,9 @@ def run(
         stdout.flush()
 
     with connect(endpoints) as first:
-        if first.get(prefix, prefix=True, limit=1).kvs:  # etcdctl's words, its name included
-            raise fmt.ExitError(
-                f"prefix {go_quote(prefix)} has keys. Delete with etcdctl del --prefix {prefix} first",
-                EXIT_INVALID_INPUT,
-            )
+        refuse_used_prefix(first, prefix)
         stats = _load(first, endpoints, load, prefix.encode(), write, stdout.isatty())
-        deleted = first.call(ops.delete(prefix, prefix=True), timeout=CLEANUP_TIMEOUT_S)
-        if args.auto_compact:
-            rev = deleted.header.revision
-            write(f"Compacting with revision {rev}\n")
-            # etcdctl compacts physically (WithCompactPhysical)
-            first.call(CompactionRequest(revision=rev, physical=True), timeout=CLEANUP_TIMEOUT_S)
-            write(f"Compacted with revision {rev}\n")
-    if args.auto_defrag:
-        for endpoint in endpoints:
-            write(f"Defragmenting {go_quote(endpoint)}\n")
-            with connect([endpoint]) as client:
-                client.defragment()
-            write(f"Defragmented {go_quote(endpoint)}\n")
+        clean_up(first, args, endpoints, connect, lambda line: write(line + "\n"))
     lines, ok = verdict(stats, load.limit)
     write("".join(line + "\n" for line in lines))
     return 0 if ok else 1

@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING
 
 from etcdz import _cli_format as fmt
 from etcdz import ops
-from etcdz._cli_check import EXIT_BAD_FEATURE, EXIT_INVALID_INPUT, go_quote, perf_key, progress_line
+from etcdz._cli_check import EXIT_BAD_FEATURE, clean_up, perf_key, progress_line, refuse_used_prefix
 from etcdz.errors import EtcdzError
-from proto_schemas.kv import CompactionRequest, EventType
+from proto_schemas.kv import EventType
 
 if TYPE_CHECKING:
     from etcdz.client import Client
 
 Out = Callable[[str], None]
 MIRROR_REPORT_S = 30.0  # etcdctl prints the running total this often
-CLEANUP_TIMEOUT_S = 30.0
 
 
 def rename(key: bytes, prefix: bytes, dest_prefix: bytes) -> bytes:
@@ -151,11 +150,7 @@ def run_datascale(
     keys = load.keys if args.limit is None else args.limit
     prefix = args.prefix
     with connect(endpoints) as first:
-        if first.get(prefix, prefix=True, limit=1).kvs:
-            raise fmt.ExitError(
-                f"prefix {go_quote(prefix)} has keys. Delete with etcdctl del --prefix {prefix} first",
-                EXIT_INVALID_INPUT,
-            )
+        refuse_used_prefix(first, prefix)
         before = _memory(args.metrics_url)
         out(
             f"Start data scale check for work load [{keys} key-value pairs, "
@@ -163,18 +158,7 @@ def run_datascale(
         )
         failures = _put_all(first, keys, load, prefix.encode(), out)
         after = _memory(args.metrics_url)
-        deleted = first.call(ops.delete(prefix, prefix=True), timeout=CLEANUP_TIMEOUT_S)
-        if args.auto_compact:
-            rev = deleted.header.revision
-            out(f"Compacting with revision {rev}")
-            first.call(CompactionRequest(revision=rev, physical=True), timeout=CLEANUP_TIMEOUT_S)
-            out(f"Compacted with revision {rev}")
-    if args.auto_defrag:
-        for endpoint in endpoints:
-            out(f"Defragmenting {go_quote(endpoint)}")
-            with connect([endpoint]) as client:
-                client.defragment()
-            out(f"Defragmented {go_quote(endpoint)}")
+        clean_up(first, args, endpoints, connect, out)
     if failures:
         out("FAIL: too many errors")
         for message, count in sorted(failures.items()):
