@@ -44,11 +44,11 @@ def batches(
 ) -> list[bytes]:
     rng = random.Random(1)
     value = os.urandom(val_size)
+    ops = max(1, txn_ops)  # puts per request
     out = []
     for first in range(1, puts + 1, batch):
         entries = []
         for index in range(first, min(first + batch, puts + 1)):
-            ops = max(1, txn_ops)
             if key_space:
                 ns = rng.sample(range(key_space), ops)
             else:
