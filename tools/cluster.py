@@ -68,6 +68,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _log_tail(s: Service, lines: int = 15) -> str:
+    """The end of a service's log, for an error raised about it: the log itself is often in a
+    temporary directory that is gone by the time anyone reads the error."""
+    try:
+        with open(s.log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return f"log: {s.log_path}"
+    return f"log: {s.log_path}, ending:\n" + "\n".join(tail)
+
+
 def _ephemeral_low() -> int:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
@@ -332,9 +344,9 @@ class LocalCluster:
 
         def waiting(s: Service, what: str) -> None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{s.name} not {what} after {timeout}s; log: {s.log_path}")
+                raise TimeoutError(f"{s.name} not {what} after {timeout}s; {_log_tail(s)}")
             if s.proc is not None and s.proc.poll() is not None:
-                raise RuntimeError(f"{s.name} exited with {s.proc.returncode}; log: {s.log_path}")
+                raise RuntimeError(f"{s.name} exited with {s.proc.returncode}; {_log_tail(s)}")
             time.sleep(0.1)
 
         for m in [member] if member else self.members:
